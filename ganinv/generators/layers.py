@@ -1,0 +1,200 @@
+"""Building blocks of StyleGAN2 (Karras et al., 2020, "Analyzing and Improving the Image Quality of StyleGAN"),
+written from the paper and its appendix, in plain PyTorch: no custom CUDA extension.
+
+Conventions follow the StyleGAN2-ADA networks so that official state dicts load unchanged: equalized learning rate
+(weights stored at unit variance, scaled at run time by `1/sqrt(fan_in)`), a `[1, 3, 3, 1]` FIR filter for
+resampling, leaky ReLU with slope 0.2 and gain `sqrt(2)`, optional clamping of activations (`conv_clamp`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+LRELU_GAIN = math.sqrt(2.0)
+
+
+def setup_filter(taps: Sequence[float] = (1, 3, 3, 1)) -> torch.Tensor:
+    """A normalised 2D FIR filter `[k, k]` from 1D taps (outer product, sum 1)."""
+    f = torch.as_tensor(taps, dtype=torch.float32)
+    f = torch.outer(f, f)
+    return f / f.sum()
+
+
+def bias_act(x: torch.Tensor, b: torch.Tensor | None, *, act: str = "linear", gain: float | None = None,
+             clamp: float | None = None) -> torch.Tensor:
+    """Add a per-channel bias (dim 1), apply `linear` or `lrelu` (slope 0.2), scale by `gain`, clamp to +-clamp."""
+    if b is not None:
+        x = x + b.reshape([-1 if i == 1 else 1 for i in range(x.ndim)])
+    if act == "lrelu":
+        x = F.leaky_relu(x, 0.2)
+        gain = LRELU_GAIN if gain is None else gain
+    elif act != "linear":
+        raise ValueError(f"activation {act!r} is not supported; use 'linear' or 'lrelu'")
+    if gain is not None and gain != 1:
+        x = x * gain
+    if clamp is not None and clamp >= 0:
+        x = x.clamp(-clamp, clamp)
+    return x
+
+
+def upfirdn2d(x: torch.Tensor, f: torch.Tensor, *, up: int = 1, down: int = 1,
+              padding: Sequence[int] = (0, 0, 0, 0), gain: float = 1.0) -> torch.Tensor:
+    """Upsample by zero insertion, pad (x0, x1, y0, y1; negative crops), FIR-filter, downsample by striding.
+
+    `f` is a symmetric 2D filter `[k, k]`; `gain` multiplies its sum (up**2 keeps the mean when upsampling).
+    """
+    n, c, h, w = x.shape
+    if up > 1:
+        x = x.reshape(n, c, h, 1, w, 1)
+        x = F.pad(x, [0, up - 1, 0, 0, 0, up - 1])
+        x = x.reshape(n, c, h * up, w * up)
+    px0, px1, py0, py1 = padding
+    x = F.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
+    x = x[:, :, max(-py0, 0): x.shape[2] - max(-py1, 0), max(-px0, 0): x.shape[3] - max(-px1, 0)]
+    weight = (f * gain).to(x.dtype).flip([0, 1])
+    x = F.conv2d(x, weight[None, None].expand(c, 1, *f.shape), groups=c)
+    return x[:, :, ::down, ::down] if down > 1 else x
+
+
+def upsample2d(x: torch.Tensor, f: torch.Tensor, up: int = 2) -> torch.Tensor:
+    """Upsample by `up` with the FIR filter `f`, keeping the image size exactly `up` times the input."""
+    k = f.shape[-1]
+    p0, p1 = (k + up - 1) // 2, (k - up) // 2
+    return upfirdn2d(x, f, up=up, padding=(p0, p1, p0, p1), gain=up * up)
+
+
+def downsample2d(x: torch.Tensor, f: torch.Tensor, down: int = 2) -> torch.Tensor:
+    """Downsample by `down` after FIR filtering with `f`."""
+    k = f.shape[-1]
+    p0, p1 = (k - down + 1) // 2, (k - down) // 2
+    return upfirdn2d(x, f, down=down, padding=(p0, p1, p0, p1))
+
+
+def conv2d_resample(x: torch.Tensor, w: torch.Tensor, f: torch.Tensor | None = None, *, up: int = 1,
+                    down: int = 1, padding: int = 0, groups: int = 1) -> torch.Tensor:
+    """2D convolution (cross-correlation with `w [O, I/groups, kh, kw]`) fused with FIR up- or downsampling.
+
+    Upsampling runs as a stride-2 transposed convolution followed by the FIR filter; downsampling as the FIR filter
+    followed by a stride-2 convolution. Both match filtering the zero-stuffed (or full-rate) signal exactly.
+    """
+    out_channels, in_per_group, kh, kw = w.shape
+    if up > 1:
+        fk = f.shape[-1]
+        px0 = padding + (fk + up - 1) // 2 - (kw - 1)
+        px1 = padding + (fk - up) // 2 - (kw - up)
+        pt = max(min(-px0, -px1), 0)
+        if groups == 1:
+            wt = w.transpose(0, 1)
+        else:
+            wt = w.reshape(groups, out_channels // groups, in_per_group, kh, kw).transpose(1, 2)
+            wt = wt.reshape(groups * in_per_group, out_channels // groups, kh, kw)
+        # As in StyleGAN2-ADA, upsampling layers apply `w` as a true convolution (the transposed op's convention).
+        x = F.conv_transpose2d(x, wt, stride=up, padding=pt, groups=groups)
+        return upfirdn2d(x, f, padding=(px0 + pt, px1 + pt, px0 + pt, px1 + pt), gain=up * up)
+    if down > 1:
+        fk = f.shape[-1]
+        p0, p1 = padding + (fk - down + 1) // 2, padding + (fk - down) // 2
+        x = upfirdn2d(x, f, padding=(p0, p1, p0, p1))
+        return F.conv2d(x, w, stride=down, groups=groups)
+    return F.conv2d(x, w, padding=padding, groups=groups)
+
+
+class FullyConnectedLayer(nn.Module):
+    """Dense layer with equalized learning rate and an optional learning-rate multiplier (mapping uses 0.01)."""
+
+    def __init__(self, in_features: int, out_features: int, *, bias: bool = True, activation: str = "linear",
+                 lr_multiplier: float = 1.0, bias_init: float = 0.0):
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.activation = activation
+        self.weight = nn.Parameter(torch.randn([out_features, in_features]) / lr_multiplier)
+        self.bias = nn.Parameter(torch.full([out_features], float(bias_init))) if bias else None
+        self.weight_gain = lr_multiplier / math.sqrt(in_features)
+        self.bias_gain = lr_multiplier
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.weight.to(x.dtype) * self.weight_gain
+        b = None if self.bias is None else self.bias.to(x.dtype) * self.bias_gain
+        if self.activation == "linear" and b is not None:
+            return torch.addmm(b.unsqueeze(0), x, w.t())
+        return bias_act(x.matmul(w.t()), b, act=self.activation)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, activation={self.activation}"
+
+
+class Conv2dLayer(nn.Module):
+    """Plain (unmodulated) convolution with equalized learning rate and optional FIR resampling; used by D."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, *, bias: bool = True,
+                 activation: str = "linear", up: int = 1, down: int = 1, conv_clamp: float | None = None,
+                 resample_filter: Sequence[float] = (1, 3, 3, 1)):
+        super().__init__()
+        self.activation, self.up, self.down, self.conv_clamp = activation, up, down, conv_clamp
+        self.register_buffer("resample_filter", setup_filter(resample_filter))
+        self.padding = kernel_size // 2
+        self.weight_gain = 1 / math.sqrt(in_channels * kernel_size ** 2)
+        self.weight = nn.Parameter(torch.randn([out_channels, in_channels, kernel_size, kernel_size]))
+        self.bias = nn.Parameter(torch.zeros([out_channels])) if bias else None
+
+    def forward(self, x: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
+        w = self.weight.to(x.dtype) * self.weight_gain
+        x = conv2d_resample(x, w, self.resample_filter, up=self.up, down=self.down, padding=self.padding)
+        act_gain = (LRELU_GAIN if self.activation == "lrelu" else 1.0) * gain
+        clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
+        b = None if self.bias is None else self.bias.to(x.dtype)
+        return bias_act(x, b, act=self.activation, gain=act_gain, clamp=clamp)
+
+
+def normalize_2nd_moment(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Scale each row to unit mean square (StyleGAN's pixel norm of z)."""
+    return x * (x.square().mean(dim=1, keepdim=True) + eps).rsqrt()
+
+
+def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, *,
+                     noise: torch.Tensor | None = None, up: int = 1, padding: int = 0,
+                     resample_filter: torch.Tensor | None = None, demodulate: bool = True,
+                     fused_modconv: bool = True) -> torch.Tensor:
+    """Modulated convolution, StyleGAN2 eq. 1-3: scale input channels by `styles [N, I]`, convolve with
+    `weight [O, I, k, k]`, and (demodulate) rescale each output channel to unit expected norm.
+
+    `fused_modconv=True` builds per-sample weights and runs one grouped convolution (fast for small batches);
+    `False` scales activations before and after a shared convolution (fast for large batches). Both are exact.
+    """
+    n = x.shape[0]
+    out_channels, in_channels, kh, kw = weight.shape
+    if x.dtype == torch.float16 and demodulate:
+        # Pre-normalize to keep fp16 away from overflow; demodulation undoes the scale.
+        weight = weight * (1 / math.sqrt(in_channels * kh * kw)
+                           / weight.norm(float("inf"), dim=[1, 2, 3], keepdim=True))
+        styles = styles / styles.norm(float("inf"), dim=1, keepdim=True)
+
+    w = dcoefs = None
+    if demodulate or fused_modconv:
+        w = weight.unsqueeze(0) * styles.reshape(n, 1, -1, 1, 1)  # [N, O, I, k, k]
+    if demodulate:
+        dcoefs = (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()  # [N, O]
+
+    if not fused_modconv:
+        x = x * styles.to(x.dtype).reshape(n, -1, 1, 1)
+        x = conv2d_resample(x, weight.to(x.dtype), resample_filter, up=up, padding=padding)
+        if demodulate:
+            x = x * dcoefs.to(x.dtype).reshape(n, -1, 1, 1)
+        if noise is not None:
+            x = x + noise.to(x.dtype)
+        return x
+
+    if demodulate:
+        w = w * dcoefs.reshape(n, -1, 1, 1, 1)
+    x = x.reshape(1, -1, *x.shape[2:])
+    w = w.reshape(-1, in_channels, kh, kw)
+    x = conv2d_resample(x, w.to(x.dtype), resample_filter, up=up, padding=padding, groups=n)
+    x = x.reshape(n, -1, *x.shape[2:])
+    if noise is not None:
+        x = x + noise.to(x.dtype)
+    return x

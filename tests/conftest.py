@@ -1,0 +1,65 @@
+"""Shared pytest fixtures: tiny seeded generators and the official StyleGAN2-ADA reference fixture."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ganinv.generators.stylegan2 import Generator
+
+FIXTURES = Path(__file__).parent / "fixtures"
+ADA_TINY = FIXTURES / "stylegan2_ada_tiny"
+
+
+def ada_tiny_init_kwargs() -> dict:
+    cfg = json.loads((ADA_TINY / "config.json").read_text())
+    return dict(
+        z_dim=cfg["z_dim"], c_dim=cfg["c_dim"], w_dim=cfg["w_dim"], img_resolution=cfg["img_resolution"],
+        img_channels=cfg["img_channels"],
+        mapping_kwargs=dict(num_layers=cfg["mapping_layers"], lr_multiplier=cfg["mapping_lr_multiplier"]),
+        synthesis_kwargs=dict(channel_base=cfg["channel_base"], channel_max=cfg["channel_max"],
+                              num_fp16_res=cfg["num_fp16_res"], conv_clamp=cfg["conv_clamp"],
+                              architecture=cfg["architecture"]),
+    )
+
+
+def ada_tiny_state_dict() -> dict[str, torch.Tensor]:
+    return {k: torch.from_numpy(v) for k, v in np.load(ADA_TINY / "G_ema_state_dict.npz").items()}
+
+
+@pytest.fixture(scope="session")
+def ada_tiny() -> Generator:
+    """The official-code tiny generator (32 px, num_ws 8), weights loaded, in eval mode."""
+    G = Generator(**ada_tiny_init_kwargs())
+    G.load_state_dict(ada_tiny_state_dict())
+    return G.eval().requires_grad_(False)
+
+
+@pytest.fixture(scope="session")
+def ada_tiny_reference() -> dict[str, torch.Tensor]:
+    return {k: torch.from_numpy(v) for k, v in np.load(ADA_TINY / "reference_outputs.npz").items()}
+
+
+def make_tiny_generator(*, resolution: int = 16, z_dim: int = 16, w_dim: int = 16, c_dim: int = 0,
+                        channel_base: int = 256, channel_max: int = 16, mapping_layers: int = 2,
+                        conv_clamp: float | None = 256, seed: int = 0) -> Generator:
+    """A few-kilobyte random generator for fast CPU tests; biases and noise strengths made non-zero."""
+    torch.manual_seed(seed)
+    G = Generator(z_dim=z_dim, c_dim=c_dim, w_dim=w_dim, img_resolution=resolution, img_channels=3,
+                  mapping_kwargs=dict(num_layers=mapping_layers),
+                  synthesis_kwargs=dict(channel_base=channel_base, channel_max=channel_max, conv_clamp=conv_clamp))
+    with torch.no_grad():
+        for name, p in G.named_parameters():
+            if name.endswith("bias") or name.endswith("noise_strength"):
+                p.add_(0.1 * torch.randn_like(p))
+        G.mapping.w_avg.normal_(0, 0.1)
+    return G.eval().requires_grad_(False)
+
+
+@pytest.fixture
+def tiny_generator() -> Generator:
+    return make_tiny_generator()
