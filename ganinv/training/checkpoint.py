@@ -1,0 +1,84 @@
+"""Training checkpoints as size-capped safetensors shards plus one JSON file.
+
+A checkpoint holds several networks and their Adam moments (about 4x the model). The GPU machine returns files of at
+most 16 MiB, so tensors are packed into shards below `max_shard_bytes`; everything that is not a tensor (step
+counters, config, RNG state) goes into `checkpoint.json`. Writing goes to a temporary folder renamed at the end, so
+a run killed while saving leaves the previous checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+MAX_SHARD_BYTES = 15 * 2 ** 20
+
+
+def flatten_state(prefix: str, obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    """Move every tensor of a nested dict/list into `tensors` (keys `prefix.path`), return the JSON-able rest."""
+    if isinstance(obj, torch.Tensor):
+        tensors[prefix] = obj.detach().cpu().contiguous()
+        return {"__tensor__": prefix}
+    if isinstance(obj, dict):
+        return {"__dict__": [[k, flatten_state(f"{prefix}.{k}", v, tensors)] for k, v in obj.items()]}
+    if isinstance(obj, (list, tuple)):
+        return [flatten_state(f"{prefix}.{i}", v, tensors) for i, v in enumerate(obj)]
+    return obj
+
+
+def unflatten_state(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    if isinstance(obj, dict) and "__tensor__" in obj:
+        return tensors[obj["__tensor__"]]
+    if isinstance(obj, dict) and "__dict__" in obj:
+        return {k: unflatten_state(v, tensors) for k, v in obj["__dict__"]}
+    if isinstance(obj, list):
+        return [unflatten_state(v, tensors) for v in obj]
+    return obj
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any], *, max_shard_bytes: int = MAX_SHARD_BYTES) -> None:
+    """Write `state` (nested dicts of tensors and JSON values) to the folder `path`, replacing it atomically."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    tensors: dict[str, torch.Tensor] = {}
+    skeleton = flatten_state("state", state, tensors)
+    shards: list[dict[str, torch.Tensor]] = [{}]
+    size = 0
+    for key, t in tensors.items():
+        nbytes = t.numel() * t.element_size()
+        if nbytes > max_shard_bytes:
+            raise ValueError(f"tensor {key} ({nbytes} bytes) exceeds the shard cap of {max_shard_bytes} bytes")
+        if size + nbytes > max_shard_bytes:
+            shards.append({})
+            size = 0
+        shards[-1][key] = t
+        size += nbytes
+    names = []
+    for i, shard in enumerate(shards):
+        names.append(f"tensors-{i:03d}.safetensors")
+        save_file(shard, str(tmp / names[-1]))
+    (tmp / "checkpoint.json").write_text(json.dumps({"shards": names, "state": skeleton}))
+    old = path.with_name(path.name + ".old")
+    if path.exists():
+        path.rename(old)
+    tmp.rename(path)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    meta_file = path / "checkpoint.json"
+    if not meta_file.exists():
+        raise FileNotFoundError(f"no checkpoint at {path} (expected {meta_file})")
+    meta = json.loads(meta_file.read_text())
+    tensors: dict[str, torch.Tensor] = {}
+    for name in meta["shards"]:
+        tensors.update(load_file(str(path / name)))
+    return unflatten_state(meta["state"], tensors)

@@ -1,0 +1,172 @@
+"""Train the pSp/e4e-style encoder (`ganinv.models.encoder`) for one frozen generator.
+
+Each step mixes two kinds of images (pSp trains on real images; e4e and idinvert add generated ones so the codes
+stay in the generator's domain):
+- generated: ws sampled through the mapping (with style mixing, so W+ is covered), rendered with random noise;
+  loss = latent regression to the true ws (normalised by W's variance) + image reconstruction;
+- real: dataset images; loss = image reconstruction only.
+Image reconstruction is pixel MSE plus, when a feature network is given, a perceptual distance on its features.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ganinv.generators.stylegan2 import Generator
+from ganinv.models.encoder import Encoder
+from ganinv.training.checkpoint import load_checkpoint, save_checkpoint
+
+
+@dataclass(frozen=True)
+class EncoderTrainConfig:
+    data: str = "procedural:30000:1"
+    batch_size: int = 64
+    lr: float = 3e-4
+    total_steps: int = 20000
+    latent_weight: float = 1.0
+    pixel_weight: float = 1.0
+    perceptual_weight: float = 0.5
+    real_fraction: float = 0.5
+    style_mixing_prob: float = 0.5
+    channels: tuple[int, ...] = (32, 64, 128, 256)
+    style_channels: int = 64
+    mixed_precision: bool = True
+    seed: int = 0
+
+
+class EncoderTrainer:
+    def __init__(self, config: EncoderTrainConfig, G: Generator, run_dir: str | Path, *, device: str = "cuda",
+                 images: np.ndarray | None = None,
+                 perceptual: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None):
+        self.config, self.run_dir, self.device = config, Path(run_dir), torch.device(device)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(config.seed)
+        self.rng = random.Random(config.seed)
+        self.G = G.to(self.device).eval().requires_grad_(False)
+        self.E = Encoder(img_resolution=G.img_resolution, num_ws=G.num_ws, w_dim=G.w_dim,
+                         channels=tuple(config.channels), style_channels=config.style_channels).to(self.device)
+        w_avg, w_std = G.w_stats(10000, seed=config.seed)
+        self.E.w_avg.copy_(w_avg)
+        self.w_var = float(w_std) ** 2 / G.w_dim  # per-coordinate variance of W (w_std is a whole-vector norm)
+        self.opt = torch.optim.Adam(self.E.parameters(), lr=config.lr)
+        self.sched = torch.optim.lr_scheduler.OneCycleLR(self.opt, max_lr=config.lr, total_steps=config.total_steps,
+                                                         pct_start=0.05)
+        self.perceptual = perceptual
+        self.step = 0
+        self.train_seconds = 0.0
+        if images is None:
+            from ganinv.training.train_gan import load_training_images
+            images = load_training_images(config.data, G.img_resolution)
+        self.images = torch.from_numpy(images).to(self.device).permute(0, 3, 1, 2).contiguous()
+        if (self.run_dir / "checkpoint").exists():
+            self.load()
+
+    def _autocast(self):
+        enabled = self.config.mixed_precision and self.device.type == "cuda"
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=enabled)
+
+    @torch.no_grad()
+    def generated_batch(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        z = torch.randn([n, self.G.z_dim], device=self.device)
+        ws = self.G.mapping(z, None)
+        if self.rng.random() < self.config.style_mixing_prob:
+            cutoff = self.rng.randrange(1, self.G.num_ws)
+            ws[:, cutoff:] = self.G.mapping(torch.randn_like(z), None)[:, cutoff:]
+        return self.G.synthesis(ws, noise_mode="random"), ws
+
+    def reconstruction_loss(self, recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        loss = self.config.pixel_weight * F.mse_loss(recon, target)
+        if self.perceptual is not None and self.config.perceptual_weight > 0:
+            loss = loss + self.config.perceptual_weight * self.perceptual(recon, target).mean()
+        return loss
+
+    def train_step(self) -> dict[str, torch.Tensor]:
+        cfg = self.config
+        n_real = int(round(cfg.batch_size * cfg.real_fraction))
+        n_gen = cfg.batch_size - n_real
+        gen_img, gen_ws = self.generated_batch(n_gen)
+        real = self.images[torch.randint(len(self.images), [n_real], device=self.device)].float() / 127.5 - 1
+        target = torch.cat([gen_img, real])
+        with self._autocast():
+            ws = self.E(target)
+            recon = self.G.synthesis(ws, noise_mode="const", fused_modconv=False)
+        ws, recon = ws.float(), recon.float()
+        latent = F.mse_loss(ws[:n_gen], gen_ws) / self.w_var
+        image = self.reconstruction_loss(recon, target)
+        loss = cfg.latent_weight * latent + image
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        self.sched.step()
+        self.step += 1
+        return dict(loss=loss.detach(), latent=latent.detach(), image=image.detach(),
+                    real_mse=F.mse_loss(recon[n_gen:], real).detach())
+
+    def train(self, *, minutes: float, log_every: int = 100) -> None:
+        deadline = time.time() + minutes * 60
+        self._clock = time.time()
+        with (self.run_dir / "log.jsonl").open("a") as log:
+            while time.time() < deadline and self.step < self.config.total_steps:
+                logs = self.train_step()
+                if self.step % log_every == 0:
+                    entry = dict(step=self.step, lr=self.sched.get_last_lr()[0],
+                                 **{k: round(float(v), 5) for k, v in logs.items()})
+                    log.write(json.dumps(entry) + "\n")
+                    log.flush()
+                    print(json.dumps(entry), flush=True)
+        self.save()
+
+    def save(self) -> None:
+        now = time.time()
+        self.train_seconds += now - getattr(self, "_clock", now)
+        self._clock = now
+        save_checkpoint(self.run_dir / "checkpoint", dict(
+            config=dataclasses.asdict(self.config), step=self.step, train_seconds=self.train_seconds,
+            E=self.E.state_dict(), opt=self.opt.state_dict(), sched=self.sched.state_dict()))
+
+    def load(self) -> None:
+        state = load_checkpoint(self.run_dir / "checkpoint")
+        self.E.load_state_dict(state["E"])
+        self.opt.load_state_dict(state["opt"])
+        self.sched.load_state_dict(state["sched"])
+        self.step, self.train_seconds = state["step"], state["train_seconds"]
+
+    def metadata(self) -> dict[str, Any]:
+        return dict(config=dataclasses.asdict(self.config), steps=self.step,
+                    train_minutes=round(self.train_seconds / 60, 2))
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+    from ganinv.training.train_gan import generator_from_checkpoint
+    parser = argparse.ArgumentParser(description="Train (or resume) the encoder of a generator for N minutes.")
+    parser.add_argument("--gan-run", required=True, help="GAN training run folder whose G_ema to encode into")
+    parser.add_argument("--run-dir", required=True)
+    parser.add_argument("--minutes", type=float, required=True)
+    parser.add_argument("--steps", type=int, default=EncoderTrainConfig.total_steps)
+    parser.add_argument("--perceptual", default="none", help="'none' or 'classifier' (embedded world features)")
+    args = parser.parse_args(argv)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    G = generator_from_checkpoint(args.gan_run)
+    perceptual = None
+    if args.perceptual == "classifier":
+        from ganinv.losses.perceptual import build_loss  # noqa: F401  (wired once the losses module lands)
+        raise SystemExit("perceptual=classifier is wired by the losses module")
+    config = EncoderTrainConfig(total_steps=args.steps,
+                                perceptual_weight=0.0 if perceptual is None else EncoderTrainConfig.perceptual_weight)
+    trainer = EncoderTrainer(config, G, args.run_dir, device=device, perceptual=perceptual)
+    trainer.train(minutes=args.minutes)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,308 @@
+"""A small StyleGAN2 trainer for the embedded world (not a general GAN trainer).
+
+What it follows (Karras et al. 2020a/b): non-saturating logistic loss; lazy regularisation (R1 on reals every
+`r1_interval` D steps, path-length regularisation every `pl_interval` G steps, with the learning rate and Adam betas
+rescaled by `interval / (interval + 1)`); style-mixing regularisation; Adam(0, 0.99); an exponential moving average
+of G (`G_ema`) with ramp-up; bf16 autocast for the main passes on CUDA (regularisers in fp32). It trains in chunks of
+`--minutes`, each ending in a checkpoint that the next chunk resumes from, so it fits machines lent for 10 minutes.
+
+The dataset is held in device memory as uint8 (64x64 images are small): a folder of PNGs, an `.npy` array
+`[N, H, W, 3]`, or `procedural:N:SEED`, rendered on all cores by the embedded world's renderer.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ganinv.generators.stylegan2 import Generator
+from ganinv.training.checkpoint import load_checkpoint, save_checkpoint
+from ganinv.training.discriminator import Discriminator
+
+
+@dataclass(frozen=True)
+class GANTrainConfig:
+    """Hyper-parameters; the defaults are the ones `faces64` was trained with (see its MODEL_CARD.md)."""
+    data: str = "procedural:60000:0"
+    resolution: int = 64
+    z_dim: int = 256
+    w_dim: int = 256
+    mapping_layers: int = 4
+    channel_base: int = 4096
+    channel_max: int = 128
+    conv_clamp: float | None = 256
+    d_channel_base: int = 4096
+    d_channel_max: int = 128
+    batch_size: int = 64
+    g_lr: float = 0.0025
+    d_lr: float = 0.0025
+    betas: tuple[float, float] = (0.0, 0.99)
+    r1_gamma: float = 0.05
+    r1_interval: int = 16
+    pl_weight: float = 2.0
+    pl_interval: int = 4
+    pl_batch_shrink: int = 2
+    pl_decay: float = 0.01
+    style_mixing_prob: float = 0.9
+    ema_kimg: float = 20.0
+    ema_rampup: float | None = 0.05
+    mixed_precision: bool = True
+    seed: int = 0
+
+    def generator_kwargs(self) -> dict[str, Any]:
+        return dict(z_dim=self.z_dim, c_dim=0, w_dim=self.w_dim, img_resolution=self.resolution, img_channels=3,
+                    mapping_kwargs=dict(num_layers=self.mapping_layers),
+                    synthesis_kwargs=dict(channel_base=self.channel_base, channel_max=self.channel_max,
+                                          num_fp16_res=0, conv_clamp=self.conv_clamp, architecture="skip"))
+
+    def discriminator_kwargs(self) -> dict[str, Any]:
+        return dict(img_resolution=self.resolution, img_channels=3, channel_base=self.d_channel_base,
+                    channel_max=self.d_channel_max, conv_clamp=self.conv_clamp)
+
+
+def load_training_images(spec: str, resolution: int) -> np.ndarray:
+    """uint8 `[N, H, W, 3]` from `procedural:N:SEED`, an `.npy` file or a folder of images."""
+    if spec.startswith("procedural:"):
+        from ganinv.datasets.procedural_faces import render_batch
+        _, n, seed = spec.split(":")
+        images, _ = render_batch(int(seed), range(int(n)), workers=None)
+        return images
+    path = Path(spec)
+    if path.suffix == ".npy":
+        return np.load(path)
+    if path.is_dir():
+        from PIL import Image
+        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in {".png", ".jpg", ".jpeg"})
+        if not files:
+            raise FileNotFoundError(f"no .png/.jpg images under {path}")
+        return np.stack([np.asarray(Image.open(f).convert("RGB").resize((resolution, resolution),
+                                                                          Image.LANCZOS)) for f in files])
+    raise FileNotFoundError(f"training data {spec!r}: expected procedural:N:SEED, an .npy file or an image folder")
+
+
+def path_length_penalty(G: Generator, ws: torch.Tensor, pl_mean: torch.Tensor, decay: float
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+    """StyleGAN2 eq. 4: (|J_w^T y| - a)^2 with y ~ N(0, I) / sqrt(HW) and `a` a running mean of the lengths."""
+    img = G.synthesis(ws, noise_mode="random")
+    noise = torch.randn_like(img) / math.sqrt(img.shape[2] * img.shape[3])
+    (grads,) = torch.autograd.grad((img * noise).sum(), ws, create_graph=True)
+    lengths = grads.square().sum(2).mean(1).sqrt()
+    pl_mean = pl_mean.lerp(lengths.mean().detach(), decay)
+    return (lengths - pl_mean).square().mean(), pl_mean
+
+
+def r1_penalty(D: Discriminator, real: torch.Tensor) -> torch.Tensor:
+    """Mescheder et al. 2018: squared gradient norm of D on real images."""
+    real = real.detach().requires_grad_(True)
+    (grads,) = torch.autograd.grad(D(real).sum(), real, create_graph=True)
+    return grads.square().sum([1, 2, 3]).mean()
+
+
+class GANTrainer:
+    """Holds G, D, G_ema, their optimizers and the data; `train(minutes)` advances and checkpoints."""
+
+    def __init__(self, config: GANTrainConfig, run_dir: str | Path, *, device: str = "cuda",
+                 images: np.ndarray | None = None):
+        self.config, self.run_dir, self.device = config, Path(run_dir), torch.device(device)
+        torch.manual_seed(config.seed)
+        self.rng = random.Random(config.seed)
+        self.G = Generator(**config.generator_kwargs()).to(self.device).train()
+        self.D = Discriminator(**config.discriminator_kwargs()).to(self.device).train()
+        self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+        self.opt_G = self._adam(self.G, config.g_lr, config.pl_interval)
+        self.opt_D = self._adam(self.D, config.d_lr, config.r1_interval)
+        self.pl_mean = torch.zeros([], device=self.device)
+        self.step = 0
+        self.images_seen = 0
+        self.train_seconds = 0.0
+        if images is None:
+            images = load_training_images(config.data, config.resolution)
+        assert images.ndim == 4 and images.shape[1:] == (config.resolution, config.resolution, 3), images.shape
+        self.images = torch.from_numpy(images).to(self.device).permute(0, 3, 1, 2).contiguous()
+        if (self.run_dir / "checkpoint").exists():
+            self.load()
+
+    def _adam(self, net: torch.nn.Module, lr: float, interval: int) -> torch.optim.Adam:
+        ratio = interval / (interval + 1)
+        betas = tuple(b ** ratio for b in self.config.betas)
+        return torch.optim.Adam(net.parameters(), lr=lr * ratio, betas=betas, eps=1e-8)
+
+    def _autocast(self):
+        enabled = self.config.mixed_precision and self.device.type == "cuda"
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=enabled)
+
+    def real_batch(self, n: int) -> torch.Tensor:
+        idx = torch.randint(len(self.images), [n], device=self.device)
+        return self.images[idx].float() / 127.5 - 1
+
+    def mapped_ws(self, n: int) -> torch.Tensor:
+        """Sample ws with style mixing: past a random cut-off layer the ws come from a second z."""
+        z = torch.randn([n, self.G.z_dim], device=self.device)
+        ws = self.G.mapping(z, None)
+        if self.rng.random() < self.config.style_mixing_prob:
+            cutoff = self.rng.randrange(1, self.G.num_ws)
+            ws2 = self.G.mapping(torch.randn_like(z), None, skip_w_avg_update=True)
+            ws = torch.cat([ws[:, :cutoff], ws2[:, cutoff:]], dim=1)
+        return ws
+
+    def train_step(self) -> dict[str, torch.Tensor]:
+        """One G step, one D step, and the lazy regularisers when due; returns detached losses (no host sync)."""
+        cfg, n = self.config, self.config.batch_size
+        logs: dict[str, torch.Tensor] = {}
+        # G main: non-saturating loss softplus(-D(G(z))).
+        self.D.requires_grad_(False)
+        with self._autocast():
+            fake = self.G.synthesis(self.mapped_ws(n), noise_mode="random")
+            loss_G = F.softplus(-self.D(fake)).mean()
+        self.opt_G.zero_grad(set_to_none=True)
+        loss_G.backward()
+        self.opt_G.step()
+        logs["loss_G"] = loss_G.detach()
+        # G reg: lazy path-length regularisation.
+        if cfg.pl_weight > 0 and self.step % cfg.pl_interval == 0:
+            ws = self.mapped_ws(n // cfg.pl_batch_shrink)
+            penalty, self.pl_mean = path_length_penalty(self.G, ws, self.pl_mean, cfg.pl_decay)
+            self.opt_G.zero_grad(set_to_none=True)
+            (penalty * cfg.pl_weight * cfg.pl_interval).backward()
+            self.opt_G.step()
+            logs["pl_penalty"] = penalty.detach()
+        # D main: softplus(D(G(z))) + softplus(-D(x)).
+        self.D.requires_grad_(True)
+        real = self.real_batch(n)
+        with self._autocast():
+            with torch.no_grad():
+                fake = self.G.synthesis(self.mapped_ws(n), noise_mode="random")
+            loss_D = F.softplus(self.D(fake)).mean() + F.softplus(-self.D(real)).mean()
+        self.opt_D.zero_grad(set_to_none=True)
+        loss_D.backward()
+        self.opt_D.step()
+        logs["loss_D"] = loss_D.detach()
+        # D reg: lazy R1.
+        if cfg.r1_gamma > 0 and self.step % cfg.r1_interval == 0:
+            penalty = r1_penalty(self.D, real)
+            self.opt_D.zero_grad(set_to_none=True)
+            (penalty * (cfg.r1_gamma / 2) * cfg.r1_interval).backward()
+            self.opt_D.step()
+            logs["r1_penalty"] = penalty.detach()
+        self.update_ema(n)
+        self.step += 1
+        self.images_seen += n
+        return logs
+
+    @torch.no_grad()
+    def update_ema(self, n: int) -> None:
+        ema_nimg = self.config.ema_kimg * 1000
+        if self.config.ema_rampup is not None:
+            ema_nimg = min(ema_nimg, self.images_seen * self.config.ema_rampup)
+        beta = 0.5 ** (n / max(ema_nimg, 1e-8))
+        for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters()):
+            p_ema.copy_(p.detach().lerp(p_ema, beta))
+        for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
+            b_ema.copy_(b)
+
+    def train(self, *, minutes: float, log_every: int = 200, checkpoint_minutes: float = 3.0) -> None:
+        """Train for about `minutes` of wall time, checkpointing every `checkpoint_minutes` and at the end."""
+        deadline = time.time() + minutes * 60
+        self._clock = last_save = time.time()
+        t_log, n_log = time.time(), self.images_seen
+        with (self.run_dir / "log.jsonl").open("a") as log:
+            while time.time() < deadline:
+                logs = self.train_step()
+                if self.step % log_every == 0:
+                    now = time.time()
+                    entry = dict(step=self.step, kimg=round(self.images_seen / 1000, 2),
+                                 img_per_s=round((self.images_seen - n_log) / max(now - t_log, 1e-9), 1),
+                                 train_minutes=round((self.train_seconds + now - self._clock) / 60, 2),
+                                 **{k: round(float(v), 4) for k, v in logs.items()})
+                    t_log, n_log = now, self.images_seen
+                    log.write(json.dumps(entry) + "\n")
+                    log.flush()
+                    print(json.dumps(entry), flush=True)
+                if time.time() - last_save > checkpoint_minutes * 60:
+                    self.save()
+                    last_save = time.time()
+            self.save()
+
+    def state(self) -> dict[str, Any]:
+        return dict(config=dataclasses.asdict(self.config), step=self.step, images_seen=self.images_seen,
+                    train_seconds=self.train_seconds, pl_mean=self.pl_mean,
+                    G=self.G.state_dict(), D=self.D.state_dict(), G_ema=self.G_ema.state_dict(),
+                    opt_G=self.opt_G.state_dict(), opt_D=self.opt_D.state_dict(),
+                    rng_torch=torch.get_rng_state(), rng_python=list(self.rng.getstate()[1]),
+                    rng_cuda=torch.cuda.get_rng_state() if self.device.type == "cuda" else None)
+
+    def save(self) -> None:
+        now = time.time()
+        self.train_seconds += now - getattr(self, "_clock", now)
+        self._clock = now
+        save_checkpoint(self.run_dir / "checkpoint", self.state())
+
+    def load(self) -> None:
+        state = load_checkpoint(self.run_dir / "checkpoint")
+        for name in ("G", "D", "G_ema"):
+            getattr(self, name).load_state_dict(state[name])
+        self.opt_G.load_state_dict(state["opt_G"])
+        self.opt_D.load_state_dict(state["opt_D"])
+        self.step, self.images_seen = state["step"], state["images_seen"]
+        self.train_seconds = state["train_seconds"]
+        self.pl_mean = state["pl_mean"].to(self.device)
+        torch.set_rng_state(state["rng_torch"])
+        self.rng.setstate((3, tuple(state["rng_python"]), None))
+        if state.get("rng_cuda") is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["rng_cuda"])
+
+
+def generator_from_checkpoint(run_dir: str | Path, *, which: str = "G_ema") -> Generator:
+    """The generator (`G_ema` by default) of a training run's latest checkpoint, in eval mode."""
+    state = load_checkpoint(Path(run_dir) / "checkpoint")
+    config = GANTrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in state["config"].items()})
+    G = Generator(**config.generator_kwargs())
+    G.load_state_dict(state[which])
+    return G.eval().requires_grad_(False)
+
+
+def train_gan(run_dir: str | Path, *, minutes: float, config: GANTrainConfig | None = None,
+              device: str | None = None) -> GANTrainer:
+    """Create or resume the run in `run_dir` and train for `minutes`; the config is fixed at creation."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config_file = run_dir / "config.json"
+    if config_file.exists():
+        saved = json.loads(config_file.read_text())
+        config = GANTrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()})
+    else:
+        config = config or GANTrainConfig()
+        config_file.write_text(json.dumps(dataclasses.asdict(config), indent=1))
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    trainer = GANTrainer(config, run_dir, device=device)
+    trainer.train(minutes=minutes)
+    return trainer
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+    parser = argparse.ArgumentParser(description="Train (or resume) the embedded-world StyleGAN2 for N minutes.")
+    parser.add_argument("--run-dir", required=True)
+    parser.add_argument("--minutes", type=float, required=True)
+    parser.add_argument("--data", default=GANTrainConfig.data)
+    parser.add_argument("--batch-size", type=int, default=GANTrainConfig.batch_size)
+    args = parser.parse_args(argv)
+    train_gan(args.run_dir, minutes=args.minutes, config=GANTrainConfig(data=args.data, batch_size=args.batch_size))
+
+
+if __name__ == "__main__":
+    main()
