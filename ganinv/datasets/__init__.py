@@ -1,0 +1,1 @@
+"""Datasets: the procedural-faces world (`procedural_faces`)."""
