@@ -74,10 +74,8 @@ class GANTrainConfig:
 def load_training_images(spec: str, resolution: int) -> np.ndarray:
     """uint8 `[N, H, W, 3]` from `procedural:N:SEED`, an `.npy` file or a folder of images."""
     if spec.startswith("procedural:"):
-        from ganinv.datasets.procedural_faces import render_batch
         _, n, seed = spec.split(":")
-        images, _ = render_batch(int(seed), range(int(n)), workers=None)
-        return images
+        return render_procedural(int(n), int(seed), resolution)
     path = Path(spec)
     if path.suffix == ".npy":
         return np.load(path)
@@ -89,6 +87,23 @@ def load_training_images(spec: str, resolution: int) -> np.ndarray:
         return np.stack([np.asarray(Image.open(f).convert("RGB").resize((resolution, resolution),
                                                                           Image.LANCZOS)) for f in files])
     raise FileNotFoundError(f"training data {spec!r}: expected procedural:N:SEED, an .npy file or an image folder")
+
+
+def _render_chunk(job: tuple[int, int, int, int]) -> np.ndarray:
+    from ganinv.datasets.procedural_faces import render_batch
+    seed, start, stop, size = job
+    return render_batch(seed, range(start, stop), size=size)[0]
+
+
+def render_procedural(n: int, seed: int, resolution: int, *, workers: int | None = None) -> np.ndarray:
+    """Render `n` procedural faces on all cores (spawned workers: safe after CUDA is initialised)."""
+    import multiprocessing as mp
+    import os
+    workers = workers or os.cpu_count() or 1
+    step = max(1, min(1000, n // workers))
+    jobs = [(seed, start, min(start + step, n), resolution) for start in range(0, n, step)]
+    with mp.get_context("spawn").Pool(workers) as pool:
+        return np.concatenate(pool.map(_render_chunk, jobs))
 
 
 def path_length_penalty(G: Generator, ws: torch.Tensor, pl_mean: torch.Tensor, decay: float
