@@ -17,6 +17,13 @@ from torch import nn
 
 LRELU_GAIN = math.sqrt(2.0)
 
+# How FIR resampling inside convolutions is executed (all exact, they differ in speed only):
+#   "fir"        the filter as its own depthwise convolution on the wide tensor (the reference form);
+#   "separable"  the same filter as two 1D depthwise convolutions;
+#   "composite"  the filter folded into the convolution kernel (3x3 (*) 4x4 -> 6x6), no depthwise pass at all.
+RESAMPLE_IMPLS = ("fir", "separable", "composite")
+RESAMPLE_IMPL = "fir"
+
 
 def setup_filter(taps: Sequence[float] = (1, 3, 3, 1)) -> torch.Tensor:
     """A normalised 2D FIR filter `[k, k]` from 1D taps (outer product, sum 1)."""
@@ -56,9 +63,27 @@ def upfirdn2d(x: torch.Tensor, f: torch.Tensor, *, up: int = 1, down: int = 1,
     px0, px1, py0, py1 = padding
     x = F.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
     x = x[:, :, max(-py0, 0): x.shape[2] - max(-py1, 0), max(-px0, 0): x.shape[3] - max(-px1, 0)]
-    weight = (f * gain).to(x.dtype).flip([0, 1])
-    x = F.conv2d(x, weight[None, None].expand(c, 1, *f.shape), groups=c)
+    x = _fir(x, f, gain)
     return x[:, :, ::down, ::down] if down > 1 else x
+
+
+def _fir(x: torch.Tensor, f: torch.Tensor, gain: float) -> torch.Tensor:
+    """Valid-mode depthwise filtering with the (flipped, i.e. truly convolved) 2D filter `f * gain`."""
+    c = x.shape[1]
+    if RESAMPLE_IMPL == "separable":
+        taps = f.sum(dim=0).flip(0).to(x.dtype) * math.sqrt(gain)  # f = outer(taps, taps)
+        x = F.conv2d(x, taps.reshape(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+        return F.conv2d(x, taps.reshape(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+    weight = (f * gain).to(x.dtype).flip([0, 1])
+    return F.conv2d(x, weight[None, None].expand(c, 1, *f.shape), groups=c)
+
+
+def _compose_kernel(w: torch.Tensor, f: torch.Tensor, gain: float) -> torch.Tensor:
+    """Full 2D convolution of every `[kh, kw]` kernel of `w [A, B, kh, kw]` with the FIR `f * gain`."""
+    a, b, kh, kw = w.shape
+    fk = f.shape[-1]
+    k = F.conv2d(w.reshape(a * b, 1, kh, kw), (f * gain).to(w.dtype).flip([0, 1])[None, None], padding=fk - 1)
+    return k.reshape(a, b, kh + fk - 1, kw + fk - 1)
 
 
 def upsample2d(x: torch.Tensor, f: torch.Tensor, up: int = 2) -> torch.Tensor:
@@ -94,11 +119,21 @@ def conv2d_resample(x: torch.Tensor, w: torch.Tensor, f: torch.Tensor | None = N
             wt = w.reshape(groups, out_channels // groups, in_per_group, kh, kw).transpose(1, 2)
             wt = wt.reshape(groups * in_per_group, out_channels // groups, kh, kw)
         # As in StyleGAN2-ADA, upsampling layers apply `w` as a true convolution (the transposed op's convention).
+        if RESAMPLE_IMPL == "composite":
+            # Zero-stuff, convolve with w, then with f  ==  zero-stuff, convolve with (w * f): one op.
+            start = fk - 1 - px0
+            y = F.conv_transpose2d(x, _compose_kernel(wt, f, up * up), stride=up, groups=groups)
+            h, w_ = ((n - 1) * up + kw + px0 + px1 - fk + 1 for n in x.shape[2:])
+            return y[:, :, start:start + h, start:start + w_]
         x = F.conv_transpose2d(x, wt, stride=up, padding=pt, groups=groups)
         return upfirdn2d(x, f, padding=(px0 + pt, px1 + pt, px0 + pt, px1 + pt), gain=up * up)
     if down > 1:
         fk = f.shape[-1]
         p0, p1 = padding + (fk - down + 1) // 2, padding + (fk - down) // 2
+        if RESAMPLE_IMPL == "composite":
+            # FIR then strided conv  ==  strided conv with the composed kernel (f is symmetric).
+            x = F.pad(x, [p0, p1, p0, p1])
+            return F.conv2d(x, _compose_kernel(w, f, 1.0), stride=down, groups=groups)
         x = upfirdn2d(x, f, padding=(p0, p1, p0, p1))
         return F.conv2d(x, w, stride=down, groups=groups)
     return F.conv2d(x, w, padding=padding, groups=groups)

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+import ganinv.generators.layers as layers
 from ganinv.generators.stylegan2 import Generator
 from ganinv.training.checkpoint import load_checkpoint, save_checkpoint
 from ganinv.training.discriminator import Discriminator
@@ -236,7 +237,7 @@ class GANTrainer:
                 logs = self.train_step()
                 if self.step % log_every == 0:
                     now = time.time()
-                    entry = dict(step=self.step, kimg=round(self.images_seen / 1000, 2),
+                    entry = dict(step=self.step, kimg=round(self.images_seen / 1000, 2), batch=self.config.batch_size,
                                  img_per_s=round((self.images_seen - n_log) / max(now - t_log, 1e-9), 1),
                                  train_minutes=round((self.train_seconds + now - self._clock) / 60, 2),
                                  **{k: round(float(v), 4) for k, v in logs.items()})
@@ -288,14 +289,19 @@ def generator_from_checkpoint(run_dir: str | Path, *, which: str = "G_ema") -> G
 
 
 def train_gan(run_dir: str | Path, *, minutes: float, config: GANTrainConfig | None = None,
-              device: str | None = None) -> GANTrainer:
-    """Create or resume the run in `run_dir` and train for `minutes`; the config is fixed at creation."""
+              device: str | None = None, batch_size: int | None = None) -> GANTrainer:
+    """Create or resume the run in `run_dir` and train for `minutes`.
+
+    The config is fixed at creation, except `batch_size`, which a resumed chunk may change (the log records
+    the batch size of every entry, so the history stays readable)."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     config_file = run_dir / "config.json"
     if config_file.exists():
         saved = json.loads(config_file.read_text())
         config = GANTrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()})
+        if batch_size is not None:
+            config = dataclasses.replace(config, batch_size=batch_size)
     else:
         config = config or GANTrainConfig()
         config_file.write_text(json.dumps(dataclasses.asdict(config), indent=1))
@@ -314,9 +320,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--run-dir", required=True)
     parser.add_argument("--minutes", type=float, required=True)
     parser.add_argument("--data", default=GANTrainConfig.data)
-    parser.add_argument("--batch-size", type=int, default=GANTrainConfig.batch_size)
+    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--resample-impl", choices=layers.RESAMPLE_IMPLS, default=layers.RESAMPLE_IMPL,
+                        help="how FIR resampling executes (speed only; all are exact)")
     args = parser.parse_args(argv)
-    train_gan(args.run_dir, minutes=args.minutes, config=GANTrainConfig(data=args.data, batch_size=args.batch_size))
+    layers.RESAMPLE_IMPL = args.resample_impl
+    config = GANTrainConfig(data=args.data, batch_size=args.batch_size or GANTrainConfig.batch_size)
+    train_gan(args.run_dir, minutes=args.minutes, config=config, batch_size=args.batch_size)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,65 @@
+"""Time one embedded-world GAN training step per FIR-resampling implementation and batch size (GPU).
+
+Usage: python benchmarks/gan_train_step.py [--batches 64 256] [--steps 24] [--json out.json]
+Prints a markdown table: ms per step (median over `--steps`, lazy regularisers amortised) and images/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+import ganinv.generators.layers as layers
+from ganinv.training.train_gan import GANTrainConfig, GANTrainer
+
+
+def time_steps(impl: str, batch: int, steps: int, device: str) -> float:
+    layers.RESAMPLE_IMPL = impl
+    config = GANTrainConfig(data="unused", batch_size=batch)
+    images = np.random.default_rng(0).integers(0, 255, [1024, 64, 64, 3], dtype=np.uint8)
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = GANTrainer(config, tmp, device=device, images=images)
+        for _ in range(8):
+            trainer.train_step()
+        torch.cuda.synchronize()
+        times = []
+        for _ in range(steps):
+            start = time.perf_counter()
+            trainer.train_step()
+            torch.cuda.synchronize()
+            times.append(time.perf_counter() - start)
+    # Lazy regularisers run every 4th (PL) / 16th (R1) step: the mean includes them, the median would not.
+    return statistics.fmean(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--batches", type=int, nargs="+", default=[64, 256])
+    parser.add_argument("--steps", type=int, default=32)
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    torch.backends.cudnn.benchmark = True
+    rows = []
+    for batch in args.batches:
+        for impl in layers.RESAMPLE_IMPLS:
+            seconds = time_steps(impl, batch, args.steps, "cuda")
+            rows.append(dict(impl=impl, batch=batch, ms_per_step=round(seconds * 1e3, 2),
+                             img_per_s=round(batch / seconds, 1)))
+            print(rows[-1], flush=True)
+    print(f"\n{torch.cuda.get_device_name()} | torch {torch.__version__}\n")
+    print("| resample impl | batch | ms / step | images / s |\n|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['impl']} | {r['batch']} | {r['ms_per_step']} | {r['img_per_s']} |")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(rows, fh, indent=1)
+
+
+if __name__ == "__main__":
+    main()
