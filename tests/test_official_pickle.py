@@ -168,3 +168,17 @@ def test_truncated_pickle_gets_clear_error(ada_tiny_pickle, tmp_path, fraction):
     path.write_bytes(data[: int(len(data) * fraction)])
     with pytest.raises(GeneratorLoadError, match="truncated or corrupt"):
         load_generator(path)
+
+
+def test_pickle_with_every_kwarg_spelled_out_loads(tmp_path):
+    # NVIDIA's converted pretrained pickles spell out every mapping/synthesis kwarg, including defaults.
+    source = Generator(z_dim=8, c_dim=2, w_dim=8, img_resolution=8, img_channels=3,
+                       mapping_kwargs=dict(num_layers=2, embed_features=None, layer_features=None,
+                                           activation="lrelu", lr_multiplier=0.01, w_avg_beta=0.995),
+                       synthesis_kwargs=dict(channel_base=64, channel_max=8, num_fp16_res=0, conv_clamp=None,
+                                             architecture="skip", resample_filter=[1, 3, 3, 1], use_noise=True,
+                                             activation="lrelu")).eval()
+    G = load_generator(write_official_pickle(tmp_path / "snap.pkl", source, tmp_path))
+    z, c = torch.randn(2, 8), torch.eye(2)
+    with torch.no_grad():
+        assert torch.equal(G(z, c), source(z, c))
