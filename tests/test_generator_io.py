@@ -32,6 +32,7 @@ def _same_outputs(G1, G2, *, c_dim: int = 0) -> bool:
 def test_native_roundtrip_keeps_outputs_config_and_identity(tmp_path):
     G = make_tiny_generator(c_dim=4, conv_clamp=None, mapping_layers=3)
     path = save_generator(G, tmp_path / "g.safetensors")
+    assert [p.name for p in tmp_path.iterdir()] == ["g.safetensors"]  # written via a temporary file, renamed
     loaded = load_generator(path)
     assert loaded.init_kwargs == G.init_kwargs
     assert generator_identity(loaded) == generator_identity(G)

@@ -89,8 +89,11 @@ def save_generator(G: Generator, path: str | os.PathLike, *, source: str | None 
         metadata[key] = value if isinstance(value, str) else canonical_json(value)
     tensors = {name: t.detach().to("cpu").contiguous() for name, t in G.state_dict().items()}
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    save_file(tensors, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
+    try:
+        save_file(tensors, str(tmp), metadata=metadata)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -217,11 +220,14 @@ def resolve_generator_source(source: str | os.PathLike) -> Path:
 
 def _file_kind(path: Path) -> str:
     """'pickle' or 'safetensors', from the file's first bytes (not its name)."""
-    size = path.stat().st_size
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(9)
+    except OSError as e:
+        raise GeneratorLoadError(f"cannot read {path} ({e.strerror or e}); check its permissions") from e
     if size == 0:
         raise GeneratorLoadError(f"{path} is empty (0 bytes): the download or copy did not finish; fetch it again")
-    with open(path, "rb") as f:
-        head = f.read(9)
     if head[:1] == b"\x80":  # PROTO opcode: pickle protocol 2 or later, as every official pickle
         return "pickle"
     if len(head) == 9 and head[8:9] == b"{" and struct.unpack("<Q", head[:8])[0] <= size - 8:
