@@ -73,10 +73,10 @@ def official_modules(tmp_dir: Path, *, keep: bool = False) -> Iterator[tuple[Any
         yield importlib.import_module("torch_utils.persistence"), importlib.import_module("dnnlib.util")
     finally:
         if not keep:
-            remove_official_modules(root)
+            remove_official_modules()
 
 
-def remove_official_modules(root: Path | None = None) -> None:
+def remove_official_modules() -> None:
     for name in _FAKE_MODULES:
         sys.modules.pop(name, None)
     sys.path[:] = [p for p in sys.path if not p.endswith("nvidia_standins")]
