@@ -158,7 +158,15 @@ def _training_data(cfg: TrainClassifierConfig) -> tuple[torch.Tensor, torch.Tens
 
 def train_classifier(cfg: TrainClassifierConfig, out: str | Path) -> dict:
     """Train, evaluate on `n_eval` held-out faces of `eval_seed`, save to `out`; returns the metrics record."""
+    threads = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)
+    try:
+        return _train(cfg, out)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(cfg: TrainClassifierConfig, out: str | Path) -> dict:
     torch.manual_seed(cfg.torch_seed)
     t0 = time.perf_counter()
     train_x, train_y = _training_data(cfg)
