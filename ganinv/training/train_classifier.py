@@ -166,6 +166,23 @@ def train_classifier(cfg: TrainClassifierConfig, out: str | Path) -> dict:
         torch.set_num_threads(threads)
 
 
+def _step(model: AttributeClassifier, opt: torch.optim.Optimizer, train_x: torch.Tensor, train_y: torch.Tensor,
+          step: int, cfg: TrainClassifierConfig, g: torch.Generator) -> float:
+    """One optimiser step on a random (augmented) batch of the pool; returns the loss."""
+    idx = torch.randint(0, len(train_x), (cfg.batch_size,), generator=g)
+    x, y = to_model_input(train_x[idx]), train_y[idx]
+    if cfg.augment:
+        x, y = augment(x, y, g)
+    for group in opt.param_groups:
+        group["lr"] = _lr_at(step, cfg)
+    loss = classifier_loss(model, model(x.contiguous(memory_format=torch.channels_last)), y,
+                           continuous_weight=cfg.continuous_weight)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss.item()
+
+
 def _train(cfg: TrainClassifierConfig, out: str | Path) -> dict:
     torch.manual_seed(cfg.torch_seed)
     t0 = time.perf_counter()
@@ -177,19 +194,9 @@ def _train(cfg: TrainClassifierConfig, out: str | Path) -> dict:
     g = torch.Generator().manual_seed(cfg.torch_seed)
     t1 = time.perf_counter()
     for step in range(cfg.steps):
-        idx = torch.randint(0, len(train_x), (cfg.batch_size,), generator=g)
-        x, y = to_model_input(train_x[idx]), train_y[idx]
-        if cfg.augment:
-            x, y = augment(x, y, g)
-        for group in opt.param_groups:
-            group["lr"] = _lr_at(step, cfg)
-        loss = classifier_loss(model, model(x.contiguous(memory_format=torch.channels_last)), y,
-                               continuous_weight=cfg.continuous_weight)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        loss = _step(model, opt, train_x, train_y, step, cfg, g)
         if step % 50 == 0:
-            log.info("step %d loss %.4f (%.1f img/s)", step, loss.item(),
+            log.info("step %d loss %.4f (%.1f img/s)", step, loss,
                      (step + 1) * cfg.batch_size / (time.perf_counter() - t1))
         if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
             log.info("step %d held-out %s", step + 1,
