@@ -14,8 +14,9 @@ Attributes are independent except for two deliberate correlations, so that condi
    (mean 1/2).
 
 Determinism: every random draw uses `numpy.random.default_rng(SeedSequence([seed, index, stream]))`; geometry is
-plain float arithmetic; Pillow rasterises it; the lighting is one element-wise float32 multiply. No reductions, no
-threads, no global state.
+plain float arithmetic; Pillow rasterises it; the lighting is integer fixed-point. No reductions, no threads, no
+global state. Pixels are bit-identical for a given Pillow version (tested in a spawned process); Pillow has changed
+its ellipse rasteriser between major versions, so pin Pillow when datasets must match byte for byte.
 """
 
 from __future__ import annotations

@@ -1,0 +1,1 @@
+"""Networks other than generators: the attribute classifier (`attributes`)."""

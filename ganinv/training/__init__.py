@@ -1,0 +1,1 @@
+"""Training loops for the small networks of the embedded world."""
