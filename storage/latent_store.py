@@ -40,11 +40,13 @@ neither double-count nor otherwise change the store. Every done item has attempt
 
 Chunking and compression (numbers in BENCHMARKS.md, `benchmarks/store_write.py`). No sharding codec: the sharding
 codec packs many inner chunks into one object, which helps when reads want pieces smaller than what one writer owns.
-Here the unit a writer owns is already the unit worth one object (a 64-item ws chunk is 2.4 MB raw, within the
+Here the unit a writer owns is already the unit worth one object (a 256-item ws chunk is 9.4 MB raw, within the
 1-100 MB sweet spot of object stores), one writer must own a whole shard anyway, and partial shard writes are
 read-modify-write of the whole object (zarr-python #3682), which would turn the append of a few items into rewriting
-a large shard. `ws` uses Zstd level 1: inverted W codes repeat one vector over num_ws layers and compress ~19x,
-W+ codes are full-entropy floats and compress ~1.08x, and Zstd writes at hundreds of MB/s, far above need.
+a large shard. The default chunk_items=256 is ~4 minutes of work at 1 s per image, had the best measured write
+throughput, and keeps the object count of a million-item corpus near 4k per array; tests use small chunks.
+`ws` uses Zstd level 1: inverted W codes repeat one vector over num_ws layers and compress 19.3x (Blosc-LZ4 16x),
+W+ codes are full-entropy floats and compress 1.08x, and Zstd-1 encodes at 200-900 MB/s, far above need.
 
 Growth. `append(manifest)` adds the items whose `source_sha256` is not yet in the store (and not repeated within the
 manifest), resizing every item array; the new items are pending. The root attribute `dataset.num_items` is written
@@ -83,7 +85,7 @@ from storage.lease import Lease, LeaseFiles, LeaseHeldError, LeaseRecord, acquir
 from storage.schema import (DEFAULT_METRICS, STATUS_NAMES, Chunking, DatasetInfo, GeneratorIdentity, Layout,
                             Manifest, Status, StoreAttributes, canonical_json, check_name, to_jsonable)
 
-DEFAULT_CHUNK_ITEMS = 64
+DEFAULT_CHUNK_ITEMS = 256
 DEFAULT_LEASE_TTL_S = 3600.0
 RESULT_KINDS = ("directions", "edits")
 MAX_ATTEMPTS_STORED = 255
@@ -94,6 +96,9 @@ WS_COMPRESSORS: dict[str, Callable[[], list]] = {
     "blosc-lz4": lambda: [BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")],
     "none": lambda: [],
 }
+
+
+_POOL: ThreadPoolExecutor | None = None
 
 
 class StoreNotFoundError(FileNotFoundError):
@@ -213,7 +218,6 @@ class LatentStore:
         self._lease_files = LeaseFiles(fs, root, store_name=self.url)
         self._lease: Lease | None = None
         self._arrays: dict[str, zarr.Array] = {}
-        self._pool: ThreadPoolExecutor | None = None
         self._group = self._open_group()
         self.attributes = self._read_attributes()
 
@@ -339,6 +343,13 @@ class LatentStore:
     def __repr__(self) -> str:
         return f"LatentStore({self.url!r}, mode={self.mode!r}, num_items={self.num_items})"
 
+    def refresh(self) -> None:
+        """Re-reads root attributes and array metadata. A LatentStore reads them when opened: reopen or refresh a
+        long-lived instance after another process appended (workers that open the store per task need not)."""
+        self._arrays.clear()
+        self._group = self._open_group()
+        self.attributes = self._read_attributes()
+
     def array(self, name: str) -> zarr.Array:
         """The Zarr array at `name` (e.g. 'ws', 'metrics/psnr'), opened once and cached."""
         if name not in self._arrays:
@@ -416,6 +427,7 @@ class LatentStore:
         if isinstance(inputs, Shard):
             self._check_shard(inputs)
             inputs = self._all_items(inputs)
+        self._check_inputs(inputs)
         self._check_result(inputs, result)
         if self.run_id is not None:
             self._check_fence()
@@ -424,6 +436,8 @@ class LatentStore:
         region = _region(inputs.indices)
         attempts = np.minimum(inputs.attempts.astype(np.int64) + 1, MAX_ATTEMPTS_STORED).astype(np.uint8)
         writes = {**self._data_writes(result), "attempts": attempts}
+        for name in writes:
+            self.array(name)  # open in this thread; the writes below run in a thread pool, one array each
         pool = self._thread_pool()
         for future in [pool.submit(self._write, name, region, value) for name, value in writes.items()]:
             future.result()
@@ -450,6 +464,15 @@ class LatentStore:
             writes[f"metrics/{name}"] = np.full(n, np.nan, np.float32) if value is None else np.asarray(value,
                                                                                                        np.float32)
         return writes
+
+    def _check_inputs(self, inputs: ShardInputs) -> None:
+        self._check_shard(inputs.shard)
+        idx = inputs.indices
+        if len(idx) != len(inputs.attempts) or (len(idx) and (idx[0] < inputs.shard.start
+                                                               or idx[-1] >= inputs.shard.stop
+                                                               or (np.diff(idx) <= 0).any())):
+            raise ValueError(f"ShardInputs of shard {inputs.shard.index} are inconsistent: indices must be ascending "
+                             "within the shard; take them from store.read_shard_inputs")
 
     def _check_result(self, inputs: ShardInputs, result: ShardResult) -> None:
         n, layout = len(inputs), self.layout
@@ -483,9 +506,15 @@ class LatentStore:
             array.set_orthogonal_selection((region,) + (slice(None),) * (value.ndim - 1), value)
 
     def _thread_pool(self) -> ThreadPoolExecutor:
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="latent-store")
-        return self._pool
+        """One pool per process, shared by all stores (a worker opens a store per task)."""
+        global _POOL
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="latent-store")
+        return _POOL
+
+    def __reduce__(self) -> tuple:
+        """Pickles as its URL and options (e.g. when Dask ships it): the copy reopens the store."""
+        return (_reopen, (self.url, self.mode, self.run_id, self._storage_options))
 
     def _require_writable(self) -> None:
         if self.mode != "r+":
@@ -496,11 +525,11 @@ class LatentStore:
         """Finds items marked done whose ws (or z) is missing or not finite, or whose image_id is empty, and arrays
         whose length differs from num_items (an interrupted append). repair=True marks the bad items pending again
         (coordinator only), so the next run redoes them."""
-        problems = self._length_problems()
+        problems = self._length_problems()  # also opens every array in this thread
         bad: list[int] = []
         reasons: list[str] = []
-        for shard in self.shards():
-            for index, reason in self._verify_shard(shard):
+        for found in self._thread_pool().map(self._verify_shard, self.shards()):  # threads hide bucket latency
+            for index, reason in found:
                 bad.append(index)
                 reasons.append(reason)
         if repair and bad:
@@ -511,6 +540,7 @@ class LatentStore:
                             reasons=tuple(reasons), problems=tuple(problems), repaired=repair and bool(bad))
 
     def _verify_shard(self, shard: Shard) -> list[tuple[int, str]]:
+        """(index, reason) for the done items of one shard whose data is bad."""
         region = slice(shard.start, shard.stop)
         done = np.flatnonzero(self.array("status")[region] == Status.DONE)
         if done.size == 0:
@@ -546,7 +576,7 @@ class LatentStore:
         Items whose content is already stored (or repeated earlier in the manifest) are skipped. A new file whose
         image_id is already used by other content is refused (ValueError): the store identifies items by content,
         so a changed file needs a new image_id. New label names get new label arrays (NaN for older items).
-        The manifest root replaces dataset.root, so a moved dataset is followed. Coordinator only.
+        A non-empty manifest root replaces dataset.root, so a moved dataset is followed. Coordinator only.
         """
         self._require_writable()
         self._coordinator_check()
@@ -609,7 +639,8 @@ class LatentStore:
     def _commit_dataset(self, manifest: Manifest, *, layout: Layout, n: int, added: int) -> None:
         entry = {"at": _now_iso(), "manifest_hash": manifest.manifest_hash, "manifest_items": len(manifest),
                  "added": added, "root": manifest.root, "ganinv_version": ganinv_version}
-        dataset = DatasetInfo(root=manifest.root, manifest_hash=manifest.manifest_hash, num_items=n,
+        dataset = DatasetInfo(root=manifest.root or self.attributes.dataset.root,
+                              manifest_hash=manifest.manifest_hash, num_items=n,
                               history=self.attributes.dataset.history + (entry,))
         self.attributes = dataclasses.replace(self.attributes, dataset=dataset, layout=layout)
         self._group.attrs.put(self.attributes.to_json())  # the commit point of create/append
@@ -671,6 +702,7 @@ class LatentStore:
     def acquire_lease(self, run_id: str, *, ttl_s: float = DEFAULT_LEASE_TTL_S, force: bool = False) -> Lease:
         """Takes the run lease (storage/lease.py) or raises LeaseHeldError naming the holder. Use as a context
         manager to renew it in the background and release it at the end."""
+        self._require_writable()
         self._lease = acquire(self._lease_files, run_id, ttl_s=ttl_s, force=force)
         return self._lease
 
@@ -681,6 +713,7 @@ class LatentStore:
 
     def break_lease(self) -> LeaseRecord | None:
         """Ends whatever lease is held (its holder gets LeaseLostError on renew) and returns it. Only for dead runs."""
+        self._require_writable()
         held = self.lease_holder()
         acquire(self._lease_files, f"break-lease-{_now_iso()}", ttl_s=1.0, force=True).release()
         return held
@@ -698,6 +731,10 @@ class LatentStore:
 
 
 # ---------------------------------------------------------------------- helpers
+def _reopen(url: str, mode: str, run_id: str | None, storage_options: Mapping[str, Any]) -> LatentStore:
+    return LatentStore(url, mode=mode, run_id=run_id, storage_options=storage_options)
+
+
 def _as_generator(generator: GeneratorIdentity | Mapping) -> GeneratorIdentity:
     identity = generator if isinstance(generator, GeneratorIdentity) else GeneratorIdentity(**generator)
     if not identity.sha256:

@@ -363,3 +363,15 @@ def test_s3_store_end_to_end(s3_endpoint, tmp_path):
     np.testing.assert_array_equal(ds.ws.values, expected_ws(np.arange(8)))
     with pytest.raises(StoreMismatchError, match="new store"):
         loc.open("r+", generator=GeneratorIdentity(sha256=sha("other")))
+
+
+def test_a_store_pickles_as_its_url_and_refresh_sees_another_process_append(location):
+    import pickle
+
+    store = location.create(make_manifest(4))
+    copy = pickle.loads(pickle.dumps(store))
+    assert (copy.url, copy.mode, len(copy)) == (store.url, "r+", 4)
+    store.append(make_manifest(6))
+    assert len(copy) == 4  # metadata is read at open
+    copy.refresh()
+    assert len(copy) == 6 and copy.pending_shards()[-1] == Shard(1, 4, 6)
