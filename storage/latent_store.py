@@ -60,7 +60,8 @@ A typical run::
         store.append(m)                              # no-op when nothing is new
         for shard in store.pending_shards():         # on workers: LatentStore.open(url, "r+")
             inputs = store.read_shard_inputs(shard)
-            store.write_shard(inputs, invert(inputs.paths))
+            if len(inputs):                          # a rerun of a finished task finds nothing to do
+                store.write_shard(inputs, invert(inputs.paths))
         assert store.verify().ok
 """
 

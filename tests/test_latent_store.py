@@ -117,7 +117,12 @@ def test_read_shard_inputs_gives_ids_resolved_paths_and_only_items_to_do(locatio
     assert inputs.source_sha256[1] == sha("content 5")
     store.write_shard(inputs, fake_result(inputs, store, fail_every=2))  # 5 and 7 fail
     assert len(store.read_shard_inputs(shard)) == 0
-    assert store.read_shard_inputs(shard, retry_failed=True).indices.tolist() == [5, 7]
+    retry = store.read_shard_inputs(shard, retry_failed=True)
+    assert retry.indices.tolist() == [5, 7]
+    store.write_shard(retry, fake_result(retry, store))  # scattered items: only they are rewritten
+    np.testing.assert_array_equal(store.array("ws")[4:8], expected_ws(np.arange(4, 8)))
+    assert store.array("attempts")[4:8].tolist() == [1, 2, 1, 2]
+    assert store.array("status")[:].tolist() == [0, 0, 0, 0, 1, 1, 1, 1]
 
 
 def test_rewriting_a_shard_from_the_same_inputs_is_idempotent(location):
