@@ -166,5 +166,79 @@ def train_classifier_cmd(
                            "train_seconds": record["train_seconds"]}, indent=1))
 
 
+
+def _open_store_or_exit(store: str, mode: str = "r"):
+    """Opens a latent store, turning 'not found / not a store' into a one-line error and exit code 2."""
+    from storage import LatentStore, StoreMismatchError, StoreNotFoundError
+
+    try:
+        return LatentStore.open(store, mode)
+    except (StoreNotFoundError, StoreMismatchError) as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from err
+
+
+@app.command("store-info")
+def store_info(store: str = typer.Argument(..., help="Store path or fsspec URL (s3://bucket/corpus.zarr)."),
+               as_json: bool = typer.Option(False, "--json", help="Print the root attributes and counts as JSON.")
+               ) -> None:
+    """Summary of a latent store: items done/failed/pending, generator identity, inversion config, lease."""
+    import json
+
+    s = _open_store_or_exit(store)
+    attrs, counts, holder = s.attributes, s.status_counts(), s.lease_holder()
+    if as_json:
+        typer.echo(json.dumps({"attributes": attrs.to_json(), "counts": counts,
+                               "lease": holder.to_json() if holder else None}, indent=2))
+        return
+    layout, gen, ds = attrs.layout, attrs.generator, attrs.dataset
+    optional = [name for name, on in (("z", layout.z_dim), ("thumbnails", layout.thumbnail_size)) if on]
+    lines = [
+        f"store       {store}",
+        f"schema      {attrs.schema} v{attrs.schema_version}, created {attrs.created} by ganinv {attrs.ganinv_version}",
+        f"items       {len(s)}: done {counts['done']}, failed {counts['failed']}, pending {counts['pending']} "
+        f"({len(s.shards())} shards of {s.chunk_items})",
+        f"generator   sha256 {gen.sha256}  source {gen.source or '-'}",
+        f"            config {json.dumps(gen.config, sort_keys=True)}",
+        f"inversion   {json.dumps(attrs.inversion, sort_keys=True)}",
+        f"dataset     root {ds.root or '-'}  manifest {ds.manifest_hash[:16]}  appends {len(ds.history)}",
+        f"layout      ws [{layout.num_ws}, {layout.w_dim}] ({attrs.chunking.ws_compressor})"
+        + (f" + {', '.join(optional)}" if optional else ""),
+        f"metrics     {', '.join(layout.metrics)}",
+        f"labels      {', '.join(layout.labels) or '-'}",
+        f"lease       {'held by ' + holder.describe() if holder else 'free'}",
+    ]
+    typer.echo("\n".join(lines))
+
+
+@app.command("store-verify")
+def store_verify(store: str = typer.Argument(..., help="Store path or fsspec URL."),
+                 repair: bool = typer.Option(False, "--repair",
+                                             help="Mark bad items pending so the next run redoes them.")) -> None:
+    """Checks that every item marked done has finite data; exit code 1 if not."""
+    s = _open_store_or_exit(store, "r+" if repair else "r")
+    report = s.verify(repair=repair)
+    typer.echo(f"{report.num_items} items: " + ", ".join(f"{k} {v}" for k, v in report.counts.items()))
+    for problem in report.problems:
+        typer.echo(f"problem: {problem}")
+    for index, reason in list(zip(report.bad_items, report.reasons))[:20]:
+        typer.echo(f"bad item {index}: {reason}")
+    if len(report.bad_items) > 20:
+        typer.echo(f"... and {len(report.bad_items) - 20} more bad items")
+    if report.repaired:
+        typer.echo(f"marked {len(report.bad_items)} items pending again")
+    typer.echo("ok" if report.ok else "NOT OK")
+    if not report.ok and not report.repaired:
+        raise typer.Exit(1)
+
+
+@app.command("store-break-lease")
+def store_break_lease(store: str = typer.Argument(..., help="Store path or fsspec URL.")) -> None:
+    """Ends the run lease on a store whose run is dead (a live holder loses it at its next renewal)."""
+    s = _open_store_or_exit(store, "r+")
+    broken = s.break_lease()
+    typer.echo(f"broke lease of {broken.describe()}" if broken else "no lease was held")
+
+
 if __name__ == "__main__":
     app()
