@@ -101,6 +101,14 @@ def test_lpips_with_trunk_file_present_matches_the_lpips_package(empty_torch_hom
     assert (ours(y, ours.prepare(y)) == 0).all()
 
 
+def test_metrics_report_lpips_once_its_trunk_file_is_present(empty_torch_home):
+    from ganinv.metrics import available_lpips
+
+    assert available_lpips(net="alex") == {}
+    write_random_trunk("alex")
+    assert list(available_lpips(net="alex")) == ["lpips-alex"]
+
+
 def test_random_trunk_lpips_is_never_named_lpips():
     assert LPIPSLoss("alex", random_trunk=True).name == "alex-random-trunk"
 

@@ -55,3 +55,10 @@ def test_frechet_distance_of_a_sample_with_itself_is_zero():
     assert frechet_distance(mu, sigma, mu, sigma) == pytest.approx(0.0, abs=1e-6)
     with pytest.raises(ValueError, match="N >= 2"):
         feature_statistics(feats[:1])
+
+
+def test_lpips_is_reported_only_when_its_trunk_is_on_disk(tmp_path, monkeypatch):
+    from ganinv.metrics import available_lpips
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    assert available_lpips() == {}

@@ -40,7 +40,7 @@ from torch import nn
 from ganinv.losses.base import ImageLoss
 from ganinv.losses.noise_regularization import noise_regularization, normalize_noise_
 from ganinv.losses.registry import PIXEL_LOSSES, WeightedLoss, as_weighted_loss, build_loss, canonical_loss_spec
-from ganinv.metrics.reconstruction import reconstruction_metrics
+from ganinv.metrics.reconstruction import available_lpips, reconstruction_metrics
 
 SPACES = ("z", "w", "w+")
 W_NOISE_CHUNK = 50  # latent noise is drawn per image in blocks of this many steps (part of the stream's definition)
@@ -90,7 +90,7 @@ class InversionResult:
     noise: list[torch.Tensor] | None   # optimised noise maps [N, 1, r, r] in `G.synthesis.noise_layers()` order
     images: torch.Tensor               # final reconstructions [N, C, H, W] in about [-1, 1]
     losses: torch.Tensor               # [N] final loss (without regularisers) on the reconstructions
-    metrics: dict[str, torch.Tensor]   # each [N]: mse, psnr, ssim, and the loss's perceptual terms
+    metrics: dict[str, torch.Tensor]   # each [N]: mse, psnr, ssim, the loss's perceptual terms, lpips-vgg if on disk
     history: torch.Tensor              # [K, N] total per-image loss at `history_steps`
     history_steps: list[int]
     seeds: list[int]
@@ -313,6 +313,7 @@ def _finish(problem: _Problem, target: torch.Tensor, history: torch.Tensor, step
     images = problem.G.synthesis(ws, noise_mode="const", fused_modconv=False, noise=problem.noise_bufs)
     masked = images if problem.mask is None else images * problem.mask
     perceptual = {name: t for name, t in problem.loss.named_terms().items() if name not in PIXEL_LOSSES}
+    perceptual = {**available_lpips(target.device), **perceptual}  # LPIPS-VGG whenever its trunk is on disk
     return InversionResult(
         ws=ws, z=problem.latent.detach() if cfg.space == "z" else None,
         noise=None if problem.noise_bufs is None else [b.detach() for b in problem.noise_bufs],

@@ -9,6 +9,7 @@ import torch
 from torchmetrics.functional.image import structural_similarity_index_measure
 
 from ganinv.losses.base import ImageLoss
+from ganinv.losses.lpips_distance import trunk_weights_path
 
 SSIM_KERNEL_SIZE = 11  # Wang et al. 2004: 11x11 Gaussian window, sigma 1.5
 
@@ -16,6 +17,13 @@ SSIM_KERNEL_SIZE = 11  # Wang et al. 2004: 11x11 Gaussian window, sigma 1.5
 def to_unit_range(images: torch.Tensor) -> torch.Tensor:
     """[-1, 1] -> [0, 1], clamped (what an 8-bit export would show)."""
     return ((images.float() + 1) / 2).clamp(0, 1)
+
+
+def available_lpips(device: torch.device | str | None = None, *, net: str = "vgg") -> dict[str, ImageLoss]:
+    """`{'lpips-vgg': loss}` when torchvision's trunk file is on disk (built once per process), else `{}`."""
+    from ganinv.losses.registry import build_loss
+
+    return {f"lpips-{net}": build_loss(f"lpips-{net}", device=device)} if trunk_weights_path(net).is_file() else {}
 
 
 @torch.no_grad()
