@@ -25,7 +25,9 @@ from torch import nn
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import device_facts, load_named_generator, markdown_table, tiny_generator, write_json  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    device_facts, load_named_generator, markdown_table, tiny_generator, write_json,
+)
 from ganinv.inversion import encode, hybrid, invert  # noqa: E402
 from ganinv.losses import ClassifierPerceptualLoss, LPIPSLoss, PerceptualWeightsMissing  # noqa: E402
 from ganinv.metrics import reconstruction_metrics  # noqa: E402
@@ -88,7 +90,8 @@ def load_images(path: str, resolution: int, limit: int) -> torch.Tensor:
         raise FileNotFoundError(f"--images {path}: expected a folder of images or an .npy/.npz file")
     x = torch.from_numpy(np.ascontiguousarray(pixels)).float()
     x = x if x.shape[1] == 3 else x.permute(0, 3, 1, 2)
-    x = torch.nn.functional.interpolate(x, size=(resolution, resolution), mode="area") if x.shape[-1] != resolution else x
+    if x.shape[-1] != resolution:
+        x = torch.nn.functional.interpolate(x, size=(resolution, resolution), mode="area")
     if len(x) == 0:
         raise FileNotFoundError(f"--images {path}: no images found")
     return x / 127.5 - 1

@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -44,7 +45,7 @@ def test_image_seed_changes_its_trajectory(G, targets):
 
 
 def test_int_seed_gives_image_i_seed_plus_i(G, targets):
-    batch = invert(G, targets[:2], seed=5, **FAST)
+    batch = invert(G, targets[:2], seed=np.int64(5), **FAST)
     second_alone = invert(G, targets[1:2], seed=[6], **FAST)
     assert batch.seeds == [5, 6]
     torch.testing.assert_close(batch.ws[1:], second_alone.ws, rtol=1e-4, atol=1e-5)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import weakref
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -159,8 +160,8 @@ def latent_noise_std(step: int, config: InversionConfig, latent_std: float) -> f
 
 def image_seeds(seed: int | Sequence[int], num_images: int) -> list[int]:
     """Per-image seeds: a sequence is used as given (e.g. seeds from image ids); an int s gives s, s+1, ..."""
-    if isinstance(seed, int):
-        return [seed + i for i in range(num_images)]
+    if isinstance(seed, numbers.Integral):
+        return [int(seed) + i for i in range(num_images)]
     seeds = [int(s) for s in seed]
     if len(seeds) != num_images:
         raise ValueError(f"seed must be an int or one seed per image: got {len(seeds)} seeds for {num_images} images")

@@ -54,8 +54,9 @@ class ClassifierPerceptualLoss(nn.Module):
         size = getattr(self.classifier, "img_resolution", None)
         if size is None or images.shape[-1] == size:
             return images
-        mode = "area" if images.shape[-1] > size else "bilinear"
-        return F.interpolate(images, size=(size, size), mode=mode, **({} if mode == "area" else dict(align_corners=False)))
+        if images.shape[-1] > size:
+            return F.interpolate(images, size=(size, size), mode="area")
+        return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
 
     def _features(self, images: torch.Tensor) -> list[torch.Tensor]:
         assert images.ndim == 4, f"images must be [N, C, H, W], got {list(images.shape)}"

@@ -11,7 +11,9 @@ import torch
 
 def feature_statistics(features: torch.Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean `[D]` and covariance `[D, D]` (float64, unbiased) of `features [N, D]`, N >= 2."""
-    feats = features.detach().double().cpu().numpy() if isinstance(features, torch.Tensor) else np.asarray(features, np.float64)
+    if isinstance(features, torch.Tensor):
+        features = features.detach().double().cpu().numpy()
+    feats = np.asarray(features, np.float64)
     if feats.ndim != 2 or feats.shape[0] < 2:
         raise ValueError(f"features must be [N, D] with N >= 2, got shape {feats.shape}")
     return feats.mean(axis=0), np.cov(feats, rowvar=False)

@@ -34,7 +34,7 @@ def reconstruction_metrics(x: torch.Tensor, y: torch.Tensor, *,
     Keys: `mse` (on [0, 1]), `psnr` (dB, peak 1), `ssim` (11x11 Gaussian window, smaller for tiny images), and one
     key per entry of `perceptual` (e.g. `{'lpips-vgg': LPIPSLoss('vgg')}`).
     """
-    assert x.ndim == 4 and x.shape == y.shape, f"x and y must both be [N, C, H, W], got {list(x.shape)}, {list(y.shape)}"
+    assert x.ndim == 4 and x.shape == y.shape, f"x, y must be [N, C, H, W] alike: {list(x.shape)}, {list(y.shape)}"
     x01, y01 = to_unit_range(x), to_unit_range(y)
     mse = (x01 - y01).square().mean(dim=(1, 2, 3))
     kernel = min(SSIM_KERNEL_SIZE, min(x.shape[-2:]) - (1 - min(x.shape[-2:]) % 2))
