@@ -1,0 +1,99 @@
+"""Shared pieces of the benchmark scripts: generators to benchmark, device facts, tables, JSON output."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import platform
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from ganinv.generators.stylegan2 import Generator
+
+
+def config_f_generator(resolution: int = 256, *, seed: int = 0) -> Generator:
+    """A config-f-sized StyleGAN2 generator with random weights (channel_base 16384, channel_max 512, w_dim 512,
+    8 mapping layers, fp32 everywhere): the right shape and cost for timing, meaningless images."""
+    torch.manual_seed(seed)
+    G = Generator(z_dim=512, c_dim=0, w_dim=512, img_resolution=resolution, img_channels=3,
+                  mapping_kwargs=dict(num_layers=8),
+                  synthesis_kwargs=dict(channel_base=16384, channel_max=512, num_fp16_res=0, conv_clamp=256))
+    return G.eval().requires_grad_(False)
+
+
+def tiny_generator(resolution: int = 32, *, seed: int = 0) -> Generator:
+    """A few-hundred-kilobyte random generator for CPU smoke runs, its output scaled to stay near [-1, 1]."""
+    torch.manual_seed(seed)
+    G = Generator(z_dim=32, c_dim=0, w_dim=32, img_resolution=resolution, img_channels=3,
+                  mapping_kwargs=dict(num_layers=2), synthesis_kwargs=dict(channel_base=512, channel_max=32))
+    with torch.no_grad():
+        for block in G.synthesis.blocks():
+            block.torgb.weight.mul_(0.2)
+    return G.eval().requires_grad_(False)
+
+
+def load_named_generator(spec: str, *, resolution: int, tiny: bool) -> tuple[Generator | None, str]:
+    """`config-f` (random weights), `tiny` or a name for `ganinv.generators.io.load_generator` (e.g. `faces64`).
+    Returns (None, reason) when the named generator cannot be loaded here."""
+    if spec == "config-f":
+        return (tiny_generator(resolution) if tiny else config_f_generator(resolution)), \
+            ("tiny random generator" if tiny else f"config-f-sized, random weights, {resolution} px")
+    try:
+        from ganinv.generators.io import load_generator
+        return load_generator(spec).eval().requires_grad_(False), f"{spec} (trained weights)"
+    except Exception as err:  # noqa: BLE001 - any failure means "not available here"; say why and go on
+        return None, f"{spec} unavailable: {type(err).__name__}: {err}"
+
+
+def random_targets(G: Generator, n: int, device: torch.device, *, seed: int = 0) -> torch.Tensor:
+    with torch.no_grad():
+        z = torch.randn([n, G.z_dim], generator=torch.Generator().manual_seed(seed)).to(device)
+        return G(z, None).clamp(-1, 1)
+
+
+def device_facts(device: torch.device) -> dict[str, Any]:
+    facts = {"device": str(device), "torch": torch.__version__, "python": platform.python_version(),
+             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+             "command": " ".join([Path(sys.executable).name, "-m", "benchmarks." + Path(sys.argv[0]).stem,
+                                  *sys.argv[1:]])}
+    if device.type == "cuda":
+        facts["gpu"] = torch.cuda.get_device_name(device)
+    else:
+        facts["cpu"] = platform.processor() or platform.machine()
+        facts["threads"] = torch.get_num_threads()
+    return facts
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_memory_gib(device: torch.device) -> float | None:
+    return torch.cuda.max_memory_allocated(device) / 2 ** 30 if device.type == "cuda" else None
+
+
+def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
+    def fmt(v: Any) -> str:
+        if v is None:
+            return "n/a"
+        return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(fmt(row.get(c)) for c in columns) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_json(path: str | None, payload: dict[str, Any]) -> None:
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(payload, indent=2, default=str))
+        print(f"wrote {path}")

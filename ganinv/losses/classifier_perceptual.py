@@ -1,0 +1,73 @@
+"""A perceptual distance on the embedded world's attribute classifier features (`clf-perceptual`).
+
+It follows LPIPS's recipe without its calibration: unit-normalise each feature map over channels, take the squared
+difference, sum over channels, average over space, sum over layers. It is *not* LPIPS (the network is a small face
+attribute CNN, not VGG, and no layer weights were fitted to human judgments); its use is that it works offline.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class FeatureExtractor(Protocol):
+    """Anything with `features(images [N, 3, H, W] in [-1, 1]) -> list of [N, C_l, H_l, W_l]`."""
+
+    def features(self, images: torch.Tensor) -> Sequence[torch.Tensor]: ...
+
+
+def _unit_normalize(feat: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
+    return feat / (feat.square().sum(dim=1, keepdim=True).sqrt() + eps)
+
+
+class ClassifierPerceptualLoss(nn.Module):
+    """`[N, 3, H, W]` pairs in [-1, 1] -> `[N]` distance on `classifier.features`.
+
+    Images are area-resized to `classifier.img_resolution` first when the classifier declares one and the size
+    differs (bilinear when upsampling).
+    """
+
+    name = "clf-perceptual"
+
+    def __init__(self, classifier: nn.Module):
+        super().__init__()
+        if not callable(getattr(classifier, "features", None)):
+            raise TypeError("clf-perceptual needs a module with a `features(images) -> list[Tensor]` method, got "
+                            f"{type(classifier).__name__}")
+        self.classifier = classifier.eval().requires_grad_(False)
+
+    @classmethod
+    def builtin(cls) -> "ClassifierPerceptualLoss":
+        """The embedded world's attribute classifier, `ganinv.models.attributes.load_classifier('builtin')`."""
+        try:
+            from ganinv.models.attributes import load_classifier
+        except ImportError as err:
+            raise ImportError("loss 'clf-perceptual' needs ganinv.models.attributes (the embedded world's attribute "
+                              f"classifier), which could not be imported: {err}") from err
+        return cls(load_classifier(source="builtin"))
+
+    def _resize(self, images: torch.Tensor) -> torch.Tensor:
+        size = getattr(self.classifier, "img_resolution", None)
+        if size is None or images.shape[-1] == size:
+            return images
+        if images.shape[-1] > size:
+            return F.interpolate(images, size=(size, size), mode="area")
+        return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
+
+    def _features(self, images: torch.Tensor) -> list[torch.Tensor]:
+        assert images.ndim == 4, f"images must be [N, C, H, W], got {list(images.shape)}"
+        return [_unit_normalize(f) for f in self.classifier.features(self._resize(images))]
+
+    @torch.no_grad()
+    def prepare(self, target: torch.Tensor) -> list[torch.Tensor]:
+        return self._features(target)
+
+    def forward(self, synth: torch.Tensor, prepared: list[torch.Tensor]) -> torch.Tensor:
+        dist = torch.zeros(synth.shape[0], device=synth.device, dtype=synth.dtype)
+        for feat, target_feat in zip(self._features(synth), prepared):
+            dist = dist + (feat - target_feat).square().sum(dim=1).mean(dim=(1, 2))
+        return dist

@@ -1,0 +1,39 @@
+"""The benchmark scripts run end to end on CPU with --tiny (they are timed only on the GPU machine)."""
+
+import json
+
+import pytest
+
+from benchmarks import inversion_quality, invert_throughput
+
+
+@pytest.mark.slow
+def test_throughput_benchmark_runs_tiny_and_writes_its_table(tmp_path):
+    out = tmp_path / "throughput.json"
+    payload = invert_throughput.main(["--tiny", "--device", "cpu", "--generators", "config-f,faces64",
+                                      "--out", str(out)])
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["method"] for r in rows] == ["baseline (projector loop)", "engine (batched)", "engine (batched)"]
+    assert [r["batch"] for r in rows] == [1, 1, 4]
+    assert all(r["image_steps_per_s"] > 0 for r in rows) and rows[0]["ratio_to_baseline"] == 1
+    assert payload["loss"] == "vgg-random-trunk"  # never called LPIPS: the trunk is random
+    assert "faces64" in payload["generators"]
+
+
+@pytest.mark.slow
+def test_quality_report_runs_tiny_with_every_method(tmp_path):
+    payload = inversion_quality.main(["--tiny", "--device", "cpu", "--steps", "2", "--out", str(tmp_path / "q.json")])
+    assert [(r["method"], r["steps"]) for r in payload["rows"]] == [
+        ("W", 2), ("W+", 2), ("encoder", 0), ("hybrid (W+)", 2)]
+    assert all(0 < r["ssim"] <= 1 and r["psnr"] > 0 and r["perceptual"] >= 0 for r in payload["rows"])
+
+
+def test_quality_report_reads_held_out_images_from_a_folder(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    for i in range(3):
+        Image.fromarray(np.full([20, 20, 3], 60 * i, np.uint8)).save(tmp_path / f"{i}.png")
+    images = inversion_quality.load_images(str(tmp_path), 16, limit=2)
+    assert images.shape == (2, 3, 16, 16)
+    assert images[0].max() == -1 and abs(images[1].mean().item() - (60 / 127.5 - 1)) < 1e-5
