@@ -97,6 +97,9 @@ def test_unknown_target_and_bad_codes_are_errors(linear_world):
     G, attrs, ws, normals = linear_world
     with pytest.raises(KeyError, match="smile"):
         evaluate_edits(G, attrs, ws[:4], [direction("x", normals[0])], [1.0], targets={"x": "smile"})
+    with pytest.raises(ValueError, match="Z"):
+        evaluate_edits(G, attrs, ws[:4], [Direction(name="z", method="interfacegan", space="z", vector=np.eye(8)[0])],
+                       [1.0])
     with pytest.raises(ValueError, match=r"\[N, 4, 8\]"):
         evaluate_edits(G, attrs, ws[:4, :2], [direction("x", normals[0])], [1.0])
 

@@ -33,7 +33,7 @@ def test_boundary_recovers_planted_normal(svm):
     assert fit.boundary.shape == (1, 32)
     assert np.linalg.norm(fit.boundary) == pytest.approx(1, abs=1e-6)
     assert float(fit.boundary[0] @ normal) >= 0.99  # also: the positive side is the high-score side
-    assert fit.val_accuracy >= 0.99
+    assert fit.val_accuracy >= 0.99 and fit.remaining_accuracy >= 0.8  # middle codes sit near the plane
 
 
 def test_boundary_accepts_torch_and_column_scores():

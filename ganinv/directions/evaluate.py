@@ -55,6 +55,9 @@ def evaluate_edits(G: torch.nn.Module, classifier: Scorer, ws: torch.Tensor | np
                 Directions without a target (SeFa, GANSpace) get flip_rate NaN and interference over all attributes.
     """
     x = _as_wplus(G, ws)
+    z_space = [d.name for d in directions if d.space == "z"]
+    if z_space:
+        raise ValueError(f"directions {z_space} live in Z; edits here move ws: fit them in W or W+")
     targets = {d.name: (targets or {}).get(d.name, d.provenance.get("attribute")) for d in directions}
     tallies = {(d.name, float(s)): _Tally() for d in directions for s in strengths}
     names: list[str] | None = None

@@ -6,7 +6,7 @@ Sec. 3) to separate e.g. head pose (coarse layers) from lighting (fine layers). 
 incremental estimator (scikit-learn `IncrementalPCA`) makes the sample count independent of memory, and a component's
 stdev is `sqrt(explained_variance)`.
 
-`pca` also runs on the inverted corpus (any `[N, D]` array or iterable of batches), e.g. a layer of the store's W+ codes.
+`pca` also runs on the inverted corpus (an `[N, D]` array or iterable of batches), e.g. one layer of the W+ codes.
 """
 
 from __future__ import annotations

@@ -68,39 +68,31 @@ def train_boundary(latent_codes: np.ndarray | torch.Tensor, scores: np.ndarray |
     svm:                 `linear_svc` (liblinear, fast) or `svc` (libsvm `SVC(kernel='linear')`, the original code).
     """
     codes, scores = _check_codes_and_scores(latent_codes, scores)
-    if chosen_num_or_ratio <= 0:
-        raise ValueError(f"chosen_num_or_ratio must be positive, got {chosen_num_or_ratio}")
-    if not 0 < split_ratio <= 1:
-        raise ValueError(f"split_ratio must be in (0, 1], got {split_ratio}")
-    if svm not in SVMS:
-        raise ValueError(f"svm must be one of {SVMS}, got {svm!r}")
-    code_shape = codes.shape[1:]
-    codes, scores = _drop_invalid(codes.reshape(len(codes), -1), scores, invalid_value)
-    order = np.argsort(-scores, kind="stable")  # descending: positives first
-    codes, scores = codes[order], scores[order]
-    chosen = _chosen_num(len(codes), chosen_num_or_ratio)
-    num_train = int(chosen * split_ratio)
+    _check_options(chosen_num_or_ratio, split_ratio, svm)
+    flat = codes.reshape(len(codes), -1)  # indices below: only the chosen codes are ever copied
+    order = _valid_order(scores, invalid_value)  # descending score: positives first
+    chosen = _chosen_num(len(order), chosen_num_or_ratio)
+    num_train, num_val = int(chosen * split_ratio), chosen - int(chosen * split_ratio)
     if num_train < 1:
         raise ValueError(f"only {chosen} codes per side with split_ratio={split_ratio}: no training data; "
                          f"pass more codes or a larger chosen_num_or_ratio")
     rng = np.random.default_rng(seed)
-    pos, neg = rng.permutation(chosen), rng.permutation(chosen)
-    top, bottom = codes[:chosen], codes[len(codes) - chosen:]
-    train_x = np.concatenate([top[pos[:num_train]], bottom[neg[:num_train]]])
-    val_x = np.concatenate([top[pos[num_train:]], bottom[neg[num_train:]]])
-    labels = lambda n: np.concatenate([np.ones(n, dtype=np.int64), np.zeros(n, dtype=np.int64)])  # noqa: E731
-    clf = _make_svm(svm, C=C, seed=seed).fit(train_x, labels(num_train))
-    num_val = chosen - num_train
-    val_accuracy = float(clf.score(val_x, labels(num_val))) if num_val else None
-    remaining_accuracy = _remaining_accuracy(clf, codes[chosen:len(codes) - chosen],
-                                             scores[chosen:len(codes) - chosen], midpoint=(scores[0] + scores[-1]) / 2)
-    coef = clf.coef_.reshape(-1).astype(np.float64)
+    top = order[:chosen][rng.permutation(chosen)]
+    bottom = order[len(order) - chosen:][rng.permutation(chosen)]
+    train = np.concatenate([top[:num_train], bottom[:num_train]])
+    clf = _make_svm(svm, C=C, seed=seed).fit(flat[train].astype(np.float64), _labels(num_train))
+    coef, intercept = clf.coef_.reshape(-1).astype(np.float64), float(clf.intercept_[0])
     norm = float(np.linalg.norm(coef))
     if norm == 0:
         raise ValueError("the SVM found no separating direction (all coefficients zero): are the scores constant?")
-    boundary = (coef / norm).astype(np.float32).reshape(1, *code_shape)
-    return BoundaryFit(boundary=boundary, offset=float(clf.intercept_[0]) / norm, val_accuracy=val_accuracy,
-                       remaining_accuracy=remaining_accuracy, num_train=num_train, num_val=num_val)
+    val = np.concatenate([top[num_train:], bottom[num_train:]])
+    middle = order[chosen:len(order) - chosen]
+    middle_labels = scores[middle] >= (scores[order[0]] + scores[order[-1]]) / 2  # the original code's midpoint
+    return BoundaryFit(
+        boundary=(coef / norm).astype(np.float32).reshape(1, *codes.shape[1:]), offset=intercept / norm,
+        val_accuracy=_accuracy(flat, val, _labels(num_val), coef, intercept) if num_val else None,
+        remaining_accuracy=_accuracy(flat, middle, middle_labels, coef, intercept) if len(middle) else None,
+        num_train=num_train, num_val=num_val)
 
 
 def project_boundary(primal: np.ndarray | torch.Tensor, *conditions: np.ndarray | torch.Tensor) -> np.ndarray:
@@ -183,8 +175,9 @@ def _direction(name: str, space: str, boundary: np.ndarray, provenance: dict[str
 
 
 def _check_codes_and_scores(latent_codes, scores) -> tuple[np.ndarray, np.ndarray]:
-    codes = np.asarray(latent_codes.detach().cpu() if isinstance(latent_codes, torch.Tensor) else latent_codes,
-                       dtype=np.float64)
+    codes = np.asarray(latent_codes.detach().cpu() if isinstance(latent_codes, torch.Tensor) else latent_codes)
+    if not np.issubdtype(codes.dtype, np.floating):
+        codes = codes.astype(np.float32)
     if codes.ndim not in (2, 3) or len(codes) < 2:
         raise ValueError(f"latent_codes must be [N, D] or [N, num_ws, w_dim] with N >= 2, got {list(codes.shape)}")
     values = np.asarray(scores.detach().cpu() if isinstance(scores, torch.Tensor) else scores, dtype=np.float64)
@@ -196,13 +189,29 @@ def _check_codes_and_scores(latent_codes, scores) -> tuple[np.ndarray, np.ndarra
     return codes, values
 
 
-def _drop_invalid(codes: np.ndarray, scores: np.ndarray, invalid_value: float | None):
+def _check_options(chosen_num_or_ratio: float, split_ratio: float, svm: str) -> None:
+    if chosen_num_or_ratio <= 0:
+        raise ValueError(f"chosen_num_or_ratio must be positive, got {chosen_num_or_ratio}")
+    if not 0 < split_ratio <= 1:
+        raise ValueError(f"split_ratio must be in (0, 1], got {split_ratio}")
+    if svm not in SVMS:
+        raise ValueError(f"svm must be one of {SVMS}, got {svm!r}")
+
+
+def _labels(num_per_side: int) -> np.ndarray:
+    """1 for the positive (high-score) codes, then 0 for the negative ones."""
+    return np.concatenate([np.ones(num_per_side, dtype=np.int64), np.zeros(num_per_side, dtype=np.int64)])
+
+
+def _valid_order(scores: np.ndarray, invalid_value: float | None) -> np.ndarray:
+    """Indices of the codes with valid scores, by descending score."""
+    valid = np.ones(len(scores), dtype=bool)
     if invalid_value is not None:
-        keep = ~np.isnan(scores) if math.isnan(invalid_value) else scores != invalid_value
-        codes, scores = codes[keep], scores[keep]
-    if not np.all(np.isfinite(scores)):
+        valid = ~np.isnan(scores) if math.isnan(invalid_value) else scores != invalid_value
+    if not np.all(np.isfinite(scores[valid])):
         raise ValueError("scores contain NaN or inf: pass invalid_value=float('nan') to drop them")
-    return codes, scores
+    index = np.flatnonzero(valid)
+    return index[np.argsort(-scores[index], kind="stable")]
 
 
 def _chosen_num(num_samples: int, chosen_num_or_ratio: float) -> int:
@@ -216,10 +225,15 @@ def _make_svm(svm: str, *, C: float, seed: int):
     return LinearSVC(C=C, random_state=seed, max_iter=10_000)
 
 
-def _remaining_accuracy(clf, codes: np.ndarray, scores: np.ndarray, *, midpoint: float) -> float | None:
-    if len(codes) == 0:
-        return None
-    return float(clf.score(codes, (scores >= midpoint).astype(np.int64)))
+def _accuracy(flat: np.ndarray, index: np.ndarray, labels: np.ndarray, coef: np.ndarray, intercept: float,
+              chunk: int = 65536) -> float:
+    """Share of `flat[index]` on the side of the hyperplane that `labels` (1 = positive) says, in chunks."""
+    correct = 0
+    for start in range(0, len(index), chunk):
+        part = index[start:start + chunk]
+        predicted = flat[part].astype(np.float64) @ coef + intercept > 0
+        correct += int(np.sum(predicted == labels[start:start + chunk].astype(bool)))
+    return correct / len(index)
 
 
 def _as_flat_boundary(value, name: str) -> np.ndarray:
