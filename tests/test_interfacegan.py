@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from ganinv.directions.interfacegan import fit_directions, project_boundary, sample_and_score, train_boundary
+from ganinv.directions.interfacegan import (fit_directions, project_boundary, sample_and_score, train_boundary,
+                                            train_layer_boundaries)
 
 
 def planted(num=4000, dim=32, *, noise=0.05, seed=0):
@@ -47,6 +48,18 @@ def test_w_plus_codes_are_fitted_flattened_and_returned_per_layer():
     fit = train_boundary(codes.reshape(-1, 3, 8), scores, chosen_num_or_ratio=0.1)
     assert fit.boundary.shape == (1, 3, 8)
     assert float(fit.boundary.reshape(-1) @ normal) >= 0.99
+
+
+def test_per_layer_boundaries_find_the_layer_that_carries_the_attribute():
+    codes, scores, normal = planted(dim=8)
+    rng = np.random.default_rng(9)
+    ws = np.stack([rng.normal(size=codes.shape), codes, rng.normal(size=codes.shape)], axis=1)  # only row 1 counts
+    fits = train_layer_boundaries(torch.from_numpy(ws), scores, chosen_num_or_ratio=0.1)
+    assert [fit.boundary.shape for fit in fits] == [(1, 8)] * 3
+    assert float(fits[1].boundary[0] @ normal) >= 0.99
+    assert fits[1].val_accuracy > 0.95 > max(fits[0].val_accuracy, fits[2].val_accuracy)
+    with pytest.raises(ValueError, match="W\\+"):
+        train_layer_boundaries(codes, scores)
 
 
 def test_offset_places_the_hyperplane_between_the_classes():

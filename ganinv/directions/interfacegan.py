@@ -6,8 +6,9 @@ attribute scores are the most extreme (`chosen_num_or_ratio` of the top and of t
 (Sec. 2.2) removes from `n` its components along other attributes' normals, so that editing one attribute leaves the
 conditioned ones alone.
 
-Spaces: `z`, `w` (default) and `w+`. W+ codes `[N, num_ws, w_dim]` are fitted by one SVM on the flattened codes and the
-boundary is returned as `[1, num_ws, w_dim]` (unit norm over all entries); to fit per layer, pass `codes[:, i]`.
+Spaces: `z`, `w` (default) and `w+`. `train_boundary` fits W+ codes `[N, num_ws, w_dim]` with one SVM on the flattened
+codes and returns the boundary as `[1, num_ws, w_dim]` (unit norm over all entries); `train_layer_boundaries` fits
+one boundary per ws row instead.
 """
 
 from __future__ import annotations
@@ -93,6 +94,16 @@ def train_boundary(latent_codes: np.ndarray | torch.Tensor, scores: np.ndarray |
         val_accuracy=_accuracy(flat, val, _labels(num_val), coef, intercept) if num_val else None,
         remaining_accuracy=_accuracy(flat, middle, middle_labels, coef, intercept) if len(middle) else None,
         num_train=num_train, num_val=num_val)
+
+
+def train_layer_boundaries(latent_codes: np.ndarray | torch.Tensor, scores: np.ndarray | torch.Tensor,
+                           **options: Any) -> list[BoundaryFit]:
+    """W+ per layer: one `train_boundary` on each ws row, `latent_codes [N, num_ws, w_dim]` -> num_ws fits `[1, w_dim]`
+    (a direction from fit i edits layer i only: `Direction(..., layers=(i,))`)."""
+    codes = latent_codes.detach().cpu().numpy() if isinstance(latent_codes, torch.Tensor) else np.asarray(latent_codes)
+    if codes.ndim != 3:
+        raise ValueError(f"latent_codes must be W+ codes [N, num_ws, w_dim], got {list(codes.shape)}")
+    return [train_boundary(codes[:, i], scores, **options) for i in range(codes.shape[1])]
 
 
 def project_boundary(primal: np.ndarray | torch.Tensor, *conditions: np.ndarray | torch.Tensor) -> np.ndarray:
