@@ -9,6 +9,7 @@ resampling, leaky ReLU with slope 0.2 and gain `sqrt(2)`, optional clamping of a
 from __future__ import annotations
 
 import math
+import os
 from typing import Sequence
 
 import torch
@@ -22,7 +23,9 @@ LRELU_GAIN = math.sqrt(2.0)
 #   "separable"  the same filter as two 1D depthwise convolutions;
 #   "composite"  the filter folded into the convolution kernel (3x3 (*) 4x4 -> 6x6), no depthwise pass at all.
 RESAMPLE_IMPLS = ("fir", "separable", "composite")
-RESAMPLE_IMPL = "fir"
+RESAMPLE_IMPL = os.environ.get("GANINV_RESAMPLE_IMPL", "fir")
+if RESAMPLE_IMPL not in RESAMPLE_IMPLS:
+    raise ValueError(f"GANINV_RESAMPLE_IMPL={RESAMPLE_IMPL!r}: choose one of {RESAMPLE_IMPLS}")
 
 
 def setup_filter(taps: Sequence[float] = (1, 3, 3, 1)) -> torch.Tensor:

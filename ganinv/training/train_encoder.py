@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from ganinv.generators.stylegan2 import Generator
-from ganinv.models.encoder import Encoder
+from ganinv.models.encoder import Encoder, save_encoder
 from ganinv.training.checkpoint import load_checkpoint, save_checkpoint
 
 
@@ -154,18 +154,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--run-dir", required=True)
     parser.add_argument("--minutes", type=float, required=True)
     parser.add_argument("--steps", type=int, default=EncoderTrainConfig.total_steps)
-    parser.add_argument("--perceptual", default="none", help="'none' or 'classifier' (embedded world features)")
+    parser.add_argument("--perceptual", default="classifier", choices=["none", "classifier"],
+                        help="perceptual term: the embedded world's attribute-classifier features, or none")
+    parser.add_argument("--out", help="also export the trained encoder here (.safetensors)")
     args = parser.parse_args(argv)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     G = generator_from_checkpoint(args.gan_run)
     perceptual = None
     if args.perceptual == "classifier":
-        from ganinv.losses.perceptual import build_loss  # noqa: F401  (wired once the losses module lands)
-        raise SystemExit("perceptual=classifier is wired by the losses module")
+        from ganinv.losses.classifier_perceptual import ClassifierPerceptualLoss
+        loss = ClassifierPerceptualLoss.builtin().to(device)
+        perceptual = lambda recon, target: loss(recon, loss.prepare(target))  # noqa: E731
     config = EncoderTrainConfig(total_steps=args.steps,
                                 perceptual_weight=0.0 if perceptual is None else EncoderTrainConfig.perceptual_weight)
     trainer = EncoderTrainer(config, G, args.run_dir, device=device, perceptual=perceptual)
     trainer.train(minutes=args.minutes)
+    if args.out:
+        save_encoder(trainer.E.eval(), args.out, metadata=trainer.metadata())
 
 
 if __name__ == "__main__":
