@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,9 @@ import pytest
 import torch
 
 from ganinv.generators.stylegan2 import Generator
+
+# Test models are tiny: threads cost more in synchronisation than they gain, and CI has two cores.
+torch.set_num_threads(int(os.environ.get("GANINV_TEST_THREADS", "1")))
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ADA_TINY = FIXTURES / "stylegan2_ada_tiny"
