@@ -1,33 +1,39 @@
 """Edit evaluation (the "Directions and batch edits" issue, item 5): InterFaceGAN boundaries on a generator with an
 attribute classifier, and what editing along them does.
 
-1. sample z, map to w (psi 0.7), render and score `--num-fit` images; 2. fit one boundary per attribute, plus the
-conditional boundaries of the deliberately correlated pair (`--correlated a b`: a|b and b|a); 3. on `--num-eval`
-fresh items, edit at each strength and measure flip rate of the target, change of every other attribute
-(interference) and pixel change; 4. per boundary, report the smallest strength reaching the flip goal and the
-interference there; write `edit_evaluation.md` and `edit_evaluation.json` to `--out`.
+1. sample z, map to w (truncation `--psi`), render and score `--num-fit` images; 2. fit one boundary per attribute
+(the most extreme `--ratios` of each end), plus conditional ones: the deliberately correlated pair both ways
+(`eyeglasses|blond_hair`, `blond_hair|eyeglasses`) and smiling conditioned on every other binary attribute; each
+direction's `scale` is the std of the samples' projection on it, so strengths are in sigmas; 3. on `--num-eval`
+fresh items (psi 0.7) and on `--num-inverted` held-out faces (world seed 1, never seen by the GAN) inverted with the
+encoder + `--steps` W+ steps (mse), edit at each strength and measure flip rate of the target, change of every
+other attribute (interference) and pixel change; 4. write the raw rows as JSON; `--tables RAW.json` turns them
+into the markdown tables of BENCHMARKS.md.
 
-Goal: flip >= 90 % with interference <= 10 % on the independent attributes (all but the target and its correlated
-partner), and a lower partner change for the conditional boundary than for the plain one.
+Goal: flip >= 90 % with interference <= 10 % on the independent binary attributes (all but the target and its
+correlated partner), and lower partner change for the conditional boundary than for the plain one. Continuous
+attributes (skin_tone, yaw, ...) are reported as the mean shift of their value per unit strength.
 
-faces64 (when the generator and classifier land; each flag is `module:function` returning the object):
-    PYTHONPATH=$PWD python benchmarks/edit_evaluation.py --generator MOD:FN --classifier MOD:FN \
-        --attributes smiling eyeglasses ... --correlated A B --device cuda --out results/edit_evaluation
+faces64 on a GPU (200k samples: ~3 min on an H100):
+    PYTHONPATH=$PWD python -m benchmarks.edit_evaluation --faces64 --device cuda --out results/edit_eval_faces64.json
+    PYTHONPATH=$PWD python -m benchmarks.edit_evaluation --tables results/edit_eval_faces64.json
 Plumbing check on a tiny random generator and a synthetic classifier (numbers mean nothing):
-    PYTHONPATH=$PWD python benchmarks/edit_evaluation.py --demo --out /tmp/edit_evaluation
+    PYTHONPATH=$PWD python -m benchmarks.edit_evaluation --demo --out /tmp/edit_evaluation.json
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
+import dataclasses
 import json
 import math
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from benchmarks.common import device_facts, markdown_table
 from ganinv.directions.evaluate import evaluate_edits
 from ganinv.directions.interfacegan import fit_directions, sample_and_score
 from ganinv.directions.sampling import iter_latents
@@ -35,119 +41,205 @@ from ganinv.directions.synthetic import SyntheticAttributes
 from ganinv.generators.stylegan2 import Generator
 
 FLIP_GOAL, INTERFERENCE_GOAL = 0.9, 0.1
+STRENGTHS = (-4, -3, -2, -1.5, -1, -0.5, 0.5, 1, 1.5, 2, 3, 4)
 
 
-def load(spec: str):
-    """`package.module:function` -> function()."""
-    module, _, name = spec.partition(":")
-    if not name:
-        raise SystemExit(f"expected module:function, got {spec!r}")
-    return getattr(importlib.import_module(module), name)()
+@dataclasses.dataclass
+class World:
+    G: torch.nn.Module
+    scorer: object
+    binary: list[str]
+    correlated: tuple[str, str]
+    inverted: torch.Tensor | None = None  # ws of held-out images, when the world has an encoder
 
 
-def demo_world(device: str) -> tuple[torch.nn.Module, SyntheticAttributes, list[str], tuple[str, str]]:
+def demo_world(device: str) -> World:
     torch.manual_seed(0)
     G = Generator(z_dim=32, c_dim=0, w_dim=32, img_resolution=32, img_channels=3,
                   mapping_kwargs=dict(num_layers=2), synthesis_kwargs=dict(channel_base=512, channel_max=32))
     G = G.eval().requires_grad_(False).to(device)
     _, ws = next(iter_latents(G, 512, seed=99, batch_size=512, truncation_psi=0.7))
-    names = ["a", "b", "c", "d", "e"]
     with torch.no_grad():
-        attrs = SyntheticAttributes(names, G.synthesis(ws), correlated={"b": ("a", 0.8)})
-    return G, attrs, names, ("a", "b")
+        attrs = SyntheticAttributes(["a", "b", "c", "d", "e"], G.synthesis(ws), correlated={"b": ("a", 0.8)})
+    return World(G, attrs, attrs.names, ("a", "b"))
 
 
-def summarise(rows: list[dict], correlated: tuple[str, str]) -> list[dict]:
-    """Per direction: the smallest |strength| (each sign) with flip >= goal, else the largest tried."""
-    out = []
-    for name in dict.fromkeys(r["direction"] for r in rows):
-        for sign in (-1, 1):
-            tried = sorted((r for r in rows if r["direction"] == name and r["strength"] * sign > 0),
-                           key=lambda r: abs(r["strength"]))
-            if not tried:
-                continue
-            row = next((r for r in tried if r["flip_rate"] >= FLIP_GOAL), tried[-1])
-            target = row["target"]
-            partner = ({*correlated} - {target}).pop() if target in correlated else None
-            independent = [v for k, v in row.items() if k.startswith("change:") and k[7:] != partner]
-            out.append(dict(direction=name, strength=row["strength"], flip_rate=row["flip_rate"],
-                            independent_interference=sum(independent) / len(independent) if independent else math.nan,
-                            independent_interference_max=max(independent, default=math.nan),
-                            partner=partner, partner_change=row.get(f"change:{partner}", math.nan),
-                            pixel_change=row["pixel_change"],
-                            meets_goal=row["flip_rate"] >= FLIP_GOAL
-                            and max(independent, default=0) <= INTERFERENCE_GOAL))
+def faces64_world(device: str, num_inverted: int, steps: int, batch_size: int) -> World:
+    """The embedded world: faces64, its classifier, and held-out faces inverted by encoder + W+ optimisation."""
+    from ganinv.datasets.procedural_faces import render_batch
+    from ganinv.generators import load_generator
+    from ganinv.inversion.hybrid import hybrid
+    from ganinv.models.attributes import load_classifier
+    from ganinv.models.encoder import load_encoder
+
+    G, C, E = load_generator("faces64", device), load_classifier("builtin", device), load_encoder("faces64", device)
+    binary = [n for n, k in zip(C.attribute_names, C.attribute_kinds) if k == "binary"]
+    inverted = None
+    if num_inverted:
+        images, _ = render_batch(1, range(num_inverted))  # world seed 1: faces the GAN never saw
+        x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1).to(device)
+        inverted = torch.cat([hybrid(G, E, x[i:i + batch_size], num_steps=steps, loss="mse",
+                                     optimize_noise=False).ws.detach() for i in range(0, num_inverted, batch_size)])
+    return World(G, C.predict, binary, ("eyeglasses", "blond_hair"), inverted)
+
+
+def collect(world: World, args: argparse.Namespace) -> dict:
+    """Fit boundaries per (psi, ratio) and evaluate them on every item set: the raw rows."""
+    a, b = world.correlated
+    others = [x for x in world.binary if x not in (a, b)]
+    conditions = {a: [b], b: [a], others[0]: [x for x in world.binary if x != others[0]]}
+    items = {"sampled": torch.cat([ws for _, ws in iter_latents(world.G, args.num_eval, seed=1,
+                                                               batch_size=args.batch_size, truncation_psi=0.7)])}
+    if world.inverted is not None:
+        items["inverted"] = world.inverted
+    out = dict(args=vars(args) | {"out": str(args.out)}, strengths=list(STRENGTHS), binary=world.binary,
+               correlated=list(world.correlated), fits={}, rows={}, times={}, rates={})
+    for psi in args.psi:
+        start = time.perf_counter()
+        latents, scores = sample_and_score(world.G, world.scorer, args.num_fit, seed=0, truncation_psi=psi,
+                                           batch_size=args.batch_size)
+        out["times"][f"sample_psi{psi}"] = time.perf_counter() - start
+        out["rates"][f"psi{psi}"] = {k: float(np.mean(v >= 0.5)) for k, v in scores.items()}
+        for ratio in args.ratios:
+            key = f"psi{psi}_r{ratio}"
+            directions = fit_directions(latents, scores, conditions=conditions, chosen_num_or_ratio=ratio,
+                                        provenance=dict(truncation_psi=psi))
+            out["fits"][key] = [dict(name=d.name, scale=d.scale, vector=d.vector.tolist(), **d.provenance)
+                                for d in directions]
+            for name, ws in items.items():
+                start = time.perf_counter()
+                out["rows"][f"{key}_{name}"] = evaluate_edits(world.G, world.scorer, ws, directions, STRENGTHS,
+                                                              batch_size=args.batch_size)
+                out["times"][f"{key}_{name}"] = time.perf_counter() - start
     return out
 
 
-def boundary_table(directions: list, correlated: tuple[str, str]) -> list[dict]:
-    """Validation accuracy of each boundary, and for the correlated pair |cos| to the partner's plain boundary."""
-    plain = {d.provenance["attribute"]: d.vector for d in directions if "conditions" not in d.provenance}
-    table = []
-    for d in directions:
-        row = dict(direction=d.name, val_accuracy=d.provenance["val_accuracy"])
-        if d.provenance["attribute"] in correlated:
-            partner = ({*correlated} - {d.provenance["attribute"]}).pop()
-            row["cos_to_partner"] = float(abs(d.vector @ plain[partner]))
-        table.append(row)
-    return table
+# ---------------------------------------------------------------------------------------------------- tables
+def independent(row: dict, binary: list[str], correlated: list[str]) -> dict[str, float]:
+    """Change of each binary attribute that is neither the target nor its correlated partner."""
+    partner = _partner(row["target"], correlated)
+    return {x: row[f"change:{x}"] for x in binary if x not in (row["target"], partner)}
 
 
-def markdown(rows: list[dict], columns: list[str]) -> str:
-    fmt = lambda v: f"{v:.3f}" if isinstance(v, float) else str(v)  # noqa: E731
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    return "\n".join(lines + ["| " + " | ".join(fmt(r.get(c, "")) for c in columns) + " |" for r in rows])
+def _partner(target: str, correlated: list[str]) -> str | None:
+    return next((x for x in correlated if x != target), None) if target in correlated else None
 
 
-def main() -> None:
+def best_rows(rows: list[dict], binary: list[str], correlated: list[str]) -> list[dict]:
+    """Per binary direction and sign: the smallest |strength| with flip >= goal, else the highest flip."""
+    out = []
+    for name in dict.fromkeys(r["direction"] for r in rows if r["target"] in binary):
+        for sign in (1, -1):
+            tried = sorted((r for r in rows if r["direction"] == name and r["strength"] * sign > 0),
+                           key=lambda r: abs(r["strength"]))
+            reach = [r for r in tried if r["flip_rate"] >= FLIP_GOAL]
+            row = reach[0] if reach else max(tried, key=lambda r: r["flip_rate"])
+            ind = independent(row, binary, correlated)
+            worst = max(ind, key=ind.get)
+            partner = _partner(row["target"], correlated)
+            out.append(dict(direction=name.removeprefix("interfacegan-"), strength=row["strength"],
+                            flip=row["flip_rate"], eligible=row["num_eligible"],
+                            interference_mean=float(np.mean(list(ind.values()))),
+                            interference_max=f"{ind[worst]:.2f} ({worst})",
+                            partner_change=row[f"change:{partner}"] if partner else None,
+                            pixel_change=row["pixel_change"],
+                            goal="yes" if row["flip_rate"] >= FLIP_GOAL and ind[worst] <= INTERFERENCE_GOAL else "no"))
+    return out
+
+
+def pair_rows(rows: list[dict], correlated: list[str]) -> list[dict]:
+    """The correlated pair: plain vs conditional boundary of the first attribute, every strength."""
+    a, b = correlated
+    plain, cond = f"interfacegan-{a}", f"interfacegan-{a}|{b}"
+    by = {(r["direction"], r["strength"]): r for r in rows}
+    return [dict(strength=s, flip_plain=by[plain, s]["flip_rate"], flip_conditional=by[cond, s]["flip_rate"],
+                 **{f"{b}_change_plain": by[plain, s][f"change:{b}"],
+                    f"{b}_change_conditional": by[cond, s][f"change:{b}"]})
+            for s in sorted({r["strength"] for r in rows}) if (plain, s) in by]
+
+
+def continuous_rows(rows: list[dict], binary: list[str]) -> list[dict]:
+    """Continuous targets: mean change of the value per unit strength (slope through 0), and the largest mean
+    |change| of another continuous attribute at strength +-1."""
+    out = []
+    for name in dict.fromkeys(r["direction"] for r in rows if r["target"] and r["target"] not in binary):
+        mine = [r for r in rows if r["direction"] == name]
+        s = np.array([r["strength"] for r in mine])
+        slope = float(np.sum(s * np.array([r["target_delta"] for r in mine])) / np.sum(s * s))
+        unit = [r for r in mine if abs(r["strength"]) == 1]
+        others = {k[7:]: np.mean([r[k] for r in unit]) for k in unit[0] if k.startswith("dscore:")
+                  and k[7:] not in binary}
+        worst = max(others, key=others.get)
+        out.append(dict(direction=name.removeprefix("interfacegan-"), shift_per_unit=slope,
+                        max_other_shift_at_1=f"{others[worst]:.3f} ({worst})",
+                        max_binary_change_at_1=max(np.mean([r[f"change:{x}"] for r in unit]) for x in binary),
+                        pixel_change_at_1=float(np.mean([r["pixel_change"] for r in unit]))))
+    return out
+
+
+def fit_rows(fits: list[dict], correlated: list[str]) -> list[dict]:
+    vectors = {f["name"]: np.array(f["vector"]) for f in fits}
+    a, b = (f"interfacegan-{x}" for x in correlated)
+    return [dict(direction=f["name"].removeprefix("interfacegan-"), val_accuracy=f["val_accuracy"],
+                 scale=f["scale"], cos_to_partner=float(vectors[f["name"]] @ vectors[b if f["attribute"] ==
+                                                                                      correlated[0] else a])
+                 if f["attribute"] in correlated else None) for f in fits]
+
+
+def tables(raw: dict) -> str:
+    binary, correlated = raw["binary"], raw["correlated"]
+    parts = []
+    for key, fits in raw["fits"].items():
+        parts.append(f"### {key}: boundaries\n\n" + markdown_table(fit_rows(fits, correlated),
+                                                                 ["direction", "val_accuracy", "scale",
+                                                                  "cos_to_partner"]))
+        for items in ("sampled", "inverted"):
+            rows = raw["rows"].get(f"{key}_{items}")
+            if not rows:
+                continue
+            best = best_rows(rows, binary, correlated)
+            parts.append(f"### {key}, {items} items: smallest strength reaching {FLIP_GOAL:.0%} flip (else the "
+                         f"best)\n\n" + markdown_table(best, list(best[0])))
+            pair = pair_rows(rows, correlated)
+            parts.append(f"### {key}, {items} items: {correlated[0]} plain vs conditional\n\n"
+                         + markdown_table(pair, list(pair[0])))
+            cont = continuous_rows(rows, binary)
+            if cont:
+                parts.append(f"### {key}, {items} items: continuous attributes\n\n"
+                             + markdown_table(cont, list(cont[0])))
+    return "\n\n".join(parts)
+
+
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--demo", action="store_true", help="tiny random generator + synthetic classifier")
-    parser.add_argument("--generator", help="module:function returning a ganinv Generator")
-    parser.add_argument("--classifier", help="module:function returning images -> {attribute: probability [N]}")
-    parser.add_argument("--attributes", nargs="+", help="attributes to fit and measure (default: all)")
-    parser.add_argument("--correlated", nargs=2, metavar=("A", "B"), help="the deliberately correlated pair")
-    parser.add_argument("--num-fit", type=int, default=10000)
+    parser.add_argument("--faces64", action="store_true", help="faces64, its classifier and encoder")
+    parser.add_argument("--tables", type=Path, help="print the markdown tables of a raw JSON and exit")
+    parser.add_argument("--num-fit", type=int, default=200_000)
     parser.add_argument("--num-eval", type=int, default=500)
-    parser.add_argument("--chosen", type=float, default=0.1, help="InterFaceGAN chosen_num_or_ratio")
-    parser.add_argument("--strengths", type=float, nargs="+", default=[-4, -3, -2, -1, 1, 2, 3, 4])
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--num-inverted", type=int, default=500)
+    parser.add_argument("--steps", type=int, default=100, help="W+ steps after the encoder for held-out faces")
+    parser.add_argument("--psi", type=float, nargs="+", default=[0.7, 1.0], help="truncation of the fit samples")
+    parser.add_argument("--ratios", type=float, nargs="+", default=[0.02, 0.05], help="chosen_num_or_ratio")
+    parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--out", type=Path, default=Path("edit_evaluation"))
-    args = parser.parse_args()
-    if args.demo:
-        G, classifier, attributes, correlated = demo_world(args.device)
-    else:
-        if not (args.generator and args.classifier and args.correlated):
-            raise SystemExit("pass --generator, --classifier and --correlated (or --demo)")
-        G = load(args.generator).eval().requires_grad_(False).to(args.device)
-        classifier, attributes, correlated = load(args.classifier), args.attributes, tuple(args.correlated)
+    parser.add_argument("--out", type=Path, default=Path("edit_evaluation.json"))
+    args = parser.parse_args(argv)
+    if args.tables:
+        raw = json.loads(args.tables.read_text())
+        print(tables(raw))
+        return raw
+    if args.demo == args.faces64:
+        raise SystemExit("pass exactly one of --demo, --faces64 (or --tables RAW.json)")
     start = time.perf_counter()
-    # 1. sample and score
-    latents, scores = sample_and_score(G, classifier, args.num_fit, seed=0, batch_size=args.batch_size,
-                                       attributes=attributes)
-    # 2. fit boundaries, plain and conditional on the correlated pair
-    a, b = correlated
-    directions = fit_directions(latents, scores, conditions={a: [b], b: [a]}, chosen_num_or_ratio=args.chosen)
-    # 3. edit fresh items and measure
-    items = torch.cat([ws for _, ws in iter_latents(G, args.num_eval, seed=1, batch_size=args.batch_size,
-                                                    truncation_psi=0.7)])
-    rows = evaluate_edits(G, classifier, items, directions, args.strengths, batch_size=args.batch_size)
-    # 4. summarise and write
-    summary = summarise(rows, correlated)
-    args.out.mkdir(parents=True, exist_ok=True)
-    fits = boundary_table(directions, correlated)
-    text = "\n\n".join([
-        f"# Edit evaluation ({'demo: tiny random generator, synthetic classifier' if args.demo else args.generator})",
-        f"{args.num_fit} scored samples, {args.num_eval} evaluation items, strengths {args.strengths}, "
-        f"{time.perf_counter() - start:.0f} s.",
-        "## Boundaries\n\n" + markdown(fits, ["direction", "val_accuracy", "cos_to_partner"]),
-        "## Smallest strength reaching the flip goal\n\n" + markdown(summary, list(summary[0])),
-        "## All rows\n\n" + markdown(rows, ["direction", "strength", "flip_rate", "num_eligible", "target_delta",
-                                             "interference", "interference_max", "pixel_change"]),
-    ])
-    (args.out / "edit_evaluation.md").write_text(text + "\n")
-    (args.out / "edit_evaluation.json").write_text(json.dumps(dict(fits=fits, summary=summary, rows=rows), indent=1))
-    print(text)
+    world = demo_world(args.device) if args.demo else faces64_world(args.device, args.num_inverted, args.steps,
+                                                                    args.batch_size)
+    raw = collect(world, args) | device_facts(torch.device(args.device))
+    raw["times"]["total"] = time.perf_counter() - start
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(raw, default=lambda v: None if isinstance(v, float) and math.isnan(v) else v))
+    print(tables(raw))
+    return raw
 
 
 if __name__ == "__main__":

@@ -240,5 +240,161 @@ def store_break_lease(store: str = typer.Argument(..., help="Store path or fsspe
     typer.echo(f"broke lease of {broken.describe()}" if broken else "no lease was held")
 
 
+
+# ----------------------------------------------------------------------------------------- directions and edits
+def _csv(text: Optional[str]) -> Optional[list[str]]:
+    return None if text is None else [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(part) for part in _csv(text) or []]
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a comma-separated list of numbers, e.g. -3,-1.5,0,1.5,3") from None
+
+
+def _conditions(items: list[str]) -> dict[str, list[str]]:
+    """['eyeglasses=blond_hair,hat'] -> {'eyeglasses': ['blond_hair', 'hat']}."""
+    conditions = {}
+    for item in items:
+        name, _, held = item.partition("=")
+        if not name or not held:
+            raise typer.BadParameter(f"--condition {item!r}: write ATTRIBUTE=HELD[,HELD...], e.g. eyeglasses=blond_hair")
+        conditions[name.strip()] = _csv(held)
+    return conditions
+
+
+def _layers(text: Optional[str]):
+    if text is None or text in ("all", "coarse", "middle", "fine"):
+        return text
+    try:
+        return [int(i) for i in _csv(text)]
+    except ValueError:
+        raise typer.BadParameter(f"--layers {text!r}: use all, coarse, middle, fine or ws indices like 0,1,2") from None
+
+
+def _run_flow(flow, *args, **kwargs):
+    """Runs a flow and turns the errors users cause (missing store, direction or label, an existing name, a held
+    lease, another generator) into one line and exit code 2."""
+    import os
+
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # offline: no telemetry traceback
+    from storage import LeaseHeldError, StoreMismatchError, StoreNotFoundError
+
+    try:
+        return flow(*args, **kwargs)
+    except (StoreNotFoundError, StoreMismatchError, LeaseHeldError, FileExistsError, KeyError, ValueError) as err:
+        typer.echo(f"error: {err.args[0] if isinstance(err, KeyError) and err.args else err}", err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command("fit-boundaries")
+def fit_boundaries_cmd(
+    store: str = typer.Argument(..., help="Store path or fsspec URL."),
+    attributes: Optional[str] = typer.Option(None, help="Comma-separated attributes (default: every label of the "
+                                             "store, or every classifier attribute with --source samples)."),
+    condition: list[str] = typer.Option([], "--condition", help="Conditional boundary ATTRIBUTE=HELD[,HELD...], "
+                                        "e.g. eyeglasses=blond_hair (repeatable)."),
+    space: str = typer.Option("w", help="w or w+."),
+    source: str = typer.Option("store", help="store (done items + their labels) or samples (sample, render, "
+                               "score with the classifier)."),
+    generator: Optional[str] = typer.Option(None, help="Generator for --source samples (default: the store's)."),
+    classifier: str = typer.Option("builtin", help="Attribute classifier for --source samples."),
+    num_samples: int = typer.Option(20000, help="Samples for --source samples (paper: 500000)."),
+    truncation: float = typer.Option(0.7, help="Truncation psi of the samples (paper: 0.7)."),
+    chosen: Optional[float] = typer.Option(None, help="Codes per side: a ratio in (0, 1] or a count (default: "
+                                           "0.02 for samples; for store labels the smaller class of 0/1 labels)."),
+    seed: int = typer.Option(0),
+    device: str = typer.Option("auto"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace directions of the same name."),
+) -> None:
+    """InterFaceGAN boundaries (+ conditional ones) written to the store's directions/."""
+    from flows.fit_boundaries import fit_boundaries
+
+    names = _run_flow(fit_boundaries, store, attributes=_csv(attributes), conditions=_conditions(condition),
+                      space=space, source=source, generator=generator, classifier=classifier,
+                      num_samples=num_samples, truncation_psi=truncation, chosen_num_or_ratio=chosen, seed=seed,
+                      device=device, overwrite=overwrite)
+    typer.echo(f"wrote {len(names)} directions: {', '.join(names)}")
+
+
+@app.command("discover-directions")
+def discover_directions_cmd(
+    store: str = typer.Argument(..., help="Store path or fsspec URL."),
+    methods: str = typer.Option("sefa,ganspace", help="sefa and/or ganspace."),
+    num_directions: int = typer.Option(5, help="Directions per method (and per GANSpace source)."),
+    sefa_layers: str = typer.Option("all", help="Conv layers SeFa factorises: all or indices (coarse: 0,1)."),
+    ganspace_source: str = typer.Option("samples", help="samples (w from the mapping network), store (the "
+                                        "inverted corpus) or both."),
+    num_samples: int = typer.Option(100000, help="w samples for GANSpace (paper: 1000000)."),
+    generator: Optional[str] = typer.Option(None, help="Generator (default: the store's)."),
+    seed: int = typer.Option(0),
+    device: str = typer.Option("auto"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace directions of the same name."),
+) -> None:
+    """SeFa and GANSpace directions written to the store's directions/."""
+    from flows.discover_directions import discover_directions
+
+    layers = sefa_layers if sefa_layers == "all" else _layers(sefa_layers)
+    names = _run_flow(discover_directions, store, methods=_csv(methods), num_directions=num_directions,
+                      sefa_layers=layers, ganspace_source=ganspace_source, num_samples=num_samples,
+                      generator=generator, seed=seed, device=device, overwrite=overwrite)
+    typer.echo(f"wrote {len(names)} directions: {', '.join(names)}")
+
+
+@app.command("render-edits")
+def render_edits_cmd(
+    store: str = typer.Argument(..., help="Store path or fsspec URL."),
+    directions: str = typer.Option(..., help="Comma-separated direction names (see list-directions)."),
+    query: Optional[str] = typer.Option(None, help="Label query, e.g. 'smiling == 0 and eyeglasses == 1'."),
+    ids: Optional[str] = typer.Option(None, help="Comma-separated image ids (instead of --query)."),
+    strengths: str = typer.Option("-3,-2,-1,0,1,2,3", help="Comma-separated strengths; write --strengths=-3,0,3."),
+    run: str = typer.Option("edits", help="Run name: edits/<run> in the store, grids in <store>.edits/<run>/."),
+    limit: Optional[int] = typer.Option(None, help="Edit at most this many of the chosen items."),
+    layers: Optional[str] = typer.Option(None, help="ws rows to edit: coarse, middle, fine, all or indices "
+                                         "(default: each direction's own)."),
+    batch_size: int = typer.Option(16, help="Items per render task (and per chunk of edits/<run>)."),
+    cluster: str = typer.Option("local", help="local, threads or a Dask scheduler address tcp://host:8786."),
+    workers: int = typer.Option(2, help="Dask workers for a local cluster."),
+    generator: Optional[str] = typer.Option(None, help="Generator (default: the store's)."),
+    device: str = typer.Option("auto"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a run of that name with other content."),
+) -> None:
+    """Edit chosen items along stored directions: edited ws in edits/<run>, PNG grids beside the store."""
+    from flows.render_edits import render_edits
+
+    if query is not None and ids is not None:
+        raise typer.BadParameter("pass --query or --ids, not both")
+    summary = _run_flow(render_edits, store, directions=_csv(directions), items=_csv(ids) if ids else query,
+                        strengths=_floats(strengths), run=run, limit=limit, layers=_layers(layers),
+                        batch_size=batch_size, cluster=cluster, workers=workers, generator=generator, device=device,
+                        overwrite=overwrite)
+    typer.echo(f"edited {summary['items']} items x {len(summary['directions'])} directions x "
+               f"{len(summary['strengths'])} strengths in {summary['seconds']} s; grids in {summary['grids']}/")
+
+
+@app.command("list-directions")
+def list_directions_cmd(
+    store: str = typer.Argument(..., help="Store path or fsspec URL."),
+    as_json: bool = typer.Option(False, "--json", help="Print every direction's attributes as JSON."),
+) -> None:
+    """The directions stored in directions/: name, method, space, layers, scale, source and headline metric."""
+    from storage.directions import list_directions
+
+    found = list_directions(_open_store_or_exit(store))
+    if as_json:
+        typer.echo(json.dumps(found, indent=2))
+        return
+    if not found:
+        typer.echo("no directions (write some with fit-boundaries or discover-directions)")
+    for name, attrs in found.items():
+        d, p = attrs["direction"], attrs["direction"]["provenance"]
+        metric = next((f"{k} {p[k]:.3g}" for k in ("val_accuracy", "eigenvalue", "explained_variance_ratio")
+                       if isinstance(p.get(k), (int, float))), "")
+        layers = "all" if d["layers"] is None else ",".join(map(str, d["layers"]))
+        typer.echo(f"{name:40s} {d['method']:12s} {d['space']:3s} layers {layers:12s} scale {d['scale']:<8.3g} "
+                   f"source {p.get('source', '-'):9s} {metric}")
+
+
 if __name__ == "__main__":
     app()

@@ -156,34 +156,63 @@ def sample_and_score(G: torch.nn.Module, scorer: Scorer, n: int, *, seed: int = 
 
 def fit_directions(latent_codes: np.ndarray | torch.Tensor, scores: Mapping[str, np.ndarray | torch.Tensor], *,
                    space: str = "w", conditions: Mapping[str, Sequence[str]] | None = None,
-                   source: str = "samples", provenance: Mapping[str, Any] | None = None,
+                   source: str = "samples", provenance: Mapping[str, Any] | None = None, scale: str = "std",
+                   attribute_options: Mapping[str, Mapping[str, Any]] | None = None,
                    **train_options: Any) -> list[Direction]:
     """One `Direction` per attribute in `scores`, plus conditional ones.
 
     conditions: `{attribute: [attributes to hold fixed]}` adds a direction `interfacegan-<a>|<b>,<c>` that is the
                 attribute's boundary projected orthogonal to the others' (all must be in `scores`).
     provenance: extra facts recorded with every direction (generator identity, sampling parameters, ...).
+    scale:      `std` (default): a direction's `scale` is the standard deviation of `<code, boundary>` over
+                `latent_codes`, so strengths are in sigmas as in the paper's Z (where `<z, n>` is standard normal and
+                edits go to about +-3); W's spread along a boundary depends on the generator. `unit`: scale 1.
+    attribute_options: per-attribute `train_boundary` options over `train_options`, e.g. a `chosen_num_or_ratio`
+                per attribute when label counts differ.
     train_options: passed to `train_boundary`.
     """
     if space not in SPACES:
         raise ValueError(f"space must be one of {SPACES}, got {space!r}")
-    fits = {name: train_boundary(latent_codes, value, **train_options) for name, value in scores.items()}
-    base = dict(provenance or {}, source=source, **_jsonable(train_options))
-    directions = [_direction(f"interfacegan-{name}", space, fit.boundary, dict(base, attribute=name, **fit.metrics()))
+    if scale not in ("std", "unit"):
+        raise ValueError(f"scale must be 'std' or 'unit', got {scale!r}")
+    options = {name: {**train_options, **dict((attribute_options or {}).get(name, {}))} for name in scores}
+    fits = {name: train_boundary(latent_codes, value, **options[name]) for name, value in scores.items()}
+    base = dict(provenance or {}, source=source, scale_unit=scale)
+    spread = _projection_std(latent_codes) if scale == "std" else (lambda boundary: 1.0)
+    directions = [_direction(f"interfacegan-{name}", space, fit.boundary, spread(fit.boundary),
+                             dict(base, attribute=name, **_jsonable(options[name]), **fit.metrics()))
                   for name, fit in fits.items()]
     for name, held in (conditions or {}).items():
         missing = [a for a in [name, *held] if a not in fits]
         if missing:
             raise KeyError(f"conditions name attribute(s) {missing} that are not in scores ({sorted(fits)})")
         boundary = project_boundary(fits[name].boundary, *(fits[a].boundary for a in held))
-        directions.append(_direction(f"interfacegan-{name}|{','.join(held)}", space, boundary,
-                                     dict(base, attribute=name, conditions=list(held), **fits[name].metrics())))
+        directions.append(_direction(f"interfacegan-{name}|{','.join(held)}", space, boundary, spread(boundary),
+                                     dict(base, attribute=name, conditions=list(held), **_jsonable(options[name]),
+                                          **fits[name].metrics())))
     return directions
 
 
-def _direction(name: str, space: str, boundary: np.ndarray, provenance: dict[str, Any]) -> Direction:
+def _projection_std(latent_codes: np.ndarray | torch.Tensor):
+    """boundary -> std of `<code, boundary>` over the (finite) codes, computed in chunks."""
+    codes, _ = _check_codes_and_scores(latent_codes, np.zeros(len(latent_codes)))
+    flat = codes.reshape(len(codes), -1)
+
+    def spread(boundary: np.ndarray) -> float:
+        n = boundary.reshape(-1).astype(np.float64)
+        proj = np.concatenate([flat[i:i + 65536].astype(np.float64) @ n for i in range(0, len(flat), 65536)])
+        std = float(np.std(proj[np.isfinite(proj)]))
+        if not std > 0:
+            raise ValueError("the codes do not vary along the boundary (std 0): cannot scale strengths by it")
+        return std
+
+    return spread
+
+
+def _direction(name: str, space: str, boundary: np.ndarray, scale: float, provenance: dict[str, Any]) -> Direction:
     vector = boundary.reshape(boundary.shape[1:])
-    return Direction(name=name, method="interfacegan", space=space, vector=vector, provenance=provenance)
+    return Direction(name=name, method="interfacegan", space=space, vector=vector, scale=scale,
+                     provenance=dict(provenance, latent_std=scale) if provenance["scale_unit"] == "std" else provenance)
 
 
 def _check_codes_and_scores(latent_codes, scores) -> tuple[np.ndarray, np.ndarray]:

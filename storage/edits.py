@@ -1,0 +1,272 @@
+"""Batch edits in the latent store: `edits/<run>` holds the edited codes of chosen items along chosen directions.
+
+Layout (every array has `dimension_names`; `xarray.open_zarr(url, group="edits/<run>")` or `EditRun.to_xarray()`
+gives `ws` indexed by image_id, direction name and strength)::
+
+    edits/<run>/zarr.json  attributes: created, ganinv_version, store_manifest_hash (LatentStore.result_group),
+                           made_by = {flow, items: {query | ids, num_items}, directions: {name: Direction.attrs()},
+                           strengths, layers, generator identity, grids (where the PNG grids are), ...},
+                           spec_sha256 (what identifies the run's content: items, deltas, strengths), batch_size
+    item_index  [item] int64                         the row of each edited item in the store
+    image_id    [item] str                           its image id (a coordinate of ws)
+    direction   [direction] str                      direction names (index coordinate)
+    strength    [strength] float32                   edit strengths (index coordinate)
+    delta       [direction, layer, channel] float32  the change of ws per unit strength, exactly what
+                                                     `ganinv.edit.apply` adds: vector * scale on the direction's
+                                                     layers (or the run's `layers`)
+    ws          [item, direction, strength, layer, channel] float32
+                                                     store ws[item_index] + strength * delta; NaN until written
+    status      [item] uint8                         0 pending / 1 done; written after ws
+
+Chunks run along the item axis, `batch_size` items each: one batch is one render task and owns its chunk (disjoint,
+chunk-aligned writes from many workers, see PLATFORM_NOTES). A task writes `ws` first and `status` last, so done
+items always have their codes; rerunning a batch writes the same bytes (deterministic), and `pending_batches()` makes
+a rerun of the flow resume. Creating the group is a coordinator operation (`EditRun.create`, in the flow process).
+
+PNG grids live outside the store, beside it: `grids_url(store_url, run)` = `<store url>.edits/<run>/`
+(e.g. `/data/corpus.zarr` -> `/data/corpus.zarr.edits/<run>/`), written with fsspec, so S3 stores get S3 grids.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from ganinv import edit
+from ganinv.directions.direction import Direction
+from storage.latent_store import LatentStore
+from storage.schema import STATUS_NAMES, Status
+
+KIND = "edits"
+PENDING, DONE = 0, 1
+
+
+class EditRunExistsError(FileExistsError):
+    """An edit run of that name exists with other content (items, directions or strengths)."""
+
+
+def grids_url(store_url: str, run: str) -> str:
+    """Where a run's PNG grids go: `<store url>.edits/<run>` (a folder beside the store)."""
+    return f"{str(store_url).rstrip('/')}.edits/{run}"
+
+
+def select_items(store: LatentStore, items: str | Sequence[str] | None = None, *,
+                 limit: int | None = None) -> np.ndarray:
+    """Store rows of the items to edit, ascending, done items only.
+
+    items: None (every done item), a list of image ids (each must be done), or a label query on the store's
+           `labels/` as pandas `DataFrame.query` reads it, e.g. `'smiling == 0 and eyeglasses == 1'`
+           (items whose label is missing never match). `limit`: keep the first that many.
+    """
+    n = store.num_items
+    done = np.asarray(store.array("status")[:n]) == Status.DONE
+    if items is None:
+        rows = np.flatnonzero(done)
+    elif isinstance(items, str):
+        rows = _query_rows(store, items, done)
+    else:
+        rows = _id_rows(store, list(items), done)
+    if limit is not None:
+        rows = rows[:limit]
+    if len(rows) == 0:
+        raise ValueError(f"no items to edit in {store.url}: the selection {items!r} matches no done item "
+                         f"({int(done.sum())} of {n} items are done)")
+    return rows
+
+
+def _query_rows(store: LatentStore, query: str, done: np.ndarray) -> np.ndarray:
+    import pandas as pd
+
+    labels = store.layout.labels
+    frame = pd.DataFrame({name: np.asarray(store.array(f"labels/{name}")[:store.num_items]) for name in labels},
+                         index=np.arange(store.num_items))
+    try:
+        matched = frame.query(query, engine="python").index.to_numpy()
+    except Exception as err:  # pandas raises UndefinedVariableError, SyntaxError, TypeError, ...
+        raise ValueError(f"label query {query!r} failed ({type(err).__name__}: {err}); the store's labels are "
+                         f"{list(labels) or 'none'}, e.g. 'smiling == 0 and eyeglasses == 1'") from err
+    return np.sort(matched[done[matched]]).astype(np.int64)
+
+
+def _id_rows(store: LatentStore, ids: list[str], done: np.ndarray) -> np.ndarray:
+    where = {str(image_id): i for i, image_id in enumerate(store.array("image_id")[:store.num_items])}
+    unknown = [i for i in ids if i not in where]
+    if unknown:
+        raise KeyError(f"image ids {unknown[:5]} are not in {store.url}")
+    not_done = [i for i in ids if not done[where[i]]]
+    if not_done:
+        raise ValueError(f"items {not_done[:5]} are not inverted yet (status pending or failed): edit done items only")
+    return np.array(sorted({where[i] for i in ids}), dtype=np.int64)
+
+
+def unit_deltas(directions: Sequence[Direction], num_ws: int, w_dim: int,
+                layers: edit.LayerSpec = None) -> np.ndarray:
+    """`[D, num_ws, w_dim]`: what `ganinv.edit.apply` adds to one code per unit strength, per direction."""
+    bad = [d.name for d in directions if d.space == "z"]
+    if bad:
+        raise ValueError(f"directions {bad} live in Z; edits move ws: use W or W+ directions")
+    zeros = np.zeros((1, num_ws, w_dim), np.float32)
+    return np.stack([edit.apply(zeros, d, 1.0, layers=layers)[0] for d in directions]).astype(np.float32)
+
+
+def apply_deltas(ws: np.ndarray, deltas: np.ndarray, strengths: np.ndarray) -> np.ndarray:
+    """`ws [N, num_ws, w_dim]`, `deltas [D, num_ws, w_dim]`, `strengths [S]` -> `[N, D, S, num_ws, w_dim]`, computed
+    as `ganinv.edit.apply` does (`ws + strength * delta` in float32), so the two agree."""
+    assert ws.ndim == 3 and deltas.ndim == 3 and ws.shape[1:] == deltas.shape[1:], (ws.shape, deltas.shape)
+    x = np.asarray(ws, np.float32)[:, None, None]
+    s = np.asarray(strengths, np.float32)[None, None, :, None, None]
+    return x + s * np.asarray(deltas, np.float32)[None, :, None]
+
+
+class EditRun:
+    """The `edits/<run>` group of a store. Build with `EditRun.create` (flow process) or `EditRun.open` (workers)."""
+
+    def __init__(self, store: LatentStore, name: str) -> None:
+        runs = store.result_groups(KIND)
+        if name not in runs:
+            raise KeyError(f"no edit run {name!r} in {store.url}; it has {sorted(runs) or 'none'}")
+        self.store, self.name, self.attrs = store, name, runs[name]
+        self.prefix = f"{KIND}/{name}"
+
+    @classmethod
+    def open(cls, store: LatentStore, name: str) -> EditRun:
+        return cls(store, name)
+
+    @classmethod
+    def create(cls, store: LatentStore, name: str, *, item_indices: np.ndarray, directions: Sequence[Direction],
+               strengths: Sequence[float], made_by: Mapping[str, Any], layers: edit.LayerSpec = None,
+               batch_size: int = 64, overwrite: bool = False) -> EditRun:
+        """Creates the run's group and arrays (ws all NaN, status pending). If a run of that name exists with the
+        same items, deltas and strengths it is returned as is (the flow resumes its pending batches); with other
+        content it is replaced if `overwrite`, else EditRunExistsError."""
+        layout = store.layout
+        rows = np.asarray(item_indices, np.int64)
+        deltas = unit_deltas(directions, layout.num_ws, layout.w_dim, layers)
+        s = np.asarray(strengths, np.float32)
+        _check_run_args(rows, s, directions, batch_size, store.num_items)
+        spec = _spec_sha256(rows, [d.name for d in directions], deltas, s)
+        existing = store.result_groups(KIND).get(name)
+        if existing is not None and not overwrite:
+            if existing.get("spec_sha256") == spec:
+                return cls(store, name)
+            raise EditRunExistsError(f"edit run {name!r} in {store.url} holds other items, directions or strengths; "
+                                     "pick another run name or pass overwrite=True (--overwrite) to replace it")
+        group = store.result_group(KIND, name, made_by=made_by, overwrite=overwrite or existing is not None)
+        group.attrs.update({"spec_sha256": spec, "batch_size": int(batch_size)})
+        _create_run_arrays(group, store, rows, directions, deltas, s, batch_size)
+        store.consolidate()
+        return cls(store, name)
+
+    # ------------------------------------------------------------------ description
+    def array(self, name: str):
+        return self.store.array(f"{self.prefix}/{name}")
+
+    @property
+    def item_indices(self) -> np.ndarray:
+        return np.asarray(self.array("item_index")[...], np.int64)
+
+    @property
+    def image_ids(self) -> list[str]:
+        return [str(i) for i in self.array("image_id")[...]]
+
+    @property
+    def direction_names(self) -> list[str]:
+        return [str(d) for d in self.array("direction")[...]]
+
+    @property
+    def strengths(self) -> np.ndarray:
+        return np.asarray(self.array("strength")[...], np.float32)
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.attrs["batch_size"])
+
+    def __len__(self) -> int:
+        return int(self.array("item_index").shape[0])
+
+    def batches(self) -> list[tuple[int, int]]:
+        """Item ranges [start, stop) along the run's item axis, one per chunk = one render task."""
+        b, n = self.batch_size, len(self)
+        return [(start, min(n, start + b)) for start in range(0, n, b)]
+
+    def pending_batches(self) -> list[tuple[int, int]]:
+        status = np.asarray(self.array("status")[...])
+        return [(a, b) for a, b in self.batches() if (status[a:b] != DONE).any()]
+
+    def done(self) -> bool:
+        return bool((np.asarray(self.array("status")[...]) == DONE).all())
+
+    # ------------------------------------------------------------------ worker side
+    def edit(self, start: int, stop: int) -> np.ndarray:
+        """`[stop - start, D, S, num_ws, w_dim]` edited codes of the run's items [start, stop) from the store's ws."""
+        rows = self.item_indices[start:stop]
+        ws = np.asarray(self.store.array("ws").get_orthogonal_selection((rows,)), np.float32)
+        return apply_deltas(ws, np.asarray(self.array("delta")[...]), self.strengths)
+
+    def write(self, start: int, stop: int, ws: np.ndarray) -> None:
+        """Writes the batch's edited codes, then marks it done. [start, stop) must be one of `batches()`."""
+        if (start, stop) not in self.batches():
+            raise ValueError(f"[{start}, {stop}) is not a batch of edit run {self.name!r}: take it from batches()")
+        self.array("ws")[start:stop] = np.asarray(ws, np.float32)
+        self.array("status")[start:stop] = np.full(stop - start, DONE, np.uint8)  # last: it vouches for ws
+
+    # ------------------------------------------------------------------ reading
+    def to_xarray(self) -> "xarray.Dataset":  # noqa: F821
+        """`ws`, `delta`, `status`, `item_index` with coordinates image_id (indexed), direction and strength."""
+        import xarray as xr
+
+        ds = xr.open_zarr(self.store._zstore, group=self.prefix, consolidated=False, chunks={})
+        image_id = ds["image_id"].values.astype(object)
+        return ds.assign_coords(image_id=("item", image_id)).set_xindex("image_id")
+
+
+def _check_run_args(rows: np.ndarray, strengths: np.ndarray, directions: Sequence[Direction], batch_size: int,
+                    num_items: int) -> None:
+    if rows.ndim != 1 or len(rows) == 0 or rows.min() < 0 or rows.max() >= num_items:
+        raise ValueError(f"item_indices must be a non-empty list of store rows in [0, {num_items})")
+    if strengths.ndim != 1 or len(strengths) == 0 or not np.all(np.isfinite(strengths)):
+        raise ValueError(f"strengths must be a non-empty list of finite numbers, got {strengths.tolist()}")
+    names = [d.name for d in directions]
+    if not names or len(set(names)) != len(names):
+        raise ValueError(f"directions must be a non-empty list of distinct directions, got {names}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+
+
+def _spec_sha256(rows: np.ndarray, names: list[str], deltas: np.ndarray, strengths: np.ndarray) -> str:
+    digest = hashlib.sha256(b"ganinv.edit-run.v1\0")
+    for part in (rows.astype("<i8").tobytes(), "\0".join(names).encode(), deltas.astype("<f4").tobytes(),
+                 strengths.astype("<f4").tobytes()):
+        digest.update(hashlib.sha256(part).digest())
+    return digest.hexdigest()
+
+
+def _create_run_arrays(group, store: LatentStore, rows: np.ndarray, directions: Sequence[Direction],
+                       deltas: np.ndarray, strengths: np.ndarray, batch_size: int) -> None:
+    n, d, s = len(rows), len(directions), len(strengths)
+    num_ws, w_dim = store.layout.num_ws, store.layout.w_dim
+    chunk = min(batch_size, n)
+    image_ids = np.array([str(i) for i in store.array("image_id").get_orthogonal_selection((rows,))], dtype=str)
+    coords = {"coordinates": "image_id"}
+    small = {
+        "item_index": (rows, ("item",), {"long_name": "row of the item in the store", **coords}),
+        "image_id": (image_ids, ("item",), {"long_name": "image id"}),
+        "direction": (np.asarray([x.name for x in directions], dtype=str), ("direction",),
+                      {"long_name": "edit direction (directions/<name>)"}),
+        "strength": (strengths, ("strength",), {"long_name": "edit strength (units of the direction's scale)"}),
+        "delta": (deltas, ("direction", "layer", "channel"), {"long_name": "change of ws per unit strength"}),
+    }
+    for name, (value, dims, attrs) in small.items():
+        array = group.create_array(name, shape=value.shape, dtype=str if value.dtype.kind == "U" else value.dtype,
+                                   dimension_names=dims, attributes=attrs)
+        array[...] = value
+    group.create_array("ws", shape=(n, d, s, num_ws, w_dim), chunks=(chunk, d, s, num_ws, w_dim), dtype="float32",
+                       fill_value=np.nan, dimension_names=("item", "direction", "strength", "layer", "channel"),
+                       attributes={"long_name": "edited W+ codes", **coords})
+    group.create_array("status", shape=(n,), chunks=(chunk,), dtype="uint8", fill_value=PENDING,
+                       dimension_names=("item",),
+                       attributes={"long_name": "edit status", "flag_values": [PENDING, DONE],
+                                   "flag_meanings": f"{STATUS_NAMES[0]} {STATUS_NAMES[1]}", **coords})
