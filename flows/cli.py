@@ -297,7 +297,8 @@ def _conditions(items: list[str]) -> dict[str, list[str]]:
     for item in items:
         name, _, held = item.partition("=")
         if not name or not held:
-            raise typer.BadParameter(f"--condition {item!r}: write ATTRIBUTE=HELD[,HELD...], e.g. eyeglasses=blond_hair")
+            raise typer.BadParameter(f"--condition {item!r}: write ATTRIBUTE=HELD[,HELD...], "
+                                     "e.g. eyeglasses=blond_hair")
         conditions[name.strip()] = _csv(held)
     return conditions
 
@@ -395,6 +396,8 @@ def render_edits_cmd(
     cluster: str = typer.Option("local", help="local, threads or a Dask scheduler address tcp://host:8786."),
     workers: int = typer.Option(2, help="Dask workers for a local cluster."),
     generator: Optional[str] = typer.Option(None, help="Generator (default: the store's)."),
+    evaluate_with: Optional[str] = typer.Option(None, help="Attribute classifier (e.g. builtin): store the edits' "
+                                                "flip rates and interference as the run's evaluation."),
     device: str = typer.Option("auto"),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a run of that name with other content."),
 ) -> None:
@@ -406,7 +409,7 @@ def render_edits_cmd(
     summary = _run_flow(render_edits, store, directions=_csv(directions), items=_csv(ids) if ids else query,
                         strengths=_floats(strengths), run=run, limit=limit, layers=_layers(layers),
                         batch_size=batch_size, cluster=cluster, workers=workers, generator=generator, device=device,
-                        overwrite=overwrite)
+                        evaluate_with=evaluate_with, overwrite=overwrite)
     typer.echo(f"edited {summary['items']} items x {len(summary['directions'])} directions x "
                f"{len(summary['strengths'])} strengths in {summary['seconds']} s; grids in {summary['grids']}/")
 

@@ -22,7 +22,7 @@ from storage import LatentStore
 from storage.directions import read_directions
 from storage.edits import EditRun, grids_url, select_items
 from tasks import models
-from tasks.edits import assemble_grids, render_edit_batch
+from tasks.edits import assemble_grids, evaluate_edit_run, file_stem, render_edit_batch
 
 DEFAULT_STRENGTHS = (-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0)
 
@@ -32,10 +32,13 @@ def render_edits(store: str, *, directions: Sequence[str], items: str | Sequence
                  strengths: Sequence[float] = DEFAULT_STRENGTHS, run: str = "edits", limit: int | None = None,
                  layers: str | Sequence[int] | None = None, batch_size: int = 16, generator: str | None = None,
                  cluster: str = "local", workers: int = 2, device: str = "auto", max_grid_rows: int = 64,
-                 overwrite: bool = False, storage_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                 evaluate_with: str | None = None, overwrite: bool = False,
+                 storage_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Edits `items` (image ids, a label query, or None = all done items; the first `limit`) along the stored
     `directions` at each of `strengths` (units of each direction's scale; include 0 for the original) on `layers`
-    (default: each direction's own; 'coarse' / 'middle' / 'fine' or ws indices override). Returns a summary."""
+    (default: each direction's own; 'coarse' / 'middle' / 'fine' or ws indices override). `evaluate_with`: an
+    attribute classifier (e.g. 'builtin') whose edit evaluation (flip rate, interference, pixel change per direction
+    and strength) is stored as the run's `evaluation` attribute. Returns a summary."""
     logger = get_run_logger()
     began = time.perf_counter()
     # 1. open the store, choose the items and read the directions
@@ -58,12 +61,20 @@ def render_edits(store: str, *, directions: Sequence[str], items: str | Sequence
     # 3. render the pending batches on the workers
     results = _render_batches.with_options(task_runner=dask_runner(cluster, workers, logger=logger))(
         store, run, pending, generator=source, grids=grids, device=device, storage_options=storage_options)
-    # 4. stack the grid pages, consolidate the store's metadata and summarise
+    # 4. stack the grid pages into one grid per direction
     grid_summary = assemble_grids(store, run, grids=grids, max_rows=max_grid_rows, storage_options=storage_options)
+    # 5. optionally evaluate the edits with an attribute classifier
+    evaluation = None if evaluate_with is None else evaluate_edit_run(
+        store, run, generator=source, classifier=evaluate_with, device=device, storage_options=storage_options)
+    # 6. record the evaluation, consolidate the store's metadata and summarise
     with writing(latent_store, "render-edits"):
+        if evaluation is not None:
+            EditRun.open(latent_store, run).set_attrs(evaluation=evaluation, evaluated_with=evaluate_with)
         latent_store.consolidate()
     summary = dict(run=run, items=len(edits), directions=[d.name for d in chosen], strengths=list(strengths),
                    batches_rendered=len(results), grids=grids, full_grids=grid_summary["full_grids"],
+                   grid_files=grid_summary["files"],
+                   evaluated=evaluation is not None,
                    seconds=round(time.perf_counter() - began, 2))
     _artifact(summary, results)
     return summary
@@ -93,6 +104,6 @@ def _artifact(summary: dict[str, Any], results: Sequence[dict[str, Any]]) -> Non
              f"strengths; {len(results)} batches rendered now ({images} images, {seconds:.1f} task-seconds); "
              f"flow {summary['seconds']} s.", "",
              f"Grids (rows = items, columns = strengths {summary['strengths']}): `{summary['grids']}/`", ""]
-    lines += [f"- `{name}`: `{name}.png`" if name in summary["full_grids"] else f"- `{name}`: pages in `{name}/`"
-              for name in summary["directions"]]
+    lines += [f"- `{name}`: `{file_stem(name)}.png`" if name in summary["full_grids"]
+              else f"- `{name}`: pages in `{file_stem(name)}/`" for name in summary["directions"]]
     create_markdown_artifact(key="render-edits", markdown="\n".join(lines), description="batch edits")

@@ -199,6 +199,14 @@ class EditRun:
     def done(self) -> bool:
         return bool((np.asarray(self.array("status")[...]) == DONE).all())
 
+    def set_attrs(self, **values: Any) -> None:
+        """Adds attributes to the run's group (coordinator only, e.g. `evaluation` rows after rendering)."""
+        self.store._require_writable()
+        self.store._coordinator_check()
+        group = self.store._group[self.prefix]
+        group.attrs.update(values)
+        self.attrs = dict(group.attrs)
+
     # ------------------------------------------------------------------ worker side
     def edit(self, start: int, stop: int) -> np.ndarray:
         """`[stop - start, D, S, num_ws, w_dim]` edited codes of the run's items [start, stop) from the store's ws."""

@@ -7,9 +7,11 @@ strengths), then the edited ws, then the batch's status. Rerunning it writes the
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import posixpath
+import re
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -20,6 +22,7 @@ import torch
 from PIL import Image
 from prefect import task
 
+from ganinv.edit import resolve_layers as edit_layers
 from ganinv.utils.images import make_image_grid
 from storage import LatentStore
 from storage.edits import EditRun
@@ -28,9 +31,14 @@ from tasks import models
 RENDER_BATCH = 64  # images per synthesis call
 
 
+def file_stem(direction: str) -> str:
+    """A direction name as a file name that needs no quoting in URLs: `a|b,c` -> `a__given__b+c`."""
+    return re.sub(r"[^A-Za-z0-9._+-]", "_", direction.replace("|", "__given__").replace(",", "+"))
+
+
 def page_name(direction: str, start: int, stop: int) -> str:
     """A grid page: the run's items [start, stop) edited along one direction."""
-    return f"{direction}/items-{start:06d}-{stop:06d}.png"
+    return f"{file_stem(direction)}/items-{start:06d}-{stop:06d}.png"
 
 
 @torch.no_grad()
@@ -75,6 +83,28 @@ def render_edit_batch(store_url: str, run: str, start: int, stop: int, *, genera
                 seconds=round(time.perf_counter() - began, 3))
 
 
+@task(name="evaluate-edit-run")
+def evaluate_edit_run(store_url: str, run: str, *, generator: str, classifier: str = "builtin",
+                      device: str = "auto", batch_size: int = 64,
+                      storage_options: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """`ganinv.directions.evaluate.evaluate_edits` on the run's items, directions and strengths (flip rate of each
+    direction's target attribute, change of every other attribute, pixel change); NaN as None (JSON)."""
+    from ganinv.directions.evaluate import evaluate_edits
+    from storage.directions import read_directions
+
+    store = LatentStore.open(store_url, "r", storage_options=storage_options)
+    edits = EditRun.open(store, run)
+    device = models.resolve_device(device)
+    G, C = models.generator(generator, device), models.classifier(classifier, device)
+    directions = read_directions(store, edits.direction_names)
+    layers = edits.attrs["made_by"].get("layers")
+    if layers is not None:  # the run's layer override, exactly as its deltas were made
+        directions = [dataclasses.replace(d, layers=edit_layers(layers, store.layout.num_ws)) for d in directions]
+    ws = np.asarray(store.array("ws").get_orthogonal_selection((edits.item_indices,)), np.float32)
+    rows = evaluate_edits(G, C.predict, ws, directions, [float(s) for s in edits.strengths], batch_size=batch_size)
+    return [{k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in row.items()} for row in rows]
+
+
 @task(name="assemble-edit-grids")
 def assemble_grids(store_url: str, run: str, *, grids: str, max_rows: int = 64,
                    storage_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -90,12 +120,13 @@ def assemble_grids(store_url: str, run: str, *, grids: str, max_rows: int = 64,
             stacked = Image.new("RGB", (images[0].width, sum(im.height for im in images)))
             for y, im in zip(np.cumsum([0] + [im.height for im in images[:-1]]), images):
                 stacked.paste(im, (0, int(y)))
-            write_png(f"{grids}/{name}.png", stacked, storage_options)
-            grids_written[name] = f"{name}.png"
+            write_png(f"{grids}/{file_stem(name)}.png", stacked, storage_options)
+            grids_written[name] = f"{file_stem(name)}.png"
     index = dict(store=store_url, run=run, rows=edits.image_ids, columns=[float(s) for s in edits.strengths],
                  layout="rows = items (image_id), columns = strengths; one grid per direction",
                  directions=names, pages=pages, grids=grids_written)
     fs, path = fsspec.core.url_to_fs(f"{grids}/index.json", **dict(storage_options or {}))
     fs.pipe_file(path, json.dumps(index, indent=1).encode())
-    return dict(grids=grids, directions=len(names), items=len(edits), full_grids=sorted(grids_written))
+    return dict(grids=grids, directions=len(names), items=len(edits), full_grids=sorted(grids_written),
+                files=grids_written)
 

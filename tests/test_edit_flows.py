@@ -135,9 +135,13 @@ def test_cli_fits_discovers_lists_and_renders(prefect_harness, store):
     assert listed.exit_code == 0 and "interfacegan-a|b" in listed.output and "sefa-1" in listed.output
     assert "val_accuracy" in listed.output and "eigenvalue" in listed.output
     rendered = runner.invoke(app, ["render-edits", store, "--directions", "sefa-1", "--ids", "face001,face002",
-                                   "--strengths=-1,0,1", "--run", "cli", "--cluster", "threads"])
+                                   "--strengths=-1,0,1", "--run", "cli", "--cluster", "threads",
+                                   "--evaluate-with", "builtin"])
     assert rendered.exit_code == 0, rendered.output
     assert os.path.exists(f"{store}.edits/cli/sefa-1.png")
+    evaluation = EditRun.open(LatentStore.open(store), "cli").attrs["evaluation"]
+    assert [(r["direction"], r["strength"]) for r in evaluation] == [("sefa-1", -1.0), ("sefa-1", 0.0), ("sefa-1", 1.0)]
+    assert evaluation[1]["pixel_change"] == 0 and evaluation[2]["pixel_change"] > 0
     missing = runner.invoke(app, ["render-edits", store, "--directions", "nope", "--cluster", "threads"])
     assert missing.exit_code == 2 and "no direction 'nope'" in missing.output
     again = runner.invoke(app, ["fit-boundaries", store, "--attributes", "a"])
