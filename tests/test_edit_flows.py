@@ -146,3 +146,19 @@ def test_cli_fits_discovers_lists_and_renders(prefect_harness, store):
     assert missing.exit_code == 2 and "no direction 'nope'" in missing.output
     again = runner.invoke(app, ["fit-boundaries", store, "--attributes", "a"])
     assert again.exit_code == 2 and "--overwrite" in again.output
+
+
+def test_runner_choice_falls_back_to_threads_without_a_prefect_api_and_rejects_unknown_clusters():
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.runners import dask_runner
+
+    with temporary_settings(updates={PREFECT_API_URL: None}):
+        local = dask_runner("local", 3)
+    assert local.cluster_kwargs["processes"] is False and local.cluster_kwargs["threads_per_worker"] == 3
+    with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:4200/api"}):
+        local = dask_runner("local", 3)
+    assert local.cluster_kwargs["processes"] is True and local.cluster_kwargs["n_workers"] == 3
+    assert dask_runner("tcp://head:8786").address == "tcp://head:8786"
+    with pytest.raises(ValueError, match="scheduler address"):
+        dask_runner("kubernetes")
