@@ -46,6 +46,9 @@ def capture_step(train_step: Callable[[], torch.Tensor], params: Sequence[torch.
                 if torch.is_tensor(value):
                     value.zero_()
     optimizer.zero_grad(set_to_none=True)  # gradients are then allocated from the graph's private pool
+    # The graph's private pool cannot reuse blocks the warm-up left cached in the ordinary pool: hand them back
+    # first, or a batch sized to fill the card needs twice its memory.
+    torch.cuda.empty_cache()
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
         output = train_step()
