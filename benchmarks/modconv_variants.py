@@ -9,7 +9,8 @@ Forms (StyleGAN2 eq. 1-3; all compute the same function):
   form, `fused_modconv=False`);
 - `bmm`: im2col (`F.unfold`) and a batched matmul with the per-sample weights (3x3 layers without upsampling only).
 Crossed with fp32 / bf16 (autocast), NCHW / channels_last, and the resample implementation of the upsampling
-layers (`composite`: FIR folded into the transposed conv's kernel; `fir`: a separate depthwise FIR pass).
+layers (`composite`: FIR folded into the transposed conv's kernel; `subpixel`: that kernel run as a 3x3 conv with
+4x the output channels and a pixel shuffle; `fir`: a separate depthwise FIR pass).
 
 Each case runs forward and backward (gradients of the input and the styles, as inversion needs; the weights are
 frozen) on random inputs, timed with CUDA events (median of `--reps` after `--warmup`), summed over the layers.
@@ -171,7 +172,7 @@ def main(argv=None) -> dict:
     for form in FORMS:
         for precision in ("fp32", "bf16"):
             for layout in ("nchw", "channels_last"):
-                for resample in (("composite", "fir") if form != "bmm" else ("composite",)):
+                for resample in (("composite", "subpixel", "fir") if form != "bmm" else ("composite",)):
                     row = dict(form=form, precision=precision, layout=layout, resample=resample)
                     if time.perf_counter() - start > args.time_budget:
                         row["error"] = "skipped: time budget"

@@ -31,6 +31,7 @@ late, so one device call always ends with a table and JSON (rewritten after ever
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -53,6 +54,7 @@ from benchmarks.common import (  # noqa: E402
     synchronize, tiny_generator, write_json,
 )
 from benchmarks.projector_baseline import project  # noqa: E402
+from ganinv.generators import layers  # noqa: E402
 from ganinv.inversion import InversionConfig, auto_batch_size, build_problem, projector_w_stats  # noqa: E402
 from ganinv.losses import LPIPSLoss  # noqa: E402
 
@@ -65,10 +67,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "bf16": dict(precision="bf16"),
     "bf16+cl": dict(CORE),
     "bf16+cl+graph": dict(CORE, cuda_graph=True),
+    "bf16+cl subpixel": dict(CORE, resample="subpixel"),  # upsampling convs as 3x3 conv + pixel shuffle
 }
 FAST_CHAIN = ["bf16+cl+compile", "bf16+cl"]  # the first that works is "the engine"; then its CUDA-graph version:
 GRAPHED = {"bf16+cl+compile": "bf16+cl+compile+graph", "bf16+cl": "bf16+cl+graph"}
-ABLATIONS = ["bf16", "bf16+cl"]
+ABLATIONS = ["bf16", "bf16+cl", "bf16+cl subpixel"]
 STEPS = {64: 40, 256: 40, 1024: 20}
 COMPILE_RESERVE_S = 150  # a first compile (trace + inductor + Triton) is not started with less budget left
 COLUMNS = ["generator", "variant", "batch", "steps", "image_steps_per_s", "ratio_to_baseline", "tflops", "mfu",
@@ -181,7 +184,24 @@ def time_baseline(G, target, loss, args, device) -> dict:
 
 def run_engine(G, targets, loss, options: dict, batch: int, steps: int, args, device) -> dict:
     """One engine run: `steps` steps on `targets[:batch]`; returns timing, memory and the final fp32 metrics."""
+    options = dict(options)
+    resample = options.pop("resample", layers.RESAMPLE_IMPL)
     config = InversionConfig(num_steps=steps, loss="lpips-vgg", **options)  # loss_fn below is the random trunk
+    with resample_impl(resample):
+        return _run_engine(G, targets, loss, config, batch, steps, args, device)
+
+
+@contextlib.contextmanager
+def resample_impl(name: str):
+    """Switch `GANINV_RESAMPLE_IMPL`'s choice for one run (read by `conv2d_resample` at call time)."""
+    saved, layers.RESAMPLE_IMPL = layers.RESAMPLE_IMPL, name
+    try:
+        yield
+    finally:
+        layers.RESAMPLE_IMPL = saved
+
+
+def _run_engine(G, targets, loss, config, batch: int, steps: int, args, device) -> dict:
     reset_peak_memory(device)
     synchronize(device)
     start = time.perf_counter()
@@ -226,7 +246,7 @@ def try_engine(G, targets, loss, name: str, batch: int, steps: int, args, device
 def batch_for(G, loss, options: dict, args, cache: dict) -> int:
     if args.batch:
         return args.batch
-    key = (options.get("precision", "fp32"), options.get("channels_last", False))
+    key = (options.get("precision", "fp32"), options.get("channels_last", False))  # what sets the memory
     if key not in cache:
         config = InversionConfig(precision=key[0], channels_last=key[1])
         cache[key] = auto_batch_size(G, config, loss_fn=loss, max_batch=args.max_batch,
@@ -330,19 +350,22 @@ def profile_engine(G, targets, loss, name: str, batch: int, args, device, path: 
     from torch.profiler import ProfilerActivity, profile
 
     steps = args.warmup + args.profile_steps
-    config = InversionConfig(num_steps=steps + 1, loss="lpips-vgg", **VARIANTS[name])
-    problem = build_problem(G, targets[:batch], config, loss_fn=loss, seed=list(range(batch)))
+    options = dict(VARIANTS[name])
+    resample = options.pop("resample", layers.RESAMPLE_IMPL)
+    config = InversionConfig(num_steps=steps + 1, loss="lpips-vgg", **options)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    try:
-        for step in range(args.warmup):
-            problem.step(step)
-        synchronize(device)
-        with profile(activities=activities) as prof:
-            for step in range(args.warmup, steps):
+    with resample_impl(resample):
+        problem = build_problem(G, targets[:batch], config, loss_fn=loss, seed=list(range(batch)))
+        try:
+            for step in range(args.warmup):
                 problem.step(step)
             synchronize(device)
-    finally:
-        problem.close()
+            with profile(activities=activities) as prof:
+                for step in range(args.warmup, steps):
+                    problem.step(step)
+                synchronize(device)
+        finally:
+            problem.close()
     events = prof.key_averages()
     sort_key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
     try:

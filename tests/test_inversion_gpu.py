@@ -66,3 +66,19 @@ def test_bf16_fast_path_reaches_fp32_quality(G, targets, eager):
     _report("bf16 fast vs fp32 eager", fast, eager)
     relative = (fast.losses.mean() - eager.losses.mean()).abs() / eager.losses.mean()
     assert relative < 0.05
+
+
+@pytest.mark.parametrize("options", [dict(), dict(precision="bf16", channels_last=True, cuda_graph=True)])
+def test_steps_never_wait_for_the_host(G, targets, options):
+    from ganinv.inversion import build_problem
+
+    problem = build_problem(G, targets, seed=3, **{**FAST, "num_steps": 120}, **options)
+    try:
+        for step in range(2):  # first steps: lazy initialisation (cuDNN handles, graph capture) may synchronise
+            problem.step(step)
+        torch.cuda.set_sync_debug_mode("error")  # any synchronising CUDA call now raises
+        for step in range(2, 60):  # crosses the second latent-noise block (step 50)
+            problem.step(step)
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+        problem.close()

@@ -23,8 +23,11 @@ LRELU_GAIN = math.sqrt(2.0)
 # How FIR resampling inside convolutions is executed (all exact, they differ in speed only):
 #   "fir"        the filter as its own depthwise convolution on the wide tensor (the reference form);
 #   "separable"  the same filter as two 1D depthwise convolutions;
-#   "composite"  the filter folded into the convolution kernel (3x3 (*) 4x4 -> 6x6), no depthwise pass at all.
-RESAMPLE_IMPLS = ("fir", "separable", "composite")
+#   "composite"  the filter folded into the convolution kernel (3x3 (*) 4x4 -> 6x6), no depthwise pass at all;
+#   "subpixel"   as composite for 2x upsampling, but the stride-2 transposed 6x6 convolution is run as an ordinary 3x3
+#                convolution with 4x the output channels (one per output phase) and a pixel shuffle, the form GPU
+#                convolution libraries are fastest at; other cases fall back to composite.
+RESAMPLE_IMPLS = ("fir", "separable", "composite", "subpixel")
 RESAMPLE_IMPL = os.environ.get("GANINV_RESAMPLE_IMPL", "fir")
 if RESAMPLE_IMPL not in RESAMPLE_IMPLS:
     raise ValueError(f"GANINV_RESAMPLE_IMPL={RESAMPLE_IMPL!r}: choose one of {RESAMPLE_IMPLS}")
@@ -91,6 +94,22 @@ def _compose_kernel(w: torch.Tensor, f: torch.Tensor, gain: float) -> torch.Tens
     return k.reshape(a, b, kh + fk - 1, kw + fk - 1)
 
 
+def _subpixel_upsample_conv(x: torch.Tensor, kernel: torch.Tensor, groups: int) -> torch.Tensor:
+    """`conv_transpose2d(x, kernel, stride=2)` cropped by 2 on each side (what the composite path computes for a 3x3
+    convolution with a 4-tap FIR and padding 1), as one 3x3 convolution and a pixel shuffle.
+
+    `kernel [G*I, O/G, 6, 6]` (transposed-conv layout). Output pixel 2m + r only meets taps r, r + 2, r + 4 of the 6x6
+    kernel, against inputs m + 1, m, m - 1: so phase (ry, rx) is a padded 3x3 cross-correlation with the taps
+    `kernel[..., ry::2, rx::2]` flipped. Stacking the 4 phases as output channels gives one ordinary convolution.
+    """
+    gi, opg, kh, kw = kernel.shape
+    assert (kh, kw) == (6, 6), "subpixel upsampling expects the composed 6x6 kernel"
+    k = kernel.reshape(groups, gi // groups, opg, 6, 6).transpose(1, 2)  # [G, O/G, I, 6, 6], conv2d layout
+    phases = [k[..., ry::2, rx::2].flip([-2, -1]) for ry in (0, 1) for rx in (0, 1)]
+    weight = torch.stack(phases, dim=2).reshape(groups * opg * 4, gi // groups, 3, 3)  # channel = o * 4 + phase
+    return F.pixel_shuffle(F.conv2d(x, weight, padding=1, groups=groups), 2)
+
+
 def upsample2d(x: torch.Tensor, f: torch.Tensor, up: int = 2) -> torch.Tensor:
     """Upsample by `up` with the FIR filter `f`, keeping the image size exactly `up` times the input."""
     k = f.shape[-1]
@@ -124,7 +143,9 @@ def conv2d_resample(x: torch.Tensor, w: torch.Tensor, f: torch.Tensor | None = N
             wt = w.reshape(groups, out_channels // groups, in_per_group, kh, kw).transpose(1, 2)
             wt = wt.reshape(groups * in_per_group, out_channels // groups, kh, kw)
         # As in StyleGAN2-ADA, upsampling layers apply `w` as a true convolution (the transposed op's convention).
-        if RESAMPLE_IMPL == "composite":
+        if RESAMPLE_IMPL == "subpixel" and up == 2 and fk == 4 and kh == kw == 3 and padding == 1:
+            return _subpixel_upsample_conv(x, _compose_kernel(wt, f, up * up), groups)
+        if RESAMPLE_IMPL in ("composite", "subpixel"):
             # Zero-stuff, convolve with w, then with f  ==  zero-stuff, convolve with (w * f): one op.
             start = fk - 1 - px0
             y = F.conv_transpose2d(x, _compose_kernel(wt, f, up * up), stride=up, groups=groups)
@@ -135,7 +156,7 @@ def conv2d_resample(x: torch.Tensor, w: torch.Tensor, f: torch.Tensor | None = N
     if down > 1:
         fk = f.shape[-1]
         p0, p1 = padding + (fk - down + 1) // 2, padding + (fk - down) // 2
-        if RESAMPLE_IMPL == "composite":
+        if RESAMPLE_IMPL in ("composite", "subpixel"):
             # FIR then strided conv  ==  strided conv with the composed kernel (f is symmetric).
             x = F.pad(x, [p0, p1, p0, p1])
             return F.conv2d(x, _compose_kernel(w, f, 1.0), stride=down, groups=groups)
