@@ -48,9 +48,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--resolution", type=int, default=256)
     p.add_argument("--channel-base", type=int, default=16384)
     p.add_argument("--channel-max", type=int, default=512)
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--reps", type=int, default=10)
-    p.add_argument("--time-budget", type=float, default=150, help="seconds; later cases are skipped")
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--time-budget", type=float, default=80, help="seconds; later cases are skipped")
     p.add_argument("--tiny", action="store_true")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
@@ -85,6 +85,17 @@ def run_form(form: str, x, weight, styles, up: int, f) -> torch.Tensor:
     if form == "bmm":
         return modconv_bmm(x, weight, styles)
     return modulated_conv2d(x, weight, styles, up=up, padding=1, resample_filter=f, fused_modconv=form == "grouped")
+
+
+def cases() -> list[tuple[str, str, str, str]]:
+    """(form, precision, layout, resample), the most telling first (a time budget may cut the tail)."""
+    first = [("unfused", "bf16", "channels_last", r) for r in ("composite", "subpixel", "fir")]
+    first += [("unfused", "fp32", "nchw", r) for r in ("composite", "subpixel", "fir")]
+    first += [("grouped", "bf16", "channels_last", "composite"), ("grouped", "fp32", "nchw", "composite"),
+              ("bmm", "bf16", "channels_last", "composite"), ("bmm", "fp32", "nchw", "composite")]
+    rest = [(f, p, lay, r) for f in FORMS for p in ("bf16", "fp32") for lay in ("channels_last", "nchw")
+            for r in (("composite", "subpixel", "fir") if f != "bmm" else ("composite",))]
+    return first + [c for c in rest if c not in first]
 
 
 def time_case(fn, device: torch.device, warmup: int, reps: int) -> float:
@@ -169,22 +180,19 @@ def main(argv=None) -> dict:
     shapes = layer_shapes(args.resolution, args.channel_base, args.channel_max)
     refs = references(shapes, args, device)
     rows = []
-    for form in FORMS:
-        for precision in ("fp32", "bf16"):
-            for layout in ("nchw", "channels_last"):
-                for resample in (("composite", "subpixel", "fir") if form != "bmm" else ("composite",)):
-                    row = dict(form=form, precision=precision, layout=layout, resample=resample)
-                    if time.perf_counter() - start > args.time_budget:
-                        row["error"] = "skipped: time budget"
-                    else:
-                        try:
-                            row = bench_case(form, precision, layout, resample, shapes, args, device, refs)
-                        except Exception as err:  # noqa: BLE001 - record and go on
-                            row["error"] = f"{type(err).__name__}: {str(err)[:200]}"
-                        if device.type == "cuda":
-                            torch.cuda.empty_cache()
-                    rows.append(row)
-                    print(markdown_table([row], COLUMNS).splitlines()[-1], flush=True)
+    for form, precision, layout, resample in cases():
+        row = dict(form=form, precision=precision, layout=layout, resample=resample)
+        if time.perf_counter() - start > args.time_budget:
+            row["error"] = "skipped: time budget"
+        else:
+            try:
+                row = bench_case(form, precision, layout, resample, shapes, args, device, refs)
+            except Exception as err:  # noqa: BLE001 - record and go on
+                row["error"] = f"{type(err).__name__}: {str(err)[:200]}"
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+        rows.append(row)
+        print(markdown_table([row], COLUMNS).splitlines()[-1], flush=True)
     layers.RESAMPLE_IMPL = layers.os.environ.get("GANINV_RESAMPLE_IMPL", "fir")
     ranked = sorted(rows, key=lambda r: (r.get("total_ms") is None, r.get("total_ms") or r.get("ms_3x3_only") or 0))
     payload = dict(device_facts(device), batch=args.batch, resolution=args.resolution, layers=shapes, rows=rows,

@@ -323,6 +323,7 @@ def make_recorder(rows_out: list, payload: dict, args):
             row["mfu"] = row["tflops"] / peak if peak else None
         rows_out.append(row)
         print(markdown_table([row], COLUMNS).splitlines()[-1], flush=True)
+        payload["quality"] = quality_rows(rows_out, payload["loss"])
         write_json(args.out, payload)
         return row
     return record
@@ -466,6 +467,7 @@ def main(argv=None) -> dict:
     torch.backends.cudnn.benchmark = not args.no_cudnn_benchmark
     torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
     budget = Budget(args.time_budget)
+    FAILED_GRAPH_CAPTURE.clear()
     torch.manual_seed(0)  # the random VGG trunk: the same loss in every run
     loss = LPIPSLoss("vgg", random_trunk=True).to(device)
     facts = device_facts(device)
