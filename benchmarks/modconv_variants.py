@@ -173,7 +173,14 @@ def references(shapes, args, device) -> list[torch.Tensor]:
 
 
 def main(argv=None) -> dict:
-    args = parse_args(argv)
+    saved = layers.RESAMPLE_IMPL  # switched per case below; restored for callers in the same process
+    try:
+        return _main(parse_args(argv))
+    finally:
+        layers.RESAMPLE_IMPL = saved
+
+
+def _main(args: argparse.Namespace) -> dict:
     device = torch.device(args.device)
     torch.backends.cudnn.benchmark = True
     start = time.perf_counter()
@@ -193,7 +200,6 @@ def main(argv=None) -> dict:
                 torch.cuda.empty_cache()
         rows.append(row)
         print(markdown_table([row], COLUMNS).splitlines()[-1], flush=True)
-    layers.RESAMPLE_IMPL = layers.os.environ.get("GANINV_RESAMPLE_IMPL", "fir")
     ranked = sorted(rows, key=lambda r: (r.get("total_ms") is None, r.get("total_ms") or r.get("ms_3x3_only") or 0))
     payload = dict(device_facts(device), batch=args.batch, resolution=args.resolution, layers=shapes, rows=rows,
                    elapsed_s=time.perf_counter() - start)

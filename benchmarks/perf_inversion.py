@@ -39,10 +39,6 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-# The composite resample (FIR folded into the conv kernels) is the fastest exact form on GPUs (BENCHMARKS.md); it is
-# read when ganinv.generators.layers is imported.
-os.environ.setdefault("GANINV_RESAMPLE_IMPL", "composite")
-
 import torch  # noqa: E402
 import torch._dynamo  # noqa: E402
 
@@ -462,7 +458,13 @@ def faces64_quality(rows, args, device, loss, budget, record) -> list[dict]:
 
 
 def main(argv=None) -> dict:
-    args = parse_args(argv)
+    # The composite resample (FIR folded into the conv kernels) is the fastest exact form measured on GPUs so far
+    # (BENCHMARKS.md); GANINV_RESAMPLE_IMPL overrides it. Restored afterwards (tests call main in-process).
+    with resample_impl(os.environ.get("GANINV_RESAMPLE_IMPL", "composite")):
+        return _main(parse_args(argv))
+
+
+def _main(args: argparse.Namespace) -> dict:
     device = torch.device(args.device)
     torch.backends.cudnn.benchmark = not args.no_cudnn_benchmark
     torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
@@ -471,7 +473,7 @@ def main(argv=None) -> dict:
     torch.manual_seed(0)  # the random VGG trunk: the same loss in every run
     loss = LPIPSLoss("vgg", random_trunk=True).to(device)
     facts = device_facts(device)
-    facts.update(resample_impl=os.environ["GANINV_RESAMPLE_IMPL"], cudnn_benchmark=torch.backends.cudnn.benchmark,
+    facts.update(resample_impl=layers.RESAMPLE_IMPL, cudnn_benchmark=torch.backends.cudnn.benchmark,
                  cudnn=torch.backends.cudnn.version(), channel_base={r: official_channel_base(r)
                                                                     for r in args.resolutions})
     print(facts, flush=True)

@@ -65,13 +65,15 @@ def test_channels_last_gives_the_contiguous_result(G, targets):
 
 @pytest.mark.parametrize("space", ["w", "w+"])
 def test_bf16_image_follows_the_same_trajectory_alone_and_in_a_batch(G, targets, space):
-    # On the CPU, bf16 kernels round each image the same way whatever the batch; on GPUs see test_inversion_gpu.py.
+    # Kernels may sum in another order for another batch (or buffer alignment); in bf16 that rounding is ~1e-3 and
+    # grows over the steps (6e-4 seen after 20 steps), so the bound is bf16's, not fp32's 1e-5. Drawing another
+    # image's latent noise instead moves ws by 0.4-0.6 here.
     cfg = dict(FAST, space=space, precision="bf16")
     together = invert(G, targets[:2], seed=[11, 22], **cfg)
     for i in range(2):
         alone = invert(G, targets[i:i + 1], seed=[[11, 22][i]], **cfg)
-        torch.testing.assert_close(together.ws[i:i + 1], alone.ws, rtol=1e-4, atol=1e-5)
-        torch.testing.assert_close(together.history[:, i:i + 1], alone.history, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(together.ws[i:i + 1], alone.ws, rtol=0, atol=1e-2)
+        torch.testing.assert_close(together.history[:, i:i + 1], alone.history, rtol=1e-2, atol=1e-5)
 
 
 def test_bf16_is_deterministic_and_close_to_fp32(G, targets):
