@@ -3,7 +3,7 @@ images into latent stores, InterFaceGAN edits evaluated on the inverted codes, t
 (so the last one has trends and a previous run to compare with), and a screenshot of the last report in Chromium.
 
     PYTHONPATH=. python docs/make_report_example.py --work runs/report_example            # all stages
-    PYTHONPATH=. python docs/make_report_example.py --work runs/report_example --stage report  # re-render only
+    # stores and edit results are kept in --work: a second run only re-renders the reports and the screenshot
 
 Night 1 runs 50 optimisation steps, night 2 runs 100, night 3 runs 30 and also meets two truncated uploads, so the
 last report flags regressions (PSNR, SSIM, failure rate) against night 2. CPU, one thread: about 10 minutes.
@@ -28,7 +28,9 @@ if __package__ in (None, ""):
 
 NIGHTS = (("2026-11-23", 50, 0), ("2026-11-24", 100, 0), ("2026-11-25", 30, 2))  # (run, steps, broken uploads)
 NUM_IMAGES = 48
+SCREENSHOT_HEIGHT = 1900
 BATCH = 16
+STRENGTHS = (-10.0, -5.0, 5.0, 10.0)  # unit directions in W, where |w - w_avg| is about 11 (psi 1) for faces64
 METRICS = ("mse", "psnr", "ssim", "clf_perceptual", "final_loss", "steps", "seconds")
 
 
@@ -136,7 +138,8 @@ def edit_evaluation(work: Path, store_url: Path) -> tuple[Path, list[tuple[str, 
 
     out = work / "edits"
     rows_path = out / "edit_evaluation.json"
-    galleries = [(f"{a.replace('_', ' ')}: strengths -3 .. +3 (rows: items)", out / f"gallery_{a}.png")
+    galleries = [(f"{a.replace('_', ' ')}: strengths {STRENGTHS[0]:g}, {STRENGTHS[1]:g}, 0, {STRENGTHS[2]:g}, "
+                  f"{STRENGTHS[3]:g} (columns) on six inverted items (rows)", out / f"gallery_{a}.png")
                  for a in ("smiling", "eyeglasses", "blond_hair")]
     if rows_path.exists():
         return rows_path, galleries
@@ -149,9 +152,9 @@ def edit_evaluation(work: Path, store_url: Path) -> tuple[Path, list[tuple[str, 
     store = LatentStore.open(str(store_url))
     done = store.array("status")[:] == Status.DONE
     ws = torch.from_numpy(store.array("ws")[:][done][:32])
-    rows = evaluate_edits(G, scorer, ws, directions, [-3.0, -1.5, 1.5, 3.0])
+    rows = evaluate_edits(G, scorer, ws, directions, STRENGTHS)
     rows_path.write_text(json.dumps(rows, indent=1, allow_nan=True))
-    strengths = [-3.0, -1.5, 0.0, 1.5, 3.0]
+    strengths = [*STRENGTHS[:2], 0.0, *STRENGTHS[2:]]
     by_name = {d.name: d for d in directions}
     for (title, path), attr in zip(galleries, ("smiling", "eyeglasses", "blond_hair")):
         edited = edit.apply(ws[:6], by_name[f"interfacegan-{attr}"], strengths)  # [6, S, num_ws, w_dim]
@@ -178,7 +181,7 @@ def build_reports(work: Path, stores: list[tuple[str, Path]], rows_path: Path, g
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--work", type=Path, default=Path("runs/report_example"))
-    p.add_argument("--stage", choices=("all", "invert", "report"), default="all")
+    p.add_argument("--stage", choices=("all", "invert"), default="all", help="invert: stop after the stores and edits")
     p.add_argument("--screenshot", type=Path, default=Path(__file__).with_name("report_screenshot.png"))
     args = p.parse_args(argv)
     torch.set_num_threads(1)
@@ -188,10 +191,18 @@ def main(argv=None) -> None:
     if args.stage == "invert":
         return
     index = build_reports(args.work, stores, rows_path, galleries)
+    from PIL import Image
+
     from flows.report.browser import open_report
 
-    check = open_report(index, screenshot=args.screenshot)
+    full = args.work / "report_full_page.png"
+    check = open_report(index, screenshot=full)
     print(json.dumps(dataclasses.asdict(check), indent=1))
+    if check.broken_images or check.console_errors or check.failed_requests:
+        raise SystemExit("the report did not render cleanly: see above")
+    with Image.open(full) as page:  # the README shows the top: banner, headline numbers, quality, first grid
+        page.crop((0, 0, page.width, min(page.height, SCREENSHOT_HEIGHT))).save(args.screenshot, optimize=True)
+    print(f"wrote {args.screenshot} (top {SCREENSHOT_HEIGHT} px of {full})")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from storage.schema import file_sha256
 from _store_helpers import GENERATOR
 
 SIZE = 16
-METRICS = ("mse", "psnr", "ssim", "clf_perceptual", "final_loss", "steps", "seconds")
+METRICS = ("mse", "psnr", "ssim", "clf-perceptual", "final_loss", "steps", "seconds")  # as tasks/worker.py names them
 
 
 def write_images(folder: Path, n: int, *, seed: int = 0) -> list[dict]:
@@ -61,9 +61,9 @@ def _result(inputs, rng: np.random.Generator, *, noise: float, fail_every: int, 
     recon = np.clip(originals + rng.normal(0, noise, originals.shape), 0, 255).astype(np.uint8)
     mse = ((recon / 255.0 - originals / 255.0) ** 2).mean(axis=(1, 2, 3))
     failed = (inputs.indices % fail_every == fail_every - 1) if fail_every else np.zeros(k, bool)
-    metrics = dict(mse=mse, psnr=-10 * np.log10(np.maximum(mse, 1e-12)), ssim=1 - 40 * mse,
-                   clf_perceptual=20 * mse, final_loss=20 * mse, steps=np.full(k, float(steps)),
-                   seconds=np.full(k, seconds))
+    metrics = {"mse": mse, "psnr": -10 * np.log10(np.maximum(mse, 1e-12)), "ssim": 1 - 40 * mse,
+               "clf-perceptual": 20 * mse, "final_loss": 20 * mse, "steps": np.full(k, float(steps)),
+               "seconds": np.full(k, seconds)}
     metrics = {name: np.where(failed, np.nan, value) for name, value in metrics.items()}
     recon[failed] = 0
     errors = ["CUDA out of memory" if (i // fail_every) % 2 == 0 else "unreadable image: truncated file"

@@ -74,8 +74,8 @@ def test_metrics_json_has_the_documented_keys_and_matches_the_store(two_runs):
                                   failure_rate=pytest.approx((status == Status.FAILED).mean()))
     assert body["quality"]["psnr"]["mean"] == pytest.approx(float(psnr.mean()), rel=1e-6)
     assert body["quality"]["psnr"]["n"] == len(psnr)
-    assert body["perceptual_metrics"] == ["clf_perceptual"]
-    assert "not LPIPS" in body["quality"]["clf_perceptual"]["label"]
+    assert body["perceptual_metrics"] == ["clf-perceptual"]
+    assert "not LPIPS" in body["quality"]["clf-perceptual"]["label"]
     smiling = body["by_label"]["smiling"]
     assert smiling["kind"] == "binary" and sum(g["n"] for g in smiling["groups"]) == body["counts"]["done"]
     assert [g["group"] for g in body["by_label"]["yaw"]["groups"]] == ["low", "mid", "high"]

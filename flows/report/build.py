@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from flows.report import figures
 from flows.report.collect import RunData, collect
@@ -34,6 +35,7 @@ from flows.report.schema import SCHEMA_NAME
 from flows.report.summarize import summarize
 
 Gallery = tuple[str, "str | os.PathLike[str]"]  # (title, PNG path)
+GALLERY_MIN_WIDTH, GALLERY_MAX_WIDTH = 600, 1100  # display widths of copied galleries, px
 SAMPLE_PAIRS = 12
 WORST_PAIRS = 8
 
@@ -129,7 +131,9 @@ def copy_galleries(galleries: Sequence[Gallery], folder: Path) -> list[dict[str,
         target = folder / "galleries" / f"{k:02d}_{source.name}"
         target.parent.mkdir(exist_ok=True)
         shutil.copyfile(source, target)
-        out.append(dict(title=title, file=target.relative_to(folder).as_posix()))
+        with Image.open(target) as image:  # small grids are shown enlarged, pixels kept sharp
+            width = min(GALLERY_MAX_WIDTH, image.width * max(1, GALLERY_MIN_WIDTH // image.width))
+        out.append(dict(title=title, file=target.relative_to(folder).as_posix(), width=width))
     return out
 
 

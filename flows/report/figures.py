@@ -16,7 +16,7 @@ import numpy as np  # noqa: E402
 from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 
 from flows.report.collect import RunData  # noqa: E402
-from flows.report.schema import METRIC_INFO, QUALITY_METRICS, metric_label  # noqa: E402
+from flows.report.schema import METRIC_INFO, PERCEPTUAL_METRICS, QUALITY_METRICS, metric_label  # noqa: E402
 
 DPI = 110
 CURRENT, PREVIOUS, BAD = "#2563eb", "#9ca3af", "#dc2626"
@@ -31,7 +31,7 @@ def _save(fig: plt.Figure, folder: Path, name: str) -> str:
 
 
 def _short_label(name: str) -> str:
-    return {"clf_perceptual": "clf-perceptual (not LPIPS)"}.get(name, metric_label(name))
+    return "clf-perceptual (not LPIPS)" if name.startswith("clf") else metric_label(name)
 
 
 def histograms(data: RunData, folder: Path, previous: Mapping[str, Any] | None = None) -> str | None:
@@ -89,8 +89,7 @@ def label_bars(by_label: Mapping[str, Any], folder: Path, metric: str = "psnr") 
 
 
 TREND_PANELS = (("quality", "psnr", "mean", "mean PSNR (dB)"), ("quality", "ssim", "mean", "mean SSIM"),
-                ("quality", "lpips", "mean", "mean LPIPS"),
-                ("quality", "clf_perceptual", "mean", "mean clf-perceptual"),
+                *(("quality", m, "mean", f"mean {m.replace('_', '-')}") for m in PERCEPTUAL_METRICS),
                 ("counts", "failure_rate", None, "failure rate"),
                 ("distribution", "fd_clf", "value", "FD-clf"),
                 ("throughput", "device_seconds_per_image", None, "device-s / image"))

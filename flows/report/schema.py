@@ -7,9 +7,9 @@ JSON: a value that could not be computed is `null`, never NaN. Means and rates a
     counts:      items, done, failed, pending, failure_rate (= failed / (done + failed); null if none finished)
     quality:     {metric: {label, better ('higher'|'lower'|null), n, mean, std, median, p05, p95, min, max}} over done
                  items, for every per-item metric of the store that has values (mse, psnr, ssim, lpips,
-                 clf_perceptual, final_loss, steps, seconds, ...)
-    perceptual_metrics: names in `quality` that are perceptual distances (lpips only when real LPIPS weights were
-                 used; clf_perceptual = distance on the attribute classifier's features, not LPIPS)
+                 clf-perceptual, final_loss, steps, seconds, ...), keyed by the store's metric names
+    perceptual_metrics: names in `quality` that are perceptual distances (lpips-vgg / lpips-alex only when real LPIPS
+                 weights were used; clf-perceptual = distance on the attribute classifier's features, not LPIPS)
     by_label:    {label: {kind ('binary'|'continuous'), groups: [{group ('0'/'1' or 'low'/'mid'/'high'), n,
                  range (continuous only), <metric>: mean}]}}
     failures:    count, distinct_reasons, reasons: [{reason, count, examples: [image_id]}] (most frequent first)
@@ -38,14 +38,19 @@ METRIC_INFO: dict[str, dict[str, str]] = {
     "psnr": dict(label="PSNR (dB)", better="higher"),
     "ssim": dict(label="SSIM", better="higher"),
     "mse": dict(label="MSE", better="lower"),
-    "lpips": dict(label="LPIPS (VGG)", better="lower"),
+    "lpips": dict(label="LPIPS", better="lower"),
+    "lpips-vgg": dict(label="LPIPS (VGG)", better="lower"),
+    "lpips-alex": dict(label="LPIPS (AlexNet)", better="lower"),
+    "clf-perceptual": dict(label="clf-perceptual (attribute-classifier features, not LPIPS)", better="lower"),
     "clf_perceptual": dict(label="clf-perceptual (attribute-classifier features, not LPIPS)", better="lower"),
     "final_loss": dict(label="final loss", better="lower"),
     "steps": dict(label="optimisation steps", better=None),
     "seconds": dict(label="seconds per image (device)", better="lower"),
 }
-QUALITY_METRICS = ("psnr", "ssim", "lpips", "clf_perceptual", "mse")  # shown in histograms and label breakdowns
-PERCEPTUAL_METRICS = ("lpips", "clf_perceptual")
+# Perceptual metrics as the inversion workers name them (after their loss: `lpips-vgg`, `clf-perceptual`; LPIPS only
+# when its calibrated weights were on disk), plus the underscore spellings of older stores.
+PERCEPTUAL_METRICS = ("lpips-vgg", "lpips-alex", "lpips", "clf-perceptual", "clf_perceptual")
+QUALITY_METRICS = ("psnr", "ssim", *PERCEPTUAL_METRICS, "mse")  # shown in histograms and label breakdowns
 
 FD_CLF_NAME = "FD-clf (attribute-classifier features, not FID)"
 FID_NAME = "FID (Inception-v3 pool features, torchmetrics / torch-fidelity)"

@@ -56,7 +56,7 @@ def label_groups(values: np.ndarray) -> tuple[str, list[tuple[str, np.ndarray]]]
     finite = np.isfinite(values)
     present = values[finite]
     if present.size and np.isin(present, (0.0, 1.0)).all():
-        return "binary", [(str(v), finite & (values == v)) for v in (0.0, 1.0) if (present == v).any()]
+        return "binary", [(str(int(v)), finite & (values == v)) for v in (0.0, 1.0) if (present == v).any()]
     if present.size < len(LABEL_BINS):
         return "continuous", []
     edges = np.quantile(present, [1 / 3, 2 / 3])
