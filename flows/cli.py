@@ -240,6 +240,44 @@ def store_break_lease(store: str = typer.Argument(..., help="Store path or fsspe
     typer.echo(f"broke lease of {broken.describe()}" if broken else "no lease was held")
 
 
+@app.command("train-gan")
+def train_gan_cmd(
+    run_dir: str = typer.Option(..., "--run-dir", help="Run folder: created, or resumed from its checkpoint."),
+    minutes: float = typer.Option(..., "--minutes", help="Wall time for this chunk; a checkpoint is written at the end."),
+    data: str = typer.Option("procedural:60000:0", "--data", help="procedural:N:SEED, an .npy array or an image folder."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Default 64 for a new run; a resumed run may change it."),
+    resample_impl: str = typer.Option("composite", "--resample-impl", help="fir | separable | composite (speed only)."),
+    export: Optional[str] = typer.Option(None, "--export", help="Also write G_ema in native format here (.safetensors)."),
+) -> None:
+    """Train (or resume) the embedded world's StyleGAN2 for MINUTES (faces64 was made with this; see its model card)."""
+    import ganinv.generators.layers as layers
+    from ganinv.training.train_gan import GANTrainConfig, generator_from_checkpoint, train_gan
+
+    layers.RESAMPLE_IMPL = resample_impl
+    config = GANTrainConfig(data=data, batch_size=batch_size or GANTrainConfig.batch_size)
+    trainer = train_gan(run_dir, minutes=minutes, config=config, batch_size=batch_size)
+    typer.echo(f"{trainer.images_seen / 1000:.1f} kimg after {trainer.train_seconds / 60:.1f} min; checkpoint in {run_dir}")
+    if export:
+        from ganinv.generators import save_generator
+        save_generator(generator_from_checkpoint(run_dir), export, source=f"ganinv train-gan {run_dir}",
+                       extra_metadata=dict(kimg=round(trainer.images_seen / 1000, 1)))
+        typer.echo(f"exported G_ema to {export}")
+
+
+@app.command("train-encoder")
+def train_encoder_cmd(
+    gan_run: str = typer.Option(..., "--gan-run", help="GAN run folder whose G_ema the encoder inverts."),
+    run_dir: str = typer.Option(..., "--run-dir", help="Encoder run folder (created or resumed)."),
+    minutes: float = typer.Option(..., "--minutes"),
+    steps: int = typer.Option(20000, "--steps", help="Length of the one-cycle learning-rate schedule."),
+    perceptual: str = typer.Option("classifier", "--perceptual", help="classifier | none"),
+    out: Optional[str] = typer.Option(None, "--out", help="Export the encoder here (.safetensors)."),
+) -> None:
+    """Train (or resume) the pSp/e4e-style encoder of a trained generator (faces64's was made with this)."""
+    from ganinv.training.train_encoder import main
+
+    main(["--gan-run", gan_run, "--run-dir", run_dir, "--minutes", str(minutes), "--steps", str(steps),
+          "--perceptual", perceptual] + (["--out", out] if out else []))
 REGRESSION_EXIT_CODE = 3  # distinct from errors (1) and bad usage (2), so a cron job can tell them apart
 
 

@@ -12,12 +12,13 @@ def test_throughput_benchmark_runs_tiny_and_writes_its_table(tmp_path):
     out = tmp_path / "throughput.json"
     payload = invert_throughput.main(["--tiny", "--device", "cpu", "--generators", "config-f,faces64",
                                       "--out", str(out)])
-    rows = json.loads(out.read_text())["rows"]
-    assert [r["method"] for r in rows] == ["baseline (projector loop)", "engine (batched)", "engine (batched)"]
-    assert [r["batch"] for r in rows] == [1, 1, 4]
-    assert all(r["image_steps_per_s"] > 0 for r in rows) and rows[0]["ratio_to_baseline"] == 1
+    all_rows = json.loads(out.read_text())["rows"]
+    for generator in ("config-f", "faces64"):  # faces64 is shipped, so it is timed too
+        rows = [r for r in all_rows if r["generator"] == generator]
+        assert [r["method"] for r in rows] == ["baseline (projector loop)", "engine (batched)", "engine (batched)"]
+        assert [r["batch"] for r in rows] == [1, 1, 4]
+        assert all(r["image_steps_per_s"] > 0 for r in rows) and rows[0]["ratio_to_baseline"] == 1
     assert payload["loss"] == "vgg-random-trunk"  # never called LPIPS: the trunk is random
-    assert "faces64" in payload["generators"]
 
 
 @pytest.mark.slow

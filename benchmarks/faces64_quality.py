@@ -1,0 +1,120 @@
+"""Quality of the shipped embedded world: FD-clf, attribute rates and the encoder's reconstructions.
+
+    PYTHONPATH=. python -m benchmarks.faces64_quality --n 10000 --out benchmarks/results/faces64_quality.json
+
+- **FD-clf**: the Fréchet distance between Gaussian fits of the attribute classifier's 256-d embedding
+  (`AttributeClassifier.embedding`) for `--n` generated and `--n` dataset images, next to the same distance between
+  two disjoint halves of the dataset (real vs real: the floor for this sample size). It is not FID: the features
+  come from our small classifier, not Inception.
+- **Attribute rates**: how often the classifier sees each binary attribute in generated images, against the
+  dataset's ground-truth rate (and the classifier's rate on dataset images); continuous attributes as mean and std.
+- **Encoder**: PSNR / SSIM of `G.synthesis(E(x))` against `--n-heldout` held-out images (world seed 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+import torch
+
+from ganinv.datasets.procedural_faces import ATTRIBUTES, render_batch
+from ganinv.generators import load_generator
+from ganinv.metrics import feature_statistics, frechet_distance, reconstruction_metrics
+from ganinv.models.attributes import load_classifier
+from ganinv.models.encoder import load_encoder
+from ganinv.training.train_gan import render_procedural
+
+
+def to_tensor(images_u8: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(images_u8).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
+@torch.no_grad()
+def generate(G, n: int, *, seed: int, batch: int = 250) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for start in range(0, n, batch):
+        z = torch.randn([min(batch, n - start), G.z_dim], generator=gen)
+        img = G(z, None, noise_mode="random")
+        out.append(((img.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8))  # as saved images would be
+    return torch.cat(out).float() / 127.5 - 1
+
+
+@torch.no_grad()
+def classify(clf, images: torch.Tensor, batch: int = 500) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    embeddings, preds = [], []
+    for start in range(0, len(images), batch):
+        x = images[start:start + batch]
+        embeddings.append(clf.embedding(x).double().numpy())
+        preds.append({k: v.numpy() for k, v in clf.predict(x).items()})
+    return np.concatenate(embeddings), {k: np.concatenate([p[k] for p in preds]) for k in preds[0]}
+
+
+def fd(a: np.ndarray, b: np.ndarray) -> float:
+    return float(frechet_distance(*feature_statistics(torch.from_numpy(a)), *feature_statistics(torch.from_numpy(b))))
+
+
+def attribute_table(truth: np.ndarray, pred_real: dict, pred_gen: dict) -> list[dict]:
+    rows = []
+    for i, attr in enumerate(ATTRIBUTES):
+        if attr.kind == "binary":
+            rows.append(dict(attribute=attr.name, kind="binary", dataset_truth=float(truth[:, i].mean()),
+                             classifier_on_dataset=float((pred_real[attr.name] > 0.5).mean()),
+                             classifier_on_generated=float((pred_gen[attr.name] > 0.5).mean())))
+        else:
+            rows.append(dict(attribute=attr.name, kind="continuous",
+                             dataset_truth=f"{truth[:, i].mean():.3f} ± {truth[:, i].std():.3f}",
+                             classifier_on_dataset=f"{pred_real[attr.name].mean():.3f} ± {pred_real[attr.name].std():.3f}",
+                             classifier_on_generated=f"{pred_gen[attr.name].mean():.3f} ± {pred_gen[attr.name].std():.3f}"))
+    return rows
+
+
+@torch.no_grad()
+def encoder_quality(G, E, n: int) -> dict:
+    images, _ = render_batch(1, range(n))
+    target = to_tensor(images)
+    recon = torch.cat([G.synthesis(E(target[i:i + 100]), noise_mode="const") for i in range(0, n, 100)])
+    m = reconstruction_metrics(recon.clamp(-1, 1), target)
+    return {k: float(v.mean()) for k, v in m.items() if k in ("mse", "psnr", "ssim")}
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--n", type=int, default=10000)
+    p.add_argument("--n-heldout", type=int, default=1000)
+    p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--out")
+    args = p.parse_args(argv)
+    t0 = time.time()
+    G, clf, E = load_generator("faces64"), load_classifier("builtin"), load_encoder("faces64")
+    real = render_procedural(2 * args.n, seed=0, resolution=64, workers=args.workers)
+    truth = np.stack(list(_truth_rows(2 * args.n)))
+    emb_real, pred_real = classify(clf, to_tensor(real))
+    emb_gen, pred_gen = classify(clf, generate(G, args.n, seed=123))
+    half = args.n
+    result = dict(
+        n=args.n,
+        fd_clf_generated_vs_dataset=fd(emb_gen, emb_real[:half]),
+        fd_clf_dataset_vs_dataset=fd(emb_real[half:], emb_real[:half]),
+        attributes=attribute_table(truth[:half], {k: v[:half] for k, v in pred_real.items()}, pred_gen),
+        encoder_heldout=dict(n=args.n_heldout, **encoder_quality(G, E, args.n_heldout)),
+        seconds=round(time.time() - t0, 1),
+    )
+    print(json.dumps(result, indent=1))
+    if args.out:
+        with open(args.out, "w") as fh:
+            json.dump(result, fh, indent=1)
+    return result
+
+
+def _truth_rows(n: int):
+    from ganinv.datasets.procedural_faces import attributes_to_vector, sample_attributes
+    for index in range(n):
+        yield attributes_to_vector(sample_attributes(0, index))
+
+
+if __name__ == "__main__":
+    main()
