@@ -20,6 +20,7 @@ from prefect.states import Completed, Failed, State
 from flows.report import ReportResult, Thresholds, build_report
 
 ARTIFACT_KEY = "evaluation-report"
+INVERSION_FLOW = "invert-dataset"  # flows/invert_dataset.py: its runs' wall time gives the report's images/s
 
 
 @task(retries=1, retry_delay_seconds=10)
@@ -29,6 +30,27 @@ def write_report(store: str, reports_root: str, *, run: str | None, thresholds: 
     """Steps 1-5 of build_report (read the store, compute, compare, write the folder, refresh the index)."""
     return build_report(store, reports_root, run=run, thresholds=thresholds, fid=fid, edit_rows=edit_rows,
                         galleries=galleries, wall_seconds=wall_seconds, device_kind=device_kind)
+
+
+@task
+def inversion_wall_seconds(store: str, *, lookback: int = 50) -> float | None:
+    """Run time of the newest completed `invert-dataset` flow run on `store`, from the Prefect API (None if none)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (FlowFilter, FlowFilterName, FlowRunFilter, FlowRunFilterState,
+                                                FlowRunFilterStateType)
+    from prefect.client.schemas.objects import StateType
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=[INVERSION_FLOW])),
+            flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(
+                any_=[StateType.COMPLETED]))),
+            sort=FlowRunSort.END_TIME_DESC, limit=lookback)
+    for run in runs:
+        if str(run.parameters.get("store")) == str(store):
+            return run.total_run_time.total_seconds()
+    return None
 
 
 def artifact_markdown(result: ReportResult) -> str:
@@ -71,9 +93,13 @@ def evaluation_report(store: str, reports_root: str = "reports", *, run: str | N
     """Write the evaluation report of `store` into `reports_root/<run>/` and flag regressions against the last run.
 
     thresholds: overrides of `Thresholds` fields by name, e.g. {"psnr_drop_db": 0.3}. fid: None = when available,
-    True = required, False = skip. Returns the final state (see the module docstring).
+    True = required, False = skip. wall_seconds: the inversion's wall time, by default that of the newest completed
+    `invert-dataset` run on this store. Returns the final state (see the module docstring).
     """
     logger = get_run_logger()
+    # 0. how long the inversion took (for images per second), if Prefect ran it
+    if wall_seconds is None:
+        wall_seconds = inversion_wall_seconds(store)
     # 1-5. read the store, compute the numbers, compare with the previous run, write the folder and the index
     result = write_report(store, str(Path(reports_root)), run=run, thresholds=Thresholds(**dict(thresholds or {})),
                           fid=fid, edit_rows=edit_rows, galleries=[tuple(g) for g in galleries],
