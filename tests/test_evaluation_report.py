@@ -291,3 +291,28 @@ def test_flow_ends_failed_with_the_regressions_and_links_the_report(two_runs, tm
     markdown = [a.data for a in asyncio.run(artifacts())]
     assert any((tmp_path / "n2" / "index.html").resolve().as_uri() in text and "mean PSNR fell" in text
                for text in markdown)
+
+
+def test_directions_edit_rows_and_grids_recorded_in_the_store_are_reported(tmp_path):
+    url = make_run_store(tmp_path, "edited", n=8)
+    store = LatentStore.open(url, "r+")
+    group = store.result_group("directions", "interfacegan-smiling", made_by={"flow": "fit-boundaries"})
+    group.attrs.update({"direction": {"name": "interfacegan-smiling", "method": "interfacegan", "space": "w",
+                                      "provenance": {"attribute": "smiling"}}})
+    grids = tmp_path / "edited.zarr.edits" / "night"
+    grids.mkdir(parents=True)
+    Image.new("RGB", (64, 32), "purple").save(grids / "interfacegan-smiling.png")
+    (grids / "index.json").write_text(json.dumps({"grids": {"interfacegan-smiling": "interfacegan-smiling.png"}}))
+    row = dict(direction="interfacegan-smiling", method="interfacegan", target="smiling", strength=5.0,
+               flip_rate=0.625, interference=0.1, interference_max=0.2, pixel_change=0.05)
+    edits = store.result_group("edits", "night", made_by={"flow": "render-edits", "grids": str(grids)})
+    edits.attrs.update({"evaluation": [row]})
+    result = build_report(url, tmp_path / "reports", run="r", fid=False)
+    assert result.metrics["edits"]["directions"][0] | {"created": None} == dict(
+        name="interfacegan-smiling", method="interfacegan", space="w", attribute="smiling", created=None)
+    assert result.metrics["edits"]["evaluation"] == [row]
+    html = result.path.read_text()
+    assert "62.5 %" in html and "edit run night: interfacegan-smiling" in html
+    copied = [src for src in links_of(result.path).images if src.startswith("galleries/")]
+    assert [(result.path.parent / src).read_bytes() for src in copied] == [
+        (grids / "interfacegan-smiling.png").read_bytes()]

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import fsspec
 import numpy as np
 from PIL import Image
 
@@ -120,17 +121,36 @@ def write_grids(data: RunData, folder: Path) -> tuple[list[dict[str, Any]], str]
     return grids, ""
 
 
-def copy_galleries(galleries: Sequence[Gallery], folder: Path) -> list[dict[str, str]]:
-    """Copies each gallery PNG into `folder/galleries/` so the report folder stays self-contained."""
+def discover_galleries(data: RunData) -> list[Gallery]:
+    """The per-direction PNG grids of the store's edit runs: `made_by.grids` names their folder (beside the store,
+    local or remote) and its `index.json` maps direction -> file. Runs without them are skipped."""
+    found: list[Gallery] = []
+    for run, attrs in sorted(data.results.get("edits", {}).items()):
+        grids = (attrs.get("made_by") or {}).get("grids") if isinstance(attrs.get("made_by"), Mapping) else None
+        if not grids:
+            continue
+        try:
+            with fsspec.open(f"{grids}/index.json", "r") as f:
+                index = json.load(f)
+        except (OSError, ValueError):
+            continue
+        files = sorted((index.get("grids") or {}).items())
+        found += [(f"edit run {run}: {name}", f"{grids}/{file}") for name, file in files]
+    return found
+
+
+def copy_galleries(galleries: Sequence[Gallery], folder: Path) -> list[dict[str, Any]]:
+    """Copies each gallery PNG (a path or fsspec URL) into `folder/galleries/`, so the report stays self-contained."""
     out = []
     for k, (title, path) in enumerate(galleries):
-        source = Path(path)
-        if not source.is_file():
-            raise FileNotFoundError(f"gallery {title!r}: {source} does not exist (galleries are PNG files written by "
-                                    "render_edits)")
-        target = folder / "galleries" / f"{k:02d}_{source.name}"
+        target = folder / "galleries" / f"{k:02d}_{Path(str(path)).name}"
         target.parent.mkdir(exist_ok=True)
-        shutil.copyfile(source, target)
+        try:
+            with fsspec.open(str(path), "rb") as f:
+                target.write_bytes(f.read())
+        except FileNotFoundError:
+            raise FileNotFoundError(f"gallery {title!r}: {path} does not exist (galleries are the PNG grids "
+                                    "render_edits writes)") from None
         with Image.open(target) as image:  # small grids are shown enlarged, pixels kept sharp
             width = min(GALLERY_MAX_WIDTH, image.width * max(1, GALLERY_MIN_WIDTH // image.width))
         out.append(dict(title=title, file=target.relative_to(folder).as_posix(), width=width))
@@ -165,8 +185,9 @@ def build_report(store_url: str, reports_root: str | os.PathLike[str], *, run: s
     run: folder name (default: UTC time, `default_run_name`); an existing folder of that name is replaced.
     fid: None = FID when torch-fidelity and the Inception weights are here; True = required (raises
          InceptionWeightsMissing otherwise); False = skip. FD-clf is always computed when thumbnails exist.
-    edit_rows / galleries: edit-evaluation rows (or a JSON file of them) and (title, PNG) direction galleries;
-         rows default to those recorded in the store's `edits/<run>` groups.
+    edit_rows / galleries: edit-evaluation rows (or a JSON file of them) and (title, PNG path or URL) direction
+         galleries; by default, the rows recorded in the store's `edits/<run>` groups (`evaluation` attribute) and
+         the grids their runs wrote (`made_by.grids`/index.json).
     wall_seconds, device_kind: the inversion run's wall time and device ('cuda', 'cpu'), when the caller knows them.
     """
     run = run or default_run_name()
@@ -196,7 +217,7 @@ def _write_run_folder(root: Path, run: str, data: RunData, metrics: dict[str, An
     try:
         made = write_figures(data, metrics, history, tmp)
         grids, grid_reason = write_grids(data, tmp)
-        copied = copy_galleries(galleries, tmp)
+        copied = copy_galleries(list(galleries) or discover_galleries(data), tmp)
         metrics["figures"] = {k: v for k, v in made.items() if v} | {g["file"][:-4]: g["file"] for g in grids}
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=1, allow_nan=False), encoding="utf-8")
         html = render_run(metrics, figures=made, grids=grids, galleries=copied, history=history,

@@ -57,8 +57,9 @@ def render_run(metrics: Mapping[str, Any], *, figures: Mapping[str, str | None],
     edit_columns = [c for c in EDIT_COLUMNS if any(c in row for row in rows)]
     return environment().get_template("report.html.j2").render(
         m=metrics, cmp=comparison, regressions=regressions, flagged=flagged, flagged_metrics=flagged_metrics,
-        headline=headline, label_metrics=label_metrics, clf_note=any(name.startswith("clf") for name in quality), figures=dict(figures), grids=grids, grid_reason=grid_reason,
-        galleries=galleries, edit_columns=edit_columns, runs=[*history, metrics])
+        headline=headline, label_metrics=label_metrics, clf_note=any(name.startswith("clf") for name in quality),
+        figures=dict(figures), grids=grids, grid_reason=grid_reason, galleries=galleries, edit_columns=edit_columns,
+        runs=[*history, metrics])
 
 
 def render_index(runs: Sequence[Mapping[str, Any]]) -> str:

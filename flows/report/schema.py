@@ -20,7 +20,7 @@ JSON: a value that could not be computed is `null`, never NaN. Means and rates a
     provenance:  store {url, created, ganinv_version, schema_version, num_items, chunk_items},
                  generator {sha256, source, config, num_ws}, inversion {the config, verbatim},
                  dataset {root, manifest_hash, appends, last_append}, report_code {ganinv, git}
-    edits:       directions [{name, method, attribute, created}], edit_runs [{name, created, made_by}],
+    edits:       directions [{name, method, space, attribute, created}], edit_runs [{name, created, made_by}],
                  evaluation [rows of ganinv.directions.evaluate.evaluate_edits: direction, method, target, strength,
                  flip_rate, interference, interference_max, pixel_change, ...]
     comparison:  previous_run (name or null), thresholds {name: value}, regressions [{check, metric, label,

@@ -146,12 +146,20 @@ def provenance(data: RunData) -> dict[str, Any]:
 
 def results(data: RunData, edit_rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Directions and edit runs recorded in the store, and the edit-evaluation rows (one per direction, strength)."""
-    directions = [dict(name=name, method=_made_by(attrs).get("method"), attribute=_made_by(attrs).get("attribute"),
-                       created=attrs.get("created"))
-                  for name, attrs in sorted(data.results.get("directions", {}).items())]
+    directions = [_direction_row(name, attrs) for name, attrs in sorted(data.results.get("directions", {}).items())]
     edits = [dict(name=name, created=attrs.get("created"), made_by=_made_by(attrs))
              for name, attrs in sorted(data.results.get("edits", {}).items())]
     return dict(directions=directions, edit_runs=edits, evaluation=[_clean(dict(row)) for row in edit_rows])
+
+
+def _direction_row(name: str, attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """From `directions/<name>` attributes: `direction` = Direction.attrs() (method, space, provenance) and made_by."""
+    direction = attrs.get("direction") if isinstance(attrs.get("direction"), Mapping) else {}
+    provenance = direction.get("provenance") if isinstance(direction.get("provenance"), Mapping) else {}
+    made_by = _made_by(attrs)
+    return dict(name=name, method=direction.get("method") or made_by.get("method"),
+                space=direction.get("space") or made_by.get("space"),
+                attribute=provenance.get("attribute") or made_by.get("attribute"), created=attrs.get("created"))
 
 
 def _made_by(attrs: Mapping[str, Any]) -> dict[str, Any]:
