@@ -152,7 +152,7 @@ def copy_galleries(galleries: Sequence[Gallery], folder: Path) -> list[dict[str,
             raise FileNotFoundError(f"gallery {title!r}: {path} does not exist (galleries are the PNG grids "
                                     "render_edits writes)") from None
         with Image.open(target) as image:  # small grids are shown enlarged, pixels kept sharp
-            width = min(GALLERY_MAX_WIDTH, image.width * max(1, GALLERY_MIN_WIDTH // image.width))
+            width = min(GALLERY_MAX_WIDTH, image.width * max(1, -(-GALLERY_MIN_WIDTH // image.width)))
         out.append(dict(title=title, file=target.relative_to(folder).as_posix(), width=width))
     return out
 
