@@ -28,7 +28,7 @@ if __package__ in (None, ""):
 
 NIGHTS = (("2026-11-23", 50, 0), ("2026-11-24", 100, 0), ("2026-11-25", 30, 2))  # (run, steps, broken uploads)
 NUM_IMAGES = 48
-SCREENSHOT_HEIGHT = 1625  # down to the first grid's caption
+SCREENSHOT_HEIGHT = 1665  # down to the first grid's caption
 BATCH = 16
 STRENGTHS = (-10.0, -5.0, 5.0, 10.0)  # unit directions in W, where |w - w_avg| is about 11 (psi 1) for faces64
 METRICS = ("mse", "psnr", "ssim", "clf_perceptual", "final_loss", "steps", "seconds")

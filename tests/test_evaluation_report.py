@@ -114,6 +114,14 @@ def test_an_improvement_is_not_a_regression(two_runs, tmp_path):
     assert 'class="banner good"' in result_b.path.read_text()
 
 
+def test_a_run_made_differently_is_compared_with_a_caveat(two_runs, tmp_path):
+    assert two_runs["second"].metrics["comparison"]["caveats"] == []
+    shutil.copytree(two_runs["reports"] / "night1", tmp_path / "night1")
+    result = build_report(make_run_store(tmp_path, "fewer_steps", steps=30), tmp_path, run="night2", fid=False)
+    assert result.metrics["comparison"]["caveats"] == ["the previous run used another inversion config"]
+    assert "Compare with care: the previous run used another inversion config" in result.path.read_text()
+
+
 def test_thresholds_are_configurable(two_runs, tmp_path):
     shutil.copytree(two_runs["reports"] / "night1", tmp_path / "night1")
     lenient = Thresholds(psnr_drop_db=100, ssim_drop=1, failure_rate_rise=1, perceptual_rise_rel=100,
@@ -122,6 +130,7 @@ def test_thresholds_are_configurable(two_runs, tmp_path):
     assert Thresholds.parse(["psnr_drop_db=0.25"]).psnr_drop_db == 0.25
     with pytest.raises(ValueError, match="psnr_drop_db"):
         Thresholds.parse(["psnr=1"])
+    assert Thresholds.with_overrides({"ssim_drop": 0.5}) == Thresholds(ssim_drop=0.5)
 
 
 def test_reports_index_lists_runs_newest_first_and_history_reads_them_oldest_first(two_runs):

@@ -30,7 +30,7 @@ from PIL import Image
 from flows.report import figures
 from flows.report.collect import RunData, collect
 from flows.report.distances import DEFAULT_MAX_ITEMS, distribution_distances
-from flows.report.regressions import Regression, Thresholds, compare
+from flows.report.regressions import Regression, Thresholds, caveats, compare
 from flows.report.render import render_index, render_run
 from flows.report.schema import SCHEMA_NAME
 from flows.report.summarize import summarize
@@ -170,7 +170,8 @@ def _comparison(previous: Mapping[str, Any] | None, metrics: Mapping[str, Any], 
                 ) -> tuple[dict[str, Any], list[Regression]]:
     regressions, skipped = compare(previous, metrics, thresholds)
     return dict(previous_run=previous.get("run") if previous else None, thresholds=dataclasses.asdict(thresholds),
-                regressions=[dataclasses.asdict(r) for r in regressions], not_compared=skipped), regressions
+                regressions=[dataclasses.asdict(r) for r in regressions], not_compared=skipped,
+                caveats=caveats(previous, metrics) if previous else []), regressions
 
 
 def build_report(store_url: str, reports_root: str | os.PathLike[str], *, run: str | None = None,

@@ -33,17 +33,28 @@ class Thresholds:
     @classmethod
     def parse(cls, items: Sequence[str]) -> Thresholds:
         """From 'name=value' strings (CLI --threshold), e.g. ['psnr_drop_db=0.3']."""
-        fields = {f.name for f in dataclasses.fields(cls)}
         values = {}
         for item in items:
             name, sep, value = item.partition("=")
-            if not sep or name.strip() not in fields:
-                raise ValueError(f"threshold {item!r}: write NAME=VALUE with NAME one of {sorted(fields)}")
+            if not sep:
+                raise ValueError(f"threshold {item!r}: write NAME=VALUE with NAME one of {cls.names()}")
             try:
                 values[name.strip()] = float(value)
             except ValueError:
                 raise ValueError(f"threshold {item!r}: {value!r} is not a number") from None
-        return cls(**values)
+        return cls.with_overrides(values)
+
+    @classmethod
+    def with_overrides(cls, values: Mapping[str, float]) -> Thresholds:
+        """The defaults with some fields replaced by name (the flow's `thresholds` parameter)."""
+        unknown = sorted(set(values) - set(cls.names()))
+        if unknown:
+            raise ValueError(f"unknown threshold(s) {unknown}: write NAME=VALUE with NAME one of {cls.names()}")
+        return cls(**{name: float(value) for name, value in values.items()})
+
+    @classmethod
+    def names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
 
 
 @dataclass(frozen=True)
@@ -99,6 +110,25 @@ def _describe(check: Check, previous: float, current: float, change: float, thre
     unit = " dB" if check.name == "psnr_drop_db" else ""
     return (f"{check.label} {verb} {abs(change):.3g}{unit} ({previous:.4g} → {current:.4g}{unit}; threshold "
             f"{threshold:g}{unit})")
+
+
+def caveats(previous: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    """Why the two runs may not be comparable: another generator, dataset or inversion config."""
+    found = []
+    for what, path in (("generator", ("provenance", "generator", "sha256")),
+                       ("dataset", ("provenance", "dataset", "manifest_hash"))):
+        before, after = _dig(previous, path), _dig(current, path)
+        if before != after:
+            found.append(f"the previous run used another {what} ({str(before)[:12]} vs {str(after)[:12]})")
+    if _dig(previous, ("provenance", "inversion")) != _dig(current, ("provenance", "inversion")):
+        found.append("the previous run used another inversion config")
+    return found
+
+
+def _dig(body: Mapping[str, Any], path: Sequence[str]) -> Any:
+    for key in path:
+        body = body.get(key) if isinstance(body, Mapping) else None
+    return body
 
 
 def compare(previous: Mapping[str, Any] | None, current: Mapping[str, Any], thresholds: Thresholds
