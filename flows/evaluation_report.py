@@ -101,9 +101,9 @@ def evaluation_report(store: str, reports_root: str = "reports", *, run: str | N
     if wall_seconds is None:
         wall_seconds = inversion_wall_seconds(store)
     # 1-5. read the store, compute the numbers, compare with the previous run, write the folder and the index
-    result = write_report(store, str(Path(reports_root)), run=run, thresholds=Thresholds.with_overrides(thresholds or {}),
-                          fid=fid, edit_rows=edit_rows, galleries=[tuple(g) for g in galleries],
-                          wall_seconds=wall_seconds, device_kind=device_kind)
+    limits = Thresholds.with_overrides(thresholds or {})
+    result = write_report(store, str(Path(reports_root)), run=run, thresholds=limits, fid=fid, edit_rows=edit_rows,
+                          galleries=[tuple(g) for g in galleries], wall_seconds=wall_seconds, device_kind=device_kind)
     # 6. link the report from the Prefect UI
     create_markdown_artifact(markdown=artifact_markdown(result), key=ARTIFACT_KEY,
                              description=f"evaluation report {result.metrics['run']}")

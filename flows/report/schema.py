@@ -24,8 +24,8 @@ JSON: a value that could not be computed is `null`, never NaN. Means and rates a
                  evaluation [rows of ganinv.directions.evaluate.evaluate_edits: direction, method, target, strength,
                  flip_rate, interference, interference_max, pixel_change, ...]
     comparison:  previous_run (name or null), thresholds {name: value}, regressions [{check, metric, label,
-                 previous, current, change, threshold, message}], not_compared [{check, reason}], caveats [why the previous
-                 run may not be comparable: another generator, dataset or inversion config]
+                 previous, current, change, threshold, message}], not_compared [{check, reason}], caveats [why the
+                 previous run may not be comparable: another generator, dataset or inversion config]
     figures:     {name: relative path of a PNG in the report folder}
 """
 
