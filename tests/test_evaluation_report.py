@@ -325,3 +325,28 @@ def test_directions_edit_rows_and_grids_recorded_in_the_store_are_reported(tmp_p
     copied = [src for src in links_of(result.path).images if src.startswith("galleries/")]
     assert [(result.path.parent / src).read_bytes() for src in copied] == [
         (grids / "interfacegan-smiling.png").read_bytes()]
+
+
+def test_a_store_with_nothing_done_still_gets_a_report_that_says_so(tmp_path):
+    from _report_helpers import write_images
+    from _store_helpers import GENERATOR
+    from storage import Manifest
+
+    manifest = Manifest.from_records(write_images(tmp_path / "images", 5), root=str(tmp_path / "images"))
+    url = str(tmp_path / "empty.zarr")
+    LatentStore.create(url, manifest=manifest, num_ws=4, w_dim=8, generator=GENERATOR, config={"a": 1},
+                       chunk_items=8, thumbnail_size=16)
+    result = build_report(url, tmp_path / "reports", run="r", fid=False)
+    assert result.metrics["counts"] == dict(items=5, done=0, failed=0, pending=5, failure_rate=None)
+    assert result.metrics["quality"] == {} and result.metrics["distribution"]["fd_clf"]["value"] is None
+    html = result.path.read_text()
+    assert "5 item(s) are still pending" in html and "No grids: no item is done." in html
+
+
+def test_missing_originals_are_named_and_left_out_not_fatal(tmp_path):
+    url = make_run_store(tmp_path, "moved", n=12)
+    (tmp_path / "images" / "face003.png").unlink()
+    result = build_report(url, tmp_path / "reports", run="r", fid=False)
+    fd = result.metrics["distribution"]["fd_clf"]
+    assert fd["n"] == 11 and "face003.png" in fd["note"]
+    assert "1 original(s) unreadable" in result.path.read_text()
