@@ -106,11 +106,11 @@ def throughput(data: RunData, *, wall_seconds: float | None = None, device_kind:
     total = float(timed.sum()) if timed.size else None
     per_image = total / timed.size if timed.size else None
     kind = device_kind or "device"
-    done = int(data.done.sum())
+    finished = int(processed.sum())  # items with a result; a store that several runs filled counts them all
     return dict(device_kind=kind, unit=f"{'GPU' if kind.startswith('cuda') or kind == 'gpu' else 'device'}-seconds",
                 timed_items=int(timed.size), device_seconds_total=total, device_seconds_per_image=per_image,
                 images_per_device_second=1 / per_image if per_image else None, wall_seconds=wall_seconds,
-                images_per_second=done / wall_seconds if wall_seconds else None)
+                images_per_second=finished / wall_seconds if wall_seconds else None)
 
 
 def code_version() -> dict[str, Any]:
@@ -119,6 +119,8 @@ def code_version() -> dict[str, Any]:
 
     repo = Path(__file__).resolve().parents[2]
     commit = None
+    if not (repo / ".git").exists():  # an installed copy: the version is all there is
+        return dict(ganinv=__version__, git=None)
     try:
         commit = subprocess.run(["git", "-C", str(repo), "describe", "--always", "--dirty", "--abbrev=12"],
                                 capture_output=True, text=True, timeout=10, check=True).stdout.strip() or None
