@@ -14,13 +14,21 @@ import torch
 from ganinv.generators.stylegan2 import Generator
 
 
-def config_f_generator(resolution: int = 256, *, seed: int = 0) -> Generator:
-    """A config-f-sized StyleGAN2 generator with random weights (channel_base 16384, channel_max 512, w_dim 512,
-    8 mapping layers, fp32 everywhere): the right shape and cost for timing, meaningless images."""
+def official_channel_base(resolution: int) -> int:
+    """StyleGAN2-ADA's `train.py`: channel_base = fmaps * 32768 with fmaps 1 for config-f ('stylegan2'), 'paper512'
+    and 'paper1024', 0.5 for 'paper256'; its 'auto' config takes fmaps = 1 if resolution >= 512 else 0.5."""
+    return 32768 if resolution >= 512 else 16384
+
+
+def config_f_generator(resolution: int = 256, *, seed: int = 0, channel_base: int | None = None) -> Generator:
+    """A config-f-sized StyleGAN2 generator with random weights (channel_base `official_channel_base(resolution)`,
+    i.e. 16384 up to 256 px and 32768 from 512 px, channel_max 512, w_dim 512, 8 mapping layers, fp32 everywhere):
+    the right shape and cost for timing, meaningless images."""
     torch.manual_seed(seed)
+    channel_base = channel_base or official_channel_base(resolution)
     G = Generator(z_dim=512, c_dim=0, w_dim=512, img_resolution=resolution, img_channels=3,
                   mapping_kwargs=dict(num_layers=8),
-                  synthesis_kwargs=dict(channel_base=16384, channel_max=512, num_fp16_res=0, conv_clamp=256))
+                  synthesis_kwargs=dict(channel_base=channel_base, channel_max=512, num_fp16_res=0, conv_clamp=256))
     return G.eval().requires_grad_(False)
 
 

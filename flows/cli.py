@@ -278,6 +278,53 @@ def train_encoder_cmd(
 
     main(["--gan-run", gan_run, "--run-dir", run_dir, "--minutes", str(minutes), "--steps", str(steps),
           "--perceptual", perceptual] + (["--out", out] if out else []))
+REGRESSION_EXIT_CODE = 3  # distinct from errors (1) and bad usage (2), so a cron job can tell them apart
+
+
+@app.command("report")
+def report_cmd(
+    store: str = typer.Argument(..., help="Store path or fsspec URL."),
+    reports_root: Path = typer.Option(Path("reports"), "--reports-root", help="Folder holding one folder per run."),
+    run: Optional[str] = typer.Option(None, "--run", help="Run name (default: UTC time, e.g. 20261125-020000)."),
+    fid: Optional[bool] = typer.Option(None, "--fid/--no-fid",
+                                       help="Require FID (error if Inception weights are missing) or skip it; "
+                                            "default: FID when available."),
+    threshold: list[str] = typer.Option([], "--threshold",
+                                        help="NAME=VALUE regression threshold, repeatable (e.g. psnr_drop_db=0.3)."),
+    edit_rows: Optional[Path] = typer.Option(None, "--edit-rows", help="JSON file of edit-evaluation rows."),
+    gallery: list[str] = typer.Option([], "--gallery", help="TITLE=PNG direction gallery, repeatable."),
+    wall_seconds: Optional[float] = typer.Option(None, "--wall-seconds", help="Wall time of the inversion run."),
+    fail_on_regression: bool = typer.Option(True, "--fail-on-regression/--no-fail-on-regression",
+                                            help=f"Exit with code {REGRESSION_EXIT_CODE} when a metric regressed."),
+) -> None:
+    """Write the evaluation report of STORE (HTML, metrics.json, plots) and flag regressions against the last run."""
+    from flows.report import Thresholds, build_report
+    from ganinv.metrics import InceptionWeightsMissing
+    from storage import StoreMismatchError, StoreNotFoundError
+
+    try:
+        thresholds = Thresholds.parse(threshold)
+        galleries = [_parse_gallery(g) for g in gallery]
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from None
+    try:
+        result = build_report(store, reports_root, run=run, thresholds=thresholds, fid=fid, edit_rows=edit_rows,
+                              galleries=galleries, wall_seconds=wall_seconds)
+    except (StoreNotFoundError, StoreMismatchError, InceptionWeightsMissing, FileNotFoundError) as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(1) from None
+    for regression in result.regressions:
+        typer.echo(f"REGRESSION: {regression.message}", err=True)
+    typer.echo(result.url)
+    if result.regressions and fail_on_regression:
+        raise typer.Exit(REGRESSION_EXIT_CODE)
+
+
+def _parse_gallery(text: str) -> tuple[str, str]:
+    title, sep, path = text.rpartition("=")
+    if not sep or not title or not path:
+        raise ValueError(f"--gallery {text!r}: write TITLE=PATH_TO_PNG")
+    return title, path
 
 # ----------------------------------------------------------------------------------------- directions and edits
 def _csv(text: Optional[str]) -> Optional[list[str]]:

@@ -38,3 +38,29 @@ def test_quality_report_reads_held_out_images_from_a_folder(tmp_path):
     images = inversion_quality.load_images(str(tmp_path), 16, limit=2)
     assert images.shape == (2, 3, 16, 16)
     assert images[0].max() == -1 and abs(images[1].mean().item() - (60 / 127.5 - 1)) < 1e-5
+
+
+@pytest.mark.slow
+def test_perf_benchmark_runs_tiny_with_baseline_variants_quality_and_profile(tmp_path):
+    from benchmarks import perf_inversion
+
+    payload = perf_inversion.main(["--tiny", "--device", "cpu", "--out", str(tmp_path / "perf.json"),
+                                   "--profile", str(tmp_path / "profile.txt")])
+    saved = json.loads((tmp_path / "perf.json").read_text())
+    rows = [r for r in saved["rows"] if r["generator"] == "tiny 32 px"]
+    assert [r["variant"] for r in rows] == ["baseline (projector loop)", "fp32", "bf16", "bf16+cl", "bf16+cl+graph"]
+    assert all("error" not in r and r["image_steps_per_s"] > 0 and r["tflops"] > 0 for r in rows)
+    assert saved["flops_per_image_step"]["tiny 32 px"] > 0
+    quality = {(q["generator"], q["variant"]) for q in payload["quality"]}
+    assert ("tiny 32 px", "bf16+cl+graph") in quality
+    assert all(abs(q["psnr_rel"]) < 0.05 for q in payload["quality"])
+    assert "aten::" in (tmp_path / "profile.txt").read_text()
+
+
+def test_modconv_benchmark_runs_tiny_and_every_form_computes_the_same_function(tmp_path):
+    from benchmarks import modconv_variants
+
+    payload = modconv_variants.main(["--tiny", "--device", "cpu", "--out", str(tmp_path / "mc.json")])
+    rows = payload["rows"]
+    assert {r["form"] for r in rows} == {"unfused", "grouped", "bmm"} and not any("error" in r for r in rows)
+    assert all(r["rel_err"] < (1e-5 if r["precision"] == "fp32" else 2e-2) for r in rows)

@@ -34,13 +34,23 @@ def test_fp16_blocks_on_cuda_stay_close_to_fp32(ada_tiny, ada_tiny_reference, fu
     assert relative < 1e-2
 
 
-def test_cuda_fp32_matches_official_reference(ada_tiny, ada_tiny_reference):
+@pytest.fixture
+def strict_fp32():
+    """cuDNN convolutions default to TF32 (10-bit mantissa): turn it off to compare true fp32 against the CPU."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+def test_cuda_fp32_matches_official_reference(ada_tiny, ada_tiny_reference, strict_fp32):
     G = Generator(**ada_tiny.init_kwargs)
     G.load_state_dict(ada_tiny.state_dict())
     G = G.eval().cuda()
     with torch.no_grad():
         img = G.synthesis(ada_tiny_reference["ws"].cuda(), noise_mode="const").cpu()
-    assert (img - ada_tiny_reference["img_const"]).abs().max() <= 1e-3  # TF32/cuDNN algorithms differ from CPU
+    # Measured 3e-4 with TF32 on (H100, torch 2.11); true fp32 must meet the fixture's own 1e-4.
+    assert (img - ada_tiny_reference["img_const"]).abs().max() <= 1e-4
 
 
 def test_identity_is_the_same_on_cuda_and_cpu(tmp_path):

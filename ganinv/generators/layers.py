@@ -16,13 +16,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ganinv.utils.precision import full_precision
+
 LRELU_GAIN = math.sqrt(2.0)
 
 # How FIR resampling inside convolutions is executed (all exact, they differ in speed only):
 #   "fir"        the filter as its own depthwise convolution on the wide tensor (the reference form);
 #   "separable"  the same filter as two 1D depthwise convolutions;
-#   "composite"  the filter folded into the convolution kernel (3x3 (*) 4x4 -> 6x6), no depthwise pass at all.
-RESAMPLE_IMPLS = ("fir", "separable", "composite")
+#   "composite"  the filter folded into the convolution kernel (3x3 (*) 4x4 -> 6x6), no depthwise pass at all;
+#   "subpixel"   as composite for 2x upsampling, but the stride-2 transposed 6x6 convolution is run as an ordinary 3x3
+#                convolution with 4x the output channels (one per output phase) and a pixel shuffle, the form GPU
+#                convolution libraries are fastest at; other cases fall back to composite.
+RESAMPLE_IMPLS = ("fir", "separable", "composite", "subpixel")
 RESAMPLE_IMPL = os.environ.get("GANINV_RESAMPLE_IMPL", "fir")
 if RESAMPLE_IMPL not in RESAMPLE_IMPLS:
     raise ValueError(f"GANINV_RESAMPLE_IMPL={RESAMPLE_IMPL!r}: choose one of {RESAMPLE_IMPLS}")
@@ -89,6 +94,22 @@ def _compose_kernel(w: torch.Tensor, f: torch.Tensor, gain: float) -> torch.Tens
     return k.reshape(a, b, kh + fk - 1, kw + fk - 1)
 
 
+def _subpixel_upsample_conv(x: torch.Tensor, kernel: torch.Tensor, groups: int) -> torch.Tensor:
+    """`conv_transpose2d(x, kernel, stride=2)` cropped by 2 on each side (what the composite path computes for a 3x3
+    convolution with a 4-tap FIR and padding 1), as one 3x3 convolution and a pixel shuffle.
+
+    `kernel [G*I, O/G, 6, 6]` (transposed-conv layout). Output pixel 2m + r only meets taps r, r + 2, r + 4 of the 6x6
+    kernel, against inputs m + 1, m, m - 1: so phase (ry, rx) is a padded 3x3 cross-correlation with the taps
+    `kernel[..., ry::2, rx::2]` flipped. Stacking the 4 phases as output channels gives one ordinary convolution.
+    """
+    gi, opg, kh, kw = kernel.shape
+    assert (kh, kw) == (6, 6), "subpixel upsampling expects the composed 6x6 kernel"
+    k = kernel.reshape(groups, gi // groups, opg, 6, 6).transpose(1, 2)  # [G, O/G, I, 6, 6], conv2d layout
+    phases = [k[..., ry::2, rx::2].flip([-2, -1]) for ry in (0, 1) for rx in (0, 1)]
+    weight = torch.stack(phases, dim=2).reshape(groups * opg * 4, gi // groups, 3, 3)  # channel = o * 4 + phase
+    return F.pixel_shuffle(F.conv2d(x, weight, padding=1, groups=groups), 2)
+
+
 def upsample2d(x: torch.Tensor, f: torch.Tensor, up: int = 2) -> torch.Tensor:
     """Upsample by `up` with the FIR filter `f`, keeping the image size exactly `up` times the input."""
     k = f.shape[-1]
@@ -122,7 +143,9 @@ def conv2d_resample(x: torch.Tensor, w: torch.Tensor, f: torch.Tensor | None = N
             wt = w.reshape(groups, out_channels // groups, in_per_group, kh, kw).transpose(1, 2)
             wt = wt.reshape(groups * in_per_group, out_channels // groups, kh, kw)
         # As in StyleGAN2-ADA, upsampling layers apply `w` as a true convolution (the transposed op's convention).
-        if RESAMPLE_IMPL == "composite":
+        if RESAMPLE_IMPL == "subpixel" and up == 2 and fk == 4 and kh == kw == 3 and padding == 1:
+            return _subpixel_upsample_conv(x, _compose_kernel(wt, f, up * up), groups)
+        if RESAMPLE_IMPL in ("composite", "subpixel"):
             # Zero-stuff, convolve with w, then with f  ==  zero-stuff, convolve with (w * f): one op.
             start = fk - 1 - px0
             y = F.conv_transpose2d(x, _compose_kernel(wt, f, up * up), stride=up, groups=groups)
@@ -133,7 +156,7 @@ def conv2d_resample(x: torch.Tensor, w: torch.Tensor, f: torch.Tensor | None = N
     if down > 1:
         fk = f.shape[-1]
         p0, p1 = padding + (fk - down + 1) // 2, padding + (fk - down) // 2
-        if RESAMPLE_IMPL == "composite":
+        if RESAMPLE_IMPL in ("composite", "subpixel"):
             # FIR then strided conv  ==  strided conv with the composed kernel (f is symmetric).
             x = F.pad(x, [p0, p1, p0, p1])
             return F.conv2d(x, _compose_kernel(w, f, 1.0), stride=down, groups=groups)
@@ -212,13 +235,8 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
                            / weight.norm(float("inf"), dim=[1, 2, 3], keepdim=True))
         styles = styles / styles.norm(float("inf"), dim=1, keepdim=True)
 
-    w = dcoefs = None
-    if demodulate or fused_modconv:
-        w = weight.unsqueeze(0) * styles.reshape(n, 1, -1, 1, 1)  # [N, O, I, k, k]
-    if demodulate:
-        dcoefs = (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()  # [N, O]
-
     if not fused_modconv:
+        dcoefs = _demodulation_coefficients(weight, styles) if demodulate else None
         x = x * styles.to(x.dtype).reshape(n, -1, 1, 1)
         x = conv2d_resample(x, weight.to(x.dtype), resample_filter, up=up, padding=padding)
         if demodulate:
@@ -227,7 +245,9 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
             x = x + noise.to(x.dtype)
         return x
 
+    w = weight.unsqueeze(0) * styles.reshape(n, 1, -1, 1, 1)  # [N, O, I, k, k]
     if demodulate:
+        dcoefs = (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()  # [N, O]
         w = w * dcoefs.reshape(n, -1, 1, 1, 1)
     x = x.reshape(1, -1, *x.shape[2:])
     w = w.reshape(-1, in_channels, kh, kw)
@@ -236,3 +256,14 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
     if noise is not None:
         x = x + noise.to(x.dtype)
     return x
+
+
+def _demodulation_coefficients(weight: torch.Tensor, styles: torch.Tensor) -> torch.Tensor:
+    """`[N, O]` = 1 / sqrt(sum over i, k of (weight[o, i, k] * styles[n, i])^2 + 1e-8), in fp32 (StyleGAN2 eq. 3).
+
+    The sum factors as `styles^2 @ sum_k(weight^2)^T`: an `[N, I] x [I, O]` product instead of building the
+    `[N, O, I, k, k]` per-sample weights (0.6 GB per 512-channel layer at batch 64, kept for backward).
+    """
+    with full_precision(styles):
+        energy = weight.float().square().sum(dim=[2, 3])  # [O, I]
+        return (styles.float().square() @ energy.t() + 1e-8).rsqrt()

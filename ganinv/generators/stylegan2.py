@@ -25,6 +25,7 @@ from ganinv.generators.layers import (
     upsample2d,
     LRELU_GAIN,
 )
+from ganinv.utils.precision import full_precision
 
 SUPPORTED_ARCHITECTURES = ("skip",)
 NOISE_MODES = ("const", "random", "none")
@@ -103,7 +104,8 @@ class SynthesisLayer(nn.Module):
         """`noise` overrides the layer's own noise input: `[N, 1, res, res]` (unscaled, as `noise_const`)."""
         if noise_mode not in NOISE_MODES:
             raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
-        styles = self.affine(w)
+        with full_precision(w):  # styles steer every weight of the layer: keep them fp32 under autocast
+            styles = self.affine(w.float())
         layer_noise = None
         if self.use_noise and noise is not None:
             layer_noise = noise * self.noise_strength
@@ -131,7 +133,8 @@ class ToRGBLayer(nn.Module):
         self.weight_gain = 1 / math.sqrt(in_channels * kernel_size ** 2)
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, fused_modconv: bool = True) -> torch.Tensor:
-        styles = self.affine(w) * self.weight_gain
+        with full_precision(w):
+            styles = self.affine(w.float()) * self.weight_gain
         x = modulated_conv2d(x, self.weight, styles, demodulate=False, fused_modconv=fused_modconv)
         return bias_act(x, self.bias.to(x.dtype), clamp=self.conv_clamp)
 
@@ -166,7 +169,8 @@ class SynthesisBlock(nn.Module):
 
     def forward(self, x: torch.Tensor | None, img: torch.Tensor | None, ws: torch.Tensor, force_fp32: bool = False,
                 fused_modconv: bool | None = None, noise_mode: str = "const",
-                noise: Sequence[torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                noise: Sequence[torch.Tensor] | None = None,
+                channels_last: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         assert ws.shape[1] == self.num_conv + self.num_torgb, "ws must hold one w per layer of this block"
         w_iter = iter(ws.unbind(dim=1))
         noise_iter = iter(noise) if noise is not None else None
@@ -175,13 +179,16 @@ class SynthesisBlock(nn.Module):
         if fused_modconv is None:
             fused_modconv = (not self.training) and (dtype == torch.float32 or int(ws.shape[0]) == 1)
         kwargs = dict(fused_modconv=fused_modconv, noise_mode=noise_mode)
+        memory_format = torch.channels_last if channels_last else torch.preserve_format
         if self.in_channels == 0:
-            x = self.const.to(dtype).unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])
+            x = self.const.to(dtype).unsqueeze(0).repeat([ws.shape[0], 1, 1, 1]).to(memory_format=memory_format)
         else:
-            x = self.conv0(x.to(dtype), next(w_iter), noise=next(noise_iter) if noise_iter else None, **kwargs)
+            x = self.conv0(x.to(dtype=dtype, memory_format=memory_format), next(w_iter),
+                           noise=next(noise_iter) if noise_iter else None, **kwargs)
         x = self.conv1(x, next(w_iter), noise=next(noise_iter) if noise_iter else None, **kwargs)
         if img is not None:
-            img = upsample2d(img, self.resample_filter)
+            with full_precision(img):  # the image accumulates over all blocks: keep its skip path fp32
+                img = upsample2d(img, self.resample_filter)
         y = self.torgb(x, next(w_iter), fused_modconv=fused_modconv).to(torch.float32)
         img = img + y if img is not None else y
         return x, img
@@ -219,8 +226,10 @@ class SynthesisNetwork(nn.Module):
                 if layer is not None]
 
     def forward(self, ws: torch.Tensor, noise_mode: str = "const", fused_modconv: bool | None = None,
-                force_fp32: bool = False, noise: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
-        """`noise`: optional per-sample noise inputs, one `[N, 1, res, res]` per conv layer (see `noise_layers`)."""
+                force_fp32: bool = False, noise: Sequence[torch.Tensor] | None = None,
+                channels_last: bool = False) -> torch.Tensor:
+        """`noise`: optional per-sample noise inputs, one `[N, 1, res, res]` per conv layer (see `noise_layers`).
+        `channels_last`: NHWC activations (what GPU tensor cores want); the image comes back in the same layout."""
         assert ws.ndim == 3 and ws.shape[1:] == (self.num_ws, self.w_dim), \
             f"ws must be [N, {self.num_ws}, {self.w_dim}], got {list(ws.shape)}"
         ws = ws.to(torch.float32)
@@ -230,7 +239,7 @@ class SynthesisNetwork(nn.Module):
             block_ws = ws.narrow(1, w_idx, block.num_conv + block.num_torgb)
             block_noise = None if noise is None else noise[noise_idx:noise_idx + block.num_conv]
             x, img = block(x, img, block_ws, force_fp32=force_fp32, fused_modconv=fused_modconv,
-                           noise_mode=noise_mode, noise=block_noise)
+                           noise_mode=noise_mode, noise=block_noise, channels_last=channels_last)
             w_idx += block.num_conv
             noise_idx += block.num_conv
         return img

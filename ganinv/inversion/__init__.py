@@ -1,11 +1,13 @@
 """GAN inversion: batched optimization in Z / W / W+ (`invert`), encoders (`encode`) and both together (`hybrid`)."""
 
+from ganinv.inversion.batch_size import auto_batch_size
 from ganinv.inversion.encode import encode
 from ganinv.inversion.hybrid import HYBRID_CONFIG, hybrid
 from ganinv.inversion.optimize import (
-    SPACES, InversionConfig, InversionResult, PerImageRandom, invert, learning_rate, latent_noise_std,
-    projector_w_stats,
+    SPACES, InversionConfig, InversionProblem, InversionResult, PerImageRandom, build_problem, invert, learning_rate,
+    latent_noise_std, projector_w_stats,
 )
 
-__all__ = ["encode", "HYBRID_CONFIG", "hybrid", "SPACES", "InversionConfig", "InversionResult", "PerImageRandom",
-           "invert", "learning_rate", "latent_noise_std", "projector_w_stats"]
+__all__ = ["auto_batch_size", "encode", "HYBRID_CONFIG", "hybrid", "SPACES", "InversionConfig", "InversionProblem",
+           "InversionResult", "PerImageRandom", "build_problem", "invert", "learning_rate", "latent_noise_std",
+           "projector_w_stats"]

@@ -32,7 +32,8 @@ import dataclasses
 import math
 import numbers
 import weakref
-from dataclasses import dataclass, field
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
@@ -42,10 +43,13 @@ from ganinv.losses.base import ImageLoss
 from ganinv.losses.noise_regularization import noise_regularization, normalize_noise_
 from ganinv.losses.registry import PIXEL_LOSSES, WeightedLoss, as_weighted_loss, build_loss, canonical_loss_spec
 from ganinv.metrics.reconstruction import available_lpips, reconstruction_metrics
+from ganinv.utils.cuda_graph import capture_step
+from ganinv.utils.precision import PRECISIONS, autocast
 
 SPACES = ("z", "w", "w+")
 W_NOISE_CHUNK = 50  # latent noise is drawn per image in blocks of this many steps (part of the stream's definition)
 W_STATS_SEED = 123  # z samples for w_avg / w_std come from this fixed seed, as in the official projector
+COMPILE_OPTIONS: dict[str, Any] = dict(dynamic=False)  # torch.compile(objective, **COMPILE_OPTIONS); one shape per run
 
 
 @dataclass(frozen=True)
@@ -65,10 +69,17 @@ class InversionConfig:
     loss: str = "lpips-vgg"                 # registry spec, e.g. 'lpips-vgg', 'clf-perceptual+0.1*mse'
     optimize_noise: bool = True             # False: keep the generator's own constant noise, ws alone reproduce
     history_every: int = 10                 # record the per-image loss every this many steps (and at the last)
+    # Execution (same algorithm, different rounding; see docs/inversion.md "Speed"):
+    precision: str = "fp32"                 # 'bf16': autocast synthesis + loss net; latents, Adam, noise maps stay fp32
+    channels_last: bool = False             # NHWC activations in synthesis and the loss net (GPU tensor cores)
+    compile: bool = False                   # torch.compile the objective (synthesis + loss, forward and backward)
+    cuda_graph: bool = False                # capture the whole step as one CUDA graph (no-op off CUDA)
 
     def __post_init__(self):
         if self.space not in SPACES:
             raise ValueError(f"space must be one of {SPACES}, got {self.space!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.num_steps < 1 or self.history_every < 1 or self.w_avg_samples < 2:
             raise ValueError("num_steps and history_every must be >= 1 and w_avg_samples >= 2, got "
                              f"{self.num_steps}, {self.history_every}, {self.w_avg_samples}")
@@ -101,31 +112,62 @@ class InversionResult:
 
 class PerImageRandom:
     """One CPU `torch.Generator` per image, so image i's random numbers depend only on `seeds[i]`, never on the batch
-    it is in. Draws are made on the CPU (identical streams on every device) and copied to `device`."""
+    it is in. Draws are made on the CPU (identical streams on every device), into pinned memory when `device` is a
+    GPU, and copied to `device` asynchronously."""
 
     def __init__(self, seeds: Sequence[int], device: torch.device):
         self.generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
         self.device = device
 
+    def randn_host(self, *shape: int) -> torch.Tensor:
+        """`[N, *shape]` on the CPU, row i drawn from image i's generator (safe to call from one other thread)."""
+        draws = torch.empty((len(self.generators), *shape), pin_memory=self.device.type == "cuda")
+        for row, gen in zip(draws, self.generators):
+            torch.randn(shape, generator=gen, out=row)
+        return draws
+
+    def to_device(self, draws: torch.Tensor) -> torch.Tensor:
+        return draws.to(self.device, non_blocking=draws.is_pinned())
+
     def randn(self, *shape: int) -> torch.Tensor:
-        """`[N, *shape]`, row i drawn from image i's generator."""
-        draws = torch.stack([torch.randn(shape, generator=g) for g in self.generators])
-        if self.device.type == "cuda":
-            return draws.pin_memory().to(self.device, non_blocking=True)
-        return draws.to(self.device)
+        """`[N, *shape]` on `device`, row i drawn from image i's generator."""
+        return self.to_device(self.randn_host(*shape))
 
 
 class _LatentNoise:
-    """The projector's exploration noise on the latent, drawn per image in blocks of `W_NOISE_CHUNK` steps."""
+    """The projector's exploration noise on the latent, drawn per image in blocks of `W_NOISE_CHUNK` steps.
 
-    def __init__(self, rng: PerImageRandom, shape: Sequence[int]):
-        self.rng, self.shape, self.block, self.pos = rng, tuple(shape), None, W_NOISE_CHUNK
+    Block k + 1 is drawn on a background thread while block k is in use, so the loop never waits for the CPU
+    (at batch 64 in W+ a block is ~90 MB of normal draws). The streams are unchanged: the thread makes the same
+    draws from each image's generator in the same order, and nothing else draws from them once the loop starts.
+    """
+
+    def __init__(self, rng: PerImageRandom, shape: Sequence[int], num_blocks: int):
+        self.rng, self.shape, self.remaining = rng, tuple(shape), num_blocks
+        self.block, self.pos = None, W_NOISE_CHUNK
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="ganinv-latent-noise") if num_blocks else None
+        self._pending = self._submit()
+
+    def _submit(self) -> Future | None:
+        if self.remaining == 0:
+            return None
+        self.remaining -= 1
+        return self._pool.submit(self.rng.randn_host, W_NOISE_CHUNK, *self.shape)
 
     def next(self) -> torch.Tensor:
+        """This step's `[N, *shape]` draw."""
         if self.pos == W_NOISE_CHUNK:
-            self.block, self.pos = self.rng.randn(W_NOISE_CHUNK, *self.shape), 0
+            if self._pending is None:
+                raise RuntimeError("latent noise was asked for more steps than the schedule has noise")
+            draws, self._pending = self._pending.result(), None
+            self._pending = self._submit()
+            self.block, self.pos = self.rng.to_device(draws), 0
         self.pos += 1
         return self.block[:, self.pos - 1]
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 _W_STATS: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
@@ -222,121 +264,186 @@ def _resolve_loss(config: InversionConfig, loss_fn: ImageLoss | None, device: to
     return build_loss(config.loss, device=device) if loss_fn is None else as_weighted_loss(loss_fn)
 
 
-@dataclass
-class _Problem:
-    """Everything the optimisation loop touches: N independent problems stacked along the first axis."""
-
-    G: nn.Module
-    config: InversionConfig
-    loss: WeightedLoss
-    prepared: Any
-    mask: torch.Tensor | None
-    latent: torch.Tensor
-    latent_init: torch.Tensor
-    noise_bufs: list[torch.Tensor] | None
-    latent_noise: _LatentNoise
-    latent_std: float
-    optimizer: torch.optim.Optimizer = field(init=False)
-
-    def __post_init__(self):
-        params = [self.latent] + (self.noise_bufs or [])
-        self.optimizer = torch.optim.Adam(params, lr=self.config.initial_learning_rate, betas=(0.9, 0.999))
-
-    def synthesize(self, ws: torch.Tensor) -> torch.Tensor:
-        # Unfused modulation runs one shared convolution for the whole batch (fused groups per image).
-        images = self.G.synthesis(ws, noise_mode="const", fused_modconv=False, noise=self.noise_bufs)
-        return images if self.mask is None else images * self.mask
-
-    def step_loss(self, step: int) -> torch.Tensor:
-        """Per-image objective `[N]` at `step`, with the latent perturbed by the exploration noise."""
-        cfg = self.config
-        noise_std = latent_noise_std(step, cfg, self.latent_std)
-        latent = self.latent + self.latent_noise.next() * noise_std if noise_std > 0 else self.latent
-        loss = self.loss(self.synthesize(_latent_to_ws(self.G, cfg.space, latent)), self.prepared)
-        if self.noise_bufs is not None and cfg.regularize_noise_weight > 0:
-            loss = loss + cfg.regularize_noise_weight * noise_regularization(self.noise_bufs)
-        if cfg.regularize_encoder_weight > 0:
-            dims = tuple(range(1, self.latent.ndim))
-            loss = loss + cfg.regularize_encoder_weight * (self.latent - self.latent_init).square().mean(dim=dims)
-        return loss
-
-    def step(self, step: int) -> torch.Tensor:
-        for group in self.optimizer.param_groups:
-            group["lr"] = learning_rate(step, self.config)
-        loss = self.step_loss(step)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.sum().backward()  # a sum, not a mean: image i's gradient is that of its own loss alone
-        self.optimizer.step()
-        if self.noise_bufs is not None:
-            normalize_noise_(self.noise_bufs)
-        return loss.detach()
-
-
-def _build_problem(G: nn.Module, target: torch.Tensor, config: InversionConfig, init: torch.Tensor | None,
-                   mask: torch.Tensor | None, rng: PerImageRandom, loss: WeightedLoss) -> _Problem:
-    n = target.shape[0]
-    w_avg, w_std = projector_w_stats(G, config.w_avg_samples)
-    # Draw order per image (fixes each image's stream): z init (space z, no init), noise maps, then latent noise.
-    latent = _initial_latent(G, config.space, init, w_avg, rng, n).requires_grad_(True)
-    noise_bufs = None
-    if config.optimize_noise:
-        noise_bufs = [rng.randn(1, layer.resolution, layer.resolution).requires_grad_(True)
-                      for layer in G.synthesis.noise_layers()]
-    prepared = loss.prepare(target if mask is None else target * mask)
-    return _Problem(G=G, config=config, loss=loss, prepared=prepared, mask=mask, latent=latent,
-                    latent_init=latent.detach().clone(), noise_bufs=noise_bufs,
-                    latent_noise=_LatentNoise(rng, latent.shape[1:]),
-                    latent_std=1.0 if config.space == "z" else w_std)
+def noise_steps(config: InversionConfig, latent_std: float) -> int:
+    """How many leading steps perturb the latent (the noise std falls to 0 at `noise_ramp_length` and stays 0)."""
+    return sum(1 for step in range(config.num_steps) if latent_noise_std(step, config, latent_std) > 0)
 
 
 def history_steps(config: InversionConfig) -> list[int]:
     return sorted(set(range(0, config.num_steps, config.history_every)) | {config.num_steps - 1})
 
 
-def _optimize(problem: _Problem, num_images: int, device: torch.device) -> tuple[torch.Tensor, list[int]]:
-    """Run all steps; the loss history stays on the device (no host sync inside the loop)."""
-    steps = history_steps(problem.config)
-    slot = {s: k for k, s in enumerate(steps)}
-    history = torch.zeros(len(steps), num_images, device=device)
-    with torch.enable_grad():
-        for step in range(problem.config.num_steps):
-            loss = problem.step(step)
+@dataclass
+class _StaticInputs:
+    """What changes from step to step when the step is compiled or captured: fed with `copy_`, read in place."""
+
+    latent_noise: torch.Tensor         # [N, *latent.shape[1:]], this step's draw
+    noise_std: torch.Tensor            # 0-d, this step's latent noise std
+    noise_std_schedule: torch.Tensor   # [num_steps]
+    lr: torch.Tensor | None = None     # 0-d, the capturable optimizer's learning rate (CUDA graphs only)
+    lr_schedule: torch.Tensor | None = None
+
+
+class InversionProblem:
+    """N independent inversions stacked along the first axis, ready to step.
+
+    `invert` is `build_problem`, `run`, `finish`, `close`; benchmarks and profilers call `step` themselves. With
+    `config.compile` or `config.cuda_graph` the step reads its per-step inputs (latent noise, its std, the learning
+    rate) from static tensors, so one compiled graph or one captured CUDA graph serves every step.
+    """
+
+    def __init__(self, G: nn.Module, config: InversionConfig, loss: WeightedLoss, target: torch.Tensor,
+                 mask: torch.Tensor | None, latent: torch.Tensor, noise_bufs: list[torch.Tensor] | None,
+                 rng: PerImageRandom, latent_std: float, seeds: list[int]):
+        self.G, self.config, self.loss, self.target, self.mask, self.seeds = G, config, loss, target, mask, seeds
+        self.latent, self.latent_init, self.noise_bufs = latent, latent.detach().clone(), noise_bufs
+        self.latent_std, self.device = latent_std, latent.device
+        self.use_graph = config.cuda_graph and self.device.type == "cuda"  # elsewhere cuda_graph is a no-op
+        self.prepared = self._prepare(target if mask is None else target * mask)
+        num_blocks = math.ceil(noise_steps(config, latent_std) / W_NOISE_CHUNK)
+        self.latent_noise = _LatentNoise(rng, latent.shape[1:], num_blocks)
+        self.optimizer = self._make_optimizer()
+        self.static = self._make_static_inputs() if config.compile or config.cuda_graph else None
+        self.objective_fn = torch.compile(self.objective, **COMPILE_OPTIONS) if config.compile else self.objective
+        self.graph = self.graph_loss = None
+
+    def _params(self) -> list[torch.Tensor]:
+        return [self.latent] + (self.noise_bufs or [])
+
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        lr = self.config.initial_learning_rate
+        if self.use_graph:  # capture needs the learning rate as a device tensor, fed before each replay
+            return torch.optim.Adam(self._params(), lr=torch.tensor(lr, device=self.device), betas=(0.9, 0.999),
+                                    capturable=True, foreach=True)
+        return torch.optim.Adam(self._params(), lr=lr, betas=(0.9, 0.999), fused=self.device.type == "cuda" or None)
+
+    def _make_static_inputs(self) -> _StaticInputs:
+        cfg, device = self.config, self.device
+        schedule = [latent_noise_std(step, cfg, self.latent_std) for step in range(cfg.num_steps)]
+        static = _StaticInputs(latent_noise=torch.zeros_like(self.latent), noise_std=torch.zeros([], device=device),
+                               noise_std_schedule=torch.tensor(schedule, dtype=torch.float32, device=device))
+        if self.use_graph:
+            static.lr = self.optimizer.param_groups[0]["lr"]
+            assert torch.is_tensor(static.lr), "this torch's capturable Adam does not keep a tensor learning rate"
+            lrs = [learning_rate(step, cfg) for step in range(cfg.num_steps)]
+            static.lr_schedule = torch.tensor(lrs, dtype=torch.float32, device=device)
+        return static
+
+    @torch.no_grad()
+    def _prepare(self, target: torch.Tensor) -> Any:
+        """The loss's target-only work, done once, in the same precision and layout as the synthesised images."""
+        with autocast(self.config.precision, self.device):
+            return self.loss.prepare(self._layout(target))
+
+    def _layout(self, images: torch.Tensor) -> torch.Tensor:
+        return images.contiguous(memory_format=torch.channels_last) if self.config.channels_last else images
+
+    def _synthesize(self, ws: torch.Tensor, noise_bufs: list[torch.Tensor] | None) -> torch.Tensor:
+        # Unfused modulation runs one shared convolution for the whole batch (fused groups per image).
+        kwargs: dict[str, Any] = dict(noise_mode="const", fused_modconv=False, noise=noise_bufs)
+        if self.config.precision != "fp32":
+            kwargs["force_fp32"] = True  # autocast picks the precision, not the generator's own fp16 blocks
+        if self.config.channels_last:
+            kwargs["channels_last"] = True
+        images = self.G.synthesis(ws, **kwargs)
+        return images if self.mask is None else images * self.mask
+
+    def objective(self, latent: torch.Tensor, noise_bufs: list[torch.Tensor] | None, prepared: Any,
+                  latent_noise: torch.Tensor | None, noise_std: float | torch.Tensor) -> torch.Tensor:
+        """Per-image objective `[N]` (fp32) with the latent perturbed by `latent_noise * noise_std` (None: not)."""
+        cfg = self.config
+        noised = latent if latent_noise is None else latent + latent_noise * noise_std
+        ws = _latent_to_ws(self.G, cfg.space, noised)
+        with autocast(cfg.precision, self.device):
+            loss = self.loss(self._synthesize(ws, noise_bufs), prepared).float()
+        if noise_bufs is not None and cfg.regularize_noise_weight > 0:
+            loss = loss + cfg.regularize_noise_weight * noise_regularization(noise_bufs)
+        if cfg.regularize_encoder_weight > 0:
+            dims = tuple(range(1, latent.ndim))
+            loss = loss + cfg.regularize_encoder_weight * (latent - self.latent_init).square().mean(dim=dims)
+        return loss
+
+    def _update(self, loss: torch.Tensor) -> torch.Tensor:
+        loss.sum().backward()  # a sum, not a mean: image i's gradient is that of its own loss alone
+        self.optimizer.step()
+        if self.noise_bufs is not None:
+            normalize_noise_(self.noise_bufs)
+        return loss.detach()
+
+    @torch.enable_grad()
+    def step(self, step: int) -> torch.Tensor:
+        """Take step `step` (0-based; steps must come in order) and return the per-image objective `[N]` it saw."""
+        if self.static is not None:
+            return self._static_step(step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = learning_rate(step, self.config)
+        noise_std = latent_noise_std(step, self.config, self.latent_std)
+        latent_noise = self.latent_noise.next() if noise_std > 0 else None
+        loss = self.objective(self.latent, self.noise_bufs, self.prepared, latent_noise, noise_std)
+        self.optimizer.zero_grad(set_to_none=True)
+        return self._update(loss)
+
+    def _static_train_step(self) -> torch.Tensor:
+        static = self.static
+        return self._update(self.objective_fn(self.latent, self.noise_bufs, self.prepared, static.latent_noise,
+                                              static.noise_std))
+
+    def _static_step(self, step: int) -> torch.Tensor:
+        static = self.static
+        if latent_noise_std(step, self.config, self.latent_std) > 0:
+            static.latent_noise.copy_(self.latent_noise.next())
+        static.noise_std.copy_(static.noise_std_schedule[step])  # 0 once the noise has ramped down
+        if not self.use_graph:
+            for group in self.optimizer.param_groups:
+                group["lr"] = learning_rate(step, self.config)
+            self.optimizer.zero_grad(set_to_none=True)
+            return self._static_train_step()
+        static.lr.copy_(static.lr_schedule[step])
+        if self.graph is None:
+            self.graph, self.graph_loss = capture_step(self._static_train_step, self._params(), self.optimizer)
+        self.graph.replay()
+        return self.graph_loss.clone()
+
+    def run(self) -> tuple[torch.Tensor, list[int]]:
+        """All steps; returns the per-image loss history `[K, N]` (on the device: no host sync) and its steps."""
+        steps = history_steps(self.config)
+        slot = {s: k for k, s in enumerate(steps)}
+        history = torch.zeros(len(steps), self.latent.shape[0], device=self.device)
+        for step in range(self.config.num_steps):
+            loss = self.step(step)
             if step in slot:
                 history[slot[step]] = loss
-    return history, steps
+        return history, steps
+
+    @torch.no_grad()
+    def finish(self, history: torch.Tensor, steps: list[int]) -> InversionResult:
+        """Final reconstructions, losses and metrics, evaluated in fp32 whatever the optimisation's precision."""
+        cfg, target = self.config, self.target
+        ws = _latent_to_ws(self.G, cfg.space, self.latent.detach()).contiguous()
+        force_fp32 = {} if cfg.precision == "fp32" else {"force_fp32": True}
+        images = self.G.synthesis(ws, noise_mode="const", fused_modconv=False, noise=self.noise_bufs, **force_fp32)
+        masked, masked_target = (images, target) if self.mask is None else (images * self.mask, target * self.mask)
+        prepared = self.prepared if cfg.precision == "fp32" else self.loss.prepare(masked_target)
+        perceptual = {name: t for name, t in self.loss.named_terms().items() if name not in PIXEL_LOSSES}
+        perceptual = {**available_lpips(target.device), **perceptual}  # LPIPS-VGG whenever its trunk is on disk
+        return InversionResult(
+            ws=ws, z=self.latent.detach() if cfg.space == "z" else None,
+            noise=None if self.noise_bufs is None else [b.detach() for b in self.noise_bufs],
+            images=images, losses=self.loss(masked, prepared),
+            metrics=reconstruction_metrics(images, target, perceptual=perceptual),
+            history=history, history_steps=steps, seeds=self.seeds, config=cfg)
+
+    def close(self) -> None:
+        """Stop the latent-noise thread and free the captured graph (idempotent)."""
+        self.latent_noise.close()
+        self.graph = self.graph_loss = None
 
 
-@torch.no_grad()
-def _finish(problem: _Problem, target: torch.Tensor, history: torch.Tensor, steps: list[int],
-            seeds: list[int]) -> InversionResult:
-    cfg = problem.config
-    ws = _latent_to_ws(problem.G, cfg.space, problem.latent.detach()).contiguous()
-    images = problem.G.synthesis(ws, noise_mode="const", fused_modconv=False, noise=problem.noise_bufs)
-    masked = images if problem.mask is None else images * problem.mask
-    perceptual = {name: t for name, t in problem.loss.named_terms().items() if name not in PIXEL_LOSSES}
-    perceptual = {**available_lpips(target.device), **perceptual}  # LPIPS-VGG whenever its trunk is on disk
-    return InversionResult(
-        ws=ws, z=problem.latent.detach() if cfg.space == "z" else None,
-        noise=None if problem.noise_bufs is None else [b.detach() for b in problem.noise_bufs],
-        images=images, losses=problem.loss(masked, problem.prepared),
-        metrics=reconstruction_metrics(images, target, perceptual=perceptual),
-        history=history, history_steps=steps, seeds=seeds, config=cfg)
-
-
-def invert(G: nn.Module, target: torch.Tensor, config: InversionConfig | None = None, *,
-           init: torch.Tensor | None = None, mask: torch.Tensor | None = None, seed: int | Sequence[int] = 0,
-           loss_fn: ImageLoss | None = None, **overrides: Any) -> InversionResult:
-    """Invert `target [N, C, H, W]` (in [-1, 1], the generator's resolution) into `G`, all N images at once.
-
-    `config` (default `InversionConfig()`) and keyword `overrides` of its fields (`space='w+'`, `num_steps=100`,
-    `loss='lpips-vgg+0.1*mse'`, ...) set the algorithm. `init`: starting latent, `[N, w_dim]` or
-    `[N, num_ws, w_dim]` for 'w'/'w+' (per-layer ws are averaged for 'w'), `[N, z_dim]` for 'z'; default `w_avg`
-    (random z for 'z'). `mask`: 0/1, `[N, C, H, W]` or `[N, 1, H, W]`; the loss compares `synth * mask` with
-    `target * mask` (inpainting, partial observations); metrics compare the full images. `seed`: one int (image i
-    gets `seed + i`) or one seed per image. `loss_fn`: a ready loss object used instead of building `config.loss`
-    (e.g. `ClassifierPerceptualLoss(my_classifier)`); `config.loss` then only labels the run.
-    Deterministic: the same inputs, seeds and config give the same result (bitwise on CPU).
-    """
+def build_problem(G: nn.Module, target: torch.Tensor, config: InversionConfig | None = None, *,
+                  init: torch.Tensor | None = None, mask: torch.Tensor | None = None,
+                  seed: int | Sequence[int] = 0, loss_fn: ImageLoss | None = None,
+                  **overrides: Any) -> InversionProblem:
+    """Check the inputs and set up the N problems (arguments as for `invert`); call `close()` when done."""
     config = dataclasses.replace(config or InversionConfig(), **overrides)
     device = next(G.parameters()).device
     target = target.to(device, torch.float32)
@@ -345,6 +452,35 @@ def invert(G: nn.Module, target: torch.Tensor, config: InversionConfig | None = 
     _check_inputs(G, target, mask, init, config)
     seeds = image_seeds(seed, target.shape[0])
     rng = PerImageRandom(seeds, device)
-    problem = _build_problem(G, target, config, init, mask, rng, _resolve_loss(config, loss_fn, device))
-    history, steps = _optimize(problem, target.shape[0], device)
-    return _finish(problem, target, history, steps, seeds)
+    loss = _resolve_loss(config, loss_fn, device)
+    w_avg, w_std = projector_w_stats(G, config.w_avg_samples)
+    # Draw order per image (fixes each image's stream): z init (space z, no init), noise maps, then latent noise.
+    latent = _initial_latent(G, config.space, init, w_avg, rng, target.shape[0]).requires_grad_(True)
+    noise_bufs = None
+    if config.optimize_noise:
+        noise_bufs = [rng.randn(1, layer.resolution, layer.resolution).requires_grad_(True)
+                      for layer in G.synthesis.noise_layers()]
+    return InversionProblem(G, config, loss, target, mask, latent, noise_bufs, rng,
+                            latent_std=1.0 if config.space == "z" else w_std, seeds=seeds)
+
+
+def invert(G: nn.Module, target: torch.Tensor, config: InversionConfig | None = None, *,
+           init: torch.Tensor | None = None, mask: torch.Tensor | None = None, seed: int | Sequence[int] = 0,
+           loss_fn: ImageLoss | None = None, **overrides: Any) -> InversionResult:
+    """Invert `target [N, C, H, W]` (in [-1, 1], the generator's resolution) into `G`, all N images at once.
+
+    `config` (default `InversionConfig()`) and keyword `overrides` of its fields (`space='w+'`, `num_steps=100`,
+    `loss='lpips-vgg+0.1*mse'`, `precision='bf16'`, ...) set the algorithm. `init`: starting latent, `[N, w_dim]` or
+    `[N, num_ws, w_dim]` for 'w'/'w+' (per-layer ws are averaged for 'w'), `[N, z_dim]` for 'z'; default `w_avg`
+    (random z for 'z'). `mask`: 0/1, `[N, C, H, W]` or `[N, 1, H, W]`; the loss compares `synth * mask` with
+    `target * mask` (inpainting, partial observations); metrics compare the full images. `seed`: one int (image i
+    gets `seed + i`) or one seed per image. `loss_fn`: a ready loss object used instead of building `config.loss`
+    (e.g. `ClassifierPerceptualLoss(my_classifier)`); `config.loss` then only labels the run.
+    Deterministic: the same inputs, seeds and config give the same result (bitwise on CPU).
+    """
+    problem = build_problem(G, target, config, init=init, mask=mask, seed=seed, loss_fn=loss_fn, **overrides)
+    try:
+        history, steps = problem.run()
+        return problem.finish(history, steps)
+    finally:
+        problem.close()

@@ -7,6 +7,9 @@ network we look for the exact file torchvision expects in `$TORCH_HOME/hub/check
 `PerceptualWeightsMissing` (naming the file, the folder and the offline alternative) when it is not there.
 
 As in the StyleGAN2-ADA projector, images larger than 256 px are area-downsampled to 256 px before the trunk.
+
+Under bf16 autocast the trunk's convolutions run in bf16; the feature normalisation and the distance (the calibrated
+per-channel weights applied to spatially averaged squared differences) stay in fp32.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ganinv.utils.precision import full_precision
 
 LPIPS_NETS = ("vgg", "alex")
 MAX_RESOLUTION = 256
@@ -81,21 +86,33 @@ class LPIPSLoss(nn.Module):
             warnings.simplefilter("ignore", UserWarning)
             self.lpips = lpips.LPIPS(net=net, pretrained=True, pnet_rand=random_trunk, verbose=False)
         self.lpips.eval().requires_grad_(False)
+        # Each calibrated layer is a bias-free 1x1 conv to one channel: keep its weights as a [C] vector.
+        for lin in self.lpips.lins:
+            assert isinstance(lin.model[-1], nn.Conv2d) and lin.model[-1].bias is None
         self.net = net
         self.name = f"{net}-random-trunk" if random_trunk else f"lpips-{net}"
 
     def _features(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """The trunk's five unit-normalised feature maps `[N, C_l, H_l, W_l]` (fp32)."""
         assert images.ndim == 4 and images.shape[1] == 3, f"LPIPS takes [N, 3, H, W] images, got {list(images.shape)}"
-        images = area_downsample(images)
-        outs = self.lpips.net(self.lpips.scaling_layer(images))
-        return [self._normalize(out) for out in outs]
+        h = self.lpips.scaling_layer(area_downsample(images))
+        outs = []
+        for k in range(1, self.lpips.net.N_slices + 1):  # the trunk's own forward, minus its namedtuple per call
+            h = getattr(self.lpips.net, f"slice{k}")(h)
+            outs.append(h)
+        with full_precision(images):
+            return [self._normalize(out.float()) for out in outs]
 
     @torch.no_grad()
     def prepare(self, target: torch.Tensor) -> list[torch.Tensor]:
         return self._features(target)
 
     def forward(self, synth: torch.Tensor, prepared: list[torch.Tensor]) -> torch.Tensor:
-        dist = torch.zeros(synth.shape[0], device=synth.device, dtype=synth.dtype)
-        for lin, feat, target_feat in zip(self.lpips.lins, self._features(synth), prepared):
-            dist = dist + lin((feat - target_feat).square()).mean(dim=(1, 2, 3))
-        return dist
+        feats = self._features(synth)
+        with full_precision(synth):
+            dist = torch.zeros(synth.shape[0], device=synth.device, dtype=torch.float32)
+            for lin, feat, target_feat in zip(self.lpips.lins, feats, prepared):
+                # mean over space of the 1x1 conv == the conv's weights applied to the spatial means (one pass)
+                weight = lin.model[-1].weight.reshape(-1).float()
+                dist = dist + ((feat - target_feat).square().mean(dim=(2, 3)) * weight).sum(dim=1)
+            return dist

@@ -4,6 +4,8 @@ also uses it on the attribute classifier's features (FD-clf), which is not FID."
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import scipy.linalg
 import torch
@@ -33,3 +35,20 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     covmean = covmean.real  # imaginary parts are numerical noise for PSD inputs
     diff = mu1 - mu2
     return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
+
+
+@torch.no_grad()
+def embedding_frechet_distance(real: torch.Tensor, fake: torch.Tensor, embed, *, batch_size: int = 256) -> float:
+    """Fréchet distance between `embed(real)` and `embed(fake)` features; images `[N, 3, H, W]` in [-1, 1].
+
+    With `embed = AttributeClassifier.embedding` this is ganinv's FD-clf: FID's formula on the embedded world's
+    attribute-classifier features (256-d), not FID. Like FID it is biased upward for small N: report N with it.
+    """
+    assert real.ndim == fake.ndim == 4, f"real, fake must be [N, 3, H, W], got {list(real.shape)}, {list(fake.shape)}"
+
+    def features(images: torch.Tensor) -> torch.Tensor:
+        return torch.cat([embed(images[i:i + batch_size]).float().cpu() for i in range(0, len(images), batch_size)])
+
+    with warnings.catch_warnings():  # N < D makes the covariances singular; frechet_distance handles it
+        warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
+        return frechet_distance(*feature_statistics(features(real)), *feature_statistics(features(fake)))

@@ -1,0 +1,503 @@
+"""Inversion near the GPU's limit: the projector-style baseline against the engine's execution options at 64, 256 and
+1024 px config-f-sized generators, with MFU, peak memory and a bf16-vs-fp32 quality check, in one run.
+
+    PYTHONPATH=. python -m benchmarks.perf_inversion --device cuda --out $OUT/perf_inversion.json \\
+        --profile $OUT/profile_256.txt                  # H100: about 7 minutes
+    PYTHONPATH=. python -m benchmarks.perf_inversion --tiny --device cpu          # smoke test (numbers mean nothing)
+
+What runs, per resolution (256 first: the headline), all with one loss, `lpips.LPIPS(net='vgg')` with a *random*
+trunk (LPIPS-VGG's shape and cost, nothing downloaded; it is not LPIPS):
+- **baseline**: `benchmarks.projector_baseline.project`, the official projector's loop (batch 1, fp32, fused
+  modulated convs, a host read of the loss every step); its step loop is timed after a warm-up call;
+- **engine variants** (`VARIANTS`): `build_problem` + `step` on `auto_batch_size` images (`--max-batch` cap), the
+  schedule `--steps` long; the first `--warmup` steps (cuDNN autotuning, compilation, graph capture) are timed
+  apart as `warmup_s`, the rest give image-steps/s. Ablations (bf16 alone, + channels_last, graphs without compile)
+  run at `--ablation-resolutions` only.
+- **FLOPs** per image-step: `torch.utils.flop_counter.FlopCounterMode` on one eager fp32 step (forward + backward)
+  at batch 1; **MFU** = FLOPs x image-steps/s / the card's dense bf16 peak (H100/H200 SXM datasheet: 989.4 TFLOP/s;
+  this workplace measured ~790 on an 8192^3 bf16 matmul) — fp32 rows too, against the same bf16 peak.
+- **quality**: every engine run is a real inversion of the same targets (rendered by the generator itself from
+  random z, so an exact reconstruction exists) with per-image seeds; its final reconstructions are evaluated in
+  fp32 (PSNR, SSIM, the perceptual distance). bf16 rows are compared with the fp32 row on the images they share
+  (each image is independent of its batch). At 64 px the embedded faces64 generator is also inverted on held-out
+  procedural faces (world seed 1) with fp32 and with the fastest bf16 variant for `--quality-steps` steps.
+- `--profile PATH`: `torch.profiler` over a few steps of the fastest non-graph bf16 variant at 256 px; the top
+  kernels by GPU time and a breakdown by kind are printed and written to PATH.
+
+Every variant runs in a try block (errors are recorded, the run goes on) and `--time-budget` skips what would start
+late, so one device call always ends with a table and JSON (rewritten after every row).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import torch  # noqa: E402
+import torch._dynamo  # noqa: E402
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import (  # noqa: E402
+    config_f_generator, device_facts, markdown_table, official_channel_base, peak_memory_gib, reset_peak_memory,
+    synchronize, tiny_generator, write_json,
+)
+from benchmarks.projector_baseline import project  # noqa: E402
+from ganinv.generators import layers  # noqa: E402
+from ganinv.inversion import InversionConfig, auto_batch_size, build_problem, projector_w_stats  # noqa: E402
+from ganinv.losses import LPIPSLoss  # noqa: E402
+
+BF16_DENSE_PEAK_TFLOPS = {"H100": 989.4, "H200": 989.4}  # NVIDIA datasheets (SXM), dense, no sparsity
+CORE = dict(precision="bf16", channels_last=True)
+VARIANTS: dict[str, dict[str, Any]] = {
+    "fp32": dict(),
+    "bf16+cl+compile+graph": dict(CORE, compile=True, cuda_graph=True),
+    "bf16+cl+compile": dict(CORE, compile=True),
+    "bf16": dict(precision="bf16"),
+    "bf16+cl": dict(CORE),
+    "bf16+cl+graph": dict(CORE, cuda_graph=True),
+    "bf16+cl subpixel": dict(CORE, resample="subpixel"),  # upsampling convs as 3x3 conv + pixel shuffle
+}
+FAST_CHAIN = ["bf16+cl+compile", "bf16+cl"]  # the first that works is "the engine"; then its CUDA-graph version:
+GRAPHED = {"bf16+cl+compile": "bf16+cl+compile+graph", "bf16+cl": "bf16+cl+graph"}
+ABLATIONS = ["bf16", "bf16+cl"]  # "bf16+cl subpixel" on request (--variants)
+STEPS = {64: 40, 256: 40, 1024: 20}
+COMPILE_RESERVE_S = 120  # a first compile (trace + inductor + Triton) is not started with less budget left
+COLUMNS = ["generator", "variant", "batch", "steps", "image_steps_per_s", "ratio_to_baseline", "tflops", "mfu",
+           "warmup_s", "peak_gib", "error"]
+QUALITY_COLUMNS = ["generator", "variant", "images", "steps", "perceptual_fp32", "perceptual", "perceptual_rel",
+                   "psnr_fp32", "psnr", "psnr_rel", "within_1pct"]
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--resolutions", default="256,64,1024", help="config-f-sized generators, in this order")
+    p.add_argument("--ablation-resolutions", default="256", help="where the ablation variants run too")
+    p.add_argument("--variants", default=None, help=f"comma list from {list(VARIANTS)} (default: core + ablations)")
+    p.add_argument("--steps", type=int, default=None, help="schedule length per run (default per resolution)")
+    p.add_argument("--warmup", type=int, default=5, help="leading steps timed apart (compile, capture, autotune)")
+    p.add_argument("--baseline-steps", type=int, default=20)
+    p.add_argument("--batch", type=int, default=None, help="fixed batch instead of auto_batch_size")
+    p.add_argument("--max-batch", type=int, default=256)
+    p.add_argument("--memory-fraction", type=float, default=0.8)
+    p.add_argument("--quality-steps", type=int, default=100, help="steps of the faces64 quality runs")
+    p.add_argument("--quality-images", type=int, default=64)
+    p.add_argument("--no-faces64", action="store_true", help="skip the faces64 quality runs")
+    p.add_argument("--profile", default=None, help="write a torch.profiler summary at 256 px here")
+    p.add_argument("--profile-steps", type=int, default=3)
+    p.add_argument("--time-budget", type=float, default=430, help="seconds; later runs are skipped")
+    p.add_argument("--peak-tflops", type=float, default=None, help="dense bf16 peak (default: from the GPU name)")
+    p.add_argument("--no-cudnn-benchmark", action="store_true")
+    p.add_argument("--tiny", action="store_true", help="tiny generator and sizes: a CPU smoke test")
+    p.add_argument("--out", default=None, help="write the results as JSON here")
+    args = p.parse_args(argv)
+    if args.tiny:
+        args.resolutions, args.ablation_resolutions = "32", "32"
+        args.steps, args.warmup, args.baseline_steps = args.steps or 5, 2, 3
+        args.batch = args.batch or 4
+        args.quality_steps, args.quality_images = 3, 4
+        args.variants = args.variants or "fp32,bf16,bf16+cl,bf16+cl+graph"  # compile takes minutes on a CPU
+    args.resolutions = [int(r) for r in args.resolutions.split(",")]
+    args.ablation_resolutions = [int(r) for r in args.ablation_resolutions.split(",") if r]
+    if args.variants:
+        args.variants = args.variants.split(",")
+        unknown = set(args.variants) - set(VARIANTS)
+        if unknown:
+            p.error(f"unknown variants {sorted(unknown)}; choose from {list(VARIANTS)}")
+    return args
+
+
+class Budget:
+    def __init__(self, seconds: float):
+        self.start, self.seconds = time.perf_counter(), seconds
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+    def exhausted(self, reserve: float = 0.0) -> bool:
+        return self.elapsed() + reserve > self.seconds
+
+
+def peak_tflops(device: torch.device, override: float | None) -> float | None:
+    if override or device.type != "cuda":
+        return override
+    name = torch.cuda.get_device_name(device)
+    return next((v for k, v in BF16_DENSE_PEAK_TFLOPS.items() if k in name), None)
+
+
+def make_generator(resolution: int, tiny: bool, device: torch.device):
+    G = tiny_generator(resolution) if tiny else config_f_generator(resolution)
+    return G.to(device)
+
+
+@torch.no_grad()
+def render_targets(G, n: int, device: torch.device, *, seed: int = 0, chunk: int = 16) -> torch.Tensor:
+    """`[n, 3, R, R]` images of G from random z (noise_mode const): targets with an exact reconstruction."""
+    gen = torch.Generator().manual_seed(seed)
+    z = torch.randn([n, G.z_dim], generator=gen)
+    return torch.cat([G(z[i:i + chunk].to(device), None).clamp(-1, 1) for i in range(0, n, chunk)])
+
+
+def faces64_targets(n: int, device: torch.device) -> torch.Tensor:
+    """Held-out procedural faces (world seed 1; faces64 trained on seed 0) as `[n, 3, 64, 64]` in [-1, 1]."""
+    from ganinv.datasets.procedural_faces import render_batch
+
+    images, _ = render_batch(1, range(n), size=64)
+    return (torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1).to(device)
+
+
+def flops_per_image_step(G, loss, device: torch.device, steps: int) -> float:
+    """FLOPs of one eager fp32 step (forward + backward) at batch 1, by `FlopCounterMode`."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    target = render_targets(G, 1, device, seed=99)
+    problem = build_problem(G, target, InversionConfig(num_steps=steps), loss_fn=loss)
+    try:
+        problem.step(0)
+        counter = FlopCounterMode(display=False)
+        with counter:
+            problem.step(1)
+        return float(counter.get_total_flops())
+    finally:
+        problem.close()
+
+
+def time_baseline(G, target, loss, args, device) -> dict:
+    project(G, target[0], loss, config=InversionConfig(num_steps=2))  # warm-up: kernels, cuDNN autotuning
+    reset_peak_memory(device)
+    _, seconds = project(G, target[0], loss, config=InversionConfig(num_steps=args.baseline_steps))
+    return dict(variant="baseline (projector loop)", batch=1, steps=args.baseline_steps, seconds=seconds,
+                image_steps_per_s=args.baseline_steps / seconds, peak_gib=peak_memory_gib(device))
+
+
+def run_engine(G, targets, loss, options: dict, batch: int, steps: int, args, device) -> dict:
+    """One engine run: `steps` steps on `targets[:batch]`; returns timing, memory and the final fp32 metrics."""
+    options = dict(options)
+    resample = options.pop("resample", layers.RESAMPLE_IMPL)
+    config = InversionConfig(num_steps=steps, loss="lpips-vgg", **options)  # loss_fn below is the random trunk
+    with resample_impl(resample):
+        return _run_engine(G, targets, loss, config, batch, steps, args, device)
+
+
+@contextlib.contextmanager
+def resample_impl(name: str):
+    """Switch `GANINV_RESAMPLE_IMPL`'s choice for one run (read by `conv2d_resample` at call time)."""
+    saved, layers.RESAMPLE_IMPL = layers.RESAMPLE_IMPL, name
+    try:
+        yield
+    finally:
+        layers.RESAMPLE_IMPL = saved
+
+
+def _run_engine(G, targets, loss, config, batch: int, steps: int, args, device) -> dict:
+    reset_peak_memory(device)
+    synchronize(device)
+    start = time.perf_counter()
+    problem = build_problem(G, targets[:batch], config, loss_fn=loss, seed=list(range(batch)))
+    try:
+        for step in range(args.warmup):
+            problem.step(step)
+        synchronize(device)
+        warm = time.perf_counter()
+        for step in range(args.warmup, steps):
+            problem.step(step)
+        synchronize(device)
+        seconds = time.perf_counter() - warm
+        peak = peak_memory_gib(device)
+        result = problem.finish(torch.zeros(0, batch, device=device), [])
+    finally:
+        problem.close()
+    timed = steps - args.warmup
+    metrics = {k: result.metrics[k].tolist() for k in ("psnr", "ssim", loss.name)}
+    return dict(batch=batch, steps=steps, seconds=seconds, image_steps_per_s=batch * timed / seconds,
+                warmup_s=warm - start, peak_gib=peak, metrics=metrics)
+
+
+def try_engine(G, targets, loss, name: str, batch: int, steps: int, args, device) -> dict:
+    """`run_engine` that records instead of raising; on CUDA out-of-memory it retries once at half the batch."""
+    row: dict[str, Any] = dict(variant=name, batch=batch, steps=steps)
+    for attempt in range(2):
+        try:
+            return {**row, **run_engine(G, targets, loss, VARIANTS[name], batch, steps, args, device)}
+        except torch.cuda.OutOfMemoryError as err:
+            row["error"] = f"OutOfMemoryError at batch {batch}: {str(err)[:200]}"
+            torch.cuda.empty_cache()
+            batch = max(1, batch // 2)
+            row["batch"] = batch
+        except Exception as err:  # noqa: BLE001 - record, print, go on with the next variant
+            traceback.print_exc()
+            row["error"] = f"{type(err).__name__}: {str(err)[:400]}"
+            break
+    return row
+
+
+def batch_for(G, loss, options: dict, args, cache: dict) -> int:
+    if args.batch:
+        return args.batch
+    key = (options.get("precision", "fp32"), options.get("channels_last", False))  # what sets the memory
+    if key not in cache:
+        config = InversionConfig(precision=key[0], channels_last=key[1])
+        cache[key] = auto_batch_size(G, config, loss_fn=loss, max_batch=args.max_batch,
+                                     memory_fraction=args.memory_fraction)
+        print(f"  auto batch for {key}: {cache[key]}", flush=True)
+    return cache[key]
+
+
+FAILED_GRAPH_CAPTURE: list[str] = []  # once a capture fails (not for memory), later graph variants are skipped
+
+
+def bench_generator(label: str, G, targets, loss, steps: int, args, device, budget: Budget,
+                    flops: float | None, peak: float | None, record, *, ablations: bool) -> list[dict]:
+    """Baseline, fp32, the first working variant of `FAST_CHAIN` and its CUDA-graph version, then `ABLATIONS`
+    (when `ablations`), or exactly `args.variants`."""
+    rows: list[dict] = []
+    batches: dict = {}
+    try:
+        baseline = time_baseline(G, targets[:1], loss, args, device)
+    except Exception as err:  # noqa: BLE001
+        traceback.print_exc()
+        baseline = dict(variant="baseline (projector loop)", batch=1, error=f"{type(err).__name__}: {err}")
+    rows.append(record(label, baseline, baseline, flops, peak))
+    ran: dict[str, dict] = {}
+
+    def attempt(name: str) -> dict:
+        if name not in ran:
+            if "graph" in name and FAILED_GRAPH_CAPTURE:
+                row = dict(variant=name, error=f"skipped: capture failed before ({FAILED_GRAPH_CAPTURE[0]})")
+            else:
+                compiled = any(VARIANTS[v].get("compile") and "error" not in r for v, r in ran.items())
+                row = run_variant(G, targets, loss, name, steps, args, device, budget, batches, compiled)
+                if "graph" in name and "error" in row and not row["error"].startswith(("skipped", "OutOfMemory")):
+                    FAILED_GRAPH_CAPTURE.append(row["error"][:120])
+            ran[name] = row
+            rows.append(record(label, row, baseline, flops, peak))
+        return ran[name]
+
+    if args.variants:
+        for name in args.variants:
+            attempt(name)
+        return rows
+    attempt("fp32")
+    fast = next((name for name in FAST_CHAIN if "error" not in attempt(name)), None)
+    if fast is not None:
+        attempt(GRAPHED[fast])
+    for name in ABLATIONS if ablations else []:
+        attempt(name)
+    return rows
+
+
+def run_variant(G, targets, loss, name: str, steps: int, args, device, budget: Budget, batches: dict,
+                compiled: bool) -> dict:
+    first_compile = VARIANTS[name].get("compile") and not compiled
+    if budget.exhausted(COMPILE_RESERVE_S if first_compile else 0.0):
+        return dict(variant=name, error=f"skipped: time budget ({args.time_budget:.0f} s)")
+    print(f"  {name} ...", flush=True)
+    try:
+        batch = batch_for(G, loss, VARIANTS[name], args, batches)
+    except Exception as err:  # noqa: BLE001
+        traceback.print_exc()
+        return dict(variant=name, error=f"auto_batch_size: {type(err).__name__}: {err}")
+    return try_engine(G, targets, loss, name, min(batch, len(targets)), steps, args, device)
+
+
+def make_recorder(rows_out: list, payload: dict, args):
+    def record(label: str, row: dict, baseline: dict | None, flops: float | None, peak: float | None) -> dict:
+        row = dict(row, generator=label)
+        ips = row.get("image_steps_per_s")
+        if ips and baseline and baseline.get("image_steps_per_s"):
+            row["ratio_to_baseline"] = ips / baseline["image_steps_per_s"]
+        if ips and flops:
+            row["tflops"] = ips * flops / 1e12
+            row["mfu"] = row["tflops"] / peak if peak else None
+        rows_out.append(row)
+        print(markdown_table([row], COLUMNS).splitlines()[-1], flush=True)
+        payload["quality"] = quality_rows(rows_out, payload["loss"])
+        write_json(args.out, payload)
+        return row
+    return record
+
+
+def quality_rows(rows: list[dict], loss_name: str) -> list[dict]:
+    """Each bf16 engine row against its generator's fp32 row, on the images both inverted."""
+    out = []
+    for ref in (r for r in rows if r.get("variant") == "fp32" and "metrics" in r):
+        for row in (r for r in rows if r["generator"] == ref["generator"] and r.get("variant", "").startswith("bf16")
+                    and "metrics" in r):
+            n = min(len(ref["metrics"]["psnr"]), len(row["metrics"]["psnr"]))
+            mean = lambda key, r: sum(r["metrics"][key][:n]) / n  # noqa: E731
+            p32, p16 = mean(loss_name, ref), mean(loss_name, row)
+            q32, q16 = mean("psnr", ref), mean("psnr", row)
+            out.append(dict(generator=row["generator"], variant=row["variant"], images=n, steps=row["steps"],
+                            perceptual_fp32=p32, perceptual=p16, perceptual_rel=(p16 - p32) / p32,
+                            psnr_fp32=q32, psnr=q16, psnr_rel=(q16 - q32) / q32,
+                            within_1pct=abs(p16 - p32) <= 0.01 * p32 and abs(q16 - q32) <= 0.01 * q32))
+    return out
+
+
+def profile_engine(G, targets, loss, name: str, batch: int, args, device, path: str) -> str:
+    """Top kernels by device time over `--profile-steps` steps of variant `name` (after warm-up steps)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    steps = args.warmup + args.profile_steps
+    options = dict(VARIANTS[name])
+    resample = options.pop("resample", layers.RESAMPLE_IMPL)
+    config = InversionConfig(num_steps=steps + 1, loss="lpips-vgg", **options)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with resample_impl(resample):
+        problem = build_problem(G, targets[:batch], config, loss_fn=loss, seed=list(range(batch)))
+        try:
+            for step in range(args.warmup):
+                problem.step(step)
+            synchronize(device)
+            with profile(activities=activities) as prof:
+                for step in range(args.warmup, steps):
+                    problem.step(step)
+                synchronize(device)
+        finally:
+            problem.close()
+    events = prof.key_averages()
+    sort_key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    try:
+        table = events.table(sort_by=sort_key.replace("cuda", "device"), row_limit=30, max_name_column_width=70)
+    except Exception:  # noqa: BLE001 - older spelling
+        table = events.table(sort_by=sort_key, row_limit=30, max_name_column_width=70)
+    text = (f"# profile: {name} at batch {batch}, {args.profile_steps} steps, {G.img_resolution} px\n\n"
+            f"{kernel_breakdown(events, device)}\n\n{table}\n")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(text)
+    return text
+
+
+KERNEL_KINDS = [  # first match wins; names of cuDNN/cuBLAS/Triton/ATen kernels on Hopper
+    ("convolution / matmul (cuDNN, cuBLAS, CUTLASS)", ("conv", "gemm", "xmma", "cutlass", "sm90", "dgrad", "wgrad",
+                                                       "implicit", "cudnn", "nchw", "nhwc")),
+    ("fused elementwise / reductions (Triton)", ("triton",)),
+    ("optimizer (Adam)", ("adam", "multi_tensor")),
+    ("layout transposes / copies", ("copy", "transpose", "memcpy", "memset")),
+    ("reductions (ATen)", ("reduce",)),
+    ("elementwise (ATen)", ("elementwise", "vectorized")),
+]
+
+
+def kernel_breakdown(events, device: torch.device) -> str:
+    """Share of device time by kernel kind (kernels only: names of device-side events)."""
+    if device.type != "cuda":
+        return "(CPU run: no kernel breakdown)"
+    totals: dict[str, float] = {}
+    for ev in events:
+        t = getattr(ev, "self_device_time_total", None) or getattr(ev, "self_cuda_time_total", 0)
+        if not t or getattr(ev, "device_type", None) is not None and "CUDA" not in str(ev.device_type):
+            continue
+        name = ev.key.lower()
+        kind = next((k for k, keys in KERNEL_KINDS if any(s in name for s in keys)), "other")
+        totals[kind] = totals.get(kind, 0.0) + t
+    total = sum(totals.values()) or 1.0
+    lines = ["| kernel kind | GPU ms | share |", "|---|---|---|"]
+    lines += [f"| {k} | {v / 1e3:.1f} | {v / total:.1%} |" for k, v in sorted(totals.items(), key=lambda kv: -kv[1])]
+    return "\n".join(lines)
+
+
+def bench_resolution(resolution: int, args, device, loss, budget, payload, record) -> list[dict]:
+    print(f"\n# {resolution} px (elapsed {budget.elapsed():.0f} s)", flush=True)
+    G = make_generator(resolution, args.tiny, device)
+    label = f"config-f {resolution} px" if not args.tiny else f"tiny {resolution} px"
+    steps = args.steps or STEPS.get(resolution, 50)
+    projector_w_stats(G, InversionConfig().w_avg_samples)
+    flops = flops_per_image_step(G, loss, device, steps)
+    payload["flops_per_image_step"][label] = flops
+    print(f"{label}: {flops / 1e9:.1f} GFLOP per image-step (forward + backward, fp32 eager count)", flush=True)
+    n = args.batch or (args.max_batch if resolution <= 256 else min(args.max_batch, 64))  # 1024 px: ~2.5 GB/image
+    targets = render_targets(G, n, device)
+    rows = bench_generator(label, G, targets, loss, steps, args, device, budget, flops, payload["peak_tflops"],
+                           record, ablations=resolution in args.ablation_resolutions)
+    if args.profile and resolution in (256, 32) and not budget.exhausted():
+        candidates = [r for r in rows if "error" not in r and r["variant"].startswith("bf16")
+                      and "graph" not in r["variant"]]
+        if candidates:
+            best = max(candidates, key=lambda r: r["image_steps_per_s"])
+            try:
+                print(profile_engine(G, targets, loss, best["variant"], best["batch"], args, device, args.profile))
+                payload["profile"] = dict(path=args.profile, variant=best["variant"], batch=best["batch"])
+            except Exception as err:  # noqa: BLE001
+                traceback.print_exc()
+                payload["profile"] = dict(error=f"{type(err).__name__}: {err}")
+    if resolution in (64, 32) and not args.no_faces64 and not budget.exhausted():
+        rows += faces64_quality(rows, args, device, loss, budget, record)
+    return rows
+
+
+def faces64_quality(rows, args, device, loss, budget, record) -> list[dict]:
+    """fp32 and bf16 + channels_last (+ CUDA graph) on faces64 with held-out faces: a trained generator and real-ish
+    targets. Not compiled (a new generator would compile anew): compilation only changes fusion rounding, and the
+    config-f rows check its numerics."""
+    try:
+        from ganinv.generators.io import load_generator
+
+        G = load_generator("faces64").to(device).eval().requires_grad_(False)
+    except Exception as err:  # noqa: BLE001
+        print(f"faces64 quality skipped: {type(err).__name__}: {err}")
+        return []
+    fast = "bf16+cl" if FAILED_GRAPH_CAPTURE else "bf16+cl+graph"
+    targets = faces64_targets(args.quality_images, device)
+    label = "faces64 (held-out faces)"
+    out = []
+    for name in ["fp32", fast]:
+        if budget.exhausted():
+            out.append(record(label, dict(variant=name, error="skipped: time budget"), None, None, None))
+            continue
+        row = try_engine(G, targets, loss, name, args.quality_images, args.quality_steps, args, device)
+        out.append(record(label, row, None, None, None))
+    return out
+
+
+def main(argv=None) -> dict:
+    # The composite resample (FIR folded into the conv kernels) is the fastest exact form measured on GPUs so far
+    # (BENCHMARKS.md); GANINV_RESAMPLE_IMPL overrides it. Restored afterwards (tests call main in-process).
+    with resample_impl(os.environ.get("GANINV_RESAMPLE_IMPL", "composite")):
+        return _main(parse_args(argv))
+
+
+def _main(args: argparse.Namespace) -> dict:
+    device = torch.device(args.device)
+    torch.backends.cudnn.benchmark = not args.no_cudnn_benchmark
+    torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
+    budget = Budget(args.time_budget)
+    FAILED_GRAPH_CAPTURE.clear()
+    torch.manual_seed(0)  # the random VGG trunk: the same loss in every run
+    loss = LPIPSLoss("vgg", random_trunk=True).to(device)
+    facts = device_facts(device)
+    facts.update(resample_impl=layers.RESAMPLE_IMPL, cudnn_benchmark=torch.backends.cudnn.benchmark,
+                 cudnn=torch.backends.cudnn.version(), channel_base={r: official_channel_base(r)
+                                                                    for r in args.resolutions})
+    print(facts, flush=True)
+    rows: list[dict] = []
+    payload = dict(facts, loss=loss.name, peak_tflops=peak_tflops(device, args.peak_tflops),
+                   peak_note="dense bf16 datasheet peak; MFU of fp32 rows uses it too", flops_per_image_step={},
+                   settings={k: v for k, v in vars(args).items() if k != "out"}, rows=rows, quality=[])
+    record = make_recorder(rows, payload, args)
+    for resolution in args.resolutions:
+        bench_resolution(resolution, args, device, loss, budget, payload, record)
+        torch._dynamo.reset()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    payload["quality"] = quality_rows(rows, loss.name)
+    payload["elapsed_s"] = budget.elapsed()
+    write_json(args.out, payload)
+    print(f"\n## Throughput ({facts.get('gpu', device)}; MFU against {payload['peak_tflops']} TFLOP/s dense bf16)\n")
+    print(markdown_table(rows, COLUMNS))
+    print("\n## Quality: bf16 against fp32, same images, same steps, evaluated in fp32\n")
+    print(markdown_table(payload["quality"], QUALITY_COLUMNS))
+    print(f"\nelapsed {payload['elapsed_s']:.0f} s")
+    return payload
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""`metrics.json`, schema `ganinv-evaluation-report` version 1: the machine-readable twin of a report's index.html.
+
+Keys are stable within a schema version (new keys may be added; renaming or removing one bumps the version). Strict
+JSON: a value that could not be computed is `null`, never NaN. Means and rates are over items, never over batches.
+
+    schema, schema_version, run, generated_at (UTC ISO 8601)
+    counts:      items, done, failed, pending, failure_rate (= failed / (done + failed); null if none finished)
+    quality:     {metric: {label, better ('higher'|'lower'|null), n, mean, std, median, p05, p95, min, max}} over done
+                 items, for every per-item metric of the store that has values (mse, psnr, ssim, lpips,
+                 clf-perceptual, final_loss, steps, seconds, ...), keyed by the store's metric names
+    perceptual_metrics: names in `quality` that are perceptual distances (lpips-vgg / lpips-alex only when real LPIPS
+                 weights were used; clf-perceptual = distance on the attribute classifier's features, not LPIPS)
+    by_label:    {label: {kind ('binary'|'continuous'), groups: [{group ('0'/'1' or 'low'/'mid'/'high'), n,
+                 range (continuous only), <metric>: mean}]}}
+    failures:    count, distinct_reasons, reasons: [{reason, count, examples: [image_id]}] (most frequent first)
+    distribution: {fd_clf: {name, value, n, reason}, fid: {name, value, n, reason}}: Fréchet distances between
+                 originals and reconstructions; value null with a reason when not computed; n = samples per side
+    throughput:  device_kind, unit ('GPU-seconds' | 'device-seconds'), timed_items, device_seconds_total,
+                 device_seconds_per_image, images_per_device_second (from per-item `seconds`), wall_seconds (of the
+                 inversion run, when known), images_per_second (finished items / wall_seconds)
+    provenance:  store {url, created, ganinv_version, schema_version, num_items, chunk_items},
+                 generator {sha256, source, config, num_ws}, inversion {the config, verbatim},
+                 dataset {root, manifest_hash, appends, last_append}, report_code {ganinv, git}
+    edits:       directions [{name, method, space, attribute, created}], edit_runs [{name, created, made_by}],
+                 evaluation [rows of ganinv.directions.evaluate.evaluate_edits: direction, method, target, strength,
+                 flip_rate, interference, interference_max, pixel_change, ...]
+    comparison:  previous_run (name or null), thresholds {name: value}, regressions [{check, metric, label,
+                 previous, current, change, threshold, message}], not_compared [{check, reason}], caveats [why the
+                 previous run may not be comparable: another generator, dataset or inversion config]
+    figures:     {name: relative path of a PNG in the report folder}
+"""
+
+from __future__ import annotations
+
+SCHEMA_NAME = "ganinv-evaluation-report"
+SCHEMA_VERSION = 1
+
+# How each known per-item metric reads; others are shown by their store name.
+METRIC_INFO: dict[str, dict[str, str]] = {
+    "psnr": dict(label="PSNR (dB)", better="higher"),
+    "ssim": dict(label="SSIM", better="higher"),
+    "mse": dict(label="MSE", better="lower"),
+    "lpips": dict(label="LPIPS", better="lower"),
+    "lpips-vgg": dict(label="LPIPS (VGG)", better="lower"),
+    "lpips-alex": dict(label="LPIPS (AlexNet)", better="lower"),
+    "clf-perceptual": dict(label="clf-perceptual (attribute-classifier features, not LPIPS)", better="lower"),
+    "clf_perceptual": dict(label="clf-perceptual (attribute-classifier features, not LPIPS)", better="lower"),
+    "final_loss": dict(label="final loss", better="lower"),
+    "steps": dict(label="optimisation steps", better=None),
+    "seconds": dict(label="seconds per image (device)", better="lower"),
+}
+# Perceptual metrics as the inversion workers name them (after their loss: `lpips-vgg`, `clf-perceptual`; LPIPS only
+# when its calibrated weights were on disk), plus the underscore spellings of older stores.
+PERCEPTUAL_METRICS = ("lpips-vgg", "lpips-alex", "lpips", "clf-perceptual", "clf_perceptual")
+QUALITY_METRICS = ("psnr", "ssim", *PERCEPTUAL_METRICS, "mse")  # shown in histograms and label breakdowns
+
+FD_CLF_NAME = "FD-clf (attribute-classifier features, not FID)"
+FID_NAME = "FID (Inception-v3 pool features, torchmetrics / torch-fidelity)"
+
+
+def metric_label(name: str) -> str:
+    return METRIC_INFO.get(name, {}).get("label", name)
