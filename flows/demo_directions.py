@@ -25,7 +25,7 @@ DEMO_ATTRIBUTES = ("eyeglasses", "blond_hair", "smiling")
 @flow(name="demo-directions", log_prints=True)
 def demo_directions(store_url: str, out_dir: str | Path, *, attributes: Sequence[str] = DEMO_ATTRIBUTES,
                     conditions: Mapping[str, Sequence[str]] = DEMO_CONDITIONS, num_items: int = 4,
-                    strengths: Sequence[float] = (-2.0, -1.0, 0.0, 1.0, 2.0), num_discovered: int = 2,
+                    strengths: Sequence[float] = (-4.0, -2.0, 0.0, 2.0, 4.0), num_discovered: int = 2,
                     ganspace_samples: int = 5000, evaluate_with: str | None = "builtin",
                     device: str = "cpu") -> dict[str, Any]:
     """1. fit InterFaceGAN boundaries from the store's labels (those of `attributes` it has; conditional ones where
