@@ -92,7 +92,7 @@ def _local_cuda_cluster(workers: int | None):
                            "CUDA_VISIBLE_DEVICES lists none): use --cluster local, or a scheduler address")
     devices = devices[:workers] if workers else devices
     return SpecCluster(workers=cuda_worker_specs(devices),
-                       scheduler={"cls": Scheduler, "options": {"dashboard_address": None}}, name="ganinv-local-cuda")
+                       scheduler={"cls": Scheduler, "options": {"dashboard_address": ":0"}}, name="ganinv-local-cuda")
 
 
 def has_gpu_workers(client) -> bool:

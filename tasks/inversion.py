@@ -2,7 +2,8 @@
 and `tasks.worker`, with retries declared here. They pass a store URL, shard indices and small dicts, never arrays.
 
 `invert_shard` runs on Dask workers; the others run in the flow's process (they are called, not submitted). None of
-them caches across runs (`NO_CACHE`): the store, not Prefect's result cache, knows what is done.
+them caches across runs (`NO_CACHE`): the store, not Prefect's result cache, knows what is done. Retries are for
+what may pass (I/O, a lost GPU, a bucket hiccup), not for bad settings: `transient` says which.
 """
 
 from __future__ import annotations
@@ -12,20 +13,30 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from storage import LatentStore, Manifest
+from ganinv.generators import GeneratorLoadError
+from storage import LatentStore, LeaseHeldError, LeaseLostError, Manifest
 from tasks import coordinator, worker
 from tasks.dataset import ScanResult, scan_images
 from tasks.spec import InversionSpec
 
+# Errors that the same call would raise again: wrong settings, wrong inputs, a store that belongs to another run.
+PERMANENT_ERRORS = (ValueError, TypeError, FileNotFoundError, PermissionError, GeneratorLoadError, LeaseHeldError,
+                    LeaseLostError, worker.WorkerSetupError)
 
-@task(name="scan-dataset", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+
+def transient(task: Any, task_run: Any, state: Any) -> bool:
+    """Prefect `retry_condition_fn`: retry unless the failure is one of PERMANENT_ERRORS."""
+    return not isinstance(state.result(raise_on_failure=False), PERMANENT_ERRORS)
+
+
+@task(name="scan-dataset", retries=2, retry_delay_seconds=5, retry_condition_fn=transient, cache_policy=NO_CACHE)
 def scan_dataset(images: str, labels: str | None = None, storage_options: dict[str, Any] | None = None
                  ) -> ScanResult:
     """1. List, hash and label the images (a folder, list file, glob or bucket prefix)."""
     return scan_images(images, labels=labels, storage_options=storage_options)
 
 
-@task(name="open-store", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+@task(name="open-store", retries=2, retry_delay_seconds=5, retry_condition_fn=transient, cache_policy=NO_CACHE)
 def open_store(store: str, manifest: Manifest, generator: coordinator.GeneratorInfo, spec: InversionSpec, *,
                chunk_items: int, encoder_sha256: str | None,
                storage_options: dict[str, Any] | None = None) -> LatentStore:
@@ -34,13 +45,13 @@ def open_store(store: str, manifest: Manifest, generator: coordinator.GeneratorI
                                   encoder_sha256=encoder_sha256, storage_options=storage_options)
 
 
-@task(name="plan-shards", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+@task(name="plan-shards", retries=2, retry_delay_seconds=5, retry_condition_fn=transient, cache_policy=NO_CACHE)
 def plan_shards(store: LatentStore, manifest: Manifest, *, retry_failed: bool = False) -> dict[str, Any]:
     """3. Append the new images and list the shards with work to do (the caller holds the lease)."""
     return coordinator.plan(store, manifest, retry_failed=retry_failed)
 
 
-@task(name="invert-shard", retries=2, retry_delay_seconds=10, cache_policy=NO_CACHE,
+@task(name="invert-shard", retries=2, retry_delay_seconds=10, retry_condition_fn=transient, cache_policy=NO_CACHE,
       task_run_name="invert-shard-{shard_index}")
 def invert_shard(store: str, shard_index: int, spec: dict[str, Any], generator: str, run_id: str | None = None,
                  retry_failed: bool = False, execution: dict[str, Any] | None = None,

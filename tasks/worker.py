@@ -43,6 +43,10 @@ _CACHE: dict[tuple, Any] = {}
 _CACHE_LOCK = threading.Lock()
 
 
+class WorkerSetupError(RuntimeError):
+    """This worker cannot run shards of this store (e.g. it sees another generator file); retrying will not help."""
+
+
 @dataclass(frozen=True)
 class Models:
     """What a worker keeps loaded: the generator (and its identity), the encoder if the mode needs one."""
@@ -128,7 +132,7 @@ def run_shard(store_url: str, shard_index: int, spec: Mapping[str, Any] | Invers
 def _check_identity(store: LatentStore, models: Models, generator: str) -> None:
     expected = store.attributes.generator.sha256
     if models.identity != expected:
-        raise RuntimeError(f"generator {generator!r} on this worker has identity {models.identity[:16]}..., the store "
+        raise WorkerSetupError(f"generator {generator!r} on this worker has identity {models.identity[:16]}..., the store "
                            f"{store.url} holds codes of {expected[:16]}...: every worker must see the same generator "
                            "file (shared storage or the same image)")
 

@@ -98,7 +98,7 @@ def test_worker_refuses_a_generator_other_than_the_stores(tmp_path, generator):
     spec = InversionSpec.for_generator(generator, **FAST)
     store = prepare_store(tmp_path / "imgs", tmp_path / "s.zarr", generator, spec)
     other = save_tiny_generator(tmp_path, seed=1)
-    with pytest.raises(RuntimeError, match="every worker must see the same generator file"):
+    with pytest.raises(worker.WorkerSetupError, match="every worker must see the same generator file"):
         worker.run_shard(store.url, 0, spec.to_dict(), generator=other)
     assert LatentStore.open(store.url).status_counts()["pending"] == 1
 
