@@ -38,7 +38,6 @@ from prefect.utilities.annotations import quote
 
 from flows import progress
 from flows.clusters import check_cluster_name, dask_cluster, has_gpu_workers
-from storage import DEFAULT_CHUNK_ITEMS
 from tasks.coordinator import check_spec, describe_generator
 from tasks.inversion import invert_shard, open_store, plan_shards, scan_dataset, summarize_run
 from tasks.spec import InversionSpec
@@ -53,19 +52,21 @@ class IncompleteRun(RuntimeError):
 @flow(name="invert-dataset", log_prints=True)
 def invert_dataset(images: str, store: str, generator: str = "faces64", *,
                    inversion: dict[str, Any] | InversionSpec | None = None, labels: str | None = None,
-                   shard_size: int = DEFAULT_CHUNK_ITEMS, cluster: str = "local", workers: int | None = None,
+                   shard_size: int | None = None, cluster: str = "local", workers: int | None = None,
                    retry_failed: bool = False, force: bool = False, batch_size: int | None = None,
-                   device: str = "auto", lease_ttl_s: float = DEFAULT_LEASE_TTL_S,
+                   device: str = "auto", threads: int | None = None, lease_ttl_s: float = DEFAULT_LEASE_TTL_S,
                    storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Invert every image of `images` into the latent store at `store` (see the module docstring).
 
     generator: a built-in name, `.safetensors` or official `.pkl`, at the same path on every worker.
     inversion: an InversionSpec or overrides of the generator's defaults, e.g. `{"mode": "optimize",
     "num_steps": 300, "space": "w+", "loss": "mse"}` (tasks/spec.py). labels: a CSV of numeric labels.
-    shard_size: items per shard (= store chunk, = task), fixed when the store is created. cluster: 'local',
+    shard_size: items per shard (= store chunk, = task), fixed when the store is created (None: the store's, or
+    256 for a new store); smaller shards spread a small dataset over more workers. cluster: 'local',
     'local-cuda' or a scheduler address; workers: how many local workers (GPUs for local-cuda).
     retry_failed: also re-invert items that failed before. force: take the store's lease from another run.
-    batch_size, device: per worker (defaults: 16 on CPU, 32 on CUDA; the worker's GPU if it has one).
+    batch_size, device, threads: per worker (defaults: 16 on CPU, 32 on CUDA; the worker's GPU if it has one;
+    torch CPU threads: this machine's cores shared among local workers, else Dask's one per worker).
     """
     t0 = time.perf_counter()
     run_id = _run_id()
@@ -77,16 +78,17 @@ def invert_dataset(images: str, store: str, generator: str = "faces64", *,
     # 1. Scan the dataset: ids, content hashes, labels; unreadable files and duplicates set aside with reasons.
     scan = scan_dataset(images, labels=labels, storage_options=storage_options)
     # 2. Open or create the store (refusing mismatches), and hold its lease for the run.
-    latent_store = open_store(store, quote(scan.manifest), gen, spec, chunk_items=shard_size,
-                              encoder_sha256=encoder_sha256, storage_options=storage_options)
+    latent_store, created = open_store(store, quote(scan.manifest), gen, spec, chunk_items=shard_size,
+                                       encoder_sha256=encoder_sha256, storage_options=storage_options)
     with latent_store.acquire_lease(run_id, ttl_s=lease_ttl_s, force=force):
         # 3. Plan: append the new images, list the shards with pending items.
-        planned = plan_shards(latent_store, quote(scan.manifest), retry_failed=retry_failed)
+        planned = plan_shards(latent_store, quote(scan.manifest), retry_failed=retry_failed, created=created)
         progress.notify({"event": "planned", "items": planned["items"], "shards": len(planned["shards"])})
         # 4. Invert the shards on Dask workers (store URL + shard index in, small dicts out).
         reports, crashed = _invert_on_dask(
             latent_store.url, planned, spec=spec, generator=generator, run_id=run_id, retry_failed=retry_failed,
-            cluster=cluster, workers=workers, execution={"batch_size": batch_size, "device": device},
+            cluster=cluster, workers=workers,
+            execution={"batch_size": batch_size, "device": device, "threads": threads},
             storage_options=storage_options)
         # 5. Summarise: counts, this run, every input left out and why.
         summary = summarize_run(latent_store, quote(scan), reports, crashed=crashed, planned=planned,

@@ -8,8 +8,10 @@ does, on a free localhost port, with a throwaway database), exports its URL to t
 spawns, and stops it at the end. Runs are then visible only while the command runs; set `PREFECT_API_URL` to keep
 their history, logs and artifacts.
 
-`quiet_logging()` keeps a terminal readable: Prefect and Dask log at WARNING unless the user set a level; it must run
-before prefect or distributed is imported (they read these settings once, at import).
+`quiet_logging()` keeps a terminal readable: Prefect's console handler shows only CRITICAL records (the command
+prints its own summary and one-line errors), while Prefect's loggers stay at INFO, so a real server still receives
+every flow and task log; Dask logs errors only. It must run before prefect or distributed is imported (they read
+these settings once, at import), and it leaves settings the user made alone.
 """
 
 from __future__ import annotations
@@ -17,19 +19,21 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 
 SERVER_STARTUP_TIMEOUT_S = 120
 
 
-def quiet_logging(level: str = "WARNING") -> None:
-    """Prefect and Dask log at `level` in this process and in the workers it spawns (unless already set)."""
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", level)
-    os.environ.setdefault("PREFECT_LOGGING_INTERNAL_LEVEL", "ERROR")
-    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", level.lower() if level != "WARNING" else "error")
+def quiet_logging(*, verbose: bool = False) -> None:
+    """Quiet console logs in this process and in the workers it spawns (see the module docstring); `verbose` shows
+    Prefect's INFO logs and Dask's warnings instead."""
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "INFO" if verbose else "CRITICAL")
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning" if verbose else "error")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # offline telemetry only logs tracebacks
 
 
@@ -62,6 +66,7 @@ def _temporary_server() -> Iterator[str]:
     home = tempfile.mkdtemp(prefix="ganinv-prefect-")
     database = f"sqlite+aiosqlite:///{home}/prefect.db"
     server = None
+    restore = _stop_on_sigterm()
     try:
         with temporary_settings(updates={PREFECT_SERVER_DATABASE_CONNECTION_URL: database}):
             server = SubprocessASGIServer(port=_free_port())
@@ -70,10 +75,41 @@ def _temporary_server() -> Iterator[str]:
         with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
             yield server.api_url
     finally:
-        os.environ.pop("PREFECT_API_URL", None)
         if server is not None:
+            _drain_to(server)
             server.stop()
+        os.environ.pop("PREFECT_API_URL", None)
         shutil.rmtree(home, ignore_errors=True)
+        restore()
+
+
+def _stop_on_sigterm():
+    """SIGTERM (a scheduler, `kill`) ends Python without unwinding, which would orphan the server: make it raise
+    KeyboardInterrupt in the main thread instead, so the server is stopped. Returns what restores the handler."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupt)
+    return lambda: signal.signal(signal.SIGTERM, previous)
+
+
+def _drain_to(server) -> None:
+    """Sends the logs and events still queued in this process while the server is up (as prefect_test_harness
+    does); otherwise they are flushed at exit, to a server that is gone, with an error on the console."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
+        try:
+            APILogWorker.instance().drain()
+        except RuntimeError:  # never started: nothing was logged
+            pass
+        EventsWorker.drain_all()
 
 
 def _free_port() -> int:

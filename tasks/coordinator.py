@@ -9,8 +9,10 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import fsspec
 import numpy as np
 
 from ganinv.losses.registry import parse_loss_spec
@@ -39,9 +41,16 @@ class GeneratorInfo:
         return GeneratorIdentity(sha256=self.identity, config=dict(self.config), source=self.source)
 
 
-@functools.lru_cache(maxsize=8)
 def describe_generator(source: str) -> GeneratorInfo:
-    """Loads the generator once (CPU) to learn its identity and shapes; raises GeneratorLoadError."""
+    """Loads the generator (CPU) to learn its identity and shapes, once per file version; raises GeneratorLoadError.
+    A long-lived coordinator (a Prefect worker serving nightly runs) sees a replaced file as a new generator."""
+    path = Path(source)
+    version = path.stat().st_mtime_ns if path.is_file() else None
+    return _describe_generator(source, version)
+
+
+@functools.lru_cache(maxsize=8)
+def _describe_generator(source: str, version: int | None) -> GeneratorInfo:
     from ganinv.generators import generator_identity, load_generator
 
     G = load_generator(source)
@@ -69,22 +78,30 @@ def check_spec(spec: InversionSpec, generator: GeneratorInfo) -> str | None:
 
 
 def open_store(url: str, manifest: Manifest, generator: GeneratorInfo, spec: InversionSpec, *,
-               chunk_items: int, encoder_sha256: str | None,
-               storage_options: Mapping[str, Any] | None = None) -> LatentStore:
+               chunk_items: int | None, encoder_sha256: str | None,
+               storage_options: Mapping[str, Any] | None = None) -> tuple[LatentStore, bool]:
     """Opens the store for writing, refusing one made with another generator, inversion spec or layout
-    (StoreMismatchError), or creates it with every manifest item pending."""
-    return LatentStore.open_or_create(
+    (StoreMismatchError), or creates it with every manifest item pending. `chunk_items` None: the store's own, or
+    the default (256) for a new store. Returns (store, whether it was created now)."""
+    fs, root = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
+    created = not fs.exists(f"{root.rstrip('/')}/zarr.json")
+    layout = dict(thumbnail_size=min(spec.thumbnail_size, generator.img_resolution),
+                  metrics=metric_names(spec.config.loss), storage_options=storage_options)
+    if chunk_items is not None:
+        layout["chunk_items"] = chunk_items
+    store = LatentStore.open_or_create(
         url, manifest=manifest, num_ws=generator.num_ws, w_dim=generator.w_dim,
         generator=generator.store_identity(),
-        config=spec.store_config(resolution=generator.img_resolution, encoder_sha256=encoder_sha256),
-        chunk_items=chunk_items, thumbnail_size=min(spec.thumbnail_size, generator.img_resolution),
-        metrics=metric_names(spec.config.loss), storage_options=storage_options)
+        config=spec.store_config(resolution=generator.img_resolution, encoder_sha256=encoder_sha256), **layout)
+    return store, created
 
 
-def plan(store: LatentStore, manifest: Manifest, *, retry_failed: bool = False) -> dict[str, Any]:
+def plan(store: LatentStore, manifest: Manifest, *, retry_failed: bool = False, created: bool = False
+         ) -> dict[str, Any]:
     """Appends the manifest's new items (under the caller's lease) and lists the shards with work to do:
-    {'added': n, 'shards': [{'index', 'start', 'stop'}...], 'items': items to do}."""
-    added = store.append(manifest)
+    {'added': new items (all of them for a store `created` by this run), 'shards': [{'index', 'start', 'stop'}...],
+    'items': items to do}."""
+    added = store.append(manifest) + (len(store) if created else 0)
     shards = store.pending_shards(retry_failed=retry_failed)
     status = store.array("status")[: store.num_items]
     todo = (status == Status.PENDING) | ((status == Status.FAILED) if retry_failed else False)

@@ -39,16 +39,17 @@ def scan_dataset(images: str, labels: str | None = None, storage_options: dict[s
 @task(name="open-store", retries=2, retry_delay_seconds=5, retry_condition_fn=transient, cache_policy=NO_CACHE)
 def open_store(store: str, manifest: Manifest, generator: coordinator.GeneratorInfo, spec: InversionSpec, *,
                chunk_items: int, encoder_sha256: str | None,
-               storage_options: dict[str, Any] | None = None) -> LatentStore:
-    """2. Open the store, refusing a mismatching one, or create it."""
+               storage_options: dict[str, Any] | None = None) -> tuple[LatentStore, bool]:
+    """2. Open the store, refusing a mismatching one, or create it; returns (store, created now)."""
     return coordinator.open_store(store, manifest, generator, spec, chunk_items=chunk_items,
                                   encoder_sha256=encoder_sha256, storage_options=storage_options)
 
 
 @task(name="plan-shards", retries=2, retry_delay_seconds=5, retry_condition_fn=transient, cache_policy=NO_CACHE)
-def plan_shards(store: LatentStore, manifest: Manifest, *, retry_failed: bool = False) -> dict[str, Any]:
+def plan_shards(store: LatentStore, manifest: Manifest, *, retry_failed: bool = False, created: bool = False
+                ) -> dict[str, Any]:
     """3. Append the new images and list the shards with work to do (the caller holds the lease)."""
-    return coordinator.plan(store, manifest, retry_failed=retry_failed)
+    return coordinator.plan(store, manifest, retry_failed=retry_failed, created=created)
 
 
 @task(name="invert-shard", retries=2, retry_delay_seconds=10, retry_condition_fn=transient, cache_policy=NO_CACHE,

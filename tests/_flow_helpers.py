@@ -43,8 +43,8 @@ def prepare_store(images: Path, store: Path, generator: str, spec: InversionSpec
     """Scan, create and append as the flow's steps 1-3 do (no lease: nobody else writes in these tests)."""
     info = describe_generator(generator)
     scan = scan_images(str(images))
-    latent_store = open_store(str(store), scan.manifest, info, spec, chunk_items=chunk_items,
-                              encoder_sha256=check_spec(spec, info))
+    latent_store, _ = open_store(str(store), scan.manifest, info, spec, chunk_items=chunk_items,
+                                 encoder_sha256=check_spec(spec, info))
     plan(latent_store, scan.manifest)
     return latent_store
 

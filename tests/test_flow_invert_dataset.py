@@ -24,19 +24,14 @@ from tasks.spec import InversionSpec
 from tasks.worker import EVENT_TOPIC
 
 REPO = Path(__file__).resolve().parents[1]
-# Shards of 2 images and enough steps that a shard takes about a second: long enough to be killed in the middle.
-SLOW_SHARDS = {"inversion": {"num_steps": 120, "loss": "mse", "w_avg_samples": 500}, "shard_size": 2}
+# Shards of 2 images and enough steps that a shard takes about 2 s on one core (0.54 s per 120 steps): long enough
+# to be killed in the middle, 0.5 s after it starts.
+SLOW_SHARDS = {"inversion": {"num_steps": 400, "loss": "mse", "w_avg_samples": 500}, "shard_size": 2}
 
 
 @pytest.fixture(scope="module")
-def dask(prefect_harness):
-    """(cluster, client): 2 worker processes, 1 thread each, warm across this module's flow runs."""
-    from distributed import Client, LocalCluster
-
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                      memory_limit=0) as cluster, Client(cluster, set_as_default=False) as client:
-        client.wait_for_workers(2)
-        yield cluster, client
+def dask(prefect_harness, dask_cluster):
+    return dask_cluster
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +102,7 @@ def test_killed_worker_loses_no_image_and_changes_no_bit(dask, generator, faces,
         events.append(message)
         if message["event"] == "started" and not killed:  # the first shard to start dies half-way through it
             killed.append(message)
-            threading.Timer(0.4, os.kill, (message["pid"], signal.SIGKILL)).start()
+            threading.Timer(0.5, os.kill, (message["pid"], signal.SIGKILL)).start()
 
     client.subscribe_topic(EVENT_TOPIC, on_event)
     try:
@@ -199,7 +194,7 @@ def test_rerun_appends_new_images_and_inverts_only_them(dask, generator, tmp_pat
     shutil.copyfile(images / "good000.png", images / "renamed.png")  # known content under a new name
     nightly = invert_dataset(str(images), url, generator, inversion=FAST, shard_size=2,
                              cluster=dask[0].scheduler_address)
-    assert (first["this_run"]["items"], again["this_run"]["items"], again["added"]) == (3, 0, 0)
+    assert (first["added"], first["this_run"]["items"], again["this_run"]["items"], again["added"]) == (3, 3, 0, 0)
     assert (nightly["added"], nightly["this_run"]["items"], nightly["counts"]["done"]) == (2, 2, 5)
     arrays = store_arrays(url)
     assert arrays["attempts"].tolist() == [1] * 5 and arrays["image_id"].tolist()[3:] == ["good003.png",

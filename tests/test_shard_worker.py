@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -106,7 +111,7 @@ def test_worker_refuses_a_generator_other_than_the_stores(tmp_path, generator):
 def test_models_are_loaded_once_per_process(generator):
     first = worker.load_models(generator, None, torch.device("cpu"))
     assert worker.load_models(generator, None, torch.device("cpu")) is first
-    assert ("models", generator, None, "cpu") in worker.cached_model_keys()
+    assert [key[:4] for key in worker.cached_model_keys()].count(("models", generator, None, "cpu")) == 1
 
 
 def test_defaults_follow_the_generator():
@@ -129,3 +134,14 @@ def test_metric_names_say_which_perceptual_distance():
     assert worker.metric_names("clf-perceptual+0.1*mse") == ("mse", "psnr", "ssim", "clf-perceptual", "final_loss",
                                                              "steps", "seconds")
     assert "lpips-vgg" in worker.metric_names("lpips-vgg") and "lpips" not in worker.metric_names("mse")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_dask_malloc_trim_setting_is_undone_once_per_worker_process():
+    script = "from tasks.worker import tune_malloc; print(tune_malloc(), tune_malloc())"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    as_dask_sets_it = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                                     env={**env, "MALLOC_TRIM_THRESHOLD_": "65536"})
+    unset = {k: v for k, v in env.items() if k != "MALLOC_TRIM_THRESHOLD_"}
+    plain = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, env=unset)
+    assert as_dask_sets_it.stdout.split() == ["True", "False"] and plain.stdout.split() == ["False", "False"]
