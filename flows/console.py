@@ -35,7 +35,7 @@ def progress_bar() -> Iterator[None]:
                 crashed = " (shard crashed)" if event.get("crashed") else ""
                 print(f"{text}: {state['items']}/{state['total']}{crashed}", file=sys.stderr, flush=True)
 
-    with bar, flow_progress.listening(on_event):
+    with bar if live else contextlib.nullcontext(), flow_progress.listening(on_event):
         yield
 
 

@@ -155,7 +155,8 @@ class _ShardProgress:
         if self.artifact is not None:
             update_progress_artifact(self.artifact, min(100.0, 100.0 * self.finished / self.items))
         progress.notify({"event": "shard", "index": shard["index"], "items": size, "done": report.get("done", 0),
-                         "failed": report.get("failed", 0), "crashed": "error" in report})
+                         "failed": report.get("failed", 0), "crashed": "error" in report,
+                         "seconds": report.get("seconds"), "invert_s": report.get("invert_s")})
 
 
 def artifact_key(store_url: str, what: str) -> str:

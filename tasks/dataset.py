@@ -112,7 +112,7 @@ def list_images(source: str, *, storage_options: Mapping[str, Any] | None = None
 
 
 def read_labels(csv_path: str, *, storage_options: Mapping[str, Any] | None = None) -> dict[str, dict[str, float]]:
-    """CSV -> {first-column value: {column: number}}; empty cells are left out. Raises ValueError naming the bad cell."""
+    """CSV -> {first-column value: {column: number}}; empty cells are left out. A bad cell is a ValueError naming it."""
     with fsspec.open(csv_path, "r", newline="", **dict(storage_options or {})) as f:
         rows = list(csv.reader(f))
     if len(rows) < 2 or len(rows[0]) < 2:

@@ -73,7 +73,8 @@ class InversionSpec:
         unknown = set(overrides) - set(_SPEC_FIELDS) - {f.name for f in dataclasses.fields(InversionConfig)}
         if unknown:
             raise ValueError(f"unknown inversion settings {sorted(unknown)}: use fields of InversionSpec "
-                             f"{list(_SPEC_FIELDS)} or of InversionConfig {InversionConfig.__dataclass_fields__.keys()}")
+                             f"{list(_SPEC_FIELDS)} or of InversionConfig "
+                             f"{[f.name for f in dataclasses.fields(InversionConfig)]}")
         encoder = overrides.pop("encoder", known_encoder(generator))
         mode = overrides.pop("mode", "hybrid" if encoder else "optimize")
         base = FACES64_HYBRID if mode != "optimize" and encoder == "faces64" else PROJECTOR
@@ -97,8 +98,9 @@ class InversionSpec:
 
     def store_config(self, *, resolution: int, encoder_sha256: str | None) -> dict[str, Any]:
         """What the store records as its inversion config (and compares on every later run)."""
-        policy = dataclasses.asdict(self.decode_policy(resolution))
-        return {"mode": self.mode, "inversion": self.config.to_dict(),
-                "encoder": None if self.encoder is None else {"source": self.encoder, "sha256": encoder_sha256},
-                "seed": {"base": self.seed, "rule": SEED_RULE}, "decode": {**policy, "background": list(self.background)},
-                "noise": "const (the generator's own noise buffers)", **({"extra": dict(self.extra)} if self.extra else {})}
+        policy = {**dataclasses.asdict(self.decode_policy(resolution)), "background": list(self.background)}
+        encoder = None if self.encoder is None else {"source": self.encoder, "sha256": encoder_sha256}
+        config = {"mode": self.mode, "inversion": self.config.to_dict(), "encoder": encoder,
+                  "seed": {"base": self.seed, "rule": SEED_RULE}, "decode": policy,
+                  "noise": "const (the generator's own noise buffers)"}
+        return {**config, "extra": dict(self.extra)} if self.extra else config

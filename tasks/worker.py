@@ -167,9 +167,9 @@ def tune_malloc() -> bool:
 def _check_identity(store: LatentStore, models: Models, generator: str) -> None:
     expected = store.attributes.generator.sha256
     if models.identity != expected:
-        raise WorkerSetupError(f"generator {generator!r} on this worker has identity {models.identity[:16]}..., the store "
-                           f"{store.url} holds codes of {expected[:16]}...: every worker must see the same generator "
-                           "file (shared storage or the same image)")
+        raise WorkerSetupError(f"generator {generator!r} on this worker has identity {models.identity[:16]}..., the "
+                               f"store {store.url} holds codes of {expected[:16]}...: every worker must see the same "
+                               "generator file (shared storage or the same image)")
 
 
 def decode_inputs(inputs: ShardInputs, policy: DecodePolicy, storage_options: Mapping[str, Any] | None = None

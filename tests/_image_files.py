@@ -26,7 +26,8 @@ def write_png(path: Path, pixels: np.ndarray, *, bit_depth: int = 8, header_size
     width, height = header_size or (w, h)
     dtype = ">u2" if bit_depth == 16 else "u1"
     raw = b"".join(b"\x00" + np.ascontiguousarray(pixels[y]).astype(dtype).tobytes() for y in range(h))
-    data = b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, bit_depth, color_type, 0, 0, 0))
+    header = struct.pack(">IIBBBBB", width, height, bit_depth, color_type, 0, 0, 0)
+    data = b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header)
     path.write_bytes(data + _chunk(b"IDAT", zlib.compress(raw)) + _chunk(b"IEND", b""))
     return path
 

@@ -81,6 +81,7 @@ def test_bad_inputs_exit_1_with_every_reason_in_the_summary(prefect_harness, das
             assert f"{'skipped' if outcome == 'skipped' else 'failed '}   {name}: {reason}" in result.output
     summary = json.loads(report.read_text())
     assert summary["counts"] == {"pending": 0, "done": 5, "failed": 4}
+    assert "inverting (5 done, 4 failed): 9/9" in result.output  # progress, one line per shard off a terminal
 
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a worker without CUDA")

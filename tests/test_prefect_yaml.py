@@ -64,6 +64,10 @@ def test_nightly_inversion_appends_to_an_existing_store_on_a_dask_cluster(config
     params = nightly["parameters"]
     assert "://" in params["cluster"] and params["store"].endswith(".zarr")
     assert not params.get("force") and not params.get("retry_failed")  # a nightly run never takes over a store
+    from prefect.exceptions import ParameterTypeError
+
     from tasks.spec import InversionSpec
 
     InversionSpec.for_generator(params["generator"], **params.get("inversion", {}))  # settings are valid
+    with pytest.raises(ParameterTypeError):  # the parameter check above has teeth
+        _flow(nightly["entrypoint"]).validate_parameters({**params, "shard_size": "many"})
