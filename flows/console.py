@@ -33,7 +33,8 @@ def progress_bar() -> Iterator[None]:
             bar.update(state["task"], advance=event["items"], description=text)
             if not live:
                 crashed = " (shard crashed)" if event.get("crashed") else ""
-                print(f"{text}: {state['items']}/{state['total']}{crashed}", file=sys.stderr, flush=True)
+                sys.stderr.write(f"{text}: {state['items']}/{state['total']}{crashed}\n")
+                sys.stderr.flush()
 
     with bar if live else contextlib.nullcontext(), flow_progress.listening(on_event):
         yield

@@ -37,6 +37,7 @@ class DemoConfig:
     generator: str = "faces64"
     steps: int = DEMO_STEPS
     shard_size: int = 32         # 8 shards, so both workers stay busy to the end
+    cluster: str = "local"       # or a Dask scheduler address
     workers: int = 2
     batch_size: int = 16
 
@@ -83,8 +84,8 @@ def invert_heldout(ctx: DemoContext) -> dict[str, Any]:
         from flows.invert_dataset import invert_dataset
 
         summary = invert_dataset(data["images"], str(cfg.store), cfg.generator, labels=data["labels"],
-                                 inversion={"num_steps": cfg.steps}, shard_size=cfg.shard_size, cluster="local",
-                                 workers=cfg.workers, batch_size=cfg.batch_size)
+                                 inversion={"num_steps": cfg.steps}, shard_size=cfg.shard_size,
+                                 cluster=cfg.cluster, workers=cfg.workers, batch_size=cfg.batch_size)
     print(format_invert_summary(summary))
     return {"store": str(cfg.store), "summary": summary}
 

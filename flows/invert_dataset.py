@@ -49,7 +49,7 @@ class IncompleteRun(RuntimeError):
     """Some shards failed beyond their retries; their items are still pending (run again to resume)."""
 
 
-@flow(name="invert-dataset", log_prints=True)
+@flow(name="invert-dataset")
 def invert_dataset(images: str, store: str, generator: str = "faces64", *,
                    inversion: dict[str, Any] | InversionSpec | None = None, labels: str | None = None,
                    shard_size: int | None = None, cluster: str = "local", workers: int | None = None,

@@ -124,3 +124,11 @@ def test_without_an_api_url_the_cli_runs_one_temporary_server_and_stops_it(gener
                             env=env, cwd=REPO, capture_output=True, text=True, timeout=400)
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.count("\n") == 1 and "vgg16-397923af.pth" in result.stderr, result.stderr  # one line
+
+
+def test_cli_module_imports_nothing_heavy():
+    """`ganinv --help` stays fast: commands import torch, prefect and dask only when they run."""
+    script = "import sys, flows.cli; print(sorted({'torch', 'prefect', 'distributed', 'zarr'} & set(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=REPO,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert result.stdout.strip() == "[]"
