@@ -99,3 +99,15 @@ def has_gpu_workers(client) -> bool:
     """True when any connected worker offers the Dask resource 'GPU' (then each shard task asks for GPU=1)."""
     workers = client.scheduler_info(n_workers=-1)["workers"]
     return any("GPU" in (w.get("resources") or {}) for w in workers.values())
+
+
+REMOTE_WORKER_TIMEOUT_S = 120
+
+
+def wait_for_workers(client, where: ClusterInfo, *, timeout: float = REMOTE_WORKER_TIMEOUT_S) -> None:
+    """Before submitting: a remote scheduler must have a worker (whether workers offer GPU=1 is read from them)."""
+    try:
+        client.wait_for_workers(1 if where.n_workers is None else where.n_workers, timeout=timeout)
+    except TimeoutError:
+        raise ClusterError(f"no Dask worker joined the scheduler at {where.address} within {timeout:.0f} s: start "
+                           "workers first (infra/dask/README.md)") from None

@@ -37,7 +37,7 @@ from prefect.futures import as_completed
 from prefect.utilities.annotations import quote
 
 from flows import progress
-from flows.clusters import check_cluster_name, dask_cluster, has_gpu_workers
+from flows.clusters import check_cluster_name, dask_cluster, has_gpu_workers, wait_for_workers
 from tasks.coordinator import check_spec, describe_generator
 from tasks.inversion import invert_shard, open_store, plan_shards, scan_dataset, summarize_run
 from tasks.spec import InversionSpec
@@ -65,6 +65,8 @@ def invert_dataset(images: str, store: str, generator: str = "faces64", *,
     256 for a new store); smaller shards spread a small dataset over more workers. cluster: 'local',
     'local-cuda' or a scheduler address; workers: how many local workers (GPUs for local-cuda).
     retry_failed: also re-invert items that failed before. force: take the store's lease from another run.
+    storage_options: fsspec options for the images and the store; they are recorded with the flow run, so keep
+    credentials in the environment (AWS_* variables, instance roles), not here.
     batch_size, device, threads: per worker (defaults: 16 on CPU, 32 on CUDA; the worker's GPU if it has one;
     torch CPU threads: this machine's cores shared among local workers, else Dask's one per worker).
     """
@@ -121,6 +123,7 @@ def _invert_on_dask(store_url: str, planned: dict[str, Any], *, spec: InversionS
     with dask_cluster(cluster, workers=workers) as where, DaskTaskRunner(address=where.address) as runner:
         if where.n_workers and not execution.get("threads"):  # share this machine's cores among local workers
             execution = {**execution, "threads": max(1, (os.cpu_count() or 1) // where.n_workers)}
+        wait_for_workers(runner.client, where)
         gpu = has_gpu_workers(runner.client)
         with dask.annotate(resources={"GPU": 1}) if gpu else contextlib.nullcontext():
             futures = [(runner.submit(invert_shard, parameters=dict(
