@@ -23,7 +23,7 @@ def progress_bar() -> Iterator[None]:
     state = {"task": None, "items": 0, "total": 0, "done": 0, "failed": 0}
 
     def on_event(event: dict[str, Any]) -> None:
-        if event["event"] == "planned":
+        if event["event"] == "planned" and event["items"]:
             state["total"] = event["items"]
             state["task"] = bar.add_task("inverting", total=max(event["items"], 1))
         elif event["event"] == "shard" and state["task"] is not None:

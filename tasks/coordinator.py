@@ -101,7 +101,7 @@ def plan(store: LatentStore, manifest: Manifest, *, retry_failed: bool = False, 
     """Appends the manifest's new items (under the caller's lease) and lists the shards with work to do:
     {'added': new items (all of them for a store `created` by this run), 'shards': [{'index', 'start', 'stop'}...],
     'items': items to do}."""
-    added = store.append(manifest) + (len(store) if created else 0)
+    added = len(store) if created else store.append(manifest)  # create() appended the manifest already
     shards = store.pending_shards(retry_failed=retry_failed)
     status = store.array("status")[: store.num_items]
     todo = (status == Status.PENDING) | ((status == Status.FAILED) if retry_failed else False)
