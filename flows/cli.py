@@ -278,6 +278,8 @@ def train_encoder_cmd(
 
     main(["--gan-run", gan_run, "--run-dir", run_dir, "--minutes", str(minutes), "--steps", str(steps),
           "--perceptual", perceptual] + (["--out", out] if out else []))
+
+
 REGRESSION_EXIT_CODE = 3  # distinct from errors (1) and bad usage (2), so a cron job can tell them apart
 
 
@@ -482,6 +484,82 @@ def list_directions_cmd(
         layers = "all" if d["layers"] is None else ",".join(map(str, d["layers"]))
         typer.echo(f"{name:40s} {d['method']:12s} {d['space']:3s} layers {layers:12s} scale {d['scale']:<8.3g} "
                    f"source {p.get('source', '-'):9s} {metric}")
+_INVERT_HELP = "\n\n".join(" ".join(paragraph.split()) for paragraph in (
+    "Invert a dataset of images into a latent store with a Prefect flow on Dask workers.",
+    """IMAGES is a folder (searched recursively), a list file (one path per line), a glob ('photos/*.jpg') or a
+    bucket prefix (s3://bucket/faces/). Re-running resumes: only images the store has not inverted yet are inverted,
+    and new images are appended. Without PREFECT_API_URL a temporary local Prefect server runs for the command.""",
+    """Exit codes: 0 every image is in the store; 1 the run completed but some inputs could not be inverted
+    (undecodable or unreadable files, listed in the summary and in the store's `error` array; duplicates do not
+    count); 2 usage or configuration error (bad generator or settings, a store made with other settings, a store
+    leased by another run); 3 the flow crashed or shards failed beyond their retries (run again to resume).""",
+))
+
+
+@app.command("invert", help=_INVERT_HELP)
+def invert_cmd(
+    images: str = typer.Argument(..., help="Folder, list file, glob or bucket prefix of images."),
+    store: str = typer.Option(..., "--store", help="Latent store to create or resume (path or s3://... URL)."),
+    generator: str = typer.Option("faces64", "--generator",
+                                  help="Built-in name, .safetensors or official .pkl (same path on every worker)."),
+    mode: Optional[str] = typer.Option(None, "--mode", help="optimize | encoder | hybrid (default: hybrid when the "
+                                                             "generator has a built-in encoder, else optimize)."),
+    encoder: Optional[str] = typer.Option(None, "--encoder", help="Encoder .safetensors (for encoder/hybrid)."),
+    space: Optional[str] = typer.Option(None, "--space", help="w, w+ or z (default: the mode's)."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Optimisation steps (default: the mode's)."),
+    loss: Optional[str] = typer.Option(None, "--loss", help="Loss spec, e.g. lpips-vgg, 'clf-perceptual+0.1*mse'."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Initial learning rate (default: the mode's)."),
+    seed: int = typer.Option(0, "--seed", help="Base of the per-image seeds (each image's seed comes from its id)."),
+    labels: Optional[str] = typer.Option(None, "--labels", help="CSV of numeric labels (first column: image id)."),
+    shard_size: Optional[int] = typer.Option(None, "--shard-size", help="Images per shard (= task), fixed when the "
+                                             "store is created; default: the store's, 256 for a new store."),
+    cluster: str = typer.Option("local", "--cluster",
+                                help="local | local-cuda | tcp://scheduler:8786 (see infra/dask/README.md)."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Local workers (local-cuda: GPUs to use)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Images per inversion call per worker."),
+    device: str = typer.Option("auto", "--device", help="Worker device: auto, cpu, cuda."),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="Also retry items that failed before."),
+    force: bool = typer.Option(False, "--force", help="Take the store's lease from another (dead) run."),
+    report: Optional[Path] = typer.Option(None, "--report", help="Also write the run summary as JSON here."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show Prefect and Dask logs (INFO)."),
+) -> None:
+    from flows.console import format_invert_summary, invert_exit_code
+    from flows.prefect_api import quiet_logging
+
+    quiet_logging(verbose=verbose)  # before prefect and distributed are imported
+    overrides = {key: value for key, value in dict(mode=mode, encoder=encoder, space=space, num_steps=steps,
+                                                   loss=loss, initial_learning_rate=lr, seed=seed or None).items()
+                 if value is not None}
+    kwargs = dict(inversion=overrides, labels=labels, shard_size=shard_size, cluster=cluster, workers=workers,
+                  batch_size=batch_size, device=device, retry_failed=retry_failed, force=force)
+    summary = _run_invert_flow(images, store, generator, kwargs)
+    if report:
+        report.write_text(json.dumps(summary, indent=2))
+    typer.echo(format_invert_summary(summary))
+    code = invert_exit_code(summary)
+    if code:
+        raise typer.Exit(code)
+
+
+def _run_invert_flow(images: str, store: str, generator: str, kwargs: dict) -> dict:
+    """Runs the flow with a progress bar; configuration errors exit 2, crashes exit 3, each with a one-line message."""
+    from flows.clusters import ClusterError
+    from flows.console import progress_bar
+    from flows.prefect_api import prefect_api
+    from storage import StoreMismatchError
+    from tasks.inversion import PERMANENT_ERRORS
+
+    try:
+        with prefect_api(), progress_bar():
+            from flows.invert_dataset import invert_dataset
+
+            return invert_dataset(images, store, generator, **kwargs)
+    except (*PERMANENT_ERRORS, ClusterError, StoreMismatchError) as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+    except Exception as err:  # noqa: BLE001 - the flow crashed: say so in one line, exit 3
+        typer.echo(f"error: the flow did not complete: {type(err).__name__}: {err}", err=True)
+        raise typer.Exit(3) from None
 
 
 if __name__ == "__main__":

@@ -67,3 +67,27 @@ def make_tiny_generator(*, resolution: int = 16, z_dim: int = 16, w_dim: int = 1
 @pytest.fixture
 def tiny_generator() -> Generator:
     return make_tiny_generator()
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """One temporary Prefect server and database for the whole session (starting one costs ~10 s); flows, tasks on
+    Dask workers and subprocesses given its `PREFECT_API_URL` (the fixture's value) all report to it."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # offline telemetry only logs tracebacks
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield PREFECT_API_URL.value()
+
+
+@pytest.fixture(scope="session")
+def dask_cluster():
+    """(cluster, client): a LocalCluster of 2 single-threaded worker processes, shared by the session's flow tests
+    so that workers import torch and load models once (pass `cluster.scheduler_address` to the flows)."""
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                      memory_limit=0) as cluster, Client(cluster, set_as_default=False) as client:
+        client.wait_for_workers(2)
+        yield cluster, client

@@ -1,1 +1,1 @@
-"""Datasets: the procedural-faces world (`procedural_faces`)."""
+"""Datasets: the procedural-faces world (`procedural_faces`) and the decode policy for image files (`folder`)."""

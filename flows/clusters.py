@@ -1,0 +1,113 @@
+"""The Dask cluster a flow runs its shards on, picked by name (`--cluster`):
+
+- `local`: a LocalCluster of worker *processes* with one thread each on this machine (CPU inversion, tests);
+- `local-cuda`: one worker process per visible GPU on this machine, each seeing only its GPU
+  (`CUDA_VISIBLE_DEVICES`) and offering the resource `GPU=1`, so exactly one shard runs per GPU;
+- an address such as `tcp://head:8786`: an existing Dask scheduler (many machines; see infra/dask/README.md).
+
+Local clusters are started for the run and closed after it. Worker memory limits are off: a worker holding a large
+generator must not be restarted by Dask's memory monitor in the middle of a shard (the OS still guards memory).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+CLUSTER_KINDS = ("local", "local-cuda")
+
+
+class ClusterError(ValueError):
+    """The cluster asked for cannot be started or reached; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class ClusterInfo:
+    """Where the scheduler is, and whether this process started the cluster (then `n_workers` is known)."""
+
+    address: str
+    kind: str
+    n_workers: int | None = None
+
+
+def check_cluster_name(cluster: str) -> str:
+    if cluster in CLUSTER_KINDS or "://" in cluster:
+        return cluster
+    raise ClusterError(f"cluster {cluster!r}: use 'local', 'local-cuda' or a scheduler address like tcp://head:8786")
+
+
+@contextlib.contextmanager
+def dask_cluster(cluster: str, *, workers: int | None = None) -> Iterator[ClusterInfo]:
+    """Starts (or names) the cluster for a run and yields where its scheduler is; local clusters close at exit."""
+    check_cluster_name(cluster)
+    if "://" in cluster:
+        yield ClusterInfo(address=cluster, kind="remote")
+        return
+    if workers is not None and workers < 1:
+        raise ClusterError(f"workers={workers}: need at least one worker")
+    made = _local_cluster(workers) if cluster == "local" else _local_cuda_cluster(workers)
+    with made as local:
+        yield ClusterInfo(address=local.scheduler_address, kind=cluster, n_workers=len(local.workers))
+
+
+def default_local_workers() -> int:
+    """One worker per core, at most 8 (each holds its own copy of the models)."""
+    return max(1, min(os.cpu_count() or 1, 8))
+
+
+def _local_cluster(workers: int | None):
+    from distributed import LocalCluster
+
+    return LocalCluster(n_workers=workers or default_local_workers(), threads_per_worker=1, processes=True,
+                        dashboard_address=None, memory_limit=0)
+
+
+def visible_gpus() -> list[str]:
+    """The GPU ids this process may use: CUDA_VISIBLE_DEVICES's entries if set, else 0..device_count-1."""
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        return [d.strip() for d in listed.split(",") if d.strip() and d.strip() != "-1"]
+    import torch
+
+    return [str(i) for i in range(torch.cuda.device_count())]
+
+
+def cuda_worker_specs(devices: list[str]) -> dict[str, dict]:
+    """SpecCluster worker specs: one single-threaded Nanny per device, pinned to it, offering GPU=1."""
+    from distributed import Nanny
+
+    return {f"gpu-{device}": {"cls": Nanny, "options": {"nthreads": 1, "resources": {"GPU": 1}, "memory_limit": 0,
+                                                        "env": {"CUDA_VISIBLE_DEVICES": device}}}
+            for device in devices}
+
+
+def _local_cuda_cluster(workers: int | None):
+    from distributed import Scheduler, SpecCluster
+
+    devices = visible_gpus()
+    if not devices:
+        raise ClusterError("cluster 'local-cuda' found no visible GPU on this machine (torch sees none and "
+                           "CUDA_VISIBLE_DEVICES lists none): use --cluster local, or a scheduler address")
+    devices = devices[:workers] if workers else devices
+    return SpecCluster(workers=cuda_worker_specs(devices),
+                       scheduler={"cls": Scheduler, "options": {"dashboard_address": ":0"}}, name="ganinv-local-cuda")
+
+
+def has_gpu_workers(client) -> bool:
+    """True when any connected worker offers the Dask resource 'GPU' (then each shard task asks for GPU=1)."""
+    workers = client.scheduler_info(n_workers=-1)["workers"]
+    return any("GPU" in (w.get("resources") or {}) for w in workers.values())
+
+
+REMOTE_WORKER_TIMEOUT_S = 120
+
+
+def wait_for_workers(client, where: ClusterInfo, *, timeout: float = REMOTE_WORKER_TIMEOUT_S) -> None:
+    """Before submitting: a remote scheduler must have a worker (whether workers offer GPU=1 is read from them)."""
+    try:
+        client.wait_for_workers(1 if where.n_workers is None else where.n_workers, timeout=timeout)
+    except TimeoutError:
+        raise ClusterError(f"no Dask worker joined the scheduler at {where.address} within {timeout:.0f} s: start "
+                           "workers first (infra/dask/README.md)") from None

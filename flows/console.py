@@ -1,0 +1,60 @@
+"""What a person at a terminal sees of a dataset inversion: a progress bar fed by shard completions, the summary,
+and the exit code it implies (shared by `ganinv invert` and `make demo`)."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+from flows import progress as flow_progress
+
+
+@contextlib.contextmanager
+def progress_bar() -> Iterator[None]:
+    """A rich progress bar on stderr fed by shard completions; one plain line per shard when stderr is not a
+    terminal (CI logs)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    live = sys.stderr.isatty()
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   transient=False, disable=not live)
+    state = {"task": None, "items": 0, "total": 0, "done": 0, "failed": 0}
+
+    def on_event(event: dict[str, Any]) -> None:
+        if event["event"] == "planned" and event["items"]:
+            state["total"] = event["items"]
+            state["task"] = bar.add_task("inverting", total=max(event["items"], 1))
+        elif event["event"] == "shard" and state["task"] is not None:
+            for key in ("items", "done", "failed"):
+                state[key] += event[key]
+            text = f"inverting ({state['done']} done, {state['failed']} failed)"
+            bar.update(state["task"], advance=event["items"], description=text)
+            if not live:
+                crashed = " (shard crashed)" if event.get("crashed") else ""
+                sys.stderr.write(f"{text}: {state['items']}/{state['total']}{crashed}\n")
+                sys.stderr.flush()
+
+    with bar if live else contextlib.nullcontext(), flow_progress.listening(on_event):
+        yield
+
+
+def invert_exit_code(summary: dict[str, Any]) -> int:
+    """0: every input is in the store; 1: some inputs failed or were unreadable (duplicates do not count)."""
+    unreadable = [s for s in summary["skipped"] if not s["reason"].startswith("duplicate of")]
+    return 1 if summary["counts"]["failed"] or unreadable or summary["counts"]["pending"] else 0
+
+
+def format_invert_summary(summary: dict[str, Any]) -> str:
+    counts, run = summary["counts"], summary["this_run"]
+    lines = [f"store     {summary['store']}: {summary['num_items']} items, {counts['done']} done, "
+             f"{counts['failed']} failed, {counts['pending']} pending",
+             f"this run  {summary['added']} new images; {run['items']} inverted in {run['shards']} shards "
+             f"({run['done']} done, {run['failed']} failed) in {summary['seconds']:.1f} s"]
+    lines += [f"skipped   {s['path']}: {s['reason']}" for s in summary["skipped"]]
+    lines += [f"failed    {f['image_id']}: {f['error']}" for f in summary["failures"]]
+    hidden = counts["failed"] - len(summary["failures"])
+    if hidden > 0:
+        lines.append(f"failed    ... and {hidden} more (see the store's `error` array)")
+    return "\n".join(lines)

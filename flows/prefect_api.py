@@ -1,0 +1,126 @@
+"""One Prefect API for a command-line run, its Dask workers included.
+
+With `PREFECT_API_URL` set (a real server: `prefect server start`, Prefect Cloud), flows report there and nothing is
+started. Without it, Prefect's ephemeral mode would start a server in *every* process that runs a task, each Dask
+worker included, all on one SQLite file, and some outlive the run (measured, /work/shared/PLATFORM_NOTES.md). So the
+CLI starts one temporary server here instead (Prefect's own `SubprocessASGIServer`, as `prefect_test_harness`
+does, on a free localhost port, with a throwaway database), exports its URL to this process and to every worker it
+spawns, and stops it at the end. Runs are then visible only while the command runs; set `PREFECT_API_URL` to keep
+their history, logs and artifacts.
+
+`quiet_logging()` keeps a terminal readable: Prefect's console handler shows only CRITICAL records (the command
+prints its own summary and one-line errors), while Prefect's loggers stay at INFO, so a real server still receives
+every flow and task log; Dask logs errors only. It must run before prefect or distributed is imported (they read
+these settings once, at import), and it leaves settings the user made alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+
+SERVER_STARTUP_TIMEOUT_S = 120
+
+
+def quiet_logging(*, verbose: bool = False) -> None:
+    """Quiet console logs in this process and in the workers it spawns (see the module docstring); `verbose` shows
+    Prefect's INFO logs and Dask's warnings instead."""
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "INFO" if verbose else "CRITICAL")
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning" if verbose else "error")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # offline telemetry only logs tracebacks
+
+
+def configured_api_url() -> str | None:
+    """The API this process would report to without us: the environment's or the active profile's."""
+    if os.environ.get("PREFECT_API_URL"):
+        return os.environ["PREFECT_API_URL"]
+    from prefect.settings import get_current_settings
+
+    return get_current_settings().api.url or None
+
+
+@contextlib.contextmanager
+def prefect_api() -> Iterator[str]:
+    """Yields the API URL flows report to during the block: the configured one, else a temporary local server's."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    url = configured_api_url()
+    if url:
+        yield url
+        return
+    with _temporary_server() as url:
+        yield url
+
+
+@contextlib.contextmanager
+def _temporary_server() -> Iterator[str]:
+    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_DATABASE_CONNECTION_URL, temporary_settings
+
+    home = tempfile.mkdtemp(prefix="ganinv-prefect-")
+    database = f"sqlite+aiosqlite:///{home}/prefect.db"
+    server = None
+    restore = _stop_on_sigterm()
+    try:
+        with temporary_settings(updates={PREFECT_SERVER_DATABASE_CONNECTION_URL: database}):
+            server = SubprocessASGIServer(port=_free_port())
+            server.start(timeout=SERVER_STARTUP_TIMEOUT_S)
+        os.environ["PREFECT_API_URL"] = server.api_url  # inherited by the Dask worker processes we spawn
+        with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
+            yield server.api_url
+    finally:
+        if server is not None:
+            _drain_to(server)
+            server.stop()
+        os.environ.pop("PREFECT_API_URL", None)
+        shutil.rmtree(home, ignore_errors=True)
+        restore()
+
+
+def _stop_on_sigterm():
+    """SIGTERM (a scheduler, `kill`) ends Python without unwinding, which would orphan the server: make it raise
+    KeyboardInterrupt in the main thread instead, so the server is stopped. Returns what restores the handler."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupt)
+    return lambda: signal.signal(signal.SIGTERM, previous)
+
+
+def _drain_to(server) -> None:
+    """Sends the logs and events still queued in this process while the server is up (as prefect_test_harness
+    does); otherwise they are flushed at exit, to a server that is gone, with an error on the console."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
+        try:
+            APILogWorker.instance().drain()
+        except RuntimeError:  # never started: nothing was logged
+            pass
+        EventsWorker.drain_all()
+
+
+def _free_port() -> int:
+    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def time_server_startup() -> float:
+    """Seconds to start and stop the temporary server (for benchmarks)."""
+    t0 = time.perf_counter()
+    with _temporary_server():
+        pass
+    return time.perf_counter() - t0

@@ -1,0 +1,38 @@
+"""In-process progress events of a flow run, for whoever runs the flow here (the CLI's progress bar, tests).
+
+The flow calls `notify({...})` as shards finish; `listening(callback)` registers a callback for the duration of a
+`with` block. Events are small dicts: `{'event': 'planned', 'items': n, 'shards': k}` once, then
+`{'event': 'shard', 'index': i, 'items': n, 'done': d, 'failed': f, 'crashed': bool, 'seconds': s, 'invert_s': s}`
+per finished shard (seconds: the worker's time in the shard; invert_s: the part spent inverting).
+A deployment run has no listener; its progress is the Prefect progress artifact.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+Listener = Callable[[dict[str, Any]], None]
+_LISTENERS: list[Listener] = []
+_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def listening(callback: Listener) -> Iterator[None]:
+    """Calls `callback(event)` for every event notified while the block runs."""
+    with _LOCK:
+        _LISTENERS.append(callback)
+    try:
+        yield
+    finally:
+        with _LOCK:
+            _LISTENERS.remove(callback)
+
+
+def notify(event: dict[str, Any]) -> None:
+    with _LOCK:
+        listeners = list(_LISTENERS)
+    for callback in listeners:
+        callback(event)

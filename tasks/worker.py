@@ -1,0 +1,276 @@
+"""Inverting one shard of a latent store, as a plain function a Dask worker (or a test, or a benchmark) calls.
+
+`run_shard(store_url, shard_index, spec)` opens the store by URL, reads which items of the shard are still to do,
+decodes their files, inverts them in batches, and writes the whole shard back (data first, status last, see
+`storage.latent_store`). Nothing but the URL, the shard index and a small spec dict comes in, and a small dict of
+counts and timings goes out, so Prefect and Dask never move images or latents.
+
+Per worker process, the generator, the encoder and the losses are loaded once and cached (`load_models`), keyed
+by their source and device; the flows run Dask workers with one thread each, so one shard runs per process at a time.
+
+Determinism: every item's random stream is seeded from its image_id (`ganinv.utils.seeds.seed_from_id`), batches
+are consecutive runs of the shard's pending items, and a shard is written in one piece; so re-running a shard
+(after a crash, on another worker, or twice at once) writes the same bytes on the same device and thread count
+(bitwise on CPU; on GPU up to cuDNN's non-deterministic kernels unless `torch.use_deterministic_algorithms`).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ganinv.datasets.folder import DecodePolicy, ImageDecodeError, decode_image
+from ganinv.generators import generator_identity, load_generator
+from ganinv.inversion import encode, hybrid, invert
+from ganinv.losses.registry import PIXEL_LOSSES, build_loss, parse_loss_spec
+from ganinv.metrics.reconstruction import reconstruction_metrics
+from ganinv.utils.images import to_uint8
+from ganinv.utils.seeds import seed_from_id
+from storage import LatentStore, ShardInputs, ShardResult, Status
+from tasks.spec import InversionSpec
+
+DEFAULT_BATCH = {"cpu": 16, "cuda": 32}
+EVENT_TOPIC = "ganinv.shard"  # Dask worker events: {'event': 'started' | 'finished', 'shard': i, 'pid': ...}
+_CACHE: dict[tuple, Any] = {}
+_CACHE_LOCK = threading.Lock()
+_MALLOC_TUNED = False
+
+
+class WorkerSetupError(RuntimeError):
+    """This worker cannot run shards of this store (e.g. it sees another generator file); retrying will not help."""
+
+
+@dataclass(frozen=True)
+class Models:
+    """What a worker keeps loaded: the generator (and its identity), the encoder if the mode needs one."""
+
+    G: nn.Module
+    identity: str
+    E: nn.Module | None
+    device: torch.device
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """'auto' -> the first visible CUDA device if any, else the CPU. Asking for CUDA on a worker without it is a
+    WorkerSetupError (this worker will not grow a GPU by retrying)."""
+    if name == "auto":
+        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise WorkerSetupError(f"device {name!r} asked for, but this worker has no CUDA device "
+                               "(torch.cuda.is_available() is False): use --device auto or cpu, or GPU workers")
+    return device
+
+
+def load_models(generator: str, encoder: str | None, device: torch.device) -> Models:
+    """The generator and encoder for (`generator`, `encoder`, `device`), loaded on first use in this process (again
+    when a file changes: long-lived workers serve many runs)."""
+    key = ("models", generator, encoder, str(device), _file_version(generator), _file_version(encoder))
+    with _CACHE_LOCK:
+        if key not in _CACHE:
+            G = load_generator(generator, device=device)
+            E = None
+            if encoder:
+                from ganinv.models.encoder import load_encoder
+                E = load_encoder(encoder, device=device).eval().requires_grad_(False)
+            _CACHE[key] = Models(G=G, identity=generator_identity(G), E=E, device=device)
+        return _CACHE[key]
+
+
+def _file_version(source: str | None) -> int | None:
+    return os.stat(source).st_mtime_ns if source and os.path.isfile(source) else None
+
+
+def cached_model_keys() -> list[tuple]:
+    """What this process has loaded (for tests and diagnostics)."""
+    return list(_CACHE)
+
+
+def metric_names(loss: str) -> tuple[str, ...]:
+    """The per-item metrics a store gets: mse, psnr, ssim, the loss's perceptual terms, final_loss, steps, seconds.
+    A perceptual metric is named after what it is (`clf-perceptual` is not LPIPS and is never called so)."""
+    perceptual = [name for _, name in parse_loss_spec(loss) if name not in PIXEL_LOSSES]
+    return ("mse", "psnr", "ssim", *dict.fromkeys(perceptual), "final_loss", "steps", "seconds")
+
+
+def run_shard(store_url: str, shard_index: int, spec: Mapping[str, Any] | InversionSpec, *, generator: str,
+              run_id: str | None = None, retry_failed: bool = False, batch_size: int | None = None,
+              device: str = "auto", threads: int | None = None,
+              storage_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Inverts the items of shard `shard_index` still to do and writes them; returns counts and timings.
+
+    `spec`: an InversionSpec (or its `to_dict()`); `generator`: what `load_generator` accepts, reachable from this
+    worker. `run_id`: the run holding the store's lease (writes are refused if another run holds it).
+    `batch_size`: images per inversion call (default 16 on CPU, 32 on CUDA); `threads`: torch CPU threads.
+    """
+    t_start = time.perf_counter()
+    spec = spec if isinstance(spec, InversionSpec) else InversionSpec.from_dict(spec)
+    tune_malloc()
+    if threads:
+        torch.set_num_threads(int(threads))
+    store = LatentStore.open(store_url, "r+", run_id=run_id, storage_options=storage_options)
+    inputs = store.read_shard_inputs(store.shard(shard_index), retry_failed=retry_failed)
+    report = {"shard": shard_index, "items": len(inputs), "done": 0, "failed": 0, "pid": os.getpid()}
+    if len(inputs) == 0:  # a re-run of a finished shard (Dask or Prefect retried it after it wrote)
+        return {**report, "seconds": time.perf_counter() - t_start}
+    _emit({"event": "started", "shard": shard_index, "items": len(inputs), "pid": os.getpid()})
+    t_models = time.perf_counter()
+    models = load_models(generator, spec.encoder, resolve_device(device))
+    _check_identity(store, models, generator)
+    t_decode = time.perf_counter()
+    targets, errors = decode_inputs(inputs, spec.decode_policy(models.G.img_resolution), storage_options)
+    t_invert = time.perf_counter()
+    result = invert_items(models, spec, inputs.image_ids, targets, errors, layout=store.layout,
+                          batch_size=batch_size or DEFAULT_BATCH[models.device.type])
+    t_write = time.perf_counter()
+    store.write_shard(inputs, result)
+    t_end = time.perf_counter()
+    done = int((result.status == Status.DONE).sum())
+    report.update(done=done, failed=len(inputs) - done, seconds=t_end - t_start, load_s=t_decode - t_models,
+                  decode_s=t_invert - t_decode, invert_s=t_write - t_invert, write_s=t_end - t_write,
+                  device=str(models.device))
+    _emit({"event": "finished", **report})
+    return report
+
+
+def tune_malloc() -> bool:
+    """Undo the cost of Dask's `MALLOC_TRIM_THRESHOLD_` for torch on CPU (once per process; True if applied).
+
+    Dask nannies start workers with MALLOC_TRIM_THRESHOLD_=65536 so freed memory goes back to the OS quickly. Any
+    explicit threshold also turns off glibc's dynamic mmap threshold, so every tensor above 128 KiB becomes a fresh
+    mmap that page-faults on first touch: a faces64 inversion of 16 images x 20 steps took 34.9 s instead of 13.7 s
+    on one CPU thread (measured, README.md). Raising the mmap threshold to glibc's maximum (32 MiB) and the trim
+    threshold to 64 MiB keeps the pages in the heap; memory still returns to the OS beyond that.
+    """
+    global _MALLOC_TUNED
+    if _MALLOC_TUNED or "MALLOC_TRIM_THRESHOLD_" not in os.environ or not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc (e.g. musl): nothing to undo
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's mallopt parameter numbers
+    _MALLOC_TUNED = bool(libc.mallopt(m_mmap_threshold, 32 << 20) and libc.mallopt(m_trim_threshold, 64 << 20))
+    return _MALLOC_TUNED
+
+
+def _check_identity(store: LatentStore, models: Models, generator: str) -> None:
+    expected = store.attributes.generator.sha256
+    if models.identity != expected:
+        raise WorkerSetupError(f"generator {generator!r} on this worker has identity {models.identity[:16]}..., the "
+                               f"store {store.url} holds codes of {expected[:16]}...: every worker must see the same "
+                               "generator file (shared storage or the same image)")
+
+
+def decode_inputs(inputs: ShardInputs, policy: DecodePolicy, storage_options: Mapping[str, Any] | None = None
+                  ) -> tuple[list[torch.Tensor | None], list[str]]:
+    """Decodes each input file: (target [3, R, R] or None, error '' or 'reason: detail') per item."""
+    targets, errors = [], []
+    for image_id, path in zip(inputs.image_ids, inputs.paths):
+        try:
+            targets.append(_decode_one(path, policy, image_id, storage_options))
+            errors.append("")
+        except ImageDecodeError as err:
+            targets.append(None)
+            errors.append(f"{err.reason}: {err.detail}")
+    return targets, errors
+
+
+def _decode_one(path: str, policy: DecodePolicy, image_id: str, storage_options: Mapping[str, Any] | None
+                ) -> torch.Tensor:
+    if "://" not in path:
+        return decode_image(path, policy, name=image_id)
+    import fsspec
+
+    try:
+        with fsspec.open(path, "rb", **dict(storage_options or {})) as f:
+            return decode_image(f, policy, name=image_id)
+    except (FileNotFoundError, PermissionError) as err:
+        raise ImageDecodeError(image_id, "unreadable", f"{type(err).__name__}: {err}") from None
+
+
+def invert_items(models: Models, spec: InversionSpec, image_ids: tuple[str, ...],
+                 targets: list[torch.Tensor | None], errors: list[str], *, layout: Any, batch_size: int
+                 ) -> ShardResult:
+    """Inverts the decodable items in consecutive batches; items that failed to decode (or whose inversion is not
+    finite) are marked failed with their reason. Returns a ShardResult in the order of `image_ids`."""
+    n = len(image_ids)
+    failed = ShardResult.failed(n, "", layout=layout)
+    ws, thumbnails, status = failed.ws, failed.thumbnails, failed.status
+    error = list(errors)
+    metrics = {name: np.full(n, np.nan, np.float32) for name in layout.metrics}
+    good = [i for i in range(n) if targets[i] is not None]
+    for start in range(0, len(good), batch_size):
+        rows = good[start:start + batch_size]
+        out = invert_batch(models, spec, torch.stack([targets[i] for i in rows]),
+                           [seed_from_id(image_ids[i], spec.seed) for i in rows], layout.thumbnail_size)
+        for k, i in enumerate(rows):
+            if not np.isfinite(out["ws"][k]).all():
+                error[i] = "diverged: the inverted latent is not finite"
+                continue
+            ws[i], status[i] = out["ws"][k], Status.DONE
+            if thumbnails is not None:
+                thumbnails[i] = out["thumbnails"][k]
+            for name in metrics:
+                metrics[name][i] = out["metrics"].get(name, np.full(len(rows), np.nan))[k]
+    return ShardResult(ws=ws, status=status, error=error, metrics=metrics, thumbnails=thumbnails,
+                       z=None if layout.z_dim is None else np.full((n, layout.z_dim), np.nan, np.float32))
+
+
+def invert_batch(models: Models, spec: InversionSpec, target: torch.Tensor, seeds: list[int],
+                 thumbnail_size: int | None) -> dict[str, Any]:
+    """`target [n, 3, R, R]` -> {'ws' [n, num_ws, w_dim] float32, 'metrics' {name: [n]}, 'thumbnails' [n, t, t, 3]}."""
+    assert target.ndim == 4, f"target must be [n, 3, R, R], got {list(target.shape)}"
+    G, device, cfg = models.G, models.device, spec.config
+    target = target.to(device)
+    t0 = time.perf_counter()
+    if spec.mode == "encoder":
+        ws, steps, result = encode(models.E, target), 0, None
+    else:
+        run = hybrid if spec.mode == "hybrid" else invert
+        args = (G, models.E, target) if spec.mode == "hybrid" else (G, target)
+        result = run(*args, cfg, seed=seeds)
+        ws, steps = result.ws, cfg.num_steps
+    if result is not None and not cfg.optimize_noise:
+        images, final_loss, metrics = result.images, result.losses, result.metrics
+    else:  # what the stored codes reproduce on their own (const noise), not the optimised noise maps they lack
+        images, final_loss, metrics = _evaluate(G, ws, target, cfg.loss)
+    seconds = (time.perf_counter() - t0) / len(seeds)
+    out = {name: value.float().cpu().numpy() for name, value in metrics.items()}
+    out.update(final_loss=final_loss.float().cpu().numpy(), steps=np.full(len(seeds), steps, np.float32),
+               seconds=np.full(len(seeds), seconds, np.float32))
+    batch = {"ws": ws.float().cpu().numpy(), "metrics": out}
+    if thumbnail_size:
+        small = F.interpolate(images.detach().clamp(-1, 1), size=(thumbnail_size, thumbnail_size), mode="area")
+        batch["thumbnails"] = to_uint8(small).permute(0, 2, 3, 1).numpy()
+    return batch
+
+
+@torch.no_grad()
+def _evaluate(G: nn.Module, ws: torch.Tensor, target: torch.Tensor, loss_spec: str
+              ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+    """(images, loss [n], metrics) of `ws` rendered with the generator's const noise, as `invert` reports them."""
+    images = G.synthesis(ws, noise_mode="const", fused_modconv=False)
+    loss = build_loss(loss_spec, device=target.device)
+    perceptual = {name: term for name, term in loss.named_terms().items() if name not in PIXEL_LOSSES}
+    return images, loss(images, loss.prepare(target)), reconstruction_metrics(images, target, perceptual=perceptual)
+
+
+def _emit(message: dict[str, Any]) -> None:
+    """A Dask worker event (topic `EVENT_TOPIC`) when running inside a Dask worker; nothing otherwise."""
+    try:
+        from distributed import get_worker
+        worker = get_worker()
+    except (ImportError, ValueError):
+        return
+    worker.log_event(EVENT_TOPIC, {**message, "worker": worker.address})

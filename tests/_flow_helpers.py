@@ -1,0 +1,57 @@
+"""Shared by the shard-worker, flow and CLI tests: a tiny generator saved to a file (the flows load generators by
+name or path, as real workers do), a tiny encoder for it, and a store prepared the way the flow prepares one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from conftest import make_tiny_generator
+from ganinv.generators import save_generator
+from ganinv.models.encoder import Encoder, save_encoder
+from storage import LatentStore
+from tasks.coordinator import check_spec, describe_generator, open_store, plan
+from tasks.dataset import scan_images
+from tasks.spec import InversionSpec
+
+FAST = {"num_steps": 4, "loss": "mse", "w_avg_samples": 200}  # a few steps of the projector, pixel loss
+
+
+def save_tiny_generator(folder: Path, *, seed: int = 0) -> str:
+    path = folder / f"tiny-generator-{seed}.safetensors"
+    if not path.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        save_generator(make_tiny_generator(seed=seed), path, source="tests: make_tiny_generator")
+    return str(path)
+
+
+def save_tiny_encoder(folder: Path, generator: str) -> str:
+    info = describe_generator(generator)
+    path = folder / "tiny-encoder.safetensors"
+    if not path.exists():
+        import torch
+
+        torch.manual_seed(0)
+        save_encoder(Encoder(img_resolution=info.img_resolution, num_ws=info.num_ws, w_dim=info.w_dim,
+                             channels=(8, 8), style_channels=8), path)
+    return str(path)
+
+
+def prepare_store(images: Path, store: Path, generator: str, spec: InversionSpec, *, chunk_items: int = 4
+                  ) -> LatentStore:
+    """Scan, create and append as the flow's steps 1-3 do (no lease: nobody else writes in these tests)."""
+    info = describe_generator(generator)
+    scan = scan_images(str(images))
+    latent_store, _ = open_store(str(store), scan.manifest, info, spec, chunk_items=chunk_items,
+                                 encoder_sha256=check_spec(spec, info))
+    plan(latent_store, scan.manifest)
+    return latent_store
+
+
+def store_arrays(url: str) -> dict[str, np.ndarray]:
+    """Every item array of a store, by name (for bitwise comparisons of two runs)."""
+    s = LatentStore.open(url)
+    names = ["image_id", "ws", "status", "error", "attempts", "thumbnails"] + [f"metrics/{m}" for m in
+                                                                                 s.layout.metrics]
+    return {name: s.array(name)[: len(s)] for name in names}

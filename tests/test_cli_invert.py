@@ -1,0 +1,134 @@
+"""`ganinv invert`: exit codes, one-line errors, the summary, and its own temporary Prefect server."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from _flow_helpers import prepare_store, save_tiny_generator
+from _image_files import write_bad_inputs, write_good_images
+from flows.cli import app
+from tasks.spec import InversionSpec
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = ["--steps", "3", "--loss", "mse"]
+
+
+@pytest.fixture(scope="module")
+def generator(tmp_path_factory):
+    return save_tiny_generator(tmp_path_factory.mktemp("models"))
+
+
+def _invert(*args: str):
+    return CliRunner().invoke(app, ["invert", *args], catch_exceptions=False)
+
+
+def test_help_documents_every_exit_code():
+    result = CliRunner().invoke(app, ["invert", "--help"])
+    assert result.exit_code == 0
+    text = " ".join(result.output.split())
+    for code in ("0 every image is in the store", "1 the run completed but", "2 usage or configuration error",
+                 "3 the flow crashed"):
+        assert code in text
+
+
+def test_configuration_errors_exit_2_with_one_line(prefect_harness, generator, tmp_path, monkeypatch):
+    write_good_images(tmp_path / "imgs", 1)
+    (tmp_path / "empty").mkdir()
+    imgs, store = str(tmp_path / "imgs"), str(tmp_path / "s.zarr")
+    cases = {
+        "no generator at": ["--generator", str(tmp_path / "missing.pkl")],
+        "vgg16-397923af.pth": ["--generator", generator, "--steps", "3", "--loss", "lpips-vgg"],
+        "cluster 'laptop'": ["--generator", generator, *TINY, "--cluster", "laptop"],
+        "no image files in": ["--generator", generator, *TINY, "--store", store],
+    }
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-torch-home"))  # LPIPS weights are surely absent
+    for expected, args in cases.items():
+        source = str(tmp_path / "empty") if expected == "no image files in" else imgs
+        result = _invert(source, "--store", store, *args)
+        assert result.exit_code == 2, (expected, result.output)
+        last = result.output.strip().splitlines()[-1]  # (this process's Prefect logs to the console; the CLI's don't)
+        assert last.startswith("error: ") and expected in last, result.output
+
+
+def test_store_made_otherwise_or_leased_exits_2(prefect_harness, generator, tmp_path):
+    write_good_images(tmp_path / "imgs", 1)
+    spec = InversionSpec.for_generator(generator, num_steps=4, loss="mse")  # what `--steps 4 --loss mse` asks for
+    store = prepare_store(tmp_path / "imgs", tmp_path / "s.zarr", generator, spec)
+    result = _invert(str(tmp_path / "imgs"), "--store", store.url, "--generator", generator, "--steps", "9",
+                     "--loss", "mse")
+    assert result.exit_code == 2 and "another inversion config" in result.output
+    store.acquire_lease("nightly-run", ttl_s=600)
+    result = _invert(str(tmp_path / "imgs"), "--store", store.url, "--generator", generator, "--steps", "4",
+                     "--loss", "mse")
+    assert result.exit_code == 2 and "nightly-run" in result.output and "--force" in result.output
+
+
+def test_bad_inputs_exit_1_with_every_reason_in_the_summary(prefect_harness, dask_cluster, generator, tmp_path):
+    expected = write_bad_inputs(tmp_path / "imgs")
+    report = tmp_path / "report.json"
+    result = _invert(str(tmp_path / "imgs"), "--store", str(tmp_path / "s.zarr"), "--generator", generator, *TINY,
+                     "--shard-size", "4", "--cluster", dask_cluster[0].scheduler_address, "--report", str(report))
+    assert result.exit_code == 1, result.output
+    for name, (outcome, reason) in expected.items():
+        if outcome != "done":
+            assert f"{'skipped' if outcome == 'skipped' else 'failed '}   {name}: {reason}" in result.output
+    summary = json.loads(report.read_text())
+    assert summary["counts"] == {"pending": 0, "done": 5, "failed": 4}
+    assert "inverting (5 done, 4 failed): 9/9" in result.output  # progress, one line per shard off a terminal
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a worker without CUDA")
+def test_shards_that_cannot_run_exit_3(prefect_harness, dask_cluster, generator, tmp_path):
+    write_good_images(tmp_path / "imgs", 2)
+    result = _invert(str(tmp_path / "imgs"), "--store", str(tmp_path / "s.zarr"), "--generator", generator, *TINY,
+                     "--cluster", dask_cluster[0].scheduler_address, "--device", "cuda")
+    assert result.exit_code == 3, result.output
+    assert "shard(s) failed beyond their retries" in result.output and "no CUDA device" in result.output
+
+
+def _prefect_servers() -> set[int]:
+    found = set()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"prefect.server.api.server:create_app" in cmdline:
+            found.add(int(pid))
+    return found
+
+
+@pytest.mark.slow
+def test_without_an_api_url_the_cli_runs_one_temporary_server_and_stops_it(generator, tmp_path):
+    write_good_images(tmp_path / "imgs", 3)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(PYTHONPATH=str(REPO), PREFECT_HOME=str(tmp_path / "prefect-home"))
+    before = _prefect_servers()
+    result = subprocess.run([sys.executable, "-m", "flows.cli", "invert", str(tmp_path / "imgs"), "--store",
+                             str(tmp_path / "s.zarr"), "--generator", generator, *TINY, "--cluster", "local",
+                             "--workers", "1"], env=env, cwd=REPO, capture_output=True, text=True, timeout=400)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "3 items, 3 done, 0 failed, 0 pending" in result.stdout
+    assert "INFO" not in result.stderr, result.stderr[-3000:]  # quiet by default
+    assert _prefect_servers() - before == set()  # nothing left running
+    env["TORCH_HOME"] = str(tmp_path / "empty-torch-home")
+    result = subprocess.run([sys.executable, "-m", "flows.cli", "invert", str(tmp_path / "imgs"), "--store",
+                             str(tmp_path / "s2.zarr"), "--generator", generator, "--loss", "lpips-vgg"],
+                            env=env, cwd=REPO, capture_output=True, text=True, timeout=400)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.count("\n") == 1 and "vgg16-397923af.pth" in result.stderr, result.stderr  # one line
+
+
+def test_cli_module_imports_nothing_heavy():
+    """`ganinv --help` stays fast: commands import torch, prefect and dask only when they run."""
+    script = "import sys, flows.cli; print(sorted({'torch', 'prefect', 'distributed', 'zarr'} & set(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=REPO,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert result.stdout.strip() == "[]"

@@ -1,0 +1,255 @@
+"""The invert-dataset flow on real Prefect (one test server), real Dask (a LocalCluster of 2 single-threaded worker
+processes, shared by the tests so workers stay warm) and real stores on disk: bad inputs, a worker killed with
+SIGKILL mid-shard, a crashed coordinator, nightly appends, the lease and config refusals."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from _flow_helpers import FAST, prepare_store, save_tiny_generator, store_arrays
+from _image_files import write_bad_inputs, write_good_images
+from storage import LatentStore, LeaseHeldError, Status, StoreMismatchError
+from tasks.spec import InversionSpec
+from tasks.worker import EVENT_TOPIC
+
+REPO = Path(__file__).resolve().parents[1]
+# Shards of 2 images and enough steps that a shard takes about 2 s on one core (0.54 s per 120 steps): long enough
+# to be killed in the middle, 0.5 s after it starts.
+SLOW_SHARDS = {"inversion": {"num_steps": 400, "loss": "mse", "w_avg_samples": 500}, "shard_size": 2}
+
+
+@pytest.fixture(scope="module")
+def dask(prefect_harness, dask_cluster):
+    return dask_cluster
+
+
+@pytest.fixture(scope="module")
+def generator(tmp_path_factory):
+    return save_tiny_generator(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture(scope="module")
+def faces(tmp_path_factory):
+    """8 small images: 4 shards of 2."""
+    folder = tmp_path_factory.mktemp("faces")
+    write_good_images(folder, 8)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def reference(dask, generator, faces, tmp_path_factory):
+    """An uninterrupted run of the flow: the store every faulty run must reproduce bit for bit."""
+    from flows.invert_dataset import invert_dataset
+
+    url = str(tmp_path_factory.mktemp("reference") / "store.zarr")
+    summary = invert_dataset(str(faces), url, generator, cluster=dask[0].scheduler_address, **SLOW_SHARDS)
+    assert summary["counts"] == {"pending": 0, "done": 8, "failed": 0}
+    return store_arrays(url)
+
+
+def _artifacts(key_prefix: str) -> dict[str, object]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(like_=f"{key_prefix}%")))
+    return {a.key: a.data for a in found}
+
+
+def test_bad_inputs_are_recorded_with_reasons_and_the_rest_inverted(dask, generator, tmp_path):
+    from flows.invert_dataset import invert_dataset
+
+    expected = write_bad_inputs(tmp_path / "inputs")
+    write_good_images(tmp_path / "inputs", 3)
+    url = str(tmp_path / "badinputs.zarr")
+    summary = invert_dataset(str(tmp_path / "inputs"), url, generator, inversion=FAST, shard_size=4,
+                             cluster=dask[0].scheduler_address)
+    arrays = store_arrays(url)
+    outcome = {str(i): (Status(s).name.lower(), str(e)) for i, s, e in zip(arrays["image_id"], arrays["status"],
+                                                                        arrays["error"])}
+    outcome.update({s["path"]: ("skipped", s["reason"]) for s in summary["skipped"]})
+    assert set(outcome) == set(expected) | {f"good00{i}.png" for i in range(3)}  # nothing lost
+    for name, (want, reason) in expected.items():
+        assert outcome[name][0] == want and outcome[name][1].startswith(reason), (name, outcome[name])
+    assert summary["counts"] == {"pending": 0, "done": 8, "failed": 4}
+    assert {f["image_id"] for f in summary["failures"]} == {n for n, (o, _) in expected.items() if o == "failed"}
+    artifacts = _artifacts("invert-badinputs-zarr")
+    assert artifacts["invert-badinputs-zarr-progress"] == 100.0
+    assert "4 failed" in artifacts["invert-badinputs-zarr-summary"]
+    assert "bomb.png" in str(artifacts["invert-badinputs-zarr-problems"])
+
+
+@pytest.mark.slow
+def test_killed_worker_loses_no_image_and_changes_no_bit(dask, generator, faces, reference, tmp_path):
+    from flows.invert_dataset import invert_dataset
+
+    cluster, client = dask
+    events, killed = [], []
+
+    def on_event(event):
+        message = event[1]
+        events.append(message)
+        if message["event"] == "started" and not killed:  # the first shard to start dies half-way through it
+            killed.append(message)
+            threading.Timer(0.5, os.kill, (message["pid"], signal.SIGKILL)).start()
+
+    client.subscribe_topic(EVENT_TOPIC, on_event)
+    try:
+        url = str(tmp_path / "killed.zarr")
+        summary = invert_dataset(str(faces), url, generator, cluster=cluster.scheduler_address, **SLOW_SHARDS)
+    finally:
+        client.unsubscribe_topic(EVENT_TOPIC)
+    shard = killed[0]["shard"]
+    started = [e for e in events if e["event"] == "started" and e["shard"] == shard]
+    assert len(started) == 2 and started[1]["pid"] != killed[0]["pid"]  # it ran again, elsewhere
+    assert not [e for e in events if e["event"] == "finished" and e["pid"] == killed[0]["pid"]
+                and e["shard"] == shard]
+    arrays = store_arrays(url)
+    assert summary["counts"] == {"pending": 0, "done": 8, "failed": 0}
+    assert arrays["attempts"].tolist() == [1] * 8  # every item written by exactly one execution
+    for name in ("ws", "thumbnails", "metrics/final_loss", "image_id"):
+        assert np.array_equal(arrays[name], reference[name]), name  # bit-identical to the uninterrupted run
+
+
+@pytest.mark.slow
+def test_crashed_flow_rerun_inverts_only_what_is_pending(dask, generator, prefect_harness, tmp_path):
+    from flows.invert_dataset import invert_dataset
+
+    cluster, client = dask
+    images = tmp_path / "images"
+    write_good_images(images, 12)
+    url = str(tmp_path / "crashed.zarr")
+    script = textwrap.dedent(f"""
+        from flows.invert_dataset import invert_dataset
+        invert_dataset({str(images)!r}, {url!r}, {generator!r}, cluster={cluster.scheduler_address!r},
+                       inversion={SLOW_SHARDS['inversion']!r}, shard_size=2)
+    """)
+    env = {**os.environ, "PREFECT_API_URL": prefect_harness, "PYTHONPATH": f"{REPO}:{REPO / 'tests'}"}
+    coordinator = subprocess.Popen([sys.executable, "-c", script], env=env, cwd=REPO, start_new_session=True,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    done_before = _wait_until_some_done(url, coordinator, total=12)
+    os.killpg(coordinator.pid, signal.SIGKILL)  # the coordinator dies holding the lease, shards in flight
+    coordinator.wait()
+    _wait_until_idle(client)  # shards it had started finish on the workers (and write: its lease still stands)
+    before = store_arrays(url)
+    pending = int((before["status"] == Status.PENDING).sum())
+    assert 0 < pending < 12 and (before["status"] == Status.DONE).sum() >= done_before
+    with pytest.raises(LeaseHeldError, match="is leased by run"):  # the dead run's lease still stands ...
+        invert_dataset(str(images), url, generator, cluster=cluster.scheduler_address, **SLOW_SHARDS)
+    summary = invert_dataset(str(images), url, generator, cluster=cluster.scheduler_address, force=True,
+                             **SLOW_SHARDS)  # ... until taken over
+    after = store_arrays(url)
+    assert summary["this_run"]["items"] == pending and summary["counts"]["done"] == 12
+    was_done = before["status"] == Status.DONE
+    assert np.array_equal(after["ws"][was_done], before["ws"][was_done])  # finished items were not redone
+    assert after["attempts"].tolist() == [1] * 12
+
+
+def _wait_until_some_done(url: str, process: subprocess.Popen, *, total: int, timeout: float = 240) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"the flow process ended before it could be killed: {process.stderr.read().decode()[-2000:]}")
+        try:
+            done = LatentStore.open(url).status_counts()["done"]
+        except (FileNotFoundError, KeyError, ValueError):  # not created yet, or half-way through creation
+            done = 0
+        if 0 < done < total:
+            return done
+        time.sleep(0.05)
+    pytest.fail("no shard finished in time")
+
+
+def _wait_until_idle(client, timeout: float = 120) -> None:
+    """Until no worker runs a task body, including bodies of tasks the scheduler forgot (their client died)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not any(client.run(lambda dask_worker: len(dask_worker.state.executing)).values()):
+            return
+        time.sleep(0.2)
+    pytest.fail("workers still busy")
+
+
+def test_rerun_appends_new_images_and_inverts_only_them(dask, generator, tmp_path):
+    from flows.invert_dataset import invert_dataset
+
+    images, url = tmp_path / "incoming", str(tmp_path / "nightly.zarr")
+    write_good_images(images, 3)
+    first = invert_dataset(str(images), url, generator, inversion=FAST, shard_size=2,
+                           cluster=dask[0].scheduler_address)
+    again = invert_dataset(str(images), url, generator, inversion=FAST, shard_size=2,
+                           cluster=dask[0].scheduler_address)
+    write_good_images(images, 2, start=3)
+    shutil.copyfile(images / "good000.png", images / "renamed.png")  # known content under a new name
+    nightly = invert_dataset(str(images), url, generator, inversion=FAST, shard_size=2,
+                             cluster=dask[0].scheduler_address)
+    assert (first["added"], first["this_run"]["items"], again["this_run"]["items"], again["added"]) == (3, 3, 0, 0)
+    assert (nightly["added"], nightly["this_run"]["items"], nightly["counts"]["done"]) == (2, 2, 5)
+    arrays = store_arrays(url)
+    assert arrays["attempts"].tolist() == [1] * 5 and arrays["image_id"].tolist()[3:] == ["good003.png",
+                                                                                          "good004.png"]
+
+
+def test_second_run_on_a_leased_store_is_refused_until_forced(dask, generator, tmp_path):
+    from flows.invert_dataset import invert_dataset
+
+    write_good_images(tmp_path / "imgs", 1)
+    spec = InversionSpec.for_generator(generator, **FAST)
+    store = prepare_store(tmp_path / "imgs", tmp_path / "leased.zarr", generator, spec)
+    store.acquire_lease("someone-elses-run", ttl_s=600)
+    with pytest.raises(LeaseHeldError, match="someone-elses-run"):
+        invert_dataset(str(tmp_path / "imgs"), store.url, generator, inversion=FAST, shard_size=4,
+                       cluster=dask[0].scheduler_address)
+    summary = invert_dataset(str(tmp_path / "imgs"), store.url, generator, inversion=FAST, shard_size=4,
+                             cluster=dask[0].scheduler_address, force=True)
+    assert summary["counts"]["done"] == 1
+
+
+def test_store_made_with_other_settings_is_refused(generator, prefect_harness, tmp_path):
+    from flows.invert_dataset import invert_dataset
+
+    write_good_images(tmp_path / "imgs", 1)
+    prepare_store(tmp_path / "imgs", tmp_path / "s.zarr", generator, InversionSpec.for_generator(generator, **FAST))
+    with pytest.raises(StoreMismatchError, match="num_steps: stored 4, given 5"):
+        invert_dataset(str(tmp_path / "imgs"), str(tmp_path / "s.zarr"), generator,
+                       inversion={**FAST, "num_steps": 5}, shard_size=4)
+    other = save_tiny_generator(tmp_path, seed=3)
+    with pytest.raises(StoreMismatchError, match="holds codes of generator"):
+        invert_dataset(str(tmp_path / "imgs"), str(tmp_path / "s.zarr"), other, inversion=FAST, shard_size=4)
+
+
+def test_local_cuda_workers_are_pinned_one_per_gpu():
+    from distributed import Client, Scheduler, SpecCluster
+
+    from flows.clusters import cuda_worker_specs, has_gpu_workers
+
+    specs = cuda_worker_specs(["2", "5"])
+    with SpecCluster(workers=specs, scheduler={"cls": Scheduler, "options": {"dashboard_address": ":0"}}) as cluster, \
+            Client(cluster, set_as_default=False) as client:
+        client.wait_for_workers(2)
+        seen = client.run(lambda: os.environ.get("CUDA_VISIBLE_DEVICES"))
+        resources = [w["resources"] for w in client.scheduler_info()["workers"].values()]
+        assert sorted(seen.values()) == ["2", "5"] and resources == [{"GPU": 1}, {"GPU": 1}]
+        assert has_gpu_workers(client)
+
+
+def test_retries_are_for_transient_failures_only():
+    from prefect.states import Failed
+
+    from tasks.inversion import transient
+
+    assert transient(None, None, Failed(data=OSError("connection reset by the bucket")))
+    assert transient(None, None, Failed(data=RuntimeError("CUDA error: an illegal memory access")))
+    for permanent in (StoreMismatchError("other config"), LeaseHeldError("leased"), FileNotFoundError("no images")):
+        assert not transient(None, None, Failed(data=permanent))

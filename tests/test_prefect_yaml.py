@@ -1,0 +1,73 @@
+"""infra/prefect/prefect.yaml is deployable: Prefect's own model reads it, every entrypoint is a flow that imports,
+its parameters fit the flow's signature and types, and every schedule parses. Offline: no server, no deploy."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+PREFECT_YAML = REPO / "infra" / "prefect" / "prefect.yaml"
+
+
+@pytest.fixture(scope="module")
+def config() -> dict:
+    return yaml.safe_load(PREFECT_YAML.read_text())
+
+
+def _flow(entrypoint: str):
+    path, name = entrypoint.split(":")
+    assert (REPO / path).is_file(), f"entrypoint file {path} does not exist"
+    module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+    return getattr(module, name)
+
+
+def test_prefects_own_prefect_yaml_model_reads_every_deployment(config):
+    models = pytest.importorskip("prefect.cli.deploy._models", reason="the model `prefect deploy` validates with")
+    parsed = models.PrefectYamlModel.model_validate(config)
+    assert [d.name for d in parsed.deployments] == [d["name"] for d in config["deployments"]]
+    assert parsed.pull and all(d.work_pool and d.work_pool.name for d in parsed.deployments)
+
+
+def test_entrypoints_are_flows_and_parameters_fit_their_signatures(config):
+    from prefect import Flow
+
+    assert config["deployments"], "no deployments"
+    for deployment in config["deployments"]:
+        flow = _flow(deployment["entrypoint"])
+        assert isinstance(flow, Flow), deployment["entrypoint"]
+        signature = inspect.signature(flow.fn)
+        params = deployment.get("parameters", {})
+        assert set(params) <= set(signature.parameters), (deployment["name"], set(params) - set(signature.parameters))
+        required = {n for n, p in signature.parameters.items() if p.default is inspect.Parameter.empty}
+        assert required <= set(params), (deployment["name"], required - set(params))
+        flow.validate_parameters(params)  # pydantic, against the annotations, as a deployment run would
+
+
+def test_schedules_parse_as_prefect_schedules(config):
+    from prefect.client.schemas.schedules import CronSchedule
+
+    crons = [s for d in config["deployments"] for s in d.get("schedules", [])]
+    assert crons, "the nightly inversion has a schedule"
+    for schedule in crons:
+        CronSchedule(cron=schedule["cron"], timezone=schedule.get("timezone", "UTC"))
+    with pytest.raises(ValueError):
+        CronSchedule(cron="0 2 * *")  # the check would catch a malformed cron
+
+
+def test_nightly_inversion_appends_to_an_existing_store_on_a_dask_cluster(config):
+    nightly = next(d for d in config["deployments"] if d["entrypoint"].endswith(":invert_dataset"))
+    params = nightly["parameters"]
+    assert "://" in params["cluster"] and params["store"].endswith(".zarr")
+    assert not params.get("force") and not params.get("retry_failed")  # a nightly run never takes over a store
+    from prefect.exceptions import ParameterTypeError
+
+    from tasks.spec import InversionSpec
+
+    InversionSpec.for_generator(params["generator"], **params.get("inversion", {}))  # settings are valid
+    with pytest.raises(ParameterTypeError):  # the parameter check above has teeth
+        _flow(nightly["entrypoint"]).validate_parameters({**params, "shard_size": "many"})
