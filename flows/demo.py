@@ -3,11 +3,15 @@
 1. data: 256 held-out procedural faces (world seed 1; faces64 was trained on seed 0) and their attributes.csv,
    under demo/heldout/;
 2. invert: invert them into demo/store.zarr with the `invert-dataset` flow (faces64, hybrid: the shipped encoder,
-   then DEMO_STEPS optimisation steps) on 2 local Dask workers with one thread each, and print the summary.
+   then DEMO_STEPS optimisation steps) on 2 local Dask workers with one thread each, and print the summary;
+3. directions: InterFaceGAN boundaries from the store's labels (with the conditional eyeglasses | blond_hair),
+   SeFa and GANSpace directions, and a small edit grid evaluated by the attribute classifier, under demo/edits/;
+4. report: the evaluation report of the store under demo/reports/<run>/index.html; its file:// address is the
+   demo's last line.
 
-Later stages (directions, edits, the report) are appended to `STAGES`: each is a function that takes the
-`DemoContext` and returns a small dict of what it made; it may read what earlier stages stored in `ctx.results`.
-Every stage is safe to re-run: a second `make demo` reuses the images and finds the store complete.
+Each stage is a function that takes the `DemoContext` and returns a small dict of what it made; it may read what
+earlier stages stored in `ctx.results`. Every stage is safe to re-run: a second `make demo` reuses the images,
+finds the store complete, replaces the demo's directions and writes a new report run (compared with the last).
 
 The demo runs its flows against one temporary local Prefect server (or `PREFECT_API_URL` if set), see
 flows/prefect_api.py. Budget: a few minutes on 2 CPU cores (timings in README.md).
@@ -49,6 +53,10 @@ class DemoConfig:
     def store(self) -> Path:
         return self.out / "store.zarr"
 
+    @property
+    def reports(self) -> Path:
+        return self.out / "reports"
+
 
 @dataclass
 class DemoContext:
@@ -77,39 +85,63 @@ def make_heldout_images(ctx: DemoContext) -> dict[str, Any]:
 def invert_heldout(ctx: DemoContext) -> dict[str, Any]:
     """2. Invert them into the store on local Dask workers, with a progress bar, and print the summary."""
     from flows.console import format_invert_summary, progress_bar
-    from flows.prefect_api import prefect_api
 
     cfg, data = ctx.config, ctx.results["data"]
-    with prefect_api(), progress_bar():
+    t0 = time.perf_counter()
+    with progress_bar():
         from flows.invert_dataset import invert_dataset
 
         summary = invert_dataset(data["images"], str(cfg.store), cfg.generator, labels=data["labels"],
                                  inversion={"num_steps": cfg.steps}, shard_size=cfg.shard_size,
                                  cluster=cfg.cluster, workers=cfg.workers, batch_size=cfg.batch_size)
     print(format_invert_summary(summary))
-    return {"store": str(cfg.store), "summary": summary}
+    return {"store": str(cfg.store), "summary": summary, "wall_seconds": time.perf_counter() - t0}
+
+
+def find_directions(ctx: DemoContext) -> dict[str, Any]:
+    """3. Fit boundaries from the store's labels, discover SeFa/GANSpace directions, render a small edit grid."""
+    from flows.demo_directions import demo_directions
+
+    made = demo_directions(str(ctx.config.store), ctx.config.out)
+    print(f"      directions: {', '.join(made['directions'])}")
+    for grid in made["grids"]:
+        print(f"      edit grid: {grid}")
+    return {"directions": made["directions"], "grids": made["grids"]}
+
+
+def write_report(ctx: DemoContext) -> dict[str, Any]:
+    """4. Write the evaluation report of the store (HTML, metrics.json, plots), compared with the last demo run."""
+    from flows.report import demo_report
+
+    path = demo_report(str(ctx.config.store), ctx.config.reports,
+                       wall_seconds=ctx.results.get("invert", {}).get("wall_seconds"))
+    return {"report": str(path), "url": Path(path).resolve().as_uri()}
 
 
 STAGES: list[Stage] = [
     Stage("data", make_heldout_images),
     Stage("invert", invert_heldout),
-    # 3. directions, 4. edits, 5. report: appended by the issues that build them.
+    Stage("directions", find_directions),
+    Stage("report", write_report),
 ]
 
 
 def main(config: DemoConfig = DemoConfig()) -> DemoContext:
-    from flows.prefect_api import quiet_logging
+    from flows.prefect_api import prefect_api, quiet_logging
 
     quiet_logging()  # before prefect and distributed are imported
     ctx = DemoContext(config)
     t_start = time.perf_counter()
-    for number, stage in enumerate(STAGES, start=1):
-        t0 = time.perf_counter()
-        print(f"[{number}/{len(STAGES)}] {stage.name}: {(stage.run.__doc__ or '').strip().splitlines()[0]}",
-              flush=True)
-        ctx.results[stage.name] = stage.run(ctx)
-        print(f"      {stage.name} took {time.perf_counter() - t0:.1f} s", flush=True)
+    with prefect_api():  # one temporary Prefect server for every flow of the demo
+        for number, stage in enumerate(STAGES, start=1):
+            t0 = time.perf_counter()
+            print(f"[{number}/{len(STAGES)}] {stage.name}: {(stage.run.__doc__ or '').strip().splitlines()[0]}",
+                  flush=True)
+            ctx.results[stage.name] = stage.run(ctx)
+            print(f"      {stage.name} took {time.perf_counter() - t0:.1f} s", flush=True)
     print(f"demo finished in {time.perf_counter() - t_start:.1f} s; outputs under {config.out}/")
+    if "report" in ctx.results:
+        print(f"report: {ctx.results['report']['url']}")
     return ctx
 
 

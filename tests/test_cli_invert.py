@@ -93,14 +93,16 @@ def test_shards_that_cannot_run_exit_3(prefect_harness, dask_cluster, generator,
     assert "shard(s) failed beyond their retries" in result.output and "no CUDA device" in result.output
 
 
-def _prefect_servers() -> set[int]:
+def _prefect_servers(prefect_home: Path) -> set[int]:
+    """Prefect API servers started with this PREFECT_HOME (other test runs on the machine have their own)."""
     found = set()
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            environ = Path(f"/proc/{pid}/environ").read_bytes()
         except OSError:
             continue
-        if b"prefect.server.api.server:create_app" in cmdline:
+        if b"prefect.server.api.server:create_app" in cmdline and f"PREFECT_HOME={prefect_home}".encode() in environ:
             found.add(int(pid))
     return found
 
@@ -110,14 +112,14 @@ def test_without_an_api_url_the_cli_runs_one_temporary_server_and_stops_it(gener
     write_good_images(tmp_path / "imgs", 3)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env.update(PYTHONPATH=str(REPO), PREFECT_HOME=str(tmp_path / "prefect-home"))
-    before = _prefect_servers()
+    before = _prefect_servers(tmp_path / "prefect-home")
     result = subprocess.run([sys.executable, "-m", "flows.cli", "invert", str(tmp_path / "imgs"), "--store",
                              str(tmp_path / "s.zarr"), "--generator", generator, *TINY, "--cluster", "local",
                              "--workers", "1"], env=env, cwd=REPO, capture_output=True, text=True, timeout=400)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "3 items, 3 done, 0 failed, 0 pending" in result.stdout
     assert "INFO" not in result.stderr, result.stderr[-3000:]  # quiet by default
-    assert _prefect_servers() - before == set()  # nothing left running
+    assert _prefect_servers(tmp_path / "prefect-home") - before == set()  # nothing left running
     env["TORCH_HOME"] = str(tmp_path / "empty-torch-home")
     result = subprocess.run([sys.executable, "-m", "flows.cli", "invert", str(tmp_path / "imgs"), "--store",
                              str(tmp_path / "s2.zarr"), "--generator", generator, "--loss", "lpips-vgg"],

@@ -71,3 +71,16 @@ def test_nightly_inversion_appends_to_an_existing_store_on_a_dask_cluster(config
     InversionSpec.for_generator(params["generator"], **params.get("inversion", {}))  # settings are valid
     with pytest.raises(ParameterTypeError):  # the parameter check above has teeth
         _flow(nightly["entrypoint"]).validate_parameters({**params, "shard_size": "many"})
+
+
+def test_every_flow_of_the_pipeline_has_a_deployment(config):
+    entrypoints = {d["entrypoint"] for d in config["deployments"]}
+    assert entrypoints >= {"flows/invert_dataset.py:invert_dataset", "flows/fit_boundaries.py:fit_boundaries",
+                           "flows/discover_directions.py:discover_directions", "flows/render_edits.py:render_edits",
+                           "flows/evaluation_report.py:evaluation_report"}
+    report = next(d for d in config["deployments"] if d["entrypoint"].endswith(":evaluation_report"))
+    inversion = next(d for d in config["deployments"] if d["entrypoint"].endswith(":invert_dataset"))
+    # The report reads what the night's inversion wrote: same store, scheduled after it.
+    assert report["parameters"]["store"] == inversion["parameters"]["store"]
+    hour = lambda deployment: int(deployment["schedules"][0]["cron"].split()[1])  # noqa: E731
+    assert hour(report) > hour(inversion)
