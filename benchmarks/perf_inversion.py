@@ -222,9 +222,9 @@ def _run_engine(G, targets, loss, config, batch: int, steps: int, args, device) 
 
 
 def try_engine(G, targets, loss, name: str, batch: int, steps: int, args, device) -> dict:
-    """`run_engine` that records instead of raising; on CUDA out-of-memory it retries once at half the batch."""
+    """`run_engine` that records instead of raising; on CUDA out-of-memory it retries at half the batch, twice."""
     row: dict[str, Any] = dict(variant=name, batch=batch, steps=steps)
-    for attempt in range(2):
+    for attempt in range(3):
         try:
             return {**row, **run_engine(G, targets, loss, VARIANTS[name], batch, steps, args, device)}
         except torch.cuda.OutOfMemoryError as err:

@@ -1,6 +1,7 @@
 """auto_batch_size: a line through two probed peaks, extrapolated to the free memory; a fixed default off CUDA."""
 
 import pytest
+import torch
 
 from conftest import make_tiny_generator
 from ganinv.inversion import auto_batch_size
@@ -19,6 +20,24 @@ def test_batch_fills_the_available_memory_along_the_probed_line():
 def test_batch_is_at_least_one_and_unbounded_growth_means_max_batch():
     assert fit_batch_size({1: 10 * GIB, 2: 20 * GIB}, 5 * GIB, max_batch=64) == 1
     assert fit_batch_size({4: GIB, 8: GIB}, 5 * GIB, max_batch=64) == 64
+
+
+def test_a_predicted_batch_that_runs_out_of_memory_shrinks_by_quarters_until_it_fits(monkeypatch):
+    from ganinv.inversion import batch_size
+
+    tried = []
+
+    def probe(G, config, loss_fn, batch):
+        tried.append(batch)
+        if batch > 100:
+            raise torch.cuda.OutOfMemoryError(f"batch {batch} does not fit")
+        return batch
+
+    monkeypatch.setattr(batch_size, "_probe_peak", probe)
+    assert batch_size._largest_that_runs(None, None, None, 256, floor=8) == 81
+    assert tried == [256, 192, 144, 108, 81]
+    tried.clear()
+    assert batch_size._largest_that_runs(None, None, None, 8, floor=8) == 8 and tried == []  # the floor already ran
 
 
 def test_off_cuda_the_default_is_used_within_max_batch():
