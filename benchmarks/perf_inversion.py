@@ -46,8 +46,8 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import (  # noqa: E402
-    config_f_generator, device_facts, markdown_table, official_channel_base, peak_memory_gib, reset_peak_memory,
-    synchronize, tiny_generator, write_json,
+    Budget, config_f_generator, device_facts, markdown_table, official_channel_base, peak_memory_gib,
+    reset_peak_memory, synchronize, tiny_generator, write_json,
 )
 from benchmarks.projector_baseline import project  # noqa: E402
 from ganinv.generators import layers  # noqa: E402
@@ -113,17 +113,6 @@ def parse_args(argv=None) -> argparse.Namespace:
         if unknown:
             p.error(f"unknown variants {sorted(unknown)}; choose from {list(VARIANTS)}")
     return args
-
-
-class Budget:
-    def __init__(self, seconds: float):
-        self.start, self.seconds = time.perf_counter(), seconds
-
-    def elapsed(self) -> float:
-        return time.perf_counter() - self.start
-
-    def exhausted(self, reserve: float = 0.0) -> bool:
-        return self.elapsed() + reserve > self.seconds
 
 
 def peak_tflops(device: torch.device, override: float | None) -> float | None:
