@@ -11,6 +11,16 @@ pytestmark = pytest.mark.gpu
 FAST = dict(loss="mse", w_avg_samples=500, num_steps=30, space="w+")
 
 
+@pytest.fixture(scope="module", autouse=True)
+def true_fp32():
+    """cuDNN convolutions default to TF32: kernels picked differently per path then round differently, and 30 Adam
+    steps (which normalise each gradient entry) turn those roundings into visible latent differences."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
 @pytest.fixture(scope="module")
 def G():
     return make_tiny_generator(resolution=32, channel_base=1024, channel_max=32, seed=1).cuda()
