@@ -5,8 +5,9 @@ decodes their files, inverts them in batches, and writes the whole shard back (d
 `storage.latent_store`). Nothing but the URL, the shard index and a small spec dict comes in, and a small dict of
 counts and timings goes out, so Prefect and Dask never move images or latents.
 
-Per worker process, the generator, the encoder and the losses are loaded once and cached (`load_models`), keyed
-by their source and device; the flows run Dask workers with one thread each, so one shard runs per process at a time.
+Per worker process, the generator and the encoder are loaded once and cached (`tasks.models.load_models`, the
+process's one model cache, shared with the edit tasks), keyed by their source and device, and so are the losses;
+the flows run Dask workers with one thread each, so one shard runs per process at a time.
 
 Determinism: every item's random stream is seeded from its image_id (`ganinv.utils.seeds.seed_from_id`), batches
 are consecutive runs of the shard's pending items, and a shard is written in one piece; so re-running a shard
@@ -19,9 +20,7 @@ from __future__ import annotations
 import ctypes
 import os
 import sys
-import threading
 import time
-from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
@@ -30,70 +29,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganinv.datasets.folder import DecodePolicy, ImageDecodeError, decode_image
-from ganinv.generators import generator_identity, load_generator
 from ganinv.inversion import encode, hybrid, invert
 from ganinv.losses.registry import PIXEL_LOSSES, build_loss, parse_loss_spec
 from ganinv.metrics.reconstruction import reconstruction_metrics
 from ganinv.utils.images import to_uint8
 from ganinv.utils.seeds import seed_from_id
 from storage import LatentStore, ShardInputs, ShardResult, Status
+from tasks.models import (Models, WorkerSetupError, cached_model_keys, load_models,  # noqa: F401 - the worker API
+                          resolve_device)
 from tasks.spec import InversionSpec
 
 DEFAULT_BATCH = {"cpu": 16, "cuda": 32}
 EVENT_TOPIC = "ganinv.shard"  # Dask worker events: {'event': 'started' | 'finished', 'shard': i, 'pid': ...}
-_CACHE: dict[tuple, Any] = {}
-_CACHE_LOCK = threading.Lock()
 _MALLOC_TUNED = False
-
-
-class WorkerSetupError(RuntimeError):
-    """This worker cannot run shards of this store (e.g. it sees another generator file); retrying will not help."""
-
-
-@dataclass(frozen=True)
-class Models:
-    """What a worker keeps loaded: the generator (and its identity), the encoder if the mode needs one."""
-
-    G: nn.Module
-    identity: str
-    E: nn.Module | None
-    device: torch.device
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    """'auto' -> the first visible CUDA device if any, else the CPU. Asking for CUDA on a worker without it is a
-    WorkerSetupError (this worker will not grow a GPU by retrying)."""
-    if name == "auto":
-        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise WorkerSetupError(f"device {name!r} asked for, but this worker has no CUDA device "
-                               "(torch.cuda.is_available() is False): use --device auto or cpu, or GPU workers")
-    return device
-
-
-def load_models(generator: str, encoder: str | None, device: torch.device) -> Models:
-    """The generator and encoder for (`generator`, `encoder`, `device`), loaded on first use in this process (again
-    when a file changes: long-lived workers serve many runs)."""
-    key = ("models", generator, encoder, str(device), _file_version(generator), _file_version(encoder))
-    with _CACHE_LOCK:
-        if key not in _CACHE:
-            G = load_generator(generator, device=device)
-            E = None
-            if encoder:
-                from ganinv.models.encoder import load_encoder
-                E = load_encoder(encoder, device=device).eval().requires_grad_(False)
-            _CACHE[key] = Models(G=G, identity=generator_identity(G), E=E, device=device)
-        return _CACHE[key]
-
-
-def _file_version(source: str | None) -> int | None:
-    return os.stat(source).st_mtime_ns if source and os.path.isfile(source) else None
-
-
-def cached_model_keys() -> list[tuple]:
-    """What this process has loaded (for tests and diagnostics)."""
-    return list(_CACHE)
 
 
 def metric_names(loss: str) -> tuple[str, ...]:
