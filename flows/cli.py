@@ -361,19 +361,31 @@ def _layers(text: Optional[str]):
         raise typer.BadParameter(f"--layers {text!r}: use all, coarse, middle, fine or ws indices like 0,1,2") from None
 
 
-def _run_flow(flow, *args, **kwargs):
-    """Runs a flow and turns the errors users cause (missing store, direction or label, an existing name, a held
-    lease, another generator) into one line and exit code 2."""
-    import os
+def _run_flow(flow_path: str, *args, verbose: bool = False, **kwargs):
+    """Runs the flow `module:name` as `ganinv invert` runs its flow: quiet console logs, and inside `prefect_api()`
+    (the configured Prefect API, else a temporary local server that the Dask workers share). Turns the errors users
+    cause (missing store, direction or label, an existing name, a held lease, another generator, a bad cluster or
+    device) into one line and exit code 2."""
+    import importlib
 
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # offline: no telemetry traceback
+    from flows.prefect_api import prefect_api, quiet_logging
+
+    quiet_logging(verbose=verbose)  # before prefect and distributed are imported
+    from ganinv.generators import GeneratorLoadError
     from storage import LeaseHeldError, StoreMismatchError, StoreNotFoundError
+    from tasks.models import WorkerSetupError
 
+    module, name = flow_path.split(":")
     try:
-        return flow(*args, **kwargs)
-    except (StoreNotFoundError, StoreMismatchError, LeaseHeldError, FileExistsError, KeyError, ValueError) as err:
+        with prefect_api():
+            return getattr(importlib.import_module(module), name)(*args, **kwargs)
+    except (StoreNotFoundError, StoreMismatchError, LeaseHeldError, FileExistsError, KeyError, ValueError,
+            GeneratorLoadError, WorkerSetupError) as err:
         typer.echo(f"error: {err.args[0] if isinstance(err, KeyError) and err.args else err}", err=True)
         raise typer.Exit(2) from None
+
+
+_VERBOSE = typer.Option(False, "--verbose", "-v", help="Show Prefect and Dask logs (INFO).")
 
 
 @app.command("fit-boundaries")
@@ -395,14 +407,13 @@ def fit_boundaries_cmd(
     seed: int = typer.Option(0),
     device: str = typer.Option("auto"),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace directions of the same name."),
+    verbose: bool = _VERBOSE,
 ) -> None:
     """InterFaceGAN boundaries (+ conditional ones) written to the store's directions/."""
-    from flows.fit_boundaries import fit_boundaries
-
-    names = _run_flow(fit_boundaries, store, attributes=_csv(attributes), conditions=_conditions(condition),
-                      space=space, source=source, generator=generator, classifier=classifier,
-                      num_samples=num_samples, truncation_psi=truncation, chosen_num_or_ratio=chosen, seed=seed,
-                      device=device, overwrite=overwrite)
+    names = _run_flow("flows.fit_boundaries:fit_boundaries", store, verbose=verbose, attributes=_csv(attributes),
+                      conditions=_conditions(condition), space=space, source=source, generator=generator,
+                      classifier=classifier, num_samples=num_samples, truncation_psi=truncation,
+                      chosen_num_or_ratio=chosen, seed=seed, device=device, overwrite=overwrite)
     typer.echo(f"wrote {len(names)} directions: {', '.join(names)}")
 
 
@@ -419,14 +430,14 @@ def discover_directions_cmd(
     seed: int = typer.Option(0),
     device: str = typer.Option("auto"),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace directions of the same name."),
+    verbose: bool = _VERBOSE,
 ) -> None:
     """SeFa and GANSpace directions written to the store's directions/."""
-    from flows.discover_directions import discover_directions
-
     layers = sefa_layers if sefa_layers == "all" else _layers(sefa_layers)
-    names = _run_flow(discover_directions, store, methods=_csv(methods), num_directions=num_directions,
-                      sefa_layers=layers, ganspace_source=ganspace_source, num_samples=num_samples,
-                      generator=generator, seed=seed, device=device, overwrite=overwrite)
+    names = _run_flow("flows.discover_directions:discover_directions", store, verbose=verbose,
+                      methods=_csv(methods), num_directions=num_directions, sefa_layers=layers,
+                      ganspace_source=ganspace_source, num_samples=num_samples, generator=generator, seed=seed,
+                      device=device, overwrite=overwrite)
     typer.echo(f"wrote {len(names)} directions: {', '.join(names)}")
 
 
@@ -442,23 +453,23 @@ def render_edits_cmd(
     layers: Optional[str] = typer.Option(None, help="ws rows to edit: coarse, middle, fine, all or indices "
                                          "(default: each direction's own)."),
     batch_size: int = typer.Option(16, help="Items per render task (and per chunk of edits/<run>)."),
-    cluster: str = typer.Option("local", help="local, threads or a Dask scheduler address tcp://host:8786."),
-    workers: int = typer.Option(2, help="Dask workers for a local cluster."),
+    cluster: str = typer.Option("local", "--cluster",
+                                help="local | local-cuda | tcp://scheduler:8786 (see infra/dask/README.md)."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Local workers (local-cuda: GPUs to use)."),
     generator: Optional[str] = typer.Option(None, help="Generator (default: the store's)."),
     evaluate_with: Optional[str] = typer.Option(None, help="Attribute classifier (e.g. builtin): store the edits' "
                                                 "flip rates and interference as the run's evaluation."),
     device: str = typer.Option("auto"),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a run of that name with other content."),
+    verbose: bool = _VERBOSE,
 ) -> None:
     """Edit chosen items along stored directions: edited ws in edits/<run>, PNG grids beside the store."""
-    from flows.render_edits import render_edits
-
     if query is not None and ids is not None:
         raise typer.BadParameter("pass --query or --ids, not both")
-    summary = _run_flow(render_edits, store, directions=_csv(directions), items=_csv(ids) if ids else query,
-                        strengths=_floats(strengths), run=run, limit=limit, layers=_layers(layers),
-                        batch_size=batch_size, cluster=cluster, workers=workers, generator=generator, device=device,
-                        evaluate_with=evaluate_with, overwrite=overwrite)
+    summary = _run_flow("flows.render_edits:render_edits", store, verbose=verbose, directions=_csv(directions),
+                        items=_csv(ids) if ids else query, strengths=_floats(strengths), run=run, limit=limit,
+                        layers=_layers(layers), batch_size=batch_size, cluster=cluster, workers=workers,
+                        generator=generator, device=device, evaluate_with=evaluate_with, overwrite=overwrite)
     typer.echo(f"edited {summary['items']} items x {len(summary['directions'])} directions x "
                f"{len(summary['strengths'])} strengths in {summary['seconds']} s; grids in {summary['grids']}/")
 

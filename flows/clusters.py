@@ -5,6 +5,12 @@
   (`CUDA_VISIBLE_DEVICES`) and offering the resource `GPU=1`, so exactly one shard runs per GPU;
 - an address such as `tcp://head:8786`: an existing Dask scheduler (many machines; see infra/dask/README.md).
 
+Every flow that sends work to Dask (invert-dataset, render-edits) takes these names and enters
+`dask_task_runner(cluster, workers=...)`, which starts or reaches the cluster, waits for its workers and yields a
+Prefect DaskTaskRunner on it; `gpu_annotation(client)` makes each submitted task ask for one GPU where workers offer
+GPUs. Worker processes report to the Prefect API in PREFECT_API_URL: the CLI starts one for the command when none is
+set (flows/prefect_api.py), tests use Prefect's test harness.
+
 Local clusters are started for the run and closed after it. Worker memory limits are off: a worker holding a large
 generator must not be restarted by Dask's memory monitor in the middle of a shard (the OS still guards memory).
 """
@@ -15,6 +21,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 CLUSTER_KINDS = ("local", "local-cuda")
 
@@ -50,6 +57,24 @@ def dask_cluster(cluster: str, *, workers: int | None = None) -> Iterator[Cluste
     made = _local_cluster(workers) if cluster == "local" else _local_cuda_cluster(workers)
     with made as local:
         yield ClusterInfo(address=local.scheduler_address, kind=cluster, n_workers=len(local.workers))
+
+
+@contextlib.contextmanager
+def dask_task_runner(cluster: str, *, workers: int | None = None) -> Iterator[tuple[Any, ClusterInfo]]:
+    """(a started prefect_dask DaskTaskRunner on the cluster, where it is), once the cluster has workers; submit with
+    `runner.submit(task, parameters=...)`. A local cluster closes at exit."""
+    from prefect_dask import DaskTaskRunner
+
+    with dask_cluster(cluster, workers=workers) as where, DaskTaskRunner(address=where.address) as runner:
+        wait_for_workers(runner.client, where)
+        yield runner, where
+
+
+def gpu_annotation(client) -> contextlib.AbstractContextManager:
+    """Submit inside this: every task asks for the Dask resource GPU=1 when workers offer GPUs (one task per GPU)."""
+    import dask
+
+    return dask.annotate(resources={"GPU": 1}) if has_gpu_workers(client) else contextlib.nullcontext()
 
 
 def default_local_workers() -> int:

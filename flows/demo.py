@@ -102,7 +102,8 @@ def find_directions(ctx: DemoContext) -> dict[str, Any]:
     """3. Fit boundaries from the store's labels, discover SeFa/GANSpace directions, render a small edit grid."""
     from flows.demo_directions import demo_directions
 
-    made = demo_directions(str(ctx.config.store), ctx.config.out)
+    cfg = ctx.config
+    made = demo_directions(str(cfg.store), cfg.out, cluster=cfg.cluster, workers=1 if cfg.cluster == "local" else None)
     print(f"      directions: {', '.join(made['directions'])}")
     for grid in made["grids"]:
         print(f"      edit grid: {grid}")

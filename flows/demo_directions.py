@@ -27,11 +27,12 @@ def demo_directions(store_url: str, out_dir: str | Path, *, attributes: Sequence
                     conditions: Mapping[str, Sequence[str]] = DEMO_CONDITIONS, num_items: int = 4,
                     strengths: Sequence[float] = (-4.0, -2.0, 0.0, 2.0, 4.0), num_discovered: int = 2,
                     ganspace_samples: int = 5000, evaluate_with: str | None = "builtin",
-                    device: str = "cpu") -> dict[str, Any]:
+                    cluster: str = "local", workers: int | None = 1, device: str = "cpu") -> dict[str, Any]:
     """1. fit InterFaceGAN boundaries from the store's labels (those of `attributes` it has; conditional ones where
     both attributes exist), 2. discover `num_discovered` SeFa and GANSpace directions, 3. edit the first
     `num_items` done items along the conditional boundary (else the first boundary), sefa-0 and ganspace-0 and copy
-    the grids to `out_dir/edits/`. Reruns replace the demo's directions and run. Returns paths and seconds."""
+    the grids to `out_dir/edits/` (rendered on `cluster`, named as for the inversion: flows/clusters.py). Reruns
+    replace the demo's directions and run. Returns paths and seconds."""
     seconds: dict[str, float] = {}
     labels = set(LatentStore.open(store_url).layout.labels)
     chosen = [a for a in attributes if a in labels]
@@ -50,7 +51,7 @@ def demo_directions(store_url: str, out_dir: str | Path, *, attributes: Sequence
     start = time.perf_counter()
     shown = ([b for b in boundaries if "|" in b] or boundaries)[:1] + ["sefa-0", "ganspace-0"]
     summary = render_edits(store_url, directions=shown, limit=num_items, strengths=strengths, run="demo",
-                           batch_size=num_items, cluster="threads", workers=1, device=device,
+                           batch_size=num_items, cluster=cluster, workers=workers, device=device,
                            evaluate_with=evaluate_with, overwrite=True)
     seconds["render_edits"] = time.perf_counter() - start
     # 4. the grids beside the demo's other outputs

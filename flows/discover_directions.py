@@ -44,7 +44,7 @@ def discover_directions(store: str, *, methods: Sequence[str] = METHODS, num_dir
         found += direction_tasks.discover_ganspace_samples(source, num_directions=num_directions,
                                                            num_samples=num_samples, seed=seed,
                                                            layers=ganspace_layers,
-                                                           device=models.resolve_device(device))
+                                                           device=device)
     if "ganspace" in methods and ganspace_source in ("store", "both"):
         found += direction_tasks.discover_ganspace_store(store, num_directions=num_directions,
                                                          layers=ganspace_layers, storage_options=storage_options)

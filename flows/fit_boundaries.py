@@ -72,7 +72,7 @@ def fit_boundaries(store: str, *, attributes: Sequence[str] | None = None,
         directions = direction_tasks.fit_from_samples(
             source_name, classifier=classifier, attributes=attributes, conditions=config.conditions, space=space,
             num_samples=num_samples, truncation_psi=truncation_psi, chosen_num_or_ratio=chosen_num_or_ratio or 0.02,
-            svm=svm, seed=seed, batch_size=batch_size, device=models.resolve_device(device))
+            svm=svm, seed=seed, batch_size=batch_size, device=device)
     # 3. write them to directions/<name> under the store's run lease
     made_by = dict(flow="fit_boundaries", method="interfacegan", config=dataclasses.asdict(config))
     names = save_directions(latent_store, directions, made_by=made_by, overwrite=overwrite, prefix="fit-boundaries")

@@ -23,7 +23,6 @@ beyond their retries: their items stay pending for the next run.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import time
@@ -37,7 +36,7 @@ from prefect.futures import as_completed
 from prefect.utilities.annotations import quote
 
 from flows import progress
-from flows.clusters import check_cluster_name, dask_cluster, has_gpu_workers, wait_for_workers
+from flows.clusters import check_cluster_name, dask_task_runner, gpu_annotation
 from tasks.coordinator import check_spec, describe_generator
 from tasks.inversion import invert_shard, open_store, plan_shards, scan_dataset, summarize_run
 from tasks.spec import InversionSpec
@@ -115,17 +114,12 @@ def _invert_on_dask(store_url: str, planned: dict[str, Any], *, spec: InversionS
     shards = planned["shards"]
     if not shards:
         return [], []
-    import dask
-    from prefect_dask import DaskTaskRunner
-
     tracker = _ShardProgress(store_url, planned["items"])
     reports, crashed = [], []
-    with dask_cluster(cluster, workers=workers) as where, DaskTaskRunner(address=where.address) as runner:
+    with dask_task_runner(cluster, workers=workers) as (runner, where):
         if where.n_workers and not execution.get("threads"):  # share this machine's cores among local workers
             execution = {**execution, "threads": max(1, (os.cpu_count() or 1) // where.n_workers)}
-        wait_for_workers(runner.client, where)
-        gpu = has_gpu_workers(runner.client)
-        with dask.annotate(resources={"GPU": 1}) if gpu else contextlib.nullcontext():
+        with gpu_annotation(runner.client):
             futures = [(runner.submit(invert_shard, parameters=dict(
                 store=store_url, shard_index=shard["index"], spec=spec.to_dict(), generator=generator,
                 run_id=run_id, retry_failed=retry_failed, execution=execution, storage_options=storage_options)),

@@ -2,8 +2,9 @@
 (rows = items, columns = strengths, one grid per direction) beside the store in `<store>.edits/<run>/`.
 
 Items are picked by image id or by a label query on the store's labels (`'smiling == 0 and eyeglasses == 1'`).
-Rendering runs in batches on Dask workers; a task gets the store URL, the run name and an item range, never arrays,
-and owns one chunk of the run's arrays. A rerun with the same arguments resumes: finished batches are skipped.
+Rendering runs in batches on Dask workers, on the clusters the inversion flow uses (`local`, `local-cuda`, a
+scheduler address: flows/clusters.py); a task gets the store URL, the run name and an item range, never arrays, and
+owns one chunk of the run's arrays. A rerun with the same arguments resumes: finished batches are skipped.
 Layout of the run: `storage/edits.py`.
 """
 
@@ -17,7 +18,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from flows._common import writing
-from flows.runners import dask_runner
+from flows.clusters import check_cluster_name, dask_task_runner, gpu_annotation
 from storage import LatentStore
 from storage.directions import read_directions
 from storage.edits import EditRun, grids_url, select_items
@@ -31,16 +32,18 @@ DEFAULT_STRENGTHS = (-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0)
 def render_edits(store: str, *, directions: Sequence[str], items: str | Sequence[str] | None = None,
                  strengths: Sequence[float] = DEFAULT_STRENGTHS, run: str = "edits", limit: int | None = None,
                  layers: str | Sequence[int] | None = None, batch_size: int = 16, generator: str | None = None,
-                 cluster: str = "local", workers: int = 2, device: str = "auto", max_grid_rows: int = 64,
+                 cluster: str = "local", workers: int | None = None, device: str = "auto", max_grid_rows: int = 64,
                  evaluate_with: str | None = None, overwrite: bool = False,
                  storage_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Edits `items` (image ids, a label query, or None = all done items; the first `limit`) along the stored
     `directions` at each of `strengths` (units of each direction's scale; include 0 for the original) on `layers`
     (default: each direction's own; 'coarse' / 'middle' / 'fine' or ws indices override). `evaluate_with`: an
     attribute classifier (e.g. 'builtin') whose edit evaluation (flip rate, interference, pixel change per direction
-    and strength) is stored as the run's `evaluation` attribute. Returns a summary."""
+    and strength) is stored as the run's `evaluation` attribute. cluster: 'local', 'local-cuda' or a scheduler
+    address; workers: how many local workers (GPUs for local-cuda; default as for invert-dataset). Returns a summary."""
     logger = get_run_logger()
     began = time.perf_counter()
+    check_cluster_name(cluster)
     # 1. open the store, choose the items and read the directions
     latent_store = LatentStore.open(store, "r+", storage_options=storage_options)
     rows = select_items(latent_store, items, limit=limit)
@@ -59,8 +62,8 @@ def render_edits(store: str, *, directions: Sequence[str], items: str | Sequence
     logger.info("edit run %r: %d items x %d directions x %d strengths, %d of %d batches to render",
                 run, len(edits), len(chosen), len(strengths), len(pending), len(edits.batches()))
     # 3. render the pending batches on the workers
-    results = _render_batches.with_options(task_runner=dask_runner(cluster, workers, logger=logger))(
-        store, run, pending, generator=source, grids=grids, device=device, storage_options=storage_options)
+    results = _render_on_dask(store, run, pending, cluster=cluster, workers=workers, generator=source, grids=grids,
+                              device=device, storage_options=storage_options)
     # 4. stack the grid pages into one grid per direction
     grid_summary = assemble_grids(store, run, grids=grids, max_rows=max_grid_rows, storage_options=storage_options)
     # 5. optionally evaluate the edits with an attribute classifier
@@ -80,14 +83,18 @@ def render_edits(store: str, *, directions: Sequence[str], items: str | Sequence
     return summary
 
 
-@flow(name="render-edit-batches")
-def _render_batches(store: str, run: str, batches: Sequence[tuple[int, int]], *, generator: str, grids: str,
-                    device: str, storage_options: Mapping[str, Any] | None) -> list[dict[str, Any]]:
-    """One render task per pending batch, on the Dask runner the caller picked."""
-    futures = [render_edit_batch.submit(store, run, start, stop, generator=generator, grids=grids, device=device,
-                                        storage_options=storage_options)
-               for start, stop in batches]
-    return [future.result() for future in futures]
+def _render_on_dask(store: str, run: str, batches: Sequence[tuple[int, int]], *, cluster: str, workers: int | None,
+                    generator: str, grids: str, device: str,
+                    storage_options: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """One render task per pending batch on the cluster (one per GPU where workers offer GPUs); their reports."""
+    if not batches:
+        return []
+    with dask_task_runner(cluster, workers=workers) as (runner, _):
+        with gpu_annotation(runner.client):
+            futures = [runner.submit(render_edit_batch, parameters=dict(
+                store_url=store, run=run, start=start, stop=stop, generator=generator, grids=grids, device=device,
+                storage_options=storage_options)) for start, stop in batches]
+        return [future.result() for future in futures]
 
 
 def _describe_items(items: str | Sequence[str] | None, limit: int | None, count: int) -> dict[str, Any]:

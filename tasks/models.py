@@ -1,49 +1,133 @@
-"""Models loaded once per process (a Dask worker with one thread, or the flow process) and the check that a generator
-is the one a store's codes belong to.
+"""The one model cache of a process (a Dask worker with one thread, or the flow process): the generator, the
+encoder and the attribute classifier are loaded on first use and kept, keyed by source, device and file version
+(a long-lived worker serving many runs sees a replaced file as a new model). Shard inversion (`tasks.worker`),
+edit rendering (`tasks.edits`) and direction finding (`tasks.directions`) all load through here, so a worker that
+inverts a shard and then renders edits holds one copy of the generator.
 
-A module-level cache is enough for workers with `threads_per_worker=1` (PLATFORM_NOTES: "model once per worker").
+A module-level cache is enough for workers with `threads_per_worker=1` (PLATFORM_NOTES: "model once per worker");
+a lock makes concurrent first loads in one process load once.
+
+Also here: the check that a generator is the one a store's codes belong to (`store_generator_source`).
 """
 
 from __future__ import annotations
 
-import functools
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch import nn
 
 from storage import GeneratorIdentity
 from storage.latent_store import StoreMismatchError
 
-
-def resolve_device(device: str) -> str:
-    """`auto` -> cuda when available, else cpu."""
-    return ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+_CACHE: dict[tuple, Any] = {}
+_CACHE_LOCK = threading.RLock()
 
 
-@functools.lru_cache(maxsize=4)
-def generator(source: str, device: str = "cpu") -> torch.nn.Module:
-    """`ganinv.generators.load_generator(source, device)`, cached per (source, device)."""
-    from ganinv.generators import load_generator
-
-    return load_generator(source, device=device)
+class WorkerSetupError(RuntimeError):
+    """This worker cannot run shards of this store (e.g. it sees another generator file); retrying will not help."""
 
 
-@functools.lru_cache(maxsize=4)
-def classifier(source: str = "builtin", device: str = "cpu") -> torch.nn.Module:
-    """The attribute classifier (`ganinv.models.attributes.load_classifier`), cached per (source, device)."""
-    from ganinv.models.attributes import load_classifier
+@dataclass(frozen=True)
+class Models:
+    """What a worker keeps loaded: the generator (and its identity), the encoder if the mode needs one."""
 
-    return load_classifier(source, device=device)
+    G: nn.Module
+    identity: str
+    E: nn.Module | None
+    device: torch.device
 
 
-@functools.lru_cache(maxsize=8)
+def resolve_device(name: str | torch.device = "auto") -> torch.device:
+    """'auto' -> the first visible CUDA device if any, else the CPU; a bare 'cuda' -> the current CUDA device (so
+    'cuda' and 'cuda:0' share one cache entry). Asking for CUDA on a worker without it is a WorkerSetupError (this
+    worker will not grow a GPU by retrying)."""
+    if str(name) == "auto":
+        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise WorkerSetupError(f"device {str(name)!r} asked for, but this worker has no CUDA device "
+                               "(torch.cuda.is_available() is False): use --device auto or cpu, or GPU workers")
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    return device
+
+
+def _cached(key: tuple, load: Callable[[], Any]) -> Any:
+    with _CACHE_LOCK:
+        if key not in _CACHE:
+            _CACHE[key] = load()
+        return _CACHE[key]
+
+
+def _file_version(source: str | None) -> int | None:
+    return os.stat(source).st_mtime_ns if source and os.path.isfile(source) else None
+
+
+def load_models(generator: str, encoder: str | None, device: str | torch.device) -> Models:
+    """The generator and encoder for (`generator`, `encoder`, `device`), loaded on first use in this process (again
+    when a file changes)."""
+    device = resolve_device(device)
+
+    def load() -> Models:
+        from ganinv.generators import generator_identity
+        G = load_generator_cached(generator, device)
+        E = None
+        if encoder:
+            from ganinv.models.encoder import load_encoder
+            E = _cached(("encoder", encoder, str(device), _file_version(encoder)),
+                        lambda: load_encoder(encoder, device=device).eval().requires_grad_(False))
+        return Models(G=G, identity=generator_identity(G), E=E, device=device)
+
+    return _cached(("models", generator, encoder, str(device), _file_version(generator), _file_version(encoder)),
+                   load)
+
+
+def load_generator_cached(source: str, device: str | torch.device = "cpu") -> nn.Module:
+    """`ganinv.generators.load_generator(source, device)`, once per (source, device, file version)."""
+    device = resolve_device(device)
+
+    def load() -> nn.Module:
+        from ganinv.generators import load_generator
+        return load_generator(source, device=device)
+
+    return _cached(("generator", source, str(device), _file_version(source)), load)
+
+
+def generator(source: str, device: str | torch.device = "cpu") -> nn.Module:
+    """The cached generator of `source` on `device` (what the edit and direction tasks use)."""
+    return load_generator_cached(source, device)
+
+
+def classifier(source: str = "builtin", device: str | torch.device = "cpu") -> nn.Module:
+    """The attribute classifier (`ganinv.models.attributes.load_classifier`), cached like the generator."""
+    device = resolve_device(device)
+
+    def load() -> nn.Module:
+        from ganinv.models.attributes import load_classifier
+        return load_classifier(source, device=device)
+
+    return _cached(("classifier", source, str(device), _file_version(source)), load)
+
+
+def cached_model_keys() -> list[tuple]:
+    """What this process has loaded (for tests and diagnostics)."""
+    return list(_CACHE)
+
+
 def _identities(source: str) -> tuple[str, str | None]:
     """(generator_identity of the weights, sha256 of the file when source is a file or built-in)."""
-    from ganinv.generators import generator_identity
     from ganinv.generators.io import resolve_generator_source
     from storage.schema import file_sha256
 
-    return generator_identity(generator(source)), file_sha256(resolve_generator_source(source))
+    def load() -> tuple[str, str | None]:
+        return load_models(source, None, "cpu").identity, file_sha256(resolve_generator_source(source))
+
+    return _cached(("identities", source, _file_version(source)), load)
 
 
 def identity(source: str) -> dict[str, Any]:

@@ -5,8 +5,9 @@ decodes their files, inverts them in batches, and writes the whole shard back (d
 `storage.latent_store`). Nothing but the URL, the shard index and a small spec dict comes in, and a small dict of
 counts and timings goes out, so Prefect and Dask never move images or latents.
 
-Per worker process, the generator, the encoder and the losses are loaded once and cached (`load_models`), keyed
-by their source and device; the flows run Dask workers with one thread each, so one shard runs per process at a time.
+Per worker process, the generator and the encoder are loaded once and cached (`tasks.models.load_models`, the
+process's one model cache, shared with the edit tasks), keyed by their source and device, and so are the losses;
+the flows run Dask workers with one thread each, so one shard runs per process at a time.
 
 Determinism: every item's random stream is seeded from its image_id (`ganinv.utils.seeds.seed_from_id`), batches
 are consecutive runs of the shard's pending items, and a shard is written in one piece; so re-running a shard
@@ -17,12 +18,12 @@ are consecutive runs of the shard's pending items, and a shard is written in one
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import sys
-import threading
 import time
-from dataclasses import dataclass
-from typing import Any, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,70 +31,20 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganinv.datasets.folder import DecodePolicy, ImageDecodeError, decode_image
-from ganinv.generators import generator_identity, load_generator
 from ganinv.inversion import encode, hybrid, invert
 from ganinv.losses.registry import PIXEL_LOSSES, build_loss, parse_loss_spec
 from ganinv.metrics.reconstruction import reconstruction_metrics
 from ganinv.utils.images import to_uint8
+from ganinv.utils.prefetch import prefetch as prefetch_batches
 from ganinv.utils.seeds import seed_from_id
 from storage import LatentStore, ShardInputs, ShardResult, Status
+from tasks.models import (Models, WorkerSetupError, cached_model_keys, load_models,  # noqa: F401 - the worker API
+                          resolve_device)
 from tasks.spec import InversionSpec
 
 DEFAULT_BATCH = {"cpu": 16, "cuda": 32}
 EVENT_TOPIC = "ganinv.shard"  # Dask worker events: {'event': 'started' | 'finished', 'shard': i, 'pid': ...}
-_CACHE: dict[tuple, Any] = {}
-_CACHE_LOCK = threading.Lock()
 _MALLOC_TUNED = False
-
-
-class WorkerSetupError(RuntimeError):
-    """This worker cannot run shards of this store (e.g. it sees another generator file); retrying will not help."""
-
-
-@dataclass(frozen=True)
-class Models:
-    """What a worker keeps loaded: the generator (and its identity), the encoder if the mode needs one."""
-
-    G: nn.Module
-    identity: str
-    E: nn.Module | None
-    device: torch.device
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    """'auto' -> the first visible CUDA device if any, else the CPU. Asking for CUDA on a worker without it is a
-    WorkerSetupError (this worker will not grow a GPU by retrying)."""
-    if name == "auto":
-        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise WorkerSetupError(f"device {name!r} asked for, but this worker has no CUDA device "
-                               "(torch.cuda.is_available() is False): use --device auto or cpu, or GPU workers")
-    return device
-
-
-def load_models(generator: str, encoder: str | None, device: torch.device) -> Models:
-    """The generator and encoder for (`generator`, `encoder`, `device`), loaded on first use in this process (again
-    when a file changes: long-lived workers serve many runs)."""
-    key = ("models", generator, encoder, str(device), _file_version(generator), _file_version(encoder))
-    with _CACHE_LOCK:
-        if key not in _CACHE:
-            G = load_generator(generator, device=device)
-            E = None
-            if encoder:
-                from ganinv.models.encoder import load_encoder
-                E = load_encoder(encoder, device=device).eval().requires_grad_(False)
-            _CACHE[key] = Models(G=G, identity=generator_identity(G), E=E, device=device)
-        return _CACHE[key]
-
-
-def _file_version(source: str | None) -> int | None:
-    return os.stat(source).st_mtime_ns if source and os.path.isfile(source) else None
-
-
-def cached_model_keys() -> list[tuple]:
-    """What this process has loaded (for tests and diagnostics)."""
-    return list(_CACHE)
 
 
 def metric_names(loss: str) -> tuple[str, ...]:
@@ -105,13 +56,15 @@ def metric_names(loss: str) -> tuple[str, ...]:
 
 def run_shard(store_url: str, shard_index: int, spec: Mapping[str, Any] | InversionSpec, *, generator: str,
               run_id: str | None = None, retry_failed: bool = False, batch_size: int | None = None,
-              device: str = "auto", threads: int | None = None,
+              device: str = "auto", threads: int | None = None, prefetch: bool = True,
               storage_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Inverts the items of shard `shard_index` still to do and writes them; returns counts and timings.
 
     `spec`: an InversionSpec (or its `to_dict()`); `generator`: what `load_generator` accepts, reachable from this
     worker. `run_id`: the run holding the store's lease (writes are refused if another run holds it).
     `batch_size`: images per inversion call (default 16 on CPU, 32 on CUDA); `threads`: torch CPU threads.
+    `prefetch`: decode (and on CUDA, copy to the device) the next batch while this one is inverted; the results are
+    the same either way. In the report, `decode_s` is the decoding time the inversion did not hide.
     """
     t_start = time.perf_counter()
     spec = spec if isinstance(spec, InversionSpec) else InversionSpec.from_dict(spec)
@@ -127,17 +80,17 @@ def run_shard(store_url: str, shard_index: int, spec: Mapping[str, Any] | Invers
     t_models = time.perf_counter()
     models = load_models(generator, spec.encoder, resolve_device(device))
     _check_identity(store, models, generator)
-    t_decode = time.perf_counter()
-    targets, errors = decode_inputs(inputs, spec.decode_policy(models.G.img_resolution), storage_options)
     t_invert = time.perf_counter()
-    result = invert_items(models, spec, inputs.image_ids, targets, errors, layout=store.layout,
-                          batch_size=batch_size or DEFAULT_BATCH[models.device.type])
+    batch_size = batch_size or DEFAULT_BATCH[models.device.type]
+    chunks = decoded_chunks(inputs, spec.decode_policy(models.G.img_resolution), batch_size=batch_size,
+                            device=models.device, prefetch=prefetch, storage_options=storage_options)
+    result, waited_s = invert_items(models, spec, inputs.image_ids, chunks, layout=store.layout, batch_size=batch_size)
     t_write = time.perf_counter()
     store.write_shard(inputs, result)
     t_end = time.perf_counter()
     done = int((result.status == Status.DONE).sum())
-    report.update(done=done, failed=len(inputs) - done, seconds=t_end - t_start, load_s=t_decode - t_models,
-                  decode_s=t_invert - t_decode, invert_s=t_write - t_invert, write_s=t_end - t_write,
+    report.update(done=done, failed=len(inputs) - done, seconds=t_end - t_start, load_s=t_invert - t_models,
+                  decode_s=waited_s, invert_s=t_write - t_invert - waited_s, write_s=t_end - t_write,
                   device=str(models.device))
     _emit({"event": "finished", **report})
     return report
@@ -172,18 +125,30 @@ def _check_identity(store: LatentStore, models: Models, generator: str) -> None:
                                "generator file (shared storage or the same image)")
 
 
-def decode_inputs(inputs: ShardInputs, policy: DecodePolicy, storage_options: Mapping[str, Any] | None = None
-                  ) -> tuple[list[torch.Tensor | None], list[str]]:
-    """Decodes each input file: (target [3, R, R] or None, error '' or 'reason: detail') per item."""
-    targets, errors = [], []
-    for image_id, path in zip(inputs.image_ids, inputs.paths):
+def decoded_chunks(inputs: ShardInputs, policy: DecodePolicy, *, batch_size: int, device: torch.device,
+                   prefetch: bool = True, storage_options: Mapping[str, Any] | None = None) -> Iterator[dict[str, Any]]:
+    """The shard's items decoded `batch_size` at a time, in order (see `decode_chunk`). With `prefetch`, a background
+    thread decodes the next chunk while the caller inverts this one (`ganinv.utils.prefetch`), and on CUDA copies it
+    to the device from pinned memory on a side stream; without, each chunk is decoded when asked for."""
+    chunks = [range(start, min(start + batch_size, len(inputs))) for start in range(0, len(inputs), batch_size)]
+    load = functools.partial(decode_chunk, inputs, policy=policy, storage_options=storage_options)
+    if not prefetch:
+        return map(load, chunks)
+    return prefetch_batches(chunks, load, device=device if device.type == "cuda" else None, depth=1)
+
+
+def decode_chunk(inputs: ShardInputs, rows: Sequence[int], *, policy: DecodePolicy,
+                 storage_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Decodes the items `rows` of the shard: {'rows': the decodable ones, 'target': [len(rows), 3, R, R] of them or
+    None, 'errors': {row: 'reason: detail'} of the others}."""
+    good, targets, errors = [], [], {}
+    for i in rows:
         try:
-            targets.append(_decode_one(path, policy, image_id, storage_options))
-            errors.append("")
+            targets.append(_decode_one(inputs.paths[i], policy, inputs.image_ids[i], storage_options))
+            good.append(i)
         except ImageDecodeError as err:
-            targets.append(None)
-            errors.append(f"{err.reason}: {err.detail}")
-    return targets, errors
+            errors[i] = f"{err.reason}: {err.detail}"
+    return {"rows": good, "target": torch.stack(targets) if targets else None, "errors": errors}
 
 
 def _decode_one(path: str, policy: DecodePolicy, image_id: str, storage_options: Mapping[str, Any] | None
@@ -199,32 +164,54 @@ def _decode_one(path: str, policy: DecodePolicy, image_id: str, storage_options:
         raise ImageDecodeError(image_id, "unreadable", f"{type(err).__name__}: {err}") from None
 
 
-def invert_items(models: Models, spec: InversionSpec, image_ids: tuple[str, ...],
-                 targets: list[torch.Tensor | None], errors: list[str], *, layout: Any, batch_size: int
-                 ) -> ShardResult:
-    """Inverts the decodable items in consecutive batches; items that failed to decode (or whose inversion is not
-    finite) are marked failed with their reason. Returns a ShardResult in the order of `image_ids`."""
+def invert_items(models: Models, spec: InversionSpec, image_ids: tuple[str, ...], chunks: Iterable[dict[str, Any]],
+                 *, layout: Any, batch_size: int) -> tuple[ShardResult, float]:
+    """Inverts the decodable items of `chunks` (from `decoded_chunks`) in consecutive batches of `batch_size`,
+    whatever the chunks' sizes; items that failed to decode (or whose inversion is not finite) are marked failed with
+    their reason. Returns (a ShardResult in the order of `image_ids`, seconds spent waiting for chunks)."""
     n = len(image_ids)
     failed = ShardResult.failed(n, "", layout=layout)
-    ws, thumbnails, status = failed.ws, failed.thumbnails, failed.status
-    error = list(errors)
-    metrics = {name: np.full(n, np.nan, np.float32) for name in layout.metrics}
-    good = [i for i in range(n) if targets[i] is not None]
-    for start in range(0, len(good), batch_size):
-        rows = good[start:start + batch_size]
-        out = invert_batch(models, spec, torch.stack([targets[i] for i in rows]),
-                           [seed_from_id(image_ids[i], spec.seed) for i in rows], layout.thumbnail_size)
-        for k, i in enumerate(rows):
-            if not np.isfinite(out["ws"][k]).all():
-                error[i] = "diverged: the inverted latent is not finite"
-                continue
-            ws[i], status[i] = out["ws"][k], Status.DONE
-            if thumbnails is not None:
-                thumbnails[i] = out["thumbnails"][k]
-            for name in metrics:
-                metrics[name][i] = out["metrics"].get(name, np.full(len(rows), np.nan))[k]
-    return ShardResult(ws=ws, status=status, error=error, metrics=metrics, thumbnails=thumbnails,
-                       z=None if layout.z_dim is None else np.full((n, layout.z_dim), np.nan, np.float32))
+    out = dict(ws=failed.ws, thumbnails=failed.thumbnails, status=failed.status, error=[""] * n,
+               metrics={name: np.full(n, np.nan, np.float32) for name in layout.metrics})
+    rows: list[int] = []
+    parts: list[torch.Tensor] = []
+    waited = 0.0
+    chunks = iter(chunks)
+    while True:
+        t0 = time.perf_counter()
+        chunk = next(chunks, None)
+        waited += time.perf_counter() - t0
+        if chunk is None:
+            break
+        for i, reason in chunk["errors"].items():
+            out["error"][i] = reason
+        if chunk["target"] is not None:
+            rows, parts = rows + list(chunk["rows"]), parts + [chunk["target"]]
+        while len(rows) >= batch_size:  # the batches a decode-everything-first loop would make
+            target = torch.cat(parts)
+            _invert_rows(models, spec, image_ids, rows[:batch_size], target[:batch_size], out, layout)
+            rows, parts = rows[batch_size:], [target[batch_size:]]
+    if rows:
+        _invert_rows(models, spec, image_ids, rows, torch.cat(parts), out, layout)
+    return ShardResult(ws=out["ws"], status=out["status"], error=out["error"], metrics=out["metrics"],
+                       thumbnails=out["thumbnails"],
+                       z=None if layout.z_dim is None else np.full((n, layout.z_dim), np.nan, np.float32)), waited
+
+
+def _invert_rows(models: Models, spec: InversionSpec, image_ids: tuple[str, ...], rows: list[int],
+                 target: torch.Tensor, out: dict[str, Any], layout: Any) -> None:
+    """Inverts one batch (`target [len(rows), 3, R, R]`) and writes its items into the shard's arrays `out`."""
+    batch = invert_batch(models, spec, target, [seed_from_id(image_ids[i], spec.seed) for i in rows],
+                         layout.thumbnail_size)
+    for k, i in enumerate(rows):
+        if not np.isfinite(batch["ws"][k]).all():
+            out["error"][i] = "diverged: the inverted latent is not finite"
+            continue
+        out["ws"][i], out["status"][i] = batch["ws"][k], Status.DONE
+        if out["thumbnails"] is not None:
+            out["thumbnails"][i] = batch["thumbnails"][k]
+        for name, values in out["metrics"].items():
+            values[i] = batch["metrics"].get(name, np.full(len(rows), np.nan))[k]
 
 
 def invert_batch(models: Models, spec: InversionSpec, target: torch.Tensor, seeds: list[int],

@@ -1,5 +1,6 @@
-"""The direction and edit flows end to end on a tiny store, on real Prefect (one test harness for the session), real
-Dask and a real Zarr store on disk; and their CLI commands."""
+"""The direction and edit flows end to end on a tiny store, on real Prefect (the session's test harness, conftest),
+real Dask (the clusters of flows/clusters.py, as the inversion flow uses them) and a real Zarr store on disk; and
+their CLI commands."""
 
 from __future__ import annotations
 
@@ -19,16 +20,6 @@ from storage.directions import list_directions, read_direction, read_directions
 from storage.edits import EditRun
 
 runner = CliRunner()
-
-
-@pytest.fixture(scope="session")
-def prefect_harness():
-    """One Prefect test server for every flow test (starting one costs ~10 s; PLATFORM_NOTES)."""
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +80,7 @@ def test_discover_directions_writes_sefa_and_ganspace_of_samples_and_corpus(pref
 
 
 def test_render_edits_on_a_process_cluster_writes_grids_and_ws_equal_to_apply_then_resumes(
-        prefect_harness, store, world):
+        prefect_harness, dask_cluster, store, world):
     from flows.discover_directions import discover_directions
     from flows.fit_boundaries import fit_boundaries
     from flows.render_edits import render_edits
@@ -119,11 +110,12 @@ def test_render_edits_on_a_process_cluster_writes_grids_and_ws_equal_to_apply_th
     index = json.loads(open(f"{grids}/index.json").read())
     assert index["rows"] == run.image_ids and index["columns"] == strengths
     again = render_edits(store, directions=["interfacegan-a", "sefa-0"], items="a == 0", limit=6,
-                         strengths=strengths, run="smile", batch_size=4, cluster="threads", workers=1)
+                         strengths=strengths, run="smile", batch_size=4,
+                         cluster=dask_cluster[0].scheduler_address)
     assert again["batches_rendered"] == 0  # everything was done: the rerun only re-assembles
 
 
-def test_cli_fits_discovers_lists_and_renders(prefect_harness, store):
+def test_cli_fits_discovers_lists_and_renders(prefect_harness, dask_cluster, store):
     from flows.cli import app
 
     fitted = runner.invoke(app, ["fit-boundaries", store, "--attributes", "a,b", "--condition", "a=b"])
@@ -135,30 +127,17 @@ def test_cli_fits_discovers_lists_and_renders(prefect_harness, store):
     assert listed.exit_code == 0 and "interfacegan-a|b" in listed.output and "sefa-1" in listed.output
     assert "val_accuracy" in listed.output and "eigenvalue" in listed.output
     rendered = runner.invoke(app, ["render-edits", store, "--directions", "sefa-1", "--ids", "face001,face002",
-                                   "--strengths=-1,0,1", "--run", "cli", "--cluster", "threads",
+                                   "--strengths=-1,0,1", "--run", "cli",
+                                   "--cluster", dask_cluster[0].scheduler_address,
                                    "--evaluate-with", "builtin"])
     assert rendered.exit_code == 0, rendered.output
     assert os.path.exists(f"{store}.edits/cli/sefa-1.png")
     evaluation = EditRun.open(LatentStore.open(store), "cli").attrs["evaluation"]
     assert [(r["direction"], r["strength"]) for r in evaluation] == [("sefa-1", -1.0), ("sefa-1", 0.0), ("sefa-1", 1.0)]
     assert evaluation[1]["pixel_change"] == 0 and evaluation[2]["pixel_change"] > 0
-    missing = runner.invoke(app, ["render-edits", store, "--directions", "nope", "--cluster", "threads"])
+    missing = runner.invoke(app, ["render-edits", store, "--directions", "nope"])
     assert missing.exit_code == 2 and "no direction 'nope'" in missing.output
+    unknown = runner.invoke(app, ["render-edits", store, "--directions", "sefa-1", "--cluster", "threads"])
+    assert unknown.exit_code == 2 and "local-cuda" in unknown.output  # the inversion's cluster names, nothing else
     again = runner.invoke(app, ["fit-boundaries", store, "--attributes", "a"])
     assert again.exit_code == 2 and "--overwrite" in again.output
-
-
-def test_runner_choice_falls_back_to_threads_without_a_prefect_api_and_rejects_unknown_clusters():
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    from flows.runners import dask_runner
-
-    with temporary_settings(updates={PREFECT_API_URL: None}):
-        local = dask_runner("local", 3)
-    assert local.cluster_kwargs["processes"] is False and local.cluster_kwargs["threads_per_worker"] == 3
-    with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:4200/api"}):
-        local = dask_runner("local", 3)
-    assert local.cluster_kwargs["processes"] is True and local.cluster_kwargs["n_workers"] == 3
-    assert dask_runner("tcp://head:8786").address == "tcp://head:8786"
-    with pytest.raises(ValueError, match="scheduler address"):
-        dask_runner("kubernetes")

@@ -253,17 +253,6 @@ def test_cli_report_exit_code_says_regressed(two_runs, tmp_path):
     assert missing.exit_code == 1 and "no latent store" in missing.output
 
 
-@pytest.fixture(scope="module")
-def prefect_harness():
-    from prefect.testing.utilities import prefect_test_harness
-
-    # Offline, the server's telemetry would log a 'database is locked' traceback (PLATFORM_NOTES.md).
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-        with prefect_test_harness(server_startup_timeout=120):
-            yield
-
-
 @pytest.mark.slow
 def test_flow_ends_failed_with_the_regressions_and_links_the_report(two_runs, tmp_path, prefect_harness):
     import asyncio

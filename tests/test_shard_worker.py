@@ -145,3 +145,34 @@ def test_dask_malloc_trim_setting_is_undone_once_per_worker_process():
     unset = {k: v for k, v in env.items() if k != "MALLOC_TRIM_THRESHOLD_"}
     plain = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, env=unset)
     assert as_dask_sets_it.stdout.split() == ["True", "False"] and plain.stdout.split() == ["False", "False"]
+
+
+def test_prefetching_the_next_batch_changes_no_byte(tmp_path, generator):
+    write_good_images(tmp_path / "imgs", 7)
+    write_bad_inputs(tmp_path / "imgs" / "bad")  # undecodable items between good ones: batches re-form around them
+    spec = InversionSpec.for_generator(generator, **FAST)
+    first = prepare_store(tmp_path / "imgs", tmp_path / "a.zarr", generator, spec, chunk_items=64)
+    second = prepare_store(tmp_path / "imgs", tmp_path / "b.zarr", generator, spec, chunk_items=64)
+    assert len(first.shards()) == 1 and len(first) > 9  # one shard of several batches of 3
+    reports = [_run_all(store, spec, generator, batch_size=3, prefetch=prefetch)[0]
+               for store, prefetch in ((first, True), (second, False))]
+    assert reports[0]["done"] == reports[1]["done"] >= 7 and reports[0]["failed"] == reports[1]["failed"] > 0
+    with_prefetch, without = store_arrays(first.url), store_arrays(second.url)
+    for name in with_prefetch.keys() - {"metrics/seconds"}:  # seconds are timings
+        np.testing.assert_array_equal(with_prefetch[name], without[name], err_msg=name)
+
+
+def test_batches_do_not_depend_on_how_decoding_is_chunked(tmp_path, generator):
+    write_good_images(tmp_path / "imgs", 5)
+    write_bad_inputs(tmp_path / "imgs" / "bad")
+    spec = InversionSpec.for_generator(generator, **FAST)
+    store = prepare_store(tmp_path / "imgs", tmp_path / "s.zarr", generator, spec, chunk_items=64)
+    inputs = store.read_shard_inputs(store.shard(0))
+    models = worker.load_models(generator, None, "cpu")
+    policy = spec.decode_policy(models.G.img_resolution)
+    whole = [worker.decode_chunk(inputs, range(len(inputs)), policy=policy)]  # decode everything, then batch
+    single = [worker.decode_chunk(inputs, [i], policy=policy) for i in range(len(inputs))]
+    results = [worker.invert_items(models, spec, inputs.image_ids, chunks, layout=store.layout, batch_size=2)[0]
+               for chunks in (whole, single)]
+    np.testing.assert_array_equal(results[0].ws, results[1].ws)
+    assert results[0].error == results[1].error and (results[0].status == results[1].status).all()
