@@ -521,6 +521,12 @@ def invert_cmd(
     loss: Optional[str] = typer.Option(None, "--loss", help="Loss spec, e.g. lpips-vgg, 'clf-perceptual+0.1*mse'."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Initial learning rate (default: the mode's)."),
     seed: int = typer.Option(0, "--seed", help="Base of the per-image seeds (each image's seed comes from its id)."),
+    precision: Optional[str] = typer.Option(None, "--precision", help="fp32 (default) or bf16 autocast (GPU: "
+                                            "~1.4x; within 1 % of fp32's quality, BENCHMARKS.md)."),
+    channels_last: bool = typer.Option(False, "--channels-last", help="NHWC memory layout (GPU, with bf16)."),
+    compile_step: bool = typer.Option(False, "--compile", help="torch.compile the step (GPU: ~2.8x more over "
+                                      "bf16 after a few minutes of compiling per worker)."),
+    cuda_graph: bool = typer.Option(False, "--cuda-graph", help="Replay each step as one CUDA graph."),
     labels: Optional[str] = typer.Option(None, "--labels", help="CSV of numeric labels (first column: image id)."),
     shard_size: Optional[int] = typer.Option(None, "--shard-size", help="Images per shard (= task), fixed when the "
                                              "store is created; default: the store's, 256 for a new store."),
@@ -539,7 +545,9 @@ def invert_cmd(
 
     quiet_logging(verbose=verbose)  # before prefect and distributed are imported
     overrides = {key: value for key, value in dict(mode=mode, encoder=encoder, space=space, num_steps=steps,
-                                                   loss=loss, initial_learning_rate=lr, seed=seed or None).items()
+                                                   loss=loss, initial_learning_rate=lr, seed=seed or None,
+                                                   precision=precision, channels_last=channels_last or None,
+                                                   compile=compile_step or None, cuda_graph=cuda_graph or None).items()
                  if value is not None}
     kwargs = dict(inversion=overrides, labels=labels, shard_size=shard_size, cluster=cluster, workers=workers,
                   batch_size=batch_size, device=device, retry_failed=retry_failed, force=force)

@@ -46,6 +46,7 @@ def test_configuration_errors_exit_2_with_one_line(prefect_harness, generator, t
         "no generator at": ["--generator", str(tmp_path / "missing.pkl")],
         "vgg16-397923af.pth": ["--generator", generator, "--steps", "3", "--loss", "lpips-vgg"],
         "cluster 'laptop'": ["--generator", generator, *TINY, "--cluster", "laptop"],
+        "precision must be one of": ["--generator", generator, *TINY, "--precision", "fp16"],
         "no image files in": ["--generator", generator, *TINY, "--store", store],
     }
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-torch-home"))  # LPIPS weights are surely absent
@@ -82,6 +83,22 @@ def test_bad_inputs_exit_1_with_every_reason_in_the_summary(prefect_harness, das
     summary = json.loads(report.read_text())
     assert summary["counts"] == {"pending": 0, "done": 5, "failed": 4}
     assert "inverting (5 done, 4 failed): 9/9" in result.output  # progress, one line per shard off a terminal
+
+
+def test_speed_options_reach_the_workers_and_are_recorded_in_the_store(prefect_harness, dask_cluster, generator,
+                                                                       tmp_path):
+    from storage import LatentStore
+
+    write_good_images(tmp_path / "imgs", 2)
+    store = str(tmp_path / "s.zarr")
+    result = _invert(str(tmp_path / "imgs"), "--store", store, "--generator", generator, *TINY, "--precision", "bf16",
+                     "--channels-last", "--cluster", dask_cluster[0].scheduler_address)
+    assert result.exit_code == 0, result.output
+    recorded = LatentStore.open(store).attributes.inversion["inversion"]
+    assert recorded["precision"] == "bf16" and recorded["channels_last"] is True
+    again = _invert(str(tmp_path / "imgs"), "--store", store, "--generator", generator, *TINY,
+                    "--cluster", dask_cluster[0].scheduler_address)  # fp32 codes must not join bf16 ones
+    assert again.exit_code == 2 and "precision" in again.output, again.output
 
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a worker without CUDA")
