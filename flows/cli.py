@@ -533,7 +533,8 @@ def invert_cmd(
     cluster: str = typer.Option("local", "--cluster",
                                 help="local | local-cuda | tcp://scheduler:8786 (see infra/dask/README.md)."),
     workers: Optional[int] = typer.Option(None, "--workers", help="Local workers (local-cuda: GPUs to use)."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Images per inversion call per worker."),
+    batch_size: Optional[str] = typer.Option(None, "--batch-size", help="Images per inversion call per worker, or "
+                                             "'auto': as many as fit each GPU (default 16 on CPU, 32 on CUDA)."),
     device: str = typer.Option("auto", "--device", help="Worker device: auto, cpu, cuda."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Also retry items that failed before."),
     force: bool = typer.Option(False, "--force", help="Take the store's lease from another (dead) run."),
@@ -550,7 +551,7 @@ def invert_cmd(
                                                    compile=compile_step or None, cuda_graph=cuda_graph or None).items()
                  if value is not None}
     kwargs = dict(inversion=overrides, labels=labels, shard_size=shard_size, cluster=cluster, workers=workers,
-                  batch_size=batch_size, device=device, retry_failed=retry_failed, force=force)
+                  batch_size=_parse_batch_size(batch_size), device=device, retry_failed=retry_failed, force=force)
     summary = _run_invert_flow(images, store, generator, kwargs)
     if report:
         report.write_text(json.dumps(summary, indent=2))
@@ -558,6 +559,17 @@ def invert_cmd(
     code = invert_exit_code(summary)
     if code:
         raise typer.Exit(code)
+
+
+def _parse_batch_size(text: str | None) -> int | None:
+    """`--batch-size`: a positive integer or 'auto' (0 for the worker: probe the GPU's memory)."""
+    if text is None:
+        return None
+    if text.strip().lower() == "auto":
+        return 0
+    if text.strip().isdigit() and int(text) >= 1:
+        return int(text)
+    raise typer.BadParameter(f"{text!r}: give a positive number of images or 'auto'", param_hint="--batch-size")
 
 
 def _run_invert_flow(images: str, store: str, generator: str, kwargs: dict) -> dict:

@@ -66,12 +66,15 @@ def invert_dataset(images: str, store: str, generator: str = "faces64", *,
     retry_failed: also re-invert items that failed before. force: take the store's lease from another run.
     storage_options: fsspec options for the images and the store; they are recorded with the flow run, so keep
     credentials in the environment (AWS_* variables, instance roles), not here.
-    batch_size, device, threads: per worker (defaults: 16 on CPU, 32 on CUDA; the worker's GPU if it has one;
+    batch_size, device, threads: per worker (defaults: 16 on CPU, 32 on CUDA, 0 = as many as fit each GPU; the
+    worker's GPU if it has one;
     torch CPU threads: this machine's cores shared among local workers, else Dask's one per worker).
     """
     t0 = time.perf_counter()
     run_id = _run_id()
     check_cluster_name(cluster)
+    if batch_size is not None and batch_size < 0:
+        raise ValueError(f"batch_size must be >= 1, or 0 for as many images as fit each GPU, got {batch_size}")
     spec = inversion if isinstance(inversion, InversionSpec) else InversionSpec.for_generator(generator,
                                                                                              **(inversion or {}))
     gen = describe_generator(generator)

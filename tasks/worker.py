@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import json
 import os
 import sys
 import time
@@ -43,6 +44,8 @@ from tasks.models import (Models, WorkerSetupError, cached_model_keys, load_mode
 from tasks.spec import InversionSpec
 
 DEFAULT_BATCH = {"cpu": 16, "cuda": 32}
+AUTO_BATCH = 0  # batch_size=AUTO_BATCH: as many images as fit the GPU (`ganinv.inversion.auto_batch_size`)
+_AUTO_BATCHES: dict[tuple, int] = {}  # (generator, device, config) -> batch, probed once per worker process
 EVENT_TOPIC = "ganinv.shard"  # Dask worker events: {'event': 'started' | 'finished', 'shard': i, 'pid': ...}
 _MALLOC_TUNED = False
 
@@ -62,7 +65,8 @@ def run_shard(store_url: str, shard_index: int, spec: Mapping[str, Any] | Invers
 
     `spec`: an InversionSpec (or its `to_dict()`); `generator`: what `load_generator` accepts, reachable from this
     worker. `run_id`: the run holding the store's lease (writes are refused if another run holds it).
-    `batch_size`: images per inversion call (default 16 on CPU, 32 on CUDA); `threads`: torch CPU threads.
+    `batch_size`: images per inversion call (default 16 on CPU, 32 on CUDA; `AUTO_BATCH` = 0: as many as fit the
+    GPU, probed once per worker, the CPU default elsewhere); `threads`: torch CPU threads.
     `prefetch`: decode (and on CUDA, copy to the device) the next batch while this one is inverted; the results are
     the same either way. In the report, `decode_s` is the decoding time the inversion did not hide.
     """
@@ -81,7 +85,7 @@ def run_shard(store_url: str, shard_index: int, spec: Mapping[str, Any] | Invers
     models = load_models(generator, spec.encoder, resolve_device(device))
     _check_identity(store, models, generator)
     t_invert = time.perf_counter()
-    batch_size = batch_size or DEFAULT_BATCH[models.device.type]
+    batch_size = resolve_batch_size(models, spec, batch_size, generator=generator)
     chunks = decoded_chunks(inputs, spec.decode_policy(models.G.img_resolution), batch_size=batch_size,
                             device=models.device, prefetch=prefetch, storage_options=storage_options)
     result, waited_s = invert_items(models, spec, inputs.image_ids, chunks, layout=store.layout, batch_size=batch_size)
@@ -94,6 +98,23 @@ def run_shard(store_url: str, shard_index: int, spec: Mapping[str, Any] | Invers
                   device=str(models.device))
     _emit({"event": "finished", **report})
     return report
+
+
+def resolve_batch_size(models: Models, spec: InversionSpec, batch_size: int | None, *, generator: str) -> int:
+    """`batch_size`, the device's default when None, or for `AUTO_BATCH` on CUDA the largest batch whose inversion
+    steps fit 80 % of the free GPU memory (probed once per generator, device and config in this process)."""
+    if batch_size is None or (batch_size == AUTO_BATCH and models.device.type != "cuda"):
+        return DEFAULT_BATCH[models.device.type]
+    if batch_size < 0:
+        raise ValueError(f"batch_size must be >= 1, or {AUTO_BATCH} for automatic, got {batch_size}")
+    if batch_size != AUTO_BATCH:
+        return batch_size
+    key = (generator, str(models.device), json.dumps(spec.config.to_dict(), sort_keys=True))
+    if key not in _AUTO_BATCHES:
+        from ganinv.inversion import auto_batch_size
+
+        _AUTO_BATCHES[key] = auto_batch_size(models.G, spec.config)
+    return _AUTO_BATCHES[key]
 
 
 def tune_malloc() -> bool:

@@ -38,6 +38,14 @@ def test_help_documents_every_exit_code():
         assert code in text
 
 
+def test_batch_size_is_a_positive_number_or_auto(tmp_path):
+    for bad in ("0", "-3", "many"):
+        result = CliRunner().invoke(app, ["invert", str(tmp_path), "--store", str(tmp_path / "s.zarr"),
+                                          "--batch-size", bad])
+        text = " ".join(result.output.replace("│", " ").split())  # rich wraps the message in a box
+        assert result.exit_code == 2 and "positive number of images or 'auto'" in text, result.output
+
+
 def test_configuration_errors_exit_2_with_one_line(prefect_harness, generator, tmp_path, monkeypatch):
     write_good_images(tmp_path / "imgs", 1)
     (tmp_path / "empty").mkdir()

@@ -176,3 +176,23 @@ def test_batches_do_not_depend_on_how_decoding_is_chunked(tmp_path, generator):
                for chunks in (whole, single)]
     np.testing.assert_array_equal(results[0].ws, results[1].ws)
     assert results[0].error == results[1].error and (results[0].status == results[1].status).all()
+
+
+def test_batch_size_auto_probes_the_gpu_once_and_falls_back_to_the_default_elsewhere(generator, monkeypatch):
+    import ganinv.inversion
+
+    models = worker.load_models(generator, None, torch.device("cpu"))
+    spec = InversionSpec.for_generator(generator, **FAST)
+    assert worker.resolve_batch_size(models, spec, None, generator=generator) == worker.DEFAULT_BATCH["cpu"]
+    assert worker.resolve_batch_size(models, spec, 5, generator=generator) == 5
+    assert worker.resolve_batch_size(models, spec, worker.AUTO_BATCH, generator=generator) == worker.DEFAULT_BATCH["cpu"]
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        worker.resolve_batch_size(models, spec, -4, generator=generator)
+
+    probes = []
+    monkeypatch.setattr(ganinv.inversion, "auto_batch_size", lambda G, config: probes.append(config) or 48)
+    monkeypatch.setattr(worker, "_AUTO_BATCHES", {})
+    on_gpu = worker.Models(G=models.G, identity=models.identity, E=None, device=torch.device("cuda"))
+    for _ in range(2):
+        assert worker.resolve_batch_size(on_gpu, spec, worker.AUTO_BATCH, generator=generator) == 48
+    assert probes == [spec.config]  # probed once per (generator, device, config), then reused
