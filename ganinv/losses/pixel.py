@@ -6,25 +6,26 @@ import torch
 from torch import nn
 
 
-class PixelMSE(nn.Module):
-    """Mean squared error per image on [-1, 1] images: `[N, C, H, W] -> [N]`."""
-
-    name = "mse"
+class _PixelLoss(nn.Module):
+    """A loss on the pixels themselves: nothing to precompute from the target."""
 
     def prepare(self, target: torch.Tensor) -> torch.Tensor:
         return target
+
+
+class PixelMSE(_PixelLoss):
+    """Mean squared error per image on [-1, 1] images: `[N, C, H, W] -> [N]`."""
+
+    name = "mse"
 
     def forward(self, synth: torch.Tensor, prepared: torch.Tensor) -> torch.Tensor:
         return (synth - prepared).square().mean(dim=(1, 2, 3))
 
 
-class PixelL1(nn.Module):
+class PixelL1(_PixelLoss):
     """Mean absolute error per image on [-1, 1] images: `[N, C, H, W] -> [N]`."""
 
     name = "l1"
-
-    def prepare(self, target: torch.Tensor) -> torch.Tensor:
-        return target
 
     def forward(self, synth: torch.Tensor, prepared: torch.Tensor) -> torch.Tensor:
         return (synth - prepared).abs().mean(dim=(1, 2, 3))
