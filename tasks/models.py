@@ -68,14 +68,16 @@ def _file_version(source: str | None) -> int | None:
     return os.stat(source).st_mtime_ns if source and os.path.isfile(source) else None
 
 
-def load_models(generator: str, encoder: str | None, device: str | torch.device) -> Models:
-    """The generator and encoder for (`generator`, `encoder`, `device`), loaded on first use in this process (again
-    when a file changes)."""
+def load_models(source: str, encoder: str | None, device: str | torch.device) -> Models:
+    """The generator of `source` and the `encoder` on `device`, loaded on first use in this process (again when a
+    file changes)."""
     device = resolve_device(device)
 
     def load() -> Models:
         from ganinv.generators import generator_identity
-        G = load_generator_cached(generator, device)
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # inversion repeats one batch shape: time cuDNN's kernels once
+        G = generator(source, device)
         E = None
         if encoder:
             from ganinv.models.encoder import load_encoder
@@ -83,11 +85,10 @@ def load_models(generator: str, encoder: str | None, device: str | torch.device)
                         lambda: load_encoder(encoder, device=device).eval().requires_grad_(False))
         return Models(G=G, identity=generator_identity(G), E=E, device=device)
 
-    return _cached(("models", generator, encoder, str(device), _file_version(generator), _file_version(encoder)),
-                   load)
+    return _cached(("models", source, encoder, str(device), _file_version(source), _file_version(encoder)), load)
 
 
-def load_generator_cached(source: str, device: str | torch.device = "cpu") -> nn.Module:
+def generator(source: str, device: str | torch.device = "cpu") -> nn.Module:
     """`ganinv.generators.load_generator(source, device)`, once per (source, device, file version)."""
     device = resolve_device(device)
 
@@ -96,11 +97,6 @@ def load_generator_cached(source: str, device: str | torch.device = "cpu") -> nn
         return load_generator(source, device=device)
 
     return _cached(("generator", source, str(device), _file_version(source)), load)
-
-
-def generator(source: str, device: str | torch.device = "cpu") -> nn.Module:
-    """The cached generator of `source` on `device` (what the edit and direction tasks use)."""
-    return load_generator_cached(source, device)
 
 
 def classifier(source: str = "builtin", device: str | torch.device = "cpu") -> nn.Module:

@@ -84,8 +84,6 @@ def run_shard(store_url: str, shard_index: int, spec: Mapping[str, Any] | Invers
     t_models = time.perf_counter()
     models = load_models(generator, spec.encoder, resolve_device(device))
     _check_identity(store, models, generator)
-    if models.device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # a shard's batches share one shape: let cuDNN time its kernels once
     t_invert = time.perf_counter()
     batch_size = resolve_batch_size(models, spec, batch_size, generator=generator)
     chunks = decoded_chunks(inputs, spec.decode_policy(models.G.img_resolution), batch_size=batch_size,
