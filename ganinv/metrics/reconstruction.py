@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Mapping
 
 import torch
-from torchmetrics.functional.image import structural_similarity_index_measure
 
 from ganinv.losses.base import ImageLoss
 from ganinv.losses.lpips_distance import trunk_weights_path
@@ -34,6 +33,9 @@ def reconstruction_metrics(x: torch.Tensor, y: torch.Tensor, *,
     Keys: `mse` (on [0, 1]), `psnr` (dB, peak 1), `ssim` (11x11 Gaussian window, smaller for tiny images), and one
     key per entry of `perceptual` (e.g. `{'lpips-vgg': LPIPSLoss('vgg')}`).
     """
+    # Imported here: torchmetrics costs ~2 s of import, which every process that only needs InversionConfig paid.
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
     assert x.ndim == 4 and x.shape == y.shape, f"x, y must be [N, C, H, W] alike: {list(x.shape)}, {list(y.shape)}"
     x01, y01 = to_unit_range(x), to_unit_range(y)
     mse = (x01 - y01).square().mean(dim=(1, 2, 3))
