@@ -33,7 +33,7 @@ class ClassifierPerceptualLoss(nn.Module):
 
     name = "clf-perceptual"
 
-    def __init__(self, classifier: nn.Module):
+    def __init__(self, classifier: FeatureExtractor):
         super().__init__()
         if not callable(getattr(classifier, "features", None)):
             raise TypeError("clf-perceptual needs a module with a `features(images) -> list[Tensor]` method, got "

@@ -4,7 +4,7 @@ What it follows (Karras et al. 2020a/b): non-saturating logistic loss; lazy regu
 `r1_interval` D steps, path-length regularisation every `pl_interval` G steps, with the learning rate and Adam betas
 rescaled by `interval / (interval + 1)`); style-mixing regularisation; Adam(0, 0.99); an exponential moving average
 of G (`G_ema`) with ramp-up; bf16 autocast for the main passes on CUDA (regularisers in fp32). It trains in chunks of
-`--minutes`, each ending in a checkpoint that the next chunk resumes from, so it fits machines lent for 10 minutes.
+`minutes` (`ganinv train-gan --minutes`), each ending in a checkpoint that the next chunk resumes from, so it fits machines lent for 10 minutes.
 
 The dataset is held in device memory as uint8 (64x64 images are small): a folder of PNGs, an `.npy` array
 `[N, H, W, 3]`, or `procedural:N:SEED`, rendered on all cores by the embedded world's renderer.
@@ -26,7 +26,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-import ganinv.generators.layers as layers
 from ganinv.generators.stylegan2 import Generator
 from ganinv.training.checkpoint import load_checkpoint, save_checkpoint
 from ganinv.training.discriminator import Discriminator
@@ -60,6 +59,11 @@ class GANTrainConfig:
     ema_rampup: float | None = 0.05
     mixed_precision: bool = True
     seed: int = 0
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> GANTrainConfig:
+        """Inverse of `dataclasses.asdict` after a JSON round trip (lists back to tuples)."""
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
     def generator_kwargs(self) -> dict[str, Any]:
         return dict(z_dim=self.z_dim, c_dim=0, w_dim=self.w_dim, img_resolution=self.resolution, img_channels=3,
@@ -279,12 +283,11 @@ class GANTrainer:
             torch.cuda.set_rng_state(state["rng_cuda"])
 
 
-def generator_from_checkpoint(run_dir: str | Path, *, which: str = "G_ema") -> Generator:
-    """The generator (`G_ema` by default) of a training run's latest checkpoint, in eval mode."""
+def generator_from_checkpoint(run_dir: str | Path) -> Generator:
+    """The `G_ema` of a training run's latest checkpoint, in eval mode."""
     state = load_checkpoint(Path(run_dir) / "checkpoint")
-    config = GANTrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in state["config"].items()})
-    G = Generator(**config.generator_kwargs())
-    G.load_state_dict(state[which])
+    G = Generator(**GANTrainConfig.from_dict(state["config"]).generator_kwargs())
+    G.load_state_dict(state["G_ema"])
     return G.eval().requires_grad_(False)
 
 
@@ -298,8 +301,7 @@ def train_gan(run_dir: str | Path, *, minutes: float, config: GANTrainConfig | N
     run_dir.mkdir(parents=True, exist_ok=True)
     config_file = run_dir / "config.json"
     if config_file.exists():
-        saved = json.loads(config_file.read_text())
-        config = GANTrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()})
+        config = GANTrainConfig.from_dict(json.loads(config_file.read_text()))
         if batch_size is not None:
             config = dataclasses.replace(config, batch_size=batch_size)
     else:
@@ -312,22 +314,3 @@ def train_gan(run_dir: str | Path, *, minutes: float, config: GANTrainConfig | N
     trainer = GANTrainer(config, run_dir, device=device)
     trainer.train(minutes=minutes)
     return trainer
-
-
-def main(argv: list[str] | None = None) -> None:
-    import argparse
-    parser = argparse.ArgumentParser(description="Train (or resume) the embedded-world StyleGAN2 for N minutes.")
-    parser.add_argument("--run-dir", required=True)
-    parser.add_argument("--minutes", type=float, required=True)
-    parser.add_argument("--data", default=GANTrainConfig.data)
-    parser.add_argument("--batch-size", type=int, default=None)
-    parser.add_argument("--resample-impl", choices=layers.RESAMPLE_IMPLS, default=layers.RESAMPLE_IMPL,
-                        help="how FIR resampling executes (speed only; all are exact)")
-    args = parser.parse_args(argv)
-    layers.RESAMPLE_IMPL = args.resample_impl
-    config = GANTrainConfig(data=args.data, batch_size=args.batch_size or GANTrainConfig.batch_size)
-    train_gan(args.run_dir, minutes=args.minutes, config=config, batch_size=args.batch_size)
-
-
-if __name__ == "__main__":
-    main()
