@@ -20,10 +20,9 @@ from ganinv.training.train_gan import GANTrainConfig, GANTrainer
 
 
 def time_steps(impl: str, batch: int, steps: int, device: str) -> float:
-    layers.RESAMPLE_IMPL = impl
     config = GANTrainConfig(data="unused", batch_size=batch)
     images = np.random.default_rng(0).integers(0, 255, [1024, 64, 64, 3], dtype=np.uint8)
-    with tempfile.TemporaryDirectory() as tmp:
+    with layers.resample_impl(impl), tempfile.TemporaryDirectory() as tmp:
         trainer = GANTrainer(config, tmp, device=device, images=images)
         for _ in range(8):
             trainer.train_step()

@@ -130,7 +130,6 @@ def make_inputs(shape, batch: int, device: torch.device, seed: int):
 
 def bench_case(form, precision, layout, resample, shapes, args, device, refs) -> dict:
     f = setup_filter().to(device)
-    layers.RESAMPLE_IMPL = resample  # read at call time by conv2d_resample
     totals = {"total_ms": 0.0, "ms_3x3_only": 0.0, "ms_upsampling_only": 0.0}
     rel_err = 0.0
     for i, shape in enumerate(shapes):
@@ -162,25 +161,18 @@ def bench_case(form, precision, layout, resample, shapes, args, device, refs) ->
 
 @torch.no_grad()
 def references(shapes, args, device) -> list[torch.Tensor]:
-    layers.RESAMPLE_IMPL = "fir"
     f = setup_filter().to(device)
     refs = []
-    for i, shape in enumerate(shapes):
-        x, styles, weight, _ = make_inputs(shape, args.batch, device, seed=i)
-        refs.append(modulated_conv2d(x, weight, styles, up=shape[3], padding=1, resample_filter=f,
-                                     fused_modconv=False).float())
+    with layers.resample_impl("fir"):
+        for i, shape in enumerate(shapes):
+            x, styles, weight, _ = make_inputs(shape, args.batch, device, seed=i)
+            refs.append(modulated_conv2d(x, weight, styles, up=shape[3], padding=1, resample_filter=f,
+                                         fused_modconv=False).float())
     return refs
 
 
 def main(argv=None) -> dict:
-    saved = layers.RESAMPLE_IMPL  # switched per case below; restored for callers in the same process
-    try:
-        return _main(parse_args(argv))
-    finally:
-        layers.RESAMPLE_IMPL = saved
-
-
-def _main(args: argparse.Namespace) -> dict:
+    args = parse_args(argv)
     device = torch.device(args.device)
     torch.backends.cudnn.benchmark = True
     start = time.perf_counter()
@@ -193,7 +185,8 @@ def _main(args: argparse.Namespace) -> dict:
             row["error"] = "skipped: time budget"
         else:
             try:
-                row = bench_case(form, precision, layout, resample, shapes, args, device, refs)
+                with layers.resample_impl(resample):  # read at call time by conv2d_resample
+                    row = bench_case(form, precision, layout, resample, shapes, args, device, refs)
             except Exception as err:  # noqa: BLE001 - record and go on
                 row["error"] = f"{type(err).__name__}: {str(err)[:200]}"
             if device.type == "cuda":

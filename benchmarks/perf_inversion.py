@@ -31,7 +31,6 @@ late, so one device call always ends with a table and JSON (rewritten after ever
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
 import time
@@ -172,18 +171,8 @@ def run_engine(G, targets, loss, options: dict, batch: int, steps: int, args, de
     options = dict(options)
     resample = options.pop("resample", layers.RESAMPLE_IMPL)
     config = InversionConfig(num_steps=steps, loss="lpips-vgg", **options)  # loss_fn below is the random trunk
-    with resample_impl(resample):
+    with layers.resample_impl(resample):
         return _run_engine(G, targets, loss, config, batch, steps, args, device)
-
-
-@contextlib.contextmanager
-def resample_impl(name: str):
-    """Switch `GANINV_RESAMPLE_IMPL`'s choice for one run (read by `conv2d_resample` at call time)."""
-    saved, layers.RESAMPLE_IMPL = layers.RESAMPLE_IMPL, name
-    try:
-        yield
-    finally:
-        layers.RESAMPLE_IMPL = saved
 
 
 def _run_engine(G, targets, loss, config, batch: int, steps: int, args, device) -> dict:
@@ -340,7 +329,7 @@ def profile_engine(G, targets, loss, name: str, batch: int, args, device, path: 
     resample = options.pop("resample", layers.RESAMPLE_IMPL)
     config = InversionConfig(num_steps=steps + 1, loss="lpips-vgg", **options)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    with resample_impl(resample):
+    with layers.resample_impl(resample):
         problem = build_problem(G, targets[:batch], config, loss_fn=loss, seed=list(range(batch)))
         try:
             for step in range(args.warmup):
@@ -450,7 +439,7 @@ def faces64_quality(rows, args, device, loss, budget, record) -> list[dict]:
 def main(argv=None) -> dict:
     # The composite resample (FIR folded into the conv kernels) is the fastest exact form measured on GPUs so far
     # (BENCHMARKS.md); GANINV_RESAMPLE_IMPL overrides it. Restored afterwards (tests call main in-process).
-    with resample_impl(os.environ.get("GANINV_RESAMPLE_IMPL", "composite")):
+    with layers.resample_impl(os.environ.get("GANINV_RESAMPLE_IMPL", "composite")):
         return _main(parse_args(argv))
 
 

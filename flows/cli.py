@@ -246,16 +246,21 @@ def train_gan_cmd(
     minutes: float = typer.Option(..., "--minutes", help="Wall time for this chunk; a checkpoint is written at the end."),
     data: str = typer.Option("procedural:60000:0", "--data", help="procedural:N:SEED, an .npy array or an image folder."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Default 64 for a new run; a resumed run may change it."),
-    resample_impl: str = typer.Option("composite", "--resample-impl", help="fir | separable | composite (speed only)."),
+    resample_impl: str = typer.Option("composite", "--resample-impl",
+                                      help="fir | separable | composite | subpixel (speed only)."),
     export: Optional[str] = typer.Option(None, "--export", help="Also write G_ema in native format here (.safetensors)."),
 ) -> None:
     """Train (or resume) the embedded world's StyleGAN2 for MINUTES (faces64 was made with this; see its model card)."""
     import ganinv.generators.layers as layers
     from ganinv.training.train_gan import GANTrainConfig, generator_from_checkpoint, train_gan
 
-    layers.RESAMPLE_IMPL = resample_impl
+    try:
+        layers.check_resample_impl(resample_impl, source="--resample-impl")
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from None
     config = GANTrainConfig(data=data, batch_size=batch_size or GANTrainConfig.batch_size)
-    trainer = train_gan(run_dir, minutes=minutes, config=config, batch_size=batch_size)
+    with layers.resample_impl(resample_impl):
+        trainer = train_gan(run_dir, minutes=minutes, config=config, batch_size=batch_size)
     typer.echo(f"{trainer.images_seen / 1000:.1f} kimg after {trainer.train_seconds / 60:.1f} min; checkpoint in {run_dir}")
     if export:
         from ganinv.generators import save_generator

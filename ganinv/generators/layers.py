@@ -8,8 +8,10 @@ resampling, leaky ReLU with slope 0.2 and gain `sqrt(2)`, optional clamping of a
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+from collections.abc import Iterator
 from typing import Sequence
 
 import torch
@@ -28,9 +30,28 @@ LRELU_GAIN = math.sqrt(2.0)
 #                convolution with 4x the output channels (one per output phase) and a pixel shuffle, the form GPU
 #                convolution libraries are fastest at; other cases fall back to composite.
 RESAMPLE_IMPLS = ("fir", "separable", "composite", "subpixel")
-RESAMPLE_IMPL = os.environ.get("GANINV_RESAMPLE_IMPL", "fir")
-if RESAMPLE_IMPL not in RESAMPLE_IMPLS:
-    raise ValueError(f"GANINV_RESAMPLE_IMPL={RESAMPLE_IMPL!r}: choose one of {RESAMPLE_IMPLS}")
+
+
+def check_resample_impl(name: str, *, source: str = "resample_impl") -> str:
+    """`name` if it is one of `RESAMPLE_IMPLS`; otherwise a ValueError naming `source` (a misspelt name must not
+    silently run the reference path)."""
+    if name not in RESAMPLE_IMPLS:
+        raise ValueError(f"{source}={name!r}: choose one of {RESAMPLE_IMPLS}")
+    return name
+
+
+RESAMPLE_IMPL = check_resample_impl(os.environ.get("GANINV_RESAMPLE_IMPL", "fir"), source="GANINV_RESAMPLE_IMPL")
+
+
+@contextlib.contextmanager
+def resample_impl(name: str) -> Iterator[None]:
+    """Run `conv2d_resample` (read at call time) with implementation `name` inside the block; restored after."""
+    global RESAMPLE_IMPL
+    saved, RESAMPLE_IMPL = RESAMPLE_IMPL, check_resample_impl(name)
+    try:
+        yield
+    finally:
+        RESAMPLE_IMPL = saved
 
 
 def setup_filter(taps: Sequence[float] = (1, 3, 3, 1)) -> torch.Tensor:
