@@ -270,8 +270,8 @@ def _evaluate(G: nn.Module, ws: torch.Tensor, target: torch.Tensor, loss_spec: s
     """(images, loss [n], metrics) of `ws` rendered with the generator's const noise, as `invert` reports them."""
     images = G.synthesis(ws, noise_mode="const", fused_modconv=False)
     loss = build_loss(loss_spec, device=target.device)
-    perceptual = {name: term for name, term in loss.named_terms().items() if name not in PIXEL_LOSSES}
-    return images, loss(images, loss.prepare(target)), reconstruction_metrics(images, target, perceptual=perceptual)
+    return images, loss(images, loss.prepare(target)), reconstruction_metrics(images, target,
+                                                                              perceptual=loss.perceptual_terms())
 
 
 def _emit(message: dict[str, Any]) -> None:

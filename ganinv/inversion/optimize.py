@@ -41,7 +41,7 @@ from torch import nn
 
 from ganinv.losses.base import ImageLoss
 from ganinv.losses.noise_regularization import noise_regularization, normalize_noise_
-from ganinv.losses.registry import PIXEL_LOSSES, WeightedLoss, as_weighted_loss, build_loss, canonical_loss_spec
+from ganinv.losses.registry import WeightedLoss, as_weighted_loss, build_loss, canonical_loss_spec
 from ganinv.metrics.reconstruction import available_lpips, reconstruction_metrics
 from ganinv.utils.cuda_graph import capture_step
 from ganinv.utils.precision import PRECISIONS, autocast
@@ -424,8 +424,7 @@ class InversionProblem:
         images = self.G.synthesis(ws, noise_mode="const", fused_modconv=False, noise=self.noise_bufs, **force_fp32)
         masked, masked_target = (images, target) if self.mask is None else (images * self.mask, target * self.mask)
         prepared = self.prepared if cfg.precision == "fp32" else self.loss.prepare(masked_target)
-        perceptual = {name: t for name, t in self.loss.named_terms().items() if name not in PIXEL_LOSSES}
-        perceptual = {**available_lpips(target.device), **perceptual}  # LPIPS-VGG whenever its trunk is on disk
+        perceptual = {**available_lpips(target.device), **self.loss.perceptual_terms()}  # LPIPS-VGG whenever its trunk is on disk
         return InversionResult(
             ws=ws, z=self.latent.detach() if cfg.space == "z" else None,
             noise=None if self.noise_bufs is None else [b.detach() for b in self.noise_bufs],

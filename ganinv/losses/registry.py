@@ -58,8 +58,9 @@ class WeightedLoss(nn.Module):
         self.terms = nn.ModuleList([t for _, t in terms])
         self.name = "+".join(t.name if w == 1 else f"{w:g}*{t.name}" for w, t in zip(self.weights, self.terms))
 
-    def named_terms(self) -> dict[str, ImageLoss]:
-        return {t.name: t for t in self.terms}
+    def perceptual_terms(self) -> dict[str, ImageLoss]:
+        """The terms that are not pixel losses, by name: what reconstruction metrics report beside MSE/PSNR/SSIM."""
+        return {t.name: t for t in self.terms if t.name not in PIXEL_LOSSES}
 
     @torch.no_grad()
     def prepare(self, target: torch.Tensor) -> list[Any]:
