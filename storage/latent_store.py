@@ -661,9 +661,7 @@ class LatentStore:
         self._coordinator_check()
         attrs = {"created": _now_iso(), "ganinv_version": ganinv_version, "made_by": made_by,
                  "store_manifest_hash": self.attributes.dataset.manifest_hash, "store_num_items": self.num_items}
-        group = self._group.require_group(kind).create_group(name, overwrite=overwrite, attributes=attrs)
-        self.consolidate()
-        return group
+        return self._group.require_group(kind).create_group(name, overwrite=overwrite, attributes=attrs)
 
     def result_groups(self, kind: str) -> dict[str, dict[str, Any]]:
         """Name -> attributes of the result groups under `kind`."""
