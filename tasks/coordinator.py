@@ -6,10 +6,8 @@ Only the coordinating process (the flow) calls these; it holds the store's lease
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import fsspec
@@ -18,6 +16,7 @@ import numpy as np
 from ganinv.losses.registry import parse_loss_spec
 from storage import GeneratorIdentity, LatentStore, Manifest, Status
 from storage.schema import file_sha256
+from tasks import models
 from tasks.dataset import ScanResult
 from tasks.spec import InversionSpec
 from tasks.worker import metric_names
@@ -42,19 +41,11 @@ class GeneratorInfo:
 
 
 def describe_generator(source: str) -> GeneratorInfo:
-    """Loads the generator (CPU) to learn its identity and shapes, once per file version; raises GeneratorLoadError.
-    A long-lived coordinator (a Prefect worker serving nightly runs) sees a replaced file as a new generator."""
-    path = Path(source)
-    version = path.stat().st_mtime_ns if path.is_file() else None
-    return _describe_generator(source, version)
-
-
-@functools.lru_cache(maxsize=8)
-def _describe_generator(source: str, version: int | None) -> GeneratorInfo:
-    from ganinv.generators import generator_identity, load_generator
-
-    G = load_generator(source)
-    return GeneratorInfo(source=source, identity=generator_identity(G), config=dict(G.init_kwargs),
+    """The generator's identity and shapes, from the process's model cache (CPU; `tasks.models`: loaded once per
+    file version, so a long-lived coordinator sees a replaced file as a new generator); raises GeneratorLoadError."""
+    loaded = models.load_models(source, None, "cpu")
+    G = loaded.G
+    return GeneratorInfo(source=source, identity=loaded.identity, config=dict(G.init_kwargs),
                          num_ws=G.num_ws, w_dim=G.w_dim, z_dim=G.z_dim, img_resolution=G.img_resolution)
 
 
