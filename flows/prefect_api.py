@@ -23,7 +23,6 @@ import signal
 import socket
 import tempfile
 import threading
-import time
 from collections.abc import Iterator
 
 SERVER_STARTUP_TIMEOUT_S = 120
@@ -116,11 +115,3 @@ def _free_port() -> int:
     with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def time_server_startup() -> float:
-    """Seconds to start and stop the temporary server (for benchmarks)."""
-    t0 = time.perf_counter()
-    with _temporary_server():
-        pass
-    return time.perf_counter() - t0
