@@ -63,9 +63,10 @@ def list_directions(store: LatentStore) -> dict[str, dict[str, Any]]:
     return {name: groups[name] for name in sorted(groups) if "direction" in groups[name]}
 
 
-def read_direction(store: LatentStore, name: str) -> Direction:
-    """The `Direction` stored as `directions/<name>`."""
-    known = list_directions(store)
+def read_direction(store: LatentStore, name: str, *, known: Mapping[str, Mapping[str, Any]] | None = None
+                   ) -> Direction:
+    """The `Direction` stored as `directions/<name>`. `known`: `list_directions(store)` when the caller has it."""
+    known = list_directions(store) if known is None else known
     if name not in known:
         raise DirectionNotFoundError(f"no direction {name!r} in {store.url}; it has {sorted(known) or 'none'} "
                                      "(write some with `ganinv fit-boundaries` or `ganinv discover-directions`)")
@@ -78,7 +79,8 @@ def read_direction(store: LatentStore, name: str) -> Direction:
 
 def read_directions(store: LatentStore, names: Sequence[str] | None = None) -> list[Direction]:
     """The named directions (default: all), in the order asked."""
-    return [read_direction(store, name) for name in (list_directions(store) if names is None else names)]
+    known = list_directions(store)  # one read of the group attributes for all names
+    return [read_direction(store, name, known=known) for name in (known if names is None else names)]
 
 
 def labelled_codes(store: LatentStore, attributes: Sequence[str] | None = None, *, space: str = "w"

@@ -125,10 +125,12 @@ class EditRun:
     """The `edits/<run>` group of a store. Build with `EditRun.create` (flow process) or `EditRun.open` (workers)."""
 
     def __init__(self, store: LatentStore, name: str) -> None:
-        runs = store.result_groups(KIND)
-        if name not in runs:
-            raise KeyError(f"no edit run {name!r} in {store.url}; it has {sorted(runs) or 'none'}")
-        self.store, self.name, self.attrs = store, name, runs[name]
+        try:
+            attrs = store.result_attrs(KIND, name)  # workers open a run per batch: no listing of every run
+        except KeyError:
+            raise KeyError(f"no edit run {name!r} in {store.url}; it has "
+                           f"{sorted(store.result_groups(KIND)) or 'none'}") from None
+        self.store, self.name, self.attrs = store, name, attrs
         self.prefix = f"{KIND}/{name}"
 
     @classmethod

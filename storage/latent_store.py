@@ -670,6 +670,12 @@ class LatentStore:
         parent = self._group[kind]
         return {name: dict(child.attrs) for name, child in parent.groups()}
 
+    def result_attrs(self, kind: str, name: str) -> dict[str, Any]:
+        """The attributes of the result group `<kind>/<name>` (one group read, not a listing); KeyError if absent."""
+        if kind not in RESULT_KINDS:
+            raise ValueError(f"kind={kind!r}: results are under one of {RESULT_KINDS}")
+        return dict(self._group[f"{kind}/{name}"].attrs)
+
     def consolidate(self) -> None:
         """Rewrites consolidated metadata so `xarray.open_zarr(url)` opens without listing (coordinator only)."""
         with warnings.catch_warnings():
