@@ -409,7 +409,7 @@ class LatentStore:
         root = self.attributes.dataset.root
         return ShardInputs(shard=shard, indices=(shard.start + keep).astype(np.int64),
                            image_ids=tuple(str(ids[i]) for i in keep),
-                           paths=tuple(_resolve(root, str(paths[i])) for i in keep),
+                           paths=tuple(resolve_item_path(root, str(paths[i])) for i in keep),
                            source_sha256=tuple(str(shas[i]) for i in keep), attempts=attempts[keep].copy())
 
     def _check_shard(self, shard: Shard) -> None:
@@ -449,7 +449,7 @@ class LatentStore:
         ids, paths, shas = (self.array(name)[region] for name in ("image_id", "path", "source_sha256"))
         root = self.attributes.dataset.root
         return ShardInputs(shard=shard, indices=np.arange(shard.start, shard.stop, dtype=np.int64),
-                           image_ids=tuple(map(str, ids)), paths=tuple(_resolve(root, str(p)) for p in paths),
+                           image_ids=tuple(map(str, ids)), paths=tuple(resolve_item_path(root, str(p)) for p in paths),
                            source_sha256=tuple(map(str, shas)), attempts=self.array("attempts")[region])
 
     def _data_writes(self, result: ShardResult) -> dict[str, np.ndarray]:
@@ -670,6 +670,11 @@ class LatentStore:
         parent = self._group[kind]
         return {name: dict(child.attrs) for name, child in parent.groups()}
 
+    @property
+    def storage_options(self) -> dict[str, Any]:
+        """The fsspec options this store was opened with (a copy), for reading its inputs and side files alike."""
+        return dict(self._storage_options)
+
     def result_attrs(self, kind: str, name: str) -> dict[str, Any]:
         """The attributes of the result group `<kind>/<name>` (one group read, not a listing); KeyError if absent."""
         if kind not in RESULT_KINDS:
@@ -815,7 +820,8 @@ def _region(indices: np.ndarray) -> slice | np.ndarray:
     return indices
 
 
-def _resolve(root: str, path: str) -> str:
+def resolve_item_path(root: str, path: str) -> str:
+    """An item's stored path made absolute against the dataset root (paths and URLs that already are, unchanged)."""
     if not root or path.startswith("/") or "://" in path:
         return path
     return posixpath.join(root, path)

@@ -130,7 +130,7 @@ def discover_galleries(data: RunData) -> list[Gallery]:
         if not grids:
             continue
         try:
-            with fsspec.open(f"{grids}/index.json", "r") as f:
+            with fsspec.open(f"{grids}/index.json", "r", **data.store.storage_options) as f:
                 index = json.load(f)
         except (OSError, ValueError):
             continue
@@ -139,14 +139,15 @@ def discover_galleries(data: RunData) -> list[Gallery]:
     return found
 
 
-def copy_galleries(galleries: Sequence[Gallery], folder: Path) -> list[dict[str, Any]]:
+def copy_galleries(galleries: Sequence[Gallery], folder: Path, *, storage_options: Mapping[str, Any] | None = None
+                   ) -> list[dict[str, Any]]:
     """Copies each gallery PNG (a path or fsspec URL) into `folder/galleries/`, so the report stays self-contained."""
     out = []
     for k, (title, path) in enumerate(galleries):
         target = folder / "galleries" / f"{k:02d}_{Path(str(path)).name}"
         target.parent.mkdir(exist_ok=True)
         try:
-            with fsspec.open(str(path), "rb") as f:
+            with fsspec.open(str(path), "rb", **dict(storage_options or {})) as f:
                 target.write_bytes(f.read())
         except FileNotFoundError:
             raise FileNotFoundError(f"gallery {title!r}: {path} does not exist (galleries are the PNG grids "
@@ -218,7 +219,8 @@ def _write_run_folder(root: Path, run: str, data: RunData, metrics: dict[str, An
     try:
         made = write_figures(data, metrics, history, tmp)
         grids, grid_reason = write_grids(data, tmp)
-        copied = copy_galleries(list(galleries) or discover_galleries(data), tmp)
+        copied = copy_galleries(list(galleries) or discover_galleries(data), tmp,
+                                storage_options=data.store.storage_options)
         metrics["figures"] = {k: v for k, v in made.items() if v} | {g["file"][:-4]: g["file"] for g in grids}
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=1, allow_nan=False), encoding="utf-8")
         html = render_run(metrics, figures=made, grids=grids, galleries=copied, history=history,

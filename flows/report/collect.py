@@ -12,6 +12,7 @@ import fsspec
 import numpy as np
 
 from storage import LatentStore, Status
+from storage.latent_store import resolve_item_path
 from storage.schema import StoreAttributes
 
 
@@ -67,17 +68,17 @@ class RunData:
         errors: list[str | None] = [None] * len(indices)
         for k, i in enumerate(indices):
             try:
-                images[k] = read_image(self.paths[i], size)
+                images[k] = read_image(self.paths[i], size, storage_options=self.store.storage_options)
             except Exception as err:  # noqa: BLE001 - a moved or unreadable input must not stop the report
                 errors[k] = f"{self.paths[i]}: {type(err).__name__}: {err}"
         return images, errors
 
 
-def read_image(path: str, size: int) -> np.ndarray:
+def read_image(path: str, size: int, *, storage_options: Mapping[str, Any] | None = None) -> np.ndarray:
     """An image file (local path or fsspec URL) as uint8 `[size, size, 3]` RGB."""
     from PIL import Image
 
-    with fsspec.open(path, "rb") as f:
+    with fsspec.open(path, "rb", **dict(storage_options or {})) as f:
         data = f.read()
     with Image.open(io.BytesIO(data)) as image:
         return np.asarray(image.convert("RGB").resize((size, size), Image.LANCZOS))
@@ -89,7 +90,7 @@ def collect(store_url: str, *, storage_options: Mapping[str, Any] | None = None)
     n, layout = store.num_items, store.layout
     read = lambda name: store.array(name)[:n]  # noqa: E731
     root = store.attributes.dataset.root
-    paths = tuple(_resolve(root, str(p)) for p in read("path"))
+    paths = tuple(resolve_item_path(root, str(p)) for p in read("path"))
     strings = lambda name: np.array([str(v) for v in read(name)], dtype=object)  # noqa: E731 - zarr StringDType
     return RunData(store=store, image_ids=strings("image_id"), paths=paths, status=read("status"),
                    errors=strings("error"),
@@ -103,9 +104,3 @@ def _result_groups(store: LatentStore, kind: str) -> dict[str, dict[str, Any]]:
         return store.result_groups(kind)
     except KeyError:  # a store made before the group existed
         return {}
-
-
-def _resolve(root: str, path: str) -> str:
-    if not root or path.startswith("/") or "://" in path:
-        return path
-    return f"{root.rstrip('/')}/{path}"
