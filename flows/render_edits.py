@@ -61,15 +61,13 @@ def render_edits(store: str, *, directions: Sequence[str], items: str | Sequence
     pending = edits.pending_batches()
     logger.info("edit run %r: %d items x %d directions x %d strengths, %d of %d batches to render",
                 run, len(edits), len(chosen), len(strengths), len(pending), len(edits.batches()))
-    # 3. render the pending batches on the workers
-    results = _render_on_dask(store, run, pending, cluster=cluster, workers=workers, generator=source, grids=grids,
-                              device=device, storage_options=storage_options)
+    # 3. render the pending batches on the workers, then (optionally) evaluate the edits there too
+    results, evaluation = _run_on_dask(store, run, pending, evaluate_with=evaluate_with, cluster=cluster,
+                                       workers=workers, generator=source, grids=grids, device=device,
+                                       storage_options=storage_options)
     # 4. stack the grid pages into one grid per direction
     grid_summary = assemble_grids(store, run, grids=grids, max_rows=max_grid_rows, storage_options=storage_options)
-    # 5. optionally evaluate the edits with an attribute classifier
-    evaluation = None if evaluate_with is None else evaluate_edit_run(
-        store, run, generator=source, classifier=evaluate_with, device=device, storage_options=storage_options)
-    # 6. record the evaluation, consolidate the store's metadata and summarise
+    # 5. record the evaluation, consolidate the store's metadata and summarise
     with writing(latent_store, "render-edits"):
         if evaluation is not None:
             EditRun.open(latent_store, run).set_attrs(evaluation=evaluation, evaluated_with=evaluate_with)
@@ -83,18 +81,23 @@ def render_edits(store: str, *, directions: Sequence[str], items: str | Sequence
     return summary
 
 
-def _render_on_dask(store: str, run: str, batches: Sequence[tuple[int, int]], *, cluster: str, workers: int | None,
-                    generator: str, grids: str, device: str,
-                    storage_options: Mapping[str, Any] | None) -> list[dict[str, Any]]:
-    """One render task per pending batch on the cluster (one per GPU where workers offer GPUs); their reports."""
-    if not batches:
-        return []
-    with dask_task_runner(cluster, workers=workers) as (runner, _):
-        with gpu_annotation(runner.client):
-            futures = [runner.submit(render_edit_batch, parameters=dict(
-                store_url=store, run=run, start=start, stop=stop, generator=generator, grids=grids, device=device,
-                storage_options=storage_options)) for start, stop in batches]
-        return [future.result() for future in futures]
+def _run_on_dask(store: str, run: str, batches: Sequence[tuple[int, int]], *, evaluate_with: str | None,
+                 cluster: str, workers: int | None, generator: str, grids: str, device: str,
+                 storage_options: Mapping[str, Any] | None) -> tuple[list[dict[str, Any]], list[dict] | None]:
+    """One render task per pending batch on the cluster (one per GPU where workers offer GPUs), then the edit
+    evaluation when `evaluate_with` names a classifier: (render reports, evaluation rows or None). The evaluation
+    renders every edited image again, so it runs on a worker, not in the flow's process (often a CPU machine)."""
+    if not batches and evaluate_with is None:
+        return [], None
+    common = dict(store_url=store, run=run, generator=generator, device=device, storage_options=storage_options)
+    with dask_task_runner(cluster, workers=workers) as (runner, _), gpu_annotation(runner.client):
+        futures = [runner.submit(render_edit_batch, parameters=dict(common, start=start, stop=stop, grids=grids))
+                   for start, stop in batches]
+        reports = [future.result() for future in futures]
+        if evaluate_with is None:
+            return reports, None
+        evaluation = runner.submit(evaluate_edit_run, parameters=dict(common, classifier=evaluate_with)).result()
+        return reports, evaluation
 
 
 def _describe_items(items: str | Sequence[str] | None, limit: int | None, count: int) -> dict[str, Any]:
