@@ -390,12 +390,17 @@ class LatentStore:
             todo |= failed
         return todo
 
-    def pending_shards(self, *, retry_failed: bool = False, max_attempts: int | None = None) -> list[Shard]:
-        """Shards with at least one pending item (or failed item, if retry_failed and attempts < max_attempts)."""
+    def todo_mask(self, *, retry_failed: bool = False, max_attempts: int | None = None) -> np.ndarray:
+        """`[num_items]` bool: the items still to do (pending, or failed if retry_failed and attempts remain)."""
         n = self.num_items
         status = self.array("status")[:n]
         attempts = self.array("attempts")[:n] if retry_failed and max_attempts is not None else None
-        todo = self._todo_mask(status, attempts, retry_failed=retry_failed, max_attempts=max_attempts)
+        return self._todo_mask(status, attempts, retry_failed=retry_failed, max_attempts=max_attempts)
+
+    def pending_shards(self, *, retry_failed: bool = False, max_attempts: int | None = None,
+                       todo: np.ndarray | None = None) -> list[Shard]:
+        """Shards with at least one item to do (see `todo_mask`; pass `todo` when you already have it)."""
+        todo = self.todo_mask(retry_failed=retry_failed, max_attempts=max_attempts) if todo is None else todo
         return [s for s in self.shards() if todo[s.start:s.stop].any()]
 
     def read_shard_inputs(self, shard: Shard, *, retry_failed: bool = False,

@@ -93,9 +93,8 @@ def plan(store: LatentStore, manifest: Manifest, *, retry_failed: bool = False, 
     {'added': new items (all of them for a store `created` by this run), 'shards': [{'index', 'start', 'stop'}...],
     'items': items to do}."""
     added = len(store) if created else store.append(manifest)  # create() appended the manifest already
-    shards = store.pending_shards(retry_failed=retry_failed)
-    status = store.array("status")[: store.num_items]
-    todo = (status == Status.PENDING) | ((status == Status.FAILED) if retry_failed else False)
+    todo = store.todo_mask(retry_failed=retry_failed)
+    shards = store.pending_shards(todo=todo)
     return {"added": added, "items": int(todo.sum()),
             "shards": [{"index": s.index, "start": s.start, "stop": s.stop} for s in shards]}
 
