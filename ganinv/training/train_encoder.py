@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from ganinv.generators.stylegan2 import Generator
 from ganinv.models.encoder import Encoder, save_encoder
 from ganinv.training.checkpoint import load_checkpoint, save_checkpoint
+from ganinv.training.sampling import style_mixed_ws, training_autocast
 
 
 @dataclass(frozen=True)
@@ -71,17 +72,12 @@ class EncoderTrainer:
         if (self.run_dir / "checkpoint").exists():
             self.load()
 
-    def _autocast(self):
-        enabled = self.config.mixed_precision and self.device.type == "cuda"
-        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=enabled)
+    def _autocast(self) -> torch.autocast:
+        return training_autocast(self.device, mixed_precision=self.config.mixed_precision)
 
     @torch.no_grad()
     def generated_batch(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        z = torch.randn([n, self.G.z_dim], device=self.device)
-        ws = self.G.mapping(z, None)
-        if self.rng.random() < self.config.style_mixing_prob:
-            cutoff = self.rng.randrange(1, self.G.num_ws)
-            ws[:, cutoff:] = self.G.mapping(torch.randn_like(z), None)[:, cutoff:]
+        ws = style_mixed_ws(self.G, n, self.rng, mixing_prob=self.config.style_mixing_prob, device=self.device)
         return self.G.synthesis(ws, noise_mode="random"), ws
 
     def reconstruction_loss(self, recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

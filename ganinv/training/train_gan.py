@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from ganinv.generators.stylegan2 import Generator
 from ganinv.training.checkpoint import load_checkpoint, save_checkpoint
 from ganinv.training.discriminator import Discriminator
+from ganinv.training.sampling import style_mixed_ws, training_autocast
 
 
 @dataclass(frozen=True)
@@ -158,9 +159,8 @@ class GANTrainer:
         betas = tuple(b ** ratio for b in self.config.betas)
         return torch.optim.Adam(net.parameters(), lr=lr * ratio, betas=betas, eps=1e-8)
 
-    def _autocast(self):
-        enabled = self.config.mixed_precision and self.device.type == "cuda"
-        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=enabled)
+    def _autocast(self) -> torch.autocast:
+        return training_autocast(self.device, mixed_precision=self.config.mixed_precision)
 
     def real_batch(self, n: int) -> torch.Tensor:
         idx = torch.randint(len(self.images), [n], device=self.device)
@@ -168,13 +168,7 @@ class GANTrainer:
 
     def mapped_ws(self, n: int) -> torch.Tensor:
         """Sample ws with style mixing: past a random cut-off layer the ws come from a second z."""
-        z = torch.randn([n, self.G.z_dim], device=self.device)
-        ws = self.G.mapping(z, None)
-        if self.rng.random() < self.config.style_mixing_prob:
-            cutoff = self.rng.randrange(1, self.G.num_ws)
-            ws2 = self.G.mapping(torch.randn_like(z), None, skip_w_avg_update=True)
-            ws = torch.cat([ws[:, :cutoff], ws2[:, cutoff:]], dim=1)
-        return ws
+        return style_mixed_ws(self.G, n, self.rng, mixing_prob=self.config.style_mixing_prob, device=self.device)
 
     def train_step(self) -> dict[str, torch.Tensor]:
         """One G step, one D step, and the lazy regularisers when due; returns detached losses (no host sync)."""
