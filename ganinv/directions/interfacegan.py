@@ -195,7 +195,7 @@ def fit_directions(latent_codes: np.ndarray | torch.Tensor, scores: Mapping[str,
 
 def _projection_std(latent_codes: np.ndarray | torch.Tensor):
     """boundary -> std of `<code, boundary>` over the (finite) codes, computed in chunks."""
-    codes, _ = _check_codes_and_scores(latent_codes, np.zeros(len(latent_codes)))
+    codes = _check_codes(latent_codes)
     flat = codes.reshape(len(codes), -1)
 
     def spread(boundary: np.ndarray) -> float:
@@ -215,12 +215,17 @@ def _direction(name: str, space: str, boundary: np.ndarray, scale: float, proven
                      provenance=dict(provenance, latent_std=scale) if provenance["scale_unit"] == "std" else provenance)
 
 
-def _check_codes_and_scores(latent_codes, scores) -> tuple[np.ndarray, np.ndarray]:
+def _check_codes(latent_codes) -> np.ndarray:
     codes = np.asarray(latent_codes.detach().cpu() if isinstance(latent_codes, torch.Tensor) else latent_codes)
     if not np.issubdtype(codes.dtype, np.floating):
         codes = codes.astype(np.float32)
     if codes.ndim not in (2, 3) or len(codes) < 2:
         raise ValueError(f"latent_codes must be [N, D] or [N, num_ws, w_dim] with N >= 2, got {list(codes.shape)}")
+    return codes
+
+
+def _check_codes_and_scores(latent_codes, scores) -> tuple[np.ndarray, np.ndarray]:
+    codes = _check_codes(latent_codes)
     values = np.asarray(scores.detach().cpu() if isinstance(scores, torch.Tensor) else scores, dtype=np.float64)
     if values.ndim == 2 and values.shape[1] == 1:
         values = values[:, 0]
