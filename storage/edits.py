@@ -198,9 +198,6 @@ class EditRun:
         status = np.asarray(self.array("status")[...])
         return [(a, b) for a, b in self.batches() if (status[a:b] != DONE).any()]
 
-    def done(self) -> bool:
-        return bool((np.asarray(self.array("status")[...]) == DONE).all())
-
     def set_attrs(self, **values: Any) -> None:
         """Adds attributes to the run's group (coordinator only, e.g. `evaluation` rows after rendering)."""
         self.store._require_writable()
