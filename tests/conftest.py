@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from _store_helpers import BACKENDS, location_for, s3_server
 from ganinv.generators.stylegan2 import Generator
 
 # Test models are tiny: threads cost more in synchronisation than they gain, and CI has two cores.
@@ -91,3 +92,21 @@ def dask_cluster():
                       memory_limit=0) as cluster, Client(cluster, set_as_default=False) as client:
         client.wait_for_workers(2)
         yield cluster, client
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """One moto S3 server for the session; every store on it has a uuid in its name, so tests never share one."""
+    yield from s3_server()
+
+
+@pytest.fixture(params=BACKENDS)
+def location(request, tmp_path):
+    """A fresh store location (not yet created) on each backend of `BACKENDS`; memory:// stores are removed after."""
+    endpoint = request.getfixturevalue("s3_endpoint") if request.param == "s3" else None
+    loc = location_for(request.param, tmp_path, endpoint)
+    yield loc
+    if request.param == "memory":
+        fs, root = loc.fs()
+        if fs.exists(root):
+            fs.rm(root, recursive=True)
