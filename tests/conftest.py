@@ -71,6 +71,15 @@ def tiny_generator() -> Generator:
 
 
 @pytest.fixture(scope="session")
+def tiny_generator_file(tmp_path_factory) -> str:
+    """`make_tiny_generator()` saved once for the session (flows and workers load generators by path). One path, so
+    the session's Dask workers load one model; tests read it and never write to it."""
+    from _flow_helpers import save_tiny_generator
+
+    return save_tiny_generator(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture(scope="session")
 def prefect_harness():
     """One temporary Prefect server and database for the whole session (starting one costs ~10 s); flows, tasks on
     Dask workers and subprocesses given its `PREFECT_API_URL` (the fixture's value) all report to it."""
