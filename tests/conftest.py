@@ -71,6 +71,20 @@ def tiny_generator() -> Generator:
 
 
 @pytest.fixture(scope="session")
+def inversion_G() -> Generator:
+    """The inversion tests' generator (seed 1); inversion reads it and never changes it."""
+    return make_tiny_generator(seed=1)
+
+
+@pytest.fixture(scope="session")
+def inversion_targets(inversion_G) -> torch.Tensor:
+    """[3, 3, 16, 16] images of `inversion_G` from seeded z, in [-1, 1]: reachable targets for the inversion tests."""
+    G = inversion_G
+    with torch.no_grad():
+        return G(torch.randn([3, G.z_dim], generator=torch.Generator().manual_seed(7)), None).clamp(-1, 1)
+
+
+@pytest.fixture(scope="session")
 def tiny_generator_file(tmp_path_factory) -> str:
     """`make_tiny_generator()` saved once for the session (flows and workers load generators by path). One path, so
     the session's Dask workers load one model; tests read it and never write to it."""
