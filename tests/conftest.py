@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -91,6 +92,23 @@ def tiny_generator_file(tmp_path_factory) -> str:
     from _flow_helpers import save_tiny_generator
 
     return save_tiny_generator(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture(scope="session")
+def edit_world(tmp_path_factory) -> tuple[str, str, Generator]:
+    """(store path, generator path, G) of `_edit_helpers.tiny_world`, made once for the session; never written to:
+    tests that write take a copy of the store (`edit_store`)."""
+    from _edit_helpers import tiny_world
+
+    return tiny_world(tmp_path_factory.mktemp("edit-world"))
+
+
+@pytest.fixture
+def edit_store(edit_world, tmp_path) -> str:
+    """The path of a fresh copy of `edit_world`'s store, for one test to write to."""
+    path = tmp_path / "corpus.zarr"
+    shutil.copytree(edit_world[0], path)
+    return str(path)
 
 
 @pytest.fixture(scope="session")
