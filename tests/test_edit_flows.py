@@ -82,7 +82,7 @@ def test_render_edits_on_a_process_cluster_writes_grids_and_ws_equal_to_apply_th
     discover_directions(store, methods=["sefa"], num_directions=1)
     strengths = [-2.0, 0.0, 2.0]
     summary = render_edits(store, directions=["interfacegan-a", "sefa-0"], items="a == 0", limit=6,
-                           strengths=strengths, run="smile", batch_size=4, cluster="local", workers=2)
+                           strengths=strengths, run="smile", batch_size=4, cluster=dask_cluster[0].scheduler_address)
     assert summary["items"] == 6 and summary["batches_rendered"] == 2
     s = LatentStore.open(store)
     run = EditRun.open(s, "smile")
