@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -64,6 +65,18 @@ def make_tiny_generator(*, resolution: int = 16, z_dim: int = 16, w_dim: int = 1
                 p.add_(0.1 * torch.randn_like(p))
         G.mapping.w_avg.normal_(0, 0.1)
     return G.eval().requires_grad_(False)
+
+
+@contextlib.contextmanager
+def tf32_disabled():
+    """Inside: cuDNN convolutions and CUDA matmuls in true fp32 (both default to TF32, a 10-bit mantissa); the
+    previous settings come back at exit."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
 @pytest.fixture
