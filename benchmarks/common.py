@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 import platform
 import sys
 import time
@@ -124,8 +125,21 @@ def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> st
     return "\n".join(lines)
 
 
-def write_json(path: str | None, payload: dict[str, Any]) -> None:
+def finite_or_null(value: Any) -> Any:
+    """`value` with every NaN or infinite float (nested in dicts, lists, tuples) replaced by None: `json.dumps` writes
+    those as bare `NaN` / `Infinity`, which is not JSON (strict parsers, `jq`, browsers reject the file)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_or_null(v) for v in value]
+    return value
+
+
+def write_json(path: str | Path | None, payload: Any, *, indent: int | None = 2) -> None:
+    """Write `payload` as strict JSON (NaN and infinities as null, anything else unknown as its str) if `path`."""
     if path:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(json.dumps(payload, indent=2, default=str))
+        Path(path).write_text(json.dumps(finite_or_null(payload), indent=indent, default=str, allow_nan=False))
         print(f"wrote {path}")

@@ -26,14 +26,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from benchmarks.common import device_facts, markdown_table
+from benchmarks.common import device_facts, markdown_table, write_json
 from ganinv.directions.evaluate import evaluate_edits
 from ganinv.directions.interfacegan import fit_directions, sample_and_score
 from ganinv.directions.sampling import iter_latents
@@ -236,8 +235,7 @@ def main(argv: list[str] | None = None) -> dict:
                                                                     args.batch_size)
     raw = collect(world, args) | device_facts(torch.device(args.device))
     raw["times"]["total"] = time.perf_counter() - start
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(raw, default=lambda v: None if isinstance(v, float) and math.isnan(v) else v))
+    write_json(args.out, raw, indent=None)
     print(tables(raw))
     return raw
 

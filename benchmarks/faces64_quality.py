@@ -20,6 +20,7 @@ import time
 import numpy as np
 import torch
 
+from benchmarks.common import write_json
 from ganinv.datasets.procedural_faces import ATTRIBUTES, render_batch
 from ganinv.generators import load_generator
 from ganinv.metrics import feature_statistics, frechet_distance, reconstruction_metrics
@@ -104,9 +105,7 @@ def main(argv=None) -> dict:
         seconds=round(time.time() - t0, 1),
     )
     print(json.dumps(result, indent=1))
-    if args.out:
-        with open(args.out, "w") as fh:
-            json.dump(result, fh, indent=1)
+    write_json(args.out, result, indent=1)
     return result
 
 

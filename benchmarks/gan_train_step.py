@@ -1,13 +1,12 @@
 """Time one embedded-world GAN training step per FIR-resampling implementation and batch size (GPU).
 
-Usage: python benchmarks/gan_train_step.py [--batches 64 256] [--steps 24] [--json out.json]
+Usage: PYTHONPATH=$PWD python -m benchmarks.gan_train_step [--batches 64 256] [--steps 24] [--json out.json]
 Prints a markdown table: ms per step (median over `--steps`, lazy regularisers amortised) and images/s.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import tempfile
 import time
@@ -16,6 +15,7 @@ import numpy as np
 import torch
 
 import ganinv.generators.layers as layers
+from benchmarks.common import write_json
 from ganinv.training.train_gan import GANTrainConfig, GANTrainer
 
 
@@ -55,9 +55,7 @@ def main() -> None:
     print("| resample impl | batch | ms / step | images / s |\n|---|---|---|---|")
     for r in rows:
         print(f"| {r['impl']} | {r['batch']} | {r['ms_per_step']} | {r['img_per_s']} |")
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(rows, fh, indent=1)
+    write_json(args.json, rows, indent=1)
 
 
 if __name__ == "__main__":

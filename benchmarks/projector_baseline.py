@@ -15,23 +15,10 @@ import copy
 import time
 
 import torch
-import torch.nn.functional as F
 
 from ganinv.inversion.optimize import InversionConfig, latent_noise_std, learning_rate
 from ganinv.losses.base import ImageLoss
-
-
-def _noise_reg(noise_bufs: list[torch.Tensor]) -> torch.Tensor:
-    reg = 0.0
-    for buf in noise_bufs:
-        noise = buf[None, None]
-        while True:
-            reg = reg + (noise * torch.roll(noise, shifts=1, dims=3)).mean() ** 2
-            reg = reg + (noise * torch.roll(noise, shifts=1, dims=2)).mean() ** 2
-            if noise.shape[2] <= 8:
-                break
-            noise = F.avg_pool2d(noise, kernel_size=2)
-    return reg
+from ganinv.losses.noise_regularization import noise_regularization, normalize_noise_
 
 
 def project(G: torch.nn.Module, target: torch.Tensor, loss: ImageLoss, *,
@@ -51,6 +38,7 @@ def project(G: torch.nn.Module, target: torch.Tensor, loss: ImageLoss, *,
     for buf in noise_bufs:
         buf[:] = torch.randn_like(buf)
         buf.requires_grad = True
+    noise_maps = [buf[None, None] for buf in noise_bufs]  # [1, 1, r, r] views: the buffers, as one image
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     start = time.perf_counter()
@@ -61,16 +49,13 @@ def project(G: torch.nn.Module, target: torch.Tensor, loss: ImageLoss, *,
         ws = (w_opt + w_noise).repeat([1, G.num_ws, 1])
         synth = G.synthesis(ws, noise_mode="const")
         dist = loss(synth, prepared).sum()
-        total = dist + _noise_reg(noise_bufs) * config.regularize_noise_weight
+        total = dist + noise_regularization(noise_maps)[0] * config.regularize_noise_weight
         optimizer.zero_grad(set_to_none=True)
         total.backward()
         optimizer.step()
         _ = f"step {step + 1}: dist {float(dist.detach()):.2f} loss {float(total.detach()):.2f}"
         w_out[step] = w_opt.detach()[0, 0]
-        with torch.no_grad():
-            for buf in noise_bufs:
-                buf -= buf.mean()
-                buf *= buf.square().mean().rsqrt()
+        normalize_noise_(noise_maps)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return w_out, time.perf_counter() - start

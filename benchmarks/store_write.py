@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import multiprocessing
 import os
 import platform
@@ -163,9 +162,10 @@ def main() -> None:
     if args.root is None:
         shutil.rmtree(root, ignore_errors=True)
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(dict(machine=platform.platform(), cpus=os.cpu_count(),
-                                                  codecs=codec_rows, writes=write_rows), indent=2))
+        from benchmarks.common import write_json  # here: spawned writers re-import this module and need no torch
+
+        write_json(args.out, dict(machine=platform.platform(), cpus=os.cpu_count(), codecs=codec_rows,
+                                  writes=write_rows))
 
 
 if __name__ == "__main__":

@@ -34,9 +34,10 @@ def write_images(folder: Path, n: int, *, seed: int = 0) -> list[dict]:
 
 def make_run_store(tmp_path: Path, name: str, *, n: int = 24, noise: float = 8.0, fail_every: int = 0,
                    seconds: float = 0.5, steps: int = 100) -> str:
-    """A finished store at tmp_path/name.zarr over the images in tmp_path/images (written once, shared by runs)."""
+    """A finished store at tmp_path/name.zarr over the images in tmp_path/images, shared by runs (each call rewrites
+    them: write_images is deterministic, so the files and records stay the same)."""
     images = tmp_path / "images"
-    records = write_images(images, n) if not images.exists() else _records(images, n)
+    records = write_images(images, n)
     manifest = Manifest.from_records(records, root=str(images))
     url = str(tmp_path / f"{name}.zarr")
     store = LatentStore.create(url, manifest=manifest, num_ws=4, w_dim=8, generator=GENERATOR,
@@ -48,10 +49,6 @@ def make_run_store(tmp_path: Path, name: str, *, n: int = 24, noise: float = 8.0
         store.write_shard(inputs, _result(inputs, rng, noise=noise, fail_every=fail_every, seconds=seconds,
                                           steps=steps))
     return url
-
-
-def _records(images: Path, n: int) -> list[dict]:
-    return write_images(images, n)  # deterministic: rewriting gives the same files and records
 
 
 def _result(inputs, rng: np.random.Generator, *, noise: float, fail_every: int, seconds: float,

@@ -21,6 +21,10 @@ GENERATOR = GeneratorIdentity(sha256=hashlib.sha256(b"tiny generator").hexdigest
                               source="tests/fixtures/tiny.pkl")
 CONFIG = {"space": "w+", "num_steps": 10, "initial_learning_rate": 0.1}
 
+# Store backends of the contract tests. S3 (moto) runs them only when GANINV_TEST_S3=1 (about 75 s on 2 cores: moto
+# answers slowly); otherwise test_s3_store_end_to_end covers it in a few seconds.
+BACKENDS = ["local", "memory"] + ["s3"] * (os.environ.get("GANINV_TEST_S3") == "1")
+
 
 @dataclass(frozen=True)
 class Location:

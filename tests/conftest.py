@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from _store_helpers import BACKENDS, location_for, s3_server
 from ganinv.generators.stylegan2 import Generator
 
 # Test models are tiny: threads cost more in synchronisation than they gain, and CI has two cores.
@@ -64,9 +67,61 @@ def make_tiny_generator(*, resolution: int = 16, z_dim: int = 16, w_dim: int = 1
     return G.eval().requires_grad_(False)
 
 
+@contextlib.contextmanager
+def tf32_disabled():
+    """Inside: cuDNN convolutions and CUDA matmuls in true fp32 (both default to TF32, a 10-bit mantissa); the
+    previous settings come back at exit."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
 @pytest.fixture
 def tiny_generator() -> Generator:
     return make_tiny_generator()
+
+
+@pytest.fixture(scope="session")
+def inversion_G() -> Generator:
+    """The inversion tests' generator (seed 1); inversion reads it and never changes it."""
+    return make_tiny_generator(seed=1)
+
+
+@pytest.fixture(scope="session")
+def inversion_targets(inversion_G) -> torch.Tensor:
+    """[3, 3, 16, 16] images of `inversion_G` from seeded z, in [-1, 1]: reachable targets for the inversion tests."""
+    G = inversion_G
+    with torch.no_grad():
+        return G(torch.randn([3, G.z_dim], generator=torch.Generator().manual_seed(7)), None).clamp(-1, 1)
+
+
+@pytest.fixture(scope="session")
+def tiny_generator_file(tmp_path_factory) -> str:
+    """`make_tiny_generator()` saved once for the session (flows and workers load generators by path). One path, so
+    the session's Dask workers load one model; tests read it and never write to it."""
+    from _flow_helpers import save_tiny_generator
+
+    return save_tiny_generator(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture(scope="session")
+def edit_world(tmp_path_factory) -> tuple[str, str, Generator]:
+    """(store path, generator path, G) of `_edit_helpers.tiny_world`, made once for the session; never written to:
+    tests that write take a copy of the store (`edit_store`)."""
+    from _edit_helpers import tiny_world
+
+    return tiny_world(tmp_path_factory.mktemp("edit-world"))
+
+
+@pytest.fixture
+def edit_store(edit_world, tmp_path) -> str:
+    """The path of a fresh copy of `edit_world`'s store, for one test to write to."""
+    path = tmp_path / "corpus.zarr"
+    shutil.copytree(edit_world[0], path)
+    return str(path)
 
 
 @pytest.fixture(scope="session")
@@ -91,3 +146,21 @@ def dask_cluster():
                       memory_limit=0) as cluster, Client(cluster, set_as_default=False) as client:
         client.wait_for_workers(2)
         yield cluster, client
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """One moto S3 server for the session; every store on it has a uuid in its name, so tests never share one."""
+    yield from s3_server()
+
+
+@pytest.fixture(params=BACKENDS)
+def location(request, tmp_path):
+    """A fresh store location (not yet created) on each backend of `BACKENDS`; memory:// stores are removed after."""
+    endpoint = request.getfixturevalue("s3_endpoint") if request.param == "s3" else None
+    loc = location_for(request.param, tmp_path, endpoint)
+    yield loc
+    if request.param == "memory":
+        fs, root = loc.fs()
+        if fs.exists(root):
+            fs.rm(root, recursive=True)

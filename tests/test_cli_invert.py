@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from _flow_helpers import prepare_store, save_tiny_generator
+from _flow_helpers import prepare_store
 from _image_files import write_bad_inputs, write_good_images
 from flows.cli import app
 from tasks.spec import InversionSpec
@@ -21,8 +21,9 @@ TINY = ["--steps", "3", "--loss", "mse"]
 
 
 @pytest.fixture(scope="module")
-def generator(tmp_path_factory):
-    return save_tiny_generator(tmp_path_factory.mktemp("models"))
+def generator(tiny_generator_file):
+    """The session's saved tiny generator (conftest), under this module's short name."""
+    return tiny_generator_file
 
 
 def _invert(*args: str):

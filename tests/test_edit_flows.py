@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 
 import numpy as np
 import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from _edit_helpers import LABELS, tiny_world
+from _edit_helpers import LABELS
 from ganinv import edit
 from storage import LatentStore
 from storage.directions import list_directions, read_direction, read_directions
@@ -22,16 +21,10 @@ from storage.edits import EditRun
 runner = CliRunner()
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    return tiny_world(tmp_path_factory.mktemp("edit-flows"))
-
-
 @pytest.fixture
-def store(world, tmp_path):
-    path = tmp_path / "corpus.zarr"
-    shutil.copytree(world[0], path)
-    return str(path)
+def store(edit_store):
+    """A fresh copy of the session's tiny edit store (conftest's `edit_store`), by path."""
+    return edit_store
 
 
 def test_fit_boundaries_from_store_labels_with_provenance_and_orthogonal_conditional(prefect_harness, store):
@@ -80,7 +73,7 @@ def test_discover_directions_writes_sefa_and_ganspace_of_samples_and_corpus(pref
 
 
 def test_render_edits_on_a_process_cluster_writes_grids_and_ws_equal_to_apply_then_resumes(
-        prefect_harness, dask_cluster, store, world):
+        prefect_harness, dask_cluster, store, edit_world):
     from flows.discover_directions import discover_directions
     from flows.fit_boundaries import fit_boundaries
     from flows.render_edits import render_edits
@@ -89,7 +82,7 @@ def test_render_edits_on_a_process_cluster_writes_grids_and_ws_equal_to_apply_th
     discover_directions(store, methods=["sefa"], num_directions=1)
     strengths = [-2.0, 0.0, 2.0]
     summary = render_edits(store, directions=["interfacegan-a", "sefa-0"], items="a == 0", limit=6,
-                           strengths=strengths, run="smile", batch_size=4, cluster="local", workers=2)
+                           strengths=strengths, run="smile", batch_size=4, cluster=dask_cluster[0].scheduler_address)
     assert summary["items"] == 6 and summary["batches_rendered"] == 2
     s = LatentStore.open(store)
     run = EditRun.open(s, "smile")
@@ -104,7 +97,7 @@ def test_render_edits_on_a_process_cluster_writes_grids_and_ws_equal_to_apply_th
         np.testing.assert_array_equal(ds["ws"].sel(direction=name).values, expected)
     grids = summary["grids"]
     assert grids == f"{store}.edits/smile"
-    size = world[2].img_resolution
+    size = edit_world[2].img_resolution
     with Image.open(f"{grids}/sefa-0.png") as grid:  # rows = items, columns = strengths
         assert grid.size == (3 * size, 6 * size)
     index = json.loads(open(f"{grids}/index.json").read())

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from _edit_helpers import tiny_world
 from ganinv import edit
 from ganinv.directions.direction import Direction
 from storage import LatentStore
@@ -15,19 +14,10 @@ from storage.directions import (DirectionNotFoundError, labelled_codes, list_dir
 from storage.edits import EditRun, EditRunExistsError, grids_url, select_items
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    return tiny_world(tmp_path_factory.mktemp("edit-store"))
-
-
 @pytest.fixture
-def store(world, tmp_path):
-    """A fresh copy of the tiny store per test (the module's store stays untouched)."""
-    import shutil
-
-    path = tmp_path / "corpus.zarr"
-    shutil.copytree(world[0], path)
-    return LatentStore.open(str(path), "r+")
+def store(edit_store):
+    """A fresh copy of the session's tiny edit store per test (conftest's `edit_store`), open for writing."""
+    return LatentStore.open(edit_store, "r+")
 
 
 def unit(vector):

@@ -35,8 +35,9 @@ def dask(prefect_harness, dask_cluster):
 
 
 @pytest.fixture(scope="module")
-def generator(tmp_path_factory):
-    return save_tiny_generator(tmp_path_factory.mktemp("models"))
+def generator(tiny_generator_file):
+    """The session's saved tiny generator (conftest), under this module's short name."""
+    return tiny_generator_file
 
 
 @pytest.fixture(scope="module")

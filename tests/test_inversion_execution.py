@@ -4,7 +4,6 @@ guarantees of tests/test_inversion_optimize.py kept (independence, determinism),
 import pytest
 import torch
 
-from conftest import make_tiny_generator
 from ganinv.generators.layers import _demodulation_coefficients, modulated_conv2d
 from ganinv.inversion import InversionConfig, build_problem, invert
 from ganinv.inversion import optimize
@@ -16,14 +15,13 @@ FAST = dict(loss="mse", w_avg_samples=500, num_steps=20)
 
 
 @pytest.fixture(scope="module")
-def G():
-    return make_tiny_generator(seed=1)
+def G(inversion_G):
+    return inversion_G
 
 
 @pytest.fixture(scope="module")
-def targets(G):
-    with torch.no_grad():
-        return G(torch.randn([3, G.z_dim], generator=torch.Generator().manual_seed(7)), None).clamp(-1, 1)
+def targets(inversion_targets):
+    return inversion_targets
 
 
 def test_latent_noise_blocks_drawn_ahead_on_a_thread_equal_the_per_image_streams():

@@ -4,7 +4,7 @@ capture, inductor compilation and bf16 keep the eager fp32 results and per-image
 import pytest
 import torch
 
-from conftest import make_tiny_generator
+from conftest import make_tiny_generator, tf32_disabled
 from ganinv.inversion import invert
 
 pytestmark = pytest.mark.gpu
@@ -15,10 +15,8 @@ FAST = dict(loss="mse", w_avg_samples=500, num_steps=30, space="w+")
 def true_fp32():
     """cuDNN convolutions default to TF32: kernels picked differently per path then round differently, and 30 Adam
     steps (which normalise each gradient entry) turn those roundings into visible latent differences."""
-    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-    yield
-    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+    with tf32_disabled():
+        yield
 
 
 @pytest.fixture(scope="module")

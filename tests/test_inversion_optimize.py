@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import make_tiny_generator
 from ganinv.inversion import InversionConfig, invert, latent_noise_std, learning_rate
 from ganinv.inversion.optimize import history_steps
 
@@ -14,14 +13,13 @@ FAST = dict(loss="mse", w_avg_samples=500, num_steps=30)
 
 
 @pytest.fixture(scope="module")
-def G():
-    return make_tiny_generator(seed=1)
+def G(inversion_G):
+    return inversion_G
 
 
 @pytest.fixture(scope="module")
-def targets(G):
-    with torch.no_grad():
-        return G(torch.randn([3, G.z_dim], generator=torch.Generator().manual_seed(7)), None).clamp(-1, 1)
+def targets(inversion_targets):
+    return inversion_targets
 
 
 @pytest.mark.parametrize("space", ["z", "w", "w+"])

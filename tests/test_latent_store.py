@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import warnings
 
 import fsspec
@@ -14,30 +13,9 @@ import xarray as xr
 import zarr
 
 from _store_helpers import (CONFIG, GENERATOR, NUM_WS, THUMB, W_DIM, Z_DIM, expected_ws, fake_result,
-                            location_for, make_manifest, s3_server, sha)
+                            location_for, make_manifest, sha)
 from storage import (SCHEMA_VERSION, GeneratorIdentity, LatentStore, LeaseHeldError, Manifest, Shard, ShardResult,
                      Status, StoreAttributes, StoreExistsError, StoreMismatchError, StoreNotFoundError)
-
-
-@pytest.fixture(scope="session")
-def s3_endpoint():
-    yield from s3_server()
-
-
-# S3 (moto) runs the whole contract only when GANINV_TEST_S3=1 (about 75 s on 2 cores: moto answers slowly);
-# otherwise test_s3_store_end_to_end covers it in a few seconds.
-BACKENDS = ["local", "memory"] + ["s3"] * (os.environ.get("GANINV_TEST_S3") == "1")
-
-
-@pytest.fixture(params=BACKENDS)
-def location(request, tmp_path):
-    endpoint = request.getfixturevalue("s3_endpoint") if request.param == "s3" else None
-    loc = location_for(request.param, tmp_path, endpoint)
-    yield loc
-    if request.param == "memory":
-        fs, root = loc.fs()
-        if fs.exists(root):
-            fs.rm(root, recursive=True)
 
 
 def write_all(store: LatentStore, *, fail_every: int = 0) -> None:

@@ -9,15 +9,10 @@ import re
 import numpy as np
 import pytest
 
-from _store_helpers import Location, expected_ws, invert_shards, location_for, make_manifest, s3_server
+from _store_helpers import BACKENDS, Location, expected_ws, invert_shards, location_for, make_manifest
 from storage import Shard, Status
 
 SPAWN = multiprocessing.get_context("spawn")  # zarr runs an event-loop thread: never fork it
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint():
-    yield from s3_server()
 
 
 def run_workers(location: Location, assignments: list[list[int]], kill_at: str | None = None) -> list[int]:
@@ -34,8 +29,8 @@ def shard_keys(keys, index: int) -> set[str]:
     return {k for k in keys if re.search(rf"(^|/)c/{index}(/|$)", k)}
 
 
-# S3 (moto) only with GANINV_TEST_S3=1: ~18 s on 2 cores, since moto answers slowly.
-@pytest.mark.parametrize("backend", ["local"] + ["s3"] * (os.environ.get("GANINV_TEST_S3") == "1"))
+# S3 (moto) only with GANINV_TEST_S3=1 (~18 s on 2 cores: moto answers slowly); memory:// lives in one process.
+@pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "memory"])
 def test_processes_writing_disjoint_shards_at_once_read_back_exactly(tmp_path, request, backend):
     endpoint = request.getfixturevalue("s3_endpoint") if backend == "s3" else None
     location = location_for(backend, tmp_path, endpoint)

@@ -9,20 +9,20 @@ import json
 
 import numpy as np
 
-from _flow_helpers import FAST, save_tiny_generator
+from _flow_helpers import FAST
 from _image_files import write_good_images
 from storage import LatentStore
 from tasks.worker import metric_names
 
 
-def test_invert_discover_render_and_report_line_up(prefect_harness, dask_cluster, tmp_path):
+def test_invert_discover_render_and_report_line_up(prefect_harness, dask_cluster, tiny_generator_file, tmp_path):
     from flows.discover_directions import discover_directions
     from flows.evaluation_report import evaluation_report
     from flows.invert_dataset import invert_dataset
     from flows.render_edits import render_edits
 
     cluster = dask_cluster[0].scheduler_address
-    generator = save_tiny_generator(tmp_path / "models")
+    generator = tiny_generator_file
     write_good_images(tmp_path / "images", 4)
     url = str(tmp_path / "corpus.zarr")
     # 1. invert, 2. directions from the store's generator, 3. edits rendered on the same workers, evaluated

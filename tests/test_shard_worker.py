@@ -22,8 +22,9 @@ from tasks.spec import FACES64_HYBRID, InversionSpec, known_encoder
 
 
 @pytest.fixture(scope="module")
-def generator(tmp_path_factory):
-    return save_tiny_generator(tmp_path_factory.mktemp("models"))
+def generator(tiny_generator_file):
+    """The session's saved tiny generator (conftest), under this module's short name."""
+    return tiny_generator_file
 
 
 def _run_all(store: LatentStore, spec: InversionSpec, generator: str, **kwargs) -> list[dict]:

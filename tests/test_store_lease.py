@@ -9,26 +9,15 @@ import time
 import numpy as np
 import pytest
 
-from _store_helpers import fake_result, location_for, make_manifest, s3_server
+from _store_helpers import fake_result, location_for, make_manifest
 from storage import LeaseHeldError, LeaseLostError, Manifest
 
-BACKENDS = ["local", "memory"] + ["s3"] * (os.environ.get("GANINV_TEST_S3") == "1")
 
-
-@pytest.fixture(scope="session")
-def s3_endpoint():
-    yield from s3_server()
-
-
-@pytest.fixture(params=BACKENDS)
-def store_location(request, tmp_path):
-    endpoint = request.getfixturevalue("s3_endpoint") if request.param == "s3" else None
-    loc = location_for(request.param, tmp_path, endpoint)
-    loc.create(make_manifest(8))
-    yield loc
-    if request.param == "memory":
-        fs, root = loc.fs()
-        fs.rm(root, recursive=True)
+@pytest.fixture
+def store_location(location):
+    """`location` (every backend) with a store of 8 items created there."""
+    location.create(make_manifest(8))
+    return location
 
 
 def test_a_second_run_is_refused_with_holder_expiry_and_how_to_break_it(store_location):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import make_tiny_generator
+from conftest import make_tiny_generator, tf32_disabled
 from ganinv.generators import Generator, generator_identity, load_generator, save_generator
 
 pytestmark = [pytest.mark.gpu,
@@ -37,10 +37,8 @@ def test_fp16_blocks_on_cuda_stay_close_to_fp32(ada_tiny, ada_tiny_reference, fu
 @pytest.fixture
 def strict_fp32():
     """cuDNN convolutions default to TF32 (10-bit mantissa): turn it off to compare true fp32 against the CPU."""
-    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-    yield
-    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+    with tf32_disabled():
+        yield
 
 
 def test_cuda_fp32_matches_official_reference(ada_tiny, ada_tiny_reference, strict_fp32):
