@@ -156,7 +156,8 @@ class _ShardProgress:
             update_progress_artifact(self.artifact, min(100.0, 100.0 * self.finished / self.items))
         progress.notify({"event": "shard", "index": shard["index"], "items": size, "done": report.get("done", 0),
                          "failed": report.get("failed", 0), "crashed": "error" in report,
-                         "seconds": report.get("seconds"), "invert_s": report.get("invert_s")})
+                         "seconds": report.get("seconds"), "invert_s": report.get("invert_s"),
+                         "pid": report.get("pid"), "device": report.get("device")})
 
 
 def artifact_key(store_url: str, what: str) -> str:

@@ -2,8 +2,9 @@
 
 The flow calls `notify({...})` as shards finish; `listening(callback)` registers a callback for the duration of a
 `with` block. Events are small dicts: `{'event': 'planned', 'items': n, 'shards': k}` once, then
-`{'event': 'shard', 'index': i, 'items': n, 'done': d, 'failed': f, 'crashed': bool, 'seconds': s, 'invert_s': s}`
-per finished shard (seconds: the worker's time in the shard; invert_s: the part spent inverting).
+`{'event': 'shard', 'index': i, 'items': n, 'done': d, 'failed': f, 'crashed': bool, 'seconds': s, 'invert_s': s,
+'pid': p, 'device': d}` per finished shard (seconds: the worker's time in the shard; invert_s: the part spent
+inverting; pid and device: which worker process and device ran it, None for a crashed shard).
 A deployment run has no listener; its progress is the Prefect progress artifact.
 """
 
