@@ -9,6 +9,11 @@
 - **Attribute rates**: how often the classifier sees each binary attribute in generated images, against the
   dataset's ground-truth rate (and the classifier's rate on dataset images); continuous attributes as mean and std.
 - **Encoder**: PSNR / SSIM of `G.synthesis(E(x))` against `--n-heldout` held-out images (world seed 1).
+
+`--gan-run DIR` measures a training run's G_ema instead of the shipped generator (the encoder part is skipped: the
+shipped encoder belongs to the shipped generator), e.g. after each chunk of continued training:
+
+    PYTHONPATH=. python -m benchmarks.faces64_quality --gan-run runs/faces64 --n 2000 --device cuda
 """
 
 from __future__ import annotations
@@ -35,22 +40,25 @@ def to_tensor(images_u8: np.ndarray) -> torch.Tensor:
 
 @torch.no_grad()
 def generate(G, n: int, *, seed: int, batch: int = 250) -> torch.Tensor:
+    """`n` images of G (z from `seed`, on CPU whatever G's device), quantised as saved images would be; on CPU."""
     gen = torch.Generator().manual_seed(seed)
+    device = next(G.parameters()).device
     out = []
     for start in range(0, n, batch):
-        z = torch.randn([min(batch, n - start), G.z_dim], generator=gen)
+        z = torch.randn([min(batch, n - start), G.z_dim], generator=gen).to(device)
         img = G(z, None, noise_mode="random")
-        out.append(((img.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8))  # as saved images would be
+        out.append(((img.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu())
     return torch.cat(out).float() / 127.5 - 1
 
 
 @torch.no_grad()
 def classify(clf, images: torch.Tensor, batch: int = 500) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    device = next(clf.parameters()).device
     embeddings, preds = [], []
     for start in range(0, len(images), batch):
-        x = images[start:start + batch]
-        embeddings.append(clf.embedding(x).double().numpy())
-        preds.append({k: v.numpy() for k, v in clf.predict(x).items()})
+        x = images[start:start + batch].to(device)
+        embeddings.append(clf.embedding(x).double().cpu().numpy())
+        preds.append({k: v.float().cpu().numpy() for k, v in clf.predict(x).items()})
     return np.concatenate(embeddings), {k: np.concatenate([p[k] for p in preds]) for k in preds[0]}
 
 
@@ -76,9 +84,9 @@ def attribute_table(truth: np.ndarray, pred_real: dict, pred_gen: dict) -> list[
 @torch.no_grad()
 def encoder_quality(G, E, n: int) -> dict:
     images, _ = render_batch(1, range(n))
-    target = to_tensor(images)
+    target = to_tensor(images).to(next(G.parameters()).device)
     recon = torch.cat([G.synthesis(E(target[i:i + 100]), noise_mode="const") for i in range(0, n, 100)])
-    m = reconstruction_metrics(recon.clamp(-1, 1), target)
+    m = reconstruction_metrics(recon.clamp(-1, 1).cpu(), target.cpu())
     return {k: float(v.mean()) for k, v in m.items() if k in ("mse", "psnr", "ssim")}
 
 
@@ -87,21 +95,30 @@ def main(argv=None) -> dict:
     p.add_argument("--n", type=int, default=10000)
     p.add_argument("--n-heldout", type=int, default=1000)
     p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--gan-run", default=None, help="a train-gan run folder: its G_ema instead of the shipped faces64")
+    p.add_argument("--device", default="cpu")
     p.add_argument("--out")
     args = p.parse_args(argv)
     t0 = time.time()
-    G, clf, E = load_generator("faces64"), load_classifier("builtin"), load_encoder("faces64")
+    device = torch.device(args.device)
+    if args.gan_run:
+        from ganinv.training.train_gan import generator_from_checkpoint
+
+        G, E = generator_from_checkpoint(args.gan_run).to(device).eval(), None
+    else:
+        G, E = load_generator("faces64", device=device), load_encoder("faces64", device=device)
+    clf = load_classifier("builtin", device=device)
     real = render_procedural(2 * args.n, seed=0, resolution=64, workers=args.workers)
     truth = np.stack(list(_truth_rows(2 * args.n)))
     emb_real, pred_real = classify(clf, to_tensor(real))
     emb_gen, pred_gen = classify(clf, generate(G, args.n, seed=123))
     half = args.n
     result = dict(
-        n=args.n,
+        n=args.n, generator=args.gan_run or "faces64",
         fd_clf_generated_vs_dataset=fd(emb_gen, emb_real[:half]),
         fd_clf_dataset_vs_dataset=fd(emb_real[half:], emb_real[:half]),
         attributes=attribute_table(truth[:half], {k: v[:half] for k, v in pred_real.items()}, pred_gen),
-        encoder_heldout=dict(n=args.n_heldout, **encoder_quality(G, E, args.n_heldout)),
+        encoder_heldout=dict(n=args.n_heldout, **encoder_quality(G, E, args.n_heldout)) if E else None,
         seconds=round(time.time() - t0, 1),
     )
     print(json.dumps(result, indent=1))
