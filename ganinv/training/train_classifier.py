@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from ganinv.datasets import procedural_faces as world
 from ganinv.models.attributes import AttributeClassifier, ClassifierConfig, save_classifier
+from ganinv.utils.images import to_model_input
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +52,6 @@ class TrainClassifierConfig:
 def _to_tensor(images: np.ndarray) -> torch.Tensor:
     """uint8 [N, H, W, 3] -> uint8 [N, 3, H, W]."""
     return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).contiguous()
-
-
-def to_model_input(images_u8: torch.Tensor) -> torch.Tensor:
-    """uint8 [N, 3, H, W] -> float [N, 3, H, W] in [-1, 1]."""
-    return images_u8.float() / 127.5 - 1
 
 
 def render_pool(seed: int, n: int, *, chunk: int = 1000,

@@ -26,6 +26,7 @@ from ganinv.generators.stylegan2 import Generator
 from ganinv.models.encoder import Encoder, save_encoder
 from ganinv.training.checkpoint import load_checkpoint, save_checkpoint
 from ganinv.training.sampling import style_mixed_ws, training_autocast
+from ganinv.utils.images import to_model_input
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,7 @@ class EncoderTrainer:
         n_real = int(round(cfg.batch_size * cfg.real_fraction))
         n_gen = cfg.batch_size - n_real
         gen_img, gen_ws = self.generated_batch(n_gen)
-        real = self.images[torch.randint(len(self.images), [n_real], device=self.device)].float() / 127.5 - 1
+        real = to_model_input(self.images[torch.randint(len(self.images), [n_real], device=self.device)])
         target = torch.cat([gen_img, real])
         with self._autocast():
             ws = self.E(target)

@@ -30,6 +30,7 @@ from ganinv.generators.stylegan2 import Generator
 from ganinv.training.checkpoint import load_checkpoint, save_checkpoint
 from ganinv.training.discriminator import Discriminator
 from ganinv.training.sampling import style_mixed_ws, training_autocast
+from ganinv.utils.images import to_model_input
 
 
 @dataclass(frozen=True)
@@ -164,7 +165,7 @@ class GANTrainer:
 
     def real_batch(self, n: int) -> torch.Tensor:
         idx = torch.randint(len(self.images), [n], device=self.device)
-        return self.images[idx].float() / 127.5 - 1
+        return to_model_input(self.images[idx])
 
     def mapped_ws(self, n: int) -> torch.Tensor:
         """Sample ws with style mixing: past a random cut-off layer the ws come from a second z."""
