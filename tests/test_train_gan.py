@@ -74,11 +74,3 @@ def test_config_roundtrips_through_checkpoint(tmp_path):
     trainer = GANTrainer(TINY, tmp_path, device="cpu", images=blob_images())
     trainer.save()
     assert load_checkpoint(tmp_path / "checkpoint")["config"]["z_dim"] == dataclasses.asdict(TINY)["z_dim"]
-
-
-def test_procedural_training_data_renders_in_parallel_like_serially():
-    from ganinv.datasets.procedural_faces import render_batch
-    from ganinv.training.train_gan import render_procedural
-    parallel = render_procedural(12, seed=3, resolution=32, workers=2)
-    serial, _ = render_batch(3, range(12), size=32)
-    assert parallel.shape == (12, 32, 32, 3) and np.array_equal(parallel, serial)

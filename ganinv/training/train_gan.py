@@ -7,7 +7,7 @@ of G (`G_ema`) with ramp-up; bf16 autocast for the main passes on CUDA (regulari
 `minutes` (`ganinv train-gan --minutes`), each ending in a checkpoint that the next chunk resumes from, so it fits machines lent for 10 minutes.
 
 The dataset is held in device memory as uint8 (64x64 images are small): a folder of PNGs, an `.npy` array
-`[N, H, W, 3]`, or `procedural:N:SEED`, rendered on all cores by the embedded world's renderer.
+`[N, H, W, 3]`, or `procedural:N:SEED`, rendered on all cores by the embedded world's `render_batch`.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ganinv.datasets.procedural_faces import render_batch
 from ganinv.generators.stylegan2 import Generator
 from ganinv.training.checkpoint import load_checkpoint, save_checkpoint
 from ganinv.training.discriminator import Discriminator
@@ -82,7 +83,7 @@ def load_training_images(spec: str, resolution: int) -> np.ndarray:
     """uint8 `[N, H, W, 3]` from `procedural:N:SEED`, an `.npy` file or a folder of images."""
     if spec.startswith("procedural:"):
         _, n, seed = spec.split(":")
-        return render_procedural(int(n), int(seed), resolution)
+        return render_batch(int(seed), range(int(n)), size=resolution, workers=None)[0]
     path = Path(spec)
     if path.suffix == ".npy":
         return np.load(path)
@@ -94,23 +95,6 @@ def load_training_images(spec: str, resolution: int) -> np.ndarray:
         return np.stack([np.asarray(Image.open(f).convert("RGB").resize((resolution, resolution),
                                                                           Image.LANCZOS)) for f in files])
     raise FileNotFoundError(f"training data {spec!r}: expected procedural:N:SEED, an .npy file or an image folder")
-
-
-def _render_chunk(job: tuple[int, int, int, int]) -> np.ndarray:
-    from ganinv.datasets.procedural_faces import render_batch
-    seed, start, stop, size = job
-    return render_batch(seed, range(start, stop), size=size)[0]
-
-
-def render_procedural(n: int, seed: int, resolution: int, *, workers: int | None = None) -> np.ndarray:
-    """Render `n` procedural faces on all cores (spawned workers: safe after CUDA is initialised)."""
-    import multiprocessing as mp
-    import os
-    workers = workers or os.cpu_count() or 1
-    step = max(1, min(1000, n // workers))
-    jobs = [(seed, start, min(start + step, n), resolution) for start in range(0, n, step)]
-    with mp.get_context("spawn").Pool(workers) as pool:
-        return np.concatenate(pool.map(_render_chunk, jobs))
 
 
 def path_length_penalty(G: Generator, ws: torch.Tensor, pl_mean: torch.Tensor, decay: float
