@@ -74,3 +74,21 @@ def test_config_roundtrips_through_checkpoint(tmp_path):
     trainer = GANTrainer(TINY, tmp_path, device="cpu", images=blob_images())
     trainer.save()
     assert load_checkpoint(tmp_path / "checkpoint")["config"]["z_dim"] == dataclasses.asdict(TINY)["z_dim"]
+
+
+def test_image_folder_training_data_goes_through_the_inversion_decoder(tmp_path):
+    from PIL import Image
+
+    from ganinv.training.train_gan import load_training_images
+    wide = np.zeros([20, 40, 3], np.uint8)  # red | green | blue thirds: the centre square is all green
+    wide[:, :10, 0], wide[:, 10:30, 1], wide[:, 30:, 2] = 255, 255, 255
+    Image.fromarray(wide).save(tmp_path / "a_wide.png")
+    grey = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    Image.fromarray(grey, "L").save(tmp_path / "b_grey.png")
+    (tmp_path / "._a_wide.png").write_bytes(b"AppleDouble metadata, not an image")  # hidden: skipped
+    images = load_training_images(str(tmp_path), 16)
+    assert images.shape == (2, 16, 16, 3) and images.dtype == np.uint8
+    # Non-square: centre-cropped, not squashed (squashing would keep the red and blue bands at the sides).
+    assert (images[0, ..., 1] == 255).all() and (images[0, ..., [0, 2]] == 0).all()
+    # Greyscale: replicated to three channels, pixels unchanged at the run's resolution.
+    assert all(np.array_equal(images[1, ..., c], grey) for c in range(3))

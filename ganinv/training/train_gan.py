@@ -26,12 +26,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ganinv.datasets.folder import IMAGE_SUFFIXES, DecodePolicy, decode_image, is_image_name
 from ganinv.datasets.procedural_faces import render_batch
 from ganinv.generators.stylegan2 import Generator
 from ganinv.training.checkpoint import load_checkpoint, save_checkpoint
 from ganinv.training.discriminator import Discriminator
 from ganinv.training.sampling import style_mixed_ws, training_autocast
-from ganinv.utils.images import to_model_input
+from ganinv.utils.images import to_model_input, to_uint8
 
 
 @dataclass(frozen=True)
@@ -88,13 +89,22 @@ def load_training_images(spec: str, resolution: int) -> np.ndarray:
     if path.suffix == ".npy":
         return np.load(path)
     if path.is_dir():
-        from PIL import Image
-        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in {".png", ".jpg", ".jpeg"})
-        if not files:
-            raise FileNotFoundError(f"no .png/.jpg images under {path}")
-        return np.stack([np.asarray(Image.open(f).convert("RGB").resize((resolution, resolution),
-                                                                          Image.LANCZOS)) for f in files])
+        return _decode_folder(path, resolution)
     raise FileNotFoundError(f"training data {spec!r}: expected procedural:N:SEED, an .npy file or an image folder")
+
+
+def _decode_folder(folder: Path, resolution: int) -> np.ndarray:
+    """uint8 `[N, R, R, 3]`: every image file under `folder` (sorted paths, hidden ones skipped, as the inversion
+    scan does), through the decoder inversion uses (`ganinv.datasets.folder`): EXIF orientation, any mode to RGB,
+    transparency on white, the largest centred square, Lanczos to `resolution`. A file it refuses raises
+    `ImageDecodeError` naming the file."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and is_image_name(p)
+                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+    if not files:
+        raise FileNotFoundError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) under {folder}")
+    policy = DecodePolicy(resolution=resolution)  # square, at the run's resolution: what G is trained to draw
+    # to_uint8 gives back exactly the bytes the decoder produced (utils.images round trip).
+    return np.stack([to_uint8(decode_image(f, policy)).permute(1, 2, 0).numpy() for f in files])
 
 
 def path_length_penalty(G: Generator, ws: torch.Tensor, pl_mean: torch.Tensor, decay: float
