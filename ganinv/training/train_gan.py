@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from ganinv.datasets.folder import IMAGE_SUFFIXES, DecodePolicy, decode_image, is_image_name
 from ganinv.datasets.procedural_faces import render_batch
 from ganinv.generators.stylegan2 import Generator
-from ganinv.training.checkpoint import load_checkpoint, save_checkpoint
+from ganinv.training.checkpoint import load_checkpoint, load_checkpoint_entry, save_checkpoint
 from ganinv.training.discriminator import Discriminator
 from ganinv.training.sampling import style_mixed_ws, training_autocast
 from ganinv.utils.images import to_model_input, to_uint8
@@ -255,10 +255,21 @@ class GANTrainer:
         now = time.time()
         self.train_seconds += now - getattr(self, "_clock", now)
         self._clock = now
-        save_checkpoint(self.run_dir / "checkpoint", self.state())
+        state = self.state()
+        save_checkpoint(self.run_dir / "checkpoint", state)
+        # config.json is for people reading the run folder (docs/training/faces64_gan_config.json is a copy); no
+        # code reads it. The checkpoint's config is the source of truth; this is written from the same dict after
+        # each checkpoint, so the two agree (a resumed chunk's --batch-size included).
+        (self.run_dir / "config.json").write_text(json.dumps(state["config"], indent=1))
 
     def load(self) -> None:
         state = load_checkpoint(self.run_dir / "checkpoint")
+        stored = GANTrainConfig.from_dict(state["config"])
+        if dataclasses.replace(stored, batch_size=self.config.batch_size) != self.config:
+            changed = [f.name for f in dataclasses.fields(stored) if f.name != "batch_size"
+                       and getattr(stored, f.name) != getattr(self.config, f.name)]
+            raise ValueError(f"{self.run_dir} was trained with a different config ({', '.join(changed)} differ); "
+                             "resume it with the checkpoint's config (train_gan does) or use a new run folder")
         for name in ("G", "D", "G_ema"):
             getattr(self, name).load_state_dict(state[name])
         self.opt_G.load_state_dict(state["opt_G"])
@@ -280,22 +291,29 @@ def generator_from_checkpoint(run_dir: str | Path) -> Generator:
     return G.eval().requires_grad_(False)
 
 
+def run_config(run_dir: str | Path, config: GANTrainConfig | None = None, *, batch_size: int | None = None
+               ) -> GANTrainConfig:
+    """The config the next chunk of the run in `run_dir` trains with: the checkpoint's when there is one (the source
+    of truth; `config` is then ignored), else `config` (default `GANTrainConfig()`); `batch_size` overrides either.
+
+    A resumed chunk keeps the batch size of the chunk before it unless told otherwise (runs from before this rule
+    have a `config.json` with the batch size they started with; it is not read)."""
+    checkpoint = Path(run_dir) / "checkpoint"
+    if (checkpoint / "checkpoint.json").exists():
+        config = GANTrainConfig.from_dict(load_checkpoint_entry(checkpoint, "config"))
+    config = config or GANTrainConfig()
+    return config if batch_size is None else dataclasses.replace(config, batch_size=batch_size)
+
+
 def train_gan(run_dir: str | Path, *, minutes: float, config: GANTrainConfig | None = None,
               device: str | None = None, batch_size: int | None = None) -> GANTrainer:
     """Create or resume the run in `run_dir` and train for `minutes`.
 
-    The config is fixed at creation, except `batch_size`, which a resumed chunk may change (the log records
-    the batch size of every entry, so the history stays readable)."""
+    The config is fixed at creation (`run_config`), except `batch_size`, which a resumed chunk may change (the log
+    records the batch size of every entry, so the history stays readable)."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    config_file = run_dir / "config.json"
-    if config_file.exists():
-        config = GANTrainConfig.from_dict(json.loads(config_file.read_text()))
-        if batch_size is not None:
-            config = dataclasses.replace(config, batch_size=batch_size)
-    else:
-        config = config or GANTrainConfig()
-        config_file.write_text(json.dumps(dataclasses.asdict(config), indent=1))
+    config = run_config(run_dir, config, batch_size=batch_size)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda":
         torch.backends.cudnn.benchmark = True
