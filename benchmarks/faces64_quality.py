@@ -31,7 +31,6 @@ from ganinv.generators import load_generator
 from ganinv.metrics import feature_statistics, frechet_distance, reconstruction_metrics
 from ganinv.models.attributes import load_classifier
 from ganinv.models.encoder import load_encoder
-from ganinv.training.train_gan import render_procedural
 
 
 def to_tensor(images_u8: np.ndarray) -> torch.Tensor:
@@ -108,7 +107,7 @@ def main(argv=None) -> dict:
     else:
         G, E = load_generator("faces64", device=device), load_encoder("faces64", device=device)
     clf = load_classifier("builtin", device=device)
-    real = render_procedural(2 * args.n, seed=0, resolution=64, workers=args.workers)
+    real = render_batch(0, range(2 * args.n), workers=args.workers)[0]
     truth = np.stack(list(_truth_rows(2 * args.n)))
     emb_real, pred_real = classify(clf, to_tensor(real))
     emb_gen, pred_gen = classify(clf, generate(G, args.n, seed=123))

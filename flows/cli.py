@@ -275,14 +275,28 @@ def train_encoder_cmd(
     run_dir: str = typer.Option(..., "--run-dir", help="Encoder run folder (created or resumed)."),
     minutes: float = typer.Option(..., "--minutes"),
     steps: int = typer.Option(20000, "--steps", help="Length of the one-cycle learning-rate schedule."),
+    data: str = typer.Option("procedural:30000:1", "--data",
+                             help="Real images: procedural:N:SEED, an .npy array or an image folder."),
     perceptual: str = typer.Option("classifier", "--perceptual", help="classifier | none"),
     out: Optional[str] = typer.Option(None, "--out", help="Export the encoder here (.safetensors)."),
 ) -> None:
     """Train (or resume) the pSp/e4e-style encoder of a trained generator (faces64's was made with this)."""
-    from ganinv.training.train_encoder import main
+    from ganinv.models.encoder import save_encoder
+    from ganinv.training.train_encoder import PERCEPTUAL_TERMS, train_encoder
 
-    main(["--gan-run", gan_run, "--run-dir", run_dir, "--minutes", str(minutes), "--steps", str(steps),
-          "--perceptual", perceptual] + (["--out", out] if out else []))
+    if perceptual not in PERCEPTUAL_TERMS:
+        raise typer.BadParameter(f"{perceptual!r}: expected one of {', '.join(PERCEPTUAL_TERMS)}",
+                                 param_hint="--perceptual")
+    try:
+        trainer = train_encoder(run_dir, gan_run=gan_run, minutes=minutes, steps=steps, data=data,
+                                perceptual=perceptual)
+    except FileNotFoundError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"{trainer.step} steps after {trainer.train_seconds / 60:.1f} min; checkpoint in {run_dir}")
+    if out:
+        save_encoder(trainer.E.eval(), out, metadata=trainer.metadata())
+        typer.echo(f"exported the encoder to {out}")
 
 
 REGRESSION_EXIT_CODE = 3  # distinct from errors (1) and bad usage (2), so a cron job can tell them apart

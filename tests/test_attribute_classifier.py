@@ -8,8 +8,8 @@ import torch
 from ganinv.datasets import procedural_faces as pf
 from ganinv.models.attributes import (AttributeClassifier, ClassifierConfig, builtin_path, load_classifier,
                                       read_metadata, save_classifier)
-from ganinv.training.train_classifier import (TrainClassifierConfig, augment, evaluate, to_model_input,
-                                              train_classifier)
+from ganinv.training.train_classifier import TrainClassifierConfig, augment, evaluate, train_classifier
+from ganinv.utils.images import to_model_input
 
 GOLDEN_SEED = 123  # neither the training (0) nor the held-out (1) world
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from ganinv.utils.images import from_pil, make_image_grid, save_image_grid, to_pil, to_uint8
+from ganinv.utils.images import from_pil, make_image_grid, save_image_grid, to_model_input, to_pil, to_uint8
 
 
 def test_uint8_pixels_survive_from_pil_and_back():
@@ -16,6 +16,13 @@ def test_uint8_pixels_survive_from_pil_and_back():
     assert image.shape == (3, 5, 7) and image.dtype == torch.float32
     assert image.min() >= -1 and image.max() <= 1
     assert np.array_equal(np.asarray(to_pil(image)), pixels)
+
+
+def test_every_uint8_value_survives_to_model_input_and_back():
+    pixels = torch.arange(256, dtype=torch.uint8).reshape(1, 1, 16, 16).expand(2, 3, 16, 16)
+    x = to_model_input(pixels)
+    assert x.dtype == torch.float32 and x.min() == -1 and x.max() == 1
+    assert torch.equal(to_uint8(x), pixels)
 
 
 def test_to_uint8_maps_range_ends_and_clamps():

@@ -58,6 +58,17 @@ def test_render_batch_matches_render_item_and_attribute_order():
     assert np.allclose(attrs[1], [truth[name] for name in pf.ATTRIBUTE_NAMES])
 
 
+def test_render_batch_gives_the_same_arrays_for_any_worker_count():
+    serial_images, serial_attrs = pf.render_batch(3, range(11), size=16)
+    for workers in (2, 3):
+        images, attrs = pf.render_batch(3, range(11), size=16, workers=workers)
+        assert np.array_equal(images, serial_images) and np.array_equal(attrs, serial_attrs)
+    assert np.array_equal(pf.render_batch(3, [9, 2], size=16, workers=2)[0], serial_images[[9, 2]])
+    assert pf.render_batch(3, [], size=16, workers=2)[0].shape == (0, 16, 16, 3)
+    with pytest.raises(ValueError, match="workers"):
+        pf.render_batch(3, range(2), workers=0)
+
+
 def test_render_size_option_draws_at_other_resolutions():
     image, _ = pf.render_item(0, 1, size=32)
     assert image.size == (32, 32)

@@ -1,13 +1,15 @@
 """The embedded-world GAN trainer: losses move, checkpoints are capped and resuming continues the same run."""
 
 import dataclasses
+import json
 
 import numpy as np
+import pytest
 import torch
 
-from ganinv.training.checkpoint import load_checkpoint, save_checkpoint
+from ganinv.training.checkpoint import load_checkpoint, load_checkpoint_entry, save_checkpoint
 from ganinv.training.discriminator import Discriminator
-from ganinv.training.train_gan import GANTrainConfig, GANTrainer
+from ganinv.training.train_gan import GANTrainConfig, GANTrainer, run_config
 
 TINY = GANTrainConfig(data="unused", resolution=16, z_dim=16, w_dim=16, mapping_layers=2, channel_base=128,
                       channel_max=16, d_channel_base=128, d_channel_max=16, batch_size=8, r1_interval=2,
@@ -68,17 +70,47 @@ def test_checkpoint_shards_respect_size_cap(tmp_path):
     assert len(files) == 5 and all(f.stat().st_size < 11_000 for f in files)
     back = load_checkpoint(tmp_path / "ck")
     assert back["step"] == 7 and all(torch.equal(back["net"][k], v) for k, v in state["net"].items())
+    assert load_checkpoint_entry(tmp_path / "ck", "pairs") == [[1, 2]]  # from checkpoint.json alone
+    with pytest.raises(KeyError, match="config"):
+        load_checkpoint_entry(tmp_path / "ck", "config")
 
 
-def test_config_roundtrips_through_checkpoint(tmp_path):
+def test_config_roundtrips_through_checkpoint_and_config_json_mirrors_it(tmp_path):
     trainer = GANTrainer(TINY, tmp_path, device="cpu", images=blob_images())
     trainer.save()
-    assert load_checkpoint(tmp_path / "checkpoint")["config"]["z_dim"] == dataclasses.asdict(TINY)["z_dim"]
+    stored = load_checkpoint(tmp_path / "checkpoint")["config"]
+    assert GANTrainConfig.from_dict(stored) == TINY
+    assert json.loads((tmp_path / "config.json").read_text()) == json.loads(json.dumps(stored))
 
 
-def test_procedural_training_data_renders_in_parallel_like_serially():
-    from ganinv.datasets.procedural_faces import render_batch
-    from ganinv.training.train_gan import render_procedural
-    parallel = render_procedural(12, seed=3, resolution=32, workers=2)
-    serial, _ = render_batch(3, range(12), size=32)
-    assert parallel.shape == (12, 32, 32, 3) and np.array_equal(parallel, serial)
+def test_resumed_run_takes_its_config_from_the_checkpoint_not_config_json(tmp_path):
+    a = GANTrainer(TINY, tmp_path, device="cpu", images=blob_images())
+    a.save()
+    # A run folder of the old format: config.json written at creation and never updated (here: stale and wrong).
+    (tmp_path / "config.json").write_text(json.dumps(dict(dataclasses.asdict(TINY), batch_size=99, z_dim=3)))
+    other = dataclasses.replace(TINY, z_dim=32)
+    assert run_config(tmp_path, other) == TINY  # the checkpoint wins over both the argument and config.json
+    assert run_config(tmp_path, other, batch_size=4) == dataclasses.replace(TINY, batch_size=4)
+    assert run_config(tmp_path / "new", other) == other
+    b = GANTrainer(run_config(tmp_path, batch_size=4), tmp_path, device="cpu", images=blob_images())
+    assert b.config.batch_size == 4 and b.step == a.step
+    with pytest.raises(ValueError, match="z_dim"):
+        GANTrainer(other, tmp_path, device="cpu", images=blob_images())
+
+
+def test_image_folder_training_data_goes_through_the_inversion_decoder(tmp_path):
+    from PIL import Image
+
+    from ganinv.training.train_gan import load_training_images
+    wide = np.zeros([20, 40, 3], np.uint8)  # red | green | blue thirds: the centre square is all green
+    wide[:, :10, 0], wide[:, 10:30, 1], wide[:, 30:, 2] = 255, 255, 255
+    Image.fromarray(wide).save(tmp_path / "a_wide.png")
+    grey = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    Image.fromarray(grey, "L").save(tmp_path / "b_grey.png")
+    (tmp_path / "._a_wide.png").write_bytes(b"AppleDouble metadata, not an image")  # hidden: skipped
+    images = load_training_images(str(tmp_path), 16)
+    assert images.shape == (2, 16, 16, 3) and images.dtype == np.uint8
+    # Non-square: centre-cropped, not squashed (squashing would keep the red and blue bands at the sides).
+    assert (images[0, ..., 1] == 255).all() and (images[0, ..., [0, 2]] == 0).all()
+    # Greyscale: replicated to three channels, pixels unchanged at the run's resolution.
+    assert all(np.array_equal(images[1, ..., c], grey) for c in range(3))

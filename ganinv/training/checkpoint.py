@@ -72,12 +72,26 @@ def save_checkpoint(path: str | Path, state: dict[str, Any], *, max_shard_bytes:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
+def _read_meta(path: Path) -> dict[str, Any]:
     meta_file = path / "checkpoint.json"
     if not meta_file.exists():
         raise FileNotFoundError(f"no checkpoint at {path} (expected {meta_file})")
-    meta = json.loads(meta_file.read_text())
+    return json.loads(meta_file.read_text())
+
+
+def load_checkpoint_entry(path: str | Path, key: str) -> Any:
+    """One top-level entry of the checkpoint at `path` that holds no tensors (its config, its step), read from
+    `checkpoint.json` alone, without loading the tensor shards."""
+    path = Path(path)
+    entries = dict(_read_meta(path)["state"]["__dict__"])
+    if key not in entries:
+        raise KeyError(f"checkpoint {path} has no entry {key!r}; it has {sorted(entries)}")
+    return unflatten_state(entries[key], {})
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    meta = _read_meta(path)
     tensors: dict[str, torch.Tensor] = {}
     for name in meta["shards"]:
         tensors.update(load_file(str(path / name)))

@@ -15,7 +15,6 @@ import platform
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -23,6 +22,7 @@ import torch.nn.functional as F
 
 from ganinv.datasets import procedural_faces as world
 from ganinv.models.attributes import AttributeClassifier, ClassifierConfig, save_classifier
+from ganinv.utils.images import to_model_input
 
 log = logging.getLogger(__name__)
 
@@ -53,22 +53,11 @@ def _to_tensor(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).contiguous()
 
 
-def to_model_input(images_u8: torch.Tensor) -> torch.Tensor:
-    """uint8 [N, 3, H, W] -> float [N, 3, H, W] in [-1, 1]."""
-    return images_u8.float() / 127.5 - 1
-
-
-def render_pool(seed: int, n: int, *, chunk: int = 1000,
-                progress: Callable[[int, int], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(uint8 [n, 3, 64, 64], float32 [n, A]) faces 0..n-1 of world `seed`."""
-    images, attrs = [], []
-    for start in range(0, n, chunk):
-        im, at = world.render_batch(seed, range(start, min(n, start + chunk)))
-        images.append(_to_tensor(im))
-        attrs.append(torch.from_numpy(at))
-        if progress:
-            progress(min(n, start + chunk), n)
-    return torch.cat(images), torch.cat(attrs)
+def render_pool(seed: int, n: int, *, workers: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(uint8 [n, 3, 64, 64], float32 [n, A]) faces 0..n-1 of world `seed`, rendered on `workers` processes
+    (default all CPUs; the faces are the same for any count)."""
+    images, attrs = world.render_batch(seed, range(n), workers=workers)
+    return _to_tensor(images), torch.from_numpy(attrs)
 
 
 def load_folder(dataset_dir: str | Path, n: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -153,7 +142,8 @@ def _lr_at(step: int, cfg: TrainClassifierConfig) -> float:
 def _training_data(cfg: TrainClassifierConfig) -> tuple[torch.Tensor, torch.Tensor]:
     if cfg.dataset_dir:
         return load_folder(cfg.dataset_dir, cfg.n_train)
-    return render_pool(cfg.seed, cfg.n_train, progress=lambda i, n: log.info("rendered %d / %d training faces", i, n))
+    log.info("rendering %d training faces", cfg.n_train)
+    return render_pool(cfg.seed, cfg.n_train)
 
 
 def train_classifier(cfg: TrainClassifierConfig, out: str | Path) -> dict:

@@ -23,9 +23,11 @@ import torch
 import torch.nn.functional as F
 
 from ganinv.generators.stylegan2 import Generator
-from ganinv.models.encoder import Encoder, save_encoder
+from ganinv.models.encoder import Encoder
 from ganinv.training.checkpoint import load_checkpoint, save_checkpoint
 from ganinv.training.sampling import style_mixed_ws, training_autocast
+from ganinv.training.train_gan import generator_from_checkpoint, load_training_images
+from ganinv.utils.images import to_model_input
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,6 @@ class EncoderTrainer:
         self.step = 0
         self.train_seconds = 0.0
         if images is None:
-            from ganinv.training.train_gan import load_training_images
             images = load_training_images(config.data, G.img_resolution)
         self.images = torch.from_numpy(images).to(self.device).permute(0, 3, 1, 2).contiguous()
         if (self.run_dir / "checkpoint").exists():
@@ -91,7 +92,7 @@ class EncoderTrainer:
         n_real = int(round(cfg.batch_size * cfg.real_fraction))
         n_gen = cfg.batch_size - n_real
         gen_img, gen_ws = self.generated_batch(n_gen)
-        real = self.images[torch.randint(len(self.images), [n_real], device=self.device)].float() / 127.5 - 1
+        real = to_model_input(self.images[torch.randint(len(self.images), [n_real], device=self.device)])
         target = torch.cat([gen_img, real])
         with self._autocast():
             ws = self.E(target)
@@ -142,32 +143,32 @@ class EncoderTrainer:
                     train_minutes=round(self.train_seconds / 60, 2))
 
 
-def main(argv: list[str] | None = None) -> None:
-    import argparse
-    from ganinv.training.train_gan import generator_from_checkpoint
-    parser = argparse.ArgumentParser(description="Train (or resume) the encoder of a generator for N minutes.")
-    parser.add_argument("--gan-run", required=True, help="GAN training run folder whose G_ema to encode into")
-    parser.add_argument("--run-dir", required=True)
-    parser.add_argument("--minutes", type=float, required=True)
-    parser.add_argument("--steps", type=int, default=EncoderTrainConfig.total_steps)
-    parser.add_argument("--perceptual", default="classifier", choices=["none", "classifier"],
-                        help="perceptual term: the embedded world's attribute-classifier features, or none")
-    parser.add_argument("--out", help="also export the trained encoder here (.safetensors)")
-    args = parser.parse_args(argv)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    G = generator_from_checkpoint(args.gan_run)
-    perceptual = None
-    if args.perceptual == "classifier":
-        from ganinv.losses.classifier_perceptual import ClassifierPerceptualLoss
-        loss = ClassifierPerceptualLoss.builtin().to(device)
-        perceptual = lambda recon, target: loss(recon, loss.prepare(target))  # noqa: E731
-    config = EncoderTrainConfig(total_steps=args.steps,
-                                perceptual_weight=0.0 if perceptual is None else EncoderTrainConfig.perceptual_weight)
-    trainer = EncoderTrainer(config, G, args.run_dir, device=device, perceptual=perceptual)
-    trainer.train(minutes=args.minutes)
-    if args.out:
-        save_encoder(trainer.E.eval(), args.out, metadata=trainer.metadata())
+PERCEPTUAL_TERMS = ("classifier", "none")
 
 
-if __name__ == "__main__":
-    main()
+def train_encoder(run_dir: str | Path, *, gan_run: str | Path, minutes: float,
+                  steps: int = EncoderTrainConfig.total_steps, data: str = EncoderTrainConfig.data,
+                  perceptual: str = "classifier", device: str | None = None) -> EncoderTrainer:
+    """Create or resume the encoder run in `run_dir` for the `G_ema` of the GAN run `gan_run`; train for `minutes`
+    of wall time or until `steps` (the length of the one-cycle learning-rate schedule), then checkpoint.
+
+    `data`: the real images, as `GANTrainConfig.data` (`procedural:N:SEED`, an `.npy` array or an image folder).
+    `perceptual`: `'classifier'` adds the embedded world's attribute-classifier feature distance to the pixel loss;
+    `'none'` trains on pixels and latents only. `device` defaults to CUDA when available.
+    """
+    if perceptual not in PERCEPTUAL_TERMS:
+        raise ValueError(f"perceptual={perceptual!r}: expected one of {', '.join(PERCEPTUAL_TERMS)}")
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    G = generator_from_checkpoint(gan_run)
+    loss = _classifier_perceptual(device) if perceptual == "classifier" else None
+    config = EncoderTrainConfig(data=data, total_steps=steps,
+                                perceptual_weight=EncoderTrainConfig.perceptual_weight if loss else 0.0)
+    trainer = EncoderTrainer(config, G, run_dir, device=device, perceptual=loss)
+    trainer.train(minutes=minutes)
+    return trainer
+
+
+def _classifier_perceptual(device: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    from ganinv.losses.classifier_perceptual import ClassifierPerceptualLoss
+    loss = ClassifierPerceptualLoss.builtin().to(device)
+    return lambda recon, target: loss(recon, loss.prepare(target))

@@ -7,7 +7,7 @@ of G (`G_ema`) with ramp-up; bf16 autocast for the main passes on CUDA (regulari
 `minutes` (`ganinv train-gan --minutes`), each ending in a checkpoint that the next chunk resumes from, so it fits machines lent for 10 minutes.
 
 The dataset is held in device memory as uint8 (64x64 images are small): a folder of PNGs, an `.npy` array
-`[N, H, W, 3]`, or `procedural:N:SEED`, rendered on all cores by the embedded world's renderer.
+`[N, H, W, 3]`, or `procedural:N:SEED`, rendered on all cores by the embedded world's `render_batch`.
 """
 
 from __future__ import annotations
@@ -26,10 +26,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ganinv.datasets.folder import IMAGE_SUFFIXES, DecodePolicy, decode_image, is_image_name
+from ganinv.datasets.procedural_faces import render_batch
 from ganinv.generators.stylegan2 import Generator
-from ganinv.training.checkpoint import load_checkpoint, save_checkpoint
+from ganinv.training.checkpoint import load_checkpoint, load_checkpoint_entry, save_checkpoint
 from ganinv.training.discriminator import Discriminator
 from ganinv.training.sampling import style_mixed_ws, training_autocast
+from ganinv.utils.images import to_model_input, to_uint8
 
 
 @dataclass(frozen=True)
@@ -81,35 +84,27 @@ def load_training_images(spec: str, resolution: int) -> np.ndarray:
     """uint8 `[N, H, W, 3]` from `procedural:N:SEED`, an `.npy` file or a folder of images."""
     if spec.startswith("procedural:"):
         _, n, seed = spec.split(":")
-        return render_procedural(int(n), int(seed), resolution)
+        return render_batch(int(seed), range(int(n)), size=resolution, workers=None)[0]
     path = Path(spec)
     if path.suffix == ".npy":
         return np.load(path)
     if path.is_dir():
-        from PIL import Image
-        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in {".png", ".jpg", ".jpeg"})
-        if not files:
-            raise FileNotFoundError(f"no .png/.jpg images under {path}")
-        return np.stack([np.asarray(Image.open(f).convert("RGB").resize((resolution, resolution),
-                                                                          Image.LANCZOS)) for f in files])
+        return _decode_folder(path, resolution)
     raise FileNotFoundError(f"training data {spec!r}: expected procedural:N:SEED, an .npy file or an image folder")
 
 
-def _render_chunk(job: tuple[int, int, int, int]) -> np.ndarray:
-    from ganinv.datasets.procedural_faces import render_batch
-    seed, start, stop, size = job
-    return render_batch(seed, range(start, stop), size=size)[0]
-
-
-def render_procedural(n: int, seed: int, resolution: int, *, workers: int | None = None) -> np.ndarray:
-    """Render `n` procedural faces on all cores (spawned workers: safe after CUDA is initialised)."""
-    import multiprocessing as mp
-    import os
-    workers = workers or os.cpu_count() or 1
-    step = max(1, min(1000, n // workers))
-    jobs = [(seed, start, min(start + step, n), resolution) for start in range(0, n, step)]
-    with mp.get_context("spawn").Pool(workers) as pool:
-        return np.concatenate(pool.map(_render_chunk, jobs))
+def _decode_folder(folder: Path, resolution: int) -> np.ndarray:
+    """uint8 `[N, R, R, 3]`: every image file under `folder` (sorted paths, hidden ones skipped, as the inversion
+    scan does), through the decoder inversion uses (`ganinv.datasets.folder`): EXIF orientation, any mode to RGB,
+    transparency on white, the largest centred square, Lanczos to `resolution`. A file it refuses raises
+    `ImageDecodeError` naming the file."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and is_image_name(p)
+                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+    if not files:
+        raise FileNotFoundError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) under {folder}")
+    policy = DecodePolicy(resolution=resolution)  # square, at the run's resolution: what G is trained to draw
+    # to_uint8 gives back exactly the bytes the decoder produced (utils.images round trip).
+    return np.stack([to_uint8(decode_image(f, policy)).permute(1, 2, 0).numpy() for f in files])
 
 
 def path_length_penalty(G: Generator, ws: torch.Tensor, pl_mean: torch.Tensor, decay: float
@@ -164,7 +159,7 @@ class GANTrainer:
 
     def real_batch(self, n: int) -> torch.Tensor:
         idx = torch.randint(len(self.images), [n], device=self.device)
-        return self.images[idx].float() / 127.5 - 1
+        return to_model_input(self.images[idx])
 
     def mapped_ws(self, n: int) -> torch.Tensor:
         """Sample ws with style mixing: past a random cut-off layer the ws come from a second z."""
@@ -260,10 +255,21 @@ class GANTrainer:
         now = time.time()
         self.train_seconds += now - getattr(self, "_clock", now)
         self._clock = now
-        save_checkpoint(self.run_dir / "checkpoint", self.state())
+        state = self.state()
+        save_checkpoint(self.run_dir / "checkpoint", state)
+        # config.json is for people reading the run folder (docs/training/faces64_gan_config.json is a copy); no
+        # code reads it. The checkpoint's config is the source of truth; this is written from the same dict after
+        # each checkpoint, so the two agree (a resumed chunk's --batch-size included).
+        (self.run_dir / "config.json").write_text(json.dumps(state["config"], indent=1))
 
     def load(self) -> None:
         state = load_checkpoint(self.run_dir / "checkpoint")
+        stored = GANTrainConfig.from_dict(state["config"])
+        if dataclasses.replace(stored, batch_size=self.config.batch_size) != self.config:
+            changed = [f.name for f in dataclasses.fields(stored) if f.name != "batch_size"
+                       and getattr(stored, f.name) != getattr(self.config, f.name)]
+            raise ValueError(f"{self.run_dir} was trained with a different config ({', '.join(changed)} differ); "
+                             "resume it with the checkpoint's config (train_gan does) or use a new run folder")
         for name in ("G", "D", "G_ema"):
             getattr(self, name).load_state_dict(state[name])
         self.opt_G.load_state_dict(state["opt_G"])
@@ -285,22 +291,29 @@ def generator_from_checkpoint(run_dir: str | Path) -> Generator:
     return G.eval().requires_grad_(False)
 
 
+def run_config(run_dir: str | Path, config: GANTrainConfig | None = None, *, batch_size: int | None = None
+               ) -> GANTrainConfig:
+    """The config the next chunk of the run in `run_dir` trains with: the checkpoint's when there is one (the source
+    of truth; `config` is then ignored), else `config` (default `GANTrainConfig()`); `batch_size` overrides either.
+
+    A resumed chunk keeps the batch size of the chunk before it unless told otherwise (runs from before this rule
+    have a `config.json` with the batch size they started with; it is not read)."""
+    checkpoint = Path(run_dir) / "checkpoint"
+    if (checkpoint / "checkpoint.json").exists():
+        config = GANTrainConfig.from_dict(load_checkpoint_entry(checkpoint, "config"))
+    config = config or GANTrainConfig()
+    return config if batch_size is None else dataclasses.replace(config, batch_size=batch_size)
+
+
 def train_gan(run_dir: str | Path, *, minutes: float, config: GANTrainConfig | None = None,
               device: str | None = None, batch_size: int | None = None) -> GANTrainer:
     """Create or resume the run in `run_dir` and train for `minutes`.
 
-    The config is fixed at creation, except `batch_size`, which a resumed chunk may change (the log records
-    the batch size of every entry, so the history stays readable)."""
+    The config is fixed at creation (`run_config`), except `batch_size`, which a resumed chunk may change (the log
+    records the batch size of every entry, so the history stays readable)."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    config_file = run_dir / "config.json"
-    if config_file.exists():
-        config = GANTrainConfig.from_dict(json.loads(config_file.read_text()))
-        if batch_size is not None:
-            config = dataclasses.replace(config, batch_size=batch_size)
-    else:
-        config = config or GANTrainConfig()
-        config_file.write_text(json.dumps(dataclasses.asdict(config), indent=1))
+    config = run_config(run_dir, config, batch_size=batch_size)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda":
         torch.backends.cudnn.benchmark = True

@@ -20,6 +20,13 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
     return (images.detach().to("cpu", torch.float32) * 127.5 + 128).clamp(0, 255).to(torch.uint8)
 
 
+def to_model_input(images_u8: torch.Tensor) -> torch.Tensor:
+    """uint8 `[..., 3, H, W]` in [0, 255] -> float32 in [-1, 1], same shape and device (the inverse of `to_uint8`
+    on its outputs: `to_uint8(to_model_input(p)) == p`)."""
+    assert images_u8.dtype == torch.uint8, f"images must be uint8 pixels, got {images_u8.dtype}"
+    return images_u8.float() / 127.5 - 1
+
+
 def to_pil(image: torch.Tensor) -> Image.Image:
     """`[3, H, W]` float in [-1, 1] -> RGB PIL image."""
     assert image.ndim == 3 and image.shape[0] == 3, f"image must be [3, H, W], got {list(image.shape)}"

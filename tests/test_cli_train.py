@@ -1,0 +1,49 @@
+"""`ganinv train-encoder` (and the GAN run folders it reads) on a tiny GAN run."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from flows.cli import app
+from ganinv.models.encoder import load_encoder
+from ganinv.training.checkpoint import load_checkpoint
+from ganinv.training.train_gan import GANTrainer, generator_from_checkpoint
+from test_train_gan import TINY, blob_images
+
+runner = CliRunner()
+TINY32 = dataclasses.replace(TINY, resolution=32)
+
+
+@pytest.fixture(scope="module")
+def gan_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("gan") / "run"
+    GANTrainer(TINY32, run, device="cpu", images=blob_images(size=32)).save()
+    return run
+
+
+def test_train_encoder_command_trains_checkpoints_and_exports(gan_run, tmp_path):
+    data = tmp_path / "real.npy"
+    np.save(data, np.random.default_rng(0).integers(0, 255, [8, 32, 32, 3], dtype=np.uint8))
+    # The command line of the model card and BENCHMARKS.md, with --data (small real set) and --out.
+    result = runner.invoke(app, ["train-encoder", "--gan-run", str(gan_run), "--run-dir", str(tmp_path / "enc"),
+                                 "--minutes", "10", "--steps", "2", "--data", str(data), "--perceptual", "none",
+                                 "--out", str(tmp_path / "e.safetensors")])
+    assert result.exit_code == 0, result.output
+    assert load_checkpoint(tmp_path / "enc" / "checkpoint")["step"] == 2  # stopped by --steps, not the clock
+    E = load_encoder(tmp_path / "e.safetensors")
+    G = generator_from_checkpoint(gan_run)
+    assert E(torch.zeros(1, 3, 32, 32)).shape == (1, G.num_ws, G.w_dim)
+
+
+def test_train_encoder_command_names_a_missing_gan_run_and_a_bad_perceptual_term(tmp_path):
+    missing = runner.invoke(app, ["train-encoder", "--gan-run", str(tmp_path / "nope"), "--run-dir",
+                                  str(tmp_path / "enc"), "--minutes", "1", "--perceptual", "none"])
+    assert missing.exit_code == 1 and "nope" in missing.output
+    bad = runner.invoke(app, ["train-encoder", "--gan-run", str(tmp_path), "--run-dir", str(tmp_path / "enc"),
+                              "--minutes", "1", "--perceptual", "lpips"])
+    assert bad.exit_code == 2 and "classifier" in bad.output
