@@ -83,7 +83,7 @@ def test_load_error_exits_nonzero_with_one_line_message_and_no_traceback(tmp_pat
     args = [command, str(bad)] + ([str(tmp_path / "out.safetensors")] if command == "convert-pkl" else [])
     result = runner.invoke(app, args)
     assert result.exit_code == 1
-    assert result.stderr.startswith("Error: ") and result.stderr.count("\n") == 1
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
     assert "broken.pkl" in result.stderr and "Traceback" not in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
 
