@@ -51,12 +51,6 @@ def _exit(code: int, message: str) -> None:
     raise typer.Exit(code) from None
 
 
-def _device(name: str) -> str:
-    import torch
-
-    return ("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name
-
-
 @app.command()
 def info(
     model: str = typer.Argument(..., help="A generator file (.pkl or .safetensors) or a built-in name."),
@@ -96,10 +90,11 @@ def generate(
 
     from ganinv.generators import GeneratorLoadError, load_generator
     from ganinv.utils.images import save_image_grid
+    from tasks.models import WorkerSetupError, resolve_device
 
     seed_list = parse_seeds(seeds)
-    with _exit_on_error(1, GeneratorLoadError):
-        G = load_generator(model, device=_device(device))
+    with _exit_on_error(1, GeneratorLoadError, WorkerSetupError):  # WorkerSetupError: --device cuda without CUDA
+        G = load_generator(model, device=resolve_device(device))
     c = torch.zeros([len(seed_list), G.c_dim], device=G.mapping.fc0.weight.device)
     if G.c_dim > 0:
         if class_idx is None or not 0 <= class_idx < G.c_dim:
