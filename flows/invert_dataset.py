@@ -26,7 +26,6 @@ from __future__ import annotations
 import os
 import re
 import time
-import uuid
 from typing import Any
 
 from prefect import flow
@@ -36,6 +35,7 @@ from prefect.futures import as_completed
 from prefect.utilities.annotations import quote
 
 from flows import progress
+from flows._common import new_run_id
 from flows.clusters import check_cluster_name, dask_task_runner, gpu_annotation
 from tasks.coordinator import check_spec, describe_generator
 from tasks.inversion import invert_shard, open_store, plan_shards, scan_dataset, summarize_run
@@ -71,7 +71,7 @@ def invert_dataset(images: str, store: str, generator: str = "faces64", *,
     torch CPU threads: this machine's cores shared among local workers, else Dask's one per worker).
     """
     t0 = time.perf_counter()
-    run_id = _run_id()
+    run_id = new_run_id("invert-dataset")
     check_cluster_name(cluster)
     if batch_size is not None and batch_size < 0:
         raise ValueError(f"batch_size must be >= 1, or 0 for as many images as fit each GPU, got {batch_size}")
@@ -102,12 +102,6 @@ def invert_dataset(images: str, store: str, generator: str = "faces64", *,
         raise IncompleteRun(f"{len(crashed)} shard(s) failed beyond their retries (first: {crashed[0]['error']}); "
                             f"their items stay pending: run again to resume")
     return summary
-
-
-def _run_id() -> str:
-    from prefect.runtime import flow_run
-
-    return str(flow_run.id or f"local-{uuid.uuid4().hex[:12]}")
 
 
 def _invert_on_dask(store_url: str, planned: dict[str, Any], *, spec: InversionSpec, generator: str, run_id: str,
