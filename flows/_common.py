@@ -13,8 +13,7 @@ from prefect.runtime import flow_run
 from ganinv.directions.direction import Direction
 from storage import LatentStore
 from storage.directions import list_directions, write_directions
-
-LEASE_TTL_S = 600.0
+from storage.lease import RENEWED_LEASE_TTL_S
 
 
 def new_run_id(flow_name: str) -> str:
@@ -26,7 +25,7 @@ def new_run_id(flow_name: str) -> str:
 @contextlib.contextmanager
 def writing(store: LatentStore, prefix: str) -> Iterator[LatentStore]:
     """Holds the store's run lease while result groups are written (refuses while another run holds it)."""
-    with store.acquire_lease(new_run_id(prefix), ttl_s=LEASE_TTL_S):
+    with store.acquire_lease(new_run_id(prefix), ttl_s=RENEWED_LEASE_TTL_S):
         yield store
 
 

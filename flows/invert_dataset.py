@@ -37,11 +37,10 @@ from prefect.utilities.annotations import quote
 from flows import progress
 from flows._common import new_run_id
 from flows.clusters import check_cluster_name, dask_task_runner, gpu_annotation
+from storage.lease import RENEWED_LEASE_TTL_S
 from tasks.coordinator import check_spec, describe_generator
 from tasks.inversion import invert_shard, open_store, plan_shards, scan_dataset, summarize_run
 from tasks.spec import InversionSpec
-
-DEFAULT_LEASE_TTL_S = 300.0  # a crashed run blocks its store for at most this long (or until --force)
 
 
 class IncompleteRun(RuntimeError):
@@ -53,7 +52,7 @@ def invert_dataset(images: str, store: str, generator: str = "faces64", *,
                    inversion: dict[str, Any] | InversionSpec | None = None, labels: str | None = None,
                    shard_size: int | None = None, cluster: str = "local", workers: int | None = None,
                    retry_failed: bool = False, force: bool = False, batch_size: int | None = None,
-                   device: str = "auto", threads: int | None = None, lease_ttl_s: float = DEFAULT_LEASE_TTL_S,
+                   device: str = "auto", threads: int | None = None, lease_ttl_s: float = RENEWED_LEASE_TTL_S,
                    storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Invert every image of `images` into the latent store at `store` (see the module docstring).
 

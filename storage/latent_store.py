@@ -56,7 +56,7 @@ running append again.
 A typical run::
 
     store = LatentStore.open_or_create(url, manifest=m, num_ws=18, w_dim=512, generator=g, config=cfg)
-    with store.acquire_lease(run_id, ttl_s=3600):  # refuses if another run holds the store
+    with store.acquire_lease(run_id, ttl_s=RENEWED_LEASE_TTL_S):  # refuses if another run holds the store
         store.append(m)                              # no-op when nothing is new
         for shard in store.pending_shards():         # on workers: LatentStore.open(url, "r+")
             inputs = store.read_shard_inputs(shard)
@@ -82,12 +82,11 @@ import zarr
 from zarr.codecs import BloscCodec, ZstdCodec
 
 from ganinv import __version__ as ganinv_version
-from storage.lease import Lease, LeaseFiles, LeaseHeldError, LeaseRecord, acquire
+from storage.lease import DEFAULT_LEASE_TTL_S, Lease, LeaseFiles, LeaseHeldError, LeaseRecord, acquire
 from storage.schema import (DEFAULT_METRICS, STATUS_NAMES, Chunking, DatasetInfo, GeneratorIdentity, Layout,
                             Manifest, Status, StoreAttributes, canonical_json, check_name, to_jsonable)
 
 DEFAULT_CHUNK_ITEMS = 256
-DEFAULT_LEASE_TTL_S = 3600.0
 RESULT_KINDS = ("directions", "edits")
 MAX_ATTEMPTS_STORED = 255
 
