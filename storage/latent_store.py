@@ -162,12 +162,14 @@ class ShardResult:
 
     @classmethod
     def failed(cls, n: int, error: str, *, layout: Layout) -> ShardResult:
-        """All n items failed with `error` (e.g. the batch raised); data arrays are NaN / zero."""
+        """All n items failed with `error` (e.g. the batch raised); data arrays (metrics included) are NaN / zero, and
+        writable, so a worker can fill in the items that succeed."""
         z = None if layout.z_dim is None else np.full((n, layout.z_dim), np.nan, np.float32)
         t = layout.thumbnail_size
         thumbnails = None if t is None else np.zeros((n, t, t, 3), np.uint8)
         return cls(ws=np.full((n, layout.num_ws, layout.w_dim), np.nan, np.float32),
-                   status=np.full(n, Status.FAILED, np.uint8), error=[error] * n, z=z, thumbnails=thumbnails)
+                   status=np.full(n, Status.FAILED, np.uint8), error=[error] * n, z=z, thumbnails=thumbnails,
+                   metrics={name: np.full(n, np.nan, np.float32) for name in layout.metrics})
 
 
 @dataclass(frozen=True)
