@@ -687,6 +687,17 @@ class LatentStore:
             raise ValueError(f"kind={kind!r}: results are under one of {RESULT_KINDS}")
         return dict(self._group[f"{kind}/{name}"].attrs)
 
+    def update_result_attrs(self, kind: str, name: str, **values: Any) -> dict[str, Any]:
+        """Adds or replaces attributes of the result group `<kind>/<name>` (coordinator only: refused while another
+        run holds the lease), e.g. an edit run's `evaluation` after rendering; returns all its attributes."""
+        self._require_writable()
+        if kind not in RESULT_KINDS:
+            raise ValueError(f"kind={kind!r}: results are under one of {RESULT_KINDS}")
+        self._coordinator_check()
+        group = self._group[f"{kind}/{name}"]
+        group.attrs.update(values)
+        return dict(group.attrs)
+
     def consolidate(self) -> None:
         """Rewrites consolidated metadata so `xarray.open_zarr(url)` opens without listing (coordinator only)."""
         with warnings.catch_warnings():
