@@ -404,13 +404,19 @@ class LatentStore:
         todo = self.todo_mask(retry_failed=retry_failed, max_attempts=max_attempts) if todo is None else todo
         return [s for s in self.shards() if todo[s.start:s.stop].any()]
 
-    def read_shard_inputs(self, shard: Shard, *, retry_failed: bool = False,
-                          max_attempts: int | None = None) -> ShardInputs:
-        """The items of `shard` still to do (same rule as pending_shards), with their ids, paths and attempts."""
+    def read_shard_inputs(self, shard: Shard, *, retry_failed: bool = False, max_attempts: int | None = None,
+                          every_item: bool = False) -> ShardInputs:
+        """The items of `shard` still to do (same rule as pending_shards), or all of them with `every_item`, with their
+        ids, paths and attempts."""
         self._check_shard(shard)
         region = slice(shard.start, shard.stop)
-        status, attempts = self.array("status")[region], self.array("attempts")[region]
-        keep = np.flatnonzero(self._todo_mask(status, attempts, retry_failed=retry_failed, max_attempts=max_attempts))
+        attempts = self.array("attempts")[region]
+        if every_item:
+            keep = np.arange(len(attempts))
+        else:
+            todo = self._todo_mask(self.array("status")[region], attempts, retry_failed=retry_failed,
+                                   max_attempts=max_attempts)
+            keep = np.flatnonzero(todo)
         ids, paths, shas = (self.array(name)[region] for name in ("image_id", "path", "source_sha256"))
         root = self.attributes.dataset.root
         return ShardInputs(shard=shard, indices=(shard.start + keep).astype(np.int64),
@@ -432,8 +438,7 @@ class LatentStore:
         """
         self._require_writable()
         if isinstance(inputs, Shard):
-            self._check_shard(inputs)
-            inputs = self._all_items(inputs)
+            inputs = self.read_shard_inputs(inputs, every_item=True)
         self._check_inputs(inputs)
         self._check_result(inputs, result)
         if self.run_id is not None:
@@ -449,14 +454,6 @@ class LatentStore:
         for future in [pool.submit(self._write, name, region, value) for name, value in writes.items()]:
             future.result()
         self._write("status", region, np.asarray(result.status, np.uint8))  # last: it vouches for the data above
-
-    def _all_items(self, shard: Shard) -> ShardInputs:
-        region = slice(shard.start, shard.stop)
-        ids, paths, shas = (self.array(name)[region] for name in ("image_id", "path", "source_sha256"))
-        root = self.attributes.dataset.root
-        return ShardInputs(shard=shard, indices=np.arange(shard.start, shard.stop, dtype=np.int64),
-                           image_ids=tuple(map(str, ids)), paths=tuple(resolve_item_path(root, str(p)) for p in paths),
-                           source_sha256=tuple(map(str, shas)), attempts=self.array("attempts")[region])
 
     def _data_writes(self, result: ShardResult) -> dict[str, np.ndarray]:
         n, layout = len(result), self.layout
