@@ -1,4 +1,4 @@
-"""Pieces the direction and edit flows share: opening the store, the run lease around writes, writing directions."""
+"""Pieces the flows share: run ids, the run lease around writes, writing directions."""
 
 from __future__ import annotations
 
@@ -13,19 +13,19 @@ from prefect.runtime import flow_run
 from ganinv.directions.direction import Direction
 from storage import LatentStore
 from storage.directions import list_directions, write_directions
+from storage.lease import RENEWED_LEASE_TTL_S
 
-LEASE_TTL_S = 600.0
 
-
-def run_id(prefix: str) -> str:
-    """The Prefect flow run id (or a fresh one outside Prefect), for the store's lease."""
-    return f"{prefix}-{flow_run.get_id() or uuid.uuid4().hex[:12]}"
+def new_run_id(flow_name: str) -> str:
+    """`<flow_name>-<Prefect flow run id>` (a fresh random id outside Prefect): names the run holding a store's lease,
+    so `store-info` and a refused second run say which flow holds it."""
+    return f"{flow_name}-{flow_run.get_id() or uuid.uuid4().hex[:12]}"
 
 
 @contextlib.contextmanager
 def writing(store: LatentStore, prefix: str) -> Iterator[LatentStore]:
     """Holds the store's run lease while result groups are written (refuses while another run holds it)."""
-    with store.acquire_lease(run_id(prefix), ttl_s=LEASE_TTL_S):
+    with store.acquire_lease(new_run_id(prefix), ttl_s=RENEWED_LEASE_TTL_S):
         yield store
 
 

@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 from typing import Iterator, Optional
 
+import click
 import typer
 
 app = typer.Typer(no_args_is_help=True, help="Invert image datasets into a StyleGAN2 latent space.")
@@ -30,21 +31,24 @@ def parse_seeds(text: str) -> list[int]:
 
 
 @contextlib.contextmanager
-def _clear_errors() -> Iterator[None]:
-    """A `GeneratorLoadError` ends the command with its one-line message and exit code 1, no traceback."""
-    from ganinv.generators import GeneratorLoadError
-
+def _exit_on_error(code: int, *errors: type[BaseException], crash_code: int | None = None) -> Iterator[None]:
+    """The one way commands turn exceptions into exit codes: one of `errors` (the mistakes a user can fix: a missing
+    store, a bad generator file, a held lease...) ends the command with `code` and a one-line `error: <message>` on
+    stderr, no traceback. With `crash_code`, any other exception ends it with that code and says the flow did not
+    complete; without it, other exceptions propagate (a bug keeps its traceback)."""
     try:
         yield
-    except GeneratorLoadError as e:
-        typer.echo(f"Error: {e}", err=True)
-        raise typer.Exit(code=1) from None
+    except errors as err:
+        _exit(code, str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err))  # KeyError quotes
+    except Exception as err:  # noqa: BLE001 - only with crash_code, below
+        if crash_code is None or isinstance(err, (typer.Exit, click.ClickException)):
+            raise
+        _exit(crash_code, f"the flow did not complete: {type(err).__name__}: {err}")
 
 
-def _device(name: str) -> str:
-    import torch
-
-    return ("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name
+def _exit(code: int, message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code) from None
 
 
 @app.command()
@@ -53,9 +57,9 @@ def info(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of text."),
 ) -> None:
     """Show a generator's config, num_ws, parameter count and identity."""
-    from ganinv.generators import generator_identity, load_generator
+    from ganinv.generators import GeneratorLoadError, generator_identity, load_generator
 
-    with _clear_errors():
+    with _exit_on_error(1, GeneratorLoadError):
         G = load_generator(model)
     summary = dict(model=model, config=G.init_kwargs, img_resolution=G.img_resolution, z_dim=G.z_dim,
                    w_dim=G.w_dim, c_dim=G.c_dim, num_ws=G.num_ws,
@@ -84,12 +88,13 @@ def generate(
     import numpy as np
     import torch
 
-    from ganinv.generators import load_generator
+    from ganinv.generators import GeneratorLoadError, load_generator
     from ganinv.utils.images import save_image_grid
+    from tasks.models import WorkerSetupError, resolve_device
 
     seed_list = parse_seeds(seeds)
-    with _clear_errors():
-        G = load_generator(model, device=_device(device))
+    with _exit_on_error(1, GeneratorLoadError, WorkerSetupError):  # WorkerSetupError: --device cuda without CUDA
+        G = load_generator(model, device=resolve_device(device))
     c = torch.zeros([len(seed_list), G.c_dim], device=G.mapping.fc0.weight.device)
     if G.c_dim > 0:
         if class_idx is None or not 0 <= class_idx < G.c_dim:
@@ -113,9 +118,9 @@ def convert_pkl(
     """Convert an official network pickle (G_ema) to ganinv's safetensors format, running none of its code."""
     import hashlib
 
-    from ganinv.generators import generator_identity, load_generator, save_generator
+    from ganinv.generators import GeneratorLoadError, generator_identity, load_generator, save_generator
 
-    with _clear_errors():
+    with _exit_on_error(1, GeneratorLoadError):
         G = load_generator(pkl)
     with open(pkl, "rb") as f:
         pkl_sha256 = hashlib.file_digest(f, "sha256").hexdigest()
@@ -167,15 +172,12 @@ def train_classifier_cmd(
 
 
 
-def _open_store_or_exit(store: str, mode: str = "r"):
-    """Opens a latent store, turning 'not found / not a store' into a one-line error and exit code 2."""
+def _open_store(store: str, mode: str = "r"):
+    """Opens a latent store; 'not found / not a store' ends the command with a one-line error and exit code 2."""
     from storage import LatentStore, StoreMismatchError, StoreNotFoundError
 
-    try:
+    with _exit_on_error(2, StoreNotFoundError, StoreMismatchError):
         return LatentStore.open(store, mode)
-    except (StoreNotFoundError, StoreMismatchError) as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from err
 
 
 @app.command("store-info")
@@ -185,7 +187,7 @@ def store_info(store: str = typer.Argument(..., help="Store path or fsspec URL (
     """Summary of a latent store: items done/failed/pending, generator identity, inversion config, lease."""
     import json
 
-    s = _open_store_or_exit(store)
+    s = _open_store(store)
     attrs, counts, holder = s.attributes, s.status_counts(), s.lease_holder()
     if as_json:
         typer.echo(json.dumps({"attributes": attrs.to_json(), "counts": counts,
@@ -216,7 +218,7 @@ def store_verify(store: str = typer.Argument(..., help="Store path or fsspec URL
                  repair: bool = typer.Option(False, "--repair",
                                              help="Mark bad items pending so the next run redoes them.")) -> None:
     """Checks that every item marked done has finite data; exit code 1 if not."""
-    s = _open_store_or_exit(store, "r+" if repair else "r")
+    s = _open_store(store, "r+" if repair else "r")
     report = s.verify(repair=repair)
     typer.echo(f"{report.num_items} items: " + ", ".join(f"{k} {v}" for k, v in report.counts.items()))
     for problem in report.problems:
@@ -235,7 +237,7 @@ def store_verify(store: str = typer.Argument(..., help="Store path or fsspec URL
 @app.command("store-break-lease")
 def store_break_lease(store: str = typer.Argument(..., help="Store path or fsspec URL.")) -> None:
     """Ends the run lease on a store whose run is dead (a live holder loses it at its next renewal)."""
-    s = _open_store_or_exit(store, "r+")
+    s = _open_store(store, "r+")
     broken = s.break_lease()
     typer.echo(f"broke lease of {broken.describe()}" if broken else "no lease was held")
 
@@ -328,12 +330,9 @@ def report_cmd(
         galleries = [_parse_gallery(g) for g in gallery]
     except ValueError as err:
         raise typer.BadParameter(str(err)) from None
-    try:
+    with _exit_on_error(1, StoreNotFoundError, StoreMismatchError, InceptionWeightsMissing, FileNotFoundError):
         result = build_report(store, reports_root, run=run, thresholds=thresholds, fid=fid, edit_rows=edit_rows,
                               galleries=galleries, wall_seconds=wall_seconds)
-    except (StoreNotFoundError, StoreMismatchError, InceptionWeightsMissing, FileNotFoundError) as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(1) from None
     for regression in result.regressions:
         typer.echo(f"REGRESSION: {regression.message}", err=True)
     typer.echo(result.url)
@@ -380,28 +379,29 @@ def _layers(text: Optional[str]):
         raise typer.BadParameter(f"--layers {text!r}: use all, coarse, middle, fine or ws indices like 0,1,2") from None
 
 
-def _run_flow(flow_path: str, *args, verbose: bool = False, **kwargs):
-    """Runs the flow `module:name` as `ganinv invert` runs its flow: quiet console logs, and inside `prefect_api()`
-    (the configured Prefect API, else a temporary local server that the Dask workers share). Turns the errors users
-    cause (missing store, direction or label, an existing name, a held lease, another generator, a bad cluster or
-    device) into one line and exit code 2."""
+def _run_flow(flow_path: str, *args, verbose: bool = False, progress: bool = False, **kwargs):
+    """Runs the flow `module:name` with quiet console logs (unless `verbose`) inside `prefect_api()` (the configured
+    Prefect API, else a temporary local server that the Dask workers share), with a progress bar if `progress`."""
     import importlib
 
+    from flows.console import progress_bar
     from flows.prefect_api import prefect_api, quiet_logging
 
     quiet_logging(verbose=verbose)  # before prefect and distributed are imported
+    module, name = flow_path.split(":")
+    with prefect_api(), (progress_bar() if progress else contextlib.nullcontext()):
+        return getattr(importlib.import_module(module), name)(*args, **kwargs)
+
+
+def _flow_user_errors() -> tuple[type[Exception], ...]:
+    """What users cause in the direction and edit flows (a missing store, direction or label, an existing name, a held
+    lease, another generator, a bad cluster or device): each ends the command with one line and exit code 2."""
     from ganinv.generators import GeneratorLoadError
     from storage import LeaseHeldError, StoreMismatchError, StoreNotFoundError
     from tasks.models import WorkerSetupError
 
-    module, name = flow_path.split(":")
-    try:
-        with prefect_api():
-            return getattr(importlib.import_module(module), name)(*args, **kwargs)
-    except (StoreNotFoundError, StoreMismatchError, LeaseHeldError, FileExistsError, KeyError, ValueError,
-            GeneratorLoadError, WorkerSetupError) as err:
-        typer.echo(f"error: {err.args[0] if isinstance(err, KeyError) and err.args else err}", err=True)
-        raise typer.Exit(2) from None
+    return (StoreNotFoundError, StoreMismatchError, LeaseHeldError, FileExistsError, KeyError, ValueError,
+            GeneratorLoadError, WorkerSetupError)
 
 
 _VERBOSE = typer.Option(False, "--verbose", "-v", help="Show Prefect and Dask logs (INFO).")
@@ -429,10 +429,11 @@ def fit_boundaries_cmd(
     verbose: bool = _VERBOSE,
 ) -> None:
     """InterFaceGAN boundaries (+ conditional ones) written to the store's directions/."""
-    names = _run_flow("flows.fit_boundaries:fit_boundaries", store, verbose=verbose, attributes=_csv(attributes),
-                      conditions=_conditions(condition), space=space, source=source, generator=generator,
-                      classifier=classifier, num_samples=num_samples, truncation_psi=truncation,
-                      chosen_num_or_ratio=chosen, seed=seed, device=device, overwrite=overwrite)
+    with _exit_on_error(2, *_flow_user_errors()):
+        names = _run_flow("flows.fit_boundaries:fit_boundaries", store, verbose=verbose, attributes=_csv(attributes),
+                          conditions=_conditions(condition), space=space, source=source, generator=generator,
+                          classifier=classifier, num_samples=num_samples, truncation_psi=truncation,
+                          chosen_num_or_ratio=chosen, seed=seed, device=device, overwrite=overwrite)
     typer.echo(f"wrote {len(names)} directions: {', '.join(names)}")
 
 
@@ -453,10 +454,11 @@ def discover_directions_cmd(
 ) -> None:
     """SeFa and GANSpace directions written to the store's directions/."""
     layers = sefa_layers if sefa_layers == "all" else _layers(sefa_layers)
-    names = _run_flow("flows.discover_directions:discover_directions", store, verbose=verbose,
-                      methods=_csv(methods), num_directions=num_directions, sefa_layers=layers,
-                      ganspace_source=ganspace_source, num_samples=num_samples, generator=generator, seed=seed,
-                      device=device, overwrite=overwrite)
+    with _exit_on_error(2, *_flow_user_errors()):
+        names = _run_flow("flows.discover_directions:discover_directions", store, verbose=verbose,
+                          methods=_csv(methods), num_directions=num_directions, sefa_layers=layers,
+                          ganspace_source=ganspace_source, num_samples=num_samples, generator=generator, seed=seed,
+                          device=device, overwrite=overwrite)
     typer.echo(f"wrote {len(names)} directions: {', '.join(names)}")
 
 
@@ -485,10 +487,11 @@ def render_edits_cmd(
     """Edit chosen items along stored directions: edited ws in edits/<run>, PNG grids beside the store."""
     if query is not None and ids is not None:
         raise typer.BadParameter("pass --query or --ids, not both")
-    summary = _run_flow("flows.render_edits:render_edits", store, verbose=verbose, directions=_csv(directions),
-                        items=_csv(ids) if ids else query, strengths=_floats(strengths), run=run, limit=limit,
-                        layers=_layers(layers), batch_size=batch_size, cluster=cluster, workers=workers,
-                        generator=generator, device=device, evaluate_with=evaluate_with, overwrite=overwrite)
+    with _exit_on_error(2, *_flow_user_errors()):
+        summary = _run_flow("flows.render_edits:render_edits", store, verbose=verbose, directions=_csv(directions),
+                            items=_csv(ids) if ids else query, strengths=_floats(strengths), run=run, limit=limit,
+                            layers=_layers(layers), batch_size=batch_size, cluster=cluster, workers=workers,
+                            generator=generator, device=device, evaluate_with=evaluate_with, overwrite=overwrite)
     typer.echo(f"edited {summary['items']} items x {len(summary['directions'])} directions x "
                f"{len(summary['strengths'])} strengths in {summary['seconds']} s; grids in {summary['grids']}/")
 
@@ -501,7 +504,7 @@ def list_directions_cmd(
     """The directions stored in directions/: name, method, space, layers, scale, source and headline metric."""
     from storage.directions import list_directions
 
-    found = list_directions(_open_store_or_exit(store))
+    found = list_directions(_open_store(store))
     if as_json:
         typer.echo(json.dumps(found, indent=2))
         return
@@ -571,7 +574,14 @@ def invert_cmd(
                  if value is not None}
     kwargs = dict(inversion=overrides, labels=labels, shard_size=shard_size, cluster=cluster, workers=workers,
                   batch_size=_parse_batch_size(batch_size), device=device, retry_failed=retry_failed, force=force)
-    summary = _run_invert_flow(images, store, generator, kwargs)
+    from flows.clusters import ClusterError
+    from storage import StoreMismatchError
+    from tasks.inversion import PERMANENT_ERRORS  # imports prefect: after quiet_logging
+
+    # configuration errors exit 2; anything else means the flow crashed (or shards failed beyond retries): exit 3
+    with _exit_on_error(2, *PERMANENT_ERRORS, ClusterError, StoreMismatchError, crash_code=3):
+        summary = _run_flow("flows.invert_dataset:invert_dataset", images, store, generator, verbose=verbose,
+                            progress=True, **kwargs)
     if report:
         report.write_text(json.dumps(summary, indent=2))
     typer.echo(format_invert_summary(summary))
@@ -589,27 +599,6 @@ def _parse_batch_size(text: str | None) -> int | None:
     if text.strip().isdigit() and int(text) >= 1:
         return int(text)
     raise typer.BadParameter(f"{text!r}: give a positive number of images or 'auto'", param_hint="--batch-size")
-
-
-def _run_invert_flow(images: str, store: str, generator: str, kwargs: dict) -> dict:
-    """Runs the flow with a progress bar; configuration errors exit 2, crashes exit 3, each with a one-line message."""
-    from flows.clusters import ClusterError
-    from flows.console import progress_bar
-    from flows.prefect_api import prefect_api
-    from storage import StoreMismatchError
-    from tasks.inversion import PERMANENT_ERRORS
-
-    try:
-        with prefect_api(), progress_bar():
-            from flows.invert_dataset import invert_dataset
-
-            return invert_dataset(images, store, generator, **kwargs)
-    except (*PERMANENT_ERRORS, ClusterError, StoreMismatchError) as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from None
-    except Exception as err:  # noqa: BLE001 - the flow crashed: say so in one line, exit 3
-        typer.echo(f"error: the flow did not complete: {type(err).__name__}: {err}", err=True)
-        raise typer.Exit(3) from None
 
 
 if __name__ == "__main__":

@@ -26,7 +26,6 @@ from __future__ import annotations
 import os
 import re
 import time
-import uuid
 from typing import Any
 
 from prefect import flow
@@ -36,12 +35,12 @@ from prefect.futures import as_completed
 from prefect.utilities.annotations import quote
 
 from flows import progress
+from flows._common import new_run_id
 from flows.clusters import check_cluster_name, dask_task_runner, gpu_annotation
+from storage.lease import RENEWED_LEASE_TTL_S
 from tasks.coordinator import check_spec, describe_generator
 from tasks.inversion import invert_shard, open_store, plan_shards, scan_dataset, summarize_run
 from tasks.spec import InversionSpec
-
-DEFAULT_LEASE_TTL_S = 300.0  # a crashed run blocks its store for at most this long (or until --force)
 
 
 class IncompleteRun(RuntimeError):
@@ -53,7 +52,7 @@ def invert_dataset(images: str, store: str, generator: str = "faces64", *,
                    inversion: dict[str, Any] | InversionSpec | None = None, labels: str | None = None,
                    shard_size: int | None = None, cluster: str = "local", workers: int | None = None,
                    retry_failed: bool = False, force: bool = False, batch_size: int | None = None,
-                   device: str = "auto", threads: int | None = None, lease_ttl_s: float = DEFAULT_LEASE_TTL_S,
+                   device: str = "auto", threads: int | None = None, lease_ttl_s: float = RENEWED_LEASE_TTL_S,
                    storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Invert every image of `images` into the latent store at `store` (see the module docstring).
 
@@ -71,7 +70,7 @@ def invert_dataset(images: str, store: str, generator: str = "faces64", *,
     torch CPU threads: this machine's cores shared among local workers, else Dask's one per worker).
     """
     t0 = time.perf_counter()
-    run_id = _run_id()
+    run_id = new_run_id("invert-dataset")
     check_cluster_name(cluster)
     if batch_size is not None and batch_size < 0:
         raise ValueError(f"batch_size must be >= 1, or 0 for as many images as fit each GPU, got {batch_size}")
@@ -102,12 +101,6 @@ def invert_dataset(images: str, store: str, generator: str = "faces64", *,
         raise IncompleteRun(f"{len(crashed)} shard(s) failed beyond their retries (first: {crashed[0]['error']}); "
                             f"their items stay pending: run again to resume")
     return summary
-
-
-def _run_id() -> str:
-    from prefect.runtime import flow_run
-
-    return str(flow_run.id or f"local-{uuid.uuid4().hex[:12]}")
 
 
 def _invert_on_dask(store_url: str, planned: dict[str, Any], *, spec: InversionSpec, generator: str, run_id: str,

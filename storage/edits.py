@@ -200,11 +200,7 @@ class EditRun:
 
     def set_attrs(self, **values: Any) -> None:
         """Adds attributes to the run's group (coordinator only, e.g. `evaluation` rows after rendering)."""
-        self.store._require_writable()
-        self.store._coordinator_check()
-        group = self.store._group[self.prefix]
-        group.attrs.update(values)
-        self.attrs = dict(group.attrs)
+        self.attrs = self.store.update_result_attrs(KIND, self.name, **values)
 
     # ------------------------------------------------------------------ worker side
     def edit(self, start: int, stop: int) -> np.ndarray:

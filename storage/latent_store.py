@@ -56,7 +56,7 @@ running append again.
 A typical run::
 
     store = LatentStore.open_or_create(url, manifest=m, num_ws=18, w_dim=512, generator=g, config=cfg)
-    with store.acquire_lease(run_id, ttl_s=3600):  # refuses if another run holds the store
+    with store.acquire_lease(run_id, ttl_s=RENEWED_LEASE_TTL_S):  # refuses if another run holds the store
         store.append(m)                              # no-op when nothing is new
         for shard in store.pending_shards():         # on workers: LatentStore.open(url, "r+")
             inputs = store.read_shard_inputs(shard)
@@ -82,12 +82,11 @@ import zarr
 from zarr.codecs import BloscCodec, ZstdCodec
 
 from ganinv import __version__ as ganinv_version
-from storage.lease import Lease, LeaseFiles, LeaseHeldError, LeaseRecord, acquire
+from storage.lease import DEFAULT_LEASE_TTL_S, Lease, LeaseFiles, LeaseHeldError, LeaseRecord, acquire
 from storage.schema import (DEFAULT_METRICS, STATUS_NAMES, Chunking, DatasetInfo, GeneratorIdentity, Layout,
                             Manifest, Status, StoreAttributes, canonical_json, check_name, to_jsonable)
 
 DEFAULT_CHUNK_ITEMS = 256
-DEFAULT_LEASE_TTL_S = 3600.0
 RESULT_KINDS = ("directions", "edits")
 MAX_ATTEMPTS_STORED = 255
 
@@ -163,12 +162,14 @@ class ShardResult:
 
     @classmethod
     def failed(cls, n: int, error: str, *, layout: Layout) -> ShardResult:
-        """All n items failed with `error` (e.g. the batch raised); data arrays are NaN / zero."""
+        """All n items failed with `error` (e.g. the batch raised); data arrays (metrics included) are NaN / zero, and
+        writable, so a worker can fill in the items that succeed."""
         z = None if layout.z_dim is None else np.full((n, layout.z_dim), np.nan, np.float32)
         t = layout.thumbnail_size
         thumbnails = None if t is None else np.zeros((n, t, t, 3), np.uint8)
         return cls(ws=np.full((n, layout.num_ws, layout.w_dim), np.nan, np.float32),
-                   status=np.full(n, Status.FAILED, np.uint8), error=[error] * n, z=z, thumbnails=thumbnails)
+                   status=np.full(n, Status.FAILED, np.uint8), error=[error] * n, z=z, thumbnails=thumbnails,
+                   metrics={name: np.full(n, np.nan, np.float32) for name in layout.metrics})
 
 
 @dataclass(frozen=True)
@@ -403,13 +404,19 @@ class LatentStore:
         todo = self.todo_mask(retry_failed=retry_failed, max_attempts=max_attempts) if todo is None else todo
         return [s for s in self.shards() if todo[s.start:s.stop].any()]
 
-    def read_shard_inputs(self, shard: Shard, *, retry_failed: bool = False,
-                          max_attempts: int | None = None) -> ShardInputs:
-        """The items of `shard` still to do (same rule as pending_shards), with their ids, paths and attempts."""
+    def read_shard_inputs(self, shard: Shard, *, retry_failed: bool = False, max_attempts: int | None = None,
+                          every_item: bool = False) -> ShardInputs:
+        """The items of `shard` still to do (same rule as pending_shards), or all of them with `every_item`, with their
+        ids, paths and attempts."""
         self._check_shard(shard)
         region = slice(shard.start, shard.stop)
-        status, attempts = self.array("status")[region], self.array("attempts")[region]
-        keep = np.flatnonzero(self._todo_mask(status, attempts, retry_failed=retry_failed, max_attempts=max_attempts))
+        attempts = self.array("attempts")[region]
+        if every_item:
+            keep = np.arange(len(attempts))
+        else:
+            todo = self._todo_mask(self.array("status")[region], attempts, retry_failed=retry_failed,
+                                   max_attempts=max_attempts)
+            keep = np.flatnonzero(todo)
         ids, paths, shas = (self.array(name)[region] for name in ("image_id", "path", "source_sha256"))
         root = self.attributes.dataset.root
         return ShardInputs(shard=shard, indices=(shard.start + keep).astype(np.int64),
@@ -431,8 +438,7 @@ class LatentStore:
         """
         self._require_writable()
         if isinstance(inputs, Shard):
-            self._check_shard(inputs)
-            inputs = self._all_items(inputs)
+            inputs = self.read_shard_inputs(inputs, every_item=True)
         self._check_inputs(inputs)
         self._check_result(inputs, result)
         if self.run_id is not None:
@@ -448,14 +454,6 @@ class LatentStore:
         for future in [pool.submit(self._write, name, region, value) for name, value in writes.items()]:
             future.result()
         self._write("status", region, np.asarray(result.status, np.uint8))  # last: it vouches for the data above
-
-    def _all_items(self, shard: Shard) -> ShardInputs:
-        region = slice(shard.start, shard.stop)
-        ids, paths, shas = (self.array(name)[region] for name in ("image_id", "path", "source_sha256"))
-        root = self.attributes.dataset.root
-        return ShardInputs(shard=shard, indices=np.arange(shard.start, shard.stop, dtype=np.int64),
-                           image_ids=tuple(map(str, ids)), paths=tuple(resolve_item_path(root, str(p)) for p in paths),
-                           source_sha256=tuple(map(str, shas)), attempts=self.array("attempts")[region])
 
     def _data_writes(self, result: ShardResult) -> dict[str, np.ndarray]:
         n, layout = len(result), self.layout
@@ -685,6 +683,17 @@ class LatentStore:
         if kind not in RESULT_KINDS:
             raise ValueError(f"kind={kind!r}: results are under one of {RESULT_KINDS}")
         return dict(self._group[f"{kind}/{name}"].attrs)
+
+    def update_result_attrs(self, kind: str, name: str, **values: Any) -> dict[str, Any]:
+        """Adds or replaces attributes of the result group `<kind>/<name>` (coordinator only: refused while another
+        run holds the lease), e.g. an edit run's `evaluation` after rendering; returns all its attributes."""
+        self._require_writable()
+        if kind not in RESULT_KINDS:
+            raise ValueError(f"kind={kind!r}: results are under one of {RESULT_KINDS}")
+        self._coordinator_check()
+        group = self._group[f"{kind}/{name}"]
+        group.attrs.update(values)
+        return dict(group.attrs)
 
     def consolidate(self) -> None:
         """Rewrites consolidated metadata so `xarray.open_zarr(url)` opens without listing (coordinator only)."""

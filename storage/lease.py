@@ -36,6 +36,14 @@ import fsspec
 LEASE_DIR = "lease"
 _ATTR_KEY = "ganinv_lease"
 
+# How long a lease lives unless renewed: the one place these are set.
+# - DEFAULT_LEASE_TTL_S (LatentStore.acquire_lease's default): a caller that takes the lease without the context
+#   manager gets no renewals, so it must last for the whole of a long job.
+# - RENEWED_LEASE_TTL_S (every flow): held as a context manager, the lease is renewed every ttl_s/3 while the run is
+#   alive, so its TTL only bounds how long a crashed run blocks its store (sooner with --force / store-break-lease).
+DEFAULT_LEASE_TTL_S = 3600.0
+RENEWED_LEASE_TTL_S = 300.0
+
 
 class LeaseHeldError(RuntimeError):
     """Another run holds an unexpired lease on the store."""

@@ -190,10 +190,7 @@ def invert_items(models: Models, spec: InversionSpec, image_ids: tuple[str, ...]
     """Inverts the decodable items of `chunks` (from `decoded_chunks`) in consecutive batches of `batch_size`,
     whatever the chunks' sizes; items that failed to decode (or whose inversion is not finite) are marked failed with
     their reason. Returns (a ShardResult in the order of `image_ids`, seconds spent waiting for chunks)."""
-    n = len(image_ids)
-    failed = ShardResult.failed(n, "", layout=layout)
-    out = dict(ws=failed.ws, thumbnails=failed.thumbnails, status=failed.status, error=[""] * n,
-               metrics={name: np.full(n, np.nan, np.float32) for name in layout.metrics})
+    result = ShardResult.failed(len(image_ids), "", layout=layout)  # each batch fills in its items that succeed
     rows: list[int] = []
     parts: list[torch.Tensor] = []
     waited = 0.0
@@ -205,33 +202,31 @@ def invert_items(models: Models, spec: InversionSpec, image_ids: tuple[str, ...]
         if chunk is None:
             break
         for i, reason in chunk["errors"].items():
-            out["error"][i] = reason
+            result.error[i] = reason
         if chunk["target"] is not None:
             rows, parts = rows + list(chunk["rows"]), parts + [chunk["target"]]
         while len(rows) >= batch_size:  # the batches a decode-everything-first loop would make
             target = torch.cat(parts)
-            _invert_rows(models, spec, image_ids, rows[:batch_size], target[:batch_size], out, layout)
+            _invert_rows(models, spec, image_ids, rows[:batch_size], target[:batch_size], result, layout)
             rows, parts = rows[batch_size:], [target[batch_size:]]
     if rows:
-        _invert_rows(models, spec, image_ids, rows, torch.cat(parts), out, layout)
-    return ShardResult(ws=out["ws"], status=out["status"], error=out["error"], metrics=out["metrics"],
-                       thumbnails=out["thumbnails"],
-                       z=None if layout.z_dim is None else np.full((n, layout.z_dim), np.nan, np.float32)), waited
+        _invert_rows(models, spec, image_ids, rows, torch.cat(parts), result, layout)
+    return result, waited
 
 
 def _invert_rows(models: Models, spec: InversionSpec, image_ids: tuple[str, ...], rows: list[int],
-                 target: torch.Tensor, out: dict[str, Any], layout: Any) -> None:
-    """Inverts one batch (`target [len(rows), 3, R, R]`) and writes its items into the shard's arrays `out`."""
+                 target: torch.Tensor, result: ShardResult, layout: Any) -> None:
+    """Inverts one batch (`target [len(rows), 3, R, R]`) and writes its items into the shard's `result`."""
     batch = invert_batch(models, spec, target, [seed_from_id(image_ids[i], spec.seed) for i in rows],
                          layout.thumbnail_size)
     for k, i in enumerate(rows):
         if not np.isfinite(batch["ws"][k]).all():
-            out["error"][i] = "diverged: the inverted latent is not finite"
+            result.error[i] = "diverged: the inverted latent is not finite"
             continue
-        out["ws"][i], out["status"][i] = batch["ws"][k], Status.DONE
-        if out["thumbnails"] is not None:
-            out["thumbnails"][i] = batch["thumbnails"][k]
-        for name, values in out["metrics"].items():
+        result.ws[i], result.status[i] = batch["ws"][k], Status.DONE
+        if result.thumbnails is not None:
+            result.thumbnails[i] = batch["thumbnails"][k]
+        for name, values in result.metrics.items():
             values[i] = batch["metrics"].get(name, np.full(len(rows), np.nan))[k]
 
 

@@ -83,7 +83,7 @@ def test_load_error_exits_nonzero_with_one_line_message_and_no_traceback(tmp_pat
     args = [command, str(bad)] + ([str(tmp_path / "out.safetensors")] if command == "convert-pkl" else [])
     result = runner.invoke(app, args)
     assert result.exit_code == 1
-    assert result.stderr.startswith("Error: ") and result.stderr.count("\n") == 1
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
     assert "broken.pkl" in result.stderr and "Traceback" not in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
 
@@ -105,3 +105,12 @@ def test_bad_seed_syntax_is_refused(text):
 
     with pytest.raises(typer.BadParameter):
         parse_seeds(text)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_generate_on_cuda_without_cuda_exits_1_with_one_line(fixture_files, tmp_path):
+    result = runner.invoke(app, ["generate", str(fixture_files["native"]), "--seeds", "0", "--device", "cuda",
+                                 "--out", str(tmp_path / "grid.png")])
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1
+    assert result.stderr.startswith("error: ") and "no CUDA device" in result.stderr
+    assert not (tmp_path / "grid.png").exists()

@@ -8,7 +8,7 @@ import xarray as xr
 
 from ganinv import edit
 from ganinv.directions.direction import Direction
-from storage import LatentStore
+from storage import LatentStore, LeaseHeldError
 from storage.directions import (DirectionNotFoundError, labelled_codes, list_directions, read_direction,
                                 read_directions, write_directions)
 from storage.edits import EditRun, EditRunExistsError, grids_url, select_items
@@ -126,6 +126,18 @@ def test_edit_run_resumes_with_the_same_content_and_refuses_other_content(store)
     with pytest.raises(ValueError, match="Z"):
         EditRun.create(store, "z", strengths=[1.0], **{**args, "directions": [
             Direction(name="z", method="sefa", space="z", vector=unit(np.ones(4)))]})
+
+
+def test_edit_run_attributes_are_added_by_the_coordinator_and_refused_while_another_run_holds_the_lease(store):
+    run = EditRun.create(store, "scored", item_indices=np.arange(2), directions=directions_for(store)[:1],
+                         strengths=[1.0], made_by={"flow": "test"})
+    run.set_attrs(evaluation=[{"direction": "interfacegan-a|b", "flip_rate": 0.5}])
+    again = EditRun.open(LatentStore.open(store.url), "scored").attrs
+    assert again["evaluation"] == [{"direction": "interfacegan-a|b", "flip_rate": 0.5}]
+    assert again["made_by"] == {"flow": "test"}  # added to, not replaced
+    LatentStore.open(store.url, "r+").acquire_lease("other-run", ttl_s=600)
+    with pytest.raises(LeaseHeldError, match="other-run"):
+        run.set_attrs(evaluation=[])
 
 
 def test_grids_go_beside_the_store():
