@@ -74,27 +74,30 @@ def load_models(source: str, encoder: str | None, device: str | torch.device) ->
     device = resolve_device(device)
 
     def load() -> Models:
-        from ganinv.generators import generator_identity
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # inversion repeats one batch shape: time cuDNN's kernels once
-        G = generator(source, device)
+        G, identity = _generator_and_identity(source, device)
         E = None
         if encoder:
             from ganinv.models.encoder import load_encoder
             E = _cached(("encoder", encoder, str(device), _file_version(encoder)),
                         lambda: load_encoder(encoder, device=device).eval().requires_grad_(False))
-        return Models(G=G, identity=generator_identity(G), E=E, device=device)
+        return Models(G=G, identity=identity, E=E, device=device)
 
     return _cached(("models", source, encoder, str(device), _file_version(source), _file_version(encoder)), load)
 
 
 def generator(source: str, device: str | torch.device = "cpu") -> nn.Module:
     """`ganinv.generators.load_generator(source, device)`, once per (source, device, file version)."""
-    device = resolve_device(device)
+    return _generator_and_identity(source, resolve_device(device))[0]
 
-    def load() -> nn.Module:
-        from ganinv.generators import load_generator
-        return load_generator(source, device=device)
+
+def _generator_and_identity(source: str, device: torch.device) -> tuple[nn.Module, str]:
+    """(G, generator_identity): the identity comes out of the load (verified there), so it is hashed once."""
+
+    def load() -> tuple[nn.Module, str]:
+        from ganinv.generators import load_generator_and_identity
+        return load_generator_and_identity(source, device=device)
 
     return _cached(("generator", source, str(device), _file_version(source)), load)
 

@@ -121,7 +121,8 @@ def read_generator_metadata(path: str | os.PathLike) -> dict[str, str]:
     return metadata
 
 
-def _load_native(path: Path) -> Generator:
+def _load_native(path: Path) -> tuple[Generator, str | None]:
+    """(G, its identity when the file records one: verified against the weights, so callers need not hash again)."""
     metadata = read_generator_metadata(path)
     with _as_load_error():
         tensors = weights.read_tensors(path)
@@ -131,10 +132,12 @@ def _load_native(path: Path) -> Generator:
         raise GeneratorLoadError(f"{path} is truncated or corrupt ({e}); fetch it again") from e
     G = _build_generator([], init_kwargs, path)
     _load_tensors(G, tensors, path)
-    if "identity" in metadata and generator_identity(G) != metadata["identity"]:
+    if "identity" not in metadata:
+        return G, None
+    if generator_identity(G) != metadata["identity"]:
         raise GeneratorLoadError(f"{path}: the weights do not match the identity recorded in the file (corrupt or "
                                  "edited); fetch or convert it again")
-    return G
+    return G, metadata["identity"]
 
 
 # ----------------------------------------------------------------------------------------------- official pickle
@@ -241,5 +244,22 @@ def load_generator(source: str | os.PathLike, device: str | torch.device = "cpu"
     The format is recognised from the file's content. Raises `GeneratorLoadError`.
     """
     path = resolve_generator_source(source)
-    G = _load_native(path) if _file_kind(path) == "safetensors" else _load_official_pickle(path)
+    G, _ = _load(path)
     return G.eval().requires_grad_(False).to(device)
+
+
+def load_generator_and_identity(source: str | os.PathLike,
+                                device: str | torch.device = "cpu") -> tuple[Generator, str]:
+    """`load_generator` and the generator's `generator_identity`, hashed once: a native file's recorded identity is
+    verified against its weights while loading (and returned), an official pickle's is computed."""
+    path = resolve_generator_source(source)
+    G, identity = _load(path)
+    identity = identity or generator_identity(G)
+    return G.eval().requires_grad_(False).to(device), identity
+
+
+def _load(path: Path) -> tuple[Generator, str | None]:
+    """(G on the CPU, its verified identity or None when the file records none), the format read from the bytes."""
+    if _file_kind(path) == "safetensors":
+        return _load_native(path)
+    return _load_official_pickle(path), None
