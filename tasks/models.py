@@ -118,13 +118,23 @@ def cached_model_keys() -> list[tuple]:
     return list(_CACHE)
 
 
+def _weights_identity(source: str) -> str:
+    """generator_identity of `source`, from a copy this process already holds on any device (the identity is the
+    same everywhere); only when it holds none is the generator loaded, on the CPU, and kept for later use."""
+    version = _file_version(source)
+    with _CACHE_LOCK:
+        held = [value for key, value in _CACHE.items() if key[0] == "generator" and key[1] == source
+                and key[3] == version]
+        return held[0][1] if held else _generator_and_identity(source, torch.device("cpu"))[1]
+
+
 def _identities(source: str) -> tuple[str, str | None]:
     """(generator_identity of the weights, sha256 of the file when source is a file or built-in)."""
     from ganinv.generators.io import resolve_generator_source
     from storage.schema import file_sha256
 
     def load() -> tuple[str, str | None]:
-        return load_models(source, None, "cpu").identity, file_sha256(resolve_generator_source(source))
+        return _weights_identity(source), file_sha256(resolve_generator_source(source))
 
     return _cached(("identities", source, _file_version(source)), load)
 
