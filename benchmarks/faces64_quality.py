@@ -20,17 +20,13 @@ import time
 import numpy as np
 import torch
 
-from benchmarks.common import write_json
-from ganinv.datasets.procedural_faces import ATTRIBUTES, render_batch
+from benchmarks.common import heldout_faces, to_unit_range, write_json
+from ganinv.datasets.procedural_faces import ATTRIBUTES
 from ganinv.generators import load_generator
 from ganinv.metrics import feature_statistics, frechet_distance, reconstruction_metrics
 from ganinv.models.attributes import load_classifier
 from ganinv.models.encoder import load_encoder
 from ganinv.training.train_gan import render_procedural
-
-
-def to_tensor(images_u8: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(images_u8).permute(0, 3, 1, 2).float() / 127.5 - 1
 
 
 @torch.no_grad()
@@ -41,7 +37,7 @@ def generate(G, n: int, *, seed: int, batch: int = 250) -> torch.Tensor:
         z = torch.randn([min(batch, n - start), G.z_dim], generator=gen)
         img = G(z, None, noise_mode="random")
         out.append(((img.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8))  # as saved images would be
-    return torch.cat(out).float() / 127.5 - 1
+    return to_unit_range(torch.cat(out))
 
 
 @torch.no_grad()
@@ -75,8 +71,7 @@ def attribute_table(truth: np.ndarray, pred_real: dict, pred_gen: dict) -> list[
 
 @torch.no_grad()
 def encoder_quality(G, E, n: int) -> dict:
-    images, _ = render_batch(1, range(n))
-    target = to_tensor(images)
+    target = heldout_faces(n)
     recon = torch.cat([G.synthesis(E(target[i:i + 100]), noise_mode="const") for i in range(0, n, 100)])
     m = reconstruction_metrics(recon.clamp(-1, 1), target)
     return {k: float(v.mean()) for k, v in m.items() if k in ("mse", "psnr", "ssim")}
@@ -93,7 +88,7 @@ def main(argv=None) -> dict:
     G, clf, E = load_generator("faces64"), load_classifier("builtin"), load_encoder("faces64")
     real = render_procedural(2 * args.n, seed=0, resolution=64, workers=args.workers)
     truth = np.stack(list(_truth_rows(2 * args.n)))
-    emb_real, pred_real = classify(clf, to_tensor(real))
+    emb_real, pred_real = classify(clf, to_unit_range(real))
     emb_gen, pred_gen = classify(clf, generate(G, args.n, seed=123))
     half = args.n
     result = dict(

@@ -45,7 +45,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import (  # noqa: E402
-    Budget, config_f_generator, device_facts, markdown_table, official_channel_base, peak_memory_gib,
+    Budget, config_f_generator, device_facts, heldout_faces, markdown_table, official_channel_base, peak_memory_gib,
     reset_peak_memory, synchronize, tiny_generator, write_json,
 )
 from benchmarks.projector_baseline import project  # noqa: E402
@@ -132,14 +132,6 @@ def render_targets(G, n: int, device: torch.device, *, seed: int = 0, chunk: int
     gen = torch.Generator().manual_seed(seed)
     z = torch.randn([n, G.z_dim], generator=gen)
     return torch.cat([G(z[i:i + chunk].to(device), None).clamp(-1, 1) for i in range(0, n, chunk)])
-
-
-def faces64_targets(n: int, device: torch.device) -> torch.Tensor:
-    """Held-out procedural faces (world seed 1; faces64 trained on seed 0) as `[n, 3, 64, 64]` in [-1, 1]."""
-    from ganinv.datasets.procedural_faces import render_batch
-
-    images, _ = render_batch(1, range(n), size=64)
-    return (torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1).to(device)
 
 
 def flops_per_image_step(G, loss, device: torch.device, steps: int) -> float:
@@ -424,7 +416,7 @@ def faces64_quality(rows, args, device, loss, budget, record) -> list[dict]:
         print(f"faces64 quality skipped: {type(err).__name__}: {err}")
         return []
     fast = "bf16+cl" if FAILED_GRAPH_CAPTURE else "bf16+cl+graph"
-    targets = faces64_targets(args.quality_images, device)
+    targets = heldout_faces(args.quality_images, device)
     label = "faces64 (held-out faces)"
     out = []
     for name in ["fp32", fast]:
