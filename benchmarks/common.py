@@ -86,10 +86,14 @@ class Budget:
 HELDOUT_SEED = 1  # procedural-faces world seed the faces64 GAN never saw (it was trained on seed 0)
 
 
-def random_targets(G: Generator, n: int, device: torch.device, *, seed: int = 0) -> torch.Tensor:
-    with torch.no_grad():
-        z = torch.randn([n, G.z_dim], generator=torch.Generator().manual_seed(seed)).to(device)
-        return G(z, None).clamp(-1, 1)
+@torch.no_grad()
+def random_targets(G: Generator, n: int, device: torch.device, *, seed: int = 0,
+                   chunk: int | None = None) -> torch.Tensor:
+    """`[n, 3, R, R]` images of G from random z (noise_mode const): targets with an exact reconstruction. `chunk`:
+    render that many at a time (large generators), else all in one batch."""
+    z = torch.randn([n, G.z_dim], generator=torch.Generator().manual_seed(seed))
+    chunk = chunk or max(n, 1)
+    return torch.cat([G(z[i:i + chunk].to(device), None).clamp(-1, 1) for i in range(0, n, chunk)])
 
 
 def to_unit_range(pixels: np.ndarray | torch.Tensor) -> torch.Tensor:
