@@ -1,4 +1,5 @@
-"""Shared pieces of the benchmark scripts: generators to benchmark, device facts, tables, JSON output."""
+"""Shared pieces of the benchmark scripts: generators to benchmark, targets and held-out faces, device facts, tables,
+JSON output."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 
 from ganinv.generators.stylegan2 import Generator
@@ -81,10 +83,35 @@ class Budget:
         return self.elapsed() + reserve > self.seconds
 
 
-def random_targets(G: Generator, n: int, device: torch.device, *, seed: int = 0) -> torch.Tensor:
-    with torch.no_grad():
-        z = torch.randn([n, G.z_dim], generator=torch.Generator().manual_seed(seed)).to(device)
-        return G(z, None).clamp(-1, 1)
+HELDOUT_SEED = 1  # procedural-faces world seed the faces64 GAN never saw (it was trained on seed 0)
+
+
+@torch.no_grad()
+def random_targets(G: Generator, n: int, device: torch.device, *, seed: int = 0,
+                   chunk: int | None = None) -> torch.Tensor:
+    """`[n, 3, R, R]` images of G from random z (noise_mode const): targets with an exact reconstruction. `chunk`:
+    render that many at a time (large generators), else all in one batch."""
+    z = torch.randn([n, G.z_dim], generator=torch.Generator().manual_seed(seed))
+    chunk = chunk or max(n, 1)
+    return torch.cat([G(z[i:i + chunk].to(device), None).clamp(-1, 1) for i in range(0, n, chunk)])
+
+
+def to_unit_range(pixels: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """Pixel values in [0, 255] (uint8 or float), `[N, H, W, 3]` as render_batch, PIL and .npy files hold them or
+    `[N, 3, H, W]` (channels first when dim 1 is 3) -> `[N, 3, H, W]` float32 in [-1, 1], as ganinv takes images."""
+    x = torch.as_tensor(pixels)
+    assert x.ndim == 4 and 3 in (x.shape[1], x.shape[-1]), f"pixels must be [N, H, W, 3] or [N, 3, H, W], " \
+                                                          f"got {list(x.shape)}"
+    x = x if x.shape[1] == 3 else x.permute(0, 3, 1, 2)
+    return x.float() / 127.5 - 1
+
+
+def heldout_faces(n: int, device: str | torch.device = "cpu") -> torch.Tensor:
+    """The first `n` procedural faces of world seed `HELDOUT_SEED` as `[n, 3, 64, 64]` in [-1, 1]."""
+    from ganinv.datasets.procedural_faces import render_batch
+
+    images, _ = render_batch(HELDOUT_SEED, range(n))
+    return to_unit_range(images).to(device)
 
 
 def device_facts(device: torch.device) -> dict[str, Any]:

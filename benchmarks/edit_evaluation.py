@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.common import device_facts, markdown_table, write_json
+from benchmarks.common import device_facts, heldout_faces, markdown_table, write_json
 from ganinv.directions.evaluate import evaluate_edits
 from ganinv.directions.interfacegan import fit_directions, sample_and_score
 from ganinv.directions.sampling import iter_latents
@@ -65,7 +65,6 @@ def demo_world(device: str) -> World:
 
 def faces64_world(device: str, num_inverted: int, steps: int, batch_size: int) -> World:
     """The embedded world: faces64, its classifier, and held-out faces inverted by encoder + W+ optimisation."""
-    from ganinv.datasets.procedural_faces import render_batch
     from ganinv.generators import load_generator
     from ganinv.inversion.hybrid import hybrid
     from ganinv.models.attributes import load_classifier
@@ -75,8 +74,7 @@ def faces64_world(device: str, num_inverted: int, steps: int, batch_size: int) -
     binary = [n for n, k in zip(C.attribute_names, C.attribute_kinds) if k == "binary"]
     inverted = None
     if num_inverted:
-        images, _ = render_batch(1, range(num_inverted))  # world seed 1: faces the GAN never saw
-        x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1).to(device)
+        x = heldout_faces(num_inverted, device)  # faces the GAN never saw
         inverted = torch.cat([hybrid(G, E, x[i:i + batch_size], num_steps=steps, loss="mse",
                                      optimize_noise=False).ws.detach() for i in range(0, num_inverted, batch_size)])
     return World(G, C.predict, binary, ("eyeglasses", "blond_hair"), inverted)

@@ -25,16 +25,12 @@ import time
 import numpy as np
 import torch
 
-from benchmarks.common import write_json
+from benchmarks.common import heldout_faces, to_unit_range, write_json
 from ganinv.datasets.procedural_faces import ATTRIBUTES, render_batch
 from ganinv.generators import load_generator
 from ganinv.metrics import feature_statistics, frechet_distance, reconstruction_metrics
 from ganinv.models.attributes import load_classifier
 from ganinv.models.encoder import load_encoder
-
-
-def to_tensor(images_u8: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(images_u8).permute(0, 3, 1, 2).float() / 127.5 - 1
 
 
 @torch.no_grad()
@@ -46,8 +42,8 @@ def generate(G, n: int, *, seed: int, batch: int = 250) -> torch.Tensor:
     for start in range(0, n, batch):
         z = torch.randn([min(batch, n - start), G.z_dim], generator=gen).to(device)
         img = G(z, None, noise_mode="random")
-        out.append(((img.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu())
-    return torch.cat(out).float() / 127.5 - 1
+        out.append(((img.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu())  # as saved images would be
+    return to_unit_range(torch.cat(out))
 
 
 @torch.no_grad()
@@ -82,8 +78,7 @@ def attribute_table(truth: np.ndarray, pred_real: dict, pred_gen: dict) -> list[
 
 @torch.no_grad()
 def encoder_quality(G, E, n: int) -> dict:
-    images, _ = render_batch(1, range(n))
-    target = to_tensor(images).to(next(G.parameters()).device)
+    target = heldout_faces(n, next(G.parameters()).device)
     recon = torch.cat([G.synthesis(E(target[i:i + 100]), noise_mode="const") for i in range(0, n, 100)])
     m = reconstruction_metrics(recon.clamp(-1, 1).cpu(), target.cpu())
     return {k: float(v.mean()) for k, v in m.items() if k in ("mse", "psnr", "ssim")}
@@ -109,7 +104,7 @@ def main(argv=None) -> dict:
     clf = load_classifier("builtin", device=device)
     real = render_batch(0, range(2 * args.n), workers=args.workers)[0]
     truth = np.stack(list(_truth_rows(2 * args.n)))
-    emb_real, pred_real = classify(clf, to_tensor(real))
+    emb_real, pred_real = classify(clf, to_unit_range(real))
     emb_gen, pred_gen = classify(clf, generate(G, args.n, seed=123))
     half = args.n
     result = dict(

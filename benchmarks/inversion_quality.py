@@ -26,7 +26,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import (  # noqa: E402
-    device_facts, load_named_generator, markdown_table, tiny_generator, write_json,
+    device_facts, load_named_generator, markdown_table, tiny_generator, to_unit_range, write_json,
 )
 from ganinv.inversion import encode, hybrid, invert  # noqa: E402
 from ganinv.losses import ClassifierPerceptualLoss, LPIPSLoss, PerceptualWeightsMissing  # noqa: E402
@@ -94,7 +94,7 @@ def load_images(path: str, resolution: int, limit: int) -> torch.Tensor:
         x = torch.nn.functional.interpolate(x, size=(resolution, resolution), mode="area")
     if len(x) == 0:
         raise FileNotFoundError(f"--images {path}: no images found")
-    return x / 127.5 - 1
+    return to_unit_range(x)
 
 
 def perceptual_metric(tiny: bool, device: torch.device) -> dict[str, nn.Module]:

@@ -45,8 +45,8 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import (  # noqa: E402
-    Budget, config_f_generator, device_facts, markdown_table, official_channel_base, peak_memory_gib,
-    reset_peak_memory, synchronize, tiny_generator, write_json,
+    Budget, device_facts, heldout_faces, load_named_generator, markdown_table, official_channel_base,
+    peak_memory_gib, random_targets, reset_peak_memory, synchronize, write_json,
 )
 from benchmarks.projector_baseline import project  # noqa: E402
 from ganinv.generators import layers  # noqa: E402
@@ -121,32 +121,14 @@ def peak_tflops(device: torch.device, override: float | None) -> float | None:
     return next((v for k, v in BF16_DENSE_PEAK_TFLOPS.items() if k in name), None)
 
 
-def make_generator(resolution: int, tiny: bool, device: torch.device):
-    G = tiny_generator(resolution) if tiny else config_f_generator(resolution)
-    return G.to(device)
-
-
-@torch.no_grad()
-def render_targets(G, n: int, device: torch.device, *, seed: int = 0, chunk: int = 16) -> torch.Tensor:
-    """`[n, 3, R, R]` images of G from random z (noise_mode const): targets with an exact reconstruction."""
-    gen = torch.Generator().manual_seed(seed)
-    z = torch.randn([n, G.z_dim], generator=gen)
-    return torch.cat([G(z[i:i + chunk].to(device), None).clamp(-1, 1) for i in range(0, n, chunk)])
-
-
-def faces64_targets(n: int, device: torch.device) -> torch.Tensor:
-    """Held-out procedural faces (world seed 1; faces64 trained on seed 0) as `[n, 3, 64, 64]` in [-1, 1]."""
-    from ganinv.datasets.procedural_faces import render_batch
-
-    images, _ = render_batch(1, range(n), size=64)
-    return (torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1).to(device)
+TARGET_CHUNK = 16  # targets are rendered this many at a time, which bounds the forward's memory at 1024 px
 
 
 def flops_per_image_step(G, loss, device: torch.device, steps: int) -> float:
     """FLOPs of one eager fp32 step (forward + backward) at batch 1, by `FlopCounterMode`."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    target = render_targets(G, 1, device, seed=99)
+    target = random_targets(G, 1, device, seed=99)
     problem = build_problem(G, target, InversionConfig(num_steps=steps), loss_fn=loss)
     try:
         problem.step(0)
@@ -385,7 +367,8 @@ def kernel_breakdown(events, device: torch.device) -> str:
 
 def bench_resolution(resolution: int, args, device, loss, budget, payload, record) -> list[dict]:
     print(f"\n# {resolution} px (elapsed {budget.elapsed():.0f} s)", flush=True)
-    G = make_generator(resolution, args.tiny, device)
+    G, _ = load_named_generator("config-f", resolution=resolution, tiny=args.tiny)
+    G = G.to(device)
     label = f"config-f {resolution} px" if not args.tiny else f"tiny {resolution} px"
     steps = args.steps or STEPS.get(resolution, 50)
     projector_w_stats(G, InversionConfig().w_avg_samples)
@@ -393,7 +376,7 @@ def bench_resolution(resolution: int, args, device, loss, budget, payload, recor
     payload["flops_per_image_step"][label] = flops
     print(f"{label}: {flops / 1e9:.1f} GFLOP per image-step (forward + backward, fp32 eager count)", flush=True)
     n = args.batch or (args.max_batch if resolution <= 256 else min(args.max_batch, 64))  # 1024 px: ~2.5 GB/image
-    targets = render_targets(G, n, device)
+    targets = random_targets(G, n, device, chunk=TARGET_CHUNK)
     rows = bench_generator(label, G, targets, loss, steps, args, device, budget, flops, payload["peak_tflops"],
                            record, ablations=resolution in args.ablation_resolutions)
     if args.profile and resolution in (256, 32) and not budget.exhausted():
@@ -424,7 +407,7 @@ def faces64_quality(rows, args, device, loss, budget, record) -> list[dict]:
         print(f"faces64 quality skipped: {type(err).__name__}: {err}")
         return []
     fast = "bf16+cl" if FAILED_GRAPH_CAPTURE else "bf16+cl+graph"
-    targets = faces64_targets(args.quality_images, device)
+    targets = heldout_faces(args.quality_images, device)
     label = "faces64 (held-out faces)"
     out = []
     for name in ["fp32", fast]:

@@ -71,7 +71,7 @@ def load_target(path: str) -> torch.Tensor:
 
 
 def invert_night(work: Path, data: Path, run: str, steps: int, broken: int) -> Path:
-    from ganinv.generators import generator_identity, load_generator
+    from ganinv.generators import load_generator_and_identity
     from ganinv.inversion.hybrid import HYBRID_CONFIG
     from ganinv.models.encoder import load_encoder
     from storage import GeneratorIdentity, LatentStore
@@ -79,9 +79,9 @@ def invert_night(work: Path, data: Path, run: str, steps: int, broken: int) -> P
     url = work / "stores" / f"{run}.zarr"
     if url.exists() and not LatentStore.open(str(url)).pending_shards():
         return url
-    G, E = load_generator("faces64"), load_encoder("faces64")
+    (G, sha256), E = load_generator_and_identity("faces64"), load_encoder("faces64")
     config = dataclasses.replace(HYBRID_CONFIG, num_steps=steps, loss="clf-perceptual")
-    identity = GeneratorIdentity(sha256=generator_identity(G), config=G.init_kwargs, source="faces64")
+    identity = GeneratorIdentity(sha256=sha256, config=G.init_kwargs, source="faces64")
     store = LatentStore.open_or_create(str(url), manifest=manifest_for(data, broken), num_ws=G.num_ws,
                                        w_dim=G.w_dim, generator=identity, config=config.to_dict(),
                                        chunk_items=BATCH, thumbnail_size=G.img_resolution, metrics=METRICS)

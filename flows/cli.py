@@ -57,13 +57,13 @@ def info(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of text."),
 ) -> None:
     """Show a generator's config, num_ws, parameter count and identity."""
-    from ganinv.generators import GeneratorLoadError, generator_identity, load_generator
+    from ganinv.generators import GeneratorLoadError, load_generator_and_identity
 
     with _exit_on_error(1, GeneratorLoadError):
-        G = load_generator(model)
+        G, identity = load_generator_and_identity(model)
     summary = dict(model=model, config=G.init_kwargs, img_resolution=G.img_resolution, z_dim=G.z_dim,
                    w_dim=G.w_dim, c_dim=G.c_dim, num_ws=G.num_ws,
-                   num_parameters=sum(p.numel() for p in G.parameters()), identity=generator_identity(G))
+                   num_parameters=sum(p.numel() for p in G.parameters()), identity=identity)
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
         return
@@ -118,14 +118,15 @@ def convert_pkl(
     """Convert an official network pickle (G_ema) to ganinv's safetensors format, running none of its code."""
     import hashlib
 
-    from ganinv.generators import GeneratorLoadError, generator_identity, load_generator, save_generator
+    from ganinv.generators import GeneratorLoadError, load_generator, read_generator_metadata, save_generator
 
     with _exit_on_error(1, GeneratorLoadError):
         G = load_generator(pkl)
     with open(pkl, "rb") as f:
         pkl_sha256 = hashlib.file_digest(f, "sha256").hexdigest()
     save_generator(G, out, source=pkl.name, extra_metadata={"source_sha256": pkl_sha256})
-    typer.echo(f"wrote {out} (identity {generator_identity(G)})")
+    identity = read_generator_metadata(out)["identity"]  # hashed once, by save_generator
+    typer.echo(f"wrote {out} (identity {identity})")
 
 
 @app.command("make-dataset")

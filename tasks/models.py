@@ -74,27 +74,30 @@ def load_models(source: str, encoder: str | None, device: str | torch.device) ->
     device = resolve_device(device)
 
     def load() -> Models:
-        from ganinv.generators import generator_identity
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # inversion repeats one batch shape: time cuDNN's kernels once
-        G = generator(source, device)
+        G, identity = _generator_and_identity(source, device)
         E = None
         if encoder:
             from ganinv.models.encoder import load_encoder
             E = _cached(("encoder", encoder, str(device), _file_version(encoder)),
                         lambda: load_encoder(encoder, device=device).eval().requires_grad_(False))
-        return Models(G=G, identity=generator_identity(G), E=E, device=device)
+        return Models(G=G, identity=identity, E=E, device=device)
 
     return _cached(("models", source, encoder, str(device), _file_version(source), _file_version(encoder)), load)
 
 
 def generator(source: str, device: str | torch.device = "cpu") -> nn.Module:
     """`ganinv.generators.load_generator(source, device)`, once per (source, device, file version)."""
-    device = resolve_device(device)
+    return _generator_and_identity(source, resolve_device(device))[0]
 
-    def load() -> nn.Module:
-        from ganinv.generators import load_generator
-        return load_generator(source, device=device)
+
+def _generator_and_identity(source: str, device: torch.device) -> tuple[nn.Module, str]:
+    """(G, generator_identity): the identity comes out of the load (verified there), so it is hashed once."""
+
+    def load() -> tuple[nn.Module, str]:
+        from ganinv.generators import load_generator_and_identity
+        return load_generator_and_identity(source, device=device)
 
     return _cached(("generator", source, str(device), _file_version(source)), load)
 
@@ -115,13 +118,23 @@ def cached_model_keys() -> list[tuple]:
     return list(_CACHE)
 
 
+def _weights_identity(source: str) -> str:
+    """generator_identity of `source`, from a copy this process already holds on any device (the identity is the
+    same everywhere); only when it holds none is the generator loaded, on the CPU, and kept for later use."""
+    version = _file_version(source)
+    with _CACHE_LOCK:
+        held = [value for key, value in _CACHE.items() if key[0] == "generator" and key[1] == source
+                and key[3] == version]
+        return held[0][1] if held else _generator_and_identity(source, torch.device("cpu"))[1]
+
+
 def _identities(source: str) -> tuple[str, str | None]:
     """(generator_identity of the weights, sha256 of the file when source is a file or built-in)."""
     from ganinv.generators.io import resolve_generator_source
     from storage.schema import file_sha256
 
     def load() -> tuple[str, str | None]:
-        return load_models(source, None, "cpu").identity, file_sha256(resolve_generator_source(source))
+        return _weights_identity(source), file_sha256(resolve_generator_source(source))
 
     return _cached(("identities", source, _file_version(source)), load)
 

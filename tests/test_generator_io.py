@@ -14,6 +14,7 @@ from ganinv.generators import (
     GeneratorLoadError,
     generator_identity,
     load_generator,
+    load_generator_and_identity,
     read_generator_metadata,
     save_generator,
 )
@@ -113,6 +114,18 @@ def test_identity_is_stable_from_pickle_to_native_and_back(tmp_path):
     from_pickle = load_generator(write_official_pickle(tmp_path / "snap.pkl", G, tmp_path, layout="sg3"))
     native = load_generator(save_generator(from_pickle, tmp_path / "g.safetensors"))
     assert generator_identity(G) == generator_identity(from_pickle) == generator_identity(native)
+
+
+@pytest.mark.parametrize("kind", ["native", "pickle"])
+def test_load_with_identity_hashes_the_weights_once(tmp_path, monkeypatch, kind):
+    G = make_tiny_generator(resolution=8)
+    path = (save_generator(G, tmp_path / "g.safetensors") if kind == "native"
+            else write_official_pickle(tmp_path / "snap.pkl", G, tmp_path))
+    hashed = []
+    monkeypatch.setattr(generator_io, "generator_identity", lambda G: hashed.append(1) or generator_identity(G))
+    loaded, identity = load_generator_and_identity(path, device="meta")
+    assert identity == generator_identity(G) and len(hashed) == 1  # native: the verification hash is the identity
+    assert all(t.device.type == "meta" for t in loaded.state_dict().values())
 
 
 def test_identity_is_a_sha256_hex_digest():

@@ -115,6 +115,17 @@ def test_models_are_loaded_once_per_process(generator):
     assert [key[:4] for key in worker.cached_model_keys()].count(("models", generator, None, "cpu")) == 1
 
 
+def test_identity_comes_from_the_copy_loaded_on_another_device_not_a_second_cpu_load(tmp_path):
+    from ganinv.generators import read_generator_metadata
+    from tasks import models
+
+    path = save_tiny_generator(tmp_path, seed=2)  # a file nothing else in this process has loaded
+    models.generator(path, "meta")
+    assert models.identity(path)["identity"] == read_generator_metadata(path)["identity"]
+    assert [key[:3] for key in models.cached_model_keys() if key[0] == "generator" and key[1] == path] == [
+        ("generator", path, "meta")]
+
+
 def test_defaults_follow_the_generator():
     faces = InversionSpec.for_generator("faces64")
     assert (faces.mode, faces.encoder, faces.config) == ("hybrid", "faces64", FACES64_HYBRID)

@@ -16,25 +16,29 @@ import inspect
 import json
 import os
 import struct
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import torch
-from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from ganinv import __version__
 from ganinv.generators import official_pickle
 from ganinv.generators.official_pickle import PersistentRecord, RefusedGlobal
 from ganinv.generators.stylegan2 import Generator
+from ganinv.utils import weights
 
-PACKAGE_DIR = Path(__file__).resolve().parents[1]
 BUILTIN_GENERATORS: dict[str, str] = {
     # name -> path relative to the ganinv package (ganinv/assets/...), in the native format.
     "faces64": "assets/faces64/generator.safetensors",
 }
 NATIVE_FORMAT = "ganinv.generator"
 NATIVE_FORMAT_VERSION = "1"
+GENERATOR_WEIGHTS = weights.WeightsKind(
+    name="generator", format=NATIVE_FORMAT, builtins=BUILTIN_GENERATORS,
+    obtain="pass a path to a generator of your own (`ganinv convert-pkl` converts a network pickle)",
+    write="`ganinv convert-pkl` or ganinv.generators.save_generator")
 _RESERVED_METADATA = ("format", "format_version", "init_kwargs", "identity", "ganinv_version", "source")
 # Official kwargs that change only speed, not the function computed: 'inference_only' (StyleGAN3 repo) means fused
 # modulated convolutions in eval mode, which is what ganinv's blocks do by default.
@@ -46,6 +50,15 @@ class GeneratorLoadError(Exception):
 
     def __init__(self, message: str):
         super().__init__(" ".join(str(message).splitlines()))
+
+
+@contextmanager
+def _as_load_error() -> Iterator[None]:
+    """The shared weights-file errors (`ganinv.utils.weights`) as the GeneratorLoadError this module promises."""
+    try:
+        yield
+    except (weights.MissingWeights, weights.BadWeightsFile) as e:
+        raise GeneratorLoadError(str(e)) from e
 
 
 # ----------------------------------------------------------------------------------------------------- identity
@@ -100,35 +113,31 @@ def save_generator(G: Generator, path: str | os.PathLike, *, source: str | None 
 def read_generator_metadata(path: str | os.PathLike) -> dict[str, str]:
     """The metadata of a native generator file (identity, init_kwargs, source, ...) without building the model."""
     path = Path(path)
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as f:
-            metadata = dict(f.metadata() or {})
-    except (SafetensorError, OSError) as e:
-        raise GeneratorLoadError(f"{path} is not a readable safetensors file ({e}); fetch it again or re-convert "
-                                 "it with `ganinv convert-pkl`") from e
-    if metadata.get("format") != NATIVE_FORMAT:
-        raise GeneratorLoadError(f"{path} is a safetensors file without ganinv generator metadata; write it with "
-                                 "`ganinv convert-pkl` or ganinv.generators.save_generator")
+    with _as_load_error():
+        metadata = weights.read_metadata(path, GENERATOR_WEIGHTS)
     if metadata.get("format_version") != NATIVE_FORMAT_VERSION:
         raise GeneratorLoadError(f"{path} has generator format version {metadata.get('format_version')!r}; this "
                                  f"ganinv reads version {NATIVE_FORMAT_VERSION}: upgrade ganinv")
     return metadata
 
 
-def _load_native(path: Path) -> Generator:
+def _load_native(path: Path) -> tuple[Generator, str | None]:
+    """(G, its identity when the file records one: verified against the weights, so callers need not hash again)."""
     metadata = read_generator_metadata(path)
+    with _as_load_error():
+        tensors = weights.read_tensors(path)
     try:
-        with safe_open(str(path), framework="pt", device="cpu") as f:
-            tensors = {name: f.get_tensor(name) for name in f.keys()}
         init_kwargs = json.loads(metadata["init_kwargs"])
-    except (SafetensorError, OSError, KeyError, ValueError) as e:
+    except (KeyError, ValueError) as e:
         raise GeneratorLoadError(f"{path} is truncated or corrupt ({e}); fetch it again") from e
     G = _build_generator([], init_kwargs, path)
     _load_tensors(G, tensors, path)
-    if "identity" in metadata and generator_identity(G) != metadata["identity"]:
+    if "identity" not in metadata:
+        return G, None
+    if generator_identity(G) != metadata["identity"]:
         raise GeneratorLoadError(f"{path}: the weights do not match the identity recorded in the file (corrupt or "
                                  "edited); fetch or convert it again")
-    return G
+    return G, metadata["identity"]
 
 
 # ----------------------------------------------------------------------------------------------- official pickle
@@ -201,21 +210,9 @@ def _load_tensors(G: Generator, tensors: dict[str, torch.Tensor], path: Path) ->
 
 
 def resolve_generator_source(source: str | os.PathLike) -> Path:
-    """A built-in name (a `str` key of `BUILTIN_GENERATORS`) or a path -> the file to read."""
-    if isinstance(source, str) and source in BUILTIN_GENERATORS:
-        path = PACKAGE_DIR / BUILTIN_GENERATORS[source]
-        if not path.is_file():
-            raise GeneratorLoadError(f"built-in generator {source!r} is not present in this checkout: expected its "
-                                     f"weights at {path}; put the .safetensors file there, or pass a path to a "
-                                     "generator of your own")
-        return path
-    path = Path(source).expanduser()
-    if not path.exists():
-        raise GeneratorLoadError(f"no generator at {str(source)!r}: it is neither an existing file nor a built-in "
-                                 f"name (built-ins: {', '.join(sorted(BUILTIN_GENERATORS))})")
-    if not path.is_file():
-        raise GeneratorLoadError(f"{path} is a directory; pass the generator file itself (.pkl or .safetensors)")
-    return path
+    """A built-in name (a `str` key of `BUILTIN_GENERATORS`) or a path (.pkl or .safetensors) -> the file to read."""
+    with _as_load_error():
+        return weights.resolve_weights(source, GENERATOR_WEIGHTS)
 
 
 def _file_kind(path: Path) -> str:
@@ -247,5 +244,22 @@ def load_generator(source: str | os.PathLike, device: str | torch.device = "cpu"
     The format is recognised from the file's content. Raises `GeneratorLoadError`.
     """
     path = resolve_generator_source(source)
-    G = _load_native(path) if _file_kind(path) == "safetensors" else _load_official_pickle(path)
+    G, _ = _load(path)
     return G.eval().requires_grad_(False).to(device)
+
+
+def load_generator_and_identity(source: str | os.PathLike,
+                                device: str | torch.device = "cpu") -> tuple[Generator, str]:
+    """`load_generator` and the generator's `generator_identity`, hashed once: a native file's recorded identity is
+    verified against its weights while loading (and returned), an official pickle's is computed."""
+    path = resolve_generator_source(source)
+    G, identity = _load(path)
+    identity = identity or generator_identity(G)
+    return G.eval().requires_grad_(False).to(device), identity
+
+
+def _load(path: Path) -> tuple[Generator, str | None]:
+    """(G on the CPU, its verified identity or None when the file records none), the format read from the bytes."""
+    if _file_kind(path) == "safetensors":
+        return _load_native(path)
+    return _load_official_pickle(path), None

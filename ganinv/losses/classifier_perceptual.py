@@ -10,12 +10,13 @@ from __future__ import annotations
 from typing import Protocol, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 
 class FeatureExtractor(Protocol):
-    """Anything with `features(images [N, 3, H, W] in [-1, 1]) -> list of [N, C_l, H_l, W_l]`."""
+    """Anything with `features(images [N, 3, H, W] in [-1, 1]) -> list of [N, C_l, H_l, W_l]`, for images of the
+    size the loss is given: a network with a fixed input size resizes inside `features` (the attribute classifier
+    area-resizes to its `config.resolution`), so there is one resize, in the network that knows its size."""
 
     def features(self, images: torch.Tensor) -> Sequence[torch.Tensor]: ...
 
@@ -25,11 +26,7 @@ def _unit_normalize(feat: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
 
 
 class ClassifierPerceptualLoss(nn.Module):
-    """`[N, 3, H, W]` pairs in [-1, 1] -> `[N]` distance on `classifier.features`.
-
-    Images are area-resized to `classifier.img_resolution` first when the classifier declares one and the size
-    differs (bilinear when upsampling).
-    """
+    """`[N, 3, H, W]` pairs in [-1, 1] -> `[N]` distance on `classifier.features` (which takes any image size)."""
 
     name = "clf-perceptual"
 
@@ -50,17 +47,9 @@ class ClassifierPerceptualLoss(nn.Module):
                               f"classifier), which could not be imported: {err}") from err
         return cls(load_classifier(source="builtin"))
 
-    def _resize(self, images: torch.Tensor) -> torch.Tensor:
-        size = getattr(self.classifier, "img_resolution", None)
-        if size is None or images.shape[-1] == size:
-            return images
-        if images.shape[-1] > size:
-            return F.interpolate(images, size=(size, size), mode="area")
-        return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
-
     def _features(self, images: torch.Tensor) -> list[torch.Tensor]:
         assert images.ndim == 4, f"images must be [N, C, H, W], got {list(images.shape)}"
-        return [_unit_normalize(f) for f in self.classifier.features(self._resize(images))]
+        return [_unit_normalize(f) for f in self.classifier.features(images)]
 
     @torch.no_grad()
     def prepare(self, target: torch.Tensor) -> list[torch.Tensor]:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -26,9 +25,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ganinv.utils import weights
+
 FORMAT = "ganinv.attribute_classifier/1"
 BUILTIN = "builtin"
 BUILTIN_RELATIVE_PATH = "assets/faces64/classifier.safetensors"
+CLASSIFIER_WEIGHTS = weights.WeightsKind(
+    name="attribute classifier", format=FORMAT, builtins={BUILTIN: BUILTIN_RELATIVE_PATH},
+    obtain="train one with `ganinv train-classifier --out FILE` (nothing is downloaded)",
+    write="ganinv.models.attributes.save_classifier")
 
 
 @dataclass(frozen=True)
@@ -132,7 +137,7 @@ class AttributeClassifier(nn.Module):
 
 
 def builtin_path() -> Path:
-    return Path(str(resources.files("ganinv").joinpath(BUILTIN_RELATIVE_PATH)))
+    return CLASSIFIER_WEIGHTS.builtin_path(BUILTIN)
 
 
 def save_classifier(model: AttributeClassifier, path: str | Path, *, metrics: Mapping[str, Any] | None = None,
@@ -150,25 +155,16 @@ def save_classifier(model: AttributeClassifier, path: str | Path, *, metrics: Ma
 
 def read_metadata(path: str | Path) -> dict[str, Any]:
     """{'format', 'config' (ClassifierConfig), 'metrics' (dict)} of a classifier file."""
-    from safetensors import safe_open
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-    if meta.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a ganinv attribute classifier (metadata format {meta.get('format')!r}, "
-                         f"expected {FORMAT!r})")
+    meta = weights.read_metadata(path, CLASSIFIER_WEIGHTS)
     return {"format": meta["format"], "config": ClassifierConfig.from_json(meta["config"]),
             "metrics": json.loads(meta.get("metrics", "{}"))}
 
 
 def load_classifier(source: str | Path = BUILTIN, device: str | torch.device = "cpu") -> AttributeClassifier:
-    """Load a classifier in eval mode, fp32. `source`: 'builtin' (shipped with ganinv) or a .safetensors path."""
-    from safetensors.torch import load_file
-    path = builtin_path() if str(source) == BUILTIN else Path(source)
-    if not path.is_file():
-        hint = ("it ships inside the ganinv package at ganinv/" + BUILTIN_RELATIVE_PATH + "; reinstall ganinv, or "
-                if str(source) == BUILTIN else "")
-        raise FileNotFoundError(f"attribute classifier weights not found at {path}: {hint}train one with "
-                                f"`ganinv train-classifier --out {path}` (nothing is downloaded)")
-    model = AttributeClassifier(read_metadata(path)["config"])
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in load_file(str(path)).items()})
+    """Load a classifier in eval mode, fp32. `source`: 'builtin' (shipped with ganinv) or a .safetensors path.
+
+    Raises `ganinv.utils.weights.MissingWeights` (a FileNotFoundError) or `BadWeightsFile` (a ValueError)."""
+    _, meta, tensors = weights.load_weights(source, CLASSIFIER_WEIGHTS)
+    model = AttributeClassifier(ClassifierConfig.from_json(meta["config"]))
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in tensors.items()})
     return model.eval().requires_grad_(False).to(device)

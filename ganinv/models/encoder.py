@@ -18,7 +18,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ganinv.utils import weights
+
 BUILTIN_ENCODERS = {"faces64": Path(__file__).resolve().parents[1] / "assets" / "faces64" / "encoder.safetensors"}
+FORMAT = "ganinv.encoder"
+ENCODER_WEIGHTS = weights.WeightsKind(name="encoder", format=FORMAT, builtins=BUILTIN_ENCODERS,
+                                      obtain="train one with `ganinv train-encoder` (nothing is downloaded)",
+                                      write="ganinv.models.encoder.save_encoder")
 
 
 class ResidualBlock(nn.Module):
@@ -103,24 +109,16 @@ class Encoder(nn.Module):
 
 def save_encoder(E: Encoder, path: str | Path, *, metadata: dict[str, Any] | None = None) -> None:
     from safetensors.torch import save_file
-    meta = {"format": "ganinv.encoder", "init_kwargs": json.dumps(E.init_kwargs),
+    meta = {"format": FORMAT, "init_kwargs": json.dumps(E.init_kwargs),
             **{k: json.dumps(v) for k, v in (metadata or {}).items()}}
     save_file({k: v.detach().cpu().contiguous() for k, v in E.state_dict().items()}, str(path), metadata=meta)
 
 
 def load_encoder(source: str | Path = "faces64", device: str | torch.device = "cpu") -> Encoder:
-    """An encoder from a built-in name (`faces64`) or a `.safetensors` file written by `save_encoder`."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-    path = BUILTIN_ENCODERS.get(str(source), Path(source))
-    if not path.exists():
-        hint = (f"the built-in encoder {source!r} is not in this checkout (expected {path}); train one with "
-                f"`ganinv train-encoder`" if str(source) in BUILTIN_ENCODERS else f"no encoder file at {path}")
-        raise FileNotFoundError(hint)
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-    if meta.get("format") != "ganinv.encoder":
-        raise ValueError(f"{path} is not a ganinv encoder file (metadata format={meta.get('format')!r})")
+    """An encoder from a built-in name (`faces64`) or a `.safetensors` file written by `save_encoder`.
+
+    Raises `ganinv.utils.weights.MissingWeights` (a FileNotFoundError) or `BadWeightsFile` (a ValueError)."""
+    _, meta, tensors = weights.load_weights(source, ENCODER_WEIGHTS)
     E = Encoder(**json.loads(meta["init_kwargs"]))
-    E.load_state_dict(load_file(str(path)))
+    E.load_state_dict(tensors)
     return E.to(device).eval().requires_grad_(False)
