@@ -48,7 +48,10 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
     worker will not grow a GPU by retrying)."""
     if str(name) == "auto":
         return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:  # e.g. 'gpu': torch's own message lists every device type it knows
+        raise WorkerSetupError(f"device {str(name)!r} is not a torch device: use auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise WorkerSetupError(f"device {str(name)!r} asked for, but this worker has no CUDA device "
                                "(torch.cuda.is_available() is False): use --device auto or cpu, or GPU workers")

@@ -114,3 +114,11 @@ def test_generate_on_cuda_without_cuda_exits_1_with_one_line(fixture_files, tmp_
     assert result.exit_code == 1 and result.stderr.count("\n") == 1
     assert result.stderr.startswith("error: ") and "no CUDA device" in result.stderr
     assert not (tmp_path / "grid.png").exists()
+
+
+def test_generate_with_an_unknown_device_name_exits_1_naming_the_devices_it_takes(fixture_files, tmp_path):
+    result = runner.invoke(app, ["generate", str(fixture_files["native"]), "--seeds", "0", "--device", "gpu",
+                                 "--out", str(tmp_path / "grid.png")])
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1
+    assert "'gpu' is not a torch device" in result.stderr and "cuda:N" in result.stderr
+    assert not (tmp_path / "grid.png").exists()
