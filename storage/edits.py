@@ -219,9 +219,7 @@ class EditRun:
     # ------------------------------------------------------------------ reading
     def to_xarray(self) -> "xarray.Dataset":  # noqa: F821
         """`ws`, `delta`, `status`, `item_index` with coordinates image_id (indexed), direction and strength."""
-        import xarray as xr
-
-        ds = xr.open_zarr(self.store._zstore, group=self.prefix, consolidated=False, chunks={})
+        ds = self.store.open_xarray_group(self.prefix)
         image_id = ds["image_id"].values.astype(object)
         return ds.assign_coords(image_id=("item", image_id)).set_xindex("image_id")
 

@@ -708,11 +708,9 @@ class LatentStore:
         (`ds.sel(image_id="img001")`); root attributes as attrs. `chunks`: as for xarray.open_zarr (default: the store's chunks)."""
         import xarray as xr
 
-        kwargs = dict(consolidated=False, chunks={} if chunks is None else chunks)
-        ds = xr.open_zarr(self._zstore, **kwargs)
-        parts = [ds]
+        parts = [self.open_xarray_group(None, chunks=chunks)]
         for group, prefix in (("metrics", "metric_"), ("labels", "label_")):
-            sub = xr.open_zarr(self._zstore, group=group, **kwargs)
+            sub = self.open_xarray_group(group, chunks=chunks)
             parts.append(sub.rename({v: prefix + str(v) for v in sub.data_vars}))
         merged = xr.merge(parts, combine_attrs="override", join="exact", compat="no_conflicts").set_coords("image_id")
         layout = self.layout
@@ -721,6 +719,13 @@ class LatentStore:
         order += [f"metric_{m}" for m in layout.metrics] + [f"label_{a}" for a in layout.labels]
         image_id = merged.image_id.values.astype(object)  # small; an in-memory index makes sel(image_id=...) work
         return merged[order].assign_coords(image_id=("item", image_id)).set_xindex("image_id")
+
+    def open_xarray_group(self, group: str | None = None, *, chunks: Any = None) -> "xarray.Dataset":  # noqa: F821
+        """One group of the store (None: the root's arrays) as xarray.open_zarr gives it, dask-backed, without the
+        merging and indexing of `to_xarray` (result groups such as an edit run read themselves through this)."""
+        import xarray as xr
+
+        return xr.open_zarr(self._zstore, group=group, consolidated=False, chunks={} if chunks is None else chunks)
 
     # ------------------------------------------------------------------ lease
     def acquire_lease(self, run_id: str, *, ttl_s: float = DEFAULT_LEASE_TTL_S, force: bool = False) -> Lease:
