@@ -15,6 +15,7 @@ from flows.report.collect import RunData
 from flows.report.schema import FD_CLF_NAME, FID_NAME
 from ganinv.metrics import (InceptionWeightsMissing, embedding_frechet_distance, fid_unavailable_reason,
                             frechet_inception_distance)
+from ganinv.utils.images import to_model_input
 
 DEFAULT_MAX_ITEMS = 2048
 MIN_ITEMS = 2  # a covariance needs two samples; values at small N are biased upward, hence N in the report
@@ -37,21 +38,17 @@ def image_pairs(data: RunData, indices: np.ndarray) -> tuple[np.ndarray, np.ndar
 
 
 def fd_clf(originals: np.ndarray, reconstructions: np.ndarray, *, device: str = "cpu") -> float:
-    """FD-clf on the built-in attribute classifier's embedding, images resized to its input resolution."""
+    """FD-clf on the built-in attribute classifier's embedding (the classifier resizes images to its resolution)."""
     from ganinv.models.attributes import load_classifier
 
     classifier = load_classifier("builtin", device=device).eval()
-    size = classifier.config.resolution
-    return embedding_frechet_distance(_to_model(originals, size, device), _to_model(reconstructions, size, device),
+    return embedding_frechet_distance(_to_model(originals, device), _to_model(reconstructions, device),
                                       classifier.embedding)
 
 
-def _to_model(images: np.ndarray, size: int, device: str) -> torch.Tensor:
-    x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1).to(device)
-    if x.shape[-1] != size:
-        x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", antialias=True,
-                                            align_corners=False)
-    return x
+def _to_model(images: np.ndarray, device: str) -> torch.Tensor:
+    """uint8 `[N, H, W, 3]` -> `[N, 3, H, W]` in [-1, 1] on `device`."""
+    return to_model_input(torch.from_numpy(images).permute(0, 3, 1, 2)).to(device)
 
 
 def fid(originals: np.ndarray, reconstructions: np.ndarray, *, device: str = "cpu") -> float:
