@@ -277,25 +277,23 @@ def train_encoder_cmd(
     gan_run: str = typer.Option(..., "--gan-run", help="GAN run folder whose G_ema the encoder inverts."),
     run_dir: str = typer.Option(..., "--run-dir", help="Encoder run folder (created or resumed)."),
     minutes: float = typer.Option(..., "--minutes"),
-    steps: int = typer.Option(20000, "--steps", help="Length of the one-cycle learning-rate schedule."),
-    data: str = typer.Option("procedural:30000:1", "--data",
-                             help="Real images: procedural:N:SEED, an .npy array or an image folder."),
-    perceptual: str = typer.Option("classifier", "--perceptual", help="classifier | none"),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Length of the one-cycle learning-rate schedule "
+                                        "(new run: default 20000; a resumed run keeps its own)."),
+    data: Optional[str] = typer.Option(None, "--data", help="Real images: procedural:N:SEED, an .npy array or an "
+                                       "image folder (new run: default procedural:30000:1)."),
+    perceptual: Optional[str] = typer.Option(None, "--perceptual", help="classifier | none (new run: classifier)."),
     out: Optional[str] = typer.Option(None, "--out", help="Export the encoder here (.safetensors)."),
 ) -> None:
     """Train (or resume) the pSp/e4e-style encoder of a trained generator (faces64's was made with this)."""
     from ganinv.models.encoder import save_encoder
-    from ganinv.training.train_encoder import PERCEPTUAL_TERMS, train_encoder
+    from ganinv.training.train_encoder import PERCEPTUAL_TERMS, RunConfigMismatch, train_encoder
 
-    if perceptual not in PERCEPTUAL_TERMS:
+    if perceptual is not None and perceptual not in PERCEPTUAL_TERMS:
         raise typer.BadParameter(f"{perceptual!r}: expected one of {', '.join(PERCEPTUAL_TERMS)}",
                                  param_hint="--perceptual")
-    try:
+    with _exit_on_error(1, FileNotFoundError), _exit_on_error(2, RunConfigMismatch):
         trainer = train_encoder(run_dir, gan_run=gan_run, minutes=minutes, steps=steps, data=data,
                                 perceptual=perceptual)
-    except FileNotFoundError as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(1) from None
     typer.echo(f"{trainer.step} steps after {trainer.train_seconds / 60:.1f} min; checkpoint in {run_dir}")
     if out:
         save_encoder(trainer.E.eval(), out, metadata=trainer.metadata())

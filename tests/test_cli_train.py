@@ -47,3 +47,16 @@ def test_train_encoder_command_names_a_missing_gan_run_and_a_bad_perceptual_term
     bad = runner.invoke(app, ["train-encoder", "--gan-run", str(tmp_path), "--run-dir", str(tmp_path / "enc"),
                               "--minutes", "1", "--perceptual", "lpips"])
     assert bad.exit_code == 2 and "classifier" in bad.output
+
+
+def test_a_resumed_encoder_run_keeps_its_schedule_and_refuses_another_length(gan_run, tmp_path):
+    data = tmp_path / "real.npy"
+    np.save(data, np.random.default_rng(0).integers(0, 255, [8, 32, 32, 3], dtype=np.uint8))
+    first = ["train-encoder", "--gan-run", str(gan_run), "--run-dir", str(tmp_path / "enc"), "--minutes", "10"]
+    assert runner.invoke(app, first + ["--steps", "2", "--data", str(data), "--perceptual", "none"]).exit_code == 0
+    clash = runner.invoke(app, first + ["--steps", "5"])
+    assert clash.exit_code == 2 and "total_steps=2 (asked 5)" in clash.stderr
+    assert load_checkpoint(tmp_path / "enc" / "checkpoint")["step"] == 2  # nothing trained, nothing overwritten
+    resumed = runner.invoke(app, first)  # no options: the run's own steps, data and perceptual term
+    assert resumed.exit_code == 0, resumed.output
+    assert load_checkpoint(tmp_path / "enc" / "checkpoint")["config"]["total_steps"] == 2

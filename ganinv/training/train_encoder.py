@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from ganinv.generators.stylegan2 import Generator
 from ganinv.models.encoder import Encoder
-from ganinv.training.checkpoint import load_checkpoint, save_checkpoint
+from ganinv.training.checkpoint import load_checkpoint, load_checkpoint_entry, save_checkpoint
 from ganinv.training.sampling import style_mixed_ws, training_autocast
 from ganinv.training.train_gan import generator_from_checkpoint, load_training_images
 from ganinv.utils.images import to_model_input
@@ -146,26 +146,53 @@ class EncoderTrainer:
 PERCEPTUAL_TERMS = ("classifier", "none")
 
 
-def train_encoder(run_dir: str | Path, *, gan_run: str | Path, minutes: float,
-                  steps: int = EncoderTrainConfig.total_steps, data: str = EncoderTrainConfig.data,
-                  perceptual: str = "classifier", device: str | None = None) -> EncoderTrainer:
+def train_encoder(run_dir: str | Path, *, gan_run: str | Path, minutes: float, steps: int | None = None,
+                  data: str | None = None, perceptual: str | None = None, device: str | None = None
+                  ) -> EncoderTrainer:
     """Create or resume the encoder run in `run_dir` for the `G_ema` of the GAN run `gan_run`; train for `minutes`
     of wall time or until `steps` (the length of the one-cycle learning-rate schedule), then checkpoint.
 
     `data`: the real images, as `GANTrainConfig.data` (`procedural:N:SEED`, an `.npy` array or an image folder).
     `perceptual`: `'classifier'` adds the embedded world's attribute-classifier feature distance to the pixel loss;
-    `'none'` trains on pixels and latents only. `device` defaults to CUDA when available.
+    `'none'` trains on pixels and latents only. `steps`, `data` and `perceptual` are fixed when the run is created
+    (defaults: `EncoderTrainConfig`'s, 'classifier'); a resumed run keeps its own (`encoder_run_config`).
+    `device` defaults to CUDA when available.
     """
-    if perceptual not in PERCEPTUAL_TERMS:
+    if perceptual is not None and perceptual not in PERCEPTUAL_TERMS:
         raise ValueError(f"perceptual={perceptual!r}: expected one of {', '.join(PERCEPTUAL_TERMS)}")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     G = generator_from_checkpoint(gan_run)
-    loss = _classifier_perceptual(device) if perceptual == "classifier" else None
-    config = EncoderTrainConfig(data=data, total_steps=steps,
-                                perceptual_weight=EncoderTrainConfig.perceptual_weight if loss else 0.0)
+    config = encoder_run_config(run_dir, steps=steps, data=data, perceptual=perceptual)
+    loss = _classifier_perceptual(device) if config.perceptual_weight > 0 else None
     trainer = EncoderTrainer(config, G, run_dir, device=device, perceptual=loss)
     trainer.train(minutes=minutes)
     return trainer
+
+
+class RunConfigMismatch(ValueError):
+    """A resumed run was asked to train with options other than those it was created with."""
+
+
+def encoder_run_config(run_dir: str | Path, *, steps: int | None = None, data: str | None = None,
+                       perceptual: str | None = None) -> EncoderTrainConfig:
+    """The config of the encoder run in `run_dir`: a new run's from the options given (None: the defaults), a
+    resumed run's from its checkpoint, which fixed the schedule's length and the data when the run was created.
+    Resuming with an option that differs from the run's is a RunConfigMismatch naming both values (the one-cycle schedule
+    cannot change length mid-run)."""
+    asked = dict(total_steps=steps, data=data,
+                 perceptual_weight=None if perceptual is None else
+                 (EncoderTrainConfig.perceptual_weight if perceptual == "classifier" else 0.0))
+    asked = {k: v for k, v in asked.items() if v is not None}
+    checkpoint = Path(run_dir) / "checkpoint"
+    if not (checkpoint / "checkpoint.json").exists():
+        return EncoderTrainConfig(**asked)
+    saved = load_checkpoint_entry(checkpoint, "config")
+    saved = EncoderTrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()})
+    clash = [f"{k}={getattr(saved, k)!r} (asked {v!r})" for k, v in asked.items() if getattr(saved, k) != v]
+    if clash:
+        raise RunConfigMismatch(f"encoder run {run_dir} was created with {', '.join(clash)}: resume it without those "
+                         "options (or with the same values), or start a new --run-dir")
+    return saved
 
 
 def _classifier_perceptual(device: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
