@@ -287,8 +287,9 @@ class LatentStore:
             return zarr.open_group(self._zstore, mode="r" if self.mode == "r" else "r+", zarr_format=3,
                                    use_consolidated=False)
         except (FileNotFoundError, zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError) as err:
-            raise StoreNotFoundError(f"no latent store at {self.url} (no Zarr v3 group there): create one with "
-                                     "LatentStore.create or check the URL") from err
+            raise StoreNotFoundError(f"no latent store at {self.url} (no Zarr v3 group there): check the URL, or "
+                                     "create one: `ganinv invert IMAGES --store URL` (LatentStore.create in Python)"
+                                     ) from err
 
     def _read_attributes(self) -> StoreAttributes:
         try:
