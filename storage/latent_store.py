@@ -17,6 +17,7 @@ Layout (schema v1; every item array is chunked along the item axis by `chunk_ite
     labels/<attr>  [N] float32   (item)  from the manifest's attribute table, NaN where missing
     directions/<name>/, edits/<run>/     groups for downstream results, attributes say how they were made
     lease/<generation>/zarr.json         the run lease (storage/lease.py), written with fsspec, not by zarr
+    scan_cache/hashes  [bytes] uint8     the dataset scan's hash cache (storage/scan_cache.py), coordinator only
 
 `xarray.open_zarr(url)` opens the root (image_id is a coordinate through the CF `coordinates` attribute; metadata is
 consolidated after every coordinator change, and shard writes never change metadata, so it stays valid).
@@ -82,6 +83,7 @@ import zarr
 from zarr.codecs import BloscCodec, ZstdCodec
 
 from ganinv import __version__ as ganinv_version
+from storage import scan_cache
 from storage.lease import DEFAULT_LEASE_TTL_S, Lease, LeaseFiles, LeaseHeldError, LeaseRecord, acquire
 from storage.schema import (DEFAULT_METRICS, STATUS_NAMES, Chunking, DatasetInfo, GeneratorIdentity, Layout,
                             Manifest, Status, StoreAttributes, canonical_json, check_name, to_jsonable)
@@ -701,6 +703,26 @@ class LatentStore:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
             zarr.consolidate_metadata(self._zstore, zarr_format=3)
+
+    def write_scan_cache(self, entries: scan_cache.HashCache) -> int:
+        """Replaces the scan's hash cache (input path -> (fingerprint, sha256); coordinator only: refused while
+        another run holds the lease) and re-consolidates; returns the cache's size in bytes."""
+        self._require_writable()
+        self._coordinator_check()
+        size = scan_cache.write_scan_cache(self._group, entries)
+        self.consolidate()
+        return size
+
+    @staticmethod
+    def read_scan_cache(url: str, *, storage_options: Mapping[str, Any] | None = None
+                        ) -> tuple[dict[str, tuple[str, str]], str]:
+        """(entries, note): the hash cache kept in the store at `url`, or no entries and why (no store or cache
+        yet, or an unreadable one). Never raises: without a cache the scan hashes every file."""
+        try:
+            zstore = _open_zarr_store(url, read_only=True, storage_options=storage_options)
+        except Exception as err:  # noqa: BLE001 - no cache is never an error
+            return {}, f"scan cache unreadable ({type(err).__name__}: {err}); hashing every file"
+        return scan_cache.read_scan_cache(zstore)
 
     # ------------------------------------------------------------------ reading
     def to_xarray(self, *, chunks: Any = None) -> "xarray.Dataset":  # noqa: F821

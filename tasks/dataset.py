@@ -13,10 +13,17 @@ Each file's `image_id` is its path relative to the dataset root (the directory, 
 glob's fixed prefix), with '/' separators: stable as long as the folder layout is, and what the per-image seed is
 derived from. Items are sorted by image_id.
 
-Every file is read once to hash it (`source_sha256`: the store's identity of an input). What the scan cannot use is
-not dropped silently but returned in `ScanResult.skipped` with a reason: files it cannot read, and files whose
-content duplicates an earlier one (the store holds each content once). Decoding is not the scan's job: workers
-decode, and record what fails to decode in the store (`ganinv.datasets.folder`).
+Each file's content hash (`source_sha256`) is the store's identity of an input. A first scan reads every file to hash
+it; a rescan given the previous scan's `ScanResult.hash_cache` (`previous=`) reads only the files that are new or
+changed. Whether a file changed is judged from the listing the scan makes anyway (no extra request per file), by a
+*fingerprint*: its size plus its ETag (S3 and other object stores: a hash of the content) or else its modification
+time (local files). A file with no fingerprint (a symlink, a filesystem that reports neither) is always hashed, and
+so is every file whose fingerprint differs from the cached one. Limit: a local file rewritten with the same size
+and an unchanged mtime (a tool that restores mtimes) keeps its old hash; S3 ETags have no such gap.
+
+What the scan cannot use is not dropped silently but returned in `ScanResult.skipped` with a reason: files it cannot
+read, and files whose content duplicates an earlier one (the store holds each content once). Decoding is not the
+scan's job: workers decode, and record what fails to decode in the store (`ganinv.datasets.folder`).
 
 Labels: an optional CSV whose first column names the image (its image_id, file name or file stem) and whose other
 columns are numbers (empty cells are missing). The procedural-faces `attributes.csv` is such a file.
@@ -25,6 +32,7 @@ columns are numbers (empty cells are missing). The procedural-faces `attributes.
 from __future__ import annotations
 
 import csv
+import datetime as _dt
 import hashlib
 import math
 import posixpath
@@ -37,9 +45,13 @@ import fsspec
 
 from ganinv.datasets.folder import IMAGE_SUFFIXES, is_image_name
 from storage import Manifest
+from storage.scan_cache import HashCache  # full path -> (fingerprint, sha256)
 
 _GLOB_CHARS = "*?["
 _HASH_THREADS = 8  # hashing is I/O-bound on buckets; threads hide the round trips
+# Listing keys that change when a file's content does, most trusted first: content hashes of object stores (S3 ETag,
+# GCS/Azure etag), then modification times (local mtime, S3 LastModified, GCS updated, memory:// created).
+_FINGERPRINT_KEYS = ("ETag", "etag", "mtime", "LastModified", "last_modified", "updated", "created")
 
 
 @dataclass(frozen=True)
@@ -59,23 +71,31 @@ class ScanResult:
     skipped: tuple[Skipped, ...] = ()
     labels_unmatched: int = 0          # label rows that named no scanned file
     label_names: tuple[str, ...] = field(default=())
+    hashed: int = 0                    # files read and hashed by this scan
+    reused: int = 0                    # files whose hash came from `previous` (fingerprint unchanged)
+    hash_cache: HashCache = field(default_factory=dict, repr=False, compare=False)  # for the next scan's `previous`
 
     def summary(self) -> dict[str, Any]:
         """Small and JSON-able: counts and the skipped files."""
         return {"source": self.source, "items": len(self.manifest), "root": self.manifest.root,
                 "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
-                "labels": list(self.label_names), "labels_unmatched": self.labels_unmatched}
+                "labels": list(self.label_names), "labels_unmatched": self.labels_unmatched,
+                "hashed": self.hashed, "reused": self.reused}
 
 
-def scan_images(source: str, *, labels: str | None = None, storage_options: Mapping[str, Any] | None = None
-                ) -> ScanResult:
-    """Lists, hashes and labels the images of `source` (a directory, list file or glob; see the module docstring)."""
-    fs, root, files = list_images(source, storage_options=storage_options)
+def scan_images(source: str, *, labels: str | None = None, storage_options: Mapping[str, Any] | None = None,
+                previous: HashCache | None = None) -> ScanResult:
+    """Lists, hashes and labels the images of `source` (a directory, list file or glob; see the module docstring).
+    previous: an earlier scan's `hash_cache`; files whose fingerprint matches their entry are not read again."""
+    fs, root, listing = _list_images(source, storage_options=storage_options)
+    files = sorted(listing)
     if not files:
         raise FileNotFoundError(f"no image files in {source!r} (looked for {', '.join(IMAGE_SUFFIXES)}); give a folder "
                                 "of images, a list file with one path per line, or a glob such as 'photos/*.jpg'")
     ids = [_image_id(root, path) for path in files]
-    hashes = _hash_all(fs, files)
+    keys = [_full(fs, path) for path in files]
+    prints = [fingerprint(listing[path]) for path in files]
+    hashes, cache, reused = _hash_changed(fs, files, keys, prints, previous or {})
     table = read_labels(labels, storage_options=storage_options) if labels else {}
     records, skipped, first_by_hash, used_rows = [], [], {}, set()
     for image_id, path, digest in sorted(zip(ids, files, hashes)):
@@ -92,23 +112,30 @@ def scan_images(source: str, *, labels: str | None = None, storage_options: Mapp
     manifest = Manifest.from_records(records, root=_full(fs, root))
     names = tuple(sorted({n for row in table.values() for n in row}))
     return ScanResult(source=source, manifest=manifest, skipped=tuple(skipped),
-                      labels_unmatched=len(set(table) - used_rows), label_names=names)
+                      labels_unmatched=len(set(table) - used_rows), label_names=names,
+                      hashed=len(files) - reused, reused=reused, hash_cache=cache)
 
 
 def list_images(source: str, *, storage_options: Mapping[str, Any] | None = None
                 ) -> tuple[fsspec.AbstractFileSystem, str, list[str]]:
     """(filesystem, root, file paths) for a directory, list file or glob; paths as the filesystem names them."""
-    fs, path = fsspec.core.url_to_fs(source, **dict(storage_options or {}))
-    if any(c in source for c in _GLOB_CHARS) and not fs.exists(path):
-        root = _glob_root(path)
-        return fs, root, sorted(p for p in fs.glob(path) if is_image_name(p) and not fs.isdir(p))
-    if fs.isdir(path):
-        root = path.rstrip("/")
-        return fs, root, sorted(p for p in fs.find(root) if is_image_name(p) and not _hidden(root, p))
-    if fs.isfile(path):
-        root = posixpath.dirname(path)
-        return fs, root, _read_list_file(fs, path, root)
-    raise FileNotFoundError(f"{source!r} is neither a folder, a list file nor a glob that matches anything")
+    fs, root, listing = _list_images(source, storage_options=storage_options)
+    return fs, root, sorted(listing)
+
+
+def fingerprint(info: Mapping[str, Any] | None) -> str | None:
+    """What says, from a listing entry, that a file is unchanged: 'size=<n>;<key>=<value>' with the first of
+    `_FINGERPRINT_KEYS` present; None (always hash) for symlinks (their target may change in place) and entries with
+    no size or none of the keys."""
+    if not info or info.get("islink") or info.get("size") is None:
+        return None
+    for key in _FINGERPRINT_KEYS:
+        value = info.get(key)
+        if value not in (None, ""):
+            if isinstance(value, _dt.datetime):
+                value = value.timestamp()
+            return f"size={int(info['size'])};{key}={value!r}"
+    return None
 
 
 def read_labels(csv_path: str, *, storage_options: Mapping[str, Any] | None = None) -> dict[str, dict[str, float]]:
@@ -134,6 +161,33 @@ def read_labels(csv_path: str, *, storage_options: Mapping[str, Any] | None = No
 
 
 # ---------------------------------------------------------------------------------------------------------- helpers
+def _list_images(source: str, *, storage_options: Mapping[str, Any] | None
+                 ) -> tuple[fsspec.AbstractFileSystem, str, dict[str, Mapping[str, Any] | None]]:
+    """(filesystem, root, {file path: listing entry}); the entries come from the detailed listing (None for a
+    list-file line whose file cannot be looked up: hashing it reports why)."""
+    fs, path = fsspec.core.url_to_fs(source, **dict(storage_options or {}))
+    fs.invalidate_cache()  # fsspec instances are shared and s3fs caches listings: a stale ETag would reuse a stale hash
+    if any(c in source for c in _GLOB_CHARS) and not fs.exists(path):
+        found = fs.glob(path, detail=True)
+        return fs, _glob_root(path), {p: info for p, info in found.items()
+                                      if is_image_name(p) and info.get("type") != "directory"}
+    if fs.isdir(path):
+        root = path.rstrip("/")
+        found = fs.find(root, detail=True)
+        return fs, root, {p: info for p, info in found.items() if is_image_name(p) and not _hidden(root, p)}
+    if fs.isfile(path):
+        root = posixpath.dirname(path)
+        return fs, root, {p: _info_or_none(fs, p) for p in _read_list_file(fs, path, root)}
+    raise FileNotFoundError(f"{source!r} is neither a folder, a list file nor a glob that matches anything")
+
+
+def _info_or_none(fs: fsspec.AbstractFileSystem, path: str) -> Mapping[str, Any] | None:
+    try:
+        return fs.info(path)
+    except OSError:  # missing, permission: the hash reports it as the skip reason
+        return None
+
+
 def _glob_root(pattern: str) -> str:
     """The folder part of a glob before its first wildcard: 'data/a/*/x*.png' -> 'data/a'."""
     cut = min(i for i in (pattern.find(c) for c in _GLOB_CHARS) if i >= 0)
@@ -173,9 +227,26 @@ def _is_local(fs: fsspec.AbstractFileSystem) -> bool:
     return "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,))
 
 
-def _hash_all(fs: fsspec.AbstractFileSystem, files: Sequence[str]) -> list[str | Exception]:
+def _hash_changed(fs: fsspec.AbstractFileSystem, files: Sequence[str], keys: Sequence[str],
+                  prints: Sequence[str | None], previous: HashCache
+                  ) -> tuple[list[str | Exception], dict[str, tuple[str, str]], int]:
+    """(hash or error per file, the cache for the next scan, how many hashes came from `previous`). A cached hash
+    is used only when the entry's fingerprint equals the file's current one."""
+    cached = [_cached(previous, key, fp) for key, fp in zip(keys, prints)]
+    todo = [i for i, digest in enumerate(cached) if digest is None]
     with ThreadPoolExecutor(_HASH_THREADS) as pool:
-        return list(pool.map(lambda p: _hash_one(fs, p), files))
+        fresh = list(pool.map(lambda i: _hash_one(fs, files[i]), todo))
+    hashes: list[str | Exception] = list(cached)
+    for i, digest in zip(todo, fresh):
+        hashes[i] = digest
+    cache = {key: (fp, digest) for key, fp, digest in zip(keys, prints, hashes)
+             if fp is not None and isinstance(digest, str)}
+    return hashes, cache, len(files) - len(todo)
+
+
+def _cached(previous: HashCache, key: str, fp: str | None) -> str | None:
+    entry = previous.get(key) if fp is not None else None
+    return entry[1] if entry is not None and entry[0] == fp else None
 
 
 def _hash_one(fs: fsspec.AbstractFileSystem, path: str) -> str | Exception:
