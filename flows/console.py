@@ -52,6 +52,9 @@ def format_invert_summary(summary: dict[str, Any]) -> str:
              f"{counts['failed']} failed, {counts['pending']} pending",
              f"this run  {summary['added']} new images; {run['items']} inverted in {run['shards']} shards "
              f"({run['done']} done, {run['failed']} failed) in {summary['seconds']:.1f} s"]
+    if "scan" in summary:
+        lines.append(f"scan      {summary['scan']['hashed']} files read and hashed, {summary['scan']['reused']} "
+                     "unchanged since the last scan (hash reused)")
     lines += [f"skipped   {s['path']}: {s['reason']}" for s in summary["skipped"]]
     lines += [f"failed    {f['image_id']}: {f['error']}" for f in summary["failures"]]
     hidden = counts["failed"] - len(summary["failures"])

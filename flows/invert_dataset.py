@@ -7,8 +7,11 @@ over Dask workers, resumable and safe to re-run.
 Steps (each a task in `tasks/inversion.py`):
 
 1. scan the images: ids, paths, content hashes, labels; unreadable files and duplicates are set aside with a reason;
+   only new or changed files are read: the hashes of the last scan are kept in the store (`scan_cache/`, saved in
+   step 2) and reused for files whose size and ETag/mtime are unchanged (tasks/dataset.py);
 2. open the store, refusing one made with another generator or inversion spec, or create it; take its lease
    (renewed in the background; a second run on the same store is refused, `force=True` takes the lease over);
+   keep the scan's hashes in the store for the next run;
 3. plan: append the images the store has not seen (by content hash) and list the shards with pending items;
 4. invert the shards on Dask workers: each task gets the store URL and a shard index, decodes and inverts that
    shard's pending items on its worker and writes them back; a worker that dies mid-shard has its shard re-run
@@ -39,7 +42,8 @@ from flows._common import new_run_id
 from flows.clusters import check_cluster_name, dask_task_runner, gpu_annotation
 from storage.lease import RENEWED_LEASE_TTL_S
 from tasks.coordinator import check_spec, describe_generator
-from tasks.inversion import invert_shard, open_store, plan_shards, scan_dataset, summarize_run
+from tasks.inversion import (invert_shard, open_store, plan_shards, save_scan_cache, scan_dataset,
+                             summarize_run)
 from tasks.spec import InversionSpec
 
 
@@ -79,11 +83,12 @@ def invert_dataset(images: str, store: str, generator: str = "faces64", *,
     gen = describe_generator(generator)
     encoder_sha256 = check_spec(spec, gen)
     # 1. Scan the dataset: ids, content hashes, labels; unreadable files and duplicates set aside with reasons.
-    scan = scan_dataset(images, labels=labels, storage_options=storage_options)
-    # 2. Open or create the store (refusing mismatches), and hold its lease for the run.
+    scan = scan_dataset(images, labels=labels, storage_options=storage_options, store=store)
+    # 2. Open or create the store (refusing mismatches), hold its lease for the run, keep the scan's hashes.
     latent_store, created = open_store(store, quote(scan.manifest), gen, spec, chunk_items=shard_size,
                                        encoder_sha256=encoder_sha256, storage_options=storage_options)
     with latent_store.acquire_lease(run_id, ttl_s=lease_ttl_s, force=force):
+        save_scan_cache(latent_store, quote(scan))  # the next run re-reads only new or changed files
         # 3. Plan: append the new images, list the shards with pending items.
         planned = plan_shards(latent_store, quote(scan.manifest), retry_failed=retry_failed, created=created)
         progress.notify({"event": "planned", "items": planned["items"], "shards": len(planned["shards"])})
@@ -173,7 +178,8 @@ def _publish(summary: dict[str, Any]) -> None:
 def summary_markdown(summary: dict[str, Any]) -> str:
     counts, run = summary["counts"], summary["this_run"]
     lines = [f"# Dataset inversion into `{summary['store']}`", "",
-             f"- images: `{summary['images']}`; {summary['added']} new items appended",
+             f"- images: `{summary['images']}`; {summary['added']} new items appended; scan hashed "
+             f"{summary['scan']['hashed']} files, reused {summary['scan']['reused']} cached hashes",
              f"- store: {summary['num_items']} items: {counts['done']} done, {counts['failed']} failed, "
              f"{counts['pending']} pending",
              f"- this run: {run['shards']} shards, {run['items']} items ({run['done']} done, {run['failed']} failed), "

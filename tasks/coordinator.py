@@ -111,6 +111,7 @@ def summarize(store: LatentStore, scan: ScanResult, reports: Sequence[Mapping[st
            "invert_seconds": sum(r.get("invert_s", 0.0) for r in reports)}
     return {"store": store.url, "images": scan.source, "num_items": len(store), "counts": counts,
             "added": (planned or {}).get("added", 0), "this_run": run, "skipped": scan.summary()["skipped"],
+            "scan": {"hashed": scan.hashed, "reused": scan.reused},
             "failures": failures, "failures_listed": len(failures), "seconds": seconds,
             "labels": list(store.layout.labels)}
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from ganinv.generators import GeneratorLoadError
@@ -30,10 +30,16 @@ def transient(task: Any, task_run: Any, state: Any) -> bool:
 
 
 @task(name="scan-dataset", retries=2, retry_delay_seconds=5, retry_condition_fn=transient, cache_policy=NO_CACHE)
-def scan_dataset(images: str, labels: str | None = None, storage_options: dict[str, Any] | None = None
-                 ) -> ScanResult:
-    """1. List, hash and label the images (a folder, list file, glob or bucket prefix)."""
-    return scan_images(images, labels=labels, storage_options=storage_options)
+def scan_dataset(images: str, labels: str | None = None, storage_options: dict[str, Any] | None = None,
+                 store: str | None = None) -> ScanResult:
+    """1. List, hash and label the images (a folder, list file, glob or bucket prefix). `store`: reuse the hashes
+    of files unchanged since the scan cached in that store (none yet, or unreadable: hash every file)."""
+    previous: dict[str, tuple[str, str]] = {}
+    if store is not None:
+        previous, note = LatentStore.read_scan_cache(store, storage_options=storage_options)
+        log = get_run_logger()
+        (log.warning if "unreadable" in note else log.info)(note)
+    return scan_images(images, labels=labels, storage_options=storage_options, previous=previous)
 
 
 @task(name="open-store", retries=2, retry_delay_seconds=5, retry_condition_fn=transient, cache_policy=NO_CACHE)
@@ -43,6 +49,19 @@ def open_store(store: str, manifest: Manifest, generator: coordinator.GeneratorI
     """2. Open the store, refusing a mismatching one, or create it; returns (store, created now)."""
     return coordinator.open_store(store, manifest, generator, spec, chunk_items=chunk_items,
                                   encoder_sha256=encoder_sha256, storage_options=storage_options)
+
+
+@task(name="save-scan-cache", cache_policy=NO_CACHE)
+def save_scan_cache(store: LatentStore, scan: ScanResult) -> bool:
+    """Keeps the scan's hashes in the store for the next run (the caller holds the lease). A failure is logged, not
+    raised: the next run then hashes every file again. Returns whether it was saved."""
+    try:
+        size = store.write_scan_cache(scan.hash_cache)
+    except Exception as err:  # noqa: BLE001 - the cache only saves time
+        get_run_logger().warning(f"scan cache not saved ({type(err).__name__}: {err}); the next run hashes every file")
+        return False
+    get_run_logger().info(f"scan cache of {len(scan.hash_cache)} files saved ({size} bytes)")
+    return True
 
 
 @task(name="plan-shards", retries=2, retry_delay_seconds=5, retry_condition_fn=transient, cache_policy=NO_CACHE)

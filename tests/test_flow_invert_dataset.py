@@ -202,6 +202,31 @@ def test_rerun_appends_new_images_and_inverts_only_them(dask, generator, tmp_pat
                                                                                           "good004.png"]
 
 
+def test_rerun_hashes_only_new_or_changed_files(dask, generator, tmp_path):
+    from flows.invert_dataset import invert_dataset
+
+    images, url = tmp_path / "nightly", str(tmp_path / "hashed.zarr")
+    paths = write_good_images(images, 3)
+    run = lambda: invert_dataset(str(images), url, generator, inversion=FAST, shard_size=2,  # noqa: E731
+                                 cluster=dask[0].scheduler_address)
+    first, again = run(), run()
+    _later_mtime(paths[0])  # touched (a sync tool): read again, same hash, nothing new
+    write_good_images(images, 1, start=3)
+    touched = run()
+    assert (first["scan"], again["scan"], touched["scan"]) == (
+        {"hashed": 3, "reused": 0}, {"hashed": 0, "reused": 3}, {"hashed": 2, "reused": 2})
+    assert (again["added"], touched["added"], touched["counts"]["done"]) == (0, 1, 4)
+    paths[1].write_bytes(paths[1].read_bytes() + b"edited")  # new content and size under a known image_id
+    _later_mtime(paths[1])
+    with pytest.raises(ValueError, match="good001.png"):  # the store notices the edit only if the scan rehashes it
+        run()
+
+
+def _later_mtime(path: Path) -> None:
+    later = path.stat().st_mtime_ns + 10**9  # past any coarse filesystem clock
+    os.utime(path, ns=(later, later))
+
+
 def test_second_run_on_a_leased_store_is_refused_until_forced(dask, generator, tmp_path):
     from flows.invert_dataset import invert_dataset
 
