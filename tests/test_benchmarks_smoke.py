@@ -64,3 +64,17 @@ def test_modconv_benchmark_runs_tiny_and_every_form_computes_the_same_function(t
     rows = payload["rows"]
     assert {r["form"] for r in rows} == {"unfused", "grouped", "bmm"} and not any("error" in r for r in rows)
     assert all(r["rel_err"] < (1e-5 if r["precision"] == "fp32" else 2e-2) for r in rows)
+
+
+def test_scan_rescan_benchmark_reuses_every_hash_locally_and_on_s3(tmp_path):
+    import socket
+
+    from benchmarks import scan_rescan
+
+    with socket.socket() as s:  # a free port for the benchmark's own moto server
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    payload = scan_rescan.main(["--n", "12", "--port", str(port), "--out", str(tmp_path / "o.json")])
+    assert [row["where"] for row in payload["rows"]] == ["local folder", "S3 (moto, loopback)"]
+    for row in payload["rows"]:
+        assert (row["files"], row["hashed_on_rescan"], row["reused_on_rescan"]) == (12, 0, 12)
