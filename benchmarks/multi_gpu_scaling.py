@@ -11,6 +11,10 @@ are read from the shard completions it sees (`flows.progress` events carry the w
 - *end to end*: every image-step over the flow call's wall time (cluster start, worker start, model load, scan,
   store, shards, summary), which a short run pays in full.
 
+Per worker, `per_worker` also splits the time to its first shard into what came before the task started (cluster
+and worker start-up, scheduling), model loading, inversion and the rest (decode wait, store writes): the fixed
+cost that keeps end-to-end efficiency below the steady one.
+
 Scaling efficiency = rate(N workers) / (N x rate(1 worker)); goal >= 0.9 (steady). Shards go to workers as they
 free up (Dask's GPU=1 resource: one shard per GPU at a time), so with S shards on N GPUs the last wave may leave a
 GPU idle: S should be a multiple of N, and large against it.
@@ -110,16 +114,17 @@ def run_flow(args: argparse.Namespace, world, store: Path, workers: int) -> dict
 def rates(args: argparse.Namespace, workers: int, run: dict[str, Any]) -> dict[str, Any]:
     """Steady and end-to-end image-steps/s of one flow run (see the module docstring)."""
     by_worker: dict[Any, list[tuple[float, int]]] = defaultdict(list)
-    for t, event in run["finished"]:
+    first: dict[Any, dict] = {}
+    for t, event in sorted(run["finished"], key=lambda te: te[0]):
         by_worker[event["pid"]].append((t, event["items"]))
+        first.setdefault(event["pid"], event)
     steady, per_worker = 0.0, {}
     for pid, shards in by_worker.items():
-        shards.sort()
         if len(shards) >= 2:
             rate = sum(n for _, n in shards[1:]) * args.steps / (shards[-1][0] - shards[0][0])
             steady += rate
             per_worker[str(pid)] = dict(shards=len(shards), image_steps_per_s=round(rate, 2),
-                                        first_shard_at_s=round(shards[0][0], 2))
+                                        **first_shard_breakdown(shards[0][0], first[pid]))
     items = sum(event["items"] for _, event in run["finished"])
     return dict(workers=workers, workers_seen=len(by_worker), images=items, steps=args.steps,
                 shards=len(run["finished"]), done=run["done"],
@@ -128,6 +133,18 @@ def rates(args: argparse.Namespace, workers: int, run: dict[str, Any]) -> dict[s
                 shards_per_worker=sorted(len(s) for s in by_worker.values()), per_worker=per_worker,
                 median_shard_spacing_s=statistics.median(
                     [b - a for s in by_worker.values() for (a, _), (b, _) in zip(s, s[1:])] or [float("nan")]))
+
+
+def first_shard_breakdown(finished_at: float, event: dict) -> dict[str, float | None]:
+    """Where the time to a worker's first shard went: before the task started on the worker (cluster and worker
+    start-up, scheduling), loading the models, inverting, and the rest of the shard (decode wait, store writes)."""
+    seconds, load, invert = event.get("seconds"), event.get("load_s"), event.get("invert_s")
+    known = None not in (seconds, load, invert)
+    return dict(first_shard_at_s=round(finished_at, 2),
+                first_shard_before_task_s=round(finished_at - seconds, 2) if seconds is not None else None,
+                first_shard_load_s=round(load, 2) if load is not None else None,
+                first_shard_invert_s=round(invert, 2) if invert is not None else None,
+                first_shard_other_s=round(seconds - load - invert, 2) if known else None)
 
 
 def with_efficiency(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -155,7 +155,7 @@ class _ShardProgress:
         progress.notify({"event": "shard", "index": shard["index"], "items": size, "done": report.get("done", 0),
                          "failed": report.get("failed", 0), "crashed": "error" in report,
                          "seconds": report.get("seconds"), "invert_s": report.get("invert_s"),
-                         "pid": report.get("pid"), "device": report.get("device")})
+                         "load_s": report.get("load_s"), "pid": report.get("pid"), "device": report.get("device")})
 
 
 def artifact_key(store_url: str, what: str) -> str:

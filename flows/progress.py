@@ -3,8 +3,9 @@
 The flow calls `notify({...})` as shards finish; `listening(callback)` registers a callback for the duration of a
 `with` block. Events are small dicts: `{'event': 'planned', 'items': n, 'shards': k}` once, then
 `{'event': 'shard', 'index': i, 'items': n, 'done': d, 'failed': f, 'crashed': bool, 'seconds': s, 'invert_s': s,
-'pid': p, 'device': d}` per finished shard (seconds: the worker's time in the shard; invert_s: the part spent
-inverting; pid and device: which worker process and device ran it, None for a crashed shard).
+'load_s': s, 'pid': p, 'device': d}` per finished shard (seconds: the worker's time in the shard; invert_s: the part
+spent inverting; load_s: loading the models, ~0 once the worker has them; pid and device: which worker process and
+device ran it; None where a crashed shard cannot say).
 A deployment run has no listener; its progress is the Prefect progress artifact.
 """
 

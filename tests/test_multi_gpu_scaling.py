@@ -8,8 +8,8 @@ import pytest
 from benchmarks import multi_gpu_scaling
 
 
-def shard_event(pid: int, items: int) -> dict:
-    return {"event": "shard", "pid": pid, "items": items}
+def shard_event(pid: int, items: int, **timing) -> dict:
+    return {"event": "shard", "pid": pid, "items": items, **timing}
 
 
 def test_steady_rate_sums_each_workers_rate_after_its_first_shard_and_efficiency_compares_to_one_worker():
@@ -44,3 +44,13 @@ def test_scaling_benchmark_runs_one_and_two_cpu_workers_through_the_flow(tmp_pat
     assert (one["workers"], two["workers"]) == (1, 2)
     assert one["done"] == two["done"] == one["images"] == 16
     assert one["workers_seen"] == 1 and two["workers_seen"] == 2 and one["steady_efficiency"] == 1
+
+
+def test_the_first_shard_of_each_worker_is_split_into_start_up_load_invert_and_the_rest():
+    args = argparse.Namespace(steps=1)
+    run = {"wall_s": 70.0, "done": 2, "finished": [
+        (60.0, shard_event(5, 1, seconds=20.0, load_s=6.0, invert_s=12.0)),
+        (70.0, shard_event(5, 1, seconds=10.0, load_s=0.0, invert_s=9.5))]}
+    worker = multi_gpu_scaling.rates(args, 1, run)["per_worker"]["5"]
+    assert (worker["first_shard_at_s"], worker["first_shard_before_task_s"]) == (60.0, 40.0)
+    assert (worker["first_shard_load_s"], worker["first_shard_invert_s"], worker["first_shard_other_s"]) == (6, 12, 2)
