@@ -658,8 +658,7 @@ class LatentStore:
         (method, config, inputs...; a dataclass or mapping, saved verbatim), created, ganinv_version and the store's
         manifest hash. Write arrays into it with dimension_names, then call `consolidate()`."""
         self._require_writable()
-        if kind not in RESULT_KINDS:
-            raise ValueError(f"kind={kind!r}: results go under one of {RESULT_KINDS}")
+        _check_result_kind(kind)
         check_name(name, what=kind)
         made_by = to_jsonable(made_by)
         if not made_by:
@@ -671,8 +670,7 @@ class LatentStore:
 
     def result_groups(self, kind: str) -> dict[str, dict[str, Any]]:
         """Name -> attributes of the result groups under `kind`."""
-        if kind not in RESULT_KINDS:
-            raise ValueError(f"kind={kind!r}: results are under one of {RESULT_KINDS}")
+        _check_result_kind(kind)
         parent = self._group[kind]
         return {name: dict(child.attrs) for name, child in parent.groups()}
 
@@ -683,16 +681,14 @@ class LatentStore:
 
     def result_attrs(self, kind: str, name: str) -> dict[str, Any]:
         """The attributes of the result group `<kind>/<name>` (one group read, not a listing); KeyError if absent."""
-        if kind not in RESULT_KINDS:
-            raise ValueError(f"kind={kind!r}: results are under one of {RESULT_KINDS}")
+        _check_result_kind(kind)
         return dict(self._group[f"{kind}/{name}"].attrs)
 
     def update_result_attrs(self, kind: str, name: str, **values: Any) -> dict[str, Any]:
         """Adds or replaces attributes of the result group `<kind>/<name>` (coordinator only: refused while another
         run holds the lease), e.g. an edit run's `evaluation` after rendering; returns all its attributes."""
         self._require_writable()
-        if kind not in RESULT_KINDS:
-            raise ValueError(f"kind={kind!r}: results are under one of {RESULT_KINDS}")
+        _check_result_kind(kind)
         self._coordinator_check()
         group = self._group[f"{kind}/{name}"]
         group.attrs.update(values)
@@ -860,6 +856,11 @@ def _region(indices: np.ndarray) -> slice | np.ndarray:
     if len(indices) and indices[-1] - indices[0] + 1 == len(indices):
         return slice(int(indices[0]), int(indices[-1]) + 1)
     return indices
+
+
+def _check_result_kind(kind: str) -> None:
+    if kind not in RESULT_KINDS:
+        raise ValueError(f"kind={kind!r}: results are under one of {RESULT_KINDS}")
 
 
 def resolve_item_path(root: str, path: str) -> str:
