@@ -45,6 +45,7 @@ from tasks.coordinator import check_spec, describe_generator
 from tasks.inversion import (invert_shard, open_store, plan_shards, save_scan_cache, scan_dataset,
                              summarize_run)
 from tasks.spec import InversionSpec
+from tasks.worker import check_batch_size
 
 
 class IncompleteRun(RuntimeError):
@@ -76,8 +77,7 @@ def invert_dataset(images: str, store: str, generator: str = "faces64", *,
     t0 = time.perf_counter()
     run_id = new_run_id("invert-dataset")
     check_cluster_name(cluster)
-    if batch_size is not None and batch_size < 0:
-        raise ValueError(f"batch_size must be >= 1, or 0 for as many images as fit each GPU, got {batch_size}")
+    check_batch_size(batch_size)  # before the scan, not on the first worker
     spec = inversion if isinstance(inversion, InversionSpec) else InversionSpec.for_generator(generator,
                                                                                              **(inversion or {}))
     gen = describe_generator(generator)

@@ -100,13 +100,19 @@ def run_shard(store_url: str, shard_index: int, spec: Mapping[str, Any] | Invers
     return report
 
 
+def check_batch_size(batch_size: int | None) -> None:
+    """None (the device's default), `AUTO_BATCH`, or a positive number of images per inversion call."""
+    if batch_size is not None and batch_size < 0:
+        raise ValueError(f"batch_size must be >= 1, or {AUTO_BATCH} for as many images as fit each GPU, "
+                         f"got {batch_size}")
+
+
 def resolve_batch_size(models: Models, spec: InversionSpec, batch_size: int | None, *, generator: str) -> int:
     """`batch_size`, the device's default when None, or for `AUTO_BATCH` on CUDA the largest batch whose inversion
     steps fit 80 % of the free GPU memory (probed once per generator, device and config in this process)."""
     if batch_size is None or (batch_size == AUTO_BATCH and models.device.type != "cuda"):
         return DEFAULT_BATCH[models.device.type]
-    if batch_size < 0:
-        raise ValueError(f"batch_size must be >= 1, or {AUTO_BATCH} for automatic, got {batch_size}")
+    check_batch_size(batch_size)
     if batch_size != AUTO_BATCH:
         return batch_size
     key = (generator, str(models.device), json.dumps(spec.config.to_dict(), sort_keys=True))
