@@ -74,6 +74,7 @@ class ScanResult:
     hashed: int = 0                    # files read and hashed by this scan
     reused: int = 0                    # files whose hash came from `previous` (fingerprint unchanged)
     hash_cache: HashCache = field(default_factory=dict, repr=False, compare=False)  # for the next scan's `previous`
+    hash_cache_changed: bool = True    # False when `hash_cache` equals the `previous` it was given (nothing to save)
 
     def summary(self) -> dict[str, Any]:
         """Small and JSON-able: counts and the skipped files."""
@@ -113,7 +114,8 @@ def scan_images(source: str, *, labels: str | None = None, storage_options: Mapp
     names = tuple(sorted({n for row in table.values() for n in row}))
     return ScanResult(source=source, manifest=manifest, skipped=tuple(skipped),
                       labels_unmatched=len(set(table) - used_rows), label_names=names,
-                      hashed=len(files) - reused, reused=reused, hash_cache=cache)
+                      hashed=len(files) - reused, reused=reused, hash_cache=cache,
+                      hash_cache_changed=cache != dict(previous or {}))
 
 
 def list_images(source: str, *, storage_options: Mapping[str, Any] | None = None

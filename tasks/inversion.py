@@ -54,7 +54,10 @@ def open_store(store: str, manifest: Manifest, generator: coordinator.GeneratorI
 @task(name="save-scan-cache", cache_policy=NO_CACHE)
 def save_scan_cache(store: LatentStore, scan: ScanResult) -> bool:
     """Keeps the scan's hashes in the store for the next run (the caller holds the lease). A failure is logged, not
-    raised: the next run then hashes every file again. Returns whether it was saved."""
+    raised: the next run then hashes every file again. Returns whether it was saved (an unchanged cache is not
+    written again: a nightly run over an unchanged corpus writes nothing here)."""
+    if not scan.hash_cache_changed:
+        return False
     try:
         size = store.write_scan_cache(scan.hash_cache)
     except Exception as err:  # noqa: BLE001 - the cache only saves time

@@ -47,6 +47,15 @@ def test_rescan_with_the_cache_hashes_nothing_and_gives_the_same_manifest(tmp_pa
     assert again.summary()["hashed"] == 0 and again.summary()["reused"] == 4
 
 
+def test_an_unchanged_rescan_leaves_nothing_to_save_and_a_change_does(tmp_path):
+    paths = write_good_images(tmp_path, 2)
+    first = scan_images(str(tmp_path))
+    assert first.hash_cache_changed  # no previous cache: the first scan's must be saved
+    assert not scan_images(str(tmp_path), previous=first.hash_cache).hash_cache_changed
+    _rewrite(paths[0], paths[0].read_bytes() + b"changed")
+    assert scan_images(str(tmp_path), previous=first.hash_cache).hash_cache_changed
+
+
 def test_a_changed_file_is_hashed_again_and_gets_its_new_hash(tmp_path):
     paths = write_good_images(tmp_path, 3)
     first = scan_images(str(tmp_path))
