@@ -79,6 +79,11 @@ def _read_meta(path: Path) -> dict[str, Any]:
     return json.loads(meta_file.read_text())
 
 
+def config_from_dict(cls: type, values: dict[str, Any]) -> Any:
+    """A frozen config dataclass from its `dataclasses.asdict` after a JSON round trip (lists back to tuples)."""
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
 def load_checkpoint_entry(path: str | Path, key: str) -> Any:
     """One top-level entry of the checkpoint at `path` that holds no tensors (its config, its step), read from
     `checkpoint.json` alone, without loading the tensor shards."""

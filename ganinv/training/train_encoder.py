@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from ganinv.generators.stylegan2 import Generator
 from ganinv.models.encoder import Encoder
-from ganinv.training.checkpoint import load_checkpoint, load_checkpoint_entry, save_checkpoint
+from ganinv.training.checkpoint import config_from_dict, load_checkpoint, load_checkpoint_entry, save_checkpoint
 from ganinv.training.sampling import style_mixed_ws, training_autocast
 from ganinv.training.train_gan import generator_from_checkpoint, load_training_images
 from ganinv.utils.images import to_model_input
@@ -177,8 +177,8 @@ def encoder_run_config(run_dir: str | Path, *, steps: int | None = None, data: s
                        perceptual: str | None = None) -> EncoderTrainConfig:
     """The config of the encoder run in `run_dir`: a new run's from the options given (None: the defaults), a
     resumed run's from its checkpoint, which fixed the schedule's length and the data when the run was created.
-    Resuming with an option that differs from the run's is a RunConfigMismatch naming both values (the one-cycle schedule
-    cannot change length mid-run)."""
+    Resuming with an option that differs from the run's is a RunConfigMismatch naming both values (the one-cycle
+    schedule cannot change length mid-run)."""
     asked = dict(total_steps=steps, data=data,
                  perceptual_weight=None if perceptual is None else
                  (EncoderTrainConfig.perceptual_weight if perceptual == "classifier" else 0.0))
@@ -186,8 +186,7 @@ def encoder_run_config(run_dir: str | Path, *, steps: int | None = None, data: s
     checkpoint = Path(run_dir) / "checkpoint"
     if not (checkpoint / "checkpoint.json").exists():
         return EncoderTrainConfig(**asked)
-    saved = load_checkpoint_entry(checkpoint, "config")
-    saved = EncoderTrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()})
+    saved = config_from_dict(EncoderTrainConfig, load_checkpoint_entry(checkpoint, "config"))
     clash = [f"{k}={getattr(saved, k)!r} (asked {v!r})" for k, v in asked.items() if getattr(saved, k) != v]
     if clash:
         raise RunConfigMismatch(f"encoder run {run_dir} was created with {', '.join(clash)}: resume it without those "

@@ -4,7 +4,8 @@ What it follows (Karras et al. 2020a/b): non-saturating logistic loss; lazy regu
 `r1_interval` D steps, path-length regularisation every `pl_interval` G steps, with the learning rate and Adam betas
 rescaled by `interval / (interval + 1)`); style-mixing regularisation; Adam(0, 0.99); an exponential moving average
 of G (`G_ema`) with ramp-up; bf16 autocast for the main passes on CUDA (regularisers in fp32). It trains in chunks of
-`minutes` (`ganinv train-gan --minutes`), each ending in a checkpoint that the next chunk resumes from, so it fits machines lent for 10 minutes.
+`minutes` (`ganinv train-gan --minutes`), each ending in a checkpoint that the next chunk resumes from, so it fits
+machines lent for 10 minutes.
 
 The dataset is held in device memory as uint8 (64x64 images are small): a folder of PNGs, an `.npy` array
 `[N, H, W, 3]`, or `procedural:N:SEED`, rendered on all cores by the embedded world's `render_batch`.
@@ -29,7 +30,7 @@ import torch.nn.functional as F
 from ganinv.datasets.folder import IMAGE_SUFFIXES, DecodePolicy, decode_image, is_image_name
 from ganinv.datasets.procedural_faces import render_batch
 from ganinv.generators.stylegan2 import Generator
-from ganinv.training.checkpoint import load_checkpoint, load_checkpoint_entry, save_checkpoint
+from ganinv.training.checkpoint import config_from_dict, load_checkpoint, load_checkpoint_entry, save_checkpoint
 from ganinv.training.discriminator import Discriminator
 from ganinv.training.sampling import style_mixed_ws, training_autocast
 from ganinv.utils.images import to_model_input, to_uint8
@@ -67,7 +68,7 @@ class GANTrainConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> GANTrainConfig:
         """Inverse of `dataclasses.asdict` after a JSON round trip (lists back to tuples)."""
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+        return config_from_dict(cls, values)
 
     def generator_kwargs(self) -> dict[str, Any]:
         return dict(z_dim=self.z_dim, c_dim=0, w_dim=self.w_dim, img_resolution=self.resolution, img_channels=3,
