@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
-import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -39,7 +38,7 @@ from typing import Any
 import torch
 
 from benchmarks.common import Budget, device_facts, markdown_table, write_json
-from benchmarks.flow_overhead import image_list, make_world
+from benchmarks.flow_overhead import make_world, run_flow
 
 COLUMNS = ["workers", "images", "steps", "shards", "steady_image_steps_per_s", "steady_efficiency",
            "end_to_end_s", "end_to_end_image_steps_per_s", "end_to_end_efficiency", "shards_per_worker"]
@@ -88,27 +87,6 @@ def default_worker_counts(args: argparse.Namespace) -> list[int]:
 
     gpus = len(visible_gpus())
     return [1, gpus] if gpus > 1 else [1]
-
-
-def run_flow(args: argparse.Namespace, world, store: Path, workers: int) -> dict[str, Any]:
-    """The flow over every image on `workers` workers; completion times by worker, and its wall time."""
-    from flows import progress
-    from flows.invert_dataset import invert_dataset
-
-    finished: list[tuple[float, dict]] = []
-
-    def on_event(event: dict) -> None:
-        if event["event"] == "shard":
-            finished.append((time.perf_counter(), event))
-
-    t0 = time.perf_counter()
-    with progress.listening(on_event):
-        summary = invert_dataset(image_list(world, args.shards * args.shard_size), str(store), world.generator,
-                                 inversion=world.spec, shard_size=args.shard_size, cluster=args.cluster,
-                                 workers=workers, batch_size=args.batch_size, device=args.device,
-                                 threads=args.threads)
-    wall = time.perf_counter() - t0
-    return {"wall_s": wall, "finished": [(t - t0, e) for t, e in finished], "done": summary["counts"]["done"]}
 
 
 def rates(args: argparse.Namespace, workers: int, run: dict[str, Any]) -> dict[str, Any]:
@@ -182,7 +160,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 if predicted is not None and budget.remaining() < predicted / workers * 1.2 + 30:
                     rows.append(dict(workers=workers, detail=f"skipped: time budget {args.time_budget:.0f} s"))
                     continue
-                run = run_flow(args, world, workdir / f"store-{workers}.zarr", workers)
+                run = run_flow(args, world, workdir / f"store-{workers}.zarr", images=world.num_images,
+                               workers=workers)
                 rows.append(rates(args, workers, run))
                 predicted = predicted or run["wall_s"] * workers
                 print(markdown_table(rows[-1:], COLUMNS).splitlines()[-1], flush=True)
