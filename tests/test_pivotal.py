@@ -94,10 +94,13 @@ def test_same_seeds_give_bitwise_the_same_deltas(world, tuned):
     assert not np.array_equal(pack(other_seed.deltas)[0], values[:1])
 
 
-@pytest.mark.parametrize("storage_dtype", ["float16", "bfloat16", "float32"])
-def test_pack_unpack_round_trip_is_bit_exact_and_renders_the_reported_images(world, storage_dtype):
+@pytest.mark.parametrize("storage_dtype, form", [("float16", {}), ("bfloat16", {}), ("float32", {}),
+                                                 ("float16", dict(tune_bias=True)),
+                                                 ("float16", dict(rank=0, tune_bias=True))])
+def test_pack_unpack_round_trip_is_bit_exact_and_renders_the_reported_images(world, storage_dtype, form):
     G, targets, pivots = world
-    result = tune(G, targets[:2], pivots[:2], seed=[1, 2], storage_dtype=storage_dtype, **dict(TUNE, num_steps=5))
+    result = tune(G, targets[:2], pivots[:2], seed=[1, 2], storage_dtype=storage_dtype,
+                  **dict(TUNE, num_steps=5, **form))
     values, attrs = pack(result.deltas, config=result.config)
     assert values.shape == (2, result.deltas.values_per_item()) and values.dtype.itemsize * values.shape[1] == \
         result.deltas.bytes_per_item()
@@ -107,7 +110,9 @@ def test_pack_unpack_round_trip_is_bit_exact_and_renders_the_reported_images(wor
             assert (a is None and b is None) or torch.equal(a, b)
     assert torch.equal(render(G, result.ws, back), result.images)
     assert PivotalConfig.from_dict(attrs["config"]) == result.config
-    assert attrs["rank"] == 4 and attrs["dtype"] == storage_dtype
+    assert attrs["rank"] == result.config.rank and attrs["dtype"] == storage_dtype
+    parts = (set() if form.get("rank") == 0 else {"up", "down"}) | ({"bias_delta"} if "tune_bias" in form else set())
+    assert {p["part"] for p in attrs["parts"]} == parts
 
 
 def test_deltas_survive_a_zarr_array_and_its_attributes(world, tuned, tmp_path):

@@ -5,9 +5,11 @@ regulariser keeps G' equal to G away from the pivot (so edits of the pivot still
 tunes all of G per image (a 127 MB copy each). Here each image gets a small *delta* on the frozen, shared G:
 
 - for every modulated layer (3x3 convs and toRGB), a rank-r change of its weight, `weight + up[n] @ down[n]`
-  (`up [O, r]` starts at 0, `down [r, I*k*k]` at N(0, init_std^2) from the image's own seed, as in LoRA), and a change
-  of its bias `[O]`. Per-layer offsets of the *styles* are not offered: the affine map w -> styles is onto
-  (w_dim >= in channels), so they equal a move of the W+ pivot, which the inversion before already optimises;
+  (`up [O, r]` starts at 0, `down [r, I*k*k]` at N(0, init_std^2) from the image's own seed, as in LoRA), and
+  optionally a change of its bias `[O]`. The form was chosen by measurement (docs/inversion.md, "Pivotal tuning"):
+  rank 4 without bias offsets, ~90 KB a faces64 item in fp16. Per-layer offsets of the *styles* are not offered: the
+  affine map w -> styles is onto (w_dim >= in channels), so they equal a move of the W+ pivot, which the inversion
+  before already optimises;
 - all deltas of a batch are stacked `[N, ...]` and trained by one Adam (elementwise), on the sum of per-image losses,
   with per-image random streams: an image gets the same delta alone or in any batch (to float rounding);
 - losses (PTI eq. 1-4): `loss(G'(w_p), x)` with the registry loss (PTI: LPIPS + L2, `'lpips-vgg+mse'`), plus
@@ -51,7 +53,7 @@ class PivotalConfig:
     num_steps: int = 350                # PTI
     learning_rate: float = 3e-3         # Adam on the factors (PTI: 3e-4 on whole weights); constant, as in PTI
     rank: int = 4                       # rank of each layer's weight delta (capped at the layer's own); 0: none
-    tune_bias: bool = True              # also a per-layer bias offset [O]
+    tune_bias: bool = False             # also a per-layer bias offset [O] (measured: worse with rank >= 1)
     init_std: float = 1.0               # std of `down` at the start (weights are stored at unit variance)
     loss: str = "lpips-vgg+mse"         # PTI: LPIPS + L2, weight 1 each
     locality_weight: float = 0.1        # PTI's lambda_R (its L2 and LPIPS terms 0.1 each)
@@ -94,6 +96,14 @@ class PivotalDeltas:
     def _map(self, fn) -> "PivotalDeltas":
         return PivotalDeltas({name: SampleDelta(*(None if t is None else fn(t) for t in d))
                               for name, d in self.layers.items()}, self.storage_dtype)
+
+    @classmethod
+    def cat(cls, parts: Sequence["PivotalDeltas"]) -> "PivotalDeltas":
+        """The items of `parts` (deltas of the same form, e.g. one per batch), in order."""
+        first = parts[0]
+        return cls({name: SampleDelta(*(None if t is None else torch.cat([p.layers[name][k] for p in parts])
+                                        for k, t in enumerate(delta)))
+                    for name, delta in first.layers.items()}, first.storage_dtype)
 
     def select(self, index: slice | Sequence[int] | torch.Tensor) -> "PivotalDeltas":
         """The items `index` (a slice or indices), in that order."""
