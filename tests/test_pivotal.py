@@ -70,7 +70,8 @@ def test_locality_regulariser_keeps_g_prime_close_to_g_away_from_the_pivot():
     local = tune(G, targets, pivots, seed=[1, 2, 3, 4], locality_weight=1.0, **TUNE)
     assert change(local, pivots) > 2 * change(local, far)  # G' moved at the pivot, much less far away
     assert change(local, far) < 0.7 * change(free, far)    # and that is the regulariser's doing
-    assert (local.metrics["psnr"] > _psnr(render(G, pivots), targets) + 1).all()
+    gain = local.metrics["psnr"] - _psnr(render(G, pivots), targets)
+    assert (gain > 0).all() and gain.mean() > 1, gain  # while still fitting the patch
 
 
 def test_an_image_gets_the_same_delta_alone_and_in_a_batch_of_four(world, tuned):

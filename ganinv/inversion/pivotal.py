@@ -39,6 +39,7 @@ from ganinv.inversion.optimize import PerImageRandom, image_seeds, projector_w_s
 from ganinv.losses.base import ImageLoss
 from ganinv.losses.registry import WeightedLoss, as_weighted_loss, build_loss, canonical_loss_spec
 from ganinv.metrics.reconstruction import available_lpips, reconstruction_metrics
+from ganinv.utils.seeds import seed_from_id
 
 DELTA_FORMAT, DELTA_FORMAT_VERSION = "ganinv.pivotal-deltas", 1
 STORAGE_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
@@ -224,7 +225,7 @@ class PivotalProblem:
     def __init__(self, G: nn.Module, config: PivotalConfig, loss: WeightedLoss, target: torch.Tensor,
                  ws: torch.Tensor, seeds: list[int]):
         self.G, self.config, self.loss, self.target, self.ws, self.seeds = G, config, loss, target, ws, seeds
-        self.rng = PerImageRandom(seeds, ws.device)
+        self.rng = PerImageRandom(stream_seeds(seeds), ws.device)
         self.deltas = initial_deltas(G, config, self.rng)
         self.prepared = loss.prepare(target)
         self.w_std = projector_w_stats(G)[1] if config.locality_weight > 0 else 0.0
@@ -278,6 +279,12 @@ class PivotalProblem:
                              history=history, history_steps=steps, seeds=self.seeds, config=self.config)
 
 
+def stream_seeds(seeds: Sequence[int]) -> list[int]:
+    """The seeds of tuning's random streams, derived from the items' seeds: callers pass the seeds the inversion got
+    (e.g. `seed_from_id(image_id)`), and tuning must not replay the inversion's draws."""
+    return [seed_from_id(f"pivotal:{int(s)}") for s in seeds]
+
+
 def _check_inputs(G: nn.Module, target: torch.Tensor, ws: torch.Tensor, config: PivotalConfig) -> None:
     expected = (G.img_channels, G.img_resolution, G.img_resolution)
     if target.ndim != 4 or tuple(target.shape[1:]) != expected:
@@ -297,8 +304,9 @@ def tune(G: nn.Module, target: torch.Tensor, ws: torch.Tensor, config: PivotalCo
     """Pivotal tuning of `target [N, C, H, W]` (in [-1, 1]) around the pivots `ws [N, num_ws, w_dim]`.
 
     `config` (default `PivotalConfig()`) and keyword `overrides` of its fields set the algorithm. `seed`: one int
-    (image i gets `seed + i`) or one seed per image (e.g. `seed_from_id(image_id)`): it draws, in order, the initial
-    `down` factors (layer by layer) and then one z per step for the locality term. `loss_fn`: a ready loss used
+    (image i gets `seed + i`) or one seed per image (e.g. `seed_from_id(image_id)`, as for the inversion): image i's
+    stream (`stream_seeds`) draws, in order, the initial `down` factors (layer by layer), then one z per step for the
+    locality term. `loss_fn`: a ready loss used
     instead of building `config.loss`. G is not changed. Deterministic: bitwise on CPU for the same inputs.
     """
     config = dataclasses.replace(config or PivotalConfig(), **overrides)
@@ -351,7 +359,7 @@ def unpack(values: np.ndarray, attrs: dict[str, Any], *, device: torch.device | 
     sizes = [math.prod(p["shape"]) for p in attrs["parts"]]
     if sum(sizes) != values.shape[1] or values.shape[1] != attrs.get("values_per_item"):
         raise ValueError(f"pivotal deltas: rows of {values.shape[1]} values, attributes describe {sum(sizes)}")
-    flat = torch.from_numpy(np.ascontiguousarray(values))
+    flat = torch.from_numpy(np.array(values))  # a copy: store reads may be read-only
     flat = (flat.view(torch.bfloat16) if dtype_name == "bfloat16" else flat).float().to(device)
     layers: dict[str, dict[str, torch.Tensor]] = {}
     for part, chunk in zip(attrs["parts"], flat.split(sizes, dim=1)):
