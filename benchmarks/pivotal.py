@@ -132,10 +132,12 @@ def item_seeds(indices) -> list[int]:
 
 
 def _bytes(deltas: PivotalDeltas) -> tuple[float, float]:
-    """(raw, Zstd-1 compressed) bytes per item of the packed deltas."""
-    import numcodecs
-
+    """(raw, Zstd-1 compressed: the store's codec) bytes per item of the packed deltas; NaN without numcodecs."""
     values, _ = pack(deltas)
+    try:
+        import numcodecs
+    except ImportError:
+        return values.nbytes / len(values), float("nan")
     return values.nbytes / len(values), len(numcodecs.Zstd(level=1).encode(values)) / len(values)
 
 
