@@ -110,6 +110,10 @@ class PivotalDeltas:
         """The items `index` (a slice or indices), in that order."""
         return self._map(lambda t: t[index] if isinstance(index, slice) else t[torch.as_tensor(index).to(t.device)])
 
+    def repeat(self, times: int) -> "PivotalDeltas":
+        """All items, `times` times over (items 0..N-1, then 0..N-1 again, ...)."""
+        return self._map(lambda t: t.repeat(times, *([1] * (t.ndim - 1))))
+
     def repeat_interleave(self, repeats: int) -> "PivotalDeltas":
         """Each item `repeats` times in a row (one delta per edit of an item)."""
         return self._map(lambda t: t.repeat_interleave(repeats, dim=0))
@@ -121,7 +125,7 @@ class PivotalDeltas:
         return self._map(torch.Tensor.detach)
 
     def values_per_item(self) -> int:
-        return sum(t[0].numel() for d in self.layers.values() for t in d if t is not None)
+        return sum(math.prod(t.shape[1:]) for d in self.layers.values() for t in d if t is not None)
 
     def bytes_per_item(self) -> int:
         return self.values_per_item() * STORAGE_DTYPES[self.storage_dtype].itemsize
@@ -246,9 +250,7 @@ class PivotalProblem:
             w_r = locality_codes(self.G, self.ws, z, cfg.locality_distance * self.w_std)
             prepared_r = self.loss.prepare(render(self.G, w_r, None, fused_modconv=cfg.fused_modconv))
         # One pass through G' for the pivots and the locality codes (each item's delta twice).
-        both = self._render(torch.cat([self.ws, w_r]), PivotalDeltas({
-            name: SampleDelta(*(None if t is None else torch.cat([t, t]) for t in d))
-            for name, d in self.deltas.layers.items()}))
+        both = self._render(torch.cat([self.ws, w_r]), self.deltas.repeat(2))
         return self.loss(both[:n], self.prepared) + cfg.locality_weight * self.loss(both[n:], prepared_r)
 
     @torch.enable_grad()
