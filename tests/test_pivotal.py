@@ -12,7 +12,7 @@ from ganinv import edit
 from ganinv.generators.layers import SampleDelta, modulated_conv2d, setup_filter
 from ganinv.inversion import invert
 from ganinv.inversion.pivotal import (
-    PivotalConfig, PivotalDeltas, pack, render, round_deltas, tune, unpack,
+    PivotalConfig, PivotalDeltas, delta_attrs, pack, render, round_deltas, tune, unpack,
 )
 from ganinv.metrics import reconstruction_metrics
 
@@ -111,6 +111,8 @@ def test_pack_unpack_round_trip_is_bit_exact_and_renders_the_reported_images(wor
             assert (a is None and b is None) or torch.equal(a, b)
     assert torch.equal(render(G, result.ws, back), result.images)
     assert PivotalConfig.from_dict(attrs["config"]) == result.config
+    assert delta_attrs(G, result.config) == attrs  # known before tuning: a store can create the array up front
+    assert np.dtype(attrs["numpy_dtype"]) == values.dtype
     assert attrs["rank"] == result.config.rank and attrs["dtype"] == storage_dtype
     parts = (set() if form.get("rank") == 0 else {"up", "down"}) | ({"bias_delta"} if "tune_bias" in form else set())
     assert {p["part"] for p in attrs["parts"]} == parts

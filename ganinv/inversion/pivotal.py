@@ -191,21 +191,28 @@ def layer_rank(weight_shape: Sequence[int], rank: int) -> int:
     return min(rank, out_channels, in_channels * kh * kw)
 
 
+def delta_shapes(G: nn.Module, config: PivotalConfig) -> dict[str, dict[str, tuple[int, ...]]]:
+    """Per modulated layer, the per-item shape of each tuned part (`up [O, r]`, `down [r, I, k, k]`,
+    `bias_delta [O]`), in `modulated_layers` order: the layout of every delta of (G, config)."""
+    shapes = {}
+    for name, layer in G.synthesis.modulated_layers().items():
+        out_channels, in_channels, kh, kw = layer.weight.shape
+        rank = layer_rank(layer.weight.shape, config.rank)
+        parts = dict(up=(out_channels, rank), down=(rank, in_channels, kh, kw)) if rank > 0 else {}
+        shapes[name] = parts | (dict(bias_delta=(out_channels,)) if config.tune_bias else {})
+    return shapes
+
+
 def initial_deltas(G: nn.Module, config: PivotalConfig, rng: PerImageRandom) -> PivotalDeltas:
     """Deltas of value 0 (`up` = 0, bias = 0) with `down` drawn from each image's stream, layer by layer in
     `modulated_layers` order; leaves that require grad."""
     n, device = len(rng.generators), rng.device
     layers = {}
-    for name, layer in G.synthesis.modulated_layers().items():
-        out_channels, in_channels, kh, kw = layer.weight.shape
-        rank = layer_rank(layer.weight.shape, config.rank)
-        up = down = bias = None
-        if rank > 0:
-            up = torch.zeros([n, out_channels, rank], device=device)
-            down = rng.randn(rank, in_channels, kh, kw) * config.init_std
-        if config.tune_bias:
-            bias = torch.zeros([n, out_channels], device=device)
-        layers[name] = SampleDelta(*(None if t is None else t.requires_grad_(True) for t in (up, down, bias)))
+    for name, shapes in delta_shapes(G, config).items():
+        parts = {part: torch.zeros([n, *shape], device=device) for part, shape in shapes.items() if part != "down"}
+        if "down" in shapes:
+            parts["down"] = rng.randn(*shapes["down"]) * config.init_std
+        layers[name] = SampleDelta(**{part: t.requires_grad_(True) for part, t in parts.items()})
     return PivotalDeltas(layers)
 
 
@@ -340,12 +347,25 @@ def pack(deltas: PivotalDeltas, *, config: PivotalConfig | None = None) -> tuple
             columns.append(stored.reshape(len(stored), -1))
     values = torch.cat(columns, dim=1)
     array = (values.view(torch.uint16) if dtype == torch.bfloat16 else values).numpy()
-    attrs = dict(format=DELTA_FORMAT, format_version=DELTA_FORMAT_VERSION, dtype=deltas.storage_dtype,
-                 values_per_item=int(array.shape[1]), parts=parts,
+    return array, _attrs(parts, deltas.storage_dtype, config)
+
+
+def delta_attrs(G: nn.Module, config: PivotalConfig) -> dict[str, Any]:
+    """The attributes `pack` writes for deltas tuned on G with `config`, known before any tuning: what a store needs
+    to create the array (`values_per_item` columns of `dtype`, bfloat16 as uint16) that workers fill row by row."""
+    parts = [dict(layer=name, part=part, shape=list(shape))
+             for name, shapes in delta_shapes(G, config).items() for part, shape in shapes.items()]
+    return _attrs(parts, config.storage_dtype, config)
+
+
+def _attrs(parts: list[dict[str, Any]], dtype: str, config: PivotalConfig | None) -> dict[str, Any]:
+    attrs = dict(format=DELTA_FORMAT, format_version=DELTA_FORMAT_VERSION, dtype=dtype,
+                 numpy_dtype=np.dtype(_NUMPY_DTYPES[dtype]).name,
+                 values_per_item=sum(math.prod(p["shape"]) for p in parts), parts=parts,
                  rank=max((p["shape"][-1] for p in parts if p["part"] == "up"), default=0))
     if config is not None:
         attrs["config"] = config.to_dict()
-    return array, attrs
+    return attrs
 
 
 def unpack(values: np.ndarray, attrs: dict[str, Any], *, device: torch.device | str = "cpu") -> PivotalDeltas:
