@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
 import time
 from pathlib import Path
@@ -81,6 +82,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--tiny", action="store_true", help="tiny random networks: a CPU smoke test")
     p.add_argument("--out", default=None)
+    p.add_argument("--tables", type=Path, help="print the markdown tables of a JSON this script wrote, and exit")
     args = p.parse_args(argv)
     if args.tiny:
         args.num_images, args.batch_size, args.budgets = min(args.num_images, 4), 4, "8"
@@ -256,18 +258,34 @@ def edits(world: World, tuned: Tuned, args) -> dict[str, list[dict]]:
 
 
 def edit_summary(raw: dict[str, list[dict]], binary: list[str]) -> list[dict]:
-    """Per direction and sign, at the strength `best_rows` picks on the untuned items: flip and mean interference
-    (share of items whose other binary attributes change), untuned vs tuned; and the tuned items' own pick."""
+    """Per direction and sign: flip and mean interference (share of items whose other binary attributes change),
+    untuned vs tuned, at the strength `best_rows` picks on the untuned items, and averaged over every strength of that
+    sign (robust when few items are eligible); and the strength the tuned items need by `best_rows`."""
     (_, untuned), (_, tuned) = raw.items()
     out = []
     for pick, own in zip(best_rows(untuned, binary, []), best_rows(tuned, binary, [])):
-        row = next(r for r in tuned if r["direction"].removeprefix("interfacegan-") == pick["direction"]
-                   and r["strength"] == pick["strength"])
-        out.append(dict(direction=pick["direction"], strength=pick["strength"], flip_untuned=pick["flip"],
+        name, sign = pick["direction"], np.sign(pick["strength"])
+        same_sign = {label: [r for r in rows if r["direction"].removeprefix("interfacegan-") == name
+                             and np.sign(r["strength"]) == sign] for label, rows in (("u", untuned), ("t", tuned))}
+        row = next(r for r in same_sign["t"] if r["strength"] == pick["strength"])
+        out.append(dict(direction=name, strength=pick["strength"], flip_untuned=pick["flip"],
                         flip_tuned=row["flip_rate"], interference_untuned=pick["interference_mean"],
-                        interference_tuned=float(np.mean(list(independent(row, binary, []).values()))),
-                        tuned_best_strength=own["strength"], tuned_best_flip=own["flip"]))
+                        interference_tuned=_interference(row, binary),
+                        flip_avg_untuned=_mean(r["flip_rate"] for r in same_sign["u"]),
+                        flip_avg_tuned=_mean(r["flip_rate"] for r in same_sign["t"]),
+                        interference_avg_untuned=_mean(_interference(r, binary) for r in same_sign["u"]),
+                        interference_avg_tuned=_mean(_interference(r, binary) for r in same_sign["t"]),
+                        tuned_strength=own["strength"], tuned_flip=own["flip"]))
     return out
+
+
+def _interference(row: dict, binary: list[str]) -> float:
+    return float(np.mean(list(independent(row, binary, []).values())))
+
+
+def _mean(values) -> float:
+    values = [v for v in values if not np.isnan(v)]
+    return float(np.mean(values)) if values else float("nan")
 
 
 # ------------------------------------------------------------------------------------------------ 4. speed
@@ -304,6 +322,14 @@ def _image_steps_per_s(problems: list[PivotalProblem], steps: int, num_images: i
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    if args.tables:
+        payload = json.loads(args.tables.read_text())
+        if payload.get("edits_raw"):  # JSON wrote NaN (no eligible item) as null
+            raw = {label: [{k: float("nan") if v is None and k != "target" else v for k, v in r.items()} for r in rows]
+                   for label, rows in payload["edits_raw"].items()}
+            payload["edits"] = edit_summary(raw, payload["binary"])
+        print(report(payload))
+        return payload
     device = torch.device(args.device)
     world, E, targets = load_world(args, device)
     perceptual = perceptual_metric(args.tiny, device)
@@ -317,7 +343,7 @@ def main(argv=None) -> dict:
     steps = min(args.budgets) - max(1, round(min(args.budgets) * args.pivot_share))
     payload["forms"] = forms(world.G, targets, smallest, steps, args) if args.forms else []
     if args.num_fit:
-        payload["edits_raw"] = edits(world, kept[max(args.budgets)], args)
+        payload["edits_raw"], payload["binary"] = edits(world, kept[max(args.budgets)], args), world.binary
         payload["edits"] = edit_summary(payload["edits_raw"], world.binary)
     payload["speed"] = speed(world.G, targets, smallest.pivots, args)
     print(report(payload))

@@ -96,3 +96,5 @@ def test_pivotal_benchmark_runs_tiny_with_every_part(tmp_path):
     assert {r["direction"] for r in payload["edits"]} == {"a", "b", "c", "d", "e"}  # the synthetic attributes
     assert list(payload["edits_raw"]) == ["untuned (hybrid, G)", "tuned (pivot + delta, G')"]
     assert [(r["batch"], r["image_steps_per_s"] > 0) for r in saved["speed"]] == [(1, True), (4, True)] * 2
+    tables = pivotal.main(["--tables", str(tmp_path / "pivotal.json")])  # rebuilt from the raw rows the JSON keeps
+    assert json.dumps(tables["edits"]) == json.dumps(payload["edits"])  # NaN (nothing eligible) both sides
