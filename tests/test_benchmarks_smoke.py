@@ -78,3 +78,23 @@ def test_scan_rescan_benchmark_reuses_every_hash_locally_and_on_s3(tmp_path):
     assert [row["where"] for row in payload["rows"]] == ["local folder", "S3 (moto, loopback)"]
     for row in payload["rows"]:
         assert (row["files"], row["hashed_on_rescan"], row["reused_on_rescan"]) == (12, 0, 12)
+
+
+@pytest.mark.slow
+def test_pivotal_benchmark_runs_tiny_with_every_part(tmp_path):
+    from benchmarks import pivotal
+
+    payload = pivotal.main(["--tiny", "--device", "cpu", "--out", str(tmp_path / "pivotal.json")])
+    saved = json.loads((tmp_path / "pivotal.json").read_text())
+    assert [r["method"] for r in saved["quality"]] == ["W+", "W+ (noise maps, not storable)", "hybrid (W+)",
+                                                       "hybrid + pivotal"]
+    assert all(r["steps"] == 8 for r in saved["quality"]) and saved["quality"][-1]["schedule"] == "4+4"
+    assert 0 < saved["quality"][-1]["zstd_bytes_per_item"] <= saved["quality"][-1]["bytes_per_item"] < 2 ** 20
+    assert [g["budget"] for g in saved["goals"]] == [8]
+    assert [r["form"] for r in saved["forms"]] == ["pivot alone (hybrid)", "rank=0,tune_bias=True", "rank=1"]
+    assert saved["forms"][1]["bytes_per_item"] < saved["forms"][2]["bytes_per_item"]
+    assert {r["direction"] for r in payload["edits"]} == {"a", "b", "c", "d", "e"}  # the synthetic attributes
+    assert list(payload["edits_raw"]) == ["untuned (hybrid, G)", "tuned (pivot + delta, G')"]
+    assert [(r["batch"], r["image_steps_per_s"] > 0) for r in saved["speed"]] == [(1, True), (4, True)] * 2
+    tables = pivotal.main(["--tables", str(tmp_path / "pivotal.json")])  # rebuilt from the raw rows the JSON keeps
+    assert json.dumps(tables["edits"]) == json.dumps(payload["edits"])  # NaN (nothing eligible) both sides

@@ -119,3 +119,25 @@ def test_sample_fit_evaluate_chain_on_a_tiny_stylegan(tiny_generator):
     for row in rows:  # every boundary moves its own attribute the way it points
         assert 0 <= row["flip_rate"] <= 1 and row["pixel_change"] > 0
         assert math.copysign(1, row["target_delta"]) == math.copysign(1, row["strength"])
+
+
+def test_a_per_item_renderer_draws_every_image_and_knows_its_items(linear_world):
+    """`render(ws, items)`: what pivotal tuning's per-item generators need; base and edited images both use it."""
+    G, attrs, ws, normals = linear_world
+    d = direction("interfacegan-a", normals[0], attribute="a")
+    seen = []
+
+    def plain(codes, items):
+        seen.append((items.start, items.stop, len(codes)))
+        return G.synthesis(codes)
+
+    assert evaluate_edits(G, attrs, ws, [d], [1.0], batch_size=128, render=plain) == \
+        evaluate_edits(G, attrs, ws, [d], [1.0], batch_size=128)
+    assert seen == [(0, 128, 128), (0, 128, 128), (128, 256, 128), (128, 256, 128), (256, 300, 44), (256, 300, 44)]
+    offsets = torch.randn(len(ws), 3, 4, 4, generator=torch.Generator().manual_seed(5))  # one "generator" per item
+    [row] = evaluate_edits(G, attrs, ws, [d], [0.0], batch_size=128,
+                           render=lambda codes, items: G.synthesis(codes) + offsets[items])
+    assert row["pixel_change"] == 0 and row["interference"] == 0  # the item's own offset in base and edit alike
+    per_item = lambda codes, items: G.synthesis(codes) + offsets[items]  # noqa: E731
+    [shifted] = evaluate_edits(G, attrs, ws, [d], [1.0], render=per_item)
+    assert shifted["num_eligible"] != evaluate_edits(G, attrs, ws, [d], [1.0])[0]["num_eligible"]

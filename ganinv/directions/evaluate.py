@@ -24,6 +24,7 @@ from ganinv.directions.direction import Direction
 from ganinv.directions.sampling import Scorer, generator_device, score_dict
 
 Perceptual = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+Renderer = Callable[[torch.Tensor, slice], torch.Tensor]  # (ws of a batch, which items they are) -> images
 
 
 @dataclass
@@ -45,7 +46,7 @@ def evaluate_edits(G: torch.nn.Module, classifier: Scorer, ws: torch.Tensor | np
                    directions: Sequence[Direction], strengths: Sequence[float], *,
                    targets: Mapping[str, str] | None = None, attributes: Sequence[str] | None = None,
                    threshold: float = 0.5, perceptual: Perceptual | None = None, batch_size: int = 32,
-                   noise_mode: str = "const") -> list[dict]:
+                   noise_mode: str = "const", render: Renderer | None = None) -> list[dict]:
     """Evaluate every direction at every strength on the items `ws`.
 
     ws:         `[N, num_ws, w_dim]` or `[N, w_dim]` codes of the items (sampled or inverted).
@@ -53,7 +54,12 @@ def evaluate_edits(G: torch.nn.Module, classifier: Scorer, ws: torch.Tensor | np
                 means the attribute is present (probabilities: 0.5; logits: pass threshold=0).
     targets:    `{direction name: attribute}`; defaults to each direction's `provenance['attribute']` (InterFaceGAN).
                 Directions without a target (SeFa, GANSpace) get flip_rate NaN and interference over all attributes.
+    render:     `render(ws, items) -> images` in place of `G.synthesis(ws, noise_mode=noise_mode)`, told which items
+                (a slice of `ws`) the batch's codes belong to: for items with a generator of their own (pivotal
+                tuning: `lambda ws, items: pivotal.render(G, ws, deltas.select(items))`).
     """
+    if render is None:
+        render = lambda codes, items: G.synthesis(codes, noise_mode=noise_mode)  # noqa: E731
     x = _as_wplus(G, ws)
     z_space = [d.name for d in directions if d.space == "z"]
     if z_space:
@@ -63,13 +69,14 @@ def evaluate_edits(G: torch.nn.Module, classifier: Scorer, ws: torch.Tensor | np
     names: list[str] | None = None
     for start in range(0, len(x), batch_size):
         batch = x[start:start + batch_size]
-        base_img = G.synthesis(batch, noise_mode=noise_mode)
+        items = slice(start, start + len(batch))
+        base_img = render(batch, items)
         base = score_dict(classifier(base_img), attributes)
         names = names or _check_targets(list(base), targets)
         for d in directions:
             edited = edit.apply(batch, d, list(map(float, strengths)))  # [B, S, num_ws, w_dim]
             for j, s in enumerate(strengths):
-                img = G.synthesis(edited[:, j], noise_mode=noise_mode)
+                img = render(edited[:, j], items)
                 after = score_dict(classifier(img), attributes)
                 _update(tallies[d.name, float(s)], base, after, targets[d.name], float(s), threshold,
                         base_img, img, perceptual)

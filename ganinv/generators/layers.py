@@ -12,7 +12,7 @@ import contextlib
 import math
 import os
 from collections.abc import Iterator
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -238,35 +238,56 @@ def normalize_2nd_moment(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     return x * (x.square().mean(dim=1, keepdim=True) + eps).rsqrt()
 
 
+class SampleDelta(NamedTuple):
+    """A per-sample change of one modulated layer (pivotal tuning, `ganinv.inversion.pivotal`): sample n's weight is
+    `weight + (up[n] @ down[n])` (rank r, `down` flattened over its input channel and kernel axes) and its bias
+    `bias + bias_delta[n]`. Either part may be None."""
+
+    up: torch.Tensor | None = None          # [N, O, r]
+    down: torch.Tensor | None = None        # [N, r, I, k, k]
+    bias_delta: torch.Tensor | None = None  # [N, O]
+
+
 def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, *,
                      noise: torch.Tensor | None = None, up: int = 1, padding: int = 0,
                      resample_filter: torch.Tensor | None = None, demodulate: bool = True,
-                     fused_modconv: bool = True) -> torch.Tensor:
+                     fused_modconv: bool = True, delta: SampleDelta | None = None) -> torch.Tensor:
     """Modulated convolution, StyleGAN2 eq. 1-3: scale input channels by `styles [N, I]`, convolve with
     `weight [O, I, k, k]`, and (demodulate) rescale each output channel to unit expected norm.
 
     `fused_modconv=True` builds per-sample weights and runs one grouped convolution (fast for small batches);
     `False` scales activations before and after a shared convolution (fast for large batches). Both are exact.
+    `delta`: per-sample low-rank weight changes (its `up`/`down`; the bias part is the caller's): fused, they are
+    added to the per-sample weights; unfused, the shared convolution is followed by a rank-r grouped one, and the
+    demodulation coefficients of `weight + up @ down` are computed in factored form.
     """
     n = x.shape[0]
     out_channels, in_channels, kh, kw = weight.shape
+    low_rank = delta is not None and delta.up is not None
     if x.dtype == torch.float16 and demodulate:
+        if low_rank:
+            raise NotImplementedError("per-sample weight deltas run in fp32 or bf16, not in fp16 blocks")
         # Pre-normalize to keep fp16 away from overflow; demodulation undoes the scale.
         weight = weight * (1 / math.sqrt(in_channels * kh * kw)
                            / weight.norm(float("inf"), dim=[1, 2, 3], keepdim=True))
         styles = styles / styles.norm(float("inf"), dim=1, keepdim=True)
 
     if not fused_modconv:
-        dcoefs = _demodulation_coefficients(weight, styles) if demodulate else None
+        dcoefs = _demodulation_coefficients(weight, styles, delta if low_rank else None) if demodulate else None
         x = x * styles.to(x.dtype).reshape(n, -1, 1, 1)
-        x = conv2d_resample(x, weight.to(x.dtype), resample_filter, up=up, padding=padding)
+        y = conv2d_resample(x, weight.to(x.dtype), resample_filter, up=up, padding=padding)
+        if low_rank:
+            y = y + _low_rank_conv(x, delta, resample_filter, up=up, padding=padding)
         if demodulate:
-            x = x * dcoefs.to(x.dtype).reshape(n, -1, 1, 1)
+            y = y * dcoefs.to(y.dtype).reshape(n, -1, 1, 1)
         if noise is not None:
-            x = x + noise.to(x.dtype)
-        return x
+            y = y + noise.to(y.dtype)
+        return y
 
-    w = weight.unsqueeze(0) * styles.reshape(n, 1, -1, 1, 1)  # [N, O, I, k, k]
+    w = weight.unsqueeze(0)
+    if low_rank:
+        w = w + torch.einsum("nor,nrikl->noikl", delta.up, delta.down)
+    w = w * styles.reshape(n, 1, -1, 1, 1)  # [N, O, I, k, k]
     if demodulate:
         dcoefs = (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()  # [N, O]
         w = w * dcoefs.reshape(n, -1, 1, 1, 1)
@@ -279,12 +300,39 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
     return x
 
 
-def _demodulation_coefficients(weight: torch.Tensor, styles: torch.Tensor) -> torch.Tensor:
+def _low_rank_conv(x: torch.Tensor, delta: SampleDelta, f: torch.Tensor | None, *, up: int,
+                   padding: int) -> torch.Tensor:
+    """`conv(x[n], up[n] @ down[n])` for every sample: the rank-r convolution `down[n]` as one grouped convolution
+    (N groups of r output channels), then `up[n]` mixes its r channels into O (convolution is linear in the weight,
+    and resampling acts on each output channel alone, so the mixing can come after it)."""
+    n, r = delta.down.shape[:2]
+    down = delta.down.reshape(n * r, *delta.down.shape[2:]).to(x.dtype)
+    h = conv2d_resample(x.reshape(1, -1, *x.shape[2:]), down, f, up=up, padding=padding, groups=n)
+    return torch.einsum("nor,nrhw->nohw", delta.up.to(x.dtype), h.reshape(n, r, *h.shape[2:]))
+
+
+def _demodulation_coefficients(weight: torch.Tensor, styles: torch.Tensor,
+                               delta: SampleDelta | None = None) -> torch.Tensor:
     """`[N, O]` = 1 / sqrt(sum over i, k of (weight[o, i, k] * styles[n, i])^2 + 1e-8), in fp32 (StyleGAN2 eq. 3).
 
     The sum factors as `styles^2 @ sum_k(weight^2)^T`: an `[N, I] x [I, O]` product instead of building the
-    `[N, O, I, k, k]` per-sample weights (0.6 GB per 512-channel layer at batch 64, kept for backward).
+    `[N, O, I, k, k]` per-sample weights (0.6 GB per 512-channel layer at batch 64, kept for backward). With a
+    low-rank `delta` the weight is `weight + U D` (U = up[n], D = down[n] flattened): the square expands into the
+    same term, `2 * sum_r U[o, r] (W S D^T)[o, r]` and `U (D S D^T) U^T` on the diagonal, S = diag(styles^2)
+    repeated over the kernel taps; all small products.
     """
     with full_precision(styles):
+        s2 = styles.float().square()  # [N, I]
         energy = weight.float().square().sum(dim=[2, 3])  # [O, I]
-        return (styles.float().square() @ energy.t() + 1e-8).rsqrt()
+        total = s2 @ energy.t()
+        if delta is not None:
+            n, r = delta.down.shape[:2]
+            down = delta.down.float().reshape(n, r, -1)  # [N, r, I*k*k]
+            scaled = (delta.down.float() * s2.reshape(n, 1, -1, 1, 1)).reshape(n, r, -1)
+            up = delta.up.float()  # [N, O, r]
+            cross = scaled @ weight.float().reshape(weight.shape[0], -1).t()  # [N, r, O]
+            gram = scaled @ down.transpose(1, 2)  # [N, r, r]
+            total = total + 2 * (up * cross.transpose(1, 2)).sum(dim=2)
+            total = total + ((up @ gram) * up).sum(dim=2)
+            total = total.clamp_min(0)  # a sum of squares; the expansion may round a hair below 0
+        return (total + 1e-8).rsqrt()

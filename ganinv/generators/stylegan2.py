@@ -11,13 +11,14 @@ Shapes: `z [N, z_dim]`, `c [N, c_dim]`, `ws [N, num_ws, w_dim]`, images `[N, C, 
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 from torch import nn
 
 from ganinv.generators.layers import (
     FullyConnectedLayer,
+    SampleDelta,
     bias_act,
     modulated_conv2d,
     normalize_2nd_moment,
@@ -100,8 +101,9 @@ class SynthesisLayer(nn.Module):
         self.bias = nn.Parameter(torch.zeros([out_channels]))
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "const", fused_modconv: bool = True,
-                gain: float = 1, noise: torch.Tensor | None = None) -> torch.Tensor:
-        """`noise` overrides the layer's own noise input: `[N, 1, res, res]` (unscaled, as `noise_const`)."""
+                gain: float = 1, noise: torch.Tensor | None = None, delta: SampleDelta | None = None) -> torch.Tensor:
+        """`noise` overrides the layer's own noise input: `[N, 1, res, res]` (unscaled, as `noise_const`).
+        `delta`: per-sample changes of this layer's weight and bias (pivotal tuning)."""
         if noise_mode not in NOISE_MODES:
             raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
         with full_precision(w):  # styles steer every weight of the layer: keep them fp32 under autocast
@@ -115,7 +117,8 @@ class SynthesisLayer(nn.Module):
         elif self.use_noise and noise_mode == "const":
             layer_noise = self.noise_const * self.noise_strength
         x = modulated_conv2d(x, self.weight, styles, noise=layer_noise, up=self.up, padding=self.padding,
-                             resample_filter=self.resample_filter, fused_modconv=fused_modconv)
+                             resample_filter=self.resample_filter, fused_modconv=fused_modconv, delta=delta)
+        x = _add_bias_delta(x, delta)
         act_clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
         return bias_act(x, self.bias.to(x.dtype), act=self.activation, gain=self.act_gain * gain, clamp=act_clamp)
 
@@ -132,11 +135,20 @@ class ToRGBLayer(nn.Module):
         self.bias = nn.Parameter(torch.zeros([out_channels]))
         self.weight_gain = 1 / math.sqrt(in_channels * kernel_size ** 2)
 
-    def forward(self, x: torch.Tensor, w: torch.Tensor, fused_modconv: bool = True) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, w: torch.Tensor, fused_modconv: bool = True,
+                delta: SampleDelta | None = None) -> torch.Tensor:
         with full_precision(w):
             styles = self.affine(w.float()) * self.weight_gain
-        x = modulated_conv2d(x, self.weight, styles, demodulate=False, fused_modconv=fused_modconv)
+        x = modulated_conv2d(x, self.weight, styles, demodulate=False, fused_modconv=fused_modconv, delta=delta)
+        x = _add_bias_delta(x, delta)
         return bias_act(x, self.bias.to(x.dtype), clamp=self.conv_clamp)
+
+
+def _add_bias_delta(x: torch.Tensor, delta: SampleDelta | None) -> torch.Tensor:
+    """x plus each sample's bias change `[N, O]` (before the layer's own bias and activation: the same sum)."""
+    if delta is None or delta.bias_delta is None:
+        return x
+    return x + delta.bias_delta.to(x.dtype).reshape(*delta.bias_delta.shape, 1, 1)
 
 
 class SynthesisBlock(nn.Module):
@@ -169,9 +181,11 @@ class SynthesisBlock(nn.Module):
 
     def forward(self, x: torch.Tensor | None, img: torch.Tensor | None, ws: torch.Tensor, force_fp32: bool = False,
                 fused_modconv: bool | None = None, noise_mode: str = "const",
-                noise: Sequence[torch.Tensor] | None = None,
-                channels_last: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+                noise: Sequence[torch.Tensor] | None = None, channels_last: bool = False,
+                deltas: Mapping[str, SampleDelta] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """`deltas`: per-sample changes of this block's layers, by name (`conv0`, `conv1`, `torgb`)."""
         assert ws.shape[1] == self.num_conv + self.num_torgb, "ws must hold one w per layer of this block"
+        deltas = deltas or {}
         w_iter = iter(ws.unbind(dim=1))
         noise_iter = iter(noise) if noise is not None else None
         use_fp16 = self.use_fp16 and not force_fp32 and ws.device.type == "cuda"
@@ -184,12 +198,13 @@ class SynthesisBlock(nn.Module):
             x = self.const.to(dtype).unsqueeze(0).repeat([ws.shape[0], 1, 1, 1]).to(memory_format=memory_format)
         else:
             x = self.conv0(x.to(dtype=dtype, memory_format=memory_format), next(w_iter),
-                           noise=next(noise_iter) if noise_iter else None, **kwargs)
-        x = self.conv1(x, next(w_iter), noise=next(noise_iter) if noise_iter else None, **kwargs)
+                           noise=next(noise_iter) if noise_iter else None, delta=deltas.get("conv0"), **kwargs)
+        x = self.conv1(x, next(w_iter), noise=next(noise_iter) if noise_iter else None, delta=deltas.get("conv1"),
+                       **kwargs)
         if img is not None:
             with full_precision(img):  # the image accumulates over all blocks: keep its skip path fp32
                 img = upsample2d(img, self.resample_filter)
-        y = self.torgb(x, next(w_iter), fused_modconv=fused_modconv).to(torch.float32)
+        y = self.torgb(x, next(w_iter), fused_modconv=fused_modconv, delta=deltas.get("torgb")).to(torch.float32)
         img = img + y if img is not None else y
         return x, img
 
@@ -225,21 +240,34 @@ class SynthesisNetwork(nn.Module):
         return [layer for block in self.blocks() for layer in (getattr(block, "conv0", None), block.conv1)
                 if layer is not None]
 
+    def modulated_layers(self) -> dict[str, SynthesisLayer | ToRGBLayer]:
+        """Every modulated layer by name (`b4.conv1`, `b4.torgb`, `b8.conv0`, ...), the keys `forward`'s `deltas`
+        take; forward order within a block."""
+        return {f"b{block.resolution}.{name}": getattr(block, name) for block in self.blocks()
+                for name in ("conv0", "conv1", "torgb") if hasattr(block, name)}
+
     def forward(self, ws: torch.Tensor, noise_mode: str = "const", fused_modconv: bool | None = None,
                 force_fp32: bool = False, noise: Sequence[torch.Tensor] | None = None,
-                channels_last: bool = False) -> torch.Tensor:
+                channels_last: bool = False, deltas: Mapping[str, SampleDelta] | None = None) -> torch.Tensor:
         """`noise`: optional per-sample noise inputs, one `[N, 1, res, res]` per conv layer (see `noise_layers`).
-        `channels_last`: NHWC activations (what GPU tensor cores want); the image comes back in the same layout."""
+        `channels_last`: NHWC activations (what GPU tensor cores want); the image comes back in the same layout.
+        `deltas`: per-sample weight/bias changes by layer name (see `modulated_layers`; pivotal tuning)."""
         assert ws.ndim == 3 and ws.shape[1:] == (self.num_ws, self.w_dim), \
             f"ws must be [N, {self.num_ws}, {self.w_dim}], got {list(ws.shape)}"
+        if deltas and not set(deltas) <= set(self.modulated_layers()):
+            unknown, known = sorted(set(deltas) - set(self.modulated_layers())), list(self.modulated_layers())
+            raise ValueError(f"deltas name layers this generator lacks: {unknown}; its modulated layers are {known}")
         ws = ws.to(torch.float32)
         x = img = None
         w_idx = noise_idx = 0
         for block in self.blocks():
             block_ws = ws.narrow(1, w_idx, block.num_conv + block.num_torgb)
             block_noise = None if noise is None else noise[noise_idx:noise_idx + block.num_conv]
+            block_deltas = {name.split(".", 1)[1]: d for name, d in (deltas or {}).items()
+                            if name.split(".", 1)[0] == f"b{block.resolution}"}
             x, img = block(x, img, block_ws, force_fp32=force_fp32, fused_modconv=fused_modconv,
-                           noise_mode=noise_mode, noise=block_noise, channels_last=channels_last)
+                           noise_mode=noise_mode, noise=block_noise, channels_last=channels_last,
+                           deltas=block_deltas)
             w_idx += block.num_conv
             noise_idx += block.num_conv
         return img

@@ -1,4 +1,5 @@
-"""GAN inversion: batched optimization in Z / W / W+ (`invert`), encoders (`encode`) and both together (`hybrid`)."""
+"""GAN inversion: batched optimization in Z / W / W+ (`invert`), encoders (`encode`), both together (`hybrid`), and
+per-image generator refinement around the result (`pivotal.tune`)."""
 
 from ganinv.inversion.batch_size import auto_batch_size
 from ganinv.inversion.encode import encode
@@ -7,7 +8,8 @@ from ganinv.inversion.optimize import (
     SPACES, InversionConfig, InversionProblem, InversionResult, PerImageRandom, build_problem, invert, learning_rate,
     latent_noise_std, projector_w_stats,
 )
+from ganinv.inversion.pivotal import PivotalConfig, PivotalDeltas, PivotalResult
 
 __all__ = ["auto_batch_size", "encode", "HYBRID_CONFIG", "hybrid", "SPACES", "InversionConfig", "InversionProblem",
            "InversionResult", "PerImageRandom", "build_problem", "invert", "learning_rate", "latent_noise_std",
-           "projector_w_stats"]
+           "projector_w_stats", "PivotalConfig", "PivotalDeltas", "PivotalResult"]
