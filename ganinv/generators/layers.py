@@ -241,12 +241,14 @@ def normalize_2nd_moment(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
 def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, *,
                      noise: torch.Tensor | None = None, up: int = 1, padding: int = 0,
                      resample_filter: torch.Tensor | None = None, demodulate: bool = True,
-                     fused_modconv: bool = True) -> torch.Tensor:
+                     fused_modconv: bool = True, gain: torch.Tensor | float | None = None) -> torch.Tensor:
     """Modulated convolution, StyleGAN2 eq. 1-3: scale input channels by `styles [N, I]`, convolve with
     `weight [O, I, k, k]`, and (demodulate) rescale each output channel to unit expected norm.
 
     `fused_modconv=True` builds per-sample weights and runs one grouped convolution (fast for small batches);
     `False` scales activations before and after a shared convolution (fast for large batches). Both are exact.
+    `gain` (a scalar, or a 0-d tensor such as StyleGAN3's input gain) multiplies the output; it is folded into the
+    per-sample weights, the demodulation coefficients or the styles, so it costs no pass over the activations.
     """
     n = x.shape[0]
     out_channels, in_channels, kh, kw = weight.shape
@@ -258,6 +260,10 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
 
     if not fused_modconv:
         dcoefs = _demodulation_coefficients(weight, styles) if demodulate else None
+        if gain is not None and demodulate:
+            dcoefs = dcoefs * gain
+        elif gain is not None:
+            styles = styles * gain
         x = x * styles.to(x.dtype).reshape(n, -1, 1, 1)
         x = conv2d_resample(x, weight.to(x.dtype), resample_filter, up=up, padding=padding)
         if demodulate:
@@ -270,6 +276,8 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
     if demodulate:
         dcoefs = (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()  # [N, O]
         w = w * dcoefs.reshape(n, -1, 1, 1, 1)
+    if gain is not None:
+        w = w * gain
     x = x.reshape(1, -1, *x.shape[2:])
     w = w.reshape(-1, in_channels, kh, kw)
     x = conv2d_resample(x, w.to(x.dtype), resample_filter, up=up, padding=padding, groups=n)
