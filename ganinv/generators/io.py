@@ -10,9 +10,8 @@ built-in names.
 - Built-in models are files inside the package, picked by name (`BUILTIN_GENERATORS`).
 
 Untrusted files cost bounded time and memory: pickles are bounded by `official_pickle.PickleLimits`; a generator's
-config is checked (`CONFIG_LIMITS`), then built on the meta device (no memory), and its parameter count checked
-against `LoadLimits.max_parameters` and against the weights the file actually holds, before any real tensor is
-allocated. Every failure to load raises `GeneratorLoadError` (a `ganinv.errors.UserError`) with a one-line message
+config is checked (`CONFIG_LIMITS`), then built under an allocation budget (the values the file really stores,
+capped at `LoadLimits.max_parameters`) that refuses an oversized parameter before it is allocated. Every failure to load raises `GeneratorLoadError` (a `ganinv.errors.UserError`) with a one-line message
 naming the file and what to do; budget refusals are `GeneratorTooLarge`, unknown architectures
 `UnsupportedGenerator`.
 """
@@ -30,8 +29,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
+import numpy as np
 import torch
 from safetensors.torch import save_file
+from torch.overrides import TorchFunctionMode
 
 from ganinv import __version__
 from ganinv.errors import UserError
@@ -244,24 +245,83 @@ def _generator_from_record(record: PersistentRecord, path: Path, limits: LoadLim
 
 def _build_generator(family: str, args: list, kwargs: dict, tensors: dict[str, torch.Tensor], path: Path,
                      limits: LoadLimits) -> StyleGeneratorBase:
-    """Check the config, build G on the meta device, check the file's tensors against it, then allocate and load.
+    """Check the config, build G under an allocation budget, check its state dict against the file's tensors, load.
 
-    Nothing of the generator's size is allocated before its shapes are known to be within `limits` and held by
-    the file, so a small file cannot make the loader allocate a large model."""
+    The budget is the number of values the file actually stores (distinct storages: no stride trick inflates it) plus
+    a little for the constructors' temporaries, capped at `limits.max_parameters`; it is enforced before each
+    allocation, so a small file cannot make the loader allocate a large model."""
     _check_config_values(kwargs, path)
     cls = GENERATOR_CLASSES[family]
+    held = _stored_values(tensors)
     try:
         bound = inspect.signature(cls).bind(*args, **kwargs)
-        with torch.device("meta"):
+        with _AllocationBudget(min(limits.max_parameters, held + held // 100 + (1 << 20)), path, held,
+                               limits.max_parameters):
             G = cls(*bound.args, **bound.kwargs)
     except (TypeError, ValueError, ArithmeticError) as e:
         raise GeneratorLoadError(f"{path}: cannot build a ganinv {family} generator from the file's config ({e}); "
                                  f"ganinv builds the official {family} generator (StyleGAN2: config-f, 'skip'; "
                                  "StyleGAN3: configs T and R)") from e
-    _check_tensors_fit(G, tensors, path, limits)
-    G = G.to_empty(device="cpu")  # every parameter and buffer is in the state dict: load_state_dict fills them all
-    G.load_state_dict(tensors, strict=True)
+    _load_tensors(G, tensors, path)
     return G
+
+
+def _stored_values(tensors: dict[str, torch.Tensor]) -> int:
+    """How many values the tensors really store: each distinct storage once, in its tensors' element size."""
+    storages = {(t.untyped_storage().data_ptr(), t.untyped_storage().nbytes(), t.element_size())
+                for t in tensors.values() if t.numel()}
+    return sum(nbytes // element_size for _, nbytes, element_size in storages)
+
+
+class _AllocationBudget(TorchFunctionMode):
+    """Counts the elements that tensor factories (`torch.randn`, `zeros`, `empty`, ...) are asked for and raises
+    `GeneratorTooLarge` before the call that would take the total past `limit`. Generator constructors allocate every
+    parameter and buffer through these factories (`tests/test_generator_limits.py` checks the count is complete)."""
+
+    FACTORIES = frozenset({torch.randn, torch.rand, torch.zeros, torch.ones, torch.empty, torch.full, torch.eye,
+                           torch.tensor, torch.as_tensor, torch.outer})
+
+    def __init__(self, limit: int, path: Path, held: int, max_parameters: int):
+        super().__init__()
+        self.limit, self.path, self.held, self.max_parameters, self.total = limit, path, held, max_parameters, 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in self.FACTORIES:
+            self.total += _factory_numel(func, args, kwargs)
+            if self.total > self.limit:
+                self._refuse()
+        return func(*args, **kwargs)
+
+    def _refuse(self) -> None:
+        size = f"at least {self.total:,} values ({self.total * 4 / 2**30:,.1f} GiB in float32)"
+        if self.total > self.max_parameters:
+            raise GeneratorTooLarge(f"{self.path}: its config describes a generator of {size}, over the limit of "
+                                    f"{self.max_parameters:,} parameters; nothing that large was allocated")
+        raise GeneratorTooLarge(f"{self.path}: its config asks for {size} but the file stores only {self.held:,} "
+                                "(missing, shared or overlapping tensors): the file is damaged or hostile; nothing "
+                                "that large was allocated")
+
+
+def _factory_numel(func: Any, args: tuple, kwargs: dict) -> int:
+    """Elements a factory call will allocate: `f(*size)`, `f(size)`, `f(size=...)`, `full(size, value)`, `eye(n, m)`,
+    `tensor(data)` / `as_tensor(data)` (data already in memory), `outer(a, b)`."""
+    if func in (torch.tensor, torch.as_tensor):
+        data = args[0] if args else kwargs.get("data")
+        return data.numel() if isinstance(data, torch.Tensor) else int(np.size(data))
+    if func is torch.outer:
+        return args[0].numel() * args[1].numel()
+    if func is torch.eye:
+        n = kwargs.get("n", args[0] if args else 0)
+        m = kwargs.get("m", args[1] if len(args) > 1 and isinstance(args[1], int) else n)
+        return int(n) * int(m)
+    if "size" in kwargs:
+        size = kwargs["size"]
+    elif args and isinstance(args[0], (list, tuple, torch.Size)):
+        size = args[0]
+    else:
+        size = [a for a in args if isinstance(a, int) and not isinstance(a, bool)] if func is not torch.full else []
+    return math.prod(int(n) for n in size)
 
 
 def _check_config_values(kwargs: Any, path: Path, key: str = "") -> None:
@@ -280,15 +340,9 @@ def _check_config_values(kwargs: Any, path: Path, key: str = "") -> None:
                                 "beyond any real generator; the file is damaged or hostile; nothing was built")
 
 
-def _check_tensors_fit(G: torch.nn.Module, tensors: dict[str, torch.Tensor], path: Path, limits: LoadLimits) -> None:
-    """The (meta-device) G's state dict against the budget and against `tensors`: same keys, same shapes, and as many
-    elements actually stored in the file (distinct storages) as G needs, so no stride trick inflates a small file."""
+def _load_tensors(G: torch.nn.Module, tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """Copy `tensors` into `G`, checking that the keys and every shape are exactly what G's config implies."""
     expected = G.state_dict()
-    needed = sum(t.numel() for t in expected.values())
-    if needed > limits.max_parameters:
-        raise GeneratorTooLarge(f"{path}: its config describes a generator of {needed:,} parameters "
-                                f"({needed * 4 / 2**30:,.1f} GiB in float32), over the limit of "
-                                f"{limits.max_parameters:,}; nothing was allocated")
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
     if missing or unexpected:
@@ -299,13 +353,7 @@ def _check_tensors_fit(G: torch.nn.Module, tensors: dict[str, torch.Tensor], pat
         if tuple(tensors[key].shape) != tuple(target.shape):
             raise GeneratorLoadError(f"{path}: tensor {key!r} has shape {list(tensors[key].shape)} but the config "
                                      f"implies {list(target.shape)}")
-    storages = {(t.untyped_storage().data_ptr(), t.untyped_storage().nbytes(), t.element_size())
-                for t in tensors.values() if t.numel()}
-    held = sum(nbytes // element_size for _, nbytes, element_size in storages)
-    if held < needed:
-        raise GeneratorTooLarge(f"{path}: its config needs {needed:,} values but the file stores only {held:,} "
-                                "(tensors share or overlap their storage); the file is damaged or hostile; nothing "
-                                "was allocated")
+    G.load_state_dict(tensors, strict=True)
 
 
 def resolve_generator_source(source: str | os.PathLike) -> Path:
@@ -324,10 +372,10 @@ def _file_kind(path: Path) -> str:
         raise GeneratorLoadError(f"cannot read {path} ({e.strerror or e}); check its permissions") from e
     if size == 0:
         raise GeneratorLoadError(f"{path} is empty (0 bytes): the download or copy did not finish; fetch it again")
+    if len(head) == 9 and head[8:9] == b"{" and struct.unpack("<Q", head[:8])[0] <= size - 8:
+        return "safetensors"  # u64 header length, then the JSON header (checked first: a 128-byte header is \x80)
     if head[:1] == b"\x80":  # PROTO opcode: pickle protocol 2 or later, as every official pickle
         return "pickle"
-    if len(head) == 9 and head[8:9] == b"{" and struct.unpack("<Q", head[:8])[0] <= size - 8:
-        return "safetensors"  # u64 header length, then the JSON header
     if head[:4] == b"PK\x03\x04":
         raise GeneratorLoadError(f"{path} is a zip archive (a torch.save checkpoint?), not a generator file; "
                                  "pass an official network pickle (.pkl) or a ganinv .safetensors generator")
