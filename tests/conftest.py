@@ -90,14 +90,14 @@ def sg3_tiny(request) -> StyleGAN3Generator:
 
 
 def make_tiny_sg3_generator(*, resolution: int = 16, z_dim: int = 16, w_dim: int = 16, radial: bool = False,
-                            channel_base: int = 256, channel_max: int = 16, num_layers: int = 4,
+                            channel_base: int = 256, channel_max: int = 16, num_layers: int = 3,
                             seed: int = 0) -> StyleGAN3Generator:
     """A few-kilobyte random StyleGAN3 generator (config T, or R with `radial`) for fast CPU tests, with non-zero
     biases, w_avg and a non-trivial input transform affine."""
     torch.manual_seed(seed)
     G = StyleGAN3Generator(z_dim=z_dim, c_dim=0, w_dim=w_dim, img_resolution=resolution, img_channels=3,
                            channel_base=channel_base, channel_max=channel_max, num_layers=num_layers,
-                           num_critical=1, margin_size=4, conv_kernel=1 if radial else 3, use_radial_filters=radial)
+                           num_critical=1, margin_size=2, conv_kernel=1 if radial else 3, use_radial_filters=radial)
     with torch.no_grad():
         for name, p in G.named_parameters():
             if name.endswith("bias"):
@@ -146,12 +146,30 @@ def inversion_G() -> Generator:
     return make_tiny_generator(seed=1)
 
 
+def generated_targets(G) -> torch.Tensor:
+    """[3, 3, R, R] images of G from seeded z, in [-1, 1]: reachable targets for the inversion tests."""
+    with torch.no_grad():
+        return G(torch.randn([3, G.z_dim], generator=torch.Generator().manual_seed(7)), None).clamp(-1, 1)
+
+
 @pytest.fixture(scope="session")
 def inversion_targets(inversion_G) -> torch.Tensor:
     """[3, 3, 16, 16] images of `inversion_G` from seeded z, in [-1, 1]: reachable targets for the inversion tests."""
-    G = inversion_G
-    with torch.no_grad():
-        return G(torch.randn([3, G.z_dim], generator=torch.Generator().manual_seed(7)), None).clamp(-1, 1)
+    return generated_targets(inversion_G)
+
+
+FAMILIES = ("stylegan2", "stylegan3")
+
+
+def make_tiny_family_generator(family: str, *, seed: int = 0) -> torch.nn.Module:
+    """The tiny test generator of `family` (16 px, z/w 16): `make_tiny_generator` or `make_tiny_sg3_generator`."""
+    return make_tiny_generator(seed=seed) if family == "stylegan2" else make_tiny_sg3_generator(seed=seed)
+
+
+@pytest.fixture(scope="session", params=FAMILIES)
+def family_generator(request) -> torch.nn.Module:
+    """A tiny generator of each family (StyleGAN2, StyleGAN3-T), seed 1; tests read it and never change it."""
+    return make_tiny_family_generator(request.param, seed=1)
 
 
 @pytest.fixture(scope="session")
