@@ -16,8 +16,6 @@ import math
 from typing import Sequence
 
 import numpy as np
-import scipy.signal
-import scipy.special
 import torch
 import torch.nn.functional as F
 
@@ -31,6 +29,9 @@ def design_lowpass_filter(numtaps: int, cutoff: float, width: float, fs: float, 
     Radial: `[numtaps, numtaps]`, the ideal disc low-pass (a jinc, `J1(2 pi fc r) / (pi r)`) under the outer product of
     the same 1D Kaiser window, sum 1 (the paper's config R, Sec. 3.3 and App. F). `None` for one tap (identity).
     """
+    import scipy.signal  # here: scipy.signal takes a second to import, and only StyleGAN3's constructor needs it
+    import scipy.special
+
     if numtaps < 1:
         raise ValueError(f"a filter needs at least one tap, got numtaps={numtaps}")
     if numtaps == 1:
