@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ganinv.generators.stylegan2 import Generator
+from ganinv.generators.stylegan3 import Generator as StyleGAN3Generator
 
 
 def official_channel_base(resolution: int) -> int:
@@ -54,12 +55,40 @@ def in_range_outputs_(G: Generator, scale: float = 0.2) -> Generator:
     return G
 
 
+# The released StyleGAN3 FFHQ-U 256 px generators (stylegan3-{t,r}-ffhqu-256x256.pkl) were trained with
+# `train.py --cbase=16384` (its default cmax 512); --cfg=stylegan3-r doubles both. Their configs as mmagic converted
+# them, and fine-tuning recipes that resume from them, use exactly these values.
+STYLEGAN3_CHANNELS = {"stylegan3-t": (16384, 512), "stylegan3-r": (32768, 1024)}
+
+
+def stylegan3_generator(resolution: int = 256, *, config: str = "stylegan3-t", seed: int = 0,
+                        tiny: bool = False) -> StyleGAN3Generator:
+    """A StyleGAN3 generator (config T or R) with random weights, shaped like the released FFHQ-U 256 px ones
+    (`STYLEGAN3_CHANNELS`, w_dim 512, 2 mapping layers, 14 layers + ToRGB), fp32 layers (num_fp16_res 0: the engine's
+    autocast picks the precision); `tiny`: z/w 32, channel_base 1024, channel_max 32, 6 layers, for CPU smoke runs.
+    Random StyleGAN3 images stay inside [-1, 1] (std ~0.16 at 256 px), so no output scaling is needed."""
+    torch.manual_seed(seed)
+    channel_base, channel_max = STYLEGAN3_CHANNELS[config]
+    dims, layers = (32, dict(num_layers=6)) if tiny else (512, {})
+    if tiny:
+        channel_base, channel_max = channel_base // 16, channel_max // 16
+    radial = dict(conv_kernel=1, use_radial_filters=True) if config == "stylegan3-r" else {}
+    G = StyleGAN3Generator(z_dim=dims, c_dim=0, w_dim=dims, img_resolution=resolution, img_channels=3,
+                           mapping_kwargs=dict(num_layers=2), channel_base=channel_base, channel_max=channel_max,
+                           num_fp16_res=0, conv_clamp=256, **layers, **radial)
+    return G.eval().requires_grad_(False)
+
+
 def load_named_generator(spec: str, *, resolution: int, tiny: bool) -> tuple[Generator | None, str]:
-    """`config-f` (random weights), `tiny` or a name for `ganinv.generators.io.load_generator` (e.g. `faces64`).
-    Returns (None, reason) when the named generator cannot be loaded here."""
+    """`config-f` (random weights), `stylegan3-t` / `stylegan3-r` (random weights), `tiny` or a name for
+    `ganinv.generators.io.load_generator` (e.g. `faces64`). Returns (None, reason) when the named generator cannot be
+    loaded here."""
     if spec == "config-f":
         return (tiny_generator(resolution) if tiny else config_f_generator(resolution)), \
             ("tiny random generator" if tiny else f"config-f-sized, random weights, {resolution} px")
+    if spec in STYLEGAN3_CHANNELS:
+        return stylegan3_generator(resolution, config=spec, tiny=tiny), \
+            f"{'tiny ' if tiny else ''}{spec} (FFHQ-U 256 px channels), random weights, {resolution} px"
     try:
         from ganinv.generators.io import load_generator
         return load_generator(spec).eval().requires_grad_(False), f"{spec} (trained weights)"

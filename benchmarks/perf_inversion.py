@@ -4,6 +4,12 @@
     PYTHONPATH=. python -m benchmarks.perf_inversion --device cuda --out $OUT/perf_inversion.json \\
         --profile $OUT/profile_256.txt                  # H100: about 7 minutes
     PYTHONPATH=. python -m benchmarks.perf_inversion --tiny --device cpu          # smoke test (numbers mean nothing)
+    PYTHONPATH=. python -m benchmarks.perf_inversion --arch stylegan3-t --resolutions 256 --device cuda \
+        --out $OUT/perf_sg3t_256.json                   # StyleGAN3-T, FFHQ-U 256 px channels, random weights
+
+`--arch stylegan3-t` / `stylegan3-r` times a StyleGAN3 generator shaped like the released FFHQ-U 256 px ones
+(`benchmarks.common.stylegan3_generator`) instead of config-f; everything else (baseline, variants, FLOPs, MFU,
+quality against fp32) is the same. StyleGAN3 has no noise maps, so neither loop optimises any.
 
 What runs, per resolution (256 first: the headline), all with one loss, `lpips.LPIPS(net='vgg')` with a *random*
 trunk (LPIPS-VGG's shape and cost, nothing downloaded; it is not LPIPS):
@@ -45,8 +51,8 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import (  # noqa: E402
-    Budget, device_facts, heldout_faces, load_named_generator, markdown_table, official_channel_base,
-    peak_memory_gib, random_targets, reset_peak_memory, synchronize, write_json,
+    STYLEGAN3_CHANNELS, Budget, device_facts, heldout_faces, load_named_generator, markdown_table,
+    official_channel_base, peak_memory_gib, random_targets, reset_peak_memory, synchronize, write_json,
 )
 from benchmarks.projector_baseline import project  # noqa: E402
 from ganinv.generators import layers  # noqa: E402
@@ -78,7 +84,10 @@ QUALITY_COLUMNS = ["generator", "variant", "images", "steps", "perceptual_fp32",
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--resolutions", default="256,64,1024", help="config-f-sized generators, in this order")
+    p.add_argument("--arch", default="config-f", choices=["config-f", "stylegan3-t", "stylegan3-r"],
+                   help="the generator: config-f-sized StyleGAN2, or StyleGAN3 shaped like FFHQ-U 256 (random weights)")
+    p.add_argument("--resolutions", default=None, help="generators' resolutions, in this order (default: "
+                                                        "256,64,1024 for config-f, 256 for StyleGAN3)")
     p.add_argument("--ablation-resolutions", default="256", help="where the ablation variants run too")
     p.add_argument("--variants", default=None, help=f"comma list from {list(VARIANTS)} (default: core + ablations)")
     p.add_argument("--steps", type=int, default=None, help="schedule length per run (default per resolution)")
@@ -104,6 +113,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         args.batch = args.batch or 4
         args.quality_steps, args.quality_images = 3, 4
         args.variants = args.variants or "fp32,bf16,bf16+cl,bf16+cl+graph"  # compile takes minutes on a CPU
+    args.resolutions = args.resolutions or ("256,64,1024" if args.arch == "config-f" else "256")
     args.resolutions = [int(r) for r in args.resolutions.split(",")]
     args.ablation_resolutions = [int(r) for r in args.ablation_resolutions.split(",") if r]
     if args.variants:
@@ -378,9 +388,11 @@ def kernel_breakdown(events, device: torch.device) -> str:
 
 def bench_resolution(resolution: int, args, device, loss, budget, payload, record) -> list[dict]:
     print(f"\n# {resolution} px (elapsed {budget.elapsed():.0f} s)", flush=True)
-    G, _ = load_named_generator("config-f", resolution=resolution, tiny=args.tiny)
+    G, _ = load_named_generator(args.arch, resolution=resolution, tiny=args.tiny)
     G = G.to(device)
-    label = f"config-f {resolution} px" if not args.tiny else f"tiny {resolution} px"
+    label = f"{args.arch} {resolution} px"
+    if args.tiny:
+        label = f"tiny {resolution} px" if args.arch == "config-f" else f"tiny {label}"
     steps = args.steps or STEPS.get(resolution, 50)
     projector_w_stats(G, InversionConfig().w_avg_samples)
     flops = flops_per_image_step(G, loss, device, steps)
@@ -401,7 +413,7 @@ def bench_resolution(resolution: int, args, device, loss, budget, payload, recor
             except Exception as err:  # noqa: BLE001
                 traceback.print_exc()
                 payload["profile"] = dict(error=f"{type(err).__name__}: {err}")
-    if resolution in (64, 32) and not args.no_faces64 and not budget.exhausted():
+    if resolution in (64, 32) and args.arch == "config-f" and not args.no_faces64 and not budget.exhausted():
         rows += faces64_quality(rows, args, device, loss, budget, record)
     return rows
 
@@ -447,8 +459,9 @@ def _main(args: argparse.Namespace) -> dict:
     loss = LPIPSLoss("vgg", random_trunk=True).to(device)
     facts = device_facts(device)
     facts.update(resample_impl=layers.RESAMPLE_IMPL, cudnn_benchmark=torch.backends.cudnn.benchmark,
-                 cudnn=torch.backends.cudnn.version(), channel_base={r: official_channel_base(r)
-                                                                    for r in args.resolutions})
+                 cudnn=torch.backends.cudnn.version(), arch=args.arch,
+                 channel_base={r: official_channel_base(r) for r in args.resolutions} if args.arch == "config-f"
+                 else STYLEGAN3_CHANNELS[args.arch][0])
     print(facts, flush=True)
     rows: list[dict] = []
     payload = dict(facts, loss=loss.name, peak_tflops=peak_tflops(device, args.peak_tflops),

@@ -6,7 +6,8 @@ the generator's own `noise_const` buffers re-drawn N(0, 1) and optimised in plac
 the buffers; the same learning-rate and w-noise schedules; synthesis with `noise_mode='const'` and the default
 (fused, batch-1) modulated convolutions; target features computed once; noise regularisation over the buffers;
 whole-buffer renormalisation after each step; `float(loss)` every step (the official loop formats its progress line,
-reading the loss back to the host, at every step); w recorded at every step.
+reading the loss back to the host, at every step); w recorded at every step. A generator without noise inputs
+(StyleGAN3) has no buffers to optimise or regularise: w alone, as the engine does for it.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def project(G: torch.nn.Module, target: torch.Tensor, loss: ImageLoss, *,
         ws = (w_opt + w_noise).repeat([1, G.num_ws, 1])
         synth = G.synthesis(ws, noise_mode="const")
         dist = loss(synth, prepared).sum()
-        total = dist + noise_regularization(noise_maps)[0] * config.regularize_noise_weight
+        total = dist + noise_regularization(noise_maps)[0] * config.regularize_noise_weight if noise_maps else dist
         optimizer.zero_grad(set_to_none=True)
         total.backward()
         optimizer.step()

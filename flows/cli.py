@@ -56,13 +56,13 @@ def info(
     model: str = typer.Argument(..., help="A generator file (.pkl or .safetensors) or a built-in name."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of text."),
 ) -> None:
-    """Show a generator's config, num_ws, parameter count and identity."""
+    """Show a generator's architecture (stylegan2, stylegan3-t/-r), config, num_ws, parameter count and identity."""
     from ganinv.generators import GeneratorLoadError, load_generator_and_identity
 
     with _exit_on_error(1, GeneratorLoadError):
         G, identity = load_generator_and_identity(model)
-    summary = dict(model=model, config=G.init_kwargs, img_resolution=G.img_resolution, z_dim=G.z_dim,
-                   w_dim=G.w_dim, c_dim=G.c_dim, num_ws=G.num_ws,
+    summary = dict(model=model, architecture=G.architecture, config=G.init_kwargs, img_resolution=G.img_resolution,
+                   z_dim=G.z_dim, w_dim=G.w_dim, c_dim=G.c_dim, num_ws=G.num_ws,
                    num_parameters=sum(p.numel() for p in G.parameters()), identity=identity)
     if as_json:
         typer.echo(json.dumps(summary, indent=2))

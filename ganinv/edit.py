@@ -7,6 +7,11 @@ is that of its conv (the last row's: the image resolution). Named ranges follow 
 resolution (Karras et al. 2019, Sec. 3.1): coarse 4-8 px, middle 16-32 px, fine 64 px and up. For a 1024 px
 generator (num_ws 18): coarse 0-2, middle 3-6, fine 7-17; for 64 px (num_ws 10): coarse 0-2, middle 3-6, fine 7-9.
 Generators below 64 px have no fine rows.
+
+StyleGAN3 rows do not follow from num_ws: row 0 steers the input's geometry, row i + 1 layer i, and each controls the
+band its layer's cutoff allows (`G.ws_resolutions`, the power of two nearest 2 fc; 1024 px: coarse 0-3, middle 4-6,
+fine 7-15). Named ranges of a StyleGAN3 generator need `resolutions=G.ws_resolutions`; without it the StyleGAN2 rule
+is assumed.
 """
 
 from __future__ import annotations
@@ -31,23 +36,34 @@ def ws_resolutions(num_ws: int) -> list[int]:
     return [2 ** (2 + (k + 1) // 2) for k in range(num_ws - 1)] + [img_resolution]
 
 
-def layer_ranges(num_ws: int) -> dict[str, tuple[int, ...]]:
-    """`{'coarse': rows, 'middle': rows, 'fine': rows}` by resolution (see the module doc); a range may be empty."""
-    resolutions = ws_resolutions(num_ws)
+def layer_ranges(num_ws: int, resolutions: Sequence[int] | None = None) -> dict[str, tuple[int, ...]]:
+    """`{'coarse': rows, 'middle': rows, 'fine': rows}` by resolution (see the module doc); a range may be empty.
+    `resolutions`: each row's resolution (`G.ws_resolutions`); default StyleGAN2's `ws_resolutions(num_ws)`."""
+    resolutions = _row_resolutions(num_ws, resolutions)
     return {name: tuple(k for k, res in enumerate(resolutions) if lo <= res and (hi is None or res <= hi))
             for name, (lo, hi) in RANGES.items()}
 
 
-def resolve_layers(layers: LayerSpec, num_ws: int) -> tuple[int, ...]:
-    """ws rows from `None` / `'all'` (every row), `'coarse'` / `'middle'` / `'fine'`, or explicit indices."""
+def _row_resolutions(num_ws: int, resolutions: Sequence[int] | None) -> list[int]:
+    if resolutions is None:
+        return ws_resolutions(num_ws)
+    if len(resolutions) != num_ws:
+        raise ValueError(f"resolutions must give one resolution per ws row ({num_ws}), got {len(resolutions)}")
+    return [int(r) for r in resolutions]
+
+
+def resolve_layers(layers: LayerSpec, num_ws: int, resolutions: Sequence[int] | None = None) -> tuple[int, ...]:
+    """ws rows from `None` / `'all'` (every row), `'coarse'` / `'middle'` / `'fine'`, or explicit indices.
+    `resolutions`: see `layer_ranges` (needed for StyleGAN3's named ranges)."""
     if layers is None or layers == "all":
         return tuple(range(num_ws))
     if isinstance(layers, str):
-        ranges = layer_ranges(num_ws)
+        ranges = layer_ranges(num_ws, resolutions)
         if layers not in ranges:
             raise ValueError(f"layers must be 'all', one of {sorted(ranges)} or a list of ws indices, got {layers!r}")
         if not ranges[layers]:
-            raise ValueError(f"a generator with num_ws={num_ws} ({ws_resolutions(num_ws)[-1]} px) has no {layers!r} "
+            px = _row_resolutions(num_ws, resolutions)[-1]
+            raise ValueError(f"a generator with num_ws={num_ws} ({px} px) has no {layers!r} "
                              f"layers ({_describe(layers)}): pass explicit ws indices")
         return ranges[layers]
     rows = tuple(sorted({int(i) for i in layers}))
@@ -57,19 +73,19 @@ def resolve_layers(layers: LayerSpec, num_ws: int) -> tuple[int, ...]:
 
 
 def apply(ws: Codes, direction: Direction | Codes, strengths: float | Sequence[float] | Codes, *,
-          layers: LayerSpec = None) -> Codes:
+          layers: LayerSpec = None, resolutions: Sequence[int] | None = None) -> Codes:
     """`ws + strength * direction`, on the ws rows in `layers` only.
 
     ws:        `[N, D]` or `[N, num_ws, w_dim]`.
     direction: a `Direction` (its `vector * scale`; its `layers` unless `layers` is given), or a vector `[D]`,
                `[1, D]`, `[num_ws, w_dim]` or `[1, num_ws, w_dim]`; a `[D]` vector edits every chosen row alike.
     strengths: a scalar (result shaped like ws) or `[S]` (result `[N, S, ...]`, one edit per strength).
-    layers:    see `resolve_layers`; needs W+ codes.
+    layers:    see `resolve_layers`; needs W+ codes. resolutions: `G.ws_resolutions` for StyleGAN3's named ranges.
     """
     x, as_numpy = _as_tensor(ws, "ws")
     vector, default_layers = _direction_vector(direction)
     layers = default_layers if layers is None else layers
-    delta = _delta(x, vector.to(x), layers)
+    delta = _delta(x, vector.to(x), layers, resolutions)
     s = torch.as_tensor(np.asarray(strengths, dtype=np.float32) if not isinstance(strengths, torch.Tensor)
                         else strengths).to(x)
     if s.ndim == 0:
@@ -109,19 +125,20 @@ def interpolate(ws_a: Codes, ws_b: Codes, num_steps: int = 8, *, method: str = "
     return _back(wa * a + wb * b, as_numpy)
 
 
-def style_mix(ws: Codes, ws_style: Codes, layers: LayerSpec) -> Codes:
+def style_mix(ws: Codes, ws_style: Codes, layers: LayerSpec, *, resolutions: Sequence[int] | None = None) -> Codes:
     """ws with the rows in `layers` taken from ws_style (StyleGAN style mixing, Karras et al. 2019, Sec. 3.1).
 
     ws, ws_style: `[..., num_ws, w_dim]`, broadcastable against each other: `ws[:, None]` and `ws_style[None]` give
                   the paper's grid of every content row mixed with every style column.
     layers:       `'coarse'` (pose, face shape), `'middle'`, `'fine'` (colour scheme), or ws indices.
+    resolutions:  `G.ws_resolutions` for StyleGAN3's named ranges (see `layer_ranges`).
     """
     x, as_numpy = _as_tensor(ws, "ws")
     style, _ = _as_tensor(ws_style, "ws_style")
     if x.ndim < 2 or style.ndim < 2 or x.shape[-2:] != style.shape[-2:]:
         raise ValueError(f"ws and ws_style must be [..., num_ws, w_dim] with the same num_ws and w_dim, "
                          f"got {list(x.shape)} and {list(style.shape)}")
-    rows = resolve_layers(layers, x.shape[-2])
+    rows = resolve_layers(layers, x.shape[-2], resolutions)
     mask = torch.zeros(x.shape[-2], dtype=torch.bool, device=x.device)
     mask[list(rows)] = True
     return _back(torch.where(mask[:, None], style.to(x), x), as_numpy)
@@ -136,7 +153,8 @@ def _direction_vector(direction: Direction | Codes) -> tuple[torch.Tensor, Layer
     return vector, None
 
 
-def _delta(x: torch.Tensor, vector: torch.Tensor, layers: LayerSpec) -> torch.Tensor:
+def _delta(x: torch.Tensor, vector: torch.Tensor, layers: LayerSpec,
+           resolutions: Sequence[int] | None) -> torch.Tensor:
     """The edit of one unit of strength, shaped like one code."""
     if x.ndim == 2:
         if vector.shape != x.shape[1:]:
@@ -153,7 +171,7 @@ def _delta(x: torch.Tensor, vector: torch.Tensor, layers: LayerSpec) -> torch.Te
         raise ValueError(f"direction of shape {list(vector.shape)} does not fit ws {list(x.shape)}: "
                          f"want [{w_dim}] or [{num_ws}, {w_dim}]")
     mask = torch.zeros(num_ws, dtype=x.dtype, device=x.device)
-    mask[list(resolve_layers(layers, num_ws))] = 1
+    mask[list(resolve_layers(layers, num_ws, resolutions))] = 1
     return vector.expand(num_ws, w_dim) * mask[:, None]
 
 

@@ -14,6 +14,7 @@ import torch
 
 from _store_helpers import BACKENDS, location_for, s3_server
 from ganinv.generators.stylegan2 import Generator
+from ganinv.generators.stylegan3 import Generator as StyleGAN3Generator
 
 # Test models are tiny: threads cost more in synchronisation than they gain, and CI has two cores.
 torch.set_num_threads(int(os.environ.get("GANINV_TEST_THREADS", "1")))
@@ -49,6 +50,61 @@ def ada_tiny() -> Generator:
 @pytest.fixture(scope="session")
 def ada_tiny_reference() -> dict[str, torch.Tensor]:
     return {k: torch.from_numpy(v) for k, v in np.load(ADA_TINY / "reference_outputs.npz").items()}
+
+
+SG3_TINY = FIXTURES / "stylegan3_tiny"
+SG3_CONFIGS = ("t32", "r32")  # config T and config R
+_SG3_SYNTHESIS_KEYS = ("channel_base", "channel_max", "num_layers", "num_critical", "first_cutoff", "first_stopband",
+                       "last_stopband_rel", "margin_size", "output_scale", "conv_kernel", "filter_size",
+                       "lrelu_upsampling", "use_radial_filters", "conv_clamp", "num_fp16_res")
+
+
+def sg3_tiny_init_kwargs(name: str) -> dict:
+    """Constructor arguments of the official-code tiny StyleGAN3 generator `name` ('t32' or 'r32')."""
+    cfg = json.loads((SG3_TINY / name / "config.json").read_text())
+    return dict(z_dim=cfg["z_dim"], c_dim=cfg["c_dim"], w_dim=cfg["w_dim"], img_resolution=cfg["img_resolution"],
+                img_channels=cfg["img_channels"],
+                mapping_kwargs=dict(num_layers=cfg["mapping_layers"], lr_multiplier=cfg["mapping_lr_multiplier"]),
+                **{key: cfg[key] for key in _SG3_SYNTHESIS_KEYS})
+
+
+def sg3_tiny_state_dict(name: str) -> dict[str, torch.Tensor]:
+    return {k: torch.from_numpy(v) for k, v in np.load(SG3_TINY / name / "G_ema_state_dict.npz").items()}
+
+
+def sg3_tiny_reference(name: str) -> dict[str, torch.Tensor]:
+    return {k: torch.from_numpy(v) for k, v in np.load(SG3_TINY / name / "reference_outputs.npz").items()}
+
+
+def load_sg3_tiny(name: str) -> StyleGAN3Generator:
+    """The official-code tiny StyleGAN3 generator `name`, weights loaded, in eval mode."""
+    G = StyleGAN3Generator(**sg3_tiny_init_kwargs(name))
+    G.load_state_dict(sg3_tiny_state_dict(name))
+    return G.eval().requires_grad_(False)
+
+
+@pytest.fixture(scope="session", params=SG3_CONFIGS)
+def sg3_tiny(request) -> StyleGAN3Generator:
+    """Each official-code tiny StyleGAN3 generator (config T, then R)."""
+    return load_sg3_tiny(request.param)
+
+
+def make_tiny_sg3_generator(*, resolution: int = 16, z_dim: int = 16, w_dim: int = 16, radial: bool = False,
+                            channel_base: int = 256, channel_max: int = 16, num_layers: int = 3,
+                            seed: int = 0) -> StyleGAN3Generator:
+    """A few-kilobyte random StyleGAN3 generator (config T, or R with `radial`) for fast CPU tests, with non-zero
+    biases, w_avg and a non-trivial input transform affine."""
+    torch.manual_seed(seed)
+    G = StyleGAN3Generator(z_dim=z_dim, c_dim=0, w_dim=w_dim, img_resolution=resolution, img_channels=3,
+                           channel_base=channel_base, channel_max=channel_max, num_layers=num_layers,
+                           num_critical=1, margin_size=2, conv_kernel=1 if radial else 3, use_radial_filters=radial)
+    with torch.no_grad():
+        for name, p in G.named_parameters():
+            if name.endswith("bias"):
+                p.add_(0.1 * torch.randn_like(p))
+        G.synthesis.input.affine.weight.normal_(0, 0.3)
+        G.mapping.w_avg.normal_(0, 0.1)
+    return G.eval().requires_grad_(False)
 
 
 def make_tiny_generator(*, resolution: int = 16, z_dim: int = 16, w_dim: int = 16, c_dim: int = 0,
@@ -90,12 +146,30 @@ def inversion_G() -> Generator:
     return make_tiny_generator(seed=1)
 
 
+def generated_targets(G) -> torch.Tensor:
+    """[3, 3, R, R] images of G from seeded z, in [-1, 1]: reachable targets for the inversion tests."""
+    with torch.no_grad():
+        return G(torch.randn([3, G.z_dim], generator=torch.Generator().manual_seed(7)), None).clamp(-1, 1)
+
+
 @pytest.fixture(scope="session")
 def inversion_targets(inversion_G) -> torch.Tensor:
     """[3, 3, 16, 16] images of `inversion_G` from seeded z, in [-1, 1]: reachable targets for the inversion tests."""
-    G = inversion_G
-    with torch.no_grad():
-        return G(torch.randn([3, G.z_dim], generator=torch.Generator().manual_seed(7)), None).clamp(-1, 1)
+    return generated_targets(inversion_G)
+
+
+FAMILIES = ("stylegan2", "stylegan3")
+
+
+def make_tiny_family_generator(family: str, *, seed: int = 0) -> torch.nn.Module:
+    """The tiny test generator of `family` (16 px, z/w 16): `make_tiny_generator` or `make_tiny_sg3_generator`."""
+    return make_tiny_generator(seed=seed) if family == "stylegan2" else make_tiny_sg3_generator(seed=seed)
+
+
+@pytest.fixture(scope="session", params=FAMILIES)
+def family_generator(request) -> torch.nn.Module:
+    """A tiny generator of each family (StyleGAN2, StyleGAN3-T), seed 1; tests read it and never change it."""
+    return make_tiny_family_generator(request.param, seed=1)
 
 
 @pytest.fixture(scope="session")

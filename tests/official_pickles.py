@@ -102,15 +102,20 @@ def persistent(module: nn.Module, persistence: Any, EasyDict: type, *, init_kwar
     for key, value in list(state.items()):
         if isinstance(value, float):
             state[key] = np.float64(value)  # official layers keep gains as numpy scalars
+        elif key in ("size", "in_size", "out_size") and isinstance(value, int):
+            state[key] = np.broadcast_to(np.asarray(value), [2])  # ... and StyleGAN3 layers sizes as arrays
     meta = dict(type="class", version=6, module_src=module_src, class_name=type(module).__name__, state=state)
     return persistence.Persistent(meta)
 
 
 def official_init_kwargs(G: nn.Module, EasyDict: type, *, layout: str) -> dict:
     """`_init_kwargs` as the official training loops store them: 'ada' nests synthesis_kwargs (EasyDicts),
-    'sg3' (the StyleGAN3 repo's networks_stylegan2) passes synthesis kwargs flat plus fused_modconv_default."""
+    'sg3' (the StyleGAN3 repo's networks_stylegan2) passes synthesis kwargs flat plus fused_modconv_default,
+    'stylegan3' (networks_stylegan3) passes them flat, as our StyleGAN3 generator keeps them."""
     kwargs = {k: v for k, v in G.init_kwargs.items() if k not in ("mapping_kwargs", "synthesis_kwargs")}
     kwargs["mapping_kwargs"] = easydict(dict(G.init_kwargs["mapping_kwargs"]), EasyDict)
+    if layout == "stylegan3":
+        return kwargs
     if layout == "ada":
         kwargs["synthesis_kwargs"] = easydict(dict(G.init_kwargs["synthesis_kwargs"]), EasyDict)
     elif layout == "sg3":
@@ -121,15 +126,35 @@ def official_init_kwargs(G: nn.Module, EasyDict: type, *, layout: str) -> dict:
     return kwargs
 
 
+class Numpy1Pickler(pickle._Pickler):
+    """Names numpy's pickle helpers as numpy 1.x did (`numpy.core.multiarray._reconstruct`, `...scalar`), as NVIDIA's
+    released files carry them; numpy 2.x writes `numpy._core.*`. (The pure-Python pickler, for its save_global.)"""
+
+    def save_global(self, obj: Any, name: str | None = None) -> None:
+        module = getattr(obj, "__module__", None) or ""
+        if not module.startswith("numpy._core"):
+            return super().save_global(obj, name)
+        legacy, name = "numpy.core" + module[len("numpy._core"):], name or obj.__qualname__
+        if self.proto >= 4:
+            self.save(legacy)
+            self.save(name)
+            self.write(pickle.STACK_GLOBAL)
+        else:
+            self.write(pickle.GLOBAL + f"{legacy}\n{name}\n".encode())
+        self.memoize(obj)
+
+
 def write_official_pickle(path: Path, G_ema: nn.Module, tmp_dir: Path, *, G: nn.Module | None = None,
-                          layout: str = "ada", protocol: int = pickle.DEFAULT_PROTOCOL,
+                          layout: str | None = None, protocol: int = pickle.DEFAULT_PROTOCOL,
                           module_src: str = MODULE_SRC, extra: dict | None = None,
-                          init_kwargs: dict | None = None) -> Path:
+                          init_kwargs: dict | None = None, numpy1: bool = False) -> Path:
     """Pickle `{'G', 'D', 'G_ema', 'augment_pipe', 'training_set_kwargs'}` like an official snapshot.
 
+    `layout`: of `_init_kwargs` (see `official_init_kwargs`; default 'stylegan3' for a StyleGAN3 G_ema, else 'ada').
     `extra` entries are added to the dict (e.g. an object with a malicious `__reduce__`); `init_kwargs` overrides
-    G_ema's `_init_kwargs` (plain dicts are converted to EasyDicts).
+    G_ema's `_init_kwargs` (plain dicts are converted to EasyDicts); `numpy1` spells numpy globals the numpy 1.x way.
     """
+    layout = layout or ("stylegan3" if getattr(G_ema, "family", "") == "stylegan3" else "ada")
     with official_modules(tmp_dir) as (persistence, dnnlib_util):
         EasyDict = dnnlib_util.EasyDict
 
@@ -156,5 +181,5 @@ def write_official_pickle(path: Path, G_ema: nn.Module, tmp_dir: Path, *, G: nn.
             **(extra or {}),
         }
         with open(path, "wb") as f:
-            pickle.dump(snapshot, f, protocol=protocol)
+            (Numpy1Pickler if numpy1 else pickle.Pickler)(f, protocol=protocol).dump(snapshot)
     return path

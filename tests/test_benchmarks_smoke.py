@@ -57,6 +57,19 @@ def test_perf_benchmark_runs_tiny_with_baseline_variants_quality_and_profile(tmp
     assert "aten::" in (tmp_path / "profile.txt").read_text()
 
 
+@pytest.mark.slow
+def test_perf_benchmark_runs_a_tiny_stylegan3_against_its_projector_baseline(tmp_path):
+    from benchmarks import perf_inversion
+
+    payload = perf_inversion.main(["--tiny", "--arch", "stylegan3-t", "--device", "cpu", "--variants", "fp32,bf16",
+                                   "--steps", "4", "--out", str(tmp_path / "perf.json")])
+    rows = [r for r in payload["rows"] if r["generator"] == "tiny stylegan3-t 32 px"]
+    assert [r["variant"] for r in rows] == ["baseline (projector loop)", "fp32", "bf16"]
+    assert all("error" not in r and r["image_steps_per_s"] > 0 and r["tflops"] > 0 for r in rows)
+    assert payload["arch"] == "stylegan3-t" and payload["flops_per_image_step"]["tiny stylegan3-t 32 px"] > 0
+    assert all(abs(q["psnr_rel"]) < 0.05 for q in payload["quality"])
+
+
 def test_modconv_benchmark_runs_tiny_and_every_form_computes_the_same_function(tmp_path):
     from benchmarks import modconv_variants
 

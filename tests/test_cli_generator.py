@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from flows.cli import app, parse_seeds
 from official_pickles import write_official_pickle
-from conftest import make_tiny_generator
+from conftest import load_sg3_tiny, make_tiny_generator
 from ganinv.generators import generator_identity, load_generator, read_generator_metadata, save_generator
 from ganinv.utils.images import from_pil
 
@@ -35,6 +35,27 @@ def test_info_reports_config_num_ws_parameters_and_identity(ada_tiny, fixture_fi
     assert info["num_parameters"] == sum(p.numel() for p in ada_tiny.parameters())
     assert info["identity"] == generator_identity(ada_tiny)
     assert info["config"]["synthesis_kwargs"]["channel_base"] == 2048
+
+
+@pytest.mark.parametrize("config, architecture", [("t32", "stylegan3-t"), ("r32", "stylegan3-r")])
+def test_stylegan3_pickle_goes_through_info_generate_and_convert_pkl(tmp_path, config, architecture):
+    G = load_sg3_tiny(config)
+    pkl = write_official_pickle(tmp_path / "sg3.pkl", G, tmp_path, numpy1=True)
+    result = runner.invoke(app, ["info", str(pkl), "--json"])
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.stdout)
+    assert info["architecture"] == architecture and info["num_ws"] == 8
+    assert info["identity"] == generator_identity(G)
+    out = tmp_path / "grid.png"
+    result = runner.invoke(app, ["generate", str(pkl), "--seeds", "3", "--out", str(out), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    z = torch.from_numpy(np.random.RandomState(3).randn(1, G.z_dim)).float()
+    with torch.no_grad():
+        expected = G(z, None)[0].clamp(-1, 1)
+    assert (from_pil(Image.open(out)) - expected).abs().max() <= 1 / 127.5 + 1e-6
+    result = runner.invoke(app, ["convert-pkl", str(pkl), str(tmp_path / "g.safetensors")])
+    assert result.exit_code == 0, result.output
+    assert read_generator_metadata(tmp_path / "g.safetensors")["family"] == "stylegan3"
 
 
 def test_info_text_output_names_identity(ada_tiny, fixture_files):

@@ -9,6 +9,7 @@ import torch
 from conftest import make_tiny_generator
 from ganinv import edit
 from ganinv.directions import Direction
+from ganinv.generators import StyleGAN3Generator
 
 
 def unit(v):
@@ -44,6 +45,27 @@ def test_layer_names_and_indices_resolve():
         edit.resolve_layers("hair", 6)
     with pytest.raises(ValueError, match="even"):
         edit.ws_resolutions(7)
+
+
+def test_stylegan2_generator_reports_the_rows_ws_resolutions_assumes():
+    G = make_tiny_generator(resolution=64, channel_max=4)
+    assert G.ws_resolutions == edit.ws_resolutions(G.num_ws)
+
+
+def test_stylegan3_named_ranges_follow_the_generators_band_limits():
+    # 1024 px, 14 layers: each row's band limit 2 fc grows from 4 px (input, L0) to 1024 px; rounded to powers of two
+    # the module doc's split follows. (Without `resolutions`, the StyleGAN2 rule for 16 rows would assume 512 px.)
+    G = StyleGAN3Generator(z_dim=8, c_dim=0, w_dim=8, img_resolution=1024, img_channels=3, channel_base=64,
+                           channel_max=8)
+    res = G.ws_resolutions
+    assert edit.layer_ranges(G.num_ws, res) == dict(coarse=(0, 1, 2, 3), middle=(4, 5, 6), fine=tuple(range(7, 16)))
+    ws, v = torch.zeros(2, G.num_ws, 8), torch.ones(8)
+    edited = edit.apply(ws, v, 1.0, layers="middle", resolutions=res)
+    assert edited[0, :, 0].tolist() == [0.0] * 4 + [1.0] * 3 + [0.0] * 9
+    mixed = edit.style_mix(ws, torch.ones_like(ws), "coarse", resolutions=res)
+    assert mixed[0, :, 0].tolist() == [1.0] * 4 + [0.0] * 12
+    with pytest.raises(ValueError, match="one resolution per ws row"):
+        edit.resolve_layers("coarse", G.num_ws, res[:-1])
 
 
 def test_apply_on_w_codes_adds_strength_times_direction():

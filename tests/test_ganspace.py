@@ -72,17 +72,17 @@ def test_rechunk_gives_full_chunks_and_one_remainder_below_twice_the_size(sizes,
     assert len(chunks[-1]) < 2 * chunk
 
 
-def test_sample_w_streams_batches_independent_of_batch_size(tiny_generator):
-    a = list(sample_w(tiny_generator, 50, seed=3, batch_size=16))
-    b = np.concatenate(list(sample_w(tiny_generator, 50, seed=3, batch_size=50)))
+def test_sample_w_streams_batches_independent_of_batch_size(family_generator):
+    a = list(sample_w(family_generator, 50, seed=3, batch_size=16))
+    b = np.concatenate(list(sample_w(family_generator, 50, seed=3, batch_size=50)))
     assert [len(batch) for batch in a] == [16, 16, 16, 2]
     np.testing.assert_allclose(np.concatenate(a), b, atol=1e-6)
 
 
-def test_discover_on_a_generator_gives_unit_directions_scaled_by_stdev(tiny_generator):
-    directions = ganspace.discover(tiny_generator, num_directions=4, num_samples=3000, batch_size=1000,
+def test_discover_on_a_generator_gives_unit_directions_scaled_by_stdev(family_generator):
+    directions = ganspace.discover(family_generator, num_directions=4, num_samples=3000, batch_size=1000,
                                    layers=[0, 1, 2], provenance=dict(generator="tiny"))
-    reference = pca(np.concatenate(list(sample_w(tiny_generator, 3000))), 4, method="full")
+    reference = pca(np.concatenate(list(sample_w(family_generator, 3000))), 4, method="full")
     assert [d.name for d in directions] == [f"ganspace-{k}" for k in range(4)]
     for k, d in enumerate(directions):
         assert d.method == "ganspace" and d.space == "w" and d.layers == (0, 1, 2)

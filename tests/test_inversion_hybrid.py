@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import make_tiny_generator
+from conftest import FAMILIES, make_tiny_family_generator
 from ganinv.inversion import encode, hybrid, invert
 
 FAST = dict(loss="mse", w_avg_samples=500)
@@ -24,19 +24,21 @@ class NoisyOracleEncoder(nn.Module):
         return self.ws[index] * self.scale
 
 
-def tame_generator(seed):
+def tame_generator(family, seed):
     """A tiny random generator whose images mostly stay inside [-1, 1], so generated targets are reachable."""
-    G = make_tiny_generator(seed=seed)
+    G = make_tiny_family_generator(family, seed=seed)
+    torgb_layers = [block.torgb for block in G.synthesis.blocks()] if family == "stylegan2" \
+        else G.synthesis.layers()[-1:]
     with torch.no_grad():
-        for block in G.synthesis.blocks():
-            block.torgb.weight.mul_(0.2)
-            block.torgb.bias.mul_(0.2)
+        for layer in torgb_layers:
+            layer.weight.mul_(0.2)
+            layer.bias.mul_(0.2)
     return G
 
 
-@pytest.fixture(scope="module")
-def world():
-    G = tame_generator(seed=4)
+@pytest.fixture(scope="module", params=FAMILIES)
+def world(request):
+    G = tame_generator(request.param, seed=4)
     with torch.no_grad():
         ws = G.mapping(torch.randn([3, G.z_dim], generator=torch.Generator().manual_seed(5)), None)
         ws = ws + 0.3 * torch.randn(ws.shape, generator=torch.Generator().manual_seed(6))  # a W+ target

@@ -6,20 +6,30 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import generated_targets, make_tiny_family_generator
 from ganinv.inversion import InversionConfig, invert, latent_noise_std, learning_rate
 from ganinv.inversion.optimize import history_steps
 
 FAST = dict(loss="mse", w_avg_samples=500, num_steps=30)
 
 
-@pytest.fixture(scope="module")
-def G(inversion_G):
-    return inversion_G
+def trajectory_atol(G) -> float:
+    """How far one image's trajectory alone and in a batch may differ. Batched kernels round differently (gradients
+    agree to ~1e-5 relative) and Adam divides each coordinate's step by its own gradient scale, so small coordinates
+    carry that rounding into the trajectory: for the tiny StyleGAN3 it grows to ~1e-3 in 20 steps. A real coupling
+    between images moves them by the step size (0.1)."""
+    return 1e-5 if G.family == "stylegan2" else 5e-3
 
 
 @pytest.fixture(scope="module")
-def targets(inversion_targets):
-    return inversion_targets
+def G(family_generator):
+    """Each family: the engine's contract holds for StyleGAN2 and StyleGAN3 alike."""
+    return family_generator
+
+
+@pytest.fixture(scope="module")
+def targets(G):
+    return generated_targets(G)
 
 
 @pytest.mark.parametrize("space", ["z", "w", "w+"])
@@ -29,10 +39,11 @@ def test_image_follows_the_same_trajectory_alone_and_in_a_batch(G, targets, spac
     together = invert(G, torch.cat([a, b]), seed=[11, 22], **cfg)
     alone_a = invert(G, a, seed=[11], **cfg)
     alone_b = invert(G, b, seed=[22], **cfg)
+    atol = trajectory_atol(G)
     for i, alone in enumerate([alone_a, alone_b]):
-        torch.testing.assert_close(together.ws[i:i + 1], alone.ws, rtol=1e-4, atol=1e-5)
-        torch.testing.assert_close(together.history[:, i:i + 1], alone.history, rtol=1e-4, atol=1e-5)
-        for buf_batch, buf_alone in zip(together.noise, alone.noise):
+        torch.testing.assert_close(together.ws[i:i + 1], alone.ws, rtol=1e-4, atol=atol)
+        torch.testing.assert_close(together.history[:, i:i + 1], alone.history, rtol=1e-4, atol=atol)
+        for buf_batch, buf_alone in zip(together.noise or [], alone.noise or []):
             torch.testing.assert_close(buf_batch[i:i + 1], buf_alone, rtol=1e-4, atol=1e-4)
 
 
@@ -46,7 +57,7 @@ def test_int_seed_gives_image_i_seed_plus_i(G, targets):
     batch = invert(G, targets[:2], seed=np.int64(5), **FAST)
     second_alone = invert(G, targets[1:2], seed=[6], **FAST)
     assert batch.seeds == [5, 6]
-    torch.testing.assert_close(batch.ws[1:], second_alone.ws, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(batch.ws[1:], second_alone.ws, rtol=1e-4, atol=trajectory_atol(G))
 
 
 @pytest.mark.parametrize("space", ["z", "w", "w+"])
@@ -54,7 +65,7 @@ def test_same_inputs_give_bitwise_identical_results(G, targets, space):
     first = invert(G, targets, space=space, seed=3, **FAST)
     second = invert(G, targets, space=space, seed=3, **FAST)
     assert torch.equal(first.ws, second.ws) and torch.equal(first.history, second.history)
-    assert all(torch.equal(x, y) for x, y in zip(first.noise, second.noise))
+    assert all(torch.equal(x, y) for x, y in zip(first.noise or [], second.noise or []))
 
 
 @pytest.mark.parametrize("space", ["z", "w", "w+"])
@@ -108,7 +119,8 @@ def test_learning_rate_and_latent_noise_follow_the_projector_schedule():
     assert latent_noise_std(750, cfg, 2.0) == 0.0
 
 
-def test_noise_maps_end_normalised_per_image(G, targets):
+def test_noise_maps_end_normalised_per_image(inversion_G, inversion_targets):
+    G, targets = inversion_G, inversion_targets  # StyleGAN2: it has noise inputs
     result = invert(G, targets, **FAST)
     assert len(result.noise) == len(G.synthesis.noise_layers())
     for buf, layer in zip(result.noise, G.synthesis.noise_layers()):
@@ -128,6 +140,18 @@ def test_with_noise_optimisation_ws_and_noise_reproduce_the_result(G, targets):
     result = invert(G, targets, **FAST)
     with torch.no_grad():
         torch.testing.assert_close(G.synthesis(result.ws, noise=result.noise), result.images, rtol=1e-4, atol=1e-4)
+
+
+def test_generator_without_noise_inputs_optimises_the_latent_alone():
+    G = make_tiny_family_generator("stylegan3", seed=1)
+    targets = generated_targets(G)
+    config = InversionConfig(**FAST)
+    assert config.optimize_noise and config.regularize_noise_weight > 0  # asked for, but there is nothing to optimise
+    result = invert(G, targets, config, space="w+")
+    assert result.noise is None and not G.has_noise_inputs
+    with torch.no_grad():
+        torch.testing.assert_close(G.synthesis(result.ws), result.images, rtol=1e-4, atol=1e-4)
+    assert (result.losses < invert(G, targets, config, space="w+", num_steps=1).losses).all()
 
 
 @pytest.mark.parametrize("space, shape", [("w+", "ws"), ("w", "w"), ("z", "z")])

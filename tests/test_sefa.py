@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ada_tiny_state_dict
+from conftest import SG3_CONFIGS, ada_tiny_state_dict, load_sg3_tiny, sg3_tiny_state_dict
 from ganinv.directions import DISCOVERY_METHODS, get_discovery_method, sefa
 from ganinv.directions.sefa import factorize
 
@@ -12,10 +12,10 @@ from ganinv.directions.sefa import factorize
 ADA_TINY_CONVS = ["b4.conv1", "b8.conv0", "b8.conv1", "b16.conv0", "b16.conv1", "b32.conv0", "b32.conv1"]
 
 
-def reference_sefa(conv_names):
+def reference_sefa(conv_names, state=None):
     """Straight from the paper and the official code: stack the style weights `[C, w_dim]` (as numpy, from the
     state dict), unit-normalise each style channel's weight vector, eigendecompose `A^T A` with `np.linalg.eig`."""
-    state = ada_tiny_state_dict()
+    state = ada_tiny_state_dict() if state is None else state
     weight = np.concatenate([state[f"synthesis.{name}.affine.weight"].numpy().T for name in conv_names], axis=1)
     weight = weight.astype(np.float64) / np.linalg.norm(weight, axis=0, keepdims=True)  # [w_dim, sum C]
     values, vectors = np.linalg.eig(weight @ weight.T)
@@ -108,3 +108,24 @@ def test_registry_picks_discovery_methods_by_name():
     assert set(DISCOVERY_METHODS) == {"sefa", "ganspace"}
     with pytest.raises(KeyError, match="interfacegan.fit_directions"):
         get_discovery_method("interfacegan")
+
+
+@pytest.mark.parametrize("config", SG3_CONFIGS)
+def test_stylegan3_factorises_the_modulated_convolutions_by_ws_row(config):
+    # StyleGAN3: the official fixture's layers L0 ... L5 (rows 1 ... 6) are the style layers; the ToRGB layer (L6,
+    # row 7) and the input's geometric affine (row 0) are not.
+    G = load_sg3_tiny(config)
+    state = sg3_tiny_state_dict(config)
+    convs = G.synthesis.layer_names[:-1]
+    result = factorize(G)
+    values, vectors = reference_sefa(convs, state)
+    assert result.layers == tuple(range(1, G.num_ws - 1))
+    np.testing.assert_allclose(result.eigenvalues, values, rtol=1e-4, atol=1e-6)
+    keep = well_separated(values, 8)
+    assert len(keep) >= 3
+    assert_rows_equal_up_to_sign(result.directions[keep], vectors[keep], atol=1e-4)
+    one = factorize(G, layers=[3])
+    np.testing.assert_allclose(one.eigenvalues, reference_sefa([convs[2]], state)[0], rtol=1e-4, atol=1e-6)
+    for bad in ([0], [G.num_ws - 1]):
+        with pytest.raises(ValueError, match=r"\[1, 6\]"):
+            factorize(G, layers=bad)

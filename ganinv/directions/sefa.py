@@ -9,13 +9,19 @@ Matches the official code (genforce/sefa `utils.factorize_weight`) in:
 - each style channel's weight vector (one row of `affine.weight`, a column of the official `style.weight.T`) is
   normalised to unit length (`weight / np.linalg.norm(weight, axis=0)` on `[w_dim, sum C]`) - which also makes the
   equalized-learning-rate gain irrelevant;
-- layer i is the i-th synthesis conv in forward order, which is also the ws entry it reads, so an edit adds the
-  direction to `ws[:, layers]`.
+- layers are named by the ws row they read (`G.synthesis.style_layers()`), so an edit adds the direction to
+  `ws[:, layers]`; for StyleGAN2, row i is the i-th synthesis conv in forward order.
 Differs in:
 - eigenvalues come from `numpy.linalg.eigh` (symmetric) sorted descending; the official code takes `np.linalg.eig`
   in LAPACK's order, unsorted;
 - toRGB layers are never included; the official `'all'` for StyleGAN2 also takes the last toRGB's weights (its
   layer index num_ws - 1), here `'all'` = the num_ws - 1 conv layers.
+
+StyleGAN3 (the official SeFa code predates it): the style layers are the modulated convolutions `L0 ... L{n-1}`,
+ws rows 1 to num_ws - 2. Their `affine` turns w into per-channel modulation exactly as StyleGAN2's do, which is what
+SeFa factorises. Left out: the ToRGB layer (as for StyleGAN2) and `input.affine`, which maps w to 4 numbers that are
+normalised into a rotation and a translation of the input grid: a geometric transform, not a modulation, whose rows
+would count like 4 more style channels.
 """
 
 from __future__ import annotations
@@ -41,10 +47,10 @@ class SeFaResult:
 
 
 def style_weight(G: torch.nn.Module, layers: str | Sequence[int] = "all") -> tuple[np.ndarray, tuple[int, ...]]:
-    """`A`: the chosen conv layers' affine weights stacked, each row unit length: `[sum C, w_dim]` float64."""
-    convs = G.synthesis.noise_layers()
-    chosen = _parse_layers(layers, len(convs))
-    A = np.concatenate([convs[i].affine.weight.detach().cpu().double().numpy() for i in chosen])
+    """`A`: the chosen style layers' affine weights stacked, each row unit length: `[sum C, w_dim]` float64."""
+    style_layers = G.synthesis.style_layers()
+    chosen = _parse_layers(layers, sorted(style_layers))
+    A = np.concatenate([style_layers[i].affine.weight.detach().cpu().double().numpy() for i in chosen])
     norms = np.linalg.norm(A, axis=1, keepdims=True)
     if np.any(norms == 0):
         raise ValueError("a style channel has an all-zero affine weight: cannot normalise it (is G initialised?)")
@@ -54,8 +60,9 @@ def style_weight(G: torch.nn.Module, layers: str | Sequence[int] = "all") -> tup
 def factorize(G: torch.nn.Module, layers: str | Sequence[int] = "all") -> SeFaResult:
     """SeFa directions of G's style modulation.
 
-    layers: `'all'` or conv layer indices in forward order (0 = b4.conv1, 1 = b8.conv0, 2 = b8.conv1, ...; toRGB
-            excluded), e.g. the paper's coarse `[0, 1]`.
+    layers: `'all'` or the ws rows of style layers: StyleGAN2 conv layers in forward order (0 = b4.conv1,
+            1 = b8.conv0, 2 = b8.conv1, ...; toRGB excluded), e.g. the paper's coarse `[0, 1]`; StyleGAN3 rows 1 to
+            num_ws - 2 (layers L0 ...).
     Returns all K = w_dim eigenpairs of `A^T A`, eigenvalues descending.
     """
     A, chosen = style_weight(G, layers)
@@ -81,13 +88,15 @@ def discover(G: torch.nn.Module, *, num_directions: int = 5, layers: str | Seque
             for k in range(num_directions)]
 
 
-def _parse_layers(layers: str | Sequence[int], num_convs: int) -> tuple[int, ...]:
+def _parse_layers(layers: str | Sequence[int], rows: Sequence[int]) -> tuple[int, ...]:
+    """The chosen ws rows, from `'all'` or a list of rows that have a style layer (`rows`, ascending)."""
     if isinstance(layers, str):
         if layers != "all":
-            raise ValueError(f"layers must be 'all' or a list of conv layer indices, got {layers!r}")
-        return tuple(range(num_convs))
+            raise ValueError(f"layers must be 'all' or a list of style layer rows, got {layers!r}")
+        return tuple(rows)
     chosen = sorted({int(i) for i in layers})
-    if not chosen or chosen[0] < 0 or chosen[-1] >= num_convs:
-        raise ValueError(f"layers must be a non-empty list of conv layer indices in [0, {num_convs - 1}] "
-                         f"(0 = b4.conv1, 1 = b8.conv0, ...), got {list(layers)}")
+    if not chosen or not set(chosen) <= set(rows):
+        raise ValueError(f"layers must be a non-empty list of the ws rows that have a style layer, in "
+                         f"[{rows[0]}, {rows[-1]}] (StyleGAN2: 0 = b4.conv1, 1 = b8.conv0, ...; StyleGAN3: 1 = L0, "
+                         f"...), got {list(layers)}")
     return tuple(chosen)

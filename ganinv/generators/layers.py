@@ -251,7 +251,8 @@ class SampleDelta(NamedTuple):
 def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, *,
                      noise: torch.Tensor | None = None, up: int = 1, padding: int = 0,
                      resample_filter: torch.Tensor | None = None, demodulate: bool = True,
-                     fused_modconv: bool = True, delta: SampleDelta | None = None) -> torch.Tensor:
+                     fused_modconv: bool = True, delta: SampleDelta | None = None,
+                     gain: torch.Tensor | float | None = None) -> torch.Tensor:
     """Modulated convolution, StyleGAN2 eq. 1-3: scale input channels by `styles [N, I]`, convolve with
     `weight [O, I, k, k]`, and (demodulate) rescale each output channel to unit expected norm.
 
@@ -260,6 +261,8 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
     `delta`: per-sample low-rank weight changes (its `up`/`down`; the bias part is the caller's): fused, they are
     added to the per-sample weights; unfused, the shared convolution is followed by a rank-r grouped one, and the
     demodulation coefficients of `weight + up @ down` are computed in factored form.
+    `gain` (a scalar, or a 0-d tensor such as StyleGAN3's input gain) multiplies the output; it is folded into the
+    per-sample weights, the demodulation coefficients or the styles, so it costs no pass over the activations.
     """
     n = x.shape[0]
     out_channels, in_channels, kh, kw = weight.shape
@@ -274,6 +277,10 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
 
     if not fused_modconv:
         dcoefs = _demodulation_coefficients(weight, styles, delta if low_rank else None) if demodulate else None
+        if gain is not None and demodulate:
+            dcoefs = dcoefs * gain
+        elif gain is not None:
+            styles = styles * gain
         x = x * styles.to(x.dtype).reshape(n, -1, 1, 1)
         y = conv2d_resample(x, weight.to(x.dtype), resample_filter, up=up, padding=padding)
         if low_rank:
@@ -291,6 +298,8 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
     if demodulate:
         dcoefs = (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()  # [N, O]
         w = w * dcoefs.reshape(n, -1, 1, 1, 1)
+    if gain is not None:
+        w = w * gain
     x = x.reshape(1, -1, *x.shape[2:])
     w = w.reshape(-1, in_channels, kh, kw)
     x = conv2d_resample(x, w.to(x.dtype), resample_filter, up=up, padding=padding, groups=n)

@@ -16,6 +16,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
+from ganinv.generators.base import StyleGeneratorBase
 from ganinv.generators.layers import (
     FullyConnectedLayer,
     SampleDelta,
@@ -231,6 +232,8 @@ class SynthesisNetwork(nn.Module):
                                    **block_kwargs)
             self.num_ws += block.num_conv + (block.num_torgb if is_last else 0)
             setattr(self, f"b{res}", block)
+        # ws row k feeds conv k (0 = b4.conv1, 1 = b8.conv0, ...); the last row only the final toRGB.
+        self.ws_resolutions = [layer.resolution for layer in self.noise_layers()] + [img_resolution]
 
     def blocks(self) -> list[SynthesisBlock]:
         return [getattr(self, f"b{res}") for res in self.block_resolutions]
@@ -245,6 +248,10 @@ class SynthesisNetwork(nn.Module):
         take; forward order within a block."""
         return {f"b{block.resolution}.{name}": getattr(block, name) for block in self.blocks()
                 for name in ("conv0", "conv1", "torgb") if hasattr(block, name)}
+
+    def style_layers(self) -> dict[int, SynthesisLayer]:
+        """ws row -> the conv layer whose `affine` turns it into styles (toRGB layers excluded): row k is conv k."""
+        return dict(enumerate(self.noise_layers()))
 
     def forward(self, ws: torch.Tensor, noise_mode: str = "const", fused_modconv: bool | None = None,
                 force_fp32: bool = False, noise: Sequence[torch.Tensor] | None = None,
@@ -273,7 +280,7 @@ class SynthesisNetwork(nn.Module):
         return img
 
 
-class Generator(nn.Module):
+class Generator(StyleGeneratorBase):
     """StyleGAN2-ADA generator: `G(z, c) = synthesis(mapping(z, c))`.
 
     Takes the official constructor arguments (`init_kwargs`): `z_dim, c_dim, w_dim, img_resolution, img_channels,
@@ -281,6 +288,8 @@ class Generator(nn.Module):
     conv_clamp, architecture, ...}`. Synthesis kwargs may also be given flat, as in the StyleGAN3 code base.
     Unlike the official code, `synthesis` defaults to `noise_mode='const'` (deterministic: what inversion wants).
     """
+
+    family = "stylegan2"
 
     def __init__(self, z_dim: int, c_dim: int, w_dim: int, img_resolution: int, img_channels: int,
                  mapping_kwargs: dict | None = None, synthesis_kwargs: dict | None = None, **flat_synthesis_kwargs):
@@ -296,28 +305,3 @@ class Generator(nn.Module):
                                           **synthesis_kwargs)
         self.num_ws = self.synthesis.num_ws
         self.mapping = MappingNetwork(z_dim=z_dim, c_dim=c_dim, w_dim=w_dim, num_ws=self.num_ws, **mapping_kwargs)
-
-    def forward(self, z: torch.Tensor, c: torch.Tensor | None = None, truncation_psi: float = 1,
-                truncation_cutoff: int | None = None, **synthesis_kwargs: Any) -> torch.Tensor:
-        ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
-        return self.synthesis(ws, **synthesis_kwargs)
-
-    @torch.no_grad()
-    def w_stats(self, num_samples: int = 10000, *, seed: int = 0, batch_size: int = 1000
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean `[w_dim]` and scalar std of W, estimated from `num_samples` mapped z (the projector's w_std)."""
-        device = next(self.parameters()).device
-        gen = torch.Generator().manual_seed(seed)
-        c = torch.zeros([batch_size, self.c_dim], device=device)
-        total = torch.zeros([self.w_dim], dtype=torch.float64, device=device)
-        samples = []
-        for start in range(0, num_samples, batch_size):
-            n = min(batch_size, num_samples - start)
-            z = torch.randn([n, self.z_dim], generator=gen).to(device)
-            w = self.mapping(z, c[:n], skip_w_avg_update=True)[:, 0]
-            total += w.double().sum(0)
-            samples.append(w)
-        w_all = torch.cat(samples)
-        w_avg = (total / num_samples).float()
-        w_std = ((w_all - w_avg).square().sum() / num_samples) ** 0.5
-        return w_avg, w_std

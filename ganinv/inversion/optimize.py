@@ -14,6 +14,10 @@ and Improving the Image Quality of StyleGAN", appendix D; behaviour of the Style
 - noise maps start N(0, 1) and are renormalised to zero mean and unit variance after every step; synthesis uses
   them as the per-layer noise inputs (`noise_mode='const'` semantics with the optimised maps).
 
+Generators without noise inputs (StyleGAN3: `G.synthesis.noise_layers()` is empty) have no noise maps to optimise
+or regularise: `optimize_noise` and `regularize_noise_weight` then have no effect, the result's `noise` is None and
+the latent alone reproduces the image; W and W+ start from `w_avg` as for StyleGAN2.
+
 `space='w+'` optimises one w per synthesis layer (Abdal et al. 2019, Image2StyleGAN), starting from `w_avg` in every
 layer; `space='z'` optimises z through the mapping network, starting from a per-image N(0, I) draw, with the latent
 noise scaled by z's std (1) instead of `w_std`.
@@ -99,7 +103,8 @@ class InversionResult:
 
     ws: torch.Tensor                   # [N, num_ws, w_dim]
     z: torch.Tensor | None             # [N, z_dim] for space 'z', else None
-    noise: list[torch.Tensor] | None   # optimised noise maps [N, 1, r, r] in `G.synthesis.noise_layers()` order
+    noise: list[torch.Tensor] | None   # optimised noise maps [N, 1, r, r] in `G.synthesis.noise_layers()` order;
+                                       # None without noise optimisation or noise inputs (StyleGAN3)
     images: torch.Tensor               # final reconstructions [N, C, H, W] in about [-1, 1]
     losses: torch.Tensor               # [N] final loss (without regularisers) on the reconstructions
     metrics: dict[str, torch.Tensor]   # each [N]: mse, psnr, ssim, the loss's perceptual terms, lpips-vgg if on disk
@@ -456,7 +461,7 @@ def build_problem(G: nn.Module, target: torch.Tensor, config: InversionConfig | 
     # Draw order per image (fixes each image's stream): z init (space z, no init), noise maps, then latent noise.
     latent = _initial_latent(G, config.space, init, w_avg, rng, target.shape[0]).requires_grad_(True)
     noise_bufs = None
-    if config.optimize_noise:
+    if config.optimize_noise and G.synthesis.noise_layers():  # StyleGAN3 has none: nothing to optimise (module doc)
         noise_bufs = [rng.randn(1, layer.resolution, layer.resolution).requires_grad_(True)
                       for layer in G.synthesis.noise_layers()]
     return InversionProblem(G, config, loss, target, mask, latent, noise_bufs, rng,

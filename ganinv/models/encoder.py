@@ -12,12 +12,13 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ganinv import edit
 from ganinv.utils import weights
 
 BUILTIN_ENCODERS = {"faces64": Path(__file__).resolve().parents[1] / "assets" / "faces64" / "encoder.safetensors"}
@@ -66,10 +67,15 @@ class Encoder(nn.Module):
     """
 
     def __init__(self, *, img_resolution: int, num_ws: int, w_dim: int, channels: tuple[int, ...] = (32, 64, 128, 256),
-                 style_channels: int = 64):
+                 style_channels: int = 64, ws_resolutions: Sequence[int] | None = None):
+        """`ws_resolutions`: the resolution each w controls (`G.ws_resolutions`); default StyleGAN2's rule."""
         super().__init__()
         self.init_kwargs = dict(img_resolution=img_resolution, num_ws=num_ws, w_dim=w_dim, channels=list(channels),
                                 style_channels=style_channels)
+        if ws_resolutions is not None:
+            self.init_kwargs["ws_resolutions"] = [int(r) for r in ws_resolutions]
+        else:
+            ws_resolutions = edit.ws_resolutions(num_ws)
         self.img_resolution, self.num_ws, self.w_dim = img_resolution, num_ws, w_dim
         self.stem = nn.Sequential(nn.Conv2d(3, channels[0], 3, padding=1), nn.LeakyReLU(0.2))
         stages, in_ch = [], channels[0]
@@ -79,14 +85,10 @@ class Encoder(nn.Module):
         self.stages = nn.ModuleList(stages)
         self.level_resolutions = [img_resolution // 2 ** (i + 1) for i in range(len(channels))]
         self.laterals = nn.ModuleList(nn.Conv2d(ch, style_channels, 1) for ch in channels)
-        self.level_of_w = [self._level_for(self._w_resolution(i)) for i in range(num_ws)]
+        self.level_of_w = [self._level_for(res) for res in ws_resolutions]
         self.heads = nn.ModuleList(Map2Style(style_channels, self.level_resolutions[lvl], w_dim)
                                    for lvl in self.level_of_w)
         self.register_buffer("w_avg", torch.zeros([w_dim]))
-
-    def _w_resolution(self, index: int) -> int:
-        """Resolution of the synthesis layer that reads w number `index` (b4.conv1 = 0, b8.conv0 = 1, ...)."""
-        return min(2 ** (2 + (index + 1) // 2), self.img_resolution)
 
     def _level_for(self, resolution: int) -> int:
         diffs = [abs(math.log2(r) - math.log2(resolution)) for r in self.level_resolutions]

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ganinv.generators.stylegan2 import Generator
+from ganinv.generators.base import StyleGenerator
 from ganinv.models.encoder import Encoder
 from ganinv.training.checkpoint import config_from_dict, load_checkpoint, load_checkpoint_entry, save_checkpoint
 from ganinv.training.sampling import style_mixed_ws, training_autocast
@@ -48,7 +48,7 @@ class EncoderTrainConfig:
 
 
 class EncoderTrainer:
-    def __init__(self, config: EncoderTrainConfig, G: Generator, run_dir: str | Path, *, device: str = "cuda",
+    def __init__(self, config: EncoderTrainConfig, G: StyleGenerator, run_dir: str | Path, *, device: str = "cuda",
                  images: np.ndarray | None = None,
                  perceptual: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None):
         self.config, self.run_dir, self.device = config, Path(run_dir), torch.device(device)
@@ -57,7 +57,8 @@ class EncoderTrainer:
         self.rng = random.Random(config.seed)
         self.G = G.to(self.device).eval().requires_grad_(False)
         self.E = Encoder(img_resolution=G.img_resolution, num_ws=G.num_ws, w_dim=G.w_dim,
-                         channels=tuple(config.channels), style_channels=config.style_channels).to(self.device)
+                         channels=tuple(config.channels), style_channels=config.style_channels,
+                         ws_resolutions=G.ws_resolutions).to(self.device)
         w_avg, w_std = G.w_stats(10000, seed=config.seed)
         self.E.w_avg.copy_(w_avg)
         self.w_var = float(w_std) ** 2 / G.w_dim  # per-coordinate variance of W (w_std is a whole-vector norm)
