@@ -1,6 +1,10 @@
-"""GAN inversion: batched optimization in Z / W / W+ (`invert`), encoders (`encode`) and both together (`hybrid`)."""
+"""GAN inversion: batched optimization in Z / W / W+ (`invert`), encoders (`encode`) and both together (`hybrid`),
+through known degradations for restoration (`degradations`)."""
 
 from ganinv.inversion.batch_size import auto_batch_size
+from ganinv.inversion.degradations import (
+    AddNoise, Compose, Degradation, Downsample, Grayscale, Mask, degradation_from_config,
+)
 from ganinv.inversion.encode import encode
 from ganinv.inversion.hybrid import HYBRID_CONFIG, hybrid
 from ganinv.inversion.optimize import (
@@ -8,6 +12,7 @@ from ganinv.inversion.optimize import (
     latent_noise_std, projector_w_stats,
 )
 
-__all__ = ["auto_batch_size", "encode", "HYBRID_CONFIG", "hybrid", "SPACES", "InversionConfig", "InversionProblem",
+__all__ = ["AddNoise", "Compose", "Degradation", "Downsample", "Grayscale", "Mask", "degradation_from_config",
+           "auto_batch_size", "encode", "HYBRID_CONFIG", "hybrid", "SPACES", "InversionConfig", "InversionProblem",
            "InversionResult", "PerImageRandom", "build_problem", "invert", "learning_rate", "latent_noise_std",
            "projector_w_stats"]
