@@ -79,6 +79,10 @@ class Degradation:
     def _simulate(self, images: torch.Tensor, generators: list[torch.Generator]) -> torch.Tensor:
         return self.degrade(images)
 
+    def show(self, observed: torch.Tensor) -> torch.Tensor:
+        """The observation at image size for a person to look at (holes grey, low resolution as blocks)."""
+        return self.lift(self.project(observed)).clamp(-1, 1)
+
     def to(self, device: torch.device | str) -> "Degradation":
         return self
 
@@ -176,6 +180,9 @@ class Downsample(Degradation):
             return observed
         return F.interpolate(observed, scale_factor=self.factor, mode="bicubic", align_corners=False)
 
+    def show(self, observed: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(observed, scale_factor=self.factor, mode="nearest").clamp(-1, 1)
+
     def to_config(self) -> dict[str, Any]:
         return {"kind": self.kind, "factor": self.factor}
 
@@ -271,6 +278,11 @@ class Compose(Degradation):
     def baseline(self, observed: torch.Tensor) -> torch.Tensor:
         for part in reversed(self.parts):
             observed = part.baseline(observed)
+        return observed
+
+    def show(self, observed: torch.Tensor) -> torch.Tensor:
+        for part in reversed(self.parts):
+            observed = part.show(observed)
         return observed
 
     def _simulate(self, images: torch.Tensor, generators: list[torch.Generator]) -> torch.Tensor:
