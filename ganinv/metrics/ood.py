@@ -11,6 +11,12 @@ belong to, or a held-out set of in-distribution images inverted the same way):
 
 So the score is in [0, 1], and for items drawn like the reference it is uniform: a score of 0.99 means 1 % of
 ordinary items reconstruct this badly. Pure numpy: scores depend only on the values, not on batches or order.
+
+Which reconstruction to score: one the generator's prior constrains. Optimisation in W+ with free noise maps
+reconstructs a flat colour *better* than a face of the generator's own world (faces64, 8 faces vs 8 off-world
+images, 20 steps: ROC AUC 0.70 from clf-perceptual + MSE; in W 0.93), while the encoder's reconstruction `G(E(x))`
+separates them completely (AUC 1.0, `tests/test_ood_score.py`). Score the encoder's reconstruction (hybrid runs
+have it as their start) or an inversion in W.
 """
 
 from __future__ import annotations
