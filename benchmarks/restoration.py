@@ -11,9 +11,11 @@ baselines (`Degradation.baseline`).
 
 Observations are quantised to 8 bits, as files would hold them. Restoration: `hybrid` (the encoder sees the
 baseline, then `--steps` of W+ optimisation through the degradation; `invert` from w_avg without `--encoder`).
-Goal: restoration beats every baseline on every task, by >= 2 dB PSNR on super-resolution and inpainting. Each image
-is seeded by its index (noise, random streams), so reruns give the same numbers. A figure per task
-(observed / baseline / restored / truth) goes to `--figures`.
+A second row keeps what the observation says exactly (`Degradation.keep_observed`: known pixels pasted back, blocks
+back-projected to the observed means, the observed luma kept). Goal: restoration beats every baseline on every
+task, by >= 2 dB PSNR on super-resolution and inpainting; checked for both rows. Each image is seeded by its index
+(noise, random streams), so reruns give the same numbers. A figure per task (observed / baseline / restored /
+restored with the observation kept / truth) goes to `--figures`.
 
 GPU run (the numbers and figures in BENCHMARKS.md and docs/):
     PYTHONPATH=$PWD python -m benchmarks.restoration --generator faces64 --encoder faces64 --num-images 256 \
@@ -50,6 +52,7 @@ TASKS = {  # the issue's settings
     "colorize": {},
     "denoise": dict(sigma=0.2),
 }
+KEPT = {"inpaint": "observed pixels pasted", "super-resolution": "back-projected", "colorize": "observed luma kept"}
 GOAL_DB = {"inpaint": 2.0, "super-resolution": 2.0, "colorize": 0.0, "denoise": 0.0}  # margin over the best baseline
 BLUR_SIGMAS = (0.5, 0.75, 1.0, 1.5, 2.0)  # the denoising baseline takes the best of these (an oracle's choice)
 COLUMNS = ["task", "method", "images", "psnr", "psnr_std", "ssim", "ssim_std", "seconds"]
@@ -149,27 +152,34 @@ def run_task(task: str, G, E, clean: torch.Tensor, args) -> tuple[list[dict], di
         restored = restore(G, E, observed, degradation, seeds, args)
         seconds += time.perf_counter() - start
         columns = {"observed": degradation.show(observed), **baselines(task, degradation, observed),
-                   "restored": restored, "truth": chunk}
+                   "restored": restored, "kept": degradation.keep_observed(restored, observed), "truth": chunk}
         for name, images in columns.items():
             parts.setdefault(name, []).append(images.detach().cpu())
     images = {name: torch.cat(chunks) for name, chunks in parts.items()}
     truth = images["truth"]
     metrics = {name: reconstruction_metrics(x, truth) for name, x in images.items()
-               if name not in ("observed", "truth", "restored")}
+               if name not in ("observed", "truth", "restored", "kept")}
     best = max(metrics, key=lambda name: metrics[name]["psnr"].mean().item())
     method = f"inversion ({'hybrid, ' if E is not None else ''}{args.space}, {args.steps} steps, {args.loss})"
     rows = [summarize(task, f"baseline: {best}", metrics[best], None),
             summarize(task, method, reconstruction_metrics(images["restored"], truth), seconds)]
-    figure = {"observed": images["observed"], best: images[best], "restored": images["restored"], "truth": truth}
+    figure = {"observed": images["observed"], best: images[best], "restored": images["restored"]}
+    if task != "denoise":  # noise says nothing exactly: keep_observed leaves the restoration as it is
+        rows.append(summarize(task, f"{method} + {KEPT[task]}", reconstruction_metrics(images["kept"], truth), None))
+        figure["kept"] = images["kept"]
+    figure["truth"] = truth
     return rows, {name: x[:FIGURE_ROWS] for name, x in figure.items()}
 
 
 def goal(task: str, rows: list[dict]) -> dict:
-    baseline, restored = rows
-    margin = restored["psnr"] - baseline["psnr"]
-    met = margin >= GOAL_DB[task] and margin > 0 and restored["ssim"] > baseline["ssim"]
-    return dict(task=task, margin_db=margin, ssim_margin=restored["ssim"] - baseline["ssim"],
-                goal=f"> {GOAL_DB[task]:g} dB" if GOAL_DB[task] else "> baseline", met=met)
+    """The issue's goal, on PSNR, for the inversion's own image (G(w)) and for it with the observation kept."""
+    baseline, restored, *kept = rows
+    margins = [r["psnr"] - baseline["psnr"] for r in [restored, *kept]]
+    return dict(task=task, margin_db=margins[0], margin_kept_db=margins[1] if kept else None,
+                ssim_margin=restored["ssim"] - baseline["ssim"],
+                goal=f">= {GOAL_DB[task]:g} dB" if GOAL_DB[task] else "> 0 dB",
+                met=margins[0] > 0 and margins[0] >= GOAL_DB[task],
+                met_kept=(margins[1] > 0 and margins[1] >= GOAL_DB[task]) if kept else None)
 
 
 def save_figure(task: str, columns: dict[str, torch.Tensor], rows: list[dict], folder: str) -> Path:
@@ -178,13 +188,15 @@ def save_figure(task: str, columns: dict[str, torch.Tensor], rows: list[dict], f
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    psnr = {"baseline": rows[0]["psnr"], "restored": rows[1]["psnr"]}
+    psnr = {"baseline": rows[0]["psnr"], "restored": rows[1]["psnr"], "kept": rows[-1]["psnr"]}
     names = list(columns)
     n = len(columns["truth"])
     fig, axes = plt.subplots(n, len(names), figsize=(1.6 * len(names), 1.6 * n + 0.5), squeeze=False)
     for j, name in enumerate(names):
-        title = name if name in ("observed", "restored", "truth") else rows[0]["method"].removeprefix("baseline: ")
-        key = "restored" if name == "restored" else "baseline" if name not in ("observed", "truth") else None
+        title = {"kept": f"restored +\n{KEPT.get(task)}"}.get(name, name)
+        if name not in ("observed", "restored", "kept", "truth"):
+            title = rows[0]["method"].removeprefix("baseline: ")
+        key = name if name in ("restored", "kept") else "baseline" if name not in ("observed", "truth") else None
         axes[0, j].set_title(title + (f"\n{psnr[key]:.1f} dB" if key else ""), fontsize=7)
         for i in range(n):
             axes[i, j].imshow(to_uint8(columns[name][i]).permute(1, 2, 0).numpy(), interpolation="nearest")
@@ -214,7 +226,7 @@ def main(argv=None) -> dict:
         if args.figures:
             figures[task] = str(save_figure(task, columns, task_rows, args.figures))
     print(markdown_table(rows, COLUMNS))
-    print(markdown_table(goals, ["task", "margin_db", "ssim_margin", "goal", "met"]))
+    print(markdown_table(goals, ["task", "margin_db", "margin_kept_db", "ssim_margin", "goal", "met", "met_kept"]))
     payload = dict(facts, world=description, steps=args.steps, space=args.space, loss=args.loss,
                    optimize_noise=args.optimize_noise, encoder=E is not None, rows=rows, goals=goals,
                    figures=figures)

@@ -129,6 +129,17 @@ def test_baselines_are_the_plain_restorations():
     assert (blurred - flat).square().mean() < 0.5 * (noisy - flat).square().mean()
 
 
+@pytest.mark.parametrize("name", ["mask", "downsample", "grayscale"])
+def test_keeping_the_observation_makes_the_restoration_explain_it_exactly(name):
+    d = every_degradation()[name]
+    truth, restored = 0.5 * images(), 0.5 * images(seed=1)  # away from the clamp at +-1
+    observed = d.degrade(truth)
+    kept = d.keep_observed(restored, observed)
+    torch.testing.assert_close(d.degrade(kept), d.project(observed))
+    assert (kept - restored).abs().max() > 0.01
+    assert torch.equal(AddNoise(0.1).keep_observed(restored, observed), restored)  # noise says nothing exactly
+
+
 def test_bad_sizes_and_parameters_are_refused_with_their_names():
     with pytest.raises(ValueError, match="Downsample factor"):
         Downsample(1.5)

@@ -79,6 +79,11 @@ class Degradation:
     def _simulate(self, images: torch.Tensor, generators: list[torch.Generator]) -> torch.Tensor:
         return self.degrade(images)
 
+    def keep_observed(self, restored: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
+        """`restored` changed so that it explains the observation exactly where the observation says something
+        (known pixels pasted back, the observed luma kept); default: unchanged (noise says nothing exactly)."""
+        return restored
+
     def show(self, observed: torch.Tensor) -> torch.Tensor:
         """The observation at image size for a person to look at (holes grey, low resolution as blocks)."""
         return self.lift(self.project(observed)).clamp(-1, 1)
@@ -127,6 +132,9 @@ class Mask(Degradation):
 
     def project(self, observed: torch.Tensor) -> torch.Tensor:
         return observed * self.mask
+
+    def keep_observed(self, restored: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
+        return torch.where(self.mask.expand_as(restored).bool(), observed, restored)
 
     def baseline(self, observed: torch.Tensor) -> torch.Tensor:
         """Mean-fill: each hole takes its image's mean observed colour (per channel)."""
@@ -183,6 +191,11 @@ class Downsample(Degradation):
     def show(self, observed: torch.Tensor) -> torch.Tensor:
         return F.interpolate(observed, scale_factor=self.factor, mode="nearest").clamp(-1, 1)
 
+    def keep_observed(self, restored: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
+        """Back-projection: each f x f block shifted so its mean is the observed pixel."""
+        residual = observed - self.degrade(restored)
+        return (restored + F.interpolate(residual, scale_factor=self.factor, mode="nearest")).clamp(-1, 1)
+
     def to_config(self) -> dict[str, Any]:
         return {"kind": self.kind, "factor": self.factor}
 
@@ -202,6 +215,10 @@ class Grayscale(Degradation):
 
     def project(self, observed: torch.Tensor) -> torch.Tensor:
         return self.degrade(observed)
+
+    def keep_observed(self, restored: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
+        """The restoration's colour on the observed luma (each pixel shifted by its luma difference)."""
+        return (restored + self.project(observed) - self.degrade(restored)).clamp(-1, 1)
 
 
 class AddNoise(Degradation):
