@@ -166,18 +166,9 @@ def test_each_task_names_its_degradation():
 # --- inversion through a degradation -------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def G(inversion_G):
-    return inversion_G
-
-
-@pytest.fixture(scope="module")
-def targets(inversion_targets):
-    return inversion_targets
-
-
 @pytest.mark.parametrize("name", list(every_degradation()))
-def test_inversion_through_each_degradation_lowers_the_loss_in_observed_space(G, targets, name):
+def test_inversion_through_each_degradation_lowers_the_loss_in_observed_space(inversion_G, inversion_targets, name):
+    G, targets = inversion_G, inversion_targets
     d = every_degradation()[name]
     observed = d.simulate(targets, seed=[1, 2, 3])
     start = invert(G, observed, degradation=d, num_steps=1, **FAST)  # step 0 has learning rate 0
@@ -188,7 +179,8 @@ def test_inversion_through_each_degradation_lowers_the_loss_in_observed_space(G,
                                .square().mean(dim=(1, 2, 3)), rtol=1e-4, atol=1e-6)
 
 
-def test_mask_argument_is_the_mask_degradation(G, targets):
+def test_mask_argument_is_the_mask_degradation(inversion_G, inversion_targets):
+    G, targets = inversion_G, inversion_targets
     mask = CenterBox(0.25).masks(IDS, 16)
     by_argument = invert(G, targets, mask=mask, num_steps=10, **FAST)
     by_object = invert(G, targets, degradation=Mask(mask), num_steps=10, **FAST)
@@ -197,10 +189,10 @@ def test_mask_argument_is_the_mask_degradation(G, targets):
     assert both.images.shape == targets.shape
 
 
-def test_observation_of_the_wrong_size_names_the_degradation(G, targets):
+def test_observation_of_the_wrong_size_names_the_degradation(inversion_G, inversion_targets):
     with pytest.raises(ValueError, match=r"target must be a float tensor \[N, 3, 4, 4\] \(the generator's images "
                                          r"through Downsample\(factor=4\)\)"):
-        invert(G, targets, degradation=Downsample(4), num_steps=1, **FAST)
+        invert(inversion_G, inversion_targets, degradation=Downsample(4), num_steps=1, **FAST)
 
 
 class RecordingEncoder(nn.Module):
@@ -216,7 +208,8 @@ class RecordingEncoder(nn.Module):
         return self.w_avg.expand(x.shape[0], self.num_ws, -1)
 
 
-def test_hybrid_encodes_the_plain_restoration_of_the_observation(G, targets):
+def test_hybrid_encodes_the_plain_restoration_of_the_observation(inversion_G, inversion_targets):
+    G, targets = inversion_G, inversion_targets
     E, d = RecordingEncoder(G), Downsample(4)
     observed = d.degrade(targets)
     result = hybrid(G, E, observed, degradation=d, num_steps=2, **FAST)

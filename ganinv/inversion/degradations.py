@@ -250,7 +250,8 @@ class AddNoise(Degradation):
 
 
 class Compose(Degradation):
-    """Degradations applied in order (`parts[0]` first); `a | b | c` builds one flat Compose."""
+    """Degradations applied in order (`parts[0]` first); `a | b | c` builds one flat Compose. Lifts, baselines and
+    displays undo the parts last one first; `keep_observed` leaves the restoration as it is."""
 
     kind = "compose"
 
@@ -269,15 +270,17 @@ class Compose(Degradation):
             part.check(num_images, image_shape)
             image_shape = part.observed_shape(image_shape)
 
+    def _chain(self, method: str, value: Any, *, backwards: bool = False) -> Any:
+        """`value` through `part.<method>` of every part, in order (or last part first)."""
+        for part in reversed(self.parts) if backwards else self.parts:
+            value = getattr(part, method)(value)
+        return value
+
     def observed_shape(self, image_shape: Shape) -> Shape:
-        for part in self.parts:
-            image_shape = part.observed_shape(image_shape)
-        return image_shape
+        return self._chain("observed_shape", image_shape)
 
     def degrade(self, images: torch.Tensor) -> torch.Tensor:
-        for part in self.parts:
-            images = part.degrade(images)
-        return images
+        return self._chain("degrade", images)
 
     def project(self, observed: torch.Tensor) -> torch.Tensor:
         """The projections of the parts after the last resizing one (earlier parts saw another image size)."""
@@ -288,19 +291,13 @@ class Compose(Degradation):
         return observed
 
     def lift(self, observed: torch.Tensor) -> torch.Tensor:
-        for part in reversed(self.parts):
-            observed = part.lift(observed)
-        return observed
+        return self._chain("lift", observed, backwards=True)
 
     def baseline(self, observed: torch.Tensor) -> torch.Tensor:
-        for part in reversed(self.parts):
-            observed = part.baseline(observed)
-        return observed
+        return self._chain("baseline", observed, backwards=True)
 
     def show(self, observed: torch.Tensor) -> torch.Tensor:
-        for part in reversed(self.parts):
-            observed = part.show(observed)
-        return observed
+        return self._chain("show", observed, backwards=True)
 
     def _simulate(self, images: torch.Tensor, generators: list[torch.Generator]) -> torch.Tensor:
         for part in self.parts:
