@@ -40,6 +40,7 @@ if __package__ in (None, ""):
 from benchmarks.common import (  # noqa: E402
     device_facts, heldout_faces, load_named_generator, markdown_table, random_targets, tiny_generator, write_json,
 )
+from ganinv.edit_media import save_comparison_figure  # noqa: E402
 from ganinv.inversion import Degradation, degradation_from_config, hybrid, invert  # noqa: E402
 from ganinv.inversion.degradations import gaussian_blur, task_config  # noqa: E402
 from ganinv.inversion.masks import CenterBox  # noqa: E402
@@ -183,30 +184,13 @@ def goal(task: str, rows: list[dict]) -> dict:
 
 
 def save_figure(task: str, columns: dict[str, torch.Tensor], rows: list[dict], folder: str) -> Path:
-    """One row per image; columns observed / baseline / restored / truth, titled with their mean PSNR."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    psnr = {"baseline": rows[0]["psnr"], "restored": rows[1]["psnr"], "kept": rows[-1]["psnr"]}
-    names = list(columns)
-    n = len(columns["truth"])
-    fig, axes = plt.subplots(n, len(names), figsize=(1.6 * len(names), 1.6 * n + 0.5), squeeze=False)
-    for j, name in enumerate(names):
-        title = {"kept": f"restored +\n{KEPT.get(task)}"}.get(name, name)
-        if name not in ("observed", "restored", "kept", "truth"):
-            title = rows[0]["method"].removeprefix("baseline: ")
-        key = name if name in ("restored", "kept") else "baseline" if name not in ("observed", "truth") else None
-        axes[0, j].set_title(title + (f"\n{psnr[key]:.1f} dB" if key else ""), fontsize=7)
-        for i in range(n):
-            axes[i, j].imshow(to_uint8(columns[name][i]).permute(1, 2, 0).numpy(), interpolation="nearest")
-            axes[i, j].axis("off")
-    fig.suptitle(f"{task}: mean PSNR over {rows[1]['images']} images", fontsize=8)
-    fig.tight_layout()
-    path = Path(folder) / f"restoration_{task}.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    """One row per image; columns observed / baseline / restored (/ kept) / truth, titled with their mean PSNR."""
+    baseline = rows[0]["method"].removeprefix("baseline: ")
+    titles = {"observed": "observed", "restored": f"restored\n{rows[1]['psnr']:.1f} dB", "truth": "truth",
+              "kept": f"restored + {KEPT.get(task)}\n{rows[-1]['psnr']:.1f} dB"}
+    named = {titles.get(name, f"{baseline}\n{rows[0]['psnr']:.1f} dB"): images for name, images in columns.items()}
+    path = save_comparison_figure(named, Path(folder) / f"restoration_{task}.png",
+                                  title=f"{task}: mean PSNR over {rows[1]['images']} images")
     print(f"wrote {path}")
     return path
 

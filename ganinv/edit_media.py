@@ -1,19 +1,21 @@
-"""Pictures of latent edits: morph sequences as a GIF or a strip grid, and the StyleGAN style-mixing figure.
+"""Pictures of what inverted codes are used for: morph sequences as a GIF or a strip grid, the StyleGAN
+style-mixing figure, and side-by-side restoration figures (observed / baseline / restored / truth).
 
 Writers take rendered images (`[..., 3, H, W]` in [-1, 1]), not codes: the codes come from `ganinv.edit`
-(`interpolate` for morphs, `style_mix` for mixes, both returning ws batches), and whoever holds the generator renders
-them (the CLI, a flow's worker). Pillow only.
+(`interpolate` for morphs, `style_mix` for mixes, both returning ws batches) or an inversion, and whoever holds the
+generator renders them (the CLI, a flow's worker). Pillow, and matplotlib for titled figures.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 from PIL import Image
 
-from ganinv.utils.images import make_image_grid, to_pil
+from ganinv.utils.images import make_image_grid, to_pil, to_uint8
 
 
 def save_gif(frames: torch.Tensor, path: str | os.PathLike, *, fps: float = 12.0, boomerang: bool = True) -> Path:
@@ -50,3 +52,30 @@ def style_mix_figure(content: torch.Tensor, style: torch.Tensor, mixed: torch.Te
     top = torch.cat([corner, style])
     body = torch.cat([content[:, None], mixed], dim=1)
     return make_image_grid(torch.cat([top, body.flatten(0, 1)]), nrow=cols + 1)
+
+
+def save_comparison_figure(columns: Mapping[str, torch.Tensor], path: str | os.PathLike, *, title: str = "") -> Path:
+    """One row per image, one titled column per entry of `columns` (`{title: [N, 3, H, W]}`, same N), pixels shown
+    unsmoothed; e.g. observed / baseline / restored / truth. Returns the path (PNG)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sizes = {len(images) for images in columns.values()}
+    if len(sizes) != 1:
+        raise ValueError(f"every column needs the same number of images, got {[len(c) for c in columns.values()]}")
+    n = sizes.pop()
+    fig, axes = plt.subplots(n, len(columns), figsize=(1.6 * len(columns), 1.6 * n + 0.5), squeeze=False)
+    for j, (name, images) in enumerate(columns.items()):
+        axes[0, j].set_title(name, fontsize=7)
+        for i in range(n):
+            axes[i, j].imshow(to_uint8(images[i]).permute(1, 2, 0).numpy(), interpolation="nearest")
+            axes[i, j].axis("off")
+    if title:
+        fig.suptitle(title, fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -54,3 +54,15 @@ def test_style_mix_figure_puts_styles_on_top_and_contents_on_the_left():
     with pytest.raises(ValueError, match="mixed must be"):
         style_mix_figure(content, style, mixed[:, :2])
 
+
+
+def test_comparison_figure_has_a_titled_column_per_entry_and_a_row_per_image(tmp_path):
+    from ganinv.edit_media import save_comparison_figure
+
+    columns = {"observed": flat([-1.0, 0.0]), "restored": flat([0.5, 0.5]), "truth": flat([1.0, 1.0])}
+    path = save_comparison_figure(columns, tmp_path / "figs" / "restoration.png", title="inpaint")
+    with Image.open(path) as figure:
+        width, height = figure.size
+    assert width > height > 0  # 3 columns, 2 rows
+    with pytest.raises(ValueError, match="same number of images"):
+        save_comparison_figure({"a": flat([0.0]), "b": flat([0.0, 1.0])}, tmp_path / "bad.png")
