@@ -68,7 +68,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--num-images", type=int, default=64)
     p.add_argument("--steps", type=int, default=500)
     p.add_argument("--space", default="w+")
-    p.add_argument("--loss", default="mse", help="optimisation loss (registry spec)")
+    p.add_argument("--loss", default="clf-perceptual+mse", help="optimisation loss (registry spec)")
     p.add_argument("--optimize-noise", action="store_true", help="also optimise the noise maps (off: they fit "
                                                                    "noise and holes' edges, not faces)")
     p.add_argument("--batch-size", type=int, default=64)
@@ -83,6 +83,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error(f"--tasks: unknown {unknown}; choose from {list(TASKS)}")
     if args.tiny:
         args.num_images, args.batch_size, args.steps = min(args.num_images, 4), 4, min(args.steps, 5)
+        args.loss = "mse"
     return args
 
 
