@@ -229,8 +229,10 @@ class Grayscale(Degradation):
 class AddNoise(Degradation):
     """Additive white Gaussian noise of known std `sigma` in [-1, 1] units (denoising), clipped to [-1, 1] as an
     8-bit file would be. `degrade` is the identity: the loss compares G(w) with the noisy observation directly.
-    `blur_sigma`: the std in pixels of the Gaussian blur that is the plain baseline (default: `sigma * 5`, about
-    the best PSNR for faces at 64 px)."""
+    `blur_sigma`: the std in pixels of the Gaussian blur that is the plain baseline (default `5 * sigma`: 1 px at
+    sigma 0.2; for faces64 0.75 px scored best of 0.5-2 px). Invert with a pixel loss: a perceptual network takes
+    the noise for texture and has the generator draw it (faces64, 300 steps: mse 26.8 dB, clf-perceptual+mse
+    20.7 dB, best blur 24.9 dB)."""
 
     kind = "add-noise"
 
