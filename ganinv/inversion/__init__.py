@@ -1,7 +1,11 @@
-"""GAN inversion: batched optimization in Z / W / W+ (`invert`), encoders (`encode`), both together (`hybrid`), and
-per-image generator refinement around the result (`pivotal.tune`)."""
+"""GAN inversion: batched optimization in Z / W / W+ (`invert`), encoders (`encode`), both together (`hybrid`),
+through known degradations for restoration (`degradations`), and per-image generator refinement around the result
+(`pivotal.tune`)."""
 
 from ganinv.inversion.batch_size import auto_batch_size
+from ganinv.inversion.degradations import (
+    AddNoise, Compose, Degradation, Downsample, Grayscale, Mask, degradation_from_config,
+)
 from ganinv.inversion.encode import encode
 from ganinv.inversion.hybrid import HYBRID_CONFIG, hybrid
 from ganinv.inversion.optimize import (
@@ -10,6 +14,7 @@ from ganinv.inversion.optimize import (
 )
 from ganinv.inversion.pivotal import PivotalConfig, PivotalDeltas, PivotalResult
 
-__all__ = ["auto_batch_size", "encode", "HYBRID_CONFIG", "hybrid", "SPACES", "InversionConfig", "InversionProblem",
+__all__ = ["AddNoise", "Compose", "Degradation", "Downsample", "Grayscale", "Mask", "degradation_from_config",
+           "auto_batch_size", "encode", "HYBRID_CONFIG", "hybrid", "SPACES", "InversionConfig", "InversionProblem",
            "InversionResult", "PerImageRandom", "build_problem", "invert", "learning_rate", "latent_noise_std",
            "projector_w_stats", "PivotalConfig", "PivotalDeltas", "PivotalResult"]

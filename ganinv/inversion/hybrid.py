@@ -5,6 +5,11 @@ steps for, optionally with a term keeping the latent near the encoder's output.
 The in-domain term here is `regularize_encoder_weight * mean((latent - E(x))^2)`, a cheap stand-in for idinvert's
 domain regulariser `||w - E(G(w))||^2` (which re-encodes the reconstruction at every step): both keep the latent
 where the encoder, trained on generated images, says real images of that kind live.
+
+Through a degradation (restoration), the encoder sees the degradation's plain restoration of the observation
+(`degradation.baseline`: holes mean-filled, low resolution upsampled bicubically, grayscale kept as grey RGB, noise
+blurred): an image of the generator's size that looks like its training images, which the raw observation
+(a grey hole, 16 px) would not.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from ganinv.inversion.degradations import Degradation, resolve_degradation
 from ganinv.inversion.encode import encode
 from ganinv.inversion.optimize import InversionConfig, InversionResult, invert
 from ganinv.losses.base import ImageLoss
@@ -23,15 +29,24 @@ HYBRID_CONFIG = InversionConfig(space="w+", num_steps=100)
 
 
 def hybrid(G: nn.Module, E: nn.Module, target: torch.Tensor, config: InversionConfig | None = None, *,
-           mask: torch.Tensor | None = None, seed: int | Sequence[int] = 0, loss_fn: ImageLoss | None = None,
-           **overrides: Any) -> InversionResult:
+           mask: torch.Tensor | None = None, degradation: Degradation | None = None, seed: int | Sequence[int] = 0,
+           loss_fn: ImageLoss | None = None, **overrides: Any) -> InversionResult:
     """Encode `target [N, C, H, W]` with `E`, then optimise from there with `invert`.
 
     `config` defaults to `HYBRID_CONFIG` (W+, 100 steps, otherwise the projector's settings); keyword `overrides`
     change its fields, e.g. `num_steps=300, regularize_encoder_weight=0.1`. The result's `init_ws` holds E's output.
+    `mask` / `degradation`: as for `invert` (`target` is then the observation); E encodes its plain restoration.
     """
-    ws_encoder = encode(E, target)
-    result = invert(G, target, dataclasses.replace(config or HYBRID_CONFIG, **overrides), init=ws_encoder, mask=mask,
-                    seed=seed, loss_fn=loss_fn)
+    degradation = resolve_degradation(mask, degradation)
+    encoder_input = target if degradation is None else encoder_view(degradation, target)
+    ws_encoder = encode(E, encoder_input)
+    result = invert(G, target, dataclasses.replace(config or HYBRID_CONFIG, **overrides), init=ws_encoder,
+                    degradation=degradation, seed=seed, loss_fn=loss_fn)
     result.init_ws = ws_encoder
     return result
+
+
+def encoder_view(degradation: Degradation, observed: torch.Tensor) -> torch.Tensor:
+    """What the encoder sees of an observation: its plain restoration, `[N, C, H, W]` in [-1, 1]."""
+    observed = observed.float()
+    return degradation.to(observed.device).baseline(degradation.project(observed))

@@ -43,6 +43,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from ganinv.inversion.degradations import Degradation, resolve_degradation
 from ganinv.losses.base import ImageLoss
 from ganinv.losses.noise_regularization import noise_regularization, normalize_noise_
 from ganinv.losses.registry import WeightedLoss, as_weighted_loss, build_loss, canonical_loss_spec
@@ -235,18 +236,19 @@ def _latent_to_ws(G: nn.Module, space: str, latent: torch.Tensor) -> torch.Tenso
     return latent.expand(-1, G.num_ws, -1) if space == "w" else latent
 
 
-def _check_inputs(G: nn.Module, target: torch.Tensor, mask: torch.Tensor | None, init: torch.Tensor | None,
+def _check_inputs(G: nn.Module, target: torch.Tensor, degradation: Degradation | None, init: torch.Tensor | None,
                   config: InversionConfig) -> None:
     expected = (G.img_channels, G.img_resolution, G.img_resolution)
+    if degradation is not None:
+        degradation.check(target.shape[0], expected)
+        expected = degradation.observed_shape(expected)
     if target.ndim != 4 or tuple(target.shape[1:]) != expected or not target.is_floating_point():
-        raise ValueError(f"target must be a float tensor [N, {', '.join(map(str, expected))}] matching the generator, "
-                         f"got {target.dtype} {list(target.shape)}; resize images to {G.img_resolution} px first")
+        what = "matching the generator" if degradation is None else f"(the generator's images through {degradation!r})"
+        raise ValueError(f"target must be a float tensor [N, {', '.join(map(str, expected))}] {what}, got "
+                         f"{target.dtype} {list(target.shape)}; resize images to {expected[-1]} px first")
     if target.min() < -1.05 or target.max() > 1.05:
         raise ValueError("target must be in [-1, 1] (uint8 pixels p map to p / 127.5 - 1), got values in "
                          f"[{target.min().item():.3g}, {target.max().item():.3g}]")
-    if mask is not None and (mask.ndim != 4 or mask.shape[0] != target.shape[0] or mask.shape[2:] != target.shape[2:]
-                             or mask.shape[1] not in (1, target.shape[1]) or not ((mask == 0) | (mask == 1)).all()):
-        raise ValueError(f"mask must be 0/1 of shape {list(target.shape)} or [N, 1, H, W], got {list(mask.shape)}")
     if config.space == "z" and G.c_dim > 0:
         raise ValueError("space 'z' needs a class label for this conditional generator; invert in 'w' or 'w+'")
     if config.regularize_encoder_weight > 0 and init is None:
@@ -298,13 +300,14 @@ class InversionProblem:
     """
 
     def __init__(self, G: nn.Module, config: InversionConfig, loss: WeightedLoss, target: torch.Tensor,
-                 mask: torch.Tensor | None, latent: torch.Tensor, noise_bufs: list[torch.Tensor] | None,
+                 degradation: Degradation | None, latent: torch.Tensor, noise_bufs: list[torch.Tensor] | None,
                  rng: PerImageRandom, latent_std: float, seeds: list[int]):
-        self.G, self.config, self.loss, self.target, self.mask, self.seeds = G, config, loss, target, mask, seeds
+        self.G, self.config, self.loss, self.target, self.seeds = G, config, loss, target, seeds
+        self.degradation = degradation
         self.latent, self.latent_init, self.noise_bufs = latent, latent.detach().clone(), noise_bufs
         self.latent_std, self.device = latent_std, latent.device
         self.use_graph = config.cuda_graph and self.device.type == "cuda"  # elsewhere cuda_graph is a no-op
-        self.prepared = self._prepare(target if mask is None else target * mask)
+        self.prepared = self._prepare(self._observed_view(target))
         num_blocks = math.ceil(noise_steps(config, latent_std) / W_NOISE_CHUNK)
         self.latent_noise = _LatentNoise(rng, latent.shape[1:], num_blocks)
         self.optimizer = self._make_optimizer()
@@ -343,6 +346,12 @@ class InversionProblem:
     def _layout(self, images: torch.Tensor) -> torch.Tensor:
         return images.contiguous(memory_format=torch.channels_last) if self.config.channels_last else images
 
+    def _observed_view(self, target: torch.Tensor) -> torch.Tensor:
+        return target if self.degradation is None else self.degradation.observed_view(target)
+
+    def _degraded_view(self, images: torch.Tensor) -> torch.Tensor:
+        return images if self.degradation is None else self.degradation.degraded_view(images)
+
     def _synthesize(self, ws: torch.Tensor, noise_bufs: list[torch.Tensor] | None) -> torch.Tensor:
         # Unfused modulation runs one shared convolution for the whole batch (fused groups per image).
         kwargs: dict[str, Any] = dict(noise_mode="const", fused_modconv=False, noise=noise_bufs)
@@ -350,8 +359,7 @@ class InversionProblem:
             kwargs["force_fp32"] = True  # autocast picks the precision, not the generator's own fp16 blocks
         if self.config.channels_last:
             kwargs["channels_last"] = True
-        images = self.G.synthesis(ws, **kwargs)
-        return images if self.mask is None else images * self.mask
+        return self._degraded_view(self.G.synthesis(ws, **kwargs))
 
     def objective(self, latent: torch.Tensor, noise_bufs: list[torch.Tensor] | None, prepared: Any,
                   latent_noise: torch.Tensor | None, noise_std: float | torch.Tensor) -> torch.Tensor:
@@ -427,14 +435,14 @@ class InversionProblem:
         ws = _latent_to_ws(self.G, cfg.space, self.latent.detach()).contiguous()
         force_fp32 = {} if cfg.precision == "fp32" else {"force_fp32": True}
         images = self.G.synthesis(ws, noise_mode="const", fused_modconv=False, noise=self.noise_bufs, **force_fp32)
-        masked, masked_target = (images, target) if self.mask is None else (images * self.mask, target * self.mask)
-        prepared = self.prepared if cfg.precision == "fp32" else self.loss.prepare(masked_target)
+        degraded, observed = self._degraded_view(images), self._observed_view(target)
+        prepared = self.prepared if cfg.precision == "fp32" else self.loss.prepare(observed)
         perceptual = {**available_lpips(target.device), **self.loss.perceptual_terms()}  # LPIPS-VGG whenever its trunk is on disk
         return InversionResult(
             ws=ws, z=self.latent.detach() if cfg.space == "z" else None,
             noise=None if self.noise_bufs is None else [b.detach() for b in self.noise_bufs],
-            images=images, losses=self.loss(masked, prepared),
-            metrics=reconstruction_metrics(images, target, perceptual=perceptual),
+            images=images, losses=self.loss(degraded, prepared),
+            metrics=reconstruction_metrics(degraded, observed, perceptual=perceptual),
             history=history, history_steps=steps, seeds=self.seeds, config=cfg)
 
     def close(self) -> None:
@@ -445,15 +453,16 @@ class InversionProblem:
 
 def build_problem(G: nn.Module, target: torch.Tensor, config: InversionConfig | None = None, *,
                   init: torch.Tensor | None = None, mask: torch.Tensor | None = None,
-                  seed: int | Sequence[int] = 0, loss_fn: ImageLoss | None = None,
-                  **overrides: Any) -> InversionProblem:
+                  degradation: Degradation | None = None, seed: int | Sequence[int] = 0,
+                  loss_fn: ImageLoss | None = None, **overrides: Any) -> InversionProblem:
     """Check the inputs and set up the N problems (arguments as for `invert`); call `close()` when done."""
     config = dataclasses.replace(config or InversionConfig(), **overrides)
     device = next(G.parameters()).device
     target = target.to(device, torch.float32)
-    mask = None if mask is None else mask.to(device, torch.float32)
+    degradation = resolve_degradation(None if mask is None else mask.to(device, torch.float32), degradation)
+    degradation = None if degradation is None else degradation.to(device)
     init = None if init is None else init.to(device, torch.float32)
-    _check_inputs(G, target, mask, init, config)
+    _check_inputs(G, target, degradation, init, config)
     seeds = image_seeds(seed, target.shape[0])
     rng = PerImageRandom(seeds, device)
     loss = _resolve_loss(config, loss_fn, device)
@@ -464,25 +473,29 @@ def build_problem(G: nn.Module, target: torch.Tensor, config: InversionConfig | 
     if config.optimize_noise and G.synthesis.noise_layers():  # StyleGAN3 has none: nothing to optimise (module doc)
         noise_bufs = [rng.randn(1, layer.resolution, layer.resolution).requires_grad_(True)
                       for layer in G.synthesis.noise_layers()]
-    return InversionProblem(G, config, loss, target, mask, latent, noise_bufs, rng,
+    return InversionProblem(G, config, loss, target, degradation, latent, noise_bufs, rng,
                             latent_std=1.0 if config.space == "z" else w_std, seeds=seeds)
 
 
 def invert(G: nn.Module, target: torch.Tensor, config: InversionConfig | None = None, *,
-           init: torch.Tensor | None = None, mask: torch.Tensor | None = None, seed: int | Sequence[int] = 0,
-           loss_fn: ImageLoss | None = None, **overrides: Any) -> InversionResult:
+           init: torch.Tensor | None = None, mask: torch.Tensor | None = None,
+           degradation: Degradation | None = None, seed: int | Sequence[int] = 0, loss_fn: ImageLoss | None = None,
+           **overrides: Any) -> InversionResult:
     """Invert `target [N, C, H, W]` (in [-1, 1], the generator's resolution) into `G`, all N images at once.
 
     `config` (default `InversionConfig()`) and keyword `overrides` of its fields (`space='w+'`, `num_steps=100`,
     `loss='lpips-vgg+0.1*mse'`, `precision='bf16'`, ...) set the algorithm. `init`: starting latent, `[N, w_dim]` or
     `[N, num_ws, w_dim]` for 'w'/'w+' (per-layer ws are averaged for 'w'), `[N, z_dim]` for 'z'; default `w_avg`
-    (random z for 'z'). `mask`: 0/1, `[N, C, H, W]` or `[N, 1, H, W]`; the loss compares `synth * mask` with
-    `target * mask` (inpainting, partial observations); metrics compare the full images. `seed`: one int (image i
-    gets `seed + i`) or one seed per image. `loss_fn`: a ready loss object used instead of building `config.loss`
+    (random z for 'z'). `degradation` (`ganinv.inversion.degradations`): `target` is then the observation
+    (`[N, C, 16, 16]` for `Downsample(4)` at 64 px) and the loss and metrics compare `degradation.degraded_view(G(w))`
+    with `degradation.observed_view(target)`; `result.images` is the restored image. `mask` (0/1, `[N, C, H, W]` or
+    `[N, 1, H, W]`) is short for `degradation=Mask(mask)`: pixels where it is 0 have no influence (inpainting,
+    partial observations). `seed`: one int (image i gets `seed + i`) or one seed per image. `loss_fn`: a ready loss object used instead of building `config.loss`
     (e.g. `ClassifierPerceptualLoss(my_classifier)`); `config.loss` then only labels the run.
     Deterministic: the same inputs, seeds and config give the same result (bitwise on CPU).
     """
-    problem = build_problem(G, target, config, init=init, mask=mask, seed=seed, loss_fn=loss_fn, **overrides)
+    problem = build_problem(G, target, config, init=init, mask=mask, degradation=degradation, seed=seed,
+                            loss_fn=loss_fn, **overrides)
     try:
         history, steps = problem.run()
         return problem.finish(history, steps)

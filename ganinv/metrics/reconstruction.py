@@ -11,6 +11,7 @@ from ganinv.losses.base import ImageLoss
 from ganinv.losses.lpips_distance import trunk_weights_path
 
 SSIM_KERNEL_SIZE = 11  # Wang et al. 2004: 11x11 Gaussian window, sigma 1.5
+HIGHER_IS_BETTER = frozenset({"psnr", "ssim"})  # every other reconstruction metric is a distance: lower is better
 
 
 def to_unit_range(images: torch.Tensor) -> torch.Tensor:
@@ -23,6 +24,14 @@ def available_lpips(device: torch.device | str | None = None, *, net: str = "vgg
     from ganinv.losses.registry import build_loss
 
     return {f"lpips-{net}": build_loss(f"lpips-{net}", device=device)} if trunk_weights_path(net).is_file() else {}
+
+
+def perceptual_metric_names() -> tuple[str, ...]:
+    """The names perceptual distances have in `reconstruction_metrics` (those of the loss registry's perceptual
+    losses, e.g. 'lpips-vgg', 'clf-perceptual')."""
+    from ganinv.losses.registry import LOSSES, PIXEL_LOSSES
+
+    return tuple(name for name in LOSSES if name not in PIXEL_LOSSES)
 
 
 @torch.no_grad()
