@@ -13,6 +13,13 @@ set (flows/prefect_api.py), tests use Prefect's test harness.
 
 Local clusters are started for the run and closed after it. Worker memory limits are off: a worker holding a large
 generator must not be restarted by Dask's memory monitor in the middle of a shard (the OS still guards memory).
+
+Every server a local cluster starts listens on loopback only (127.0.0.1): the scheduler, the nannies, the workers and
+their HTTP endpoints. A Dask scheduler runs code it is sent, so one reachable from the network runs anyone's code.
+Dask's scheduler starts an HTTP server even when `dashboard_address=None` (on its default port 8787, serving worker
+lists, logs and a proxy to the workers: `distributed.scheduler.http.routes`); without a dashboard we keep only its
+health route, on a random loopback port. `dashboard=` asks for the dashboard at an address (a bare ':8787' means
+127.0.0.1:8787; name a host, e.g. 0.0.0.0:8787, to serve other machines).
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 CLUSTER_KINDS = ("local", "local-cuda")
+LOOPBACK = "127.0.0.1"
 
 
 class ClusterError(ValueError):
@@ -46,28 +54,37 @@ def check_cluster_name(cluster: str) -> str:
 
 
 @contextlib.contextmanager
-def dask_cluster(cluster: str, *, workers: int | None = None) -> Iterator[ClusterInfo]:
-    """Starts (or names) the cluster for a run and yields where its scheduler is; local clusters close at exit."""
+def dask_cluster(cluster: str, *, workers: int | None = None, dashboard: str | None = None) -> Iterator[ClusterInfo]:
+    """Starts (or names) the cluster for a run and yields where its scheduler is; local clusters close at exit.
+    dashboard: where a local cluster serves Dask's dashboard (None: nowhere; see the module docstring)."""
     check_cluster_name(cluster)
     if "://" in cluster:
         yield ClusterInfo(address=cluster, kind="remote")
         return
     if workers is not None and workers < 1:
         raise ClusterError(f"workers={workers}: need at least one worker")
-    made = _local_cluster(workers) if cluster == "local" else _local_cuda_cluster(workers)
-    with made as local:
+    with start_local_cluster(cluster, workers=workers, dashboard=dashboard) as local:
         yield ClusterInfo(address=local.scheduler_address, kind=cluster, n_workers=len(local.workers))
 
 
 @contextlib.contextmanager
-def dask_task_runner(cluster: str, *, workers: int | None = None) -> Iterator[tuple[Any, ClusterInfo]]:
+def dask_task_runner(cluster: str, *, workers: int | None = None, dashboard: str | None = None
+                     ) -> Iterator[tuple[Any, ClusterInfo]]:
     """(a started prefect_dask DaskTaskRunner on the cluster, where it is), once the cluster has workers; submit with
     `runner.submit(task, parameters=...)`. A local cluster closes at exit."""
     from prefect_dask import DaskTaskRunner
 
-    with dask_cluster(cluster, workers=workers) as where, DaskTaskRunner(address=where.address) as runner:
+    with dask_cluster(cluster, workers=workers, dashboard=dashboard) as where, \
+            DaskTaskRunner(address=where.address) as runner:
         wait_for_workers(runner.client, where)
         yield runner, where
+
+
+def start_local_cluster(kind: str, *, workers: int | None = None, dashboard: str | None = None):
+    """A started local cluster of `kind` ('local' or 'local-cuda') listening on loopback; close it after use (it is
+    a context manager). `workers`: processes ('local', default one per core up to 8) or GPUs ('local-cuda')."""
+    with _scheduler_http_routes(dashboard):  # read by the Scheduler as it starts
+        return _local_cluster(workers, dashboard) if kind == "local" else _local_cuda_cluster(workers, dashboard)
 
 
 def gpu_annotation(client) -> contextlib.AbstractContextManager:
@@ -82,11 +99,39 @@ def default_local_workers() -> int:
     return max(1, min(os.cpu_count() or 1, 8))
 
 
-def _local_cluster(workers: int | None):
+def dashboard_address(dashboard: str | None) -> str | None:
+    """The address to serve a dashboard at: a bare port (':8787', '8787') on loopback, a named host as given."""
+    if dashboard is None:
+        return None
+    host, _, port = dashboard.rpartition(":") if ":" in dashboard else ("", "", dashboard)
+    if not port.isdigit():
+        raise ClusterError(f"dashboard {dashboard!r}: give HOST:PORT (e.g. 127.0.0.1:8787) or :PORT")
+    return f"{host or LOOPBACK}:{port}"
+
+
+def _scheduler_options(dashboard: str | None) -> dict[str, Any]:
+    """Scheduler keywords: loopback, and the dashboard only when asked (Dask's HTTP server always starts: without a
+    dashboard it gets a random loopback port and only the health route, see `_scheduler_http_routes`)."""
+    address = dashboard_address(dashboard)
+    return {"host": LOOPBACK, "dashboard": address is not None, "dashboard_address": address or f"{LOOPBACK}:0"}
+
+
+def _scheduler_http_routes(dashboard: str | None) -> contextlib.AbstractContextManager:
+    """Without a dashboard, the scheduler's HTTP server serves only `/health` (not its worker lists and proxy)."""
+    import dask
+    import distributed  # noqa: F401 - loads distributed's config defaults first: leaving set() would drop them
+
+    if dashboard is not None:
+        return contextlib.nullcontext()
+    return dask.config.set({"distributed.scheduler.http.routes": ["distributed.http.health"]})
+
+
+def _local_cluster(workers: int | None, dashboard: str | None = None):
     from distributed import LocalCluster
 
     return LocalCluster(n_workers=workers or default_local_workers(), threads_per_worker=1, processes=True,
-                        dashboard_address=None, memory_limit=0)
+                        host=LOOPBACK, dashboard_address=None, memory_limit=0,
+                        scheduler_kwargs=_scheduler_options(dashboard))
 
 
 def visible_gpus() -> list[str]:
@@ -104,11 +149,11 @@ def cuda_worker_specs(devices: list[str]) -> dict[str, dict]:
     from distributed import Nanny
 
     return {f"gpu-{device}": {"cls": Nanny, "options": {"nthreads": 1, "resources": {"GPU": 1}, "memory_limit": 0,
-                                                        "env": {"CUDA_VISIBLE_DEVICES": device}}}
+                                                        "host": LOOPBACK, "env": {"CUDA_VISIBLE_DEVICES": device}}}
             for device in devices}
 
 
-def _local_cuda_cluster(workers: int | None):
+def _local_cuda_cluster(workers: int | None, dashboard: str | None = None):
     from distributed import Scheduler, SpecCluster
 
     devices = visible_gpus()
@@ -117,7 +162,7 @@ def _local_cuda_cluster(workers: int | None):
                            "CUDA_VISIBLE_DEVICES lists none): use --cluster local, or a scheduler address")
     devices = devices[:workers] if workers else devices
     return SpecCluster(workers=cuda_worker_specs(devices),
-                       scheduler={"cls": Scheduler, "options": {"dashboard_address": ":0"}}, name="ganinv-local-cuda")
+                       scheduler={"cls": Scheduler, "options": _scheduler_options(dashboard)}, name="ganinv-local-cuda")
 
 
 def has_gpu_workers(client) -> bool:

@@ -138,12 +138,14 @@ def prefect_harness():
 
 @pytest.fixture(scope="session")
 def dask_cluster():
-    """(cluster, client): a LocalCluster of 2 single-threaded worker processes, shared by the session's flow tests
-    so that workers import torch and load models once (pass `cluster.scheduler_address` to the flows)."""
-    from distributed import Client, LocalCluster
+    """(cluster, client): the `--cluster local` LocalCluster of 2 single-threaded worker processes (on loopback),
+    shared by the session's flow tests so that workers import torch and load models once (pass
+    `cluster.scheduler_address` to the flows)."""
+    from distributed import Client
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                      memory_limit=0) as cluster, Client(cluster, set_as_default=False) as client:
+    from flows.clusters import start_local_cluster
+
+    with start_local_cluster("local", workers=2) as cluster, Client(cluster, set_as_default=False) as client:
         client.wait_for_workers(2)
         yield cluster, client
 

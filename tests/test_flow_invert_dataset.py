@@ -255,21 +255,6 @@ def test_store_made_with_other_settings_is_refused(generator, prefect_harness, t
         invert_dataset(str(tmp_path / "imgs"), str(tmp_path / "s.zarr"), other, inversion=FAST, shard_size=4)
 
 
-def test_local_cuda_workers_are_pinned_one_per_gpu():
-    from distributed import Client, Scheduler, SpecCluster
-
-    from flows.clusters import cuda_worker_specs, has_gpu_workers
-
-    specs = cuda_worker_specs(["2", "5"])
-    with SpecCluster(workers=specs, scheduler={"cls": Scheduler, "options": {"dashboard_address": ":0"}}) as cluster, \
-            Client(cluster, set_as_default=False) as client:
-        client.wait_for_workers(2)
-        seen = client.run(lambda: os.environ.get("CUDA_VISIBLE_DEVICES"))
-        resources = [w["resources"] for w in client.scheduler_info()["workers"].values()]
-        assert sorted(seen.values()) == ["2", "5"] and resources == [{"GPU": 1}, {"GPU": 1}]
-        assert has_gpu_workers(client)
-
-
 def test_retries_are_for_transient_failures_only():
     from prefect.states import Failed
 
