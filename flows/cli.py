@@ -235,6 +235,19 @@ def store_verify(store: str = typer.Argument(..., help="Store path or fsspec URL
         raise typer.Exit(1)
 
 
+@app.command("store-rebuild-root")
+def store_rebuild_root(store: str = typer.Argument(..., help="Store path or fsspec URL.")) -> None:
+    """Writes a store's lost, unreadable or stale root metadata (zarr.json) again from the copy the store keeps of it;
+    no array is touched."""
+    from storage import LatentStore, StoreDamagedError, StoreExistsError, StoreNotFoundError
+
+    with _exit_on_error(2, StoreDamagedError, StoreExistsError, StoreNotFoundError):
+        rebuilt = LatentStore.rebuild_root(store)
+    counts = rebuilt.status_counts()
+    typer.echo(f"rebuilt the root of {store}: {len(rebuilt)} items: done {counts['done']}, failed {counts['failed']}, "
+               f"pending {counts['pending']}; check it with `ganinv store-verify {store}`")
+
+
 @app.command("store-break-lease")
 def store_break_lease(store: str = typer.Argument(..., help="Store path or fsspec URL.")) -> None:
     """Ends the run lease on a store whose run is dead (a live holder loses it at its next renewal)."""

@@ -18,6 +18,9 @@ Layout (schema v1; every item array is chunked along the item axis by `chunk_ite
     directions/<name>/, edits/<run>/     groups for downstream results, attributes say how they were made
     lease/<generation>/zarr.json         the run lease (storage/lease.py), written with fsspec, not by zarr
     scan_cache/hashes  [bytes] uint8     the dataset scan's hash cache (storage/scan_cache.py), coordinator only
+    root_copy/zarr.json                  a copy of the root attributes, rewritten after them: `rebuild_root` restores
+                                         a lost root from it (a folder with arrays but no root is never adopted, and
+                                         no array holding finished items is ever cut shorter)
 
 `xarray.open_zarr(url)` opens the root (image_id is a coordinate through the CF `coordinates` attribute; metadata is
 consolidated after every coordinator change, and shard writes never change metadata, so it stays valid).
@@ -70,6 +73,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import json
 import posixpath
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -90,6 +94,7 @@ from storage.schema import (DEFAULT_METRICS, STATUS_NAMES, Chunking, DatasetInfo
 
 DEFAULT_CHUNK_ITEMS = 256
 RESULT_KINDS = ("directions", "edits")
+ROOT_COPY_GROUP, ROOT_COPY_KEY = "root_copy", "root_attributes"
 MAX_ATTEMPTS_STORED = 255
 
 # Users pick the ws compressor by name (`compressor=`); the name is recorded in chunking.ws_compressor.
@@ -113,6 +118,11 @@ class StoreExistsError(FileExistsError):
 
 class StoreMismatchError(ValueError):
     """The store was made with another generator, inversion config, layout or schema version."""
+
+
+class StoreDamagedError(StoreMismatchError):
+    """The folder holds a store's arrays but its root metadata is missing, unreadable or stale: it is never adopted
+    (written over) or shrunk; the message says how to rebuild the root or to move the folder aside."""
 
 
 @dataclass(frozen=True)
@@ -245,6 +255,8 @@ class LatentStore:
         if fs.exists(f"{root.rstrip('/')}/zarr.json"):
             raise StoreExistsError(f"a store already exists at {url}: open it with LatentStore.open(url, 'r+') (or "
                                    "open_or_create), or choose a new URL")
+        if _holds_files(fs, root):  # never write a root over arrays whose own root is gone
+            raise StoreDamagedError(_not_empty_message(str(url)))
         layout = Layout(num_ws=num_ws, w_dim=w_dim, z_dim=z_dim, thumbnail_size=thumbnail_size,
                         metrics=tuple(check_name(m, what="metric") for m in metrics), labels=())
         attrs = StoreAttributes(created=_now_iso(), ganinv_version=ganinv_version, generator=generator,
@@ -289,9 +301,13 @@ class LatentStore:
             return zarr.open_group(self._zstore, mode="r" if self.mode == "r" else "r+", zarr_format=3,
                                    use_consolidated=False)
         except (FileNotFoundError, zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError) as err:
+            if _holds_files(self._fs, self._root_path):
+                raise StoreDamagedError(_root_missing_message(self.url, "is missing")) from err
             raise StoreNotFoundError(f"no latent store at {self.url} (no Zarr v3 group there): check the URL, or "
                                      "create one: `ganinv invert IMAGES --store URL` (LatentStore.create in Python)"
                                      ) from err
+        except ValueError as err:  # json.JSONDecodeError, or metadata zarr cannot parse
+            raise StoreDamagedError(_root_missing_message(self.url, f"is unreadable ({err})")) from err
 
     def _read_attributes(self) -> StoreAttributes:
         try:
@@ -614,6 +630,16 @@ class LatentStore:
         return manifest.subset(keep)
 
     def _trim_to(self, n: int) -> None:
+        """Cuts arrays an interrupted append left longer than n back to n: the one place item arrays shrink. Refuses
+        (StoreDamagedError) when `status` holds finished items past n: then n, from the root, is what is wrong."""
+        status = self.array("status")
+        if status.shape[0] > n:
+            finished = int((np.asarray(status[n:]) != Status.PENDING).sum())
+            if finished:
+                raise StoreDamagedError(
+                    f"store {self.url}: its root attributes say {n} items, but `status` holds {finished} finished "
+                    f"items past item {n}: the root metadata is stale, and nothing was cut. Rebuild it from the "
+                    f"store's own copy: `ganinv store-rebuild-root {self.url}`, or move the folder aside.")
         for name in self._item_array_names():
             array = self.array(name)
             if array.shape[0] != n:
@@ -651,6 +677,45 @@ class LatentStore:
                               history=self.attributes.dataset.history + (entry,))
         self.attributes = dataclasses.replace(self.attributes, dataset=dataset, layout=layout)
         self._group.attrs.put(self.attributes.to_json())  # the commit point of create/append
+        self._write_root_copy()
+
+    def _write_root_copy(self) -> None:
+        """A copy of the root attributes in `root_copy/zarr.json`, from which `rebuild_root` restores a lost root."""
+        copy = self._group.require_group(ROOT_COPY_GROUP)
+        copy.attrs.put({"long_name": "copy of the root attributes, rewritten after them (LatentStore.rebuild_root)",
+                        ROOT_COPY_KEY: self.attributes.to_json()})
+
+    @classmethod
+    def rebuild_root(cls, url: str, *, storage_options: Mapping[str, Any] | None = None) -> LatentStore:
+        """Writes a lost, unreadable or stale root `zarr.json` again from the store's copy of its attributes
+        (`root_copy`), touching no array; the item count covers every item `status` has finished. Returns the store
+        opened 'r+'. Refuses a store whose root is fine, and one without a copy (made before copies were kept).
+        Stale: the root counts fewer items than `status` has finished (a root written over the store)."""
+        fs, root = fsspec.core.url_to_fs(str(url), **dict(storage_options or {}))
+        zstore = _open_zarr_store(str(url), read_only=False, storage_options=storage_options)
+        try:
+            status = np.asarray(zarr.open_array(zstore, path="status", mode="r")[:])
+        except (FileNotFoundError, KeyError, ValueError, zarr.errors.ArrayNotFoundError) as err:
+            raise StoreDamagedError(f"{url} has no readable `status` array ({err!r}): there is no latent store root to "
+                                    "rebuild there; check the URL") from err
+        finished = np.flatnonzero(status != Status.PENDING)
+        try:
+            counted = cls(str(url), mode="r", storage_options=storage_options).num_items
+        except StoreDamagedError:
+            counted = None
+        if counted is not None and (finished.size == 0 or finished[-1] < counted):
+            raise StoreExistsError(f"{url} has a readable root: nothing to rebuild (`ganinv store-verify {url}`)")
+        attrs = _read_root_copy(zstore, str(url))
+        num_items = max(attrs.dataset.num_items, int(finished[-1]) + 1 if finished.size else 0)
+        entry = {"at": _now_iso(), "rebuilt_root": True, "num_items": num_items, "ganinv_version": ganinv_version}
+        attrs = dataclasses.replace(attrs, dataset=dataclasses.replace(
+            attrs.dataset, num_items=num_items, history=attrs.dataset.history + (entry,)))
+        doc = {"zarr_format": 3, "node_type": "group", "attributes": attrs.to_json()}
+        fs.pipe_file(f"{root.rstrip('/')}/zarr.json", json.dumps(doc, indent=2, allow_nan=True).encode())
+        store = cls(str(url), mode="r+", storage_options=storage_options)
+        store._write_root_copy()
+        store.consolidate()
+        return store
 
     # ------------------------------------------------------------------ downstream results (coordinator)
     def result_group(self, kind: str, name: str, *, made_by: Any, overwrite: bool = False) -> zarr.Group:
@@ -779,6 +844,39 @@ class LatentStore:
 
 
 # ---------------------------------------------------------------------- helpers
+def _holds_files(fs: fsspec.AbstractFileSystem, root: str) -> bool:
+    """Whether the location exists and holds anything (a folder, or objects under a bucket prefix)."""
+    fs.invalidate_cache(root)
+    try:
+        return fs.isdir(root) and bool(fs.ls(root, detail=False))
+    except FileNotFoundError:
+        return False
+
+
+def _root_missing_message(url: str, what: str) -> str:
+    return (f"{url} holds a latent store's folders but its root metadata ({url.rstrip('/')}/zarr.json) {what}; "
+            "nothing was changed. Rebuild the root from the copy the store keeps: "
+            f"`ganinv store-rebuild-root {url}`; or move the folder aside (e.g. mv {url} {url}.damaged) and invert "
+            "into a new store. Do not delete it: its arrays hold the latent codes.")
+
+
+def _not_empty_message(url: str) -> str:
+    return (f"{url} is not empty but holds no latent store root (zarr.json): a new store is created only in a new or "
+            f"empty folder. If it is a store whose root was lost, rebuild it: `ganinv store-rebuild-root {url}`; "
+            "otherwise choose another --store.")
+
+
+def _read_root_copy(zstore: zarr.abc.store.Store, url: str) -> StoreAttributes:
+    try:
+        copy = dict(zarr.open_group(zstore, path=ROOT_COPY_GROUP, mode="r", zarr_format=3).attrs)
+        return StoreAttributes.from_json(copy[ROOT_COPY_KEY])
+    except (FileNotFoundError, KeyError, ValueError, zarr.errors.GroupNotFoundError) as err:
+        raise StoreDamagedError(
+            f"cannot rebuild the root of {url}: it keeps no readable copy of its root attributes ({err!r}; stores "
+            f"written before ganinv kept one have none). Move the folder aside (e.g. mv {url} {url}.damaged) and "
+            "invert into a new store; its arrays stay readable with zarr.") from err
+
+
 def _reopen(url: str, mode: str, run_id: str | None, storage_options: Mapping[str, Any]) -> LatentStore:
     return LatentStore(url, mode=mode, run_id=run_id, storage_options=storage_options)
 
