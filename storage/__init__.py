@@ -9,5 +9,5 @@ from storage.schema import (SCHEMA_VERSION, GeneratorIdentity, Layout, Manifest,
 
 __all__ = ["DEFAULT_CHUNK_ITEMS", "SCHEMA_VERSION", "GeneratorIdentity", "LatentStore", "Layout", "Lease",
            "LeaseHeldError", "LeaseLostError", "LeaseRecord", "Manifest", "ManifestItem", "Shard", "ShardInputs",
-           "ShardResult", "Status", "StoreAttributes", "StoreDamagedError", "StoreExistsError", "StoreMismatchError", "StoreNotFoundError",
-           "VerifyReport", "file_sha256"]
+           "ShardResult", "Status", "StoreAttributes", "StoreDamagedError", "StoreExistsError", "StoreMismatchError",
+           "StoreNotFoundError", "VerifyReport", "file_sha256"]
