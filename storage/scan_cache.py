@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import zarr
 
-SCAN_CACHE_GROUP = "scan_cache"
+from storage.arrays import SCAN_CACHE as SCAN_CACHE_GROUP
 SCAN_CACHE_ARRAY = f"{SCAN_CACHE_GROUP}/hashes"
 _FORMAT, _VERSION = "ganinv-scan-cache", 1
 

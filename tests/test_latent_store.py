@@ -14,6 +14,7 @@ import zarr
 
 from _store_helpers import (CONFIG, GENERATOR, NUM_WS, THUMB, W_DIM, Z_DIM, expected_ws, fake_result,
                             location_for, make_manifest, sha)
+from storage import arrays, growth
 from storage import (SCHEMA_VERSION, GeneratorIdentity, LatentStore, LeaseHeldError, Manifest, Shard, ShardResult,
                      Status, StoreAttributes, StoreExistsError, StoreMismatchError, StoreNotFoundError)
 
@@ -41,7 +42,7 @@ def test_create_writes_self_describing_root_attributes(location):
 
 def test_every_item_array_is_chunked_by_items_and_names_its_dimensions(location):
     store = location.create(make_manifest(10), z_dim=Z_DIM, thumbnail_size=THUMB)
-    names = store._item_array_names()
+    names = arrays.item_array_names(store.layout)
     assert {"ws", "z", "thumbnails", "status", "error", "attempts", "image_id", "source_sha256",
             "metrics/lpips", "labels/smile"} <= set(names)
     for name in names:
@@ -269,7 +270,7 @@ def test_an_interrupted_append_is_finished_by_appending_again(location, monkeypa
     def crash(*args, **kwargs):
         raise KeyboardInterrupt("power cut before the commit")
 
-    monkeypatch.setattr(LatentStore, "_commit_dataset", crash)
+    monkeypatch.setattr(growth, "commit", crash)
     with pytest.raises(KeyboardInterrupt):
         store.append(make_manifest(11))
     monkeypatch.undo()
