@@ -1,5 +1,5 @@
 """The scan's hash cache, kept in the store between runs: input path -> (fingerprint, sha256), so that a rescan of an
-unchanged corpus reads its listing instead of every file (`tasks.dataset.scan_images(previous=...)` decides what a
+unchanged corpus reads its listing instead of every file (`storage.scan.scan_images(previous=...)` decides what a
 fingerprint is and when an entry is trusted; this module only keeps the entries).
 
 How it is stored: `<store>/scan_cache/hashes`, a Zarr uint8 array of one chunk holding gzip-compressed JSON

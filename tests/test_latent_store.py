@@ -44,7 +44,7 @@ def test_every_item_array_is_chunked_by_items_and_names_its_dimensions(location)
     store = location.create(make_manifest(10), z_dim=Z_DIM, thumbnail_size=THUMB)
     names = arrays.item_array_names(store.layout)
     assert {"ws", "z", "thumbnails", "status", "error", "attempts", "image_id", "source_sha256",
-            "metrics/lpips", "labels/smile"} <= set(names)
+            "metrics/lpips-vgg", "labels/smile"} <= set(names)
     for name in names:
         array = store.array(name)
         assert array.shape[0] == 10 and array.chunks[0] == 4, name
@@ -67,7 +67,7 @@ def test_written_shards_read_back_exactly(location):
     np.testing.assert_array_equal(back.array("z")[:], (idx[:, None] + np.arange(Z_DIM)).astype(np.float32))
     np.testing.assert_array_equal(back.array("thumbnails")[:, 0, 0, 0], idx.astype(np.uint8))
     np.testing.assert_array_equal(back.array("metrics/mse")[:], (idx * 0.5).astype(np.float32))
-    assert np.isnan(back.array("metrics/lpips")[:]).all()  # not given: NaN, not zero
+    assert np.isnan(back.array("metrics/lpips-vgg")[:]).all()  # not given: NaN, not zero
     errors = back.array("error")[:].tolist()
     assert errors == [f"item {i} diverged" if f else "" for i, f in zip(idx, failed)]
     np.testing.assert_array_equal(back.array("attempts")[:], np.ones(10))

@@ -102,7 +102,7 @@ def test_without_a_copy_the_advice_is_to_move_the_folder_aside(location):
 
 def test_store_commands_advise_a_rebuild_never_a_new_inversion(tmp_path):
     from _store_helpers import location_for
-    from flows.cli import app
+    from cli.app import app
 
     location = location_for("local", tmp_path, None)
     written_store(location)

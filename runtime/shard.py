@@ -1,18 +1,16 @@
-"""Inverting one shard of a latent store, as a plain function a Dask worker (or a test, or a benchmark) calls.
+"""Inverting one shard of a latent store on this worker, as a plain function a Dask task (or a test, or a benchmark)
+calls: `run_shard(store_url, shard_index, generator=...)`.
 
-`run_shard(store_url, shard_index, spec)` opens the store by URL, reads which items of the shard are still to do,
-decodes their files, inverts them in batches, and writes the whole shard back (data first, status last, see
-`storage.latent_store`). Nothing but the URL, the shard index and a small spec dict comes in, and a small dict of
-counts and timings goes out, so Prefect and Dask never move images or latents.
+It opens the store by URL, reads the inversion settings the store recorded (`runtime.spec.InversionSpec`) and the
+items of the shard still to do, decodes their files, inverts them in batches (`ganinv.inversion.batch`) and writes
+the whole shard back (data first, status last: docs/store.md). Nothing but the URL and the shard index comes in and
+a small `ShardReport` goes out, so Prefect and Dask never move images or latents. Models come from the process's
+cache (`runtime.models`); the flows run Dask workers with one thread each, so one shard runs per process at a time.
 
-Per worker process, the generator and the encoder are loaded once and cached (`tasks.models.load_models`, the
-process's one model cache, shared with the edit tasks), keyed by their source and device, and so are the losses;
-the flows run Dask workers with one thread each, so one shard runs per process at a time.
-
-Determinism: every item's random stream is seeded from its image_id (`ganinv.utils.seeds.seed_from_id`), batches
-are consecutive runs of the shard's pending items, and a shard is written in one piece; so re-running a shard
-(after a crash, on another worker, or twice at once) writes the same bytes on the same device and thread count
-(bitwise on CPU; on GPU up to cuDNN's non-deterministic kernels unless `torch.use_deterministic_algorithms`).
+Determinism: every item's random stream is seeded from its image_id (`ganinv.utils.seeds.seed_from_id`), batches are
+consecutive runs of the shard's pending items, and a shard is written in one piece; so re-running a shard (after a
+crash, on another worker, or twice at once) writes the same bytes on the same device and thread count (bitwise on
+CPU; on GPU up to cuDNN's non-deterministic kernels unless `torch.use_deterministic_algorithms`).
 """
 
 from __future__ import annotations
@@ -24,62 +22,70 @@ import os
 import sys
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 from ganinv.datasets.folder import DecodePolicy, ImageDecodeError, decode_image
-from ganinv.inversion import encode, hybrid, invert
-from ganinv.losses.registry import PIXEL_LOSSES, build_loss, parse_loss_spec
-from ganinv.metrics.reconstruction import reconstruction_metrics
-from ganinv.utils.images import to_uint8
+from ganinv.inversion.batch import invert_batch
 from ganinv.utils.prefetch import prefetch as prefetch_batches
 from ganinv.utils.seeds import seed_from_id
-from storage import LatentStore, ShardInputs, ShardResult, Status
-from tasks.models import (Models, WorkerSetupError, cached_model_keys, load_models,  # noqa: F401 - the worker API
-                          resolve_device)
-from tasks.spec import InversionSpec
+from runtime.errors import ConfigError, WorkerSetupError
+from runtime.models import Models, load_models, resolve_device
+from runtime.spec import InversionSpec
+from storage import LatentStore, Layout, ShardInputs, ShardResult, Status
 
-DEFAULT_BATCH = {"cpu": 16, "cuda": 32}
-AUTO_BATCH = 0  # batch_size=AUTO_BATCH: as many images as fit the GPU (`ganinv.inversion.auto_batch_size`)
+DEFAULT_BATCH = {"cpu": 16, "cuda": 32}  # images per inversion call when batch_size is None
+AUTO = "auto"  # batch_size='auto': as many images as fit the GPU (`ganinv.inversion.auto_batch_size`)
 _AUTO_BATCHES: dict[tuple, int] = {}  # (generator, device, config) -> batch, probed once per worker process
 EVENT_TOPIC = "ganinv.shard"  # Dask worker events: {'event': 'started' | 'finished', 'shard': i, 'pid': ...}
 _MALLOC_TUNED = False
 
 
-def metric_names(loss: str) -> tuple[str, ...]:
-    """The per-item metrics a store gets: mse, psnr, ssim, the loss's perceptual terms, final_loss, steps, seconds.
-    A perceptual metric is named after what it is (`clf-perceptual` is not LPIPS and is never called so)."""
-    perceptual = [name for _, name in parse_loss_spec(loss) if name not in PIXEL_LOSSES]
-    return ("mse", "psnr", "ssim", *dict.fromkeys(perceptual), "final_loss", "steps", "seconds")
+@dataclass(frozen=True)
+class ShardReport:
+    """What one shard task did: items it found to do, done and failed, timings (seconds: the whole task; load_s:
+    loading models, ~0 once cached; decode_s: decoding the inversion did not hide; invert_s; write_s), the worker
+    process and device. A shard that failed beyond its retries has only `shard` and `error`."""
+
+    shard: int
+    items: int = 0
+    done: int = 0
+    failed: int = 0
+    pid: int | None = None
+    seconds: float | None = None
+    load_s: float | None = None
+    decode_s: float | None = None
+    invert_s: float | None = None
+    write_s: float | None = None
+    device: str | None = None
+    error: str | None = None
 
 
-def run_shard(store_url: str, shard_index: int, spec: Mapping[str, Any] | InversionSpec, *, generator: str,
-              run_id: str | None = None, retry_failed: bool = False, batch_size: int | None = None,
-              device: str = "auto", threads: int | None = None, prefetch: bool = True,
-              storage_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def run_shard(store_url: str, shard_index: int, *, generator: str, run_id: str | None = None,
+              retry_failed: bool = False, batch_size: int | str | None = None, device: str = "auto",
+              threads: int | None = None, prefetch: bool = True,
+              storage_options: Mapping[str, Any] | None = None) -> ShardReport:
     """Inverts the items of shard `shard_index` still to do and writes them; returns counts and timings.
 
-    `spec`: an InversionSpec (or its `to_dict()`); `generator`: what `load_generator` accepts, reachable from this
-    worker. `run_id`: the run holding the store's lease (writes are refused if another run holds it).
-    `batch_size`: images per inversion call (default 16 on CPU, 32 on CUDA; `AUTO_BATCH` = 0: as many as fit the
-    GPU, probed once per worker, the CPU default elsewhere); `threads`: torch CPU threads.
-    `prefetch`: decode (and on CUDA, copy to the device) the next batch while this one is inverted; the results are
-    the same either way. In the report, `decode_s` is the decoding time the inversion did not hide.
+    `generator`: what `load_generator` accepts, reachable from this worker (its identity must be the store's).
+    `run_id`: the run holding the store's lease (writes are refused if another run holds it). `batch_size`: images
+    per inversion call (None: 16 on CPU, 32 on CUDA; 'auto': as many as fit the GPU, probed once per worker, the CPU
+    default elsewhere); `threads`: torch CPU threads. `prefetch`: decode (and on CUDA, copy to the device) the next
+    batch while this one is inverted; the results are the same either way.
     """
     t_start = time.perf_counter()
-    spec = spec if isinstance(spec, InversionSpec) else InversionSpec.from_dict(spec)
+    check_batch_size(batch_size)
     tune_malloc()
     if threads:
         torch.set_num_threads(int(threads))
     store = LatentStore.open(store_url, "r+", run_id=run_id, storage_options=storage_options)
+    spec = InversionSpec.from_record(store.attributes.inversion, thumbnail_size=store.layout.thumbnail_size)
     inputs = store.read_shard_inputs(store.shard(shard_index), retry_failed=retry_failed)
-    report = {"shard": shard_index, "items": len(inputs), "done": 0, "failed": 0, "pid": os.getpid()}
     if len(inputs) == 0:  # a re-run of a finished shard (Dask or Prefect retried it after it wrote)
-        return {**report, "seconds": time.perf_counter() - t_start}
+        return ShardReport(shard=shard_index, pid=os.getpid(), seconds=time.perf_counter() - t_start)
     _emit({"event": "started", "shard": shard_index, "items": len(inputs), "pid": os.getpid()})
     t_models = time.perf_counter()
     models = load_models(generator, spec.encoder, resolve_device(device))
@@ -93,28 +99,28 @@ def run_shard(store_url: str, shard_index: int, spec: Mapping[str, Any] | Invers
     store.write_shard(inputs, result)
     t_end = time.perf_counter()
     done = int((result.status == Status.DONE).sum())
-    report.update(done=done, failed=len(inputs) - done, seconds=t_end - t_start, load_s=t_invert - t_models,
-                  decode_s=waited_s, invert_s=t_write - t_invert - waited_s, write_s=t_end - t_write,
-                  device=str(models.device))
-    _emit({"event": "finished", **report})
+    report = ShardReport(shard=shard_index, items=len(inputs), done=done, failed=len(inputs) - done, pid=os.getpid(),
+                         seconds=t_end - t_start, load_s=t_invert - t_models, decode_s=waited_s,
+                         invert_s=t_write - t_invert - waited_s, write_s=t_end - t_write, device=str(models.device))
+    _emit({"event": "finished", **{k: v for k, v in vars(report).items() if v is not None}})
     return report
 
 
-def check_batch_size(batch_size: int | None) -> None:
-    """None (the device's default), `AUTO_BATCH`, or a positive number of images per inversion call."""
-    if batch_size is not None and batch_size < 0:
-        raise ValueError(f"batch_size must be >= 1, or {AUTO_BATCH} for as many images as fit each GPU, "
-                         f"got {batch_size}")
+def check_batch_size(batch_size: int | str | None) -> None:
+    """None (the device's default), 'auto', or a positive number of images per inversion call."""
+    if batch_size is None or batch_size == AUTO or (isinstance(batch_size, int) and batch_size >= 1):
+        return
+    raise ConfigError(f"batch_size must be a positive number of images, or {AUTO!r} for as many as fit each GPU, "
+                      f"got {batch_size!r}")
 
 
-def resolve_batch_size(models: Models, spec: InversionSpec, batch_size: int | None, *, generator: str) -> int:
-    """`batch_size`, the device's default when None, or for `AUTO_BATCH` on CUDA the largest batch whose inversion
-    steps fit 80 % of the free GPU memory (probed once per generator, device and config in this process)."""
-    if batch_size is None or (batch_size == AUTO_BATCH and models.device.type != "cuda"):
+def resolve_batch_size(models: Models, spec: InversionSpec, batch_size: int | str | None, *, generator: str) -> int:
+    """`batch_size`, the device's default when None, or for 'auto' on CUDA the largest batch whose inversion steps
+    fit 80 % of the free GPU memory (probed once per generator, device and config in this process)."""
+    if batch_size is None or (batch_size == AUTO and models.device.type != "cuda"):
         return DEFAULT_BATCH[models.device.type]
-    check_batch_size(batch_size)
-    if batch_size != AUTO_BATCH:
-        return batch_size
+    if batch_size != AUTO:
+        return int(batch_size)
     key = (generator, str(models.device), json.dumps(spec.config.to_dict(), sort_keys=True))
     if key not in _AUTO_BATCHES:
         from ganinv.inversion import auto_batch_size
@@ -192,7 +198,7 @@ def _decode_one(path: str, policy: DecodePolicy, image_id: str, storage_options:
 
 
 def invert_items(models: Models, spec: InversionSpec, image_ids: tuple[str, ...], chunks: Iterable[dict[str, Any]],
-                 *, layout: Any, batch_size: int) -> tuple[ShardResult, float]:
+                 *, layout: Layout, batch_size: int) -> tuple[ShardResult, float]:
     """Inverts the decodable items of `chunks` (from `decoded_chunks`) in consecutive batches of `batch_size`,
     whatever the chunks' sizes; items that failed to decode (or whose inversion is not finite) are marked failed with
     their reason. Returns (a ShardResult in the order of `image_ids`, seconds spent waiting for chunks)."""
@@ -221,58 +227,20 @@ def invert_items(models: Models, spec: InversionSpec, image_ids: tuple[str, ...]
 
 
 def _invert_rows(models: Models, spec: InversionSpec, image_ids: tuple[str, ...], rows: list[int],
-                 target: torch.Tensor, result: ShardResult, layout: Any) -> None:
+                 target: torch.Tensor, result: ShardResult, layout: Layout) -> None:
     """Inverts one batch (`target [len(rows), 3, R, R]`) and writes its items into the shard's `result`."""
-    batch = invert_batch(models, spec, target, [seed_from_id(image_ids[i], spec.seed) for i in rows],
-                         layout.thumbnail_size)
+    batch = invert_batch(models.G, target, mode=spec.mode, config=spec.config, E=models.E,
+                         seeds=[seed_from_id(image_ids[i], spec.seed) for i in rows],
+                         thumbnail_size=layout.thumbnail_size)
     for k, i in enumerate(rows):
-        if not np.isfinite(batch["ws"][k]).all():
+        if not np.isfinite(batch.ws[k]).all():
             result.error[i] = "diverged: the inverted latent is not finite"
             continue
-        result.ws[i], result.status[i] = batch["ws"][k], Status.DONE
+        result.ws[i], result.status[i] = batch.ws[k], Status.DONE
         if result.thumbnails is not None:
-            result.thumbnails[i] = batch["thumbnails"][k]
+            result.thumbnails[i] = batch.thumbnails[k]
         for name, values in result.metrics.items():
-            values[i] = batch["metrics"].get(name, np.full(len(rows), np.nan))[k]
-
-
-def invert_batch(models: Models, spec: InversionSpec, target: torch.Tensor, seeds: list[int],
-                 thumbnail_size: int | None) -> dict[str, Any]:
-    """`target [n, 3, R, R]` -> {'ws' [n, num_ws, w_dim] float32, 'metrics' {name: [n]}, 'thumbnails' [n, t, t, 3]}."""
-    assert target.ndim == 4, f"target must be [n, 3, R, R], got {list(target.shape)}"
-    G, device, cfg = models.G, models.device, spec.config
-    target = target.to(device)
-    t0 = time.perf_counter()
-    if spec.mode == "encoder":
-        ws, steps, result = encode(models.E, target), 0, None
-    else:
-        run = hybrid if spec.mode == "hybrid" else invert
-        args = (G, models.E, target) if spec.mode == "hybrid" else (G, target)
-        result = run(*args, cfg, seed=seeds)
-        ws, steps = result.ws, cfg.num_steps
-    if result is not None and not cfg.optimize_noise:
-        images, final_loss, metrics = result.images, result.losses, result.metrics
-    else:  # what the stored codes reproduce on their own (const noise), not the optimised noise maps they lack
-        images, final_loss, metrics = _evaluate(G, ws, target, cfg.loss)
-    seconds = (time.perf_counter() - t0) / len(seeds)
-    out = {name: value.float().cpu().numpy() for name, value in metrics.items()}
-    out.update(final_loss=final_loss.float().cpu().numpy(), steps=np.full(len(seeds), steps, np.float32),
-               seconds=np.full(len(seeds), seconds, np.float32))
-    batch = {"ws": ws.float().cpu().numpy(), "metrics": out}
-    if thumbnail_size:
-        small = F.interpolate(images.detach().clamp(-1, 1), size=(thumbnail_size, thumbnail_size), mode="area")
-        batch["thumbnails"] = to_uint8(small).permute(0, 2, 3, 1).numpy()
-    return batch
-
-
-@torch.no_grad()
-def _evaluate(G: nn.Module, ws: torch.Tensor, target: torch.Tensor, loss_spec: str
-              ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-    """(images, loss [n], metrics) of `ws` rendered with the generator's const noise, as `invert` reports them."""
-    images = G.synthesis(ws, noise_mode="const", fused_modconv=False)
-    loss = build_loss(loss_spec, device=target.device)
-    return images, loss(images, loss.prepare(target)), reconstruction_metrics(images, target,
-                                                                              perceptual=loss.perceptual_terms())
+            values[i] = batch.metrics.get(name, np.full(len(rows), np.nan))[k]
 
 
 def _emit(message: dict[str, Any]) -> None:
