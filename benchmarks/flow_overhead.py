@@ -233,6 +233,7 @@ def time_pure(args: argparse.Namespace, world: World) -> float:
 
 def time_task(args: argparse.Namespace, world: World, workdir: Path) -> tuple[float, dict[str, float]]:
     """(b): run_shard on a fresh store (models cached by (a)); returns the fastest time and its breakdown."""
+    from runtime.config import ExecutionOptions
     from runtime.coordinator import check_settings, open_store, plan
     from runtime.shard import run_shard
     from storage.scan import scan_images
@@ -244,8 +245,8 @@ def time_task(args: argparse.Namespace, world: World, workdir: Path) -> tuple[fl
         store, _ = open_store(str(workdir / f"task-{repeat}.zarr"), scan.manifest, settings,
                               chunk_items=args.shard_size)
         plan(store, scan.manifest)
-        report = run_shard(store.url, 0, generator=world.generator, batch_size=args.batch_size,
-                           device=args.device, threads=args.threads)
+        report = run_shard(store.url, 0, generator=world.generator, execution=ExecutionOptions(
+            batch_size=args.batch_size, device=args.device, threads=args.threads))
         if report.seconds < best:
             best = report.seconds
             breakdown = {k: getattr(report, k) for k in ("load_s", "decode_s", "invert_s", "write_s")}

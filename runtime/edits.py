@@ -139,9 +139,8 @@ def read_png(url: str, storage_options: Mapping[str, Any] | None = None) -> Imag
     return Image.open(io.BytesIO(fs.cat_file(path))).convert("RGB")
 
 
-def render_batch(store_url: str, run: str, start: int, stop: int, *, generator: str, grids: str,
-                      device: str = "auto", noise_mode: str = "const",
-                      storage_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def render_batch(store_url: str, run: str, start: int, stop: int, *, generator: str, grids: str, device: str,
+                 noise_mode: str = "const", storage_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Edits, renders and writes the run's items [start, stop); returns counts and seconds."""
     began = time.perf_counter()
     store = LatentStore.open(store_url, "r+", storage_options=storage_options)
@@ -158,7 +157,7 @@ def render_batch(store_url: str, run: str, start: int, stop: int, *, generator: 
                 seconds=round(time.perf_counter() - began, 3))
 
 
-def evaluate_run(store_url: str, run: str, *, generator: str, classifier: str, device: str = "auto",
+def evaluate_run(store_url: str, run: str, *, generator: str, classifier: str, device: str,
                  storage_options: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
     """`ganinv.directions.evaluate.evaluate_edits` on the run's items, directions and strengths (flip rate of each
     direction's target attribute, change of every other attribute, pixel change); NaN as None (JSON)."""
@@ -176,7 +175,7 @@ def evaluate_run(store_url: str, run: str, *, generator: str, classifier: str, d
     return [{k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in row.items()} for row in rows]
 
 
-def assemble_grids(store_url: str, run: str, *, grids: str, max_rows: int = 64,
+def assemble_grids(store_url: str, run: str, *, grids: str, max_rows: int,
                    storage_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Writes `<grids>/index.json` (rows, columns, pages) and, when the run has at most `max_rows` items, one
     `<grids>/<direction>.png` per direction stacking its pages."""

@@ -32,13 +32,13 @@ from ganinv.datasets.folder import DecodePolicy, ImageDecodeError, decode_image
 from ganinv.inversion.batch import invert_batch
 from ganinv.utils.prefetch import prefetch as prefetch_batches
 from ganinv.utils.seeds import seed_from_id
+from runtime.config import AUTO, ExecutionOptions
 from runtime.errors import ConfigError, WorkerSetupError
 from runtime.models import Models, load_models, resolve_device
 from runtime.spec import InversionSpec
 from storage import LatentStore, Layout, ShardInputs, ShardResult, Status
 
 DEFAULT_BATCH = {"cpu": 16, "cuda": 32}  # images per inversion call when batch_size is None
-AUTO = "auto"  # batch_size='auto': as many images as fit the GPU (`ganinv.inversion.auto_batch_size`)
 _AUTO_BATCHES: dict[tuple, int] = {}  # (generator, device, config) -> batch, probed once per worker process
 EVENT_TOPIC = "ganinv.shard"  # Dask worker events: {'event': 'started' | 'finished', 'shard': i, 'pid': ...}
 _MALLOC_TUNED = False
@@ -65,22 +65,22 @@ class ShardReport:
 
 
 def run_shard(store_url: str, shard_index: int, *, generator: str, run_id: str | None = None,
-              retry_failed: bool = False, batch_size: int | str | None = None, device: str = "auto",
-              threads: int | None = None, prefetch: bool = True,
+              retry_failed: bool = False, execution: ExecutionOptions = ExecutionOptions(),
               storage_options: Mapping[str, Any] | None = None) -> ShardReport:
-    """Inverts the items of shard `shard_index` still to do and writes them; returns counts and timings.
+    """Inverts the items of shard `shard_index` still to do (failed ones too with `retry_failed`) and writes them;
+    returns counts and timings.
 
     `generator`: what `load_generator` accepts, reachable from this worker (its identity must be the store's).
-    `run_id`: the run holding the store's lease (writes are refused if another run holds it). `batch_size`: images
-    per inversion call (None: 16 on CPU, 32 on CUDA; 'auto': as many as fit the GPU, probed once per worker, the CPU
-    default elsewhere); `threads`: torch CPU threads. `prefetch`: decode (and on CUDA, copy to the device) the next
-    batch while this one is inverted; the results are the same either way.
+    `run_id`: the run holding the store's lease (writes are refused if another run holds it). From `execution`:
+    `batch_size` images per inversion call (None: `DEFAULT_BATCH` of the device; 'auto': as many as fit the GPU,
+    probed once per worker, the CPU default elsewhere), `device`, `threads` (torch CPU threads), `prefetch` (decode,
+    and on CUDA copy to the device, the next batch while this one is inverted; the results are the same either way).
     """
     t_start = time.perf_counter()
-    check_batch_size(batch_size)
+    check_batch_size(execution.batch_size)
     tune_malloc()
-    if threads:
-        torch.set_num_threads(int(threads))
+    if execution.threads:
+        torch.set_num_threads(int(execution.threads))
     store = LatentStore.open(store_url, "r+", run_id=run_id, storage_options=storage_options)
     spec = InversionSpec.from_record(store.attributes.inversion, thumbnail_size=store.layout.thumbnail_size)
     inputs = store.read_shard_inputs(store.shard(shard_index), retry_failed=retry_failed)
@@ -88,12 +88,12 @@ def run_shard(store_url: str, shard_index: int, *, generator: str, run_id: str |
         return ShardReport(shard=shard_index, pid=os.getpid(), seconds=time.perf_counter() - t_start)
     _emit({"event": "started", "shard": shard_index, "items": len(inputs), "pid": os.getpid()})
     t_models = time.perf_counter()
-    models = load_models(generator, spec.encoder, resolve_device(device))
+    models = load_models(generator, spec.encoder, resolve_device(execution.device))
     _check_identity(store, models, generator)
     t_invert = time.perf_counter()
-    batch_size = resolve_batch_size(models, spec, batch_size, generator=generator)
+    batch_size = resolve_batch_size(models, spec, execution.batch_size, generator=generator)
     chunks = decoded_chunks(inputs, spec.decode_policy(models.G.img_resolution), batch_size=batch_size,
-                            device=models.device, prefetch=prefetch, storage_options=storage_options)
+                            device=models.device, prefetch=execution.prefetch, storage_options=storage_options)
     result, waited_s = invert_items(models, spec, inputs.image_ids, chunks, layout=store.layout, batch_size=batch_size)
     t_write = time.perf_counter()
     store.write_shard(inputs, result)
@@ -159,7 +159,7 @@ def _check_identity(store: LatentStore, models: Models, generator: str) -> None:
 
 
 def decoded_chunks(inputs: ShardInputs, policy: DecodePolicy, *, batch_size: int, device: torch.device,
-                   prefetch: bool = True, storage_options: Mapping[str, Any] | None = None) -> Iterator[dict[str, Any]]:
+                   prefetch: bool, storage_options: Mapping[str, Any] | None = None) -> Iterator[dict[str, Any]]:
     """The shard's items decoded `batch_size` at a time, in order (see `decode_chunk`). With `prefetch`, a background
     thread decodes the next chunk while the caller inverts this one (`ganinv.utils.prefetch`), and on CUDA copies it
     to the device from pinned memory on a side stream; without, each chunk is decoded when asked for."""

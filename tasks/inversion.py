@@ -59,8 +59,7 @@ def invert_shard(store: str, shard_index: int, *, generator: str, run_id: str, r
                  execution: ExecutionOptions, storage_options: dict[str, Any] | None = None) -> ShardReport:
     """4. Invert the pending items of one shard on this worker and write them to the store."""
     return shard.run_shard(store, shard_index, generator=generator, run_id=run_id, retry_failed=retry_failed,
-                           batch_size=execution.batch_size, device=execution.device, threads=execution.threads,
-                           prefetch=execution.prefetch, storage_options=storage_options)
+                           execution=execution, storage_options=storage_options)
 
 
 @task(name="summarize-run", retries=1, cache_policy=NO_CACHE_POLICY)

@@ -18,7 +18,7 @@ from ganinv.inversion import encode
 from ganinv.models.encoder import load_encoder
 from ganinv.inversion import HYBRID_CONFIG, InversionConfig
 from runtime import models, shard
-from runtime.config import InvertConfig, inversion_preset
+from runtime.config import ExecutionOptions, InvertConfig, inversion_preset
 from runtime.errors import ConfigError, WorkerSetupError
 from storage import LatentStore, Status
 
@@ -30,7 +30,7 @@ def generator(tiny_generator_file):
 
 
 def _run_all(store: LatentStore, generator: str, **kwargs) -> list[shard.ShardReport]:
-    return [shard.run_shard(store.url, s.index, generator=generator, threads=1, **kwargs)
+    return [shard.run_shard(store.url, s.index, generator=generator, execution=ExecutionOptions(threads=1, **kwargs))
             for s in store.pending_shards()]
 
 
