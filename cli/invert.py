@@ -71,6 +71,7 @@ def invert(
                       cuda_graph=cuda_graph or None)
     config = InvertConfig(**given(mode=mode, encoder=encoder, seed=seed, thumbnail_size=thumbnail_size,
                                   shard_size=shard_size, retry_failed=retry_failed or None), inversion=inversion)
+    config.resolve(generator)  # a bad setting is refused here, before any server starts
     with common.flow_session(verbose=verbose, progress=True):
         from flows.invert_dataset import IncompleteRun, invert_dataset
 
