@@ -11,13 +11,13 @@ and end to end, on one of three worlds (`--world`):
   (`--space w+`, `--loss mse`: needs no perceptual weights, works offline), no encoder;
 - `tiny`: the config-f-256 path with `benchmarks.common.tiny_generator` (32 px) and tiny sizes: a CPU smoke run.
 
-Every part uses the same images and the same `InversionSpec` (mode, steps, loss, execution options):
+Every part uses the same images and the same `InvertConfig` (mode, steps, loss, execution options):
 
 (a) pure: `--pure-images` images (default: one shard) decoded from the PNGs into memory, inverted in batches of
-    `--batch-size` with `tasks.worker.invert_batch`, the worker's own call (`ganinv.inversion.invert` for
+    `--batch-size` with `ganinv.inversion.batch.invert_batch`, the worker's own call (`ganinv.inversion.invert` for
     optimisation, `hybrid` for faces64), after one untimed 2-step warm-up batch (w_avg, kernels, allocator);
     fastest of `--repeats`;
-(b) task: `tasks.worker.run_shard` in this process, models already cached: opens the store by URL, reads the
+(b) task: `runtime.shard.run_shard` in this process, models already cached: opens the store by URL, reads the
     pending items, decodes the PNGs, inverts, writes ws / thumbnails / metrics / status;
 (c) flow: the `invert-dataset` flow on one local Dask worker (`--cluster local`, or `local-cuda` on a GPU) over
     `--shards` shards, against a temporary Prefect server started here (`flows.prefect_api`; a configured
@@ -33,7 +33,7 @@ invert time; flow per shard = (spacing - the worker's invert time) / the worker'
 
 Execution options go into the spec, so (a), (b) and (c) all use them: `--precision bf16` (autocast synthesis and
 loss; latents and Adam stay fp32), `--channels-last`, `--compile`, `--cuda-graph` (InversionConfig's fields; the
-flow passes them to its workers through `inversion=`). With `--compile` every batch builds a new problem;
+flow's store records them and its workers read them back). With `--compile` every batch builds a new problem;
 whether it reuses the first compilation was not measured, and the time budget does not foresee compiling.
 
 `--time-budget` (seconds from the start): after (a), its rate predicts a shard's time; (b) is skipped when it would
@@ -128,7 +128,12 @@ class World:
     name: str
     generator: str
     images: Path
-    spec: Any  # tasks.spec.InversionSpec
+    config: Any  # runtime.config.InvertConfig
+
+    @property
+    def spec(self) -> Any:
+        """The resolved settings (runtime.spec.InversionSpec) every part runs."""
+        return self.config.resolve(self.generator)
     num_images: int
     seconds_to_make: float
 
@@ -140,7 +145,7 @@ def execution_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def make_world(args: argparse.Namespace, folder: Path, num_images: int) -> World:
-    from tasks.spec import InversionSpec
+    from runtime.config import InvertConfig
 
     t0 = time.perf_counter()
     if args.world == "faces64":
@@ -148,13 +153,13 @@ def make_world(args: argparse.Namespace, folder: Path, num_images: int) -> World
 
         write_dataset(folder / "data", num_images, seed=1, workers=1)
         generator, images = "faces64", folder / "data" / "images"
-        spec = InversionSpec.for_generator("faces64", num_steps=args.steps, **execution_overrides(args))
+        config = InvertConfig(inversion=dict(num_steps=args.steps, **execution_overrides(args)))
     else:
         generator = str(save_random_generator(args.world, folder / f"{args.world}.safetensors"))
         images = write_samples(generator, folder / "images", num_images, torch.device(args.device))
-        spec = InversionSpec.for_generator(generator, num_steps=args.steps, space=args.space, loss=args.loss,
-                                           **execution_overrides(args))
-    return World(args.world, generator, images, spec, num_images, time.perf_counter() - t0)
+        config = InvertConfig(inversion=dict(num_steps=args.steps, space=args.space, loss=args.loss,
+                                             **execution_overrides(args)))
+    return World(args.world, generator, images, config, num_images, time.perf_counter() - t0)
 
 
 def save_random_generator(world: str, path: Path, *, seed: int = 0) -> Path:
@@ -204,22 +209,23 @@ def time_pure(args: argparse.Namespace, world: World) -> float:
     """(a): `--pure-images` decoded images inverted in the worker's batches, after a 2-step warm-up batch."""
     from ganinv.datasets.folder import decode_image
     from ganinv.utils.seeds import seed_from_id
-    from tasks.worker import invert_batch, load_models, resolve_device
+    from ganinv.inversion.batch import invert_batch
+    from runtime.models import load_models, resolve_device
 
     spec = world.spec
     models = load_models(world.generator, spec.encoder, resolve_device(args.device))
     files = sorted(world.images.glob("*.png"))[: args.pure_images]
     targets = torch.stack([decode_image(f, spec.decode_policy(models.G.img_resolution)) for f in files])
     seeds = [seed_from_id(f.name, spec.seed) for f in files]
-    warm = dataclasses.replace(spec, config=dataclasses.replace(spec.config, num_steps=2))
-    invert_batch(models, warm, targets[: args.batch_size], seeds[: args.batch_size], thumbnail_size=None)
+    invert = lambda config, rows: invert_batch(models.G, targets[rows], mode=spec.mode, config=config,  # noqa: E731
+                                               seeds=seeds[rows], E=models.E)
+    invert(dataclasses.replace(spec.config, num_steps=2), slice(0, args.batch_size))
     best = float("inf")
     for _ in range(args.repeats):
         synchronize(models.device)
         t0 = time.perf_counter()
         for start in range(0, len(files), args.batch_size):
-            invert_batch(models, spec, targets[start:start + args.batch_size], seeds[start:start + args.batch_size],
-                         thumbnail_size=None)
+            invert(spec.config, slice(start, start + args.batch_size))
         synchronize(models.device)
         best = min(best, time.perf_counter() - t0)
     return best
@@ -227,22 +233,23 @@ def time_pure(args: argparse.Namespace, world: World) -> float:
 
 def time_task(args: argparse.Namespace, world: World, workdir: Path) -> tuple[float, dict[str, float]]:
     """(b): run_shard on a fresh store (models cached by (a)); returns the fastest time and its breakdown."""
-    from tasks.coordinator import check_spec, describe_generator, open_store, plan
-    from tasks.dataset import scan_images
-    from tasks.worker import run_shard
+    from runtime.config import ExecutionOptions
+    from runtime.coordinator import check_settings, open_store, plan
+    from runtime.shard import run_shard
+    from storage.scan import scan_images
 
-    info = describe_generator(world.generator)
+    settings = check_settings(world.generator, world.config)
     scan = scan_images(image_list(world, args.shard_size))
     best, breakdown = float("inf"), {}
     for repeat in range(args.repeats):
-        store, _ = open_store(str(workdir / f"task-{repeat}.zarr"), scan.manifest, info, world.spec,
-                              chunk_items=args.shard_size, encoder_sha256=check_spec(world.spec, info))
+        store, _ = open_store(str(workdir / f"task-{repeat}.zarr"), scan.manifest, settings,
+                              chunk_items=args.shard_size)
         plan(store, scan.manifest)
-        report = run_shard(store.url, 0, world.spec, generator=world.generator, batch_size=args.batch_size,
-                           device=args.device, threads=args.threads)
-        if report["seconds"] < best:
-            best = report["seconds"]
-            breakdown = {k: report[k] for k in ("load_s", "decode_s", "invert_s", "write_s")}
+        report = run_shard(store.url, 0, generator=world.generator, execution=ExecutionOptions(
+            batch_size=args.batch_size, device=args.device, threads=args.threads))
+        if report.seconds < best:
+            best = report.seconds
+            breakdown = {k: getattr(report, k) for k in ("load_s", "decode_s", "invert_s", "write_s")}
     return best, breakdown
 
 
@@ -251,6 +258,7 @@ def run_flow(args: argparse.Namespace, world: World, store: Path, *, images: int
     set): {'wall_s', 'finished': [(seconds since the call, shard event)...], 'done': items done in the store}."""
     from flows import progress
     from flows.invert_dataset import invert_dataset
+    from runtime.config import ExecutionOptions
 
     finished: list[tuple[float, dict]] = []
 
@@ -260,11 +268,13 @@ def run_flow(args: argparse.Namespace, world: World, store: Path, *, images: int
 
     t0 = time.perf_counter()
     with progress.listening(on_event):
-        summary = invert_dataset(image_list(world, images), str(store), world.generator, inversion=world.spec,
-                                 shard_size=args.shard_size, cluster=args.cluster, workers=workers,
-                                 batch_size=args.batch_size, device=args.device, threads=args.threads)
+        summary = invert_dataset(image_list(world, images), str(store), world.generator,
+                                 config=dataclasses.replace(world.config, shard_size=args.shard_size),
+                                 execution=ExecutionOptions(cluster=args.cluster, workers=workers,
+                                                            batch_size=args.batch_size, device=args.device,
+                                                            threads=args.threads))
     return {"wall_s": time.perf_counter() - t0, "finished": [(t - t0, e) for t, e in finished],
-            "done": summary["counts"]["done"]}
+            "done": summary.counts["done"]}
 
 
 def time_flow(args: argparse.Namespace, world: World, workdir: Path, shards: int) -> dict[str, Any]:
@@ -339,7 +349,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         count = max(args.pure_images, args.shard_size * (args.shards if "flow" in parts else 1))
         world = make_world(args, workdir, count)
         facts["world"] = dict(name=world.name, images=world.num_images, seconds_to_make=round(world.seconds_to_make, 1),
-                              spec=world.spec.to_dict())
+                              spec=dataclasses.asdict(world.spec))
         print(f"world {world.name}: {world.num_images} images in {world.seconds_to_make:.1f} s", flush=True)
         pure = time_pure(args, world)
         pure_rate = args.pure_images * args.steps / pure

@@ -29,6 +29,7 @@ GPU idle: S should be a multiple of N, and large against it.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import tempfile
 from collections import defaultdict
@@ -150,7 +151,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         workdir = Path(tmp)
         world = make_world(args, workdir, args.shards * args.shard_size)
         facts["world"] = dict(name=world.name, images=world.num_images, seconds_to_make=round(world.seconds_to_make, 1),
-                              spec=world.spec.to_dict())
+                              spec=dataclasses.asdict(world.spec))
         print(f"world {world.name}: {world.num_images} images in {world.seconds_to_make:.1f} s", flush=True)
         if device.type == "cuda":
             torch.cuda.empty_cache()  # the workers share these GPUs with this process

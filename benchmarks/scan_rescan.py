@@ -22,7 +22,7 @@ COLUMNS = ["where", "files", "first_scan_s", "rescan_s", "hashed_on_rescan", "re
 
 
 def time_scans(source: str, storage_options: dict[str, Any] | None) -> dict[str, Any]:
-    from tasks.dataset import scan_images
+    from storage.scan import scan_images
 
     t0 = time.perf_counter()
     first = scan_images(source, storage_options=storage_options)

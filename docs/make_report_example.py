@@ -165,15 +165,15 @@ def edit_evaluation(work: Path, store_url: Path) -> tuple[Path, list[tuple[str, 
 
 
 def build_reports(work: Path, stores: list[tuple[str, Path]], rows_path: Path, galleries) -> Path:
-    from flows.report import build_report
+    from report import ReportConfig, build_report
 
     root = work / "reports"
     shutil.rmtree(root, ignore_errors=True)
     result = None
     for run, url in stores:
         last = run == stores[-1][0]
-        result = build_report(str(url), root, run=run, edit_rows=rows_path if last else None,
-                              galleries=galleries if last else ())
+        result = build_report(str(url), root, ReportConfig(run=run, edit_rows=rows_path if last else None,
+                                                           galleries=galleries if last else ()))
         print(f"{run}: {result.path} ({len(result.regressions)} regressions)")
     return result.path
 
@@ -193,7 +193,7 @@ def main(argv=None) -> None:
     index = build_reports(args.work, stores, rows_path, galleries)
     from PIL import Image
 
-    from flows.report.browser import open_report
+    from report.browser import open_report
 
     full = args.work / "report_full_page.png"
     check = open_report(index, screenshot=full)

@@ -5,11 +5,12 @@
   (`CUDA_VISIBLE_DEVICES`) and offering the resource `GPU=1`, so exactly one shard runs per GPU;
 - an address such as `tcp://head:8786`: an existing Dask scheduler (many machines; see infra/dask/README.md).
 
-Every flow that sends work to Dask (invert-dataset, render-edits) takes these names and enters
-`dask_task_runner(cluster, workers=...)`, which starts or reaches the cluster, waits for its workers and yields a
-Prefect DaskTaskRunner on it; `gpu_annotation(client)` makes each submitted task ask for one GPU where workers offer
-GPUs. Worker processes report to the Prefect API in PREFECT_API_URL: the CLI starts one for the command when none is
-set (flows/prefect_api.py), tests use Prefect's test harness.
+Every flow that sends work to Dask (invert-dataset, render-edits) runs that part as a subflow given
+`dask_runner(execution)` with `flow.with_options(task_runner=...)`: a Prefect DaskTaskRunner that reaches the
+scheduler, or starts a local cluster when the subflow starts and closes it when it ends. Inside, `dask_client()`
+waits for the workers and gives the client; `gpu_annotation(client)` makes each submitted task ask for one GPU
+where workers offer GPUs. Worker processes report to the Prefect API in PREFECT_API_URL: the CLI starts one for the
+command when none is set (flows/prefect_api.py), tests use Prefect's test harness.
 
 Local clusters are started for the run and closed after it. Worker memory limits are off: a worker holding a large
 generator must not be restarted by Dask's memory monitor in the middle of a shard (the OS still guards memory).
@@ -19,7 +20,8 @@ their HTTP endpoints. A Dask scheduler runs code it is sent, so one reachable fr
 Dask's scheduler starts an HTTP server even when `dashboard_address=None` (on its default port 8787, serving worker
 lists, logs and a proxy to the workers: `distributed.scheduler.http.routes`); without a dashboard we keep only its
 health route, on a random loopback port. `dashboard=` asks for the dashboard at an address (a bare ':8787' means
-127.0.0.1:8787; name a host, e.g. 0.0.0.0:8787, to serve other machines).
+127.0.0.1:8787; name a host, e.g. 0.0.0.0:8787, to serve other machines). The Dask behaviours this relies on are
+in docs/platform.md.
 """
 
 from __future__ import annotations
@@ -30,11 +32,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from ganinv.errors import UserError
+from runtime.config import ExecutionOptions
+
 CLUSTER_KINDS = ("local", "local-cuda")
+REMOTE_WORKER_TIMEOUT_S = 120
 LOOPBACK = "127.0.0.1"
 
 
-class ClusterError(ValueError):
+class ClusterError(UserError, ValueError):
     """The cluster asked for cannot be started or reached; the message says what to do."""
 
 
@@ -67,17 +73,47 @@ def dask_cluster(cluster: str, *, workers: int | None = None, dashboard: str | N
         yield ClusterInfo(address=local.scheduler_address, kind=cluster, n_workers=len(local.workers))
 
 
-@contextlib.contextmanager
-def dask_task_runner(cluster: str, *, workers: int | None = None, dashboard: str | None = None
-                     ) -> Iterator[tuple[Any, ClusterInfo]]:
-    """(a started prefect_dask DaskTaskRunner on the cluster, where it is), once the cluster has workers; submit with
-    `runner.submit(task, parameters=...)`. A local cluster closes at exit."""
+def check_execution(execution: ExecutionOptions) -> None:
+    """Refuses a cluster name, worker count or dashboard address that cannot work, before anything starts."""
+    check_cluster_name(execution.cluster)
+    if execution.workers is not None and execution.workers < 1:
+        raise ClusterError(f"workers={execution.workers}: need at least one worker")
+    dashboard_address(execution.dashboard)
+
+
+def dask_runner(execution: ExecutionOptions):
+    """The Prefect DaskTaskRunner for `flow.with_options(task_runner=...)`: it reaches the scheduler address, or
+    starts the local cluster (`start_local_cluster`) when the flow starts and closes it when the flow ends."""
     from prefect_dask import DaskTaskRunner
 
-    with dask_cluster(cluster, workers=workers, dashboard=dashboard) as where, \
-            DaskTaskRunner(address=where.address) as runner:
-        wait_for_workers(runner.client, where)
-        yield runner, where
+    check_execution(execution)
+    if "://" in execution.cluster:
+        return DaskTaskRunner(address=execution.cluster)
+    return DaskTaskRunner(cluster_class=start_local_cluster, cluster_kwargs=dict(
+        kind=execution.cluster, workers=execution.workers, dashboard=execution.dashboard))
+
+
+def dask_client(*, timeout: float | None = None):
+    """Inside a flow run on `dask_runner`: its Dask client, once the cluster has workers (all of a local cluster's;
+    one, within `timeout` s, of a remote scheduler's)."""
+    from prefect.context import FlowRunContext
+
+    client = FlowRunContext.get().task_runner.client
+    local = local_workers(client)
+    address = client.scheduler.address if client.scheduler else "the scheduler"
+    timeout = REMOTE_WORKER_TIMEOUT_S if timeout is None else timeout
+    try:
+        client.wait_for_workers(local or 1, timeout=timeout)
+    except TimeoutError:
+        raise ClusterError(f"no Dask worker joined the scheduler at {address} within {timeout:.0f} s: start "
+                           "workers first (infra/dask/README.md)") from None
+    return client
+
+
+def local_workers(client) -> int | None:
+    """How many workers a cluster this process started has (None for a remote scheduler's)."""
+    cluster = getattr(client, "cluster", None)
+    return None if cluster is None else len(cluster.workers)
 
 
 def start_local_cluster(kind: str, *, workers: int | None = None, dashboard: str | None = None):
@@ -171,13 +207,3 @@ def has_gpu_workers(client) -> bool:
     return any("GPU" in (w.get("resources") or {}) for w in workers.values())
 
 
-REMOTE_WORKER_TIMEOUT_S = 120
-
-
-def wait_for_workers(client, where: ClusterInfo, *, timeout: float = REMOTE_WORKER_TIMEOUT_S) -> None:
-    """Before submitting: a remote scheduler must have a worker (whether workers offer GPU=1 is read from them)."""
-    try:
-        client.wait_for_workers(1 if where.n_workers is None else where.n_workers, timeout=timeout)
-    except TimeoutError:
-        raise ClusterError(f"no Dask worker joined the scheduler at {where.address} within {timeout:.0f} s: start "
-                           "workers first (infra/dask/README.md)") from None

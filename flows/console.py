@@ -6,9 +6,12 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flows import progress as flow_progress
+
+if TYPE_CHECKING:
+    from runtime.coordinator import InvertSummary
 
 
 @contextlib.contextmanager
@@ -40,24 +43,22 @@ def progress_bar() -> Iterator[None]:
         yield
 
 
-def invert_exit_code(summary: dict[str, Any]) -> int:
+def invert_exit_code(summary: InvertSummary) -> int:
     """0: every input is in the store; 1: some inputs failed or were unreadable (duplicates do not count)."""
-    unreadable = [s for s in summary["skipped"] if not s["reason"].startswith("duplicate of")]
-    return 1 if summary["counts"]["failed"] or unreadable or summary["counts"]["pending"] else 0
+    return 0 if summary.complete else 1
 
 
-def format_invert_summary(summary: dict[str, Any]) -> str:
-    counts, run = summary["counts"], summary["this_run"]
-    lines = [f"store     {summary['store']}: {summary['num_items']} items, {counts['done']} done, "
+def format_invert_summary(summary: InvertSummary) -> str:
+    counts, run = summary.counts, summary.this_run
+    lines = [f"store     {summary.store}: {summary.num_items} items, {counts['done']} done, "
              f"{counts['failed']} failed, {counts['pending']} pending",
-             f"this run  {summary['added']} new images; {run['items']} inverted in {run['shards']} shards "
-             f"({run['done']} done, {run['failed']} failed) in {summary['seconds']:.1f} s"]
-    if "scan" in summary:
-        lines.append(f"scan      {summary['scan']['hashed']} files read and hashed, {summary['scan']['reused']} "
-                     "unchanged since the last scan (hash reused)")
-    lines += [f"skipped   {s['path']}: {s['reason']}" for s in summary["skipped"]]
-    lines += [f"failed    {f['image_id']}: {f['error']}" for f in summary["failures"]]
-    hidden = counts["failed"] - len(summary["failures"])
+             f"this run  {summary.added} new images; {run.items} inverted in {run.shards} shards "
+             f"({run.done} done, {run.failed} failed) in {summary.seconds or 0.0:.1f} s",
+             f"scan      {summary.hashed} files read and hashed, {summary.reused} unchanged since the last scan "
+             "(hash reused)"]
+    lines += [f"skipped   {s.path}: {s.reason}" for s in summary.skipped]
+    lines += [f"failed    {f['image_id']}: {f['error']}" for f in summary.failures]
+    hidden = counts["failed"] - len(summary.failures)
     if hidden > 0:
         lines.append(f"failed    ... and {hidden} more (see the store's `error` array)")
     return "\n".join(lines)

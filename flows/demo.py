@@ -90,10 +90,12 @@ def invert_heldout(ctx: DemoContext) -> dict[str, Any]:
     t0 = time.perf_counter()
     with progress_bar():
         from flows.invert_dataset import invert_dataset
+        from runtime.config import ExecutionOptions, InvertConfig
 
         summary = invert_dataset(data["images"], str(cfg.store), cfg.generator, labels=data["labels"],
-                                 inversion={"num_steps": cfg.steps}, shard_size=cfg.shard_size,
-                                 cluster=cfg.cluster, workers=cfg.workers, batch_size=cfg.batch_size)
+                                 config=InvertConfig(inversion={"num_steps": cfg.steps}, shard_size=cfg.shard_size),
+                                 execution=ExecutionOptions(cluster=cfg.cluster, workers=cfg.workers,
+                                                            batch_size=cfg.batch_size))
     print(format_invert_summary(summary))
     return {"store": str(cfg.store), "summary": summary, "wall_seconds": time.perf_counter() - t0}
 
@@ -103,7 +105,10 @@ def find_directions(ctx: DemoContext) -> dict[str, Any]:
     from flows.demo_directions import demo_directions
 
     cfg = ctx.config
-    made = demo_directions(str(cfg.store), cfg.out, cluster=cfg.cluster, workers=1 if cfg.cluster == "local" else None)
+    from runtime.config import ExecutionOptions
+
+    made = demo_directions(str(cfg.store), cfg.out, execution=ExecutionOptions(
+        cluster=cfg.cluster, workers=1 if cfg.cluster == "local" else None, device="cpu"))
     print(f"      directions: {', '.join(made['directions'])}")
     for grid in made["grids"]:
         print(f"      edit grid: {grid}")
@@ -112,10 +117,10 @@ def find_directions(ctx: DemoContext) -> dict[str, Any]:
 
 def write_report(ctx: DemoContext) -> dict[str, Any]:
     """4. Write the evaluation report of the store (HTML, metrics.json, plots), compared with the last demo run."""
-    from flows.report import demo_report
+    from report import ReportConfig, demo_report
 
     path = demo_report(str(ctx.config.store), ctx.config.reports,
-                       wall_seconds=ctx.results.get("invert", {}).get("wall_seconds"))
+                       ReportConfig(wall_seconds=ctx.results.get("invert", {}).get("wall_seconds")))
     return {"report": str(path), "url": Path(path).resolve().as_uri()}
 
 

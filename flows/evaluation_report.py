@@ -1,56 +1,26 @@
-"""The nightly evaluation report as a Prefect flow: the steps of `flows.report.build_report`, each a task, then a
+"""The nightly evaluation report as a Prefect flow: the steps of `report.build_report` as tasks (tasks/report.py), then a
 markdown artifact linking the report.
 
 State: a run with regressions ends **Failed** (a deliberate `Failed` state whose message lists them, not an exception
 and not Crashed), so a Prefect automation on `prefect.flow-run.Failed` for this deployment alerts on regressions; the
-report is written and the artifact created first. `fail_on_regression=False` ends Completed instead. Real errors
+report is written and the artifact created first. `config.fail_on_regression=False` ends Completed instead. Real errors
 (an unreadable store, `fid=True` without Inception weights) raise and fail the run with their own message.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import dataclasses
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.states import Completed, Failed, State
 
-from flows.report import ReportResult, Thresholds, build_report
+from report import ReportConfig, ReportResult
+from tasks.report import inversion_wall_seconds, write_report
 
 ARTIFACT_KEY = "evaluation-report"
-INVERSION_FLOW = "invert-dataset"  # flows/invert_dataset.py: its runs' wall time gives the report's images/s
-
-
-@task(retries=1, retry_delay_seconds=10)
-def write_report(store: str, reports_root: str, *, run: str | None, thresholds: Thresholds, fid: bool | None,
-                 edit_rows: str | None, galleries: Sequence[tuple[str, str]], wall_seconds: float | None,
-                 device_kind: str | None) -> ReportResult:
-    """Steps 1-5 of build_report (read the store, compute, compare, write the folder, refresh the index)."""
-    return build_report(store, reports_root, run=run, thresholds=thresholds, fid=fid, edit_rows=edit_rows,
-                        galleries=galleries, wall_seconds=wall_seconds, device_kind=device_kind)
-
-
-@task
-def inversion_wall_seconds(store: str, *, lookback: int = 50) -> float | None:
-    """Run time of the newest completed `invert-dataset` flow run on `store`, from the Prefect API (None if none)."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import (FlowFilter, FlowFilterName, FlowRunFilter, FlowRunFilterState,
-                                                FlowRunFilterStateType)
-    from prefect.client.schemas.objects import StateType
-    from prefect.client.schemas.sorting import FlowRunSort
-
-    with get_client(sync_client=True) as client:
-        runs = client.read_flow_runs(
-            flow_filter=FlowFilter(name=FlowFilterName(any_=[INVERSION_FLOW])),
-            flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(
-                any_=[StateType.COMPLETED]))),
-            sort=FlowRunSort.END_TIME_DESC, limit=lookback)
-    for run in runs:
-        if str(run.parameters.get("store")) == str(store):
-            return run.total_run_time.total_seconds()
-    return None
 
 
 def artifact_markdown(result: ReportResult) -> str:
@@ -85,25 +55,17 @@ def final_state(result: ReportResult, *, fail_on_regression: bool) -> State:
 
 
 @flow(name="evaluation-report", log_prints=True)
-def evaluation_report(store: str, reports_root: str = "reports", *, run: str | None = None,
-                      thresholds: Mapping[str, float] | None = None, fid: bool | None = None,
-                      fail_on_regression: bool = True, edit_rows: str | None = None,
-                      galleries: Sequence[tuple[str, str]] = (), wall_seconds: float | None = None,
-                      device_kind: str | None = None) -> State:
-    """Write the evaluation report of `store` into `reports_root/<run>/` and flag regressions against the last run.
-
-    thresholds: overrides of `Thresholds` fields by name, e.g. {"psnr_drop_db": 0.3}. fid: None = when available,
-    True = required, False = skip. wall_seconds: the inversion's wall time, by default that of the newest completed
-    `invert-dataset` run on this store. Returns the final state (see the module docstring).
+def evaluation_report(store: str, reports_root: str = "reports", config: ReportConfig = ReportConfig()) -> State:
+    """Write the evaluation report of `store` into `reports_root/<run>/` and flag regressions against the last run
+    (report/config.py says what `config` holds). Without `config.wall_seconds`, the inversion's wall time is that
+    of the newest completed `invert-dataset` run on this store. Returns the final state (see the module docstring).
     """
     logger = get_run_logger()
     # 0. how long the inversion took (for images per second), if Prefect ran it
-    if wall_seconds is None:
-        wall_seconds = inversion_wall_seconds(store)
+    if config.wall_seconds is None:
+        config = dataclasses.replace(config, wall_seconds=inversion_wall_seconds(store))
     # 1-5. read the store, compute the numbers, compare with the previous run, write the folder and the index
-    limits = Thresholds.with_overrides(thresholds or {})
-    result = write_report(store, str(Path(reports_root)), run=run, thresholds=limits, fid=fid, edit_rows=edit_rows,
-                          galleries=[tuple(g) for g in galleries], wall_seconds=wall_seconds, device_kind=device_kind)
+    result = write_report(store, str(Path(reports_root)), config)
     # 6. link the report from the Prefect UI
     create_markdown_artifact(markdown=artifact_markdown(result), key=ARTIFACT_KEY,
                              description=f"evaluation report {result.metrics['run']}")
@@ -111,4 +73,4 @@ def evaluation_report(store: str, reports_root: str = "reports", *, run: str | N
     for regression in result.regressions:
         logger.warning("regression: %s", regression.message)
     # 7. end Failed when something got worse, so automations alert
-    return final_state(result, fail_on_regression=fail_on_regression)
+    return final_state(result, fail_on_regression=config.fail_on_regression)

@@ -1,8 +1,8 @@
-"""One Prefect API for a command-line run, its Dask workers included.
+"""One Prefect API for a command-line run, its Dask workers included; and the run ids flows hold leases under.
 
 With `PREFECT_API_URL` set (a real server: `prefect server start`, Prefect Cloud), flows report there and nothing is
 started. Without it, Prefect's ephemeral mode would start a server in *every* process that runs a task, each Dask
-worker included, all on one SQLite file, and some outlive the run (measured, /work/shared/PLATFORM_NOTES.md). So the
+worker included, all on one SQLite file, and some outlive the run (docs/platform.md). So the
 CLI starts one temporary server here instead (Prefect's own `SubprocessASGIServer`, as `prefect_test_harness`
 does, on a free localhost port, with a throwaway database), exports its URL to this process and to every worker it
 spawns, and stops it at the end. Runs are then visible only while the command runs; set `PREFECT_API_URL` to keep
@@ -23,9 +23,18 @@ import signal
 import socket
 import tempfile
 import threading
+import uuid
 from collections.abc import Iterator
 
 SERVER_STARTUP_TIMEOUT_S = 120
+
+
+def new_run_id(flow_name: str) -> str:
+    """`<flow_name>-<Prefect flow run id>` (a fresh random id outside Prefect): names the run holding a store's lease,
+    so `store-info` and a refused second run say which flow holds it."""
+    from prefect.runtime import flow_run
+
+    return f"{flow_name}-{flow_run.get_id() or uuid.uuid4().hex[:12]}"
 
 
 def quiet_logging(*, verbose: bool = False) -> None:

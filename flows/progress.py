@@ -14,7 +14,11 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from runtime.shard import ShardReport
+
 
 Listener = Callable[[dict[str, Any]], None]
 _LISTENERS: list[Listener] = []
@@ -38,3 +42,10 @@ def notify(event: dict[str, Any]) -> None:
         listeners = list(_LISTENERS)
     for callback in listeners:
         callback(event)
+
+
+def shard_event(report: ShardReport, items: int) -> dict[str, Any]:
+    """The event of a finished (or crashed) shard of `items` items."""
+    return {"event": "shard", "index": report.shard, "items": items, "done": report.done, "failed": report.failed,
+            "crashed": report.error is not None, "seconds": report.seconds, "invert_s": report.invert_s,
+            "load_s": report.load_s, "pid": report.pid, "device": report.device}

@@ -21,18 +21,19 @@ from typing import Any
 import numpy as np
 
 from ganinv.directions.direction import Direction
+from storage.errors import NotInStoreError, StoreMismatchError
 from storage.latent_store import LatentStore
-from storage.schema import Status
 
 KIND = "directions"
 DIMENSIONS = {"z": ("z_channel",), "w": ("channel",), "w+": ("layer", "channel")}
 
 
-class DirectionNotFoundError(KeyError):
+class DirectionNotFoundError(NotInStoreError):
     """No `directions/<name>` group in the store."""
 
-    def __str__(self) -> str:  # KeyError quotes its message; this one is a sentence
-        return str(self.args[0])
+
+class DirectionMismatchError(StoreMismatchError):
+    """A direction whose space or shape does not fit the store's codes."""
 
 
 def write_direction(store: LatentStore, direction: Direction, *, made_by: Mapping[str, Any],
@@ -93,10 +94,9 @@ def labelled_codes(store: LatentStore, attributes: Sequence[str] | None = None, 
     names = list(store.layout.labels if attributes is None else attributes)
     missing = [a for a in names if a not in store.layout.labels]
     if missing or not names:
-        raise KeyError(f"labels {missing or names} are not in {store.url}; it has "
-                       f"{list(store.layout.labels) or 'none'}")
-    n = store.num_items
-    labels = {a: np.asarray(store.array(f"labels/{a}")[:n], np.float64) for a in names}
+        raise NotInStoreError(f"labels {missing or names} are not in {store.url}; it has "
+                              f"{list(store.layout.labels) or 'none'}")
+    labels = store.labels(names)
     labelled = np.any([np.isfinite(v) for v in labels.values()], axis=0)
     parts = [(rows, codes) for rows, codes in done_codes(store, space=space, where=labelled)]
     rows = np.concatenate([r for r, _ in parts]) if parts else np.zeros(0, np.int64)
@@ -112,14 +112,15 @@ def done_codes(store: LatentStore, *, space: str = "w", where: np.ndarray | None
     where all rows are equal); `w+` gives `[n, num_ws, w_dim]`.
     """
     if space not in ("w", "w+"):
-        raise ValueError(f"space must be 'w' or 'w+' for codes from the store (it keeps no z), got {space!r}")
-    keep = np.asarray(store.array("status")[:store.num_items]) == Status.DONE
+        raise DirectionMismatchError(f"space must be 'w' or 'w+' for codes from the store (it keeps no z), got "
+                                     f"{space!r}")
+    keep = store.done()
     if where is not None:
         keep &= where
     for shard in store.shards():
         local = np.flatnonzero(keep[shard.start:shard.stop])
         if len(local):
-            ws = np.asarray(store.array("ws")[shard.start:shard.stop], np.float32)[local]
+            ws = store.ws(slice(shard.start, shard.stop))[local]
             yield shard.start + local, (ws.mean(axis=1) if space == "w" else ws)
 
 
@@ -129,5 +130,6 @@ def _check_fits_store(store: LatentStore, direction: Direction) -> None:
     if direction.space == "z" and layout.z_dim is None:
         return  # a Z direction of the generator; the store keeps no z to check it against
     if direction.vector.shape != want:
-        raise ValueError(f"direction {direction.name!r} has shape {list(direction.vector.shape)}, but {store.url} "
-                         f"holds {direction.space} codes of shape {list(want)}: it belongs to another generator")
+        raise DirectionMismatchError(f"direction {direction.name!r} has shape {list(direction.vector.shape)}, but "
+                                     f"{store.url} holds {direction.space} codes of shape {list(want)}: it belongs to "
+                                     "another generator")

@@ -19,7 +19,7 @@ gives `ws` indexed by image_id, direction name and strength)::
     status      [item] uint8                         0 pending / 1 done; written after ws
 
 Chunks run along the item axis, `batch_size` items each: one batch is one render task and owns its chunk (disjoint,
-chunk-aligned writes from many workers, see PLATFORM_NOTES). A task writes `ws` first and `status` last, so done
+chunk-aligned writes from many workers, docs/store.md). A task writes `ws` first and `status` last, so done
 items always have their codes; rerunning a batch writes the same bytes (deterministic), and `pending_batches()` makes
 a rerun of the flow resume. Creating the group is a coordinator operation (`EditRun.create`, in the flow process).
 
@@ -37,15 +37,22 @@ import numpy as np
 
 from ganinv import edit
 from ganinv.directions.direction import Direction
+from ganinv.errors import UserError
+from storage.errors import NotInStoreError
 from storage.latent_store import LatentStore
-from storage.schema import STATUS_NAMES, Status
+from storage.schema import STATUS_NAMES
 
 KIND = "edits"
 PENDING, DONE = 0, 1
 
 
-class EditRunExistsError(FileExistsError):
+class EditRunExistsError(UserError, FileExistsError):
     """An edit run of that name exists with other content (items, directions or strengths)."""
+
+
+class EditRequestError(UserError, ValueError):
+    """The items, directions or strengths asked for cannot be edited (no done item matches, a query pandas cannot
+    read, a Z direction, ...); the message says which."""
 
 
 def grids_url(store_url: str, run: str) -> str:
@@ -62,7 +69,7 @@ def select_items(store: LatentStore, items: str | Sequence[str] | None = None, *
            (items whose label is missing never match). `limit`: keep the first that many.
     """
     n = store.num_items
-    done = np.asarray(store.array("status")[:n]) == Status.DONE
+    done = store.done()
     if items is None:
         rows = np.flatnonzero(done)
     elif isinstance(items, str):
@@ -72,33 +79,33 @@ def select_items(store: LatentStore, items: str | Sequence[str] | None = None, *
     if limit is not None:
         rows = rows[:limit]
     if len(rows) == 0:
-        raise ValueError(f"no items to edit in {store.url}: the selection {items!r} matches no done item "
-                         f"({int(done.sum())} of {n} items are done)")
+        raise EditRequestError(f"no items to edit in {store.url}: the selection {items!r} matches no done item "
+                                 f"({int(done.sum())} of {n} items are done)")
     return rows
 
 
 def _query_rows(store: LatentStore, query: str, done: np.ndarray) -> np.ndarray:
     import pandas as pd
 
-    labels = store.layout.labels
-    frame = pd.DataFrame({name: np.asarray(store.array(f"labels/{name}")[:store.num_items]) for name in labels},
-                         index=np.arange(store.num_items))
+    frame = pd.DataFrame(store.labels(), index=np.arange(store.num_items))
     try:
         matched = frame.query(query, engine="python").index.to_numpy()
     except Exception as err:  # pandas raises UndefinedVariableError, SyntaxError, TypeError, ...
-        raise ValueError(f"label query {query!r} failed ({type(err).__name__}: {err}); the store's labels are "
-                         f"{list(labels) or 'none'}, e.g. 'smiling == 0 and eyeglasses == 1'") from err
+        raise EditRequestError(f"label query {query!r} failed ({type(err).__name__}: {err}); the store's labels "
+                                 f"are {list(store.layout.labels) or 'none'}, e.g. 'smiling == 0 and eyeglasses == 1'"
+                                 ) from err
     return np.sort(matched[done[matched]]).astype(np.int64)
 
 
 def _id_rows(store: LatentStore, ids: list[str], done: np.ndarray) -> np.ndarray:
-    where = {str(image_id): i for i, image_id in enumerate(store.array("image_id")[:store.num_items])}
+    where = {str(image_id): i for i, image_id in enumerate(store.image_ids())}
     unknown = [i for i in ids if i not in where]
     if unknown:
-        raise KeyError(f"image ids {unknown[:5]} are not in {store.url}")
+        raise NotInStoreError(f"image ids {unknown[:5]} are not in {store.url}")
     not_done = [i for i in ids if not done[where[i]]]
     if not_done:
-        raise ValueError(f"items {not_done[:5]} are not inverted yet (status pending or failed): edit done items only")
+        raise EditRequestError(f"items {not_done[:5]} are not inverted yet (status pending or failed): edit done "
+                                 "items only")
     return np.array(sorted({where[i] for i in ids}), dtype=np.int64)
 
 
@@ -107,18 +114,17 @@ def unit_deltas(directions: Sequence[Direction], num_ws: int, w_dim: int,
     """`[D, num_ws, w_dim]`: what `ganinv.edit.apply` adds to one code per unit strength, per direction."""
     bad = [d.name for d in directions if d.space == "z"]
     if bad:
-        raise ValueError(f"directions {bad} live in Z; edits move ws: use W or W+ directions")
+        raise EditRequestError(f"directions {bad} live in Z; edits move ws: use W or W+ directions")
     zeros = np.zeros((1, num_ws, w_dim), np.float32)
     return np.stack([edit.apply(zeros, d, 1.0, layers=layers)[0] for d in directions]).astype(np.float32)
 
 
 def apply_deltas(ws: np.ndarray, deltas: np.ndarray, strengths: np.ndarray) -> np.ndarray:
-    """`ws [N, num_ws, w_dim]`, `deltas [D, num_ws, w_dim]`, `strengths [S]` -> `[N, D, S, num_ws, w_dim]`, computed
-    as `ganinv.edit.apply` does (`ws + strength * delta` in float32), so the two agree."""
+    """`ws [N, num_ws, w_dim]`, `deltas [D, num_ws, w_dim]`, `strengths [S]` -> `[N, D, S, num_ws, w_dim]`:
+    `ganinv.edit.apply` of each direction's delta."""
     assert ws.ndim == 3 and deltas.ndim == 3 and ws.shape[1:] == deltas.shape[1:], (ws.shape, deltas.shape)
-    x = np.asarray(ws, np.float32)[:, None, None]
-    s = np.asarray(strengths, np.float32)[None, None, :, None, None]
-    return x + s * np.asarray(deltas, np.float32)[None, :, None]
+    ws, strengths = np.asarray(ws, np.float32), np.asarray(strengths, np.float32)
+    return np.stack([edit.apply(ws, np.asarray(delta, np.float32), strengths) for delta in deltas], axis=1)
 
 
 class EditRun:
@@ -128,8 +134,8 @@ class EditRun:
         try:
             attrs = store.result_attrs(KIND, name)  # workers open a run per batch: no listing of every run
         except KeyError:
-            raise KeyError(f"no edit run {name!r} in {store.url}; it has "
-                           f"{sorted(store.result_groups(KIND)) or 'none'}") from None
+            raise NotInStoreError(f"no edit run {name!r} in {store.url}; it has "
+                                  f"{sorted(store.result_groups(KIND)) or 'none'}") from None
         self.store, self.name, self.attrs = store, name, attrs
         self.prefix = f"{KIND}/{name}"
 
@@ -206,8 +212,7 @@ class EditRun:
     def edit(self, start: int, stop: int) -> np.ndarray:
         """`[stop - start, D, S, num_ws, w_dim]` edited codes of the run's items [start, stop) from the store's ws."""
         rows = self.item_indices[start:stop]
-        ws = np.asarray(self.store.array("ws").get_orthogonal_selection((rows,)), np.float32)
-        return apply_deltas(ws, np.asarray(self.array("delta")[...]), self.strengths)
+        return apply_deltas(self.store.ws(rows), np.asarray(self.array("delta")[...]), self.strengths)
 
     def write(self, start: int, stop: int, ws: np.ndarray) -> None:
         """Writes the batch's edited codes, then marks it done. [start, stop) must be one of `batches()`."""
@@ -227,14 +232,14 @@ class EditRun:
 def _check_run_args(rows: np.ndarray, strengths: np.ndarray, directions: Sequence[Direction], batch_size: int,
                     num_items: int) -> None:
     if rows.ndim != 1 or len(rows) == 0 or rows.min() < 0 or rows.max() >= num_items:
-        raise ValueError(f"item_indices must be a non-empty list of store rows in [0, {num_items})")
+        raise EditRequestError(f"item_indices must be a non-empty list of store rows in [0, {num_items})")
     if strengths.ndim != 1 or len(strengths) == 0 or not np.all(np.isfinite(strengths)):
-        raise ValueError(f"strengths must be a non-empty list of finite numbers, got {strengths.tolist()}")
+        raise EditRequestError(f"strengths must be a non-empty list of finite numbers, got {strengths.tolist()}")
     names = [d.name for d in directions]
     if not names or len(set(names)) != len(names):
-        raise ValueError(f"directions must be a non-empty list of distinct directions, got {names}")
+        raise EditRequestError(f"directions must be a non-empty list of distinct directions, got {names}")
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise EditRequestError(f"batch_size must be >= 1, got {batch_size}")
 
 
 def _spec_sha256(rows: np.ndarray, names: list[str], deltas: np.ndarray, strengths: np.ndarray) -> str:
@@ -250,7 +255,7 @@ def _create_run_arrays(group, store: LatentStore, rows: np.ndarray, directions: 
     n, d, s = len(rows), len(directions), len(strengths)
     num_ws, w_dim = store.layout.num_ws, store.layout.w_dim
     chunk = min(batch_size, n)
-    image_ids = np.array([str(i) for i in store.array("image_id").get_orthogonal_selection((rows,))], dtype=str)
+    image_ids = np.asarray(store.image_ids(rows), dtype=str)
     coords = {"coordinates": "image_id"}
     small = {
         "item_index": (rows, ("item",), {"long_name": "row of the item in the store", **coords}),

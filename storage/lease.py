@@ -33,7 +33,8 @@ from typing import Any
 
 import fsspec
 
-LEASE_DIR = "lease"
+from ganinv.errors import UserError
+from storage.arrays import LEASE as LEASE_DIR
 _ATTR_KEY = "ganinv_lease"
 
 # How long a lease lives unless renewed: the one place these are set.
@@ -45,11 +46,11 @@ DEFAULT_LEASE_TTL_S = 3600.0
 RENEWED_LEASE_TTL_S = 300.0
 
 
-class LeaseHeldError(RuntimeError):
+class LeaseHeldError(UserError, RuntimeError):
     """Another run holds an unexpired lease on the store."""
 
 
-class LeaseLostError(RuntimeError):
+class LeaseLostError(UserError, RuntimeError):
     """This run's lease expired and was taken over, or was broken."""
 
 

@@ -1,5 +1,5 @@
 """The scan's hash cache, kept in the store between runs: input path -> (fingerprint, sha256), so that a rescan of an
-unchanged corpus reads its listing instead of every file (`tasks.dataset.scan_images(previous=...)` decides what a
+unchanged corpus reads its listing instead of every file (`storage.scan.scan_images(previous=...)` decides what a
 fingerprint is and when an entry is trusted; this module only keeps the entries).
 
 How it is stored: `<store>/scan_cache/hashes`, a Zarr uint8 array of one chunk holding gzip-compressed JSON
@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import zarr
 
-SCAN_CACHE_GROUP = "scan_cache"
+from storage.arrays import SCAN_CACHE as SCAN_CACHE_GROUP
 SCAN_CACHE_ARRAY = f"{SCAN_CACHE_GROUP}/hashes"
 _FORMAT, _VERSION = "ganinv-scan-cache", 1
 

@@ -5,7 +5,7 @@ which generator (sha256 of its weights file, its config, where it came from), wh
 (root, manifest hash, item count, every append) and how it is chunked. `StoreAttributes.to_json()` is exactly what is
 written to the root attributes, and `StoreAttributes.from_json()` reads it back; nothing else is stored there.
 
-The on-disk layout these fields describe is documented in `storage/latent_store.py`.
+The on-disk layout these fields describe is documented in docs/store.md.
 """
 
 from __future__ import annotations
@@ -20,9 +20,11 @@ from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
+from ganinv.item_metrics import metric_names
+
 SCHEMA_NAME = "ganinv-latent-store"
 SCHEMA_VERSION = 1
-DEFAULT_METRICS = ("mse", "psnr", "ssim", "lpips", "final_loss", "steps", "seconds")
+DEFAULT_METRICS = metric_names()  # what a default (lpips-vgg) inversion records: ganinv/item_metrics.py
 _BAD_NAME_CHARS = ("/", "\\")
 
 

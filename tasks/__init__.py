@@ -1,6 +1,3 @@
-"""Prefect tasks and the plain functions behind them.
-
-`tasks.inversion` holds the thin Prefect tasks of the invert-dataset flow (importing it imports prefect);
-`tasks.dataset` (scan), `tasks.spec` (inversion settings), `tasks.coordinator` (store setup, planning, summary) and
-`tasks.worker` (one shard on one worker) are plain Python, usable without Prefect or Dask.
-"""
+"""tasks: the Prefect tasks of the flows, each a thin typed wrapper around a `runtime`, `storage` or `report` call with
+its retries declared in the decorator (`tasks.policy`). They pass store URLs, shard indices and small dataclasses,
+never arrays."""

@@ -10,10 +10,11 @@ import numpy as np
 from conftest import make_tiny_generator
 from ganinv.generators import save_generator
 from ganinv.models.encoder import Encoder, save_encoder
+from runtime.config import InvertConfig
+from runtime.coordinator import check_settings, open_store, plan
+from runtime.models import describe_generator
 from storage import LatentStore
-from tasks.coordinator import check_spec, describe_generator, open_store, plan
-from tasks.dataset import scan_images
-from tasks.spec import InversionSpec
+from storage.scan import scan_images
 
 FAST = {"num_steps": 4, "loss": "mse", "w_avg_samples": 200}  # a few steps of the projector, pixel loss
 
@@ -38,13 +39,11 @@ def save_tiny_encoder(folder: Path, generator: str) -> str:
     return str(path)
 
 
-def prepare_store(images: Path, store: Path, generator: str, spec: InversionSpec, *, chunk_items: int = 4
+def prepare_store(images: Path, store: Path, generator: str, config: InvertConfig, *, chunk_items: int = 4
                   ) -> LatentStore:
-    """Scan, create and append as the flow's steps 1-3 do (no lease: nobody else writes in these tests)."""
-    info = describe_generator(generator)
+    """Check, scan, create and append as the flow's steps 0-3 do (no lease: nobody else writes in these tests)."""
     scan = scan_images(str(images))
-    latent_store, _ = open_store(str(store), scan.manifest, info, spec, chunk_items=chunk_items,
-                                 encoder_sha256=check_spec(spec, info))
+    latent_store, _ = open_store(str(store), scan.manifest, check_settings(generator, config), chunk_items=chunk_items)
     plan(latent_store, scan.manifest)
     return latent_store
 
@@ -52,6 +51,6 @@ def prepare_store(images: Path, store: Path, generator: str, spec: InversionSpec
 def store_arrays(url: str) -> dict[str, np.ndarray]:
     """Every item array of a store, by name (for bitwise comparisons of two runs)."""
     s = LatentStore.open(url)
-    names = ["image_id", "ws", "status", "error", "attempts", "thumbnails"] + [f"metrics/{m}" for m in
-                                                                                 s.layout.metrics]
-    return {name: s.array(name)[: len(s)] for name in names}
+    arrays = {"image_id": s.image_ids(), "ws": s.ws(), "status": s.status(), "error": s.errors(),
+              "attempts": s.attempts(), "thumbnails": s.thumbnails()}
+    return {**arrays, **{f"metrics/{m}": values for m, values in s.metrics().items()}}

@@ -14,7 +14,7 @@ from storage.schema import file_sha256
 from _store_helpers import GENERATOR
 
 SIZE = 16
-METRICS = ("mse", "psnr", "ssim", "clf-perceptual", "final_loss", "steps", "seconds")  # as tasks/worker.py names them
+METRICS = ("mse", "psnr", "ssim", "clf-perceptual", "final_loss", "steps", "seconds")  # as ganinv/item_metrics.py names them
 
 
 def write_images(folder: Path, n: int, *, seed: int = 0) -> list[dict]:

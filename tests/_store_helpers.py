@@ -94,14 +94,16 @@ def invert_shards(location: Location, shard_indices: list[int], kill_at: str | N
     `kill_at` of the first shard, to simulate a crash mid-shard)."""
     store = location.open("r+")
     if kill_at is not None:
-        write = LatentStore._write
+        from storage import shards
 
-        def dying_write(self: LatentStore, name: str, region: Any, value: np.ndarray) -> None:
+        write = shards.write_region
+
+        def dying_write(store: LatentStore, name: str, rows: Any, value: np.ndarray) -> None:
             if name == kill_at:
                 os._exit(3)
-            write(self, name, region, value)
+            write(store, name, rows, value)
 
-        LatentStore._write = dying_write
+        shards.write_region = dying_write
     for index in shard_indices:
         inputs = store.read_shard_inputs(store.shard(index))
         store.write_shard(inputs, fake_result(inputs, store))

@@ -10,7 +10,8 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from flows.cli import app, parse_seeds
+from cli.app import app
+from cli.common import parse_seeds
 from official_pickles import write_official_pickle
 from conftest import load_sg3_tiny, make_tiny_generator
 from ganinv.generators import generator_identity, load_generator, read_generator_metadata, save_generator
@@ -98,12 +99,12 @@ def test_convert_pkl_writes_native_file_with_same_identity_and_provenance(ada_ti
 
 
 @pytest.mark.parametrize("command", ["info", "generate", "convert-pkl"])
-def test_load_error_exits_nonzero_with_one_line_message_and_no_traceback(tmp_path, command):
+def test_load_error_exits_2_with_one_line_message_and_no_traceback(tmp_path, command):
     bad = tmp_path / "broken.pkl"
     bad.write_bytes(b"\x80\x04 not really a pickle")
     args = [command, str(bad)] + ([str(tmp_path / "out.safetensors")] if command == "convert-pkl" else [])
     result = runner.invoke(app, args)
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # a user error: the file, not the program, is at fault
     assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
     assert "broken.pkl" in result.stderr and "Traceback" not in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
@@ -111,7 +112,7 @@ def test_load_error_exits_nonzero_with_one_line_message_and_no_traceback(tmp_pat
 
 def test_unknown_model_name_gets_clear_error():
     result = runner.invoke(app, ["info", "no-such-model"])
-    assert result.exit_code == 1 and "built-in" in result.stderr
+    assert result.exit_code == 2 and "built-in" in result.stderr
 
 
 @pytest.mark.parametrize("text, seeds", [("0-3", [0, 1, 2, 3]), ("1,5,9", [1, 5, 9]), ("0-1, 7", [0, 1, 7]),
@@ -129,17 +130,17 @@ def test_bad_seed_syntax_is_refused(text):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
-def test_generate_on_cuda_without_cuda_exits_1_with_one_line(fixture_files, tmp_path):
+def test_generate_on_cuda_without_cuda_exits_2_with_one_line(fixture_files, tmp_path):
     result = runner.invoke(app, ["generate", str(fixture_files["native"]), "--seeds", "0", "--device", "cuda",
                                  "--out", str(tmp_path / "grid.png")])
-    assert result.exit_code == 1 and result.stderr.count("\n") == 1
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1
     assert result.stderr.startswith("error: ") and "no CUDA device" in result.stderr
     assert not (tmp_path / "grid.png").exists()
 
 
-def test_generate_with_an_unknown_device_name_exits_1_naming_the_devices_it_takes(fixture_files, tmp_path):
+def test_generate_with_an_unknown_device_name_exits_2_naming_the_devices_it_takes(fixture_files, tmp_path):
     result = runner.invoke(app, ["generate", str(fixture_files["native"]), "--seeds", "0", "--device", "gpu",
                                  "--out", str(tmp_path / "grid.png")])
-    assert result.exit_code == 1 and result.stderr.count("\n") == 1
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1
     assert "'gpu' is not a torch device" in result.stderr and "cuda:N" in result.stderr
     assert not (tmp_path / "grid.png").exists()

@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 
 from _flow_helpers import prepare_store
 from _image_files import write_bad_inputs, write_good_images
-from flows.cli import app
-from tasks.spec import InversionSpec
+from cli.app import app
+from runtime.config import InvertConfig
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--steps", "3", "--loss", "mse"]
@@ -69,8 +69,8 @@ def test_configuration_errors_exit_2_with_one_line(prefect_harness, generator, t
 
 def test_store_made_otherwise_or_leased_exits_2(prefect_harness, generator, tmp_path):
     write_good_images(tmp_path / "imgs", 1)
-    spec = InversionSpec.for_generator(generator, num_steps=4, loss="mse")  # what `--steps 4 --loss mse` asks for
-    store = prepare_store(tmp_path / "imgs", tmp_path / "s.zarr", generator, spec)
+    asked = InvertConfig(inversion={"num_steps": 4, "loss": "mse"})  # what `--num-steps 4 --loss mse` asks for
+    store = prepare_store(tmp_path / "imgs", tmp_path / "s.zarr", generator, asked)
     result = _invert(str(tmp_path / "imgs"), "--store", store.url, "--generator", generator, "--steps", "9",
                      "--loss", "mse")
     assert result.exit_code == 2 and "another inversion config" in result.output
@@ -139,7 +139,7 @@ def test_without_an_api_url_the_cli_runs_one_temporary_server_and_stops_it(gener
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env.update(PYTHONPATH=str(REPO), PREFECT_HOME=str(tmp_path / "prefect-home"))
     before = _prefect_servers(tmp_path / "prefect-home")
-    result = subprocess.run([sys.executable, "-m", "flows.cli", "invert", str(tmp_path / "imgs"), "--store",
+    result = subprocess.run([sys.executable, "-m", "cli", "invert", str(tmp_path / "imgs"), "--store",
                              str(tmp_path / "s.zarr"), "--generator", generator, *TINY, "--cluster", "local",
                              "--workers", "1"], env=env, cwd=REPO, capture_output=True, text=True, timeout=400)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -147,7 +147,7 @@ def test_without_an_api_url_the_cli_runs_one_temporary_server_and_stops_it(gener
     assert "INFO" not in result.stderr, result.stderr[-3000:]  # quiet by default
     assert _prefect_servers(tmp_path / "prefect-home") - before == set()  # nothing left running
     env["TORCH_HOME"] = str(tmp_path / "empty-torch-home")
-    result = subprocess.run([sys.executable, "-m", "flows.cli", "invert", str(tmp_path / "imgs"), "--store",
+    result = subprocess.run([sys.executable, "-m", "cli", "invert", str(tmp_path / "imgs"), "--store",
                              str(tmp_path / "s2.zarr"), "--generator", generator, "--loss", "lpips-vgg"],
                             env=env, cwd=REPO, capture_output=True, text=True, timeout=400)
     assert result.returncode == 2 and result.stdout == ""
@@ -156,7 +156,7 @@ def test_without_an_api_url_the_cli_runs_one_temporary_server_and_stops_it(gener
 
 def test_cli_module_imports_nothing_heavy():
     """`ganinv --help` stays fast: commands import torch, prefect and dask only when they run."""
-    script = "import sys, flows.cli; print(sorted({'torch', 'prefect', 'distributed', 'zarr'} & set(sys.modules)))"
+    script = "import sys, cli.app; print(sorted({'torch', 'prefect', 'distributed', 'zarr'} & set(sys.modules)))"
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=REPO,
                             env={**os.environ, "PYTHONPATH": str(REPO)})
     assert result.stdout.strip() == "[]"

@@ -8,7 +8,7 @@ import numpy as np
 from typer.testing import CliRunner
 
 from _store_helpers import GENERATOR, fake_result, location_for, make_manifest
-from flows.cli import app
+from cli.app import app
 
 runner = CliRunner()
 

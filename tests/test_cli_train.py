@@ -9,7 +9,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from flows.cli import app
+from cli.app import app
 from ganinv.models.encoder import load_encoder
 from ganinv.training.checkpoint import load_checkpoint
 from ganinv.training.train_gan import GANTrainer, generator_from_checkpoint
@@ -43,7 +43,7 @@ def test_train_encoder_command_trains_checkpoints_and_exports(gan_run, tmp_path)
 def test_train_encoder_command_names_a_missing_gan_run_and_a_bad_perceptual_term(tmp_path):
     missing = runner.invoke(app, ["train-encoder", "--gan-run", str(tmp_path / "nope"), "--run-dir",
                                   str(tmp_path / "enc"), "--minutes", "1", "--perceptual", "none"])
-    assert missing.exit_code == 1 and "nope" in missing.output
+    assert missing.exit_code == 2 and "nope" in missing.output
     bad = runner.invoke(app, ["train-encoder", "--gan-run", str(tmp_path), "--run-dir", str(tmp_path / "enc"),
                               "--minutes", "1", "--perceptual", "lpips"])
     assert bad.exit_code == 2 and "classifier" in bad.output

@@ -9,7 +9,7 @@ import fsspec
 import pytest
 
 from _image_files import write_bad_inputs, write_good_images
-from tasks.dataset import scan_images
+from storage.scan import scan_images
 
 
 def test_folder_scan_is_recursive_sorted_and_hashes_content(tmp_path):

@@ -24,5 +24,5 @@ def test_demo_stages_make_images_and_a_complete_store(prefect_harness, dask_clus
     assert store.attributes.inversion["mode"] == "hybrid" and "smiling" in store.layout.labels
     assert np.isfinite(store.array("labels/smiling")[:]).all()  # labels came from attributes.csv
     again = demo.main(config)  # re-running finds everything done
-    assert again.results["invert"]["summary"]["this_run"]["items"] == 0
-    assert ctx.results["invert"]["summary"]["this_run"]["items"] == 4
+    assert again.results["invert"]["summary"].this_run.items == 0
+    assert ctx.results["invert"]["summary"].this_run.items == 4

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from _edit_helpers import LABELS
 from ganinv import edit
+from runtime.config import DiscoverDirectionsConfig, ExecutionOptions, FitBoundariesConfig, RenderEditsConfig
 from storage import LatentStore
 from storage.directions import list_directions, read_direction, read_directions
 from storage.edits import EditRun
@@ -30,7 +31,7 @@ def store(edit_store):
 def test_fit_boundaries_from_store_labels_with_provenance_and_orthogonal_conditional(prefect_harness, store):
     from flows.fit_boundaries import fit_boundaries
 
-    names = fit_boundaries(store, conditions={"a": ["b"]})
+    names = fit_boundaries(store, FitBoundariesConfig(conditions={"a": ("b",)}))
     assert names == [f"interfacegan-{x}" for x in LABELS] + ["interfacegan-a|b"]
     s = LatentStore.open(store)
     conditional, b = read_direction(s, "interfacegan-a|b"), read_direction(s, "interfacegan-b")
@@ -42,16 +43,16 @@ def test_fit_boundaries_from_store_labels_with_provenance_and_orthogonal_conditi
     made_by = list_directions(s)["interfacegan-a"]["made_by"]
     assert made_by["flow"] == "fit_boundaries" and made_by["config"]["conditions"] == {"a": ["b"]}
     with pytest.raises(FileExistsError, match="overwrite"):
-        fit_boundaries(store, attributes=["a"])
-    assert fit_boundaries(store, attributes=["a"], overwrite=True) == ["interfacegan-a"]
+        fit_boundaries(store, FitBoundariesConfig(attributes=("a",)))
+    assert fit_boundaries(store, FitBoundariesConfig(attributes=("a",), overwrite=True)) == ["interfacegan-a"]
 
 
 def test_fit_boundaries_from_classifier_scored_samples(prefect_harness, store):
     from flows.fit_boundaries import fit_boundaries
 
-    names = fit_boundaries(store, source="samples", attributes=["smiling", "eyeglasses"], num_samples=120,
-                           chosen_num_or_ratio=0.25, conditions={"eyeglasses": ["smiling"]}, batch_size=60,
-                           device="cpu")
+    config = FitBoundariesConfig(source="samples", attributes=("smiling", "eyeglasses"), num_samples=120,
+                                 chosen_num_or_ratio=0.25, conditions={"eyeglasses": ("smiling",)})
+    names = fit_boundaries(store, config, ExecutionOptions(batch_size=60, device="cpu"))
     assert names == ["interfacegan-smiling", "interfacegan-eyeglasses", "interfacegan-eyeglasses|smiling"]
     d = read_direction(LatentStore.open(store), "interfacegan-eyeglasses")
     assert d.provenance["source"] == "samples" and d.provenance["num_samples"] == 120
@@ -62,8 +63,8 @@ def test_fit_boundaries_from_classifier_scored_samples(prefect_harness, store):
 def test_discover_directions_writes_sefa_and_ganspace_of_samples_and_corpus(prefect_harness, store):
     from flows.discover_directions import discover_directions
 
-    names = discover_directions(store, num_directions=2, num_samples=2000, ganspace_source="both",
-                                sefa_layers=[0, 1], device="cpu")
+    config = DiscoverDirectionsConfig(num_directions=2, num_samples=2000, ganspace_source="both", sefa_layers=(0, 1))
+    names = discover_directions(store, config, ExecutionOptions(device="cpu"))
     assert names == ["sefa-0", "sefa-1", "ganspace-0", "ganspace-1", "ganspace-store-0", "ganspace-store-1"]
     found = {d.name: d for d in read_directions(LatentStore.open(store))}
     assert found["sefa-0"].layers == (0, 1) and found["sefa-0"].provenance["source"] == "generator"
@@ -78,12 +79,14 @@ def test_render_edits_on_a_process_cluster_writes_grids_and_ws_equal_to_apply_th
     from flows.fit_boundaries import fit_boundaries
     from flows.render_edits import render_edits
 
-    fit_boundaries(store, attributes=["a"])
-    discover_directions(store, methods=["sefa"], num_directions=1)
+    fit_boundaries(store, FitBoundariesConfig(attributes=("a",)))
+    discover_directions(store, DiscoverDirectionsConfig(methods=("sefa",), num_directions=1))
     strengths = [-2.0, 0.0, 2.0]
-    summary = render_edits(store, directions=["interfacegan-a", "sefa-0"], items="a == 0", limit=6,
-                           strengths=strengths, run="smile", batch_size=4, cluster=dask_cluster[0].scheduler_address)
-    assert summary["items"] == 6 and summary["batches_rendered"] == 2
+    config = RenderEditsConfig(directions=("interfacegan-a", "sefa-0"), items="a == 0", limit=6,
+                               strengths=tuple(strengths), run="smile", batch_size=4)
+    on_cluster = ExecutionOptions(cluster=dask_cluster[0].scheduler_address)
+    summary = render_edits(store, config, on_cluster)
+    assert summary.items == 6 and summary.batches_rendered == 2
     s = LatentStore.open(store)
     run = EditRun.open(s, "smile")
     ds = run.to_xarray()
@@ -95,21 +98,19 @@ def test_render_edits_on_a_process_cluster_writes_grids_and_ws_equal_to_apply_th
     for name in ("interfacegan-a", "sefa-0"):
         expected = edit.apply(base, read_direction(s, name), strengths)
         np.testing.assert_array_equal(ds["ws"].sel(direction=name).values, expected)
-    grids = summary["grids"]
+    grids = summary.grids
     assert grids == f"{store}.edits/smile"
     size = edit_world[2].img_resolution
     with Image.open(f"{grids}/sefa-0.png") as grid:  # rows = items, columns = strengths
         assert grid.size == (3 * size, 6 * size)
     index = json.loads(open(f"{grids}/index.json").read())
     assert index["rows"] == run.image_ids and index["columns"] == strengths
-    again = render_edits(store, directions=["interfacegan-a", "sefa-0"], items="a == 0", limit=6,
-                         strengths=strengths, run="smile", batch_size=4,
-                         cluster=dask_cluster[0].scheduler_address)
-    assert again["batches_rendered"] == 0  # everything was done: the rerun only re-assembles
+    again = render_edits(store, config, on_cluster)
+    assert again.batches_rendered == 0  # everything was done: the rerun only re-assembles
 
 
 def test_cli_fits_discovers_lists_and_renders(prefect_harness, dask_cluster, store):
-    from flows.cli import app
+    from cli.app import app
 
     fitted = runner.invoke(app, ["fit-boundaries", store, "--attributes", "a,b", "--condition", "a=b"])
     assert fitted.exit_code == 0, fitted.output

@@ -17,8 +17,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from _report_helpers import make_run_store
-from flows.report import Thresholds, build_report, load_history
-from flows.report.schema import SCHEMA_NAME, SCHEMA_VERSION
+from report import ReportConfig, Thresholds, build_report, load_history
+from report.schema import SCHEMA_NAME, SCHEMA_VERSION
 from ganinv.metrics import (INCEPTION_WEIGHTS_FILE, InceptionWeightsMissing, embedding_frechet_distance,
                             fid_unavailable_reason)
 from storage import LatentStore, Status
@@ -57,8 +57,8 @@ def two_runs(tmp_path_factory) -> dict:
     good = make_run_store(tmp, "good", noise=6.0)
     worse = make_run_store(tmp, "worse", noise=14.0, fail_every=5, seconds=0.6)
     reports = tmp / "reports"
-    first = build_report(good, reports, run="night1", fid=False)
-    second = build_report(worse, reports, run="night2", fid=False)
+    first = build_report(good, reports, ReportConfig(run="night1", fid=False))
+    second = build_report(worse, reports, ReportConfig(run="night2", fid=False))
     return dict(tmp=tmp, good=good, worse=worse, reports=reports, first=first, second=second)
 
 
@@ -108,8 +108,8 @@ def test_a_worse_run_is_flagged_at_the_top_of_its_report(two_runs):
 
 
 def test_an_improvement_is_not_a_regression(two_runs, tmp_path):
-    result_a = build_report(two_runs["worse"], tmp_path, run="a", fid=False)
-    result_b = build_report(two_runs["good"], tmp_path, run="b", fid=False)
+    result_a = build_report(two_runs["worse"], tmp_path, ReportConfig(run="a", fid=False))
+    result_b = build_report(two_runs["good"], tmp_path, ReportConfig(run="b", fid=False))
     assert result_a.regressions == () and result_b.regressions == ()
     assert 'class="banner good"' in result_b.path.read_text()
 
@@ -117,7 +117,8 @@ def test_an_improvement_is_not_a_regression(two_runs, tmp_path):
 def test_a_run_made_differently_is_compared_with_a_caveat(two_runs, tmp_path):
     assert two_runs["second"].metrics["comparison"]["caveats"] == []
     shutil.copytree(two_runs["reports"] / "night1", tmp_path / "night1")
-    result = build_report(make_run_store(tmp_path, "fewer_steps", steps=30), tmp_path, run="night2", fid=False)
+    result = build_report(make_run_store(tmp_path, "fewer_steps", steps=30), tmp_path,
+                          ReportConfig(run="night2", fid=False))
     assert result.metrics["comparison"]["caveats"] == ["the previous run used another inversion config"]
     assert "Compare with care: the previous run used another inversion config" in result.path.read_text()
 
@@ -126,7 +127,8 @@ def test_thresholds_are_configurable(two_runs, tmp_path):
     shutil.copytree(two_runs["reports"] / "night1", tmp_path / "night1")
     lenient = Thresholds(psnr_drop_db=100, ssim_drop=1, failure_rate_rise=1, perceptual_rise_rel=100,
                          fd_clf_rise_rel=100, seconds_per_image_rise_rel=100)
-    assert build_report(two_runs["worse"], tmp_path, run="night2", thresholds=lenient, fid=False).regressions == ()
+    config = ReportConfig(run="night2", thresholds=lenient, fid=False)
+    assert build_report(two_runs["worse"], tmp_path, config).regressions == ()
     assert Thresholds.parse(["psnr_drop_db=0.25"]).psnr_drop_db == 0.25
     with pytest.raises(ValueError, match="psnr_drop_db"):
         Thresholds.parse(["psnr=1"])
@@ -173,8 +175,8 @@ def test_edit_rows_and_galleries_are_rendered_and_copied(two_runs, tmp_path):
     (tmp_path / "rows.json").write_text(json.dumps(rows))
     gallery = tmp_path / "smiling.png"
     Image.new("RGB", (80, 40), "orange").save(gallery)
-    result = build_report(two_runs["good"], tmp_path / "reports", run="r", fid=False, edit_rows=tmp_path / "rows.json",
-                          galleries=[("smiling -3 .. 3", gallery)])
+    result = build_report(two_runs["good"], tmp_path / "reports", ReportConfig(
+        run="r", fid=False, edit_rows=tmp_path / "rows.json", galleries=[("smiling -3 .. 3", gallery)]))
     html = result.path.read_text()
     assert "interfacegan-smiling" in html and "80.0 %" in html and "smiling -3 .. 3" in html
     copied = [src for src in links_of(result.path).images if src.startswith("galleries/")]
@@ -186,13 +188,13 @@ def test_fid_without_inception_weights_says_which_file_goes_where(two_runs, tmp_
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
     reason = fid_unavailable_reason()
     assert reason is not None
-    result = build_report(two_runs["good"], tmp_path / "reports", run="r")
+    result = build_report(two_runs["good"], tmp_path / "reports", ReportConfig(run="r"))
     fid = result.metrics["distribution"]["fid"]
     assert fid["value"] is None and fid["reason"] == reason
     if "torch-fidelity is not installed" not in reason:
         assert INCEPTION_WEIGHTS_FILE in reason and str(tmp_path / "hub" / "checkpoints") in reason
     with pytest.raises(InceptionWeightsMissing, match="--fid"):
-        build_report(two_runs["good"], tmp_path / "reports", run="r2", fid=True)
+        build_report(two_runs["good"], tmp_path / "reports", ReportConfig(run="r2", fid=True))
     assert not (tmp_path / "reports" / "r2").exists()
 
 
@@ -230,13 +232,14 @@ def test_fid_is_computed_when_weights_are_present(two_runs, tmp_path, monkeypatc
     assert fid_unavailable_reason() is not None  # the file is not there yet
     (hub / "checkpoints" / INCEPTION_WEIGHTS_FILE).write_bytes(b"present")
     assert fid_unavailable_reason() is None
-    result = build_report(two_runs["good"], tmp_path / "reports", run="r", fid=True, max_fd_items=6)
+    result = build_report(two_runs["good"], tmp_path / "reports", ReportConfig(run="r", fid=True, max_fd_items=6))
     fid = result.metrics["distribution"]["fid"]
     assert fid["value"] is not None and np.isfinite(fid["value"]) and fid["n"] == 6 and fid["reason"] is None
 
 
 def test_cli_report_exit_code_says_regressed(two_runs, tmp_path):
-    from flows.cli import REGRESSION_EXIT_CODE, app
+    from cli.app import app
+    from cli.report import REGRESSION_EXIT_CODE
 
     shutil.copytree(two_runs["reports"] / "night1", tmp_path / "night1")
     runner = CliRunner()
@@ -250,7 +253,7 @@ def test_cli_report_exit_code_says_regressed(two_runs, tmp_path):
     bad = runner.invoke(app, [*args, "--threshold", "nonsense=1"])
     assert bad.exit_code == 2 and "NAME=VALUE" in bad.output
     missing = runner.invoke(app, ["report", str(tmp_path / "nowhere.zarr"), "--reports-root", str(tmp_path)])
-    assert missing.exit_code == 1 and "no latent store" in missing.output
+    assert missing.exit_code == 2 and "no latent store" in missing.output
 
 
 @pytest.mark.slow
@@ -270,15 +273,16 @@ def test_flow_ends_failed_with_the_regressions_and_links_the_report(two_runs, tm
 
     inversion(two_runs["worse"])
     shutil.copytree(two_runs["reports"] / "night1", tmp_path / "night1")
-    regressed = evaluation_report(two_runs["worse"], str(tmp_path), run="n2", fid=False, return_state=True)
+    regressed = evaluation_report(two_runs["worse"], str(tmp_path), ReportConfig(run="n2", fid=False),
+                                  return_state=True)
     assert regressed.is_failed() and "regression(s) against run night1" in regressed.message
     assert "mean PSNR fell" in regressed.message
     throughput = json.loads((tmp_path / "n2" / "metrics.json").read_text())["throughput"]
     assert 0.3 <= throughput["wall_seconds"] < 60
     assert throughput["images_per_second"] == pytest.approx(24 / throughput["wall_seconds"])  # done + failed
     shutil.copytree(two_runs["reports"] / "night1", tmp_path / "other" / "night1")
-    relaxed = evaluation_report(two_runs["worse"], str(tmp_path / "other"), run="n3", fid=False,
-                                fail_on_regression=False, return_state=True)
+    relaxed = evaluation_report(two_runs["worse"], str(tmp_path / "other"),
+                                ReportConfig(run="n3", fid=False, fail_on_regression=False), return_state=True)
     assert relaxed.is_completed() and relaxed.result()["regressions"]
 
     async def artifacts() -> list:
@@ -305,7 +309,7 @@ def test_directions_edit_rows_and_grids_recorded_in_the_store_are_reported(tmp_p
                flip_rate=0.625, interference=0.1, interference_max=0.2, pixel_change=0.05)
     edits = store.result_group("edits", "night", made_by={"flow": "render-edits", "grids": str(grids)})
     edits.attrs.update({"evaluation": [row]})
-    result = build_report(url, tmp_path / "reports", run="r", fid=False)
+    result = build_report(url, tmp_path / "reports", ReportConfig(run="r", fid=False))
     assert result.metrics["edits"]["directions"][0] | {"created": None} == dict(
         name="interfacegan-smiling", method="interfacegan", space="w", attribute="smiling", created=None)
     assert result.metrics["edits"]["evaluation"] == [row]
@@ -325,7 +329,7 @@ def test_a_store_with_nothing_done_still_gets_a_report_that_says_so(tmp_path):
     url = str(tmp_path / "empty.zarr")
     LatentStore.create(url, manifest=manifest, num_ws=4, w_dim=8, generator=GENERATOR, config={"a": 1},
                        chunk_items=8, thumbnail_size=16)
-    result = build_report(url, tmp_path / "reports", run="r", fid=False)
+    result = build_report(url, tmp_path / "reports", ReportConfig(run="r", fid=False))
     assert result.metrics["counts"] == dict(items=5, done=0, failed=0, pending=5, failure_rate=None)
     assert result.metrics["quality"] == {} and result.metrics["distribution"]["fd_clf"]["value"] is None
     html = result.path.read_text()
@@ -335,7 +339,7 @@ def test_a_store_with_nothing_done_still_gets_a_report_that_says_so(tmp_path):
 def test_missing_originals_are_named_and_left_out_not_fatal(tmp_path):
     url = make_run_store(tmp_path, "moved", n=12)
     (tmp_path / "images" / "face003.png").unlink()
-    result = build_report(url, tmp_path / "reports", run="r", fid=False)
+    result = build_report(url, tmp_path / "reports", ReportConfig(run="r", fid=False))
     fd = result.metrics["distribution"]["fd_clf"]
     assert fd["n"] == 11 and "face003.png" in fd["note"]
     assert "1 original(s) unreadable" in result.path.read_text()

@@ -14,6 +14,7 @@ import zarr
 
 from _store_helpers import (CONFIG, GENERATOR, NUM_WS, THUMB, W_DIM, Z_DIM, expected_ws, fake_result,
                             location_for, make_manifest, sha)
+from storage import arrays, growth
 from storage import (SCHEMA_VERSION, GeneratorIdentity, LatentStore, LeaseHeldError, Manifest, Shard, ShardResult,
                      Status, StoreAttributes, StoreExistsError, StoreMismatchError, StoreNotFoundError)
 
@@ -41,9 +42,9 @@ def test_create_writes_self_describing_root_attributes(location):
 
 def test_every_item_array_is_chunked_by_items_and_names_its_dimensions(location):
     store = location.create(make_manifest(10), z_dim=Z_DIM, thumbnail_size=THUMB)
-    names = store._item_array_names()
+    names = arrays.item_array_names(store.layout)
     assert {"ws", "z", "thumbnails", "status", "error", "attempts", "image_id", "source_sha256",
-            "metrics/lpips", "labels/smile"} <= set(names)
+            "metrics/lpips-vgg", "labels/smile"} <= set(names)
     for name in names:
         array = store.array(name)
         assert array.shape[0] == 10 and array.chunks[0] == 4, name
@@ -66,7 +67,7 @@ def test_written_shards_read_back_exactly(location):
     np.testing.assert_array_equal(back.array("z")[:], (idx[:, None] + np.arange(Z_DIM)).astype(np.float32))
     np.testing.assert_array_equal(back.array("thumbnails")[:, 0, 0, 0], idx.astype(np.uint8))
     np.testing.assert_array_equal(back.array("metrics/mse")[:], (idx * 0.5).astype(np.float32))
-    assert np.isnan(back.array("metrics/lpips")[:]).all()  # not given: NaN, not zero
+    assert np.isnan(back.array("metrics/lpips-vgg")[:]).all()  # not given: NaN, not zero
     errors = back.array("error")[:].tolist()
     assert errors == [f"item {i} diverged" if f else "" for i, f in zip(idx, failed)]
     np.testing.assert_array_equal(back.array("attempts")[:], np.ones(10))
@@ -269,7 +270,7 @@ def test_an_interrupted_append_is_finished_by_appending_again(location, monkeypa
     def crash(*args, **kwargs):
         raise KeyboardInterrupt("power cut before the commit")
 
-    monkeypatch.setattr(LatentStore, "_commit_dataset", crash)
+    monkeypatch.setattr(growth, "commit", crash)
     with pytest.raises(KeyboardInterrupt):
         store.append(make_manifest(11))
     monkeypatch.undo()

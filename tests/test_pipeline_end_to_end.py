@@ -11,8 +11,10 @@ import numpy as np
 
 from _flow_helpers import FAST
 from _image_files import write_good_images
+from ganinv.inversion.batch import item_metric_names
+from runtime.config import DiscoverDirectionsConfig, ExecutionOptions, InvertConfig, RenderEditsConfig
+from report import ReportConfig
 from storage import LatentStore
-from tasks.worker import metric_names
 
 
 def test_invert_discover_render_and_report_line_up(prefect_harness, dask_cluster, tiny_generator_file, tmp_path):
@@ -26,19 +28,21 @@ def test_invert_discover_render_and_report_line_up(prefect_harness, dask_cluster
     write_good_images(tmp_path / "images", 4)
     url = str(tmp_path / "corpus.zarr")
     # 1. invert, 2. directions from the store's generator, 3. edits rendered on the same workers, evaluated
-    inverted = invert_dataset(str(tmp_path / "images"), url, generator, inversion=FAST, shard_size=2, cluster=cluster)
-    assert inverted["counts"] == {"pending": 0, "done": 4, "failed": 0}
-    assert discover_directions(url, methods=["sefa"], num_directions=1) == ["sefa-0"]
-    edited = render_edits(url, directions=["sefa-0"], strengths=[-1.0, 0.0, 1.0], run="e2e", batch_size=2,
-                          cluster=cluster, evaluate_with="builtin")
-    assert edited["items"] == 4 and edited["full_grids"] == ["sefa-0"]
+    on_cluster = ExecutionOptions(cluster=cluster)
+    inverted = invert_dataset(str(tmp_path / "images"), url, generator,
+                              config=InvertConfig(inversion=FAST, shard_size=2), execution=on_cluster)
+    assert inverted.counts == {"pending": 0, "done": 4, "failed": 0}
+    assert discover_directions(url, DiscoverDirectionsConfig(methods=("sefa",), num_directions=1)) == ["sefa-0"]
+    edited = render_edits(url, RenderEditsConfig(directions=("sefa-0",), strengths=(-1.0, 0.0, 1.0), run="e2e",
+                                                 batch_size=2, evaluate_with="builtin"), on_cluster)
+    assert edited.items == 4 and list(edited.grid_files) == ["sefa-0"]
     # 4. the report
-    state = evaluation_report(url, str(tmp_path / "reports"), run="e2e", fid=False, return_state=True)
+    state = evaluation_report(url, str(tmp_path / "reports"), ReportConfig(run="e2e", fid=False), return_state=True)
     assert state.is_completed(), state.message
     folder = tmp_path / "reports" / "e2e"
     metrics = json.loads((folder / "metrics.json").read_text())
     store = LatentStore.open(url)
-    written = set(metric_names(store.attributes.inversion["inversion"]["loss"]))
+    written = set(item_metric_names(store.attributes.inversion["inversion"]["loss"]))
     assert set(store.layout.metrics) == written  # the store's metric arrays are the worker's names
     assert {"mse", "psnr", "ssim", "final_loss", "seconds"} <= set(metrics["quality"]) <= written
     psnr = store.array("metrics/psnr")[:4]

@@ -62,15 +62,15 @@ def test_schedules_parse_as_prefect_schedules(config):
 def test_nightly_inversion_appends_to_an_existing_store_on_a_dask_cluster(config):
     nightly = next(d for d in config["deployments"] if d["entrypoint"].endswith(":invert_dataset"))
     params = nightly["parameters"]
-    assert "://" in params["cluster"] and params["store"].endswith(".zarr")
-    assert not params.get("force") and not params.get("retry_failed")  # a nightly run never takes over a store
+    assert "://" in params["execution"]["cluster"] and params["store"].endswith(".zarr")
+    assert not params["execution"].get("force") and not params["config"].get("retry_failed")  # never takes over
     from prefect.exceptions import ParameterTypeError
 
-    from tasks.spec import InversionSpec
+    from runtime.config import InvertConfig
 
-    InversionSpec.for_generator(params["generator"], **params.get("inversion", {}))  # settings are valid
+    InvertConfig(**params["config"]).resolve(params["generator"])  # settings are valid
     with pytest.raises(ParameterTypeError):  # the parameter check above has teeth
-        _flow(nightly["entrypoint"]).validate_parameters({**params, "shard_size": "many"})
+        _flow(nightly["entrypoint"]).validate_parameters({**params, "config": {"shard_size": "many"}})
 
 
 def test_every_flow_of_the_pipeline_has_a_deployment(config):

@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 from _report_helpers import make_run_store
-from flows.report import build_report
-from flows.report.browser import browser_unavailable_reason, open_report
+from report import ReportConfig, build_report
+from report.browser import browser_unavailable_reason, open_report
 
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(browser_unavailable_reason() is not None,
@@ -28,9 +28,9 @@ def reports(tmp_path_factory):
                  flip_rate=0.5 + s / 10, interference=0.02, interference_max=0.05, pixel_change=0.03 * s)
             for s in (1.5, 3.0)]
     (tmp / "rows.json").write_text(json.dumps(rows))
-    build_report(make_run_store(tmp, "a", noise=6.0), tmp / "reports", run="night1", fid=False)
-    last = build_report(make_run_store(tmp, "b", noise=12.0, fail_every=6), tmp / "reports", run="night2", fid=False,
-                        edit_rows=tmp / "rows.json", galleries=[("smiling", gallery)])
+    build_report(make_run_store(tmp, "a", noise=6.0), tmp / "reports", ReportConfig(run="night1", fid=False))
+    last = build_report(make_run_store(tmp, "b", noise=12.0, fail_every=6), tmp / "reports", ReportConfig(
+        run="night2", fid=False, edit_rows=tmp / "rows.json", galleries=[("smiling", gallery)]))
     return dict(tmp=tmp, last=last)
 
 

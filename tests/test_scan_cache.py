@@ -19,7 +19,7 @@ from _image_files import write_good_images
 from _store_helpers import Location, make_manifest
 from storage import LatentStore, LeaseHeldError
 from storage.scan_cache import SCAN_CACHE_ARRAY
-from tasks.dataset import fingerprint, scan_images
+from storage.scan import fingerprint, scan_images
 
 
 def _sha(path: Path) -> str:

@@ -63,7 +63,7 @@ def test_an_unreadable_root_is_named_and_left_alone(location):
 
 def test_append_never_shrinks_arrays_that_hold_finished_items(location):
     store = written_store(location)
-    store._group.attrs.update({"dataset": {**store.attributes.to_json()["dataset"], "num_items": 0}})  # a stale root
+    store.group.attrs.update({"dataset": {**store.attributes.to_json()["dataset"], "num_items": 0}})  # a stale root
     stale = location.open("r+")
     with pytest.raises(StoreDamagedError, match="8 finished items past item 0"):
         stale.append(make_manifest(8))
@@ -86,7 +86,7 @@ def test_the_root_is_rebuilt_from_the_stores_copy(location):
 
 def test_a_root_written_over_the_store_is_rebuilt_too(location):
     store = written_store(location)
-    store._group.attrs.update({"dataset": {**store.attributes.to_json()["dataset"], "num_items": 0}})
+    store.group.attrs.update({"dataset": {**store.attributes.to_json()["dataset"], "num_items": 0}})
     LatentStore.rebuild_root(location.url, storage_options=location.storage_options)
     assert location.open("r").status_counts()["done"] == 8
 
@@ -102,7 +102,7 @@ def test_without_a_copy_the_advice_is_to_move_the_folder_aside(location):
 
 def test_store_commands_advise_a_rebuild_never_a_new_inversion(tmp_path):
     from _store_helpers import location_for
-    from flows.cli import app
+    from cli.app import app
 
     location = location_for("local", tmp_path, None)
     written_store(location)

@@ -23,12 +23,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganinv.utils.precision import full_precision
+from ganinv.errors import UserError
 
 LPIPS_NETS = ("vgg", "alex")
 MAX_RESOLUTION = 256
 
 
-class PerceptualWeightsMissing(FileNotFoundError):
+class PerceptualWeightsMissing(UserError, FileNotFoundError):
     """The ImageNet trunk weights LPIPS needs are not on disk (and ganinv will not download them)."""
 
 

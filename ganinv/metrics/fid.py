@@ -16,13 +16,14 @@ import importlib.util
 from pathlib import Path
 
 import torch
+from ganinv.errors import UserError
 
 # torch-fidelity's URL_INCEPTION_V3 ends in this name; torch.hub.load_state_dict_from_url saves it under it.
 INCEPTION_WEIGHTS_FILE = "weights-inception-2015-12-05-6726825d.pth"
 FID_FEATURES = 2048
 
 
-class InceptionWeightsMissing(FileNotFoundError):
+class InceptionWeightsMissing(UserError, FileNotFoundError):
     """FID was asked for, but torch-fidelity or its Inception weights are not on this machine."""
 
 

@@ -28,6 +28,7 @@ from ganinv.training.checkpoint import config_from_dict, load_checkpoint, load_c
 from ganinv.training.sampling import style_mixed_ws, training_autocast
 from ganinv.training.train_gan import generator_from_checkpoint, load_training_images
 from ganinv.utils.images import to_model_input
+from ganinv.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -170,7 +171,7 @@ def train_encoder(run_dir: str | Path, *, gan_run: str | Path, minutes: float, s
     return trainer
 
 
-class RunConfigMismatch(ValueError):
+class RunConfigMismatch(UserError, ValueError):
     """A resumed run was asked to train with options other than those it was created with."""
 
 

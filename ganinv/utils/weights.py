@@ -17,15 +17,16 @@ from typing import Mapping
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
+from ganinv.errors import UserError
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 
 
-class MissingWeights(FileNotFoundError):
+class MissingWeights(UserError, FileNotFoundError):
     """No weights file where the source points: a built-in absent from this checkout, or no such file."""
 
 
-class BadWeightsFile(ValueError):
+class BadWeightsFile(UserError, ValueError):
     """The file is there but is not a readable weights file of the expected kind."""
 
 

@@ -3,7 +3,7 @@
     reports_root/
       index.html                 every run, newest first (rewritten by each report)
       <run>/index.html           the report: static, self-contained (inline CSS, no scripts, relative image links)
-      <run>/metrics.json         the same numbers, machine-readable (flows/report/schema.py)
+      <run>/metrics.json         the same numbers, machine-readable (report/schema.py)
       <run>/*.png                plots and image grids; <run>/galleries/ holds copied edit galleries
 
 A run's folder is written under a temporary name and renamed into place when complete, so a crashed report never
@@ -27,15 +27,15 @@ import fsspec
 import numpy as np
 from PIL import Image
 
-from flows.report import figures
-from flows.report.collect import RunData, collect
-from flows.report.distances import DEFAULT_MAX_ITEMS, distribution_distances
-from flows.report.regressions import Regression, Thresholds, caveats, compare
-from flows.report.render import render_index, render_run
-from flows.report.schema import SCHEMA_NAME
-from flows.report.summarize import summarize
+from report import figures
+from report.collect import RunData, collect
+from report.config import Gallery, ReportConfig
+from report.distances import distribution_distances
+from report.regressions import Regression, Thresholds, caveats, compare
+from report.render import render_index, render_run
+from report.schema import SCHEMA_NAME
+from report.summarize import summarize
 
-Gallery = tuple[str, "str | os.PathLike[str]"]  # (title, PNG path)
 GALLERY_MIN_WIDTH, GALLERY_MAX_WIDTH = 600, 1100  # display widths of copied galleries, px
 SAMPLE_PAIRS = 12
 WORST_PAIRS = 8
@@ -175,36 +175,25 @@ def _comparison(previous: Mapping[str, Any] | None, metrics: Mapping[str, Any], 
                 caveats=caveats(previous, metrics) if previous else []), regressions
 
 
-def build_report(store_url: str, reports_root: str | os.PathLike[str], *, run: str | None = None,
-                 thresholds: Thresholds = Thresholds(), fid: bool | None = None,
-                 edit_rows: str | os.PathLike[str] | Sequence[Mapping[str, Any]] | None = None,
-                 galleries: Sequence[Gallery] = (), wall_seconds: float | None = None,
-                 device_kind: str | None = None, max_fd_items: int = DEFAULT_MAX_ITEMS, device: str = "cpu",
+def build_report(store_url: str, reports_root: str | os.PathLike[str], config: ReportConfig = ReportConfig(), *,
                  storage_options: Mapping[str, Any] | None = None) -> ReportResult:
-    """Writes `reports_root/<run>/` (index.html, metrics.json, plots, grids) for the store at `store_url`, compares
-    it with the newest earlier run in `reports_root`, and rewrites `reports_root/index.html`.
-
-    run: folder name (default: UTC time, `default_run_name`); an existing folder of that name is replaced.
-    fid: None = FID when torch-fidelity and the Inception weights are here; True = required (raises
-         InceptionWeightsMissing otherwise); False = skip. FD-clf is always computed when thumbnails exist.
-    edit_rows / galleries: edit-evaluation rows (or a JSON file of them) and (title, PNG path or URL) direction
-         galleries; by default, the rows recorded in the store's `edits/<run>` groups (`evaluation` attribute) and
-         the grids their runs wrote (`made_by.grids`/index.json).
-    wall_seconds, device_kind: the inversion run's wall time and device ('cuda', 'cpu'), when the caller knows them.
-    """
-    run = run or default_run_name()
+    """Writes `reports_root/<run>/` (index.html, metrics.json, plots, grids) for the store at `store_url` as
+    `config` asks (report/config.py), compares it with the newest earlier run in `reports_root`, and rewrites
+    `reports_root/index.html`."""
+    run = config.run or default_run_name()
     root = Path(reports_root)
     # 1. read the store
     data = collect(store_url, storage_options=storage_options)
     # 2. compute the run's numbers
-    distribution = distribution_distances(data, fid_mode=fid, max_items=max_fd_items, device=device)
-    metrics = summarize(data, run=run, distribution=distribution, edit_rows=load_edit_rows(edit_rows, data),
-                        wall_seconds=wall_seconds, device_kind=device_kind)
+    distribution = distribution_distances(data, fid_mode=config.fid, max_items=config.max_fd_items,
+                                          device=config.device)
+    metrics = summarize(data, run=run, distribution=distribution, edit_rows=load_edit_rows(config.edit_rows, data),
+                        wall_seconds=config.wall_seconds, device_kind=config.device_kind)
     # 3. compare with the previous run
     history = load_history(root, exclude=run)
-    metrics["comparison"], regressions = _comparison(history[-1] if history else None, metrics, thresholds)
+    metrics["comparison"], regressions = _comparison(history[-1] if history else None, metrics, config.thresholds)
     # 4. write plots, grids and pages into a temporary folder, then move it into place
-    path = _write_run_folder(root, run, data, metrics, history, galleries)
+    path = _write_run_folder(root, run, data, metrics, history, config.galleries)
     # 5. refresh the reports index
     (root / "index.html").write_text(render_index([*history, metrics]), encoding="utf-8")
     return ReportResult(path=path, metrics=metrics, regressions=tuple(regressions))
@@ -236,6 +225,6 @@ def _write_run_folder(root: Path, run: str, data: RunData, metrics: dict[str, An
     return final / "index.html"
 
 
-def demo_report(store_url: str, reports_root: str | os.PathLike[str], **options: Any) -> Path:
+def demo_report(store_url: str, reports_root: str | os.PathLike[str], config: ReportConfig = ReportConfig()) -> Path:
     """The last stage of `make demo`: a report of the demo store; returns the index.html path (print its URI)."""
-    return build_report(store_url, reports_root, **options).path
+    return build_report(store_url, reports_root, config).path

@@ -12,7 +12,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from flows.report.schema import PERCEPTUAL_METRICS, metric_label
+from ganinv.errors import UserError
+from ganinv.item_metrics import PERCEPTUAL
+from ganinv.item_metrics import label as metric_label
+
+
+class ThresholdError(UserError, ValueError):
+    """A regression threshold that does not exist or is not a number."""
 
 
 @dataclass(frozen=True)
@@ -37,11 +43,11 @@ class Thresholds:
         for item in items:
             name, sep, value = item.partition("=")
             if not sep:
-                raise ValueError(f"threshold {item!r}: write NAME=VALUE with NAME one of {cls.names()}")
+                raise ThresholdError(f"threshold {item!r}: write NAME=VALUE with NAME one of {cls.names()}")
             try:
                 values[name.strip()] = float(value)
             except ValueError:
-                raise ValueError(f"threshold {item!r}: {value!r} is not a number") from None
+                raise ThresholdError(f"threshold {item!r}: {value!r} is not a number") from None
         return cls.with_overrides(values)
 
     @classmethod
@@ -49,7 +55,7 @@ class Thresholds:
         """The defaults with some fields replaced by name (the flow's `thresholds` parameter)."""
         unknown = sorted(set(values) - set(cls.names()))
         if unknown:
-            raise ValueError(f"unknown threshold(s) {unknown}: write NAME=VALUE with NAME one of {cls.names()}")
+            raise ThresholdError(f"unknown threshold(s) {unknown}: write NAME=VALUE with NAME one of {cls.names()}")
         return cls(**{name: float(value) for name, value in values.items()})
 
     @classmethod
@@ -78,7 +84,7 @@ class Regression:
     message: str
 
 
-def checks(perceptual: Sequence[str] = PERCEPTUAL_METRICS) -> list[Check]:
+def checks(perceptual: Sequence[str] = PERCEPTUAL) -> list[Check]:
     out = [Check("psnr_drop_db", ("quality", "psnr", "mean"), "mean PSNR", "lower", False),
            Check("ssim_drop", ("quality", "ssim", "mean"), "mean SSIM", "lower", False),
            Check("failure_rate_rise", ("counts", "failure_rate"), "failure rate", "higher", False)]

@@ -34,29 +34,6 @@ from __future__ import annotations
 
 SCHEMA_NAME = "ganinv-evaluation-report"
 SCHEMA_VERSION = 1
-
-# How each known per-item metric reads; others are shown by their store name.
-METRIC_INFO: dict[str, dict[str, str]] = {
-    "psnr": dict(label="PSNR (dB)", better="higher"),
-    "ssim": dict(label="SSIM", better="higher"),
-    "mse": dict(label="MSE", better="lower"),
-    "lpips": dict(label="LPIPS", better="lower"),
-    "lpips-vgg": dict(label="LPIPS (VGG)", better="lower"),
-    "lpips-alex": dict(label="LPIPS (AlexNet)", better="lower"),
-    "clf-perceptual": dict(label="clf-perceptual (attribute-classifier features, not LPIPS)", better="lower"),
-    "clf_perceptual": dict(label="clf-perceptual (attribute-classifier features, not LPIPS)", better="lower"),
-    "final_loss": dict(label="final loss", better="lower"),
-    "steps": dict(label="optimisation steps", better=None),
-    "seconds": dict(label="seconds per image (device)", better="lower"),
-}
-# Perceptual metrics as the inversion workers name them (after their loss: `lpips-vgg`, `clf-perceptual`; LPIPS only
-# when its calibrated weights were on disk), plus the underscore spellings of older stores.
-PERCEPTUAL_METRICS = ("lpips-vgg", "lpips-alex", "lpips", "clf-perceptual", "clf_perceptual")
-QUALITY_METRICS = ("psnr", "ssim", *PERCEPTUAL_METRICS, "mse")  # shown in histograms and label breakdowns
-
+# Metric names, how they read and which way is better: the one registry, ganinv/item_metrics.py.
 FD_CLF_NAME = "FD-clf (attribute-classifier features, not FID)"
 FID_NAME = "FID (Inception-v3 pool features, torchmetrics / torch-fidelity)"
-
-
-def metric_label(name: str) -> str:
-    return METRIC_INFO.get(name, {}).get("label", name)

@@ -15,8 +15,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 
-from flows.report.collect import RunData  # noqa: E402
-from flows.report.schema import METRIC_INFO, PERCEPTUAL_METRICS, QUALITY_METRICS, metric_label  # noqa: E402
+from ganinv.item_metrics import PERCEPTUAL, QUALITY  # noqa: E402
+from ganinv.item_metrics import better as metric_better  # noqa: E402
+from ganinv.item_metrics import label as metric_label  # noqa: E402
+from report.collect import RunData  # noqa: E402
 
 DPI = 110
 CURRENT, PREVIOUS, BAD = "#2563eb", "#9ca3af", "#dc2626"
@@ -36,7 +38,7 @@ def _short_label(name: str) -> str:
 
 def histograms(data: RunData, folder: Path, previous: Mapping[str, Any] | None = None) -> str | None:
     """One histogram per quality metric over done items; solid line = this run's mean, dashed = previous run's."""
-    names = [m for m in QUALITY_METRICS if m in data.metrics and np.isfinite(data.metrics[m][data.done]).any()]
+    names = [m for m in QUALITY if m in data.metrics and np.isfinite(data.metrics[m][data.done]).any()]
     if not names:
         return None
     fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 2.6), squeeze=False)
@@ -48,7 +50,7 @@ def histograms(data: RunData, folder: Path, previous: Mapping[str, Any] | None =
         prev = ((previous or {}).get("quality", {}).get(name) or {}).get("mean")
         if prev is not None:
             ax.axvline(prev, color=BAD, lw=1.2, ls="--", label="previous mean")
-        better = METRIC_INFO.get(name, {}).get("better")
+        better = metric_better(name)
         ax.set_title(f"{_short_label(name)}" + (f"  ({better} is better)" if better else ""), fontsize=8)
         ax.tick_params(labelsize=7)
         ax.set_ylabel("items", fontsize=7)
@@ -89,7 +91,7 @@ def label_bars(by_label: Mapping[str, Any], folder: Path, metric: str = "psnr") 
 
 
 TREND_PANELS = (("quality", "psnr", "mean", "mean PSNR (dB)"), ("quality", "ssim", "mean", "mean SSIM"),
-                *(("quality", m, "mean", f"mean {m.replace('_', '-')}") for m in PERCEPTUAL_METRICS),
+                *(("quality", m, "mean", f"mean {m.replace('_', '-')}") for m in PERCEPTUAL),
                 ("counts", "failure_rate", None, "failure rate"),
                 ("distribution", "fd_clf", "value", "FD-clf"),
                 ("throughput", "device_seconds_per_image", None, "device-s / image"))

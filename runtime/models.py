@@ -1,35 +1,47 @@
-"""The one model cache of a process (a Dask worker with one thread, or the flow process): the generator, the
-encoder and the attribute classifier are loaded on first use and kept, keyed by source, device and file version
-(a long-lived worker serving many runs sees a replaced file as a new model). Shard inversion (`tasks.worker`),
-edit rendering (`tasks.edits`) and direction finding (`tasks.directions`) all load through here, so a worker that
-inverts a shard and then renders edits holds one copy of the generator.
+"""The one model cache of a process (a Dask worker with one thread, or the flow process), and device handling.
 
-A module-level cache is enough for workers with `threads_per_worker=1` (PLATFORM_NOTES: "model once per worker");
-a lock makes concurrent first loads in one process load once.
+The generator, the encoder and the attribute classifier are loaded on first use and kept, keyed by source, device
+and file version (a long-lived worker serving many runs sees a replaced file as a new model). Shard inversion
+(`runtime.shard`), edit rendering (`runtime.edits`) and direction finding (`runtime.directions`) all load through
+here, so a worker that inverts a shard and then renders edits holds one copy of the generator. A module-level cache
+is enough for Dask workers with one thread each (docs/platform.md); a lock makes concurrent first loads load once.
 
-Also here: the check that a generator is the one a store's codes belong to (`store_generator_source`).
+Also here: what a coordinator needs to know of a generator (`describe_generator`) and the check that a generator is
+the one a store's codes belong to (`store_generator_source`).
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from storage import GeneratorIdentity
-from storage.latent_store import StoreMismatchError
+from runtime.errors import ConfigError, WorkerSetupError
+from storage import GeneratorIdentity, StoreMismatchError
 
 _CACHE: dict[tuple, Any] = {}
 _CACHE_LOCK = threading.RLock()
 
 
-class WorkerSetupError(RuntimeError):
-    """This worker cannot run shards of this store (e.g. it sees another generator file); retrying will not help."""
+@dataclass(frozen=True)
+class GeneratorInfo:
+    """What the coordinator needs to know about a generator to create a store for it."""
+
+    source: str
+    identity: str
+    config: Mapping[str, Any]
+    num_ws: int
+    w_dim: int
+    z_dim: int
+    img_resolution: int
+
+    def store_identity(self) -> GeneratorIdentity:
+        return GeneratorIdentity(sha256=self.identity, config=dict(self.config), source=self.source)
 
 
 @dataclass(frozen=True)
@@ -88,6 +100,15 @@ def load_models(source: str, encoder: str | None, device: str | torch.device) ->
         return Models(G=G, identity=identity, E=E, device=device)
 
     return _cached(("models", source, encoder, str(device), _file_version(source), _file_version(encoder)), load)
+
+
+def describe_generator(source: str) -> GeneratorInfo:
+    """The generator's identity and shapes, from this process's cache (CPU; loaded once per file version, so a
+    long-lived coordinator sees a replaced file as a new generator); raises GeneratorLoadError."""
+    loaded = load_models(source, None, "cpu")
+    G = loaded.G
+    return GeneratorInfo(source=source, identity=loaded.identity, config=dict(G.init_kwargs), num_ws=G.num_ws,
+                         w_dim=G.w_dim, z_dim=G.z_dim, img_resolution=G.img_resolution)
 
 
 def generator(source: str, device: str | torch.device = "cpu") -> nn.Module:
@@ -156,8 +177,8 @@ def store_generator_source(store_generator: GeneratorIdentity, source: str | Non
     """
     source = source or store_generator.source
     if not source:
-        raise ValueError("the store does not say where its generator is (generator.source is empty): pass "
-                         "--generator (a .safetensors/.pkl file or a built-in name such as faces64)")
+        raise ConfigError("the store does not say where its generator is (generator.source is empty): pass "
+                          "--generator (a .safetensors/.pkl file or a built-in name such as faces64)")
     weights, file_hash = _identities(source)
     if store_generator.sha256 not in (weights, file_hash):
         raise StoreMismatchError(f"generator {source!r} (identity {weights[:16]}..., file sha256 "

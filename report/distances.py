@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from flows.report.collect import RunData
-from flows.report.schema import FD_CLF_NAME, FID_NAME
+from report.collect import RunData
+from report.schema import FD_CLF_NAME, FID_NAME
 from ganinv.metrics import (InceptionWeightsMissing, embedding_frechet_distance, fid_unavailable_reason,
                             frechet_inception_distance)
 from ganinv.utils.images import to_model_input

@@ -1,4 +1,4 @@
-"""Step 2 of a report: the run's numbers, as the JSON-ready dict that becomes `metrics.json` (see flows/report/schema.py
+"""Step 2 of a report: the run's numbers, as the JSON-ready dict that becomes `metrics.json` (see report/schema.py
 for the keys). Every value is a plain float, int, str, list or dict; a value that could not be computed is None and
 a `reason` says why."""
 
@@ -13,9 +13,11 @@ from typing import Any
 
 import numpy as np
 
-from flows.report.collect import RunData
-from flows.report.schema import (METRIC_INFO, PERCEPTUAL_METRICS, QUALITY_METRICS, SCHEMA_NAME, SCHEMA_VERSION,
-                                 metric_label)
+from ganinv.item_metrics import PERCEPTUAL, QUALITY
+from ganinv.item_metrics import better as metric_better
+from ganinv.item_metrics import label as metric_label
+from report.collect import RunData
+from report.schema import SCHEMA_NAME, SCHEMA_VERSION
 
 LABEL_BINS = ("low", "mid", "high")  # continuous labels are split at their tertiles
 MAX_FAILURE_REASONS = 20
@@ -47,7 +49,7 @@ def quality(data: RunData) -> dict[str, dict[str, Any]]:
     for name, values in data.metrics.items():
         stats = describe(values[data.done])
         if stats["n"]:
-            out[name] = dict(label=metric_label(name), better=METRIC_INFO.get(name, {}).get("better"), **stats)
+            out[name] = dict(label=metric_label(name), better=metric_better(name), **stats)
     return out
 
 
@@ -67,7 +69,7 @@ def label_groups(values: np.ndarray) -> tuple[str, list[tuple[str, np.ndarray]]]
 def by_label(data: RunData) -> dict[str, dict[str, Any]]:
     """For each label, the done items split into groups (0/1, or low/mid/high tertiles) with each quality metric's
     mean, so a reader sees which kinds of images invert worse."""
-    names = [m for m in QUALITY_METRICS if m in data.metrics and np.isfinite(data.metrics[m][data.done]).any()]
+    names = [m for m in QUALITY if m in data.metrics and np.isfinite(data.metrics[m][data.done]).any()]
     out = {}
     for label, values in data.labels.items():
         kind, groups = label_groups(np.where(data.done, values, np.nan))
@@ -117,7 +119,7 @@ def code_version() -> dict[str, Any]:
     """The ganinv version and, when the code runs from a git checkout, its commit (with '-dirty' if modified)."""
     from ganinv import __version__
 
-    repo = Path(__file__).resolve().parents[2]
+    repo = Path(__file__).resolve().parents[1]
     commit = None
     if not (repo / ".git").exists():  # an installed copy: the version is all there is
         return dict(ganinv=__version__, git=None)
@@ -186,7 +188,7 @@ def summarize(data: RunData, *, run: str, distribution: Mapping[str, Any],
               edit_rows: Sequence[Mapping[str, Any]] = (), wall_seconds: float | None = None,
               device_kind: str | None = None) -> dict[str, Any]:
     """The metrics.json body (without `comparison`, which needs the earlier runs)."""
-    perceptual = [m for m in PERCEPTUAL_METRICS if m in data.metrics and np.isfinite(data.metrics[m]).any()]
+    perceptual = [m for m in PERCEPTUAL if m in data.metrics and np.isfinite(data.metrics[m]).any()]
     body = dict(schema=SCHEMA_NAME, schema_version=SCHEMA_VERSION, run=run,
                 generated_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
                 counts=counts(data), quality=quality(data), perceptual_metrics=perceptual, by_label=by_label(data),

@@ -1,4 +1,4 @@
-"""Step 4b of a report: HTML from Jinja2 templates shipped in `flows/templates/` (package data). Pages are static and
+"""Step 4b of a report: HTML from Jinja2 templates shipped in `report/templates/` (package data). Pages are static and
 self-contained: inline CSS, no scripts, no fonts or links outside the reports folder, images by relative path."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any
 
 import jinja2
 
-from flows.report.schema import QUALITY_METRICS
+from ganinv.item_metrics import QUALITY
 
 EDIT_COLUMNS = ("direction", "method", "target", "strength", "flip_rate", "num_eligible", "target_delta",
                 "interference", "interference_max", "pixel_change", "perceptual_change")
@@ -35,7 +35,7 @@ def _dig(body: Any, *path: str) -> Any:
 
 
 def environment() -> jinja2.Environment:
-    env = jinja2.Environment(loader=jinja2.PackageLoader("flows", "templates"),
+    env = jinja2.Environment(loader=jinja2.PackageLoader("report", "templates"),
                              autoescape=jinja2.select_autoescape(["html", "j2"]), undefined=jinja2.StrictUndefined,
                              trim_blocks=True, lstrip_blocks=True)
     env.filters.update(num=_num, pct=_pct, dig=_dig)
@@ -52,7 +52,7 @@ def render_run(metrics: Mapping[str, Any], *, figures: Mapping[str, str | None],
     flagged_metrics = {r["metric"].split(".")[1] for r in regressions if r["metric"].startswith("quality.")}
     quality = metrics["quality"]
     headline = [m for m in ("psnr", "ssim", *metrics["perceptual_metrics"]) if m in quality]
-    label_metrics = [m for m in QUALITY_METRICS if m in quality and m != "mse"]
+    label_metrics = [m for m in QUALITY if m in quality and m != "mse"]
     rows = metrics["edits"]["evaluation"]
     edit_columns = [c for c in EDIT_COLUMNS if any(c in row for row in rows)]
     return environment().get_template("report.html.j2").render(

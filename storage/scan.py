@@ -44,8 +44,9 @@ from typing import Any
 import fsspec
 
 from ganinv.datasets.folder import IMAGE_SUFFIXES, is_image_name
-from storage import Manifest
+from ganinv.errors import UserError
 from storage.scan_cache import HashCache  # full path -> (fingerprint, sha256)
+from storage.schema import Manifest
 
 _GLOB_CHARS = "*?["
 _HASH_THREADS = 8  # hashing is I/O-bound on buckets; threads hide the round trips
@@ -56,7 +57,8 @@ _FINGERPRINT_KEYS = ("ETag", "etag", "mtime", "LastModified", "last_modified", "
 
 @dataclass(frozen=True)
 class Skipped:
-    """A file the scan found but did not put in the manifest, and why."""
+    """A file the scan found but did not put in the manifest (`path`: its image_id, or its full path outside the
+    root), and why (`reason`: 'unreadable: <error>' or 'duplicate of <image_id>')."""
 
     path: str
     reason: str
@@ -84,6 +86,14 @@ class ScanResult:
                 "hashed": self.hashed, "reused": self.reused}
 
 
+class NoImagesError(UserError, FileNotFoundError):
+    """The images to scan are not there: no image files in the folder, list file or glob."""
+
+
+class LabelsError(UserError, ValueError):
+    """The labels CSV cannot be read as numeric labels; the message names the file, line and column."""
+
+
 def scan_images(source: str, *, labels: str | None = None, storage_options: Mapping[str, Any] | None = None,
                 previous: HashCache | None = None) -> ScanResult:
     """Lists, hashes and labels the images of `source` (a directory, list file or glob; see the module docstring).
@@ -91,7 +101,7 @@ def scan_images(source: str, *, labels: str | None = None, storage_options: Mapp
     fs, root, listing = _list_images(source, storage_options=storage_options)
     files = sorted(listing)
     if not files:
-        raise FileNotFoundError(f"no image files in {source!r} (looked for {', '.join(IMAGE_SUFFIXES)}); give a folder "
+        raise NoImagesError(f"no image files in {source!r} (looked for {', '.join(IMAGE_SUFFIXES)}); give a folder "
                                 "of images, a list file with one path per line, or a glob such as 'photos/*.jpg'")
     ids = [_image_id(root, path) for path in files]
     keys = [_full(fs, path) for path in files]
@@ -145,7 +155,8 @@ def read_labels(csv_path: str, *, storage_options: Mapping[str, Any] | None = No
     with fsspec.open(csv_path, "r", newline="", **dict(storage_options or {})) as f:
         rows = list(csv.reader(f))
     if len(rows) < 2 or len(rows[0]) < 2:
-        raise ValueError(f"labels file {csv_path}: expected a header row (image id, then label names) and data rows")
+        raise LabelsError(f"labels file {csv_path}: expected a header row (image id, then label names) and data "
+                          "rows")
     header, table = [h.strip() for h in rows[0]], {}
     for line, row in enumerate(rows[1:], start=2):
         if not row:
@@ -156,8 +167,8 @@ def read_labels(csv_path: str, *, storage_options: Mapping[str, Any] | None = No
                 try:
                     values[name] = float(cell)
                 except ValueError:
-                    raise ValueError(f"labels file {csv_path}, line {line}, column {name!r}: {cell!r} is not a "
-                                     "number (labels must be numeric; encode categories as 0/1 columns)") from None
+                    raise LabelsError(f"labels file {csv_path}, line {line}, column {name!r}: {cell!r} is not a "
+                                      "number (labels must be numeric; encode categories as 0/1 columns)") from None
         table[row[0].strip()] = values
     return table
 
@@ -180,7 +191,7 @@ def _list_images(source: str, *, storage_options: Mapping[str, Any] | None
     if fs.isfile(path):
         root = posixpath.dirname(path)
         return fs, root, {p: _info_or_none(fs, p) for p in _read_list_file(fs, path, root)}
-    raise FileNotFoundError(f"{source!r} is neither a folder, a list file nor a glob that matches anything")
+    raise NoImagesError(f"{source!r} is neither a folder, a list file nor a glob that matches anything")
 
 
 def _info_or_none(fs: fsspec.AbstractFileSystem, path: str) -> Mapping[str, Any] | None:

@@ -11,8 +11,9 @@ from typing import Any
 import fsspec
 import numpy as np
 
+from ganinv.item_metrics import canonical_name
 from storage import LatentStore, Status
-from storage.latent_store import resolve_item_path
+from storage.arrays import RESULT_KINDS
 from storage.schema import StoreAttributes
 
 
@@ -51,15 +52,7 @@ class RunData:
 
     def thumbnails(self, indices: Sequence[int]) -> np.ndarray:
         """uint8 `[len(indices), t, t, 3]` reconstructions; the store must have thumbnails."""
-        index = np.asarray(indices, np.int64)
-        if self.thumbnail_size is None:
-            raise ValueError(f"{self.store.url} has no thumbnails (create the store with thumbnail_size=)")
-        if index.size == 0:
-            t = self.thumbnail_size
-            return np.zeros((0, t, t, 3), np.uint8)
-        order = np.argsort(index)  # zarr wants ascending orthogonal indices
-        values = self.store.array("thumbnails").get_orthogonal_selection((index[order],))
-        return values[np.argsort(order)]
+        return self.store.thumbnails(np.asarray(indices, np.int64))
 
     def originals(self, indices: Sequence[int], size: int) -> tuple[np.ndarray, list[str | None]]:
         """(uint8 `[len(indices), size, size, 3]`, errors): the input files resized (Lanczos) to `size` px; an
@@ -85,22 +78,10 @@ def read_image(path: str, size: int, *, storage_options: Mapping[str, Any] | Non
 
 
 def collect(store_url: str, *, storage_options: Mapping[str, Any] | None = None) -> RunData:
-    """Reads the per-item arrays and result-group attributes of the store at `store_url` (opened read-only)."""
+    """Reads the per-item arrays and result-group attributes of the store at `store_url` (opened read-only). Metric
+    names are the registry's (ganinv/item_metrics.py), older spellings included."""
     store = LatentStore.open(store_url, "r", storage_options=storage_options)
-    n, layout = store.num_items, store.layout
-    read = lambda name: store.array(name)[:n]  # noqa: E731
-    root = store.attributes.dataset.root
-    paths = tuple(resolve_item_path(root, str(p)) for p in read("path"))
-    strings = lambda name: np.array([str(v) for v in read(name)], dtype=object)  # noqa: E731 - zarr StringDType
-    return RunData(store=store, image_ids=strings("image_id"), paths=paths, status=read("status"),
-                   errors=strings("error"),
-                   metrics={m: read(f"metrics/{m}").astype(np.float64) for m in layout.metrics},
-                   labels={a: read(f"labels/{a}").astype(np.float64) for a in layout.labels},
-                   results={kind: _result_groups(store, kind) for kind in ("directions", "edits")})
-
-
-def _result_groups(store: LatentStore, kind: str) -> dict[str, dict[str, Any]]:
-    try:
-        return store.result_groups(kind)
-    except KeyError:  # a store made before the group existed
-        return {}
+    return RunData(store=store, image_ids=store.image_ids(), paths=store.paths(), status=store.status(),
+                   errors=store.errors(),
+                   metrics={canonical_name(m): values for m, values in store.metrics().items()},
+                   labels=store.labels(), results={kind: store.result_groups(kind) for kind in RESULT_KINDS})

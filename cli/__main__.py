@@ -1,0 +1,5 @@
+"""`python -m cli ...` runs the `ganinv` command."""
+
+from cli.app import app
+
+app()

@@ -1,0 +1,127 @@
+"""Commands that make the embedded world and train its models: `make-dataset`, `train-classifier`, `train-gan`,
+`train-encoder`. Defaults live in the training configs (ganinv/training/); a flag left out keeps them."""
+
+from __future__ import annotations
+
+import json
+from typing import Optional
+
+import typer
+
+from cli.common import given
+from cli.errors import InputNotFound
+
+app = typer.Typer()
+
+
+@app.command("make-dataset")
+def make_dataset(
+    out: str = typer.Argument(..., help="Output folder: writes OUT/images/NNNNNN.png and OUT/attributes.csv."),
+    n: int = typer.Option(10000, "--n", help="Number of faces."),
+    seed: int = typer.Option(0, "--seed", help="World seed: the same seed and index always give the same face."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Processes (default: all CPUs)."),
+    start: int = typer.Option(0, "--start", help="First face index (to build one dataset in several runs)."),
+) -> None:
+    """Render the procedural-faces dataset (a small world whose attributes are all known)."""
+    import time
+
+    from ganinv.datasets.procedural_faces import write_dataset
+
+    t0 = time.perf_counter()
+    csv_path = write_dataset(out, n, seed=seed, workers=workers, start=start)
+    seconds = time.perf_counter() - t0
+    typer.echo(f"wrote {n} faces to {out} ({n / max(seconds, 1e-9):.0f} images/s); attributes: {csv_path}")
+
+
+@app.command("train-classifier")
+def train_classifier(
+    out: str = typer.Option(..., "--out", help="Where to write the .safetensors classifier."),
+    n_train: Optional[int] = typer.Option(None, "--n-train", help="Training faces (rendered once, reused with "
+                                          "augmentation)."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Optimiser steps."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size"),
+    seed: Optional[int] = typer.Option(None, "--seed", help="World seed of the training faces."),
+    eval_seed: Optional[int] = typer.Option(None, "--eval-seed", help="World seed of the held-out faces."),
+    n_eval: Optional[int] = typer.Option(None, "--n-eval", help="Held-out faces."),
+    dataset_dir: Optional[str] = typer.Option(None, "--dataset-dir", "--dataset",
+                                              help="Train on a make-dataset folder instead of rendering."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads."),
+) -> None:
+    """Train the attribute classifier of the procedural-faces world and report held-out accuracy / R^2 (defaults:
+    ganinv.training.train_classifier.TrainClassifierConfig)."""
+    import logging
+
+    from ganinv.training.train_classifier import TrainClassifierConfig, train_classifier as train
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    config = TrainClassifierConfig(**given(seed=seed, n_train=n_train, eval_seed=eval_seed, n_eval=n_eval,
+                                           steps=steps, batch_size=batch_size, dataset_dir=dataset_dir,
+                                           threads=threads))
+    record = train(config, out)
+    typer.echo(json.dumps({"heldout": record["heldout"], "passes": record["passes"],
+                           "train_seconds": record["train_seconds"]}, indent=1))
+
+
+@app.command("train-gan")
+def train_gan(
+    run_dir: str = typer.Option(..., "--run-dir", help="Run folder: created, or resumed from its checkpoint."),
+    minutes: float = typer.Option(..., "--minutes", help="Wall time for this chunk; a checkpoint is written at the "
+                                  "end."),
+    data: Optional[str] = typer.Option(None, "--data", help="procedural:N:SEED, an .npy array or an image folder "
+                                       "(new run: GANTrainConfig's)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="New run: GANTrainConfig's; a resumed run "
+                                             "may change it."),
+    resample_impl: str = typer.Option("composite", "--resample-impl",
+                                      help="fir | separable | composite | subpixel (speed only)."),
+    export: Optional[str] = typer.Option(None, "--export", help="Also write G_ema in native format here "
+                                         "(.safetensors)."),
+) -> None:
+    """Train (or resume) the embedded world's StyleGAN2 for MINUTES (faces64 was made with this; see its model
+    card)."""
+    import ganinv.generators.layers as layers
+    from ganinv.training.train_gan import GANTrainConfig, generator_from_checkpoint, train_gan as train
+
+    try:
+        layers.check_resample_impl(resample_impl, source="--resample-impl")
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from None
+    config = GANTrainConfig(**given(data=data, batch_size=batch_size))
+    with layers.resample_impl(resample_impl):
+        trainer = train(run_dir, minutes=minutes, config=config, batch_size=batch_size)
+    typer.echo(f"{trainer.images_seen / 1000:.1f} kimg after {trainer.train_seconds / 60:.1f} min; checkpoint in "
+               f"{run_dir}")
+    if export:
+        from ganinv.generators import save_generator
+
+        save_generator(generator_from_checkpoint(run_dir), export, source=f"ganinv train-gan {run_dir}",
+                       extra_metadata=dict(kimg=round(trainer.images_seen / 1000, 1)))
+        typer.echo(f"exported G_ema to {export}")
+
+
+@app.command("train-encoder")
+def train_encoder(
+    gan_run: str = typer.Option(..., "--gan-run", help="GAN run folder whose G_ema the encoder inverts."),
+    run_dir: str = typer.Option(..., "--run-dir", help="Encoder run folder (created or resumed)."),
+    minutes: float = typer.Option(..., "--minutes"),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Length of the one-cycle learning-rate schedule "
+                                        "(new run: the training config's; a resumed run keeps its own)."),
+    data: Optional[str] = typer.Option(None, "--data", help="Real images: procedural:N:SEED, an .npy array or an "
+                                       "image folder (new run: the training config's)."),
+    perceptual: Optional[str] = typer.Option(None, "--perceptual", help="classifier | none (new run: classifier)."),
+    out: Optional[str] = typer.Option(None, "--out", help="Export the encoder here (.safetensors)."),
+) -> None:
+    """Train (or resume) the pSp/e4e-style encoder of a trained generator (faces64's was made with this)."""
+    from ganinv.models.encoder import save_encoder
+    from ganinv.training.train_encoder import PERCEPTUAL_TERMS, train_encoder as train
+
+    if perceptual is not None and perceptual not in PERCEPTUAL_TERMS:
+        raise typer.BadParameter(f"{perceptual!r}: expected one of {', '.join(PERCEPTUAL_TERMS)}",
+                                 param_hint="--perceptual")
+    try:
+        trainer = train(run_dir, gan_run=gan_run, minutes=minutes, steps=steps, data=data, perceptual=perceptual)
+    except FileNotFoundError as err:
+        raise InputNotFound(str(err)) from err
+    typer.echo(f"{trainer.step} steps after {trainer.train_seconds / 60:.1f} min; checkpoint in {run_dir}")
+    if out:
+        save_encoder(trainer.E.eval(), out, metadata=trainer.metadata())
+        typer.echo(f"exported the encoder to {out}")

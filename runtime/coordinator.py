@@ -1,0 +1,167 @@
+"""The coordinator's side of a dataset inversion, as plain functions: check the settings before any worker starts,
+open (or create) the store, plan the shards to run, and summarise what the store holds afterwards. Only the
+coordinating process (the flow) calls these; it holds the store's lease while it appends and plans.
+
+The plan (`InvertPlan`) and the summary (`InvertSummary`) are typed: the flow returns the summary, the CLI and the
+report read its fields.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import fsspec
+
+from ganinv.inversion.batch import item_metric_names
+from ganinv.losses.registry import parse_loss_spec
+from runtime.config import InvertConfig
+from runtime.errors import ConfigError
+from runtime.models import GeneratorInfo, describe_generator
+from runtime.shard import ShardReport
+from runtime.spec import InversionSpec
+from storage import LatentStore, Manifest, Shard
+from storage.schema import file_sha256
+from storage.scan import ScanResult, Skipped
+
+MAX_LISTED_FAILURES = 200  # failed items listed in a summary (all of them stay in the store's `error` array)
+
+
+@dataclass(frozen=True)
+class InvertPlan:
+    """Step 3's outcome: how many new items were appended, how many items are to do, in which shards."""
+
+    added: int
+    items: int
+    shards: tuple[Shard, ...]
+
+
+@dataclass(frozen=True)
+class RunStats:
+    """What this run's shards did (crashed shards: reports with an `error`)."""
+
+    shards: int
+    items: int
+    done: int
+    failed: int
+    crashed_shards: tuple[ShardReport, ...] = ()
+    invert_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class InvertSummary:
+    """A small, JSON-able account of a dataset inversion: store counts, this run, every input left out and why."""
+
+    store: str
+    images: str
+    num_items: int
+    counts: Mapping[str, int]               # pending / done / failed, over the whole store
+    added: int
+    this_run: RunStats
+    skipped: tuple[Skipped, ...]            # inputs the scan left out (unreadable, duplicates)
+    hashed: int                             # files the scan read and hashed
+    reused: int                             # files whose hash came from the scan cache
+    failures: tuple[Mapping[str, str], ...]  # {'image_id', 'error'} of failed items (the first MAX_LISTED_FAILURES)
+    labels: tuple[str, ...] = ()
+    seconds: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @property
+    def unreadable(self) -> tuple[Skipped, ...]:
+        """Skipped inputs that are not duplicates of another."""
+        return tuple(s for s in self.skipped if not s.reason.startswith("duplicate of"))
+
+    @property
+    def complete(self) -> bool:
+        """Every input is in the store, done (duplicates count as in)."""
+        return not (self.counts["failed"] or self.counts["pending"] or self.unreadable)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Step 0's outcome: the resolved spec, the generator it runs on, and the encoder file's sha256 (if any)."""
+
+    spec: InversionSpec
+    generator: GeneratorInfo
+    encoder_sha256: str | None = None
+
+
+def check_settings(generator: str, config: InvertConfig) -> Settings:
+    """Resolves `config` for `generator` and fails early, in the coordinator, on what every worker would fail on:
+    an unreadable generator, loss weights that are not on disk, a missing or mismatching encoder."""
+    spec = config.resolve(generator)
+    info = describe_generator(generator)
+    for _, name in parse_loss_spec(spec.config.loss):
+        if name.startswith("lpips-"):
+            from ganinv.losses.lpips_distance import require_trunk_weights
+            require_trunk_weights(name.removeprefix("lpips-"))  # PerceptualWeightsMissing names the file
+    if spec.encoder is None:
+        return Settings(spec=spec, generator=info)
+    from ganinv.models.encoder import BUILTIN_ENCODERS, load_encoder
+
+    E = load_encoder(spec.encoder)
+    want = (info.img_resolution, info.num_ws, info.w_dim)
+    if (E.img_resolution, E.num_ws, E.w_dim) != want:
+        raise ConfigError(f"encoder {spec.encoder!r} is for {E.img_resolution} px, num_ws {E.num_ws}, w_dim "
+                          f"{E.w_dim}; the generator {generator!r} has {want[0]} px, num_ws {want[1]}, w_dim "
+                          f"{want[2]}")
+    return Settings(spec=spec, generator=info, encoder_sha256=file_sha256(BUILTIN_ENCODERS.get(spec.encoder,
+                                                                                             spec.encoder)))
+
+
+def open_store(url: str, manifest: Manifest, settings: Settings, *, chunk_items: int | None,
+               storage_options: Mapping[str, Any] | None = None) -> tuple[LatentStore, bool]:
+    """Opens the store for writing, refusing one made with another generator, inversion spec or layout
+    (StoreMismatchError), or creates it with every manifest item pending. `chunk_items` None: the store's own, or
+    the default (256) for a new store. Returns (store, whether it was created now)."""
+    spec, generator = settings.spec, settings.generator
+    fs, root = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
+    created = not fs.exists(f"{root.rstrip('/')}/zarr.json")
+    layout = dict(thumbnail_size=min(spec.thumbnail_size, generator.img_resolution),
+                  metrics=item_metric_names(spec.config.loss), storage_options=storage_options)
+    if chunk_items is not None:
+        layout["chunk_items"] = chunk_items
+    store = LatentStore.open_or_create(
+        url, manifest=manifest, num_ws=generator.num_ws, w_dim=generator.w_dim,
+        generator=generator.store_identity(),
+        config=spec.to_record(resolution=generator.img_resolution, encoder_sha256=settings.encoder_sha256), **layout)
+    return store, created
+
+
+def save_scan_cache(store: LatentStore, scan: ScanResult) -> tuple[bool, str]:
+    """(saved, what happened): keeps the scan's hashes in the store for the next run (the caller holds the lease).
+    An unchanged cache is not written again (a nightly run over an unchanged corpus writes nothing); a failure is
+    reported, not raised: the next run then hashes every file again."""
+    if not scan.hash_cache_changed:
+        return False, ""
+    try:
+        size = store.write_scan_cache(scan.hash_cache)
+    except Exception as err:  # noqa: BLE001 - the cache only saves time
+        return False, f"scan cache not saved ({type(err).__name__}: {err}); the next run hashes every file"
+    return True, f"scan cache of {len(scan.hash_cache)} files saved ({size} bytes)"
+
+
+def plan(store: LatentStore, manifest: Manifest, *, retry_failed: bool = False, created: bool = False
+         ) -> InvertPlan:
+    """Appends the manifest's new items (under the caller's lease) and lists the shards with work to do."""
+    added = len(store) if created else store.append(manifest)  # create() appended the manifest already
+    todo = store.todo_mask(retry_failed=retry_failed)
+    return InvertPlan(added=added, items=int(todo.sum()), shards=tuple(store.pending_shards(todo=todo)))
+
+
+def summarize(store: LatentStore, scan: ScanResult, reports: Sequence[ShardReport], *, added: int = 0,
+              seconds: float | None = None) -> InvertSummary:
+    """What the store holds now, what this run's shards did, every input left out and why."""
+    finished = [r for r in reports if r.error is None]
+    run = RunStats(shards=len(reports), items=sum(r.items for r in finished), done=sum(r.done for r in finished),
+                   failed=sum(r.failed for r in finished),
+                   crashed_shards=tuple(r for r in reports if r.error is not None),
+                   invert_seconds=sum(r.invert_s or 0.0 for r in finished))
+    return InvertSummary(store=store.url, images=scan.source, num_items=len(store), counts=store.status_counts(),
+                         added=added, this_run=run, skipped=scan.skipped, hashed=scan.hashed, reused=scan.reused,
+                         failures=tuple(store.failed_items(limit=MAX_LISTED_FAILURES)),
+                         labels=tuple(store.layout.labels), seconds=seconds)

@@ -1,0 +1,253 @@
+"""Inverting one shard of a latent store on this worker, as a plain function a Dask task (or a test, or a benchmark)
+calls: `run_shard(store_url, shard_index, generator=...)`.
+
+It opens the store by URL, reads the inversion settings the store recorded (`runtime.spec.InversionSpec`) and the
+items of the shard still to do, decodes their files, inverts them in batches (`ganinv.inversion.batch`) and writes
+the whole shard back (data first, status last: docs/store.md). Nothing but the URL and the shard index comes in and
+a small `ShardReport` goes out, so Prefect and Dask never move images or latents. Models come from the process's
+cache (`runtime.models`); the flows run Dask workers with one thread each, so one shard runs per process at a time.
+
+Determinism: every item's random stream is seeded from its image_id (`ganinv.utils.seeds.seed_from_id`), batches are
+consecutive runs of the shard's pending items, and a shard is written in one piece; so re-running a shard (after a
+crash, on another worker, or twice at once) writes the same bytes on the same device and thread count (bitwise on
+CPU; on GPU up to cuDNN's non-deterministic kernels unless `torch.use_deterministic_algorithms`).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import json
+import os
+import sys
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from ganinv.datasets.folder import DecodePolicy, ImageDecodeError, decode_image
+from ganinv.inversion.batch import invert_batch
+from ganinv.utils.prefetch import prefetch as prefetch_batches
+from ganinv.utils.seeds import seed_from_id
+from runtime.config import AUTO, ExecutionOptions
+from runtime.errors import ConfigError, WorkerSetupError
+from runtime.models import Models, load_models, resolve_device
+from runtime.spec import InversionSpec
+from storage import LatentStore, Layout, ShardInputs, ShardResult, Status
+
+DEFAULT_BATCH = {"cpu": 16, "cuda": 32}  # images per inversion call when batch_size is None
+_AUTO_BATCHES: dict[tuple, int] = {}  # (generator, device, config) -> batch, probed once per worker process
+EVENT_TOPIC = "ganinv.shard"  # Dask worker events: {'event': 'started' | 'finished', 'shard': i, 'pid': ...}
+_MALLOC_TUNED = False
+
+
+@dataclass(frozen=True)
+class ShardReport:
+    """What one shard task did: items it found to do, done and failed, timings (seconds: the whole task; load_s:
+    loading models, ~0 once cached; decode_s: decoding the inversion did not hide; invert_s; write_s), the worker
+    process and device. A shard that failed beyond its retries has only `shard` and `error`."""
+
+    shard: int
+    items: int = 0
+    done: int = 0
+    failed: int = 0
+    pid: int | None = None
+    seconds: float | None = None
+    load_s: float | None = None
+    decode_s: float | None = None
+    invert_s: float | None = None
+    write_s: float | None = None
+    device: str | None = None
+    error: str | None = None
+
+
+def run_shard(store_url: str, shard_index: int, *, generator: str, run_id: str | None = None,
+              retry_failed: bool = False, execution: ExecutionOptions = ExecutionOptions(),
+              storage_options: Mapping[str, Any] | None = None) -> ShardReport:
+    """Inverts the items of shard `shard_index` still to do (failed ones too with `retry_failed`) and writes them;
+    returns counts and timings.
+
+    `generator`: what `load_generator` accepts, reachable from this worker (its identity must be the store's).
+    `run_id`: the run holding the store's lease (writes are refused if another run holds it). From `execution`:
+    `batch_size` images per inversion call (None: `DEFAULT_BATCH` of the device; 'auto': as many as fit the GPU,
+    probed once per worker, the CPU default elsewhere), `device`, `threads` (torch CPU threads), `prefetch` (decode,
+    and on CUDA copy to the device, the next batch while this one is inverted; the results are the same either way).
+    """
+    t_start = time.perf_counter()
+    check_batch_size(execution.batch_size)
+    tune_malloc()
+    if execution.threads:
+        torch.set_num_threads(int(execution.threads))
+    store = LatentStore.open(store_url, "r+", run_id=run_id, storage_options=storage_options)
+    spec = InversionSpec.from_record(store.attributes.inversion, thumbnail_size=store.layout.thumbnail_size)
+    inputs = store.read_shard_inputs(store.shard(shard_index), retry_failed=retry_failed)
+    if len(inputs) == 0:  # a re-run of a finished shard (Dask or Prefect retried it after it wrote)
+        return ShardReport(shard=shard_index, pid=os.getpid(), seconds=time.perf_counter() - t_start)
+    _emit({"event": "started", "shard": shard_index, "items": len(inputs), "pid": os.getpid()})
+    t_models = time.perf_counter()
+    models = load_models(generator, spec.encoder, resolve_device(execution.device))
+    _check_identity(store, models, generator)
+    t_invert = time.perf_counter()
+    batch_size = resolve_batch_size(models, spec, execution.batch_size, generator=generator)
+    chunks = decoded_chunks(inputs, spec.decode_policy(models.G.img_resolution), batch_size=batch_size,
+                            device=models.device, prefetch=execution.prefetch, storage_options=storage_options)
+    result, waited_s = invert_items(models, spec, inputs.image_ids, chunks, layout=store.layout, batch_size=batch_size)
+    t_write = time.perf_counter()
+    store.write_shard(inputs, result)
+    t_end = time.perf_counter()
+    done = int((result.status == Status.DONE).sum())
+    report = ShardReport(shard=shard_index, items=len(inputs), done=done, failed=len(inputs) - done, pid=os.getpid(),
+                         seconds=t_end - t_start, load_s=t_invert - t_models, decode_s=waited_s,
+                         invert_s=t_write - t_invert - waited_s, write_s=t_end - t_write, device=str(models.device))
+    _emit({"event": "finished", **{k: v for k, v in vars(report).items() if v is not None}})
+    return report
+
+
+def check_batch_size(batch_size: int | str | None) -> None:
+    """None (the device's default), 'auto', or a positive number of images per inversion call."""
+    if batch_size is None or batch_size == AUTO or (isinstance(batch_size, int) and batch_size >= 1):
+        return
+    raise ConfigError(f"batch_size must be a positive number of images, or {AUTO!r} for as many as fit each GPU, "
+                      f"got {batch_size!r}")
+
+
+def resolve_batch_size(models: Models, spec: InversionSpec, batch_size: int | str | None, *, generator: str) -> int:
+    """`batch_size`, the device's default when None, or for 'auto' on CUDA the largest batch whose inversion steps
+    fit 80 % of the free GPU memory (probed once per generator, device and config in this process)."""
+    if batch_size is None or (batch_size == AUTO and models.device.type != "cuda"):
+        return DEFAULT_BATCH[models.device.type]
+    if batch_size != AUTO:
+        return int(batch_size)
+    key = (generator, str(models.device), json.dumps(spec.config.to_dict(), sort_keys=True))
+    if key not in _AUTO_BATCHES:
+        from ganinv.inversion import auto_batch_size
+
+        _AUTO_BATCHES[key] = auto_batch_size(models.G, spec.config)
+    return _AUTO_BATCHES[key]
+
+
+def tune_malloc() -> bool:
+    """Undo the cost of Dask's `MALLOC_TRIM_THRESHOLD_` for torch on CPU (once per process; True if applied).
+
+    Dask nannies start workers with MALLOC_TRIM_THRESHOLD_=65536 so freed memory goes back to the OS quickly. Any
+    explicit threshold also turns off glibc's dynamic mmap threshold, so every tensor above 128 KiB becomes a fresh
+    mmap that page-faults on first touch: a faces64 inversion of 16 images x 20 steps took 34.9 s instead of 13.7 s
+    on one CPU thread (measured, README.md). Raising the mmap threshold to glibc's maximum (32 MiB) and the trim
+    threshold to 64 MiB keeps the pages in the heap; memory still returns to the OS beyond that.
+    """
+    global _MALLOC_TUNED
+    if _MALLOC_TUNED or "MALLOC_TRIM_THRESHOLD_" not in os.environ or not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc (e.g. musl): nothing to undo
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's mallopt parameter numbers
+    _MALLOC_TUNED = bool(libc.mallopt(m_mmap_threshold, 32 << 20) and libc.mallopt(m_trim_threshold, 64 << 20))
+    return _MALLOC_TUNED
+
+
+def _check_identity(store: LatentStore, models: Models, generator: str) -> None:
+    expected = store.attributes.generator.sha256
+    if models.identity != expected:
+        raise WorkerSetupError(f"generator {generator!r} on this worker has identity {models.identity[:16]}..., the "
+                               f"store {store.url} holds codes of {expected[:16]}...: every worker must see the same "
+                               "generator file (shared storage or the same image)")
+
+
+def decoded_chunks(inputs: ShardInputs, policy: DecodePolicy, *, batch_size: int, device: torch.device,
+                   prefetch: bool, storage_options: Mapping[str, Any] | None = None) -> Iterator[dict[str, Any]]:
+    """The shard's items decoded `batch_size` at a time, in order (see `decode_chunk`). With `prefetch`, a background
+    thread decodes the next chunk while the caller inverts this one (`ganinv.utils.prefetch`), and on CUDA copies it
+    to the device from pinned memory on a side stream; without, each chunk is decoded when asked for."""
+    chunks = [range(start, min(start + batch_size, len(inputs))) for start in range(0, len(inputs), batch_size)]
+    load = functools.partial(decode_chunk, inputs, policy=policy, storage_options=storage_options)
+    if not prefetch:
+        return map(load, chunks)
+    return prefetch_batches(chunks, load, device=device if device.type == "cuda" else None, depth=1)
+
+
+def decode_chunk(inputs: ShardInputs, rows: Sequence[int], *, policy: DecodePolicy,
+                 storage_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Decodes the items `rows` of the shard: {'rows': the decodable ones, 'target': [len(rows), 3, R, R] of them or
+    None, 'errors': {row: 'reason: detail'} of the others}."""
+    good, targets, errors = [], [], {}
+    for i in rows:
+        try:
+            targets.append(_decode_one(inputs.paths[i], policy, inputs.image_ids[i], storage_options))
+            good.append(i)
+        except ImageDecodeError as err:
+            errors[i] = f"{err.reason}: {err.detail}"
+    return {"rows": good, "target": torch.stack(targets) if targets else None, "errors": errors}
+
+
+def _decode_one(path: str, policy: DecodePolicy, image_id: str, storage_options: Mapping[str, Any] | None
+                ) -> torch.Tensor:
+    if "://" not in path:
+        return decode_image(path, policy, name=image_id)
+    import fsspec
+
+    try:
+        with fsspec.open(path, "rb", **dict(storage_options or {})) as f:
+            return decode_image(f, policy, name=image_id)
+    except (FileNotFoundError, PermissionError) as err:
+        raise ImageDecodeError(image_id, "unreadable", f"{type(err).__name__}: {err}") from None
+
+
+def invert_items(models: Models, spec: InversionSpec, image_ids: tuple[str, ...], chunks: Iterable[dict[str, Any]],
+                 *, layout: Layout, batch_size: int) -> tuple[ShardResult, float]:
+    """Inverts the decodable items of `chunks` (from `decoded_chunks`) in consecutive batches of `batch_size`,
+    whatever the chunks' sizes; items that failed to decode (or whose inversion is not finite) are marked failed with
+    their reason. Returns (a ShardResult in the order of `image_ids`, seconds spent waiting for chunks)."""
+    result = ShardResult.failed(len(image_ids), "", layout=layout)  # each batch fills in its items that succeed
+    rows: list[int] = []
+    parts: list[torch.Tensor] = []
+    waited = 0.0
+    chunks = iter(chunks)
+    while True:
+        t0 = time.perf_counter()
+        chunk = next(chunks, None)
+        waited += time.perf_counter() - t0
+        if chunk is None:
+            break
+        for i, reason in chunk["errors"].items():
+            result.error[i] = reason
+        if chunk["target"] is not None:
+            rows, parts = rows + list(chunk["rows"]), parts + [chunk["target"]]
+        while len(rows) >= batch_size:  # the batches a decode-everything-first loop would make
+            target = torch.cat(parts)
+            _invert_rows(models, spec, image_ids, rows[:batch_size], target[:batch_size], result, layout)
+            rows, parts = rows[batch_size:], [target[batch_size:]]
+    if rows:
+        _invert_rows(models, spec, image_ids, rows, torch.cat(parts), result, layout)
+    return result, waited
+
+
+def _invert_rows(models: Models, spec: InversionSpec, image_ids: tuple[str, ...], rows: list[int],
+                 target: torch.Tensor, result: ShardResult, layout: Layout) -> None:
+    """Inverts one batch (`target [len(rows), 3, R, R]`) and writes its items into the shard's `result`."""
+    batch = invert_batch(models.G, target, mode=spec.mode, config=spec.config, E=models.E,
+                         seeds=[seed_from_id(image_ids[i], spec.seed) for i in rows],
+                         thumbnail_size=layout.thumbnail_size)
+    for k, i in enumerate(rows):
+        if not np.isfinite(batch.ws[k]).all():
+            result.error[i] = "diverged: the inverted latent is not finite"
+            continue
+        result.ws[i], result.status[i] = batch.ws[k], Status.DONE
+        if result.thumbnails is not None:
+            result.thumbnails[i] = batch.thumbnails[k]
+        for name, values in result.metrics.items():
+            values[i] = batch.metrics.get(name, np.full(len(rows), np.nan))[k]
+
+
+def _emit(message: dict[str, Any]) -> None:
+    """A Dask worker event (topic `EVENT_TOPIC`) when running inside a Dask worker; nothing otherwise."""
+    try:
+        from distributed import get_worker
+        worker = get_worker()
+    except (ImportError, ValueError):
+        return
+    worker.log_event(EVENT_TOPIC, {**message, "worker": worker.address})

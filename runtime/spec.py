@@ -1,0 +1,69 @@
+"""How each image of a store is inverted, fully resolved: `InversionSpec` is what a store records as its inversion
+config (`to_record`) and what its workers read back and run (`from_record`). It has no defaults: `invert-dataset`'s
+`InvertConfig` (flows/config.py) holds them and resolves into a spec for a generator. A run with another spec is
+refused by the store rather than mixing codes made differently.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ganinv.datasets.folder import DecodePolicy
+from ganinv.inversion import InversionConfig
+from ganinv.inversion.batch import MODES
+from runtime.errors import ConfigError
+
+SEED_RULE = "seed_from_id(image_id, base): sha256(f'{base}:{image_id}')[:8] little-endian >> 1 (ganinv.utils.seeds)"
+NOISE = "const (the generator's own noise buffers)"
+
+
+@dataclass(frozen=True)
+class InversionSpec:
+    """mode (ganinv.inversion.batch.MODES), the InversionConfig, the encoder (modes encoder and hybrid), the base of
+    the per-image seeds, the thumbnail size (capped at the generator's resolution in the store's layout) and the
+    decode policy's limits (ganinv.datasets.folder.DecodePolicy)."""
+
+    mode: str
+    config: InversionConfig
+    encoder: str | None
+    seed: int
+    thumbnail_size: int
+    max_upscale: float
+    max_pixels: int
+    background: tuple[int, int, int]
+    extra: Mapping[str, Any] = field(default_factory=dict)  # free-form notes saved with the record
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise ConfigError(f"mode {self.mode!r} is not one of {MODES}")
+        if self.mode in ("encoder", "hybrid") and not self.encoder:
+            raise ConfigError(f"mode {self.mode!r} needs an encoder: pass encoder=<.safetensors file> (built-in "
+                              "generators with an encoder: faces64), or use mode 'optimize'")
+        if self.thumbnail_size < 1:
+            raise ConfigError(f"thumbnail_size must be >= 1, got {self.thumbnail_size}")
+        object.__setattr__(self, "background", tuple(int(c) for c in self.background))
+
+    def decode_policy(self, resolution: int) -> DecodePolicy:
+        return DecodePolicy(resolution=resolution, max_upscale=self.max_upscale, max_pixels=self.max_pixels,
+                            background=self.background)
+
+    def to_record(self, *, resolution: int, encoder_sha256: str | None) -> dict[str, Any]:
+        """What the store records as its inversion config (and compares on every later run)."""
+        policy = {**dataclasses.asdict(self.decode_policy(resolution)), "background": list(self.background)}
+        encoder = None if self.encoder is None else {"source": self.encoder, "sha256": encoder_sha256}
+        record = {"mode": self.mode, "inversion": self.config.to_dict(), "encoder": encoder,
+                  "seed": {"base": self.seed, "rule": SEED_RULE}, "decode": policy, "noise": NOISE}
+        return {**record, "extra": dict(self.extra)} if self.extra else record
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any], *, thumbnail_size: int | None) -> InversionSpec:
+        """The spec a store recorded (`to_record`); `thumbnail_size`: the store's layout's."""
+        decode = record["decode"]
+        return cls(mode=record["mode"], config=InversionConfig.from_dict(dict(record["inversion"])),
+                   encoder=(record.get("encoder") or {}).get("source"), seed=int(record["seed"]["base"]),
+                   thumbnail_size=thumbnail_size or 1, max_upscale=decode["max_upscale"],
+                   max_pixels=decode["max_pixels"], background=tuple(decode["background"]),
+                   extra=dict(record.get("extra", {})))

@@ -1,0 +1,42 @@
+"""What can be wrong with a store, as `UserError`s (the CLI ends with exit code 2 and the message)."""
+
+from __future__ import annotations
+
+from ganinv.errors import UserError
+
+
+class StoreNotFoundError(UserError, FileNotFoundError):
+    """No latent store at the URL."""
+
+
+class StoreExistsError(UserError, FileExistsError):
+    """create() found a store already at the URL."""
+
+
+class StoreMismatchError(UserError, ValueError):
+    """The store was made with another generator, inversion config, layout or schema version."""
+
+
+class StoreDamagedError(StoreMismatchError):
+    """The folder holds a store's arrays but its root metadata is missing, unreadable or stale: it is never adopted
+    (written over) or shrunk; the message says how to rebuild the root or to move the folder aside."""
+
+
+class NotInStoreError(UserError, KeyError):
+    """A label, metric, image id, direction or edit run the store does not have."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; this one is a sentence
+        return str(self.args[0]) if self.args else ""
+
+
+def root_missing_message(url: str, what: str) -> str:
+    return (f"{url} holds a latent store's folders but its root metadata ({url.rstrip('/')}/zarr.json) {what}; "
+            "nothing was changed. Rebuild the root from the copy the store keeps: "
+            f"`ganinv store-rebuild-root {url}`; or move the folder aside (e.g. mv {url} {url}.damaged) and invert "
+            "into a new store. Do not delete it: its arrays hold the latent codes.")
+
+
+def not_empty_message(url: str) -> str:
+    return (f"{url} is not empty but holds no latent store root (zarr.json): a new store is created only in a new or "
+            f"empty folder. If it is a store whose root was lost, rebuild it: `ganinv store-rebuild-root {url}`; "
+            "otherwise choose another --store.")
