@@ -9,10 +9,11 @@ from typing import Optional
 
 import typer
 
-from cli import common
+from cli import common, preflight
 from cli.common import default, given
 from cli.errors import CRASH, fail
-from runtime.config import DEFAULT_GENERATOR, ExecutionOptions, InvertConfig
+from cli.signals import interrupted_run
+from runtime.config import DEFAULT_GENERATOR, MAX_AUTO_SHARD_SIZE, ExecutionOptions, InvertConfig
 
 app = typer.Typer()
 
@@ -34,8 +35,9 @@ PRESET = "default: the mode's preset, runtime/config.py"
 def invert(
     images: str = typer.Argument(..., help="Folder, list file, glob or bucket prefix of images."),
     store: str = typer.Option(..., "--store", help="Latent store to create or resume (path or s3://... URL)."),
-    generator: str = typer.Option(DEFAULT_GENERATOR, "--generator",
-                                  help="Built-in name, .safetensors or official .pkl (same path on every worker)."),
+    generator: Optional[str] = typer.Option(None, "--generator", help="Built-in name, .safetensors or official .pkl "
+                                            "(same path on every worker; default: an existing store's own, else "
+                                            f"{DEFAULT_GENERATOR})."),
     labels: Optional[str] = typer.Option(None, "--labels", help="CSV of numeric labels (first column: image id)."),
     # InvertConfig
     mode: Optional[str] = typer.Option(None, "--mode", help="optimize | encoder | hybrid | auto (default "
@@ -46,8 +48,10 @@ def invert(
                                        f"from its id; default {default(InvertConfig, 'seed')})."),
     thumbnail_size: Optional[int] = typer.Option(None, "--thumbnail-size", help="Stored reconstructions, px "
                                                  f"(default {default(InvertConfig, 'thumbnail_size')})."),
-    shard_size: Optional[int] = typer.Option(None, "--shard-size", help="Images per shard (= task), fixed when the "
-                                             "store is created; default: the store's, 256 for a new store."),
+    shard_size: Optional[int] = typer.Option(None, "--shard-size", min=1, help="Images per shard (= task), fixed "
+                                             "when the store is created; default: the store's; for a new store, "
+                                             "at least two shards per worker, at most "
+                                             f"{MAX_AUTO_SHARD_SIZE} images each)."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Also retry items that failed before."),
     # InversionConfig (changes of the mode's preset)
     space: Optional[str] = typer.Option(None, "--space", help=f"w, w+ or z ({PRESET})."),
@@ -69,17 +73,24 @@ def invert(
     inversion = given(space=space, num_steps=num_steps, loss=loss, initial_learning_rate=initial_learning_rate,
                       precision=precision, channels_last=channels_last or None, compile=compile or None,
                       cuda_graph=cuda_graph or None)
-    config = InvertConfig(**given(mode=mode, encoder=encoder, seed=seed, thumbnail_size=thumbnail_size,
-                                  shard_size=shard_size, retry_failed=retry_failed or None), inversion=inversion)
-    config.resolve(generator)  # a bad setting is refused here, before any server starts
-    with common.flow_session(verbose=verbose, progress=True):
-        from flows.invert_dataset import IncompleteRun, invert_dataset
+    settings = given(mode=mode, encoder=encoder, seed=seed, thumbnail_size=thumbnail_size)
+    config = InvertConfig(**settings, **given(shard_size=shard_size, retry_failed=retry_failed or None),
+                          inversion=inversion)
+    with interrupted_run(images, store):  # Ctrl-C / SIGTERM: says what is done and how to resume
+        # Every mistake is refused here, in this process, before any server starts (cli/preflight.py).
+        preflight.check_paths(images, store, labels)
+        run = preflight.resolve(images, store, generator, config, {**settings, "inversion": inversion},
+                                labels=labels, force=execution.force)
+        if run.note:
+            typer.echo(run.note, err=True)
+        with common.flow_session(verbose=verbose, progress=True):
+            from flows.invert_dataset import IncompleteRun, invert_dataset
 
-        try:
-            summary, incomplete = invert_dataset(images, store, generator, config=config, execution=execution,
-                                                 labels=labels), None
-        except IncompleteRun as err:
-            summary, incomplete = err.summary, err
+            try:
+                summary, incomplete = invert_dataset(images, store, run.generator, config=run.config,
+                                                     execution=execution, labels=labels), None
+            except IncompleteRun as err:
+                summary, incomplete = err.summary, err
     from flows.console import format_invert_summary, invert_exit_code
 
     if report:

@@ -56,6 +56,8 @@ def format_invert_summary(summary: InvertSummary) -> str:
              f"({run.done} done, {run.failed} failed) in {summary.seconds or 0.0:.1f} s",
              f"scan      {summary.hashed} files read and hashed, {summary.reused} unchanged since the last scan "
              "(hash reused)"]
+    if summary.shard_note:
+        lines.append(f"shards    {summary.shard_note}")
     lines += [f"skipped   {s.path}: {s.reason}" for s in summary.skipped]
     lines += [f"failed    {f['image_id']}: {f['error']}" for f in summary.failures]
     hidden = counts["failed"] - len(summary.failures)

@@ -40,7 +40,7 @@ class DemoConfig:
     world_seed: int = 1          # held out: faces64 saw world seed 0 only
     generator: str = "faces64"
     steps: int = DEMO_STEPS
-    shard_size: int = 32         # 8 shards, so both workers stay busy to the end
+    shard_size: int | None = None  # None: chosen for the workers (runtime/config.py: auto_shard_size)
     cluster: str = "local"       # or a Dask scheduler address
     workers: int = 2
     batch_size: int = 16

@@ -34,10 +34,11 @@ from prefect.futures import as_completed
 from prefect.utilities.annotations import quote
 
 from flows import artifacts, progress
-from flows.clusters import check_execution, dask_client, dask_runner, gpu_annotation, local_workers
+from flows.clusters import (check_execution, dask_client, dask_runner, expected_workers, gpu_annotation,
+                            local_workers)
 from flows.prefect_api import new_run_id
 from runtime.config import DEFAULT_GENERATOR, ExecutionOptions, InvertConfig
-from runtime.coordinator import InvertPlan, InvertSummary
+from runtime.coordinator import InvertPlan, InvertSummary, shard_note
 from runtime.shard import ShardReport
 from storage.lease import RENEWED_LEASE_TTL_S
 from tasks.inversion import (check_settings, invert_shard, open_store, plan_shards, save_scan_cache, scan_dataset,
@@ -73,8 +74,10 @@ def invert_dataset(images: str, store: str, generator: str = DEFAULT_GENERATOR, 
     # 1. Scan the dataset: ids, content hashes, labels; unreadable files and duplicates set aside with reasons.
     scan = scan_dataset(images, labels=labels, storage_options=storage_options, store=store)
     # 2. Open or create the store (refusing mismatches), hold its lease for the run, keep the scan's hashes.
+    workers = expected_workers(execution)
     latent_store, created = open_store(store, quote(scan.manifest), settings, shard_size=config.shard_size,
-                                       storage_options=storage_options)
+                                       workers=workers, storage_options=storage_options)
+    shards = shard_note(latent_store, created=created, given=config.shard_size, workers=workers)
     with latent_store.acquire_lease(run_id, ttl_s=RENEWED_LEASE_TTL_S, force=execution.force):
         save_scan_cache(latent_store, quote(scan))
         # 3. Plan: append the new images, list the shards with pending items.
@@ -86,7 +89,7 @@ def invert_dataset(images: str, store: str, generator: str = DEFAULT_GENERATOR, 
             execution=execution, storage_options=storage_options)
         # 5. Summarise: counts, this run, every input left out and why.
         summary = summarize_run(latent_store, quote(scan), reports, added=plan.added,
-                                seconds=time.perf_counter() - t0)
+                                seconds=time.perf_counter() - t0, shard_note=shards)
     artifacts.publish_inversion(summary)
     crashed = summary.this_run.crashed_shards
     if crashed:

@@ -34,9 +34,12 @@ def scan_dataset(images: str, labels: str | None = None, storage_options: dict[s
 
 @task(name="open-store", **RETRY)
 def open_store(store: str, manifest: Manifest, settings: Settings, *, shard_size: int | None,
-               storage_options: dict[str, Any] | None = None) -> tuple[LatentStore, bool]:
-    """2. Open the store, refusing a mismatching one, or create it; returns (store, created now)."""
-    return coordinator.open_store(store, manifest, settings, chunk_items=shard_size, storage_options=storage_options)
+               workers: int | None = None, storage_options: dict[str, Any] | None = None
+               ) -> tuple[LatentStore, bool]:
+    """2. Open the store, refusing a mismatching one, or create it (shards sized for `workers`); returns (store,
+    created now)."""
+    return coordinator.open_store(store, manifest, settings, chunk_items=shard_size, workers=workers,
+                                  storage_options=storage_options)
 
 
 @task(name="save-scan-cache", cache_policy=NO_CACHE_POLICY)
@@ -64,6 +67,6 @@ def invert_shard(store: str, shard_index: int, *, generator: str, run_id: str, r
 
 @task(name="summarize-run", retries=1, cache_policy=NO_CACHE_POLICY)
 def summarize_run(store: LatentStore, scan: ScanResult, reports: list[ShardReport], *, added: int,
-                  seconds: float) -> InvertSummary:
+                  seconds: float, shard_note: str = "") -> InvertSummary:
     """5. Count what the store holds and list every input left out, with its reason."""
-    return coordinator.summarize(store, scan, reports, added=added, seconds=seconds)
+    return coordinator.summarize(store, scan, reports, added=added, seconds=seconds, shard_note=shard_note)
