@@ -16,7 +16,8 @@ Steps, each a task (tasks/inversion.py):
 4. invert the shards on Dask workers (the subflow `invert-shards`, given `flows.clusters.dask_runner`): a task gets
    the store URL and a shard index and writes that shard; a worker that dies mid-shard has its shard re-run
    elsewhere (writes are idempotent);
-5. summarise: store counts, this run's shards, every input left out and why (artifacts: flows/artifacts.py).
+5. summarise: store counts, this run's shards, every input left out and why (artifacts: flows/artifacts.py); a
+   run that inverted anything is added to the store's run log (storage/runs.py), which the report's throughput uses.
 
 A run that crashes leaves the store consistent; running the flow again inverts only what is still pending. Shards
 that failed beyond their retries end the run with `IncompleteRun` (after the summary): their items stay pending.
@@ -41,8 +42,8 @@ from runtime.config import DEFAULT_GENERATOR, ExecutionOptions, InvertConfig
 from runtime.coordinator import InvertPlan, InvertSummary, shard_note
 from runtime.shard import ShardReport
 from storage.lease import RENEWED_LEASE_TTL_S
-from tasks.inversion import (check_settings, invert_shard, open_store, plan_shards, save_scan_cache, scan_dataset,
-                             summarize_run)
+from tasks.inversion import (check_settings, invert_shard, open_store, plan_shards, record_run, save_scan_cache,
+                             scan_dataset, summarize_run)
 
 
 class IncompleteRun(RuntimeError):
@@ -90,6 +91,7 @@ def invert_dataset(images: str, store: str, generator: str = DEFAULT_GENERATOR, 
         # 5. Summarise: counts, this run, every input left out and why.
         summary = summarize_run(latent_store, quote(scan), reports, added=plan.added,
                                 seconds=time.perf_counter() - t0, shard_note=shards)
+        record_run(latent_store, summary, reports, run_id=run_id)  # the report's throughput: runs that did work
     artifacts.publish_inversion(summary)
     crashed = summary.this_run.crashed_shards
     if crashed:

@@ -170,6 +170,21 @@ def shard_note(store: LatentStore, *, created: bool, given: int | None, workers:
             "(--shard-size sets it; it is fixed when the store is created)")
 
 
+def record_run(store: LatentStore, summary: InvertSummary, reports: Sequence[ShardReport], *, run_id: str
+               ) -> dict[str, Any] | None:
+    """Adds this run to the store's run log (storage/runs.py) if it inverted anything (the caller holds the lease):
+    the report's throughput comes from the runs that did the work. Returns the record, or None."""
+    from storage.runs import record_run as record
+
+    run = summary.this_run
+    if not run.items:
+        return None
+    finished = [r for r in reports if r.error is None and r.items]
+    return record(store, run_id, seconds=summary.seconds, items=run.items, done=run.done, failed=run.failed,
+                  device_seconds=run.invert_seconds, workers=len({(r.pid, r.device) for r in finished}),
+                  devices=sorted({r.device for r in finished if r.device}))
+
+
 def summarize(store: LatentStore, scan: ScanResult, reports: Sequence[ShardReport], *, added: int = 0,
               seconds: float | None = None, shard_note: str = "") -> InvertSummary:
     """What the store holds now, what this run's shards did, every input left out and why."""

@@ -70,3 +70,9 @@ def summarize_run(store: LatentStore, scan: ScanResult, reports: list[ShardRepor
                   seconds: float, shard_note: str = "") -> InvertSummary:
     """5. Count what the store holds and list every input left out, with its reason."""
     return coordinator.summarize(store, scan, reports, added=added, seconds=seconds, shard_note=shard_note)
+
+
+@task(name="record-run", retries=1, cache_policy=NO_CACHE_POLICY)
+def record_run(store: LatentStore, summary: InvertSummary, reports: list[ShardReport], *, run_id: str) -> bool:
+    """5b. Add this run to the store's run log if it inverted anything (for the report's throughput)."""
+    return coordinator.record_run(store, summary, reports, run_id=run_id) is not None
