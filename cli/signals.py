@@ -87,7 +87,6 @@ def resume_note(images: str, store: str) -> str:
     except Exception:  # noqa: BLE001 - interrupted before the store was created: nothing to report of it
         return "nothing was written (the store was not created yet): run the same command again"
     counts, holder = opened.status_counts(), opened.lease_holder()
-    lease = ("its lease is released" if holder is None or holder.expired()
-             else f"its lease is still held by {holder.describe()}")
+    lease = "its lease is released" if holder is None else f"its lease is still held by {holder.describe()}"
     return (f"{counts['done']} of {len(opened)} images done, {counts['failed']} failed, {counts['pending']} pending; "
             f"the store is consistent and {lease}; {resume} (the store's settings are reused)")
