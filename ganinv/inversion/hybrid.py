@@ -5,11 +5,19 @@ steps for, optionally with a term keeping the latent near the encoder's output.
 The in-domain term here is `regularize_encoder_weight * mean((latent - E(x))^2)`, a cheap stand-in for idinvert's
 domain regulariser `||w - E(G(w))||^2` (which re-encodes the reconstruction at every step): both keep the latent
 where the encoder, trained on generated images, says real images of that kind live.
+
+`E` is a network or an encoder file (a path or built-in name, `ganinv.models.encoder.load_encoder`). An encoder that
+records the generator it was trained for is refused with any other generator (`EncoderGeneratorMismatch`).
+
+`ENCODER_START_CONFIG` is the optimisation measured to suit a start at an encoder's output (no latent noise, no
+learning-rate ramp-up, a third of the projector's learning rate: the projector's start-up exploration, tuned for a
+start at `w_avg`, throws much of the encoder's work away; BENCHMARKS.md, faces64 demo section).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any, Sequence
 
 import torch
@@ -18,20 +26,34 @@ from torch import nn
 from ganinv.inversion.encode import encode
 from ganinv.inversion.optimize import InversionConfig, InversionResult, invert
 from ganinv.losses.base import ImageLoss
+from ganinv.models.encoder import check_encoder_for, load_encoder
 
 HYBRID_CONFIG = InversionConfig(space="w+", num_steps=100)
+ENCODER_START_CONFIG = dataclasses.replace(HYBRID_CONFIG, initial_learning_rate=0.03, initial_noise_factor=0.0,
+                                           lr_rampup_length=0.0)
 
 
-def hybrid(G: nn.Module, E: nn.Module, target: torch.Tensor, config: InversionConfig | None = None, *,
+def hybrid(G: nn.Module, E: nn.Module | str | os.PathLike, target: torch.Tensor,
+           config: InversionConfig | None = None, *,
            mask: torch.Tensor | None = None, seed: int | Sequence[int] = 0, loss_fn: ImageLoss | None = None,
            **overrides: Any) -> InversionResult:
     """Encode `target [N, C, H, W]` with `E`, then optimise from there with `invert`.
 
     `config` defaults to `HYBRID_CONFIG` (W+, 100 steps, otherwise the projector's settings); keyword `overrides`
     change its fields, e.g. `num_steps=300, regularize_encoder_weight=0.1`. The result's `init_ws` holds E's output.
+    `E`: a network, or an encoder file (path or built-in name) loaded onto G's device; either is checked against G.
     """
+    E = as_encoder(E, G)
     ws_encoder = encode(E, target)
     result = invert(G, target, dataclasses.replace(config or HYBRID_CONFIG, **overrides), init=ws_encoder, mask=mask,
                     seed=seed, loss_fn=loss_fn)
     result.init_ws = ws_encoder
     return result
+
+
+def as_encoder(E: nn.Module | str | os.PathLike, G: nn.Module) -> nn.Module:
+    """`E` itself or the encoder file it names, refused (`EncoderGeneratorMismatch`) unless it belongs to `G`."""
+    if isinstance(E, nn.Module):
+        check_encoder_for(E, G)
+        return E
+    return load_encoder(E, device=next(G.parameters()).device, generator=G)
