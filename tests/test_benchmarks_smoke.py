@@ -98,3 +98,33 @@ def test_pivotal_benchmark_runs_tiny_with_every_part(tmp_path):
     assert [(r["batch"], r["image_steps_per_s"] > 0) for r in saved["speed"]] == [(1, True), (4, True)] * 2
     tables = pivotal.main(["--tables", str(tmp_path / "pivotal.json")])  # rebuilt from the raw rows the JSON keeps
     assert json.dumps(tables["edits"]) == json.dumps(payload["edits"])  # NaN (nothing eligible) both sides
+
+
+@pytest.mark.slow
+def test_encoder_any_generator_benchmark_trains_two_encoders_and_checks_every_goal(tmp_path):
+    from benchmarks import encoder_any_generator
+
+    payload = encoder_any_generator.main(["smoke", "--out", str(tmp_path / "enc.json")])
+    rows = json.loads((tmp_path / "enc.json").read_text())["rows"]
+    assert {(r["encoder"], r["method"]) for r in rows} >= {
+        ("-", "W+"), ("generator", "encoder"), ("generator", "hybrid (W+)"), ("generator+24", "encoder"),
+        ("generator+24", "hybrid (W+)"), ("-", "W+, 3 + 3 refined"), ("-", "W+, 6 in one go"),
+        ("generator", "hybrid (W+), 3 + 3 refined"), ("generator", "hybrid (W+), 6 in one go")}
+    assert payload["perceptual"] == "alex-random-trunk"  # a random trunk: never called LPIPS
+    assert set(payload["goals"]) == {"generator", "generator+24", "refinement W+", "refinement hybrid (W+)"}
+    assert all(payload["training"][name]["step"] == 4 for name in ("generator", "generator+24"))
+
+
+def test_encoder_runs_travel_from_the_device_and_back(tmp_path):
+    from benchmarks.common import export_run, install_run
+
+    run = tmp_path / "run"
+    (run / "checkpoint").mkdir(parents=True)
+    (run / "checkpoint" / "checkpoint.json").write_text("{}")
+    (run / "checkpoint" / "tensors-000.safetensors").write_bytes(b"x")
+    (run / "log.jsonl").write_text("{}\n")
+    names = sorted(f.name for f in export_run(run, tmp_path / "out"))
+    assert names == ["checkpoint-checkpoint.json", "checkpoint-tensors-000.safetensors", "log.jsonl"]
+    install_run(tmp_path / "out", tmp_path / "back")
+    assert sorted(p.name for p in (tmp_path / "back" / "checkpoint").iterdir()) == [
+        "checkpoint.json", "tensors-000.safetensors"]

@@ -322,6 +322,7 @@ class EncoderTrainer:
         """Everything a resumed run needs, compact (fp16 weights, bf16 Adam moments)."""
         return dict(config=dataclasses.asdict(self.config), step=self.step, train_seconds=self.train_seconds,
                     generator_identity=self.generator_identity, generator=self.generator_description,
+                    encoder=self.E.init_kwargs,
                     images_fingerprint=None if self.image_set is None else self.image_set.fingerprint,
                     E=half_state_dict(self.E.state_dict()), opt=compact_adam_state(self.opt),
                     rng_torch=torch.get_rng_state(), rng_python=list(self.rng.getstate()[1]),
@@ -375,6 +376,16 @@ class EncoderTrainer:
     def export(self, path: str | Path) -> Path:
         """Write the encoder (with the generator identity it belongs to and this run's provenance)."""
         return save_encoder(self.E.eval(), path, metadata=self.metadata())
+
+
+def encoder_from_run(run_dir: str | Path, device: str | torch.device = "cpu") -> Encoder:
+    """The encoder of an encoder run's latest checkpoint (its fp16 weights), with the generator identity it belongs
+    to, in eval mode: what `EncoderTrainer.export` would write, without the run's generator or data."""
+    state = load_checkpoint(Path(run_dir) / "checkpoint")
+    E = Encoder(**state["encoder"])
+    E.load_state_dict(state["E"])
+    E.generator_identity = state["generator_identity"]
+    return E.to(device).eval().requires_grad_(False)
 
 
 def _registry_loss(name: str, device: torch.device) -> nn.Module:
