@@ -6,27 +6,17 @@ import pytest
 import torch
 
 from ganinv.inversion import InversionConfig, continued_config, invert, refine
-from test_inversion_hybrid import tame_generator
+from test_inversion_hybrid import world  # noqa: F401 - the fixture: a tiny generator, 3 reachable W+ targets
 
 SEEDS = [11, 12, 13]
 FAST = dict(loss="mse", w_avg_samples=500, optimize_noise=False)
-
-
-@pytest.fixture(scope="module")
-def world():
-    G = tame_generator(seed=4)
-    with torch.no_grad():
-        ws = G.mapping(torch.randn([3, G.z_dim], generator=torch.Generator().manual_seed(5)), None)
-        ws = ws + 0.3 * torch.randn(ws.shape, generator=torch.Generator().manual_seed(6))  # a W+ target
-        targets = G.synthesis(ws)
-    return G, targets
 
 
 def test_continuing_resumes_the_longer_schedule_and_the_same_noise_draws(world):
     """With a learning rate of 0 the latent stays put, so each step's objective depends only on the step's latent
     noise (its std from the schedule, its draw from the image's stream): the refinement's steps S..T-1 must see
     exactly what steps S..T-1 of the one-go run saw."""
-    G, targets = world
+    G, targets = world[:2]
     config = InversionConfig(space="w+", num_steps=12, initial_learning_rate=0.0, initial_noise_factor=0.5,
                              noise_ramp_length=1.0, history_every=1, **FAST)
     start = G.mapping(torch.randn([3, G.z_dim], generator=torch.Generator().manual_seed(1)), None)
@@ -40,7 +30,7 @@ def test_continuing_resumes_the_longer_schedule_and_the_same_noise_draws(world):
 def test_s_plus_s_steps_are_no_worse_than_2s_in_one_go(world, space):
     """The refinement goal (issue 23): within 1 % of the one-go run's reconstruction. Restarting Adam's moments may
     land better (a second ramp-down); it must not land worse."""
-    G, targets = world
+    G, targets = world[:2]
     config = InversionConfig(space=space, num_steps=20, **FAST)
     first = invert(G, targets, config, seed=SEEDS)
     refined = refine(G, targets, first.ws, config, more_steps=20, seed=SEEDS)
@@ -51,7 +41,7 @@ def test_s_plus_s_steps_are_no_worse_than_2s_in_one_go(world, space):
 
 
 def test_refinement_is_deterministic_and_independent_of_the_batch(world):
-    G, targets = world
+    G, targets = world[:2]
     config = InversionConfig(space="w+", num_steps=10, **FAST)
     first = invert(G, targets, config, seed=SEEDS)
     again = [refine(G, targets, first.ws, config, more_steps=10, seed=SEEDS) for _ in range(2)]
@@ -61,7 +51,7 @@ def test_refinement_is_deterministic_and_independent_of_the_batch(world):
 
 
 def test_a_run_that_optimised_noise_maps_continues_only_with_them(world):
-    G, targets = world
+    G, targets = world[:2]
     config = InversionConfig(space="w", num_steps=6, **{**FAST, "optimize_noise": True})
     first = invert(G, targets, config, seed=SEEDS)
     with pytest.raises(ValueError, match="noise maps"):
@@ -73,7 +63,7 @@ def test_a_run_that_optimised_noise_maps_continues_only_with_them(world):
 
 
 def test_hybrids_in_domain_term_keeps_its_anchor_through_refinement(world):
-    G, targets = world
+    G, targets = world[:2]
     anchor = G.mapping(torch.randn([3, G.z_dim], generator=torch.Generator().manual_seed(2)), None)
     config = InversionConfig(space="w+", num_steps=10, regularize_encoder_weight=1e4, **FAST)
     codes = anchor + 0.5 * torch.randn(anchor.shape, generator=torch.Generator().manual_seed(3))
