@@ -146,15 +146,17 @@ def encoder_kwargs_for(G: nn.Module, *, max_params: int = PARAMETER_BUDGET) -> d
     fits `max_params`."""
     input_resolution = min(G.img_resolution, MAX_INPUT_RESOLUTION)
     levels = max(1, int(math.log2(input_resolution)) - 2)
+    # The StyleGAN3 branch's generators say which resolution each w controls; StyleGAN2's follow from num_ws.
+    extra = {"ws_resolutions": list(G.ws_resolutions)} if hasattr(G, "ws_resolutions") else {}
     for base, widest, style in _SIZES:
         kwargs = dict(img_resolution=G.img_resolution, num_ws=G.num_ws, w_dim=G.w_dim,
                       channels=tuple(min(base * 2 ** i, widest) for i in range(levels)), style_channels=style,
-                      input_resolution=input_resolution)
+                      input_resolution=input_resolution, **extra)
         with torch.device("meta"):  # count parameters without allocating them
             params = sum(p.numel() for p in Encoder(**kwargs).parameters())
         if params <= max_params:
-            return kwargs
-    return kwargs  # the smallest plan, over budget: a generator with very many or very wide ws
+            break
+    return kwargs  # else the smallest plan, over budget: a generator with very many or very wide ws
 
 
 def save_encoder(E: Encoder, path: str | Path, *, metadata: dict[str, Any] | None = None) -> Path:
