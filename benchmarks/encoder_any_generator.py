@@ -48,7 +48,7 @@ from ganinv.inversion import (  # noqa: E402
 )
 from ganinv.models.encoder import check_encoder_for, load_encoder  # noqa: E402
 from ganinv.training.checkpoint import load_checkpoint_entry  # noqa: E402
-from ganinv.training.train_encoder import encoder_from_run, train_encoder  # noqa: E402
+from ganinv.training.train_encoder import EncoderTrainConfig, encoder_from_run, train_encoder  # noqa: E402
 
 COLUMNS = ["encoder", "method", "steps", "images", "psnr", "ssim", "perceptual", "seconds"]
 ENCODER_IMAGES_SEED = 2  # the encoder's images: world seed 2, neither the GAN's (0) nor the held-out faces' (1)
@@ -59,8 +59,11 @@ ENCODER_IMAGES_SEED = 2  # the encoder's images: world seed 2, neither the GAN's
 def train_chunk(args: argparse.Namespace) -> dict:
     """One chunk of an encoder run; with --out, the files to commit (checkpoint, log, run.json) copied flat."""
     start = time.time()
+    weights = {k: v for k, v in dict(pixel_weight=args.pixel_weight, perceptual_weight=args.perceptual_weight,
+                                     latent_weight=args.latent_weight).items() if v is not None}
     trainer = train_encoder(args.run_dir, generator=args.generator, minutes=args.minutes, steps=args.steps,
-                            data=args.images, batch_size=args.batch_size, device=args.device)
+                            data=args.images, batch_size=args.batch_size, device=args.device,
+                            config=EncoderTrainConfig(**weights))
     summary = dict(step=trainer.step, total_steps=trainer.config.total_steps,
                    train_minutes=round(trainer.train_seconds / 60, 2), wall_seconds=round(time.time() - start, 1))
     print(json.dumps(summary), flush=True)
@@ -215,6 +218,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     t.add_argument("--minutes", type=float, default=8.0)
     t.add_argument("--steps", type=int, default=None, help="schedule length (new run only)")
     t.add_argument("--batch-size", type=int, default=None, help="(new run only)")
+    for term in ("pixel", "perceptual", "latent"):
+        t.add_argument(f"--{term}-weight", type=float, default=None, help="(new run only; default: the recipe's)")
     t.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     t.add_argument("--out", default=None, help="copy the files to commit here (flat)")
     i = sub.add_parser("install", help="copy a chunk's returned files into --run-dir")

@@ -115,16 +115,20 @@ def test_encoder_any_generator_benchmark_trains_two_encoders_and_checks_every_go
     assert all(payload["training"][name]["step"] == 4 for name in ("generator", "generator+24"))
 
 
-def test_encoder_runs_travel_from_the_device_and_back(tmp_path):
-    from benchmarks.common import export_run, install_run
+def test_an_encoder_training_chunk_travels_from_the_device_and_back(tmp_path):
+    from benchmarks import encoder_any_generator
+    from benchmarks.common import tiny_generator
+    from ganinv.generators import save_generator
+    from ganinv.training.checkpoint import load_checkpoint
 
-    run = tmp_path / "run"
-    (run / "checkpoint").mkdir(parents=True)
-    (run / "checkpoint" / "checkpoint.json").write_text("{}")
-    (run / "checkpoint" / "tensors-000.safetensors").write_bytes(b"x")
-    (run / "log.jsonl").write_text("{}\n")
-    names = sorted(f.name for f in export_run(run, tmp_path / "out"))
-    assert names == ["checkpoint-checkpoint.json", "checkpoint-tensors-000.safetensors", "log.jsonl"]
-    install_run(tmp_path / "out", tmp_path / "back")
-    assert sorted(p.name for p in (tmp_path / "back" / "checkpoint").iterdir()) == [
-        "checkpoint.json", "tensors-000.safetensors"]
+    generator = save_generator(tiny_generator(16), tmp_path / "g.safetensors")
+    summary = encoder_any_generator.main(["train", "--run-dir", str(tmp_path / "run"), "--generator", str(generator),
+                                          "--steps", "2", "--batch-size", "2", "--pixel-weight", "3", "--device", "cpu",
+                                          "--out", str(tmp_path / "out")])
+    assert summary["step"] == summary["total_steps"] == 2
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert names[:2] == ["checkpoint-checkpoint.json", "checkpoint-tensors-000.safetensors"]
+    assert names[-2:] == ["log.jsonl", "run.json"]
+    encoder_any_generator.main(["install", "--source", str(tmp_path / "out"), "--run-dir", str(tmp_path / "back")])
+    state = load_checkpoint(tmp_path / "back" / "checkpoint")
+    assert state["step"] == 2 and state["config"]["pixel_weight"] == 3

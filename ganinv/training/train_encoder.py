@@ -407,17 +407,17 @@ class RunConfigMismatch(ValueError):
 
 def encoder_run_config(run_dir: str | Path, *, steps: int | None = None, data: str | None = None,
                        perceptual: str | None = None, batch_size: int | None = None,
-                       embedded_world: bool = False) -> EncoderTrainConfig:
-    """The config of the encoder run in `run_dir`: a new run's from the options given (None: the defaults, with
-    'auto' resolved for this generator), a resumed run's from its checkpoint, which fixed the schedule, the data and
-    the losses when the run was created. Resuming with an option that differs is a RunConfigMismatch naming both
-    values (the schedule cannot change length mid-run)."""
+                       embedded_world: bool = False, base: EncoderTrainConfig | None = None) -> EncoderTrainConfig:
+    """The config of the encoder run in `run_dir`: a new run's from `base` (default `EncoderTrainConfig()`) and the
+    options given, with 'auto' resolved for this generator; a resumed run's from its checkpoint, which fixed the
+    schedule, the data and the losses when the run was created (`base` is then not read). Resuming with an option
+    that differs is a RunConfigMismatch naming both values (the schedule cannot change length mid-run)."""
     asked = dict(total_steps=steps, data=data, batch_size=batch_size,
                  perceptual=None if perceptual is None else _ALIASES.get(perceptual, perceptual))
     asked = {k: v for k, v in asked.items() if v is not None}
     checkpoint = Path(run_dir) / "checkpoint"
     if not (checkpoint / "checkpoint.json").exists():
-        config = EncoderTrainConfig(**asked)
+        config = dataclasses.replace(base or EncoderTrainConfig(), **asked)
         return dataclasses.replace(config, perceptual=resolve_perceptual(config.perceptual,
                                                                          embedded_world=embedded_world))
     saved = config_from_dict(EncoderTrainConfig, load_checkpoint_entry(checkpoint, "config"))
@@ -432,7 +432,8 @@ def encoder_run_config(run_dir: str | Path, *, steps: int | None = None, data: s
 def train_encoder(run_dir: str | Path, *, minutes: float | None = None, generator: str | None = None,
                   gan_run: str | Path | None = None, steps: int | None = None, data: str | None = None,
                   perceptual: str | None = None, batch_size: int | None = None, device: str | None = None,
-                  stop_at: int | None = None, images: ImageSet | None = None) -> EncoderTrainer:
+                  stop_at: int | None = None, images: ImageSet | None = None,
+                  config: EncoderTrainConfig | None = None) -> EncoderTrainer:
     """Create or resume the encoder run in `run_dir` for `generator` (built-in name, official pickle,
     `.safetensors`) or the `G_ema` of the GAN run `gan_run`; train for `minutes` of wall time (whole checkpoint
     intervals) or to `stop_at`, then checkpoint. Export with `trainer.export(path)`.
@@ -440,13 +441,14 @@ def train_encoder(run_dir: str | Path, *, minutes: float | None = None, generato
     `steps` (schedule length), `data` (the user's images), `perceptual` (one of PERCEPTUAL_TERMS) and `batch_size`
     are fixed when the run is created (defaults: `EncoderTrainConfig`'s); a resumed run keeps its own and refuses
     others (`RunConfigMismatch`), and refuses another generator (`EncoderGeneratorMismatch`). `images`: already
-    decoded images (an `ImageSet`) instead of decoding `data` (e.g. files listed by a dataset scan).
+    decoded images (an `ImageSet`) instead of decoding `data` (e.g. files listed by a dataset scan). `config`: the
+    rest of a new run's recipe (loss weights, sizes...; not read when resuming)
     `device` defaults to CUDA when available."""
     if perceptual is not None and perceptual not in PERCEPTUAL_TERMS:
         raise ValueError(f"perceptual={perceptual!r}: expected one of {', '.join(PERCEPTUAL_TERMS)}")
     source = load_generator_source(generator, gan_run=gan_run)
     config = encoder_run_config(run_dir, steps=steps, data=data, perceptual=perceptual, batch_size=batch_size,
-                                embedded_world=source.embedded_world)
+                                embedded_world=source.embedded_world, base=config)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda":
         torch.backends.cudnn.benchmark = True
