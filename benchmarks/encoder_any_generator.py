@@ -14,6 +14,7 @@ column is LPIPS-VGG when its trunk is on disk, else clf-perceptual (not LPIPS).
     python -m benchmarks.encoder_any_generator train --run-dir training/encoder_faces64_gen --generator faces64 \
         --minutes 8 --out $OUT
     python -m benchmarks.encoder_any_generator install --source FILES_AT --run-dir training/encoder_faces64_gen
+    python -m benchmarks.encoder_any_generator export --run-dir training/encoder_faces64_gen --to e.safetensors
     # the table:
     python -m benchmarks.encoder_any_generator evaluate --generator faces64 \
         --encoder generator=training/encoder_faces64_gen --encoder generator+10k=training/encoder_faces64_10k \
@@ -46,7 +47,7 @@ from ganinv.generators import load_generator, save_generator  # noqa: E402
 from ganinv.inversion import (  # noqa: E402
     ENCODER_START_CONFIG, InversionConfig, build_problem, continued_config, encode, hybrid, invert, refine,
 )
-from ganinv.models.encoder import check_encoder_for, load_encoder  # noqa: E402
+from ganinv.models.encoder import check_encoder_for, load_encoder, save_encoder  # noqa: E402
 from ganinv.training.checkpoint import load_checkpoint_entry  # noqa: E402
 from ganinv.training.train_encoder import EncoderTrainConfig, encoder_from_run, train_encoder  # noqa: E402
 
@@ -70,6 +71,15 @@ def train_chunk(args: argparse.Namespace) -> dict:
     if args.out:
         print("exported", [f.name for f in export_run(args.run_dir, args.out)], flush=True)
     return summary
+
+
+def export_encoder(args: argparse.Namespace) -> dict:
+    """The encoder file of a run folder (e.g. the shipped `ganinv/assets/faces64/encoder.safetensors`), with the
+    generator identity it belongs to and the run's provenance (`run.json`)."""
+    metadata = json.loads((Path(args.run_dir) / "run.json").read_text())
+    path = save_encoder(encoder_from_run(args.run_dir), args.to, metadata=metadata)
+    print(f"wrote {path} ({metadata['steps']} steps, {metadata['train_minutes']} train min)")
+    return metadata
 
 
 # ---------------------------------------------------------------------------------------------------- evaluate
@@ -225,6 +235,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     i = sub.add_parser("install", help="copy a chunk's returned files into --run-dir")
     i.add_argument("--source", required=True)
     i.add_argument("--run-dir", required=True)
+    x = sub.add_parser("export", help="write a run's encoder file")
+    x.add_argument("--run-dir", required=True)
+    x.add_argument("--to", required=True)
     for name in ("evaluate", "smoke"):
         e = sub.add_parser(name)
         e.add_argument("--generator", default="faces64")
@@ -254,7 +267,7 @@ def main(argv=None) -> dict | None:
     if args.command == "install":
         install_run(args.source, args.run_dir)
         return None
-    return {"train": train_chunk, "evaluate": evaluate, "smoke": smoke}[args.command](args)
+    return {"train": train_chunk, "export": export_encoder, "evaluate": evaluate, "smoke": smoke}[args.command](args)
 
 
 if __name__ == "__main__":

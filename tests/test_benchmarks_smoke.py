@@ -132,3 +132,8 @@ def test_an_encoder_training_chunk_travels_from_the_device_and_back(tmp_path):
     encoder_any_generator.main(["install", "--source", str(tmp_path / "out"), "--run-dir", str(tmp_path / "back")])
     state = load_checkpoint(tmp_path / "back" / "checkpoint")
     assert state["step"] == 2 and state["config"]["pixel_weight"] == 3
+    encoder_any_generator.main(["export", "--run-dir", str(tmp_path / "back"), "--to", str(tmp_path / "e.safetensors")])
+    from ganinv.generators import load_generator
+    from ganinv.models.encoder import load_encoder
+
+    assert load_encoder(tmp_path / "e.safetensors", generator=load_generator(generator)).num_ws == 6
