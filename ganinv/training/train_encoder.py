@@ -183,8 +183,9 @@ class EncoderTrainer:
         self.E.w_avg.copy_(w_avg)
         self.w_var = float(w_std) ** 2 / G.w_dim  # per-coordinate variance of W (w_std is a whole-vector norm)
         self.opt = torch.optim.Adam(self.E.parameters(), lr=config.lr, betas=config.betas)
-        self.perceptual = perceptual if perceptual is not None or config.perceptual == "none" else \
-            _registry_loss(config.perceptual, self.device)
+        if perceptual is None and config.perceptual != "none":
+            perceptual = _registry_loss(config.perceptual, self.device)
+        self.perceptual = perceptual
         self.synthesis_kwargs = _batch_synthesis_kwargs(G)
         self.image_set = self._image_set(images)
         self.images = None if self.image_set is None else self._to_device(self.image_set.images)
@@ -238,8 +239,9 @@ class EncoderTrainer:
 
     def split(self) -> tuple[int, int]:
         """(generated, real) images per batch."""
-        n_real = 0 if self.images is None else int(round(self.config.batch_size * self.config.real_fraction))
-        return self.config.batch_size - n_real, n_real
+        batch = self.config.batch_size
+        n_real = 0 if self.images is None else min(batch - 1, int(round(batch * self.config.real_fraction)))
+        return batch - n_real, n_real  # at least one generated image: the latent term needs one
 
     def train_step(self) -> dict[str, torch.Tensor]:
         """One Adam step at `learning_rate(step)`; returns detached losses (no host sync)."""
