@@ -13,11 +13,11 @@ goal: within 1 % on the reconstruction metrics; `benchmarks/encoder_any_generato
   `ganinv.utils.seeds.seed_from_id` in the flows); the draws steps 0 ... S-1 would have made are drawn and
   discarded, so step s perturbs the latent with the draw it has in the one-go run.
 - **The same losses and settings**: the config the codes were made with (the store records it), longer.
-- **Adam restarts** (zero moments, bias correction from step 1). Keeping the moments would double or triple what a
-  corpus stores per item (two more tensors the size of the codes) for little: Adam's bias-corrected first steps are
-  about `lr` per coordinate, the size of the steps a running Adam takes, and the moments' memory (beta2 = 0.999, ~1000
-  steps) is longer than the runs themselves, so they are far from converged when a run ends anyway. Measured cost: see
-  the benchmark (refinement 100 + 100 vs 200 in one go).
+- **Adam restarts** (zero moments, bias correction from step 1). Keeping the moments would add two tensors the size
+  of the codes to every stored item, and restarting is a gain, not a loss: Adam's second moments (beta2 = 0.999)
+  remember the first steps' large gradients for the whole run and damp its last steps. Measured on faces64 (8
+  held-out faces, W+, clf-perceptual; BENCHMARKS.md): 100 + 100 steps 27.59 dB against 26.82 for 200 in one go, and
+  the one-go run's own state at step 100 continued with Adam restarted 27.85 dB.
 - Noise maps: a run that optimised noise maps (`optimize_noise=True` with a generator that has noise inputs) needs
   them back (`noise=`): the codes alone do not reproduce its images. Corpora store codes only and invert with
   `optimize_noise=False`, where the ws are the whole state.
