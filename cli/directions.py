@@ -99,7 +99,7 @@ def _discover_flow():
 def _write_directions(flow: Callable[[], Any], store: str, config: Any, execution: ExecutionOptions, *,
                       verbose: bool) -> None:
     """Runs the flow that `flow()` imports (after the log settings) and says which directions it wrote."""
-    with common.flow_session(verbose=verbose):
+    with common.flow_session(verbose=verbose, progress=True):
         names = flow()(store, config, execution)
     typer.echo(f"wrote {len(names)} directions: {', '.join(names)}")
 

@@ -45,7 +45,7 @@ def render_edits(
         items=common.csv_tuple(ids) if ids else query, strengths=common.floats(strengths, "--strengths"),
         run=run, limit=limit, layers=common.layers(layers), batch_size=batch_size, generator=generator,
         evaluate_with=evaluate_with, overwrite=overwrite or None))
-    with common.flow_session(verbose=verbose):
+    with common.flow_session(verbose=verbose, progress=True):
         from flows.render_edits import render_edits as flow
 
         summary = flow(store, config, execution)
