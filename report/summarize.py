@@ -13,12 +13,13 @@ from typing import Any
 
 import numpy as np
 
+from ganinv.directions.caveats import boundary_caveat, edit_row_caveat
 from ganinv.item_metrics import PERCEPTUAL, QUALITY
 from ganinv.item_metrics import better as metric_better
 from ganinv.item_metrics import label as metric_label
 from report.collect import RunData
-from storage.runs import working_runs
 from report.schema import SCHEMA_NAME, SCHEMA_VERSION
+from storage.runs import working_runs
 
 LABEL_BINS = ("low", "mid", "high")  # continuous labels are split at their tertiles
 MAX_FAILURE_REASONS = 20
@@ -158,7 +159,8 @@ def results(data: RunData, edit_rows: Sequence[Mapping[str, Any]]) -> dict[str, 
     directions = [_direction_row(name, attrs) for name, attrs in sorted(data.results.get("directions", {}).items())]
     edits = [dict(name=name, created=attrs.get("created"), made_by=_made_by(attrs))
              for name, attrs in sorted(data.results.get("edits", {}).items())]
-    return dict(directions=directions, edit_runs=edits, evaluation=[_clean(dict(row)) for row in edit_rows])
+    evaluation = [_clean(dict(row, caveat=edit_row_caveat(row))) for row in edit_rows]
+    return dict(directions=directions, edit_runs=edits, evaluation=evaluation)
 
 
 def _direction_row(name: str, attrs: Mapping[str, Any]) -> dict[str, Any]:
@@ -168,7 +170,8 @@ def _direction_row(name: str, attrs: Mapping[str, Any]) -> dict[str, Any]:
     made_by = _made_by(attrs)
     return dict(name=name, method=direction.get("method") or made_by.get("method"),
                 space=direction.get("space") or made_by.get("space"),
-                attribute=provenance.get("attribute") or made_by.get("attribute"), created=attrs.get("created"))
+                attribute=provenance.get("attribute") or made_by.get("attribute"), created=attrs.get("created"),
+                caveat=boundary_caveat(provenance))
 
 
 def _made_by(attrs: Mapping[str, Any]) -> dict[str, Any]:
