@@ -9,15 +9,27 @@ from typing import Optional
 import typer
 
 from cli.common import SEEDS_HELP, parse_seeds
+from cli.errors import InputNotFound
 
 app = typer.Typer()
 MODEL = typer.Argument(..., help="A generator file (.pkl or .safetensors) or a built-in name.")
+
+
+def _known(model: str) -> str:
+    """`model`, once it is an existing file or a built-in name (checked before torch is imported: exit 2 at once)."""
+    from ganinv.builtin_models import unknown_generator
+
+    reason = unknown_generator(model)
+    if reason:
+        raise InputNotFound(reason)
+    return model
 
 
 @app.command()
 def info(model: str = MODEL,
          as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of text.")) -> None:
     """Show a generator's architecture (stylegan2, stylegan3-t/-r), config, num_ws, parameter count and identity."""
+    _known(model)
     from ganinv.generators import load_generator_and_identity
 
     G, identity = load_generator_and_identity(model)
@@ -45,6 +57,7 @@ def generate(
     device: str = typer.Option("auto", help="cpu, cuda, cuda:1, ... or auto."),
 ) -> None:
     """Render a grid of images, one per seed (z drawn as in the official generate.py, so seeds match it)."""
+    _known(model)
     import numpy as np
     import torch
 

@@ -78,7 +78,7 @@ def invert(
                           inversion=inversion)
     with interrupted_run(images, store):  # Ctrl-C / SIGTERM: says what is done and how to resume
         # Every mistake is refused here, in this process, before any server starts (cli/preflight.py).
-        preflight.check_paths(images, store, labels)
+        preflight.check_paths(images, store, labels, generator)
         run = preflight.resolve(images, store, generator, config, {**settings, "inversion": inversion},
                                 labels=labels, force=execution.force)
         if run.note:

@@ -3,8 +3,9 @@ resumes with. A mistake is reported here, in seconds, and nothing is created or 
 
 Two rounds, cheapest first:
 
-1. `check_paths` (no torch, no zarr): the store location is not a file nor a foreign non-empty folder, the images
-   and the labels file exist (local paths; a bucket is checked by the scan);
+1. `check_paths` (no torch, no zarr): a --generator given is a file or a built-in name, the store location is not a
+   file nor a foreign non-empty folder, the images and the labels file exist (local paths; a bucket is checked by
+   the scan);
 2. `resolve` (loads the generator into this process's model cache, which the flow's step 0 then reuses): the settings
    a rerun resumes with (`resumed_config`), the image listing, the labels, the settings for the generator (LPIPS
    weights, encoder: `runtime.coordinator.check_settings`), an existing store's generator, settings and layout, and
@@ -45,8 +46,12 @@ class Resolved:
     note: str = ""
 
 
-def check_paths(images: str, store: str, labels: str | None) -> None:
+def check_paths(images: str, store: str, labels: str | None, generator: str | None = None) -> None:
     """The checks that need no model and no store library (round 1)."""
+    from ganinv.builtin_models import unknown_generator
+
+    if generator and _is_local(generator) and unknown_generator(generator):
+        raise InputNotFound(unknown_generator(generator))
     if _is_local(store):
         _check_store_location(store)
     if _is_local(images) and not any(c in images for c in _GLOB_CHARS) and not os.path.exists(images):

@@ -27,8 +27,6 @@ def render(
 ) -> None:
     """Write stored codes as PNG files at the generator's resolution: <out>/<image id>.png for reconstructions,
     <out>/<direction>/<image id>_<strength>.png for edits."""
-    from flows.console import progress_bar
-    from runtime.progress import step
     from runtime.render_codes import plan_render, render_codes
 
     if query is not None and ids is not None:
@@ -37,6 +35,9 @@ def render(
         raise typer.BadParameter("--query and --ids choose stored items: with --what edits, --run and --limit "
                                  "choose what is rendered")
     plan = plan_render(store, what=what, run=run, items=common.csv_tuple(ids) if ids else query, limit=limit)
+    from flows.console import progress_bar
+    from runtime.progress import step
+
     with progress_bar():
         images = len(plan.rows) * (len(plan.run.direction_names) * len(plan.run.strengths) if plan.run else 1)
         done = render_codes(plan, out, generator=generator, device=device,

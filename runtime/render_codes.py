@@ -14,16 +14,15 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ganinv.errors import UserError
-from ganinv.utils.images import to_pil
-from runtime import models
-from runtime.edits import file_stem, render, write_png
-from storage import LatentStore, Status
-from storage.edits import EditRun, select_items
+
+if TYPE_CHECKING:  # imported where used: a bad request is refused before torch and zarr are imported
+    from storage import LatentStore
+    from storage.edits import EditRun
 
 WHATS = ("reconstructions", "edits")
 RENDER_CHUNK = 32  # items read and rendered at a time
@@ -63,6 +62,9 @@ def plan_render(store_url: str, *, what: str, run: str | None = None, items: str
         raise RenderRequestError(f"--what {what!r}: choose one of {', '.join(WHATS)}")
     if limit is not None and limit < 1:
         raise RenderRequestError(f"--limit {limit}: give a positive number of items")
+    from storage import LatentStore, Status
+    from storage.edits import select_items
+
     store = LatentStore.open(store_url, "r", storage_options=storage_options)
     if what == "edits":
         edit_run = _edit_run(store, run)
@@ -76,6 +78,8 @@ def plan_render(store_url: str, *, what: str, run: str | None = None, items: str
 
 
 def _edit_run(store: LatentStore, run: str | None) -> EditRun:
+    from storage.edits import EditRun
+
     runs = sorted(store.result_groups("edits"))
     if run is None or run not in runs:
         given = "--run is needed" if run is None else f"no edit run {run!r}"
@@ -88,6 +92,8 @@ def render_codes(plan: RenderPlan, out: str, *, generator: str | None = None, de
                  progress: Progress | None = None, storage_options: Mapping[str, Any] | None = None
                  ) -> RenderedCodes:
     """Renders the planned codes to PNG files under `out` (see the module docstring)."""
+    from runtime import models
+
     source = models.store_generator_source(plan.store.attributes.generator, generator)
     G = models.generator(source, models.resolve_device(device))
     write = _write_reconstructions if plan.what == "reconstructions" else _write_edits
@@ -97,6 +103,9 @@ def render_codes(plan: RenderPlan, out: str, *, generator: str | None = None, de
 
 
 def _write_reconstructions(plan: RenderPlan, G, out: str, progress: Progress, storage_options) -> int:
+    from ganinv.utils.images import to_pil
+    from runtime.edits import render, write_png
+
     ids = [str(i) for i in plan.store.image_ids(plan.rows)]
     names = png_names(ids)
     for start in range(0, len(ids), RENDER_CHUNK):
@@ -108,6 +117,9 @@ def _write_reconstructions(plan: RenderPlan, G, out: str, progress: Progress, st
 
 
 def _write_edits(plan: RenderPlan, G, out: str, progress: Progress, storage_options) -> int:
+    from ganinv.utils.images import to_pil
+    from runtime.edits import file_stem, render, write_png
+
     run = plan.run
     ids, directions, strengths = run.image_ids, run.direction_names, run.strengths
     stems = [posixpath.splitext(name)[0] for name in png_names([ids[i] for i in plan.rows])]

@@ -138,3 +138,18 @@ def test_the_shard_size_chosen_for_a_new_store_is_said_in_the_summary(tmp_path, 
                                    chunk_items=None, workers=8)
     assert not created and reopened.chunk_items == 2  # fixed when the store was created
     assert shard_note(reopened, created=False, given=None, workers=8) == ""
+
+
+@pytest.mark.parametrize("argv", [["invert", "imgs", "--store", "s.zarr", "--generator", "faces65"],
+                                  ["generate", "faces65"], ["info", "nothere.pkl"]])
+def test_a_misspelt_generator_is_refused_before_torch_is_even_imported(tmp_path, argv):
+    """Issue 19 items 3 and 12: `--generator faces65` failed after 28 s; `generate faces65` exited 1."""
+    write_good_images(tmp_path / "imgs", 1)
+    probe = ("import sys\nfrom typer.testing import CliRunner\nfrom cli.app import app\n"
+             f"result = CliRunner().invoke(app, {argv!r})\n"
+             "print(result.exit_code, 'torch' in sys.modules)\nprint(result.output)")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=120).stdout
+    assert out.startswith("2 False\n"), out
+    assert "error: no generator at" in out and "built-ins: faces64" in out

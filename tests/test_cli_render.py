@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from cli.app import app
 from ganinv.directions.direction import Direction
 from ganinv.utils.images import to_uint8
-from runtime import render_codes
+from runtime.edits import file_stem
 from runtime.render_codes import png_names
 from storage import LatentStore
 from storage.edits import EditRun
@@ -53,7 +53,7 @@ def test_an_edit_runs_images_are_written_per_direction_and_strength(edit_store, 
     result = CliRunner().invoke(app, ["render", edit_store, "--what", "edits", "--run", "night", "--out",
                                       str(tmp_path / "png"), "--device", "cpu"])
     assert result.exit_code == 0, result.output
-    folder = tmp_path / "png" / render_codes.file_stem("interfacegan-a|b")
+    folder = tmp_path / "png" / file_stem("interfacegan-a|b")
     ids = run.image_ids
     assert sorted(f.name for f in folder.glob("*.png")) == sorted(
         f"{ids[i]}_{s}.png" for i in (0, 1) for s in ("-1", "+2"))
@@ -71,7 +71,9 @@ def test_an_edit_runs_images_are_written_per_direction_and_strength(edit_store, 
 ])
 def test_a_bad_request_exits_2_before_loading_anything_and_writes_nothing(edit_world, tmp_path, monkeypatch, args,
                                                                           message):
-    monkeypatch.setattr(render_codes.models, "generator", lambda *a, **k: pytest.fail("a generator was loaded"))
+    from runtime import models
+
+    monkeypatch.setattr(models, "generator", lambda *a, **k: pytest.fail("a generator was loaded"))
     result = CliRunner().invoke(app, ["render", edit_world[0], "--out", str(tmp_path / "png"), *args])
     assert result.exit_code == 2 and message in result.output, result.output
     assert not (tmp_path / "png").exists()
