@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +40,7 @@ from runtime.config import ExecutionOptions
 CLUSTER_KINDS = ("local", "local-cuda")
 REMOTE_WORKER_TIMEOUT_S = 120
 LOOPBACK = "127.0.0.1"
+CLOSE_RETRY_TIMEOUT_S = 10  # closing what is left of a cluster after its workers were ended by force
 
 
 class ClusterError(UserError, ValueError):
@@ -186,24 +188,30 @@ def _stopping_on_interrupt(cluster_class: type) -> type:
         def __exit__(self, exc_type, exc_value, traceback):
             if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
                 end_worker_processes(self)
-            return super().__exit__(exc_type, exc_value, traceback)
+            try:
+                return super().__exit__(exc_type, exc_value, traceback)
+            except TimeoutError:
+                # A worker slow to exit on a loaded machine (Dask's nanny gives up waiting): the run's work is
+                # written and the store says so; end the worker processes ourselves rather than fail the command.
+                end_worker_processes(self, signum=signal.SIGKILL)
+                with contextlib.suppress(Exception):
+                    self.close(timeout=CLOSE_RETRY_TIMEOUT_S)
+                return False
 
     Cluster.__name__ = Cluster.__qualname__ = cluster_class.__name__
     return Cluster
 
 
-def end_worker_processes(cluster) -> None:
-    """SIGTERM to every worker process of a cluster this process started (its nannies are told not to restart
+def end_worker_processes(cluster, *, signum: int = signal.SIGTERM) -> None:
+    """`signum` to every worker process of a cluster this process started (its nannies are told not to restart
     them)."""
-    import signal
-
     for nanny in list(getattr(cluster, "workers", {}).values()):
         process = getattr(getattr(nanny, "process", None), "process", None)
         if process is None or not process.pid:
             continue
         nanny.close_gracefully(reason="interrupted")
         with contextlib.suppress(ProcessLookupError):
-            os.kill(process.pid, signal.SIGTERM)
+            os.kill(process.pid, signum)
 
 
 def _local_cluster(workers: int | None, dashboard: str | None = None):
