@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Optional
 
 import typer
@@ -30,7 +31,7 @@ def make_dataset(
     t0 = time.perf_counter()
     csv_path = write_dataset(out, count, seed=seed, workers=workers, start=start)
     seconds = time.perf_counter() - t0
-    typer.echo(f"wrote {count} faces to {out}/images ({count / max(seconds, 1e-9):.0f} images/s); attributes: "
+    typer.echo(f"wrote {count} faces to {os.path.join(out, 'images')} ({count / max(seconds, 1e-9):.0f} images/s); attributes: "
                f"{csv_path}")
 
 
