@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import shutil
 import time
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import torch
 from PIL import Image
 
 import ganinv.generators.layers as layers
+from benchmarks.common import export_run, install_run
 from ganinv.training.train_gan import GANTrainConfig, generator_from_checkpoint, train_gan
 from ganinv.utils.images import to_uint8
 
@@ -39,35 +39,6 @@ def sample_grid(G: torch.nn.Module, path: Path, *, n: int = 64, seed: int = 0) -
     res = images.shape[1]
     grid = images[: side * side].reshape(side, side, res, res, 3).transpose(0, 2, 1, 3, 4)
     Image.fromarray(grid.reshape(side * res, side * res, 3)).save(path)
-
-
-def export(run_dir: Path, out: Path) -> list[Path]:
-    """Copy the files to commit into the flat folder `out` (the device returns files at most two folders down)."""
-    out.mkdir(parents=True, exist_ok=True)
-    copied = []
-    for f in sorted((run_dir / "checkpoint").iterdir()):
-        copied.append(Path(shutil.copy2(f, out / f"checkpoint-{f.name}")))
-    for name in RUN_FILES:
-        if (run_dir / name).exists():
-            copied.append(Path(shutil.copy2(run_dir / name, out / name)))
-    return copied
-
-
-def install(source: Path, run_dir: Path) -> None:
-    """The inverse of `export`: replace `run_dir`'s checkpoint and run files by those in `source`."""
-    shards = sorted(source.glob("checkpoint-*"))
-    if not any(f.name == "checkpoint-checkpoint.json" for f in shards):
-        raise FileNotFoundError(f"{source} holds no checkpoint-checkpoint.json: not a train_chunk output")
-    tmp = run_dir / "checkpoint.new"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    for f in shards:
-        shutil.copyfile(f, tmp / f.name.removeprefix("checkpoint-"))
-    shutil.rmtree(run_dir / "checkpoint", ignore_errors=True)
-    tmp.rename(run_dir / "checkpoint")
-    for name in RUN_FILES:
-        if (source / name).exists():
-            shutil.copyfile(source / name, run_dir / name)
 
 
 def new_run_config(settings: list[str]) -> GANTrainConfig:
@@ -97,7 +68,7 @@ def main() -> None:
     parser.add_argument("--install", type=Path, help="copy a chunk's returned files into --run-dir and exit")
     args = parser.parse_args()
     if args.install:
-        install(args.install, args.run_dir)
+        install_run(args.install, args.run_dir, files=RUN_FILES)
         return
     start = time.time()
     with layers.resample_impl(args.resample_impl):
@@ -113,7 +84,7 @@ def main() -> None:
     print(f"chunk: {trainer.images_seen / 1000:.1f} kimg, {trainer.train_seconds / 60:.1f} train min in all, "
           f"{time.time() - start:.0f} s wall", flush=True)
     if args.out:
-        files = export(args.run_dir, args.out)
+        files = export_run(args.run_dir, args.out, files=RUN_FILES)
         G = generator_from_checkpoint(args.run_dir).to(trainer.device)
         sample_grid(G, args.out / "samples.png")
         print("exported", [f.name for f in files], flush=True)

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from benchmarks.separability import separability
-from benchmarks.train_chunk import export, install, new_run_config
+from benchmarks.common import export_run, install_run
+from benchmarks.train_chunk import RUN_FILES, new_run_config
 from ganinv.training.train_gan import GANTrainConfig, GANTrainer
 
 from _gan_helpers import TINY, blob_images
@@ -37,17 +38,17 @@ def test_an_exported_chunk_installs_into_a_run_that_resumes_where_it_stopped(tmp
     for _ in range(2):
         trainer.train_step()
     trainer.save()
-    files = export(tmp_path / "device_run", tmp_path / "out")  # what comes back through $OUT: a flat folder
+    files = export_run(tmp_path / "device_run", tmp_path / "out", files=RUN_FILES)  # what $OUT brings back
     assert all(f.parent == tmp_path / "out" for f in files)
     trainer.train_step()  # the uninterrupted run goes on (before the resumed one: both draw from torch's global RNG)
     (tmp_path / "repo_run" / "checkpoint").mkdir(parents=True)
     (tmp_path / "repo_run" / "checkpoint" / "stale.safetensors").write_bytes(b"old")
-    install(tmp_path / "out", tmp_path / "repo_run")
+    install_run(tmp_path / "out", tmp_path / "repo_run", files=RUN_FILES)
     assert not (tmp_path / "repo_run" / "checkpoint" / "stale.safetensors").exists()
     resumed = GANTrainer(TINY, tmp_path / "repo_run", device="cpu", images=images)
     assert resumed.step == 2
     resumed.train_step()
     for a, b in zip(trainer.G_ema.state_dict().values(), resumed.G_ema.state_dict().values()):
         assert np.array_equal(a.numpy(), b.numpy())
-    with pytest.raises(FileNotFoundError, match="not a train_chunk output"):
-        install(tmp_path / "device_run", tmp_path / "other")
+    with pytest.raises(FileNotFoundError, match="not an exported run"):
+        install_run(tmp_path / "device_run", tmp_path / "other")
