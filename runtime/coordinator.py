@@ -15,8 +15,8 @@ from typing import Any
 
 import fsspec
 
-from ganinv.inversion.batch import item_metric_names
 from ganinv.losses.registry import parse_loss_spec
+from runtime import refine, restore
 from runtime.config import InvertConfig
 from runtime.errors import ConfigError
 from runtime.models import GeneratorInfo, describe_generator
@@ -95,7 +95,10 @@ def check_settings(generator: str, config: InvertConfig) -> Settings:
     an unreadable generator, loss weights that are not on disk, a missing or mismatching encoder."""
     spec = config.resolve(generator)
     info = describe_generator(generator)
-    for _, name in parse_loss_spec(spec.config.loss):
+    refine.check(spec, info)
+    restore.check(spec, info)
+    losses = [spec.config.loss] + ([spec.refine.loss] if spec.refine is not None else [])
+    for _, name in (term for loss in losses for term in parse_loss_spec(loss)):
         if name.startswith("lpips-"):
             from ganinv.losses.lpips_distance import require_trunk_weights
             require_trunk_weights(name.removeprefix("lpips-"))  # PerceptualWeightsMissing names the file
@@ -121,8 +124,9 @@ def open_store(url: str, manifest: Manifest, settings: Settings, *, chunk_items:
     spec, generator = settings.spec, settings.generator
     fs, root = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
     created = not fs.exists(f"{root.rstrip('/')}/zarr.json")
-    layout = dict(thumbnail_size=min(spec.thumbnail_size, generator.img_resolution),
-                  metrics=item_metric_names(spec.config.loss), storage_options=storage_options)
+    layout = dict(thumbnail_size=min(spec.thumbnail_size, generator.img_resolution), storage_options=storage_options)
+    if created:  # an existing store keeps the metric arrays it was made with (its config says how it was made)
+        layout["metrics"] = spec.metric_names()
     if chunk_items is not None:
         layout["chunk_items"] = chunk_items
     store = LatentStore.open_or_create(
@@ -145,10 +149,13 @@ def save_scan_cache(store: LatentStore, scan: ScanResult) -> tuple[bool, str]:
     return True, f"scan cache of {len(scan.hash_cache)} files saved ({size} bytes)"
 
 
-def plan(store: LatentStore, manifest: Manifest, *, retry_failed: bool = False, created: bool = False
-         ) -> InvertPlan:
-    """Appends the manifest's new items (under the caller's lease) and lists the shards with work to do."""
+def plan(store: LatentStore, manifest: Manifest, *, retry_failed: bool = False, created: bool = False,
+         settings: Settings | None = None) -> InvertPlan:
+    """Appends the manifest's new items (under the caller's lease), creates or grows the result groups the
+    settings' stages write (pivotal deltas), and lists the shards with work to do."""
     added = len(store) if created else store.append(manifest)  # create() appended the manifest already
+    if settings is not None:
+        refine.prepare(store, settings.spec, settings.generator.source)
     todo = store.todo_mask(retry_failed=retry_failed)
     return InvertPlan(added=added, items=int(todo.sum()), shards=tuple(store.pending_shards(todo=todo)))
 
