@@ -21,6 +21,8 @@ def store_info(store: str = STORE,
                as_json: bool = typer.Option(False, "--json", help="Print the root attributes and counts as JSON.")
                ) -> None:
     """Summary of a latent store: items done/failed/pending, generator identity, inversion config, lease."""
+    from runtime.describe import stage_lines
+
     s = open_store(store)
     attrs, counts, holder = s.attributes, s.status_counts(), s.lease_holder()
     if as_json:
@@ -43,6 +45,7 @@ def store_info(store: str = STORE,
         f"metrics     {', '.join(layout.metrics)}",
         f"labels      {', '.join(layout.labels) or '-'}",
         f"lease       {'held by ' + holder.describe() if holder else 'free'}",
+        *stage_lines(s),
     ]))
 
 

@@ -72,7 +72,8 @@ def check(spec: InversionSpec, info: GeneratorInfo) -> None:
 
 def check_masks(spec: InversionSpec, image_ids: Sequence[str]) -> None:
     """Every image has its mask (when masks come from a folder): else ConfigError naming the expected files."""
-    missing = [reason for reason in map(lambda i: missing_mask(spec, i), image_ids) if reason]
+    missing = [reason.removeprefix("no mask: ") for reason in map(lambda i: missing_mask(spec, i), image_ids)
+               if reason]
     if missing:
         raise ConfigError(f"{len(missing)} of {len(image_ids)} images have no mask: "
                           f"{'; '.join(missing[:MAX_LISTED])}{' ...' if len(missing) > MAX_LISTED else ''}")
