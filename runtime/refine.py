@@ -62,7 +62,7 @@ def renderer(G: torch.nn.Module, store: LatentStore, rows: np.ndarray, *, untune
     bit for bit; or, for a store without deltas or with `untuned`, through G itself."""
     device = next(G.parameters()).device
     if untuned or not is_refined(store):
-        return lambda ws, items: G.synthesis(ws.to(device), noise_mode=noise_mode)
+        return plain_renderer(G, noise_mode=noise_mode)
     from ganinv.inversion import pivotal
 
     values, attrs = refinements.read_deltas(store, np.asarray(rows, np.int64))
@@ -70,3 +70,14 @@ def renderer(G: torch.nn.Module, store: LatentStore, rows: np.ndarray, *, untune
     fused = bool(attrs["config"]["fused_modconv"])
     return lambda ws, items: pivotal.render(G, ws.to(device), deltas.select(items), fused_modconv=fused,
                                             noise_mode=noise_mode)
+
+
+def plain_renderer(G: torch.nn.Module, *, noise_mode: str = "const") -> Render:
+    """G itself: `ws [n, ..., num_ws, w_dim]` -> images `[n, ..., C, H, W]` (any number of codes per item)."""
+    device = next(G.parameters()).device
+
+    def render(ws: torch.Tensor, items: slice) -> torch.Tensor:
+        images = G.synthesis(ws.reshape(-1, *ws.shape[-2:]).to(device), noise_mode=noise_mode)
+        return images.reshape(*ws.shape[:-2], *images.shape[1:])
+
+    return render
