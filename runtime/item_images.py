@@ -34,11 +34,11 @@ def item_images(store: LatentStore, rows: np.ndarray, G: torch.nn.Module, *, kee
     ws = torch.from_numpy(store.ws(rows))
     images = torch.cat([render(ws[i:i + RENDER_BATCH], slice(i, min(i + RENDER_BATCH, len(rows)))).cpu()
                         for i in range(0, len(rows), RENDER_BATCH)])
-    spec = InversionSpec.from_record(store.attributes.inversion, thumbnail_size=store.layout.thumbnail_size)
-    restoration = spec.restoration or {}
+    restoration = store.attributes.inversion.get("restoration") or {}
     keep = restoration.get("keep_observed", False) if keep_observed is None else keep_observed
     if not (restoration and keep):
         return images
+    spec = InversionSpec.from_record(store.attributes.inversion, thumbnail_size=store.layout.thumbnail_size)
     return _keep_observed(store, spec, rows, images)
 
 
