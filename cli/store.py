@@ -36,7 +36,8 @@ def store_info(store: str = STORE,
         f"schema      {attrs.schema} v{attrs.schema_version}, created {attrs.created} by ganinv {attrs.ganinv_version}",
         f"items       {len(s)}: done {counts['done']}, failed {counts['failed']}, pending {counts['pending']} "
         f"({len(s.shards())} shards of {s.chunk_items})",
-        f"generator   sha256 {gen.sha256}  source {gen.source or '-'}",
+        f"generator   {gen.architecture or '(architecture not recorded)'}  sha256 {gen.sha256}  "
+        f"source {gen.source or '-'}",
         f"            config {json.dumps(gen.config, sort_keys=True)}",
         f"inversion   {json.dumps(attrs.inversion, sort_keys=True)}",
         f"dataset     root {ds.root or '-'}  manifest {ds.manifest_hash[:16]}  appends {len(ds.history)}",

@@ -19,7 +19,7 @@ JSON: a value that could not be computed is `null`, never NaN. Means and rates a
                  device_seconds_per_image, images_per_device_second (from per-item `seconds`), wall_seconds (of the
                  inversion run, when known), images_per_second (finished items / wall_seconds)
     provenance:  store {url, created, ganinv_version, schema_version, num_items, chunk_items},
-                 generator {sha256, source, config, num_ws}, inversion {the config, verbatim},
+                 generator {sha256, source, architecture, config, num_ws}, inversion {the config, verbatim},
                  dataset {root, manifest_hash, appends, last_append}, report_code {ganinv, git}
     edits:       directions [{name, method, space, attribute, created}], edit_runs [{name, created, made_by}],
                  evaluation [rows of ganinv.directions.evaluate.evaluate_edits: direction, method, target, strength,
