@@ -4,6 +4,8 @@ cluster) and real stores on disk; its refusals before any server starts; the wor
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -75,6 +77,16 @@ def test_inpainting_flow_scores_against_the_clean_images_keeps_the_observation_a
     thumbnails = store.thumbnails()
     assert np.abs(thumbnails[:, outside].astype(int) - originals[:, outside]).max() <= 1  # kept observed pixels
     assert not np.array_equal(thumbnails[:, ~outside], originals[:, ~outside])  # the hole is the generator's
+    from report import ReportConfig, build_report
+
+    report = build_report(url, tmp_path / "reports", ReportConfig(run="r", fid=False))
+    section = json.loads((report.path.parent / "metrics.json").read_text())["restoration"]
+    assert section["task"] == "inpaint" and section["against_clean"]["kept"]["psnr"]["n"] == 4
+    assert section["against_clean"]["restored"]["ssim"]["mean"] == pytest.approx(metrics["restored_ssim"].mean())
+    assert section["gain_over_baseline_db"] == pytest.approx(metrics["restored_psnr"].mean()
+                                                             - metrics["baseline_psnr"].mean())
+    assert "Restoration: inpaint" in report.path.read_text()
+    assert (report.path.parent / "restoration.png").is_file()
     again = restore_dataset(str(clean), url, generator, restore=restore, config=config, execution=execution)
     assert again.this_run.shards == 0 and again.counts["done"] == 4  # resumed: nothing left to do
     with pytest.raises(StoreMismatchError, match="another inversion config"):  # other restorations never mix in
