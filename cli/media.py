@@ -13,6 +13,8 @@ from runtime.config import ExecutionOptions, MorphConfig, StyleMixConfig
 
 app = typer.Typer()
 STORE = typer.Argument(..., help="Store path or fsspec URL.")
+GENERATOR = typer.Option(None, "--generator", help="Generator (default: the store's).")
+OVERWRITE = typer.Option(False, "--overwrite", help="Replace a run of that name with other content.")
 
 
 @app.command("render-morphs")
@@ -29,8 +31,8 @@ def render_morphs(
                                         f"{default(MorphConfig, 'fps'):g})."),
     run: Optional[str] = typer.Option(None, "--run", help="Run name: edits/<run>, pictures in <store>.edits/<run>/ "
                                       f"(default {default(MorphConfig, 'run')})."),
-    generator: Optional[str] = typer.Option(None, "--generator", help="Generator (default: the store's)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a run of that name with other content."),
+    generator: Optional[str] = GENERATOR,
+    overwrite: bool = OVERWRITE,
     verbose: bool = common.VERBOSE,
     execution: ExecutionOptions = None,  # from the flags of `execution_flags`
 ) -> None:
@@ -38,11 +40,7 @@ def render_morphs(
     the store."""
     config = MorphConfig(pairs=_pairs(pairs), **given(frames=frames, method=method, gif=gif or None, fps=fps,
                                                       run=run, generator=generator, overwrite=overwrite or None))
-    with common.flow_session(verbose=verbose):
-        from flows.media import render_morphs as flow
-
-        summary = flow(store, config, execution)
-    _report(summary)
+    _run("render_morphs", store, config, execution, verbose)
 
 
 @app.command("style-mix")
@@ -56,8 +54,8 @@ def style_mix(
                                          f"{default(StyleMixConfig, 'layers')})."),
     run: Optional[str] = typer.Option(None, "--run", help="Run name (default "
                                       f"{default(StyleMixConfig, 'run')})."),
-    generator: Optional[str] = typer.Option(None, "--generator", help="Generator (default: the store's)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a run of that name with other content."),
+    generator: Optional[str] = GENERATOR,
+    overwrite: bool = OVERWRITE,
     verbose: bool = common.VERBOSE,
     execution: ExecutionOptions = None,  # from the flags of `execution_flags`
 ) -> None:
@@ -65,11 +63,7 @@ def style_mix(
     3), codes kept in edits/<run>, the figure beside the store."""
     config = StyleMixConfig(content=common.csv_tuple(content), style=common.csv_tuple(style), **given(
         layers=common.layers(layers), run=run, generator=generator, overwrite=overwrite or None))
-    with common.flow_session(verbose=verbose):
-        from flows.media import style_mix as flow
-
-        summary = flow(store, config, execution)
-    _report(summary)
+    _run("style_mix", store, config, execution, verbose)
 
 
 def _pairs(text: str) -> tuple[tuple[str, str], ...]:
@@ -84,7 +78,13 @@ def _pairs(text: str) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
-def _report(summary) -> None:
+def _run(flow_name: str, store: str, config: MorphConfig | StyleMixConfig, execution: ExecutionOptions,
+         verbose: bool) -> None:
+    """Runs the flow `flows.media.<flow_name>` in the flow session and prints what it made."""
+    with common.flow_session(verbose=verbose):
+        from flows import media
+
+        summary = getattr(media, flow_name)(store, config, execution)
     shape = " x ".join(map(str, summary.plan.shape))
     reused = "" if summary.plan.created else " (the run already held these codes)"
     typer.echo(f"{summary.plan.kind} run {summary.plan.run!r}: {shape} images{reused}; wrote "

@@ -27,8 +27,7 @@ from tasks.media import create_morph_run, create_style_mix_run, render_media_run
 def render_morphs(store: str, config: MorphConfig, execution: ExecutionOptions = ExecutionOptions(), *,
                   storage_options: dict[str, Any] | None = None) -> MediaSummary:
     """Morphs between the pairs of stored items `config.pairs` (runtime/config.py says what each field means)."""
-    began, run_id = time.perf_counter(), new_run_id("render-morphs")
-    check_execution(execution)
+    began, run_id = _start("render-morphs", execution)
     # 1. the codes of every morph, kept as edits/<run> under the lease
     plan = create_morph_run(store, config, run_id=run_id, storage_options=storage_options)
     # 2. render them on a worker: the grid, the GIFs, index.json last
@@ -39,12 +38,16 @@ def render_morphs(store: str, config: MorphConfig, execution: ExecutionOptions =
 def style_mix(store: str, config: StyleMixConfig, execution: ExecutionOptions = ExecutionOptions(), *,
               storage_options: dict[str, Any] | None = None) -> MediaSummary:
     """Style mixes of stored items (runtime/config.py says what each field means)."""
-    began, run_id = time.perf_counter(), new_run_id("style-mix")
-    check_execution(execution)
+    began, run_id = _start("style-mix", execution)
     # 1. every content item with every style item's layers, kept as edits/<run> under the lease
     plan = create_style_mix_run(store, config, run_id=run_id, storage_options=storage_options)
     # 2. render them on a worker: the style-mixing figure, index.json last
     return _render(store, plan, execution, storage_options, began)
+
+
+def _start(name: str, execution: ExecutionOptions) -> tuple[float, str]:
+    check_execution(execution)
+    return time.perf_counter(), new_run_id(name)
 
 
 def _render(store: str, plan: MediaPlan, execution: ExecutionOptions, storage_options: dict[str, Any] | None,
