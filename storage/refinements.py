@@ -78,11 +78,14 @@ def _names(store: LatentStore) -> list[str]:
 
 def resize(store: LatentStore) -> None:
     """Every array of the refinement to the store's item count (coordinator, after an append)."""
+    changed = False
     for name in _names(store):
         array = store.array(name)
         if array.shape[0] != store.num_items:
             array.resize((store.num_items,) + array.shape[1:])
-    store.consolidate()
+            changed = True
+    if changed:
+        store.consolidate()
 
 
 def write_rows(store: LatentStore, indices: np.ndarray, deltas: np.ndarray,

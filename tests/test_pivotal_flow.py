@@ -133,3 +133,20 @@ def test_hybrid_refined_run_stores_deltas_and_ood_scores_edits_through_the_delta
     html = report.path.read_text()
     assert "Pivotal refinement" in html and "Unusual items" in html
     assert (report.path.parent / "pivotal.png").is_file() and (report.path.parent / "ood_top.png").is_file()
+
+
+def test_deltas_grow_with_the_store_and_new_items_get_theirs(generator, tmp_path):
+    write_good_images(tmp_path / "imgs", 3)
+    config = InvertConfig(inversion=FAST, refine=REFINE, thumbnail_size=16)
+    store = prepare_store(tmp_path / "imgs", tmp_path / "s.zarr", generator, config, chunk_items=2)
+    for shard in store.pending_shards():
+        run_shard(store.url, shard.index, generator=generator)
+    write_good_images(tmp_path / "imgs", 2, start=3)  # the nightly run finds two more
+    store = prepare_store(tmp_path / "imgs", tmp_path / "s.zarr", generator, config, chunk_items=2)
+    assert len(store) == 5 and [s.index for s in store.pending_shards()] == [1, 2]
+    values, _ = refinements.read_deltas(store)
+    assert values.shape[0] == 5 and np.isnan(values[3:]).all() and np.isfinite(values[:3]).all()
+    for shard in store.pending_shards():
+        run_shard(store.url, shard.index, generator=generator)
+    values, _ = refinements.read_deltas(LatentStore.open(store.url))
+    assert np.isfinite(values).all()
