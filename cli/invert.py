@@ -43,7 +43,8 @@ def invert(
     mode: Optional[str] = typer.Option(None, "--mode", help="optimize | encoder | hybrid | auto (default "
                                        f"{default(InvertConfig, 'mode')}: hybrid when the generator has a built-in "
                                        "encoder, else optimize)."),
-    encoder: Optional[str] = typer.Option(None, "--encoder", help="Encoder .safetensors (for encoder/hybrid)."),
+    encoder: Optional[str] = typer.Option(None, "--encoder", help="Encoder .safetensors from `ganinv train-encoder` "
+                                          "for this generator (mode auto: hybrid from its output)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Base of the per-image seeds (each image's seed comes "
                                        f"from its id; default {default(InvertConfig, 'seed')})."),
     thumbnail_size: Optional[int] = typer.Option(None, "--thumbnail-size", help="Stored reconstructions, px "
@@ -82,7 +83,9 @@ def invert(
                                   refine=refine_config(refine, num_steps=refine_steps, rank=refine_rank,
                                                        loss=refine_loss)), inversion=inversion)
     config.resolve(generator)  # a bad setting is refused here, before any server starts
-    if config.refine is not None:  # refinement's checks need the generator: load it now, not after the server starts
+    if config.refine is not None or config.encoder is not None:
+        # refinement's checks and an encoder's (it must belong to this generator) load the generator: now, before a
+        # server starts
         from runtime.coordinator import check_settings
 
         check_settings(generator, config)

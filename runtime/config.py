@@ -73,7 +73,7 @@ class InvertConfig:
         encoder = self.encoder or _builtin_encoder(generator)
         mode = ("hybrid" if encoder else "optimize") if self.mode == AUTO else self.mode
         try:
-            preset = inversion_preset(mode, encoder)
+            preset = inversion_preset(mode, encoder, generator=generator)
             config = dataclasses.replace(preset, **self.inversion)
             policy = DecodePolicy(resolution=1, **self.decode)
             refine = None if self.refine is None else refine_preset(preset, self.refine)
@@ -95,23 +95,25 @@ class InvertConfig:
                    **fields)
 
 
-def inversion_preset(mode: str, encoder: str | None):
+def inversion_preset(mode: str, encoder: str | None, *, generator: str | None = None):
     """The InversionConfig a mode starts from. The store keeps codes, not per-image noise maps, so the codes alone
     must reproduce what the metrics show: optimize_noise is off everywhere.
 
-    - optimize (and encoder/hybrid without the built-in encoder): the StyleGAN2 projector's settings;
-    - encoder/hybrid with faces64's encoder: `HYBRID_CONFIG` (W+, 100 steps) without the projector's start-up
-      exploration: the encoder's output is already close, and latent noise and a learning rate of 0.1 meant for a
-      start at w_avg throw much of it away. Measured on 16 held-out faces, 20 steps, clf-perceptual: PSNR 21.3
-      (encoder alone) -> 21.9 with the projector's settings, 23.5 with these (BENCHMARKS.md). The loss is the
-      embedded world's own perceptual distance (its attribute classifier's features).
+    - optimize: the StyleGAN2 projector's settings (a start at w_avg);
+    - encoder/hybrid, with any encoder (the built-in one or a file from `ganinv train-encoder`): the start at an
+      encoder's output, `ganinv.inversion.hybrid.ENCODER_START_CONFIG` (W+, 100 steps, without the projector's
+      start-up exploration: the encoder's output is already close, and latent noise and a learning rate of 0.1 meant
+      for a start at w_avg throw much of it away). Measured on 16 held-out faces, 20 steps, clf-perceptual: PSNR 21.3
+      (encoder alone) -> 21.9 with the projector's settings, 23.5 with these (BENCHMARKS.md). With faces64's own
+      encoder, or any encoder of the built-in faces64 generator, the loss is the embedded world's perceptual distance
+      (its attribute classifier's features, on disk); otherwise the projector's (lpips-vgg) unless `--loss` says.
     """
-    from ganinv.inversion import HYBRID_CONFIG, InversionConfig
+    from ganinv.inversion import ENCODER_START_CONFIG, InversionConfig
 
-    if mode != "optimize" and encoder == "faces64":
-        return dataclasses.replace(HYBRID_CONFIG, initial_learning_rate=0.03, initial_noise_factor=0.0,
-                                   lr_rampup_length=0.0, loss="clf-perceptual", optimize_noise=False)
-    return InversionConfig(optimize_noise=False)
+    if mode == "optimize" or encoder is None:
+        return InversionConfig(optimize_noise=False)
+    offline = {"loss": "clf-perceptual"} if DEFAULT_GENERATOR in (encoder, generator) else {}
+    return dataclasses.replace(ENCODER_START_CONFIG, optimize_noise=False, **offline)
 
 
 def refine_preset(inversion, refine: Mapping[str, Any]):
@@ -196,6 +198,26 @@ class RenderEditsConfig:
     evaluate_with: str | None = None
     overwrite: bool = False
     untuned: bool = False
+
+
+@dataclass(frozen=True)
+class RefineStoreConfig:
+    """What `refine` does to a store (`ganinv refine STORE --steps N`): every done item's codes continue for `steps`
+    more steps of the inversion that made them (`ganinv.inversion.refine`: the same losses, seeds and schedule,
+    longer), as one pass to a target step count kept in the store (storage/code_refinements.py). space: None = the
+    store's (or its last pass's); 'w+' continues W codes in W+ (never the other way). A pass that did not finish
+    resumes with the same `steps`; a finished one is the base of the next."""
+
+    steps: int
+    space: str | None = None
+
+    def __post_init__(self):
+        from runtime.errors import ConfigError
+
+        if not isinstance(self.steps, int) or self.steps < 1:
+            raise ConfigError(f"refine: steps must be a positive number of optimisation steps, got {self.steps!r}")
+        if self.space not in (None, "w", "w+"):
+            raise ConfigError(f"refine: space {self.space!r}: codes continue in w or w+ (what a store keeps)")
 
 
 DENOISE_LOSS = "mse"  # a perceptual loss draws the noise as texture (docs/restoration.md: 26.8 vs 20.7 dB)

@@ -18,12 +18,10 @@ import fsspec
 from ganinv.losses.registry import parse_loss_spec
 from runtime import refine, restore
 from runtime.config import InvertConfig
-from runtime.errors import ConfigError
 from runtime.models import GeneratorInfo, describe_generator
 from runtime.shard import ShardReport
 from runtime.spec import InversionSpec
 from storage import LatentStore, Manifest, Shard
-from storage.schema import file_sha256
 from storage.scan import ScanResult, Skipped
 
 MAX_LISTED_FAILURES = 200  # failed items listed in a summary (all of them stay in the store's `error` array)
@@ -83,16 +81,18 @@ class InvertSummary:
 
 @dataclass(frozen=True)
 class Settings:
-    """Step 0's outcome: the resolved spec, the generator it runs on, and the encoder file's sha256 (if any)."""
+    """Step 0's outcome: the resolved spec, the generator it runs on, and the encoder file it starts from (if any):
+    the sha256 of its bytes and the identity of the generator it says it was trained for."""
 
     spec: InversionSpec
     generator: GeneratorInfo
     encoder_sha256: str | None = None
+    encoder_generator: str | None = None
 
 
 def check_settings(generator: str, config: InvertConfig) -> Settings:
     """Resolves `config` for `generator` and fails early, in the coordinator, on what every worker would fail on:
-    an unreadable generator, loss weights that are not on disk, a missing or mismatching encoder."""
+    an unreadable generator, loss weights that are not on disk, a missing encoder or one of another generator."""
     spec = config.resolve(generator)
     info = describe_generator(generator)
     refine.check(spec, info)
@@ -104,16 +104,28 @@ def check_settings(generator: str, config: InvertConfig) -> Settings:
             require_trunk_weights(name.removeprefix("lpips-"))  # PerceptualWeightsMissing names the file
     if spec.encoder is None:
         return Settings(spec=spec, generator=info)
-    from ganinv.models.encoder import BUILTIN_ENCODERS, load_encoder
+    record = check_encoder(spec.encoder, info)
+    return Settings(spec=spec, generator=info, encoder_sha256=record.sha256,
+                    encoder_generator=record.generator_identity)
 
-    E = load_encoder(spec.encoder)
-    want = (info.img_resolution, info.num_ws, info.w_dim)
-    if (E.img_resolution, E.num_ws, E.w_dim) != want:
-        raise ConfigError(f"encoder {spec.encoder!r} is for {E.img_resolution} px, num_ws {E.num_ws}, w_dim "
-                          f"{E.w_dim}; the generator {generator!r} has {want[0]} px, num_ws {want[1]}, w_dim "
-                          f"{want[2]}")
-    return Settings(spec=spec, generator=info, encoder_sha256=file_sha256(BUILTIN_ENCODERS.get(spec.encoder,
-                                                                                             spec.encoder)))
+
+def check_encoder(encoder: str, info: GeneratorInfo):
+    """The encoder file's `EncoderRecord`, refused (`EncoderGeneratorMismatch`, a UserError) unless it belongs to the
+    generator: by the identity the file records, else (files from before identities) by image size and ws shape."""
+    from ganinv.models.encoder import EncoderGeneratorMismatch, encoder_record
+
+    record = encoder_record(encoder, generator=info.identity)
+    if record.generator_identity is None:
+        from ganinv.models.encoder import load_encoder
+
+        E = load_encoder(encoder)
+        want = (info.img_resolution, info.num_ws, info.w_dim)
+        if (E.img_resolution, E.num_ws, E.w_dim) != want:
+            raise EncoderGeneratorMismatch(
+                f"encoder {encoder!r} is for {E.img_resolution} px, num_ws {E.num_ws}, w_dim {E.w_dim}; the "
+                f"generator {info.source!r} has {want[0]} px, num_ws {want[1]}, w_dim {want[2]}: train an encoder "
+                "for it (ganinv train-encoder --generator ...)")
+    return record
 
 
 def open_store(url: str, manifest: Manifest, settings: Settings, *, chunk_items: int | None,
@@ -132,7 +144,8 @@ def open_store(url: str, manifest: Manifest, settings: Settings, *, chunk_items:
     store = LatentStore.open_or_create(
         url, manifest=manifest, num_ws=generator.num_ws, w_dim=generator.w_dim,
         generator=generator.store_identity(),
-        config=spec.to_record(resolution=generator.img_resolution, encoder_sha256=settings.encoder_sha256), **layout)
+        config=spec.to_record(resolution=generator.img_resolution, encoder_sha256=settings.encoder_sha256,
+                              encoder_generator=settings.encoder_generator), **layout)
     return store, created
 
 

@@ -62,10 +62,16 @@ class InversionSpec:
         return DecodePolicy(resolution=resolution, max_upscale=self.max_upscale, max_pixels=self.max_pixels,
                             background=self.background)
 
-    def to_record(self, *, resolution: int, encoder_sha256: str | None) -> dict[str, Any]:
-        """What the store records as its inversion config (and compares on every later run)."""
+    def to_record(self, *, resolution: int, encoder_sha256: str | None,
+                  encoder_generator: str | None = None) -> dict[str, Any]:
+        """What the store records as its inversion config (and compares on every later run). The encoder: its
+        source, the sha256 of its file and, when the file records one, the identity of the generator it was trained
+        for (`encoder_generator`; files from before identities were recorded have none, and their stores keep their
+        record)."""
         policy = {**dataclasses.asdict(self.decode_policy(resolution)), "background": list(self.background)}
         encoder = None if self.encoder is None else {"source": self.encoder, "sha256": encoder_sha256}
+        if encoder is not None and encoder_generator is not None:
+            encoder["generator_identity"] = encoder_generator
         record = {"mode": self.mode, "inversion": self.config.to_dict(), "encoder": encoder,
                   "seed": {"base": self.seed, "rule": SEED_RULE}, "decode": policy, "noise": NOISE}
         optional = dict(extra=dict(self.extra) if self.extra else None, restoration=self.restoration,
