@@ -1,5 +1,5 @@
 """What `ganinv store-info` says of a store's stages beyond the inversion: its restoration, its pivotal refinement,
-its out-of-distribution scores."""
+its refinement passes (`ganinv refine`), its out-of-distribution scores."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import json
 import numpy as np
 
 from runtime.ood import UNUSUAL, describe_store
-from storage import LatentStore, refinements
+from storage import LatentStore, code_refinements, refinements
 
 
 def stage_lines(store: LatentStore) -> list[str]:
@@ -26,6 +26,11 @@ def stage_lines(store: LatentStore) -> list[str]:
         per_item = attrs["values_per_item"] * np.dtype(attrs["numpy_dtype"]).itemsize
         lines.append(f"refinement  pivotal: rank {attrs['rank']}, {config.get('num_steps')} steps, loss "
                      f"{config.get('loss')}; {per_item:,} bytes per item ({attrs['dtype']})")
+    for done in code_refinements.passes(store):
+        state = "complete" if done["complete"] else "open (run `ganinv refine` again with the same --steps)"
+        refined = f", {done['refined']} items" if "refined" in done else ""
+        lines.append(f"refinement  {done['name']}: +{done['more_steps']} steps from {done['from_steps']} "
+                     f"({done['space']}){refined}, {state}")
     scores = describe_store(store)
     if scores is not None:
         quantiles = ", ".join(f"{k} {v:.3f}" for k, v in scores.quantiles.items()) or "none yet"

@@ -73,6 +73,33 @@ def item_metric_names(loss: str, *, mode: str | None = None, restoration: bool =
     return names + extra + ((OOD_SCORE,) if mode in ("hybrid", "encoder") else ())
 
 
+def refine_batch(G: nn.Module, target: torch.Tensor, ws: torch.Tensor, *, config: InversionConfig, more_steps: int,
+                 seeds: Sequence[int], thumbnail_size: int | None = None,
+                 E: nn.Module | None = None) -> BatchResult:
+    """`more_steps` more steps of the inversion that made the codes `ws [n, num_ws, w_dim]` of `target [n, 3, R, R]`
+    with `config` (whose `num_steps` = the steps they have had; `ganinv.inversion.refine`): the continued codes, the
+    same metrics as `invert_batch` records for them (final_loss, steps = the total, seconds = this call's per image)
+    and thumbnails. `E`: the encoder whose output the in-domain term keeps the codes near, when the config has one
+    (`regularize_encoder_weight` > 0)."""
+    from ganinv.inversion.refine import refine
+
+    assert target.ndim == 4 and ws.ndim == 3 and len(ws) == len(target) == len(seeds), \
+        f"target [n, 3, R, R], ws [n, num_ws, w_dim] and n seeds, got {list(target.shape)}, {list(ws.shape)}"
+    device = next(G.parameters()).device
+    target = target.to(device)
+    t0 = time.perf_counter()
+    anchor = encode(E, target) if config.regularize_encoder_weight > 0 else None
+    result = refine(G, target, ws.to(device, torch.float32), config, more_steps=more_steps, seed=list(seeds),
+                    anchor_ws=anchor)
+    n = len(seeds)
+    out = {name: value.float().cpu().numpy() for name, value in {**result.metrics,
+                                                                 "final_loss": result.losses}.items()}
+    out.update(steps=np.full(n, result.config.num_steps, np.float32),
+               seconds=np.full(n, (time.perf_counter() - t0) / n, np.float32))
+    return BatchResult(ws=result.ws.float().cpu().numpy(), metrics=out,
+                       thumbnails=None if not thumbnail_size else thumbnails(result.images, thumbnail_size))
+
+
 def invert_batch(G: nn.Module, target: torch.Tensor, *, mode: str, config: InversionConfig, seeds: Sequence[int],
                  E: nn.Module | None = None, thumbnail_size: int | None = None,
                  degradation: Degradation | None = None, clean: torch.Tensor | None = None,
