@@ -1,8 +1,11 @@
 """The wired stages on CUDA (run through the device tool: `pytest -m gpu tests/test_wiring_gpu.py`): a refined shard
-written by a CUDA worker re-renders its stored reconstructions from the stored deltas on the same device, and a
-restoration shard inverts observations decoded at the reduced size and scores them against the clean images."""
+written by a CUDA worker re-renders its stored reconstructions from the stored deltas on the same device, a
+restoration shard inverts observations decoded at the reduced size and scores them against the clean images, and a
+store's codes refined by a CUDA worker (`ganinv refine`) match the CPU's."""
 
 from __future__ import annotations
+
+import shutil
 
 import numpy as np
 import pytest
@@ -54,3 +57,26 @@ def test_cuda_super_resolution_shard_scores_against_the_clean_images(tiny_genera
     assert run_shard(store.url, 0, generator=tiny_generator_file, execution=CUDA).done == 4
     metrics = LatentStore.open(store.url).metrics()
     assert np.isfinite(metrics["restored_psnr"]).all() and np.isfinite(metrics["baseline_psnr"]).all()
+
+
+def test_cuda_refinement_of_a_store_matches_the_cpu(tiny_generator_file, tmp_path):
+    from runtime.config import RefineStoreConfig
+    from runtime.refine_store import check, plan, run_refine_shard, summarize
+
+    write_good_images(tmp_path / "imgs", 6)
+    config = InvertConfig(inversion=FAST, thumbnail_size=16)
+    store = prepare_store(tmp_path / "imgs", tmp_path / "cpu.zarr", tiny_generator_file, config, chunk_items=8)
+    run_shard(store.url, 0, generator=tiny_generator_file, execution=ExecutionOptions(device="cpu"))
+    shutil.copytree(tmp_path / "cpu.zarr", tmp_path / "cuda.zarr")
+    for name, device in (("cpu", "cpu"), ("cuda", "cuda")):
+        url = str(tmp_path / f"{name}.zarr")
+        settings = check(url, RefineStoreConfig(steps=6))
+        planned = plan(LatentStore.open(url, "r+"), settings)
+        report = run_refine_shard(url, 0, generator=tiny_generator_file, name=planned.name,
+                                  execution=ExecutionOptions(device=device))
+        assert report.done == 6 and report.device.startswith(device)
+        assert summarize(LatentStore.open(url, "r+"), settings, [report]).complete
+    cpu, cuda = LatentStore.open(str(tmp_path / "cpu.zarr")), LatentStore.open(str(tmp_path / "cuda.zarr"))
+    assert (cuda.metrics(["steps"])["steps"] == 10).all()
+    np.testing.assert_allclose(cuda.ws(), cpu.ws(), atol=1e-3)
+    np.testing.assert_allclose(cuda.metrics(["psnr"])["psnr"], cpu.metrics(["psnr"])["psnr"], atol=0.05)
