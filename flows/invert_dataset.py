@@ -26,18 +26,16 @@ that failed beyond their retries end the run with `IncompleteRun` (after the sum
 
 from __future__ import annotations
 
-import dataclasses
-import os
 import time
 from typing import Any
 
 from prefect import flow
-from prefect.futures import as_completed
 from prefect.utilities.annotations import quote
 
 from flows import artifacts, progress
-from flows.clusters import check_execution, dask_client, dask_runner, gpu_annotation, local_workers
+from flows.clusters import check_execution, dask_client, dask_runner, gpu_annotation
 from flows.prefect_api import new_run_id
+from flows.shard_runs import gather_reports, shared_threads
 from runtime.config import DEFAULT_GENERATOR, ExecutionOptions, InvertConfig
 from runtime.coordinator import InvertPlan, InvertSummary
 from runtime.shard import ShardReport
@@ -105,23 +103,9 @@ def invert_shards(store: str, plan: InvertPlan, *, generator: str, run_id: str, 
     """Step 4 of invert-dataset, on the Dask task runner it is given: one `invert_shard` task per planned shard (one
     per GPU where workers offer GPUs); a shard that fails beyond its retries becomes a report with its error."""
     client = dask_client()
-    if local_workers(client) and not execution.threads:  # share this machine's cores among its local workers
-        execution = dataclasses.replace(execution, threads=max(1, (os.cpu_count() or 1) // local_workers(client)))
-    tracker = artifacts.ShardProgress(store, plan.items)
+    execution = shared_threads(client, execution)
     with gpu_annotation(client):
         submitted = [(invert_shard.submit(store, shard.index, generator=generator, run_id=run_id,
                                           retry_failed=retry_failed, execution=execution,
                                           storage_options=storage_options), shard) for shard in plan.shards]
-    shard_of = {id(future): shard for future, shard in submitted}
-    reports = []
-    for future in as_completed([future for future, _ in submitted]):
-        shard = shard_of[id(future)]
-        try:
-            report = future.result()
-        except Exception as err:  # noqa: BLE001 - a shard that failed beyond its retries; the run goes on
-            report = ShardReport(shard=shard.index, error=f"{type(err).__name__}: {err}")
-        reports.append(report)
-        items = report.items if report.error is None else len(shard)
-        tracker.advance(items)
-        progress.notify(progress.shard_event(report, items))
-    return reports
+    return gather_reports(store, plan.items, submitted, lambda shard, error: ShardReport(shard=shard, error=error))

@@ -17,18 +17,16 @@ Steps, each a task (tasks/refine_store.py):
 
 from __future__ import annotations
 
-import dataclasses
-import os
 import time
 from typing import Any
 
 from prefect import flow
-from prefect.futures import as_completed
 
-from flows import artifacts, progress
-from flows.clusters import check_execution, dask_client, dask_runner, gpu_annotation, local_workers
+from flows import progress
+from flows.clusters import check_execution, dask_client, dask_runner, gpu_annotation
 from flows.invert_dataset import IncompleteRun
 from flows.prefect_api import new_run_id
+from flows.shard_runs import gather_reports, shared_threads
 from runtime.config import ExecutionOptions, RefineStoreConfig
 from runtime.refine_store import RefinePlan, RefineShardReport, RefineSummary
 from storage import LatentStore
@@ -76,28 +74,10 @@ def refine_shards(store: str, plan: RefinePlan, *, generator: str, run_id: str, 
     workers offer GPUs); a shard that fails beyond its retries becomes a report with its error."""
     client = dask_client()
     execution = shared_threads(client, execution)
-    tracker = artifacts.ShardProgress(store, plan.items)
     with gpu_annotation(client):
         submitted = [(refine_shard.submit(store, shard.index, generator=generator, name=plan.name, run_id=run_id,
                                           execution=execution, storage_options=storage_options), shard)
                      for shard in plan.shards]
-    shard_of = {id(future): shard for future, shard in submitted}
-    reports = []
-    for future in as_completed([future for future, _ in submitted]):
-        shard = shard_of[id(future)]
-        try:
-            report = future.result()
-        except Exception as err:  # noqa: BLE001 - a shard that failed beyond its retries; the run goes on
-            report = RefineShardReport(shard=shard.index, error=f"{type(err).__name__}: {err}")
-        reports.append(report)
-        items = report.items if report.error is None else len(shard)
-        tracker.advance(items)
-        progress.notify(progress.shard_event(report, items))
-    return reports
+    return gather_reports(store, plan.items, submitted,
+                          lambda shard, error: RefineShardReport(shard=shard, error=error))
 
-
-def shared_threads(client: Any, execution: ExecutionOptions) -> ExecutionOptions:
-    """This machine's cores shared among its local workers, unless `execution.threads` says otherwise."""
-    if local_workers(client) and not execution.threads:
-        return dataclasses.replace(execution, threads=max(1, (os.cpu_count() or 1) // local_workers(client)))
-    return execution

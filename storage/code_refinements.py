@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from storage import arrays, shards
+from storage import arrays, refinements, shards
 from storage.errors import NotInStoreError
 
 if TYPE_CHECKING:
@@ -78,14 +78,7 @@ def _names(store: LatentStore, name: str) -> list[str]:
 
 def grow_pass(store: LatentStore, name: str) -> None:
     """The pass's arrays to the store's item count (coordinator, when resuming a pass after items were appended)."""
-    changed = False
-    for path in _names(store, name):
-        array = store.array(path)
-        if array.shape[0] != store.num_items:
-            array.resize((store.num_items,) + array.shape[1:])
-            changed = True
-    if changed:
-        store.consolidate()
+    refinements.grow(store, _names(store, name))
 
 
 def finish_pass(store: LatentStore, name: str, **values: Any) -> None:

@@ -78,9 +78,15 @@ def _names(store: LatentStore) -> list[str]:
 
 def resize(store: LatentStore) -> None:
     """Every array of the refinement to the store's item count (coordinator, after an append)."""
+    grow(store, _names(store))
+
+
+def grow(store: LatentStore, paths: list[str]) -> None:
+    """The item arrays at `paths` (of a result group) to the store's item count; metadata is consolidated only when
+    one grew (a nightly re-plan with nothing new writes none). Coordinator only."""
     changed = False
-    for name in _names(store):
-        array = store.array(name)
+    for path in paths:
+        array = store.array(path)
         if array.shape[0] != store.num_items:
             array.resize((store.num_items,) + array.shape[1:])
             changed = True
