@@ -1,6 +1,7 @@
 """The report's sections of the stages beyond a plain inversion (issues 20, 21): restoration (how well the restored
 images match the clean ones, beside the plain baselines), pivotal refinement (what tuning gained over the pivots,
-at how many bytes an item) and the out-of-distribution scores (the most unusual items). Each returns None for a
+at how many bytes an item), refinement passes (issue 23: what more steps gained) and the out-of-distribution scores
+(the most unusual items). Each returns None for a
 store without that stage; `write_figures` draws their pictures.
 
 Which way a measure is better comes from `ganinv.metrics.reconstruction.HIGHER_IS_BETTER` (PSNR, SSIM: higher;
@@ -22,7 +23,7 @@ from ganinv.item_metrics import label as metric_label
 from ganinv.metrics.reconstruction import HIGHER_IS_BETTER
 from report import figures
 from report.collect import RunData
-from storage import refinements
+from storage import code_refinements, refinements
 
 TOP_UNUSUAL = 12
 FIGURE_ITEMS = 6
@@ -93,9 +94,32 @@ def ood(data: RunData) -> dict[str, Any] | None:
                 top=[dict(image_id=str(data.image_ids[i]), score=float(scores[i]), index=int(i)) for i in top])
 
 
+def refinement_passes(data: RunData) -> list[dict[str, Any]] | None:
+    """Each refinement pass (`ganinv refine`): its steps, state, and per measure the mean over the items it refined
+    before and after (their current values: a later pass may have moved them further)."""
+    found = code_refinements.passes(data.store)
+    if not found:
+        return None
+    out = []
+    for entry in found:
+        measures = [n for n in ("psnr", "ssim", *PERCEPTUAL, "mse") if n in data.metrics]
+        _, before = code_refinements.previous(data.store, entry["name"], measures)
+        refined = data.done & np.isfinite(before[measures[0]]) if measures else data.done
+        rows = []
+        for name in measures:
+            was, now = (_mean_std(values[refined])["mean"] for values in (before[name], data.metrics[name]))
+            rows.append(dict(metric=name, label=metric_label(name), before=was, after=now, gain=gain(name, was, now)))
+        out.append(dict(name=entry["name"], target_steps=entry["target_steps"], more_steps=entry["more_steps"],
+                        from_steps=entry["from_steps"], space=entry["space"], complete=bool(entry["complete"]),
+                        refined=int(refined.sum()), rows=rows))
+    return out
+
+
 def summarize(data: RunData) -> dict[str, Any]:
-    """metrics.json's `restoration`, `pivotal` and `ood` (each None when the store has no such stage)."""
-    return dict(restoration=restoration(data), pivotal=pivotal(data), ood=ood(data))
+    """metrics.json's `restoration`, `pivotal`, `refinement_passes` and `ood` (each None when the store has no such
+    stage)."""
+    return dict(restoration=restoration(data), pivotal=pivotal(data), refinement_passes=refinement_passes(data),
+                ood=ood(data))
 
 
 # ---------------------------------------------------------------------------------------------------- figures

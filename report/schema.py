@@ -29,6 +29,8 @@ JSON: a value that could not be computed is `null`, never NaN. Means and rates a
                  {psnr | ssim: {n, mean, std}} (the degraded restoration vs the observation), gain_over_baseline_db}
     pivotal:     null, or for a refined store {n, rank, num_steps, loss, dtype, bytes_per_item, rows: [{metric, label,
                  pivot, tuned, gain}]} (gain > 0: tuning improved it, by ganinv.metrics.reconstruction's directions)
+    refinement_passes: null, or for a store refined by `ganinv refine` [{name, target_steps, more_steps, from_steps,
+                 space, complete, refined, rows: [{metric, label, before, after, gain}]}] (means over the pass's items)
     ood:         null, or {scored, basis, quantiles {p50, p90, p99}, above_099, top: [{image_id, score, index}]} (the
                  12 highest out-of-distribution scores)
     comparison:  previous_run (name or null), thresholds {name: value}, regressions [{check, metric, label,

@@ -4,6 +4,8 @@ starts; one run through the CLI on real Prefect and Dask."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -80,6 +82,17 @@ def test_refined_codes_continue_the_stored_inversion_and_keep_what_they_replaced
     assert attrs["complete"] and attrs["config"]["num_steps"] == 7 and attrs["from_steps"] == 4
     assert summary.psnr_before == pytest.approx(float(np.mean(before["metrics/psnr"])))
     assert store.attributes.inversion["inversion"]["num_steps"] == 4  # how new items are inverted: unchanged
+    # The report shows the pass: before and after over its items.
+    from report import ReportConfig, build_report
+
+    report = build_report(url, tmp_path / "reports", ReportConfig(run="r", fid=False))
+    body = json.loads((tmp_path / "reports" / "r" / "metrics.json").read_text())
+    (entry,) = body["refinement_passes"]
+    psnr = next(row for row in entry["rows"] if row["metric"] == "psnr")
+    assert (entry["name"], entry["target_steps"], entry["refined"], entry["complete"]) == ("steps-7", 7, 5, True)
+    assert psnr["before"] == pytest.approx(summary.psnr_before) and psnr["after"] == pytest.approx(summary.psnr_after)
+    assert psnr["gain"] == pytest.approx(psnr["after"] - psnr["before"])
+    assert "Refinement passes" in report.path.read_text()
 
 
 def test_an_interrupted_pass_resumes_with_the_same_steps_and_a_redone_shard_writes_the_same_bytes(generator,
@@ -114,12 +127,19 @@ def test_items_appended_later_reach_the_next_passes_target(generator, tmp_path):
     for shard in store.pending_shards():
         run_shard(url, shard.index, generator=generator)
     assert LatentStore.open(url).metrics(["steps"])["steps"].tolist() == [6, 6, 6, 4, 4]
-    settings, planned, summary = refine_pass(url, generator, 2)
-    assert settings.target_steps == 8 and planned.items == 5 and summary.complete
+    settings, planned, summary = refine_pass(url, generator, 2, only={0})
+    assert settings.target_steps == 8 and planned.items == 5 and not summary.complete
+    write_good_images(tmp_path / "imgs", 1, start=5)  # one more arrives while the pass is open
+    store = prepare_store(tmp_path / "imgs", tmp_path / "s.zarr", generator, CONFIG, chunk_items=2)
+    run_shard(url, 2, generator=generator)
+    _, planned, summary = refine_pass(url, generator, 2)  # the pass resumes, grown to the new item
+    assert [s.index for s in planned.shards] == [1, 2] and summary.complete and summary.refined == 6
     store = LatentStore.open(url)
     assert (store.metrics(["steps"])["steps"] == 8).all()
     old_ws, _ = passes.previous(store, "steps-6")
     assert np.isnan(old_ws[3:]).all() and np.isfinite(old_ws[:3]).all()  # the first pass did not know them
+    start_ws, start = passes.previous(store, "steps-8")
+    assert start["steps"].tolist() == [6, 6, 6, 4, 4, 4] and np.isfinite(start_ws).all()
 
 
 def test_w_codes_continue_in_w_plus_and_never_back(generator, tmp_path):
