@@ -190,3 +190,20 @@ def test_cli_refines_a_store_on_real_prefect_and_dask_and_refuses_bad_input_with
                            (["refine", url, "--steps", "2", "--space", "z"], "w or w+")):
         refused = runner.invoke(app, args)
         assert refused.exit_code == 2 and expected in " ".join(refused.output.split()), (args, refused.output)
+
+
+def test_a_hybrid_store_keeps_its_in_domain_anchor_at_the_encoders_output(generator, tmp_path):
+    encoder = save_tiny_encoder(tmp_path, generator)
+    config = InvertConfig(encoder=encoder, inversion={**FAST, "regularize_encoder_weight": 0.5}, thumbnail_size=16)
+    url = inverted_store(generator, tmp_path, n=3, config=config, chunk_items=4)
+    before = store_arrays(url)
+    settings, _, summary = refine_pass(url, generator, 2)
+    assert settings.spec.mode == "hybrid" and summary.complete
+    store = LatentStore.open(url)
+    ids = [str(i) for i in store.image_ids()]
+    G, E = models.generator(generator, "cpu"), models.load_models(generator, encoder, "cpu").E
+    target = targets(tmp_path / "imgs", ids)
+    expected = refine(G, target, torch.from_numpy(before["ws"]), settings.spec.config, more_steps=2,
+                      seed=[seed_from_id(i, settings.spec.seed) for i in ids], anchor_ws=E(target))
+    np.testing.assert_allclose(store.ws(), expected.ws.numpy(), atol=1e-5)
+    assert np.array_equal(store.metrics(["encoder_psnr"])["encoder_psnr"], before["metrics/encoder_psnr"])
