@@ -123,6 +123,7 @@ def check(store_url: str, config: RefineStoreConfig, *, generator: str | None = 
     if not store.done().any():
         raise NothingToRefine(f"store {store_url} holds no done codes to refine ({_counts(store)}): invert into it "
                               "first (ganinv invert IMAGES --store ...)")
+    _check_losses(spec)
     history = passes.passes(store)
     last = history[-1] if history else None
     current_space = last["space"] if last else spec.config.space
@@ -139,7 +140,6 @@ def check(store_url: str, config: RefineStoreConfig, *, generator: str | None = 
         return RefineSettings(store=store.url, generator=source, spec=spec, space=space,
                               target_steps=last["target_steps"], more_steps=config.steps, resume=True)
     base = last["target_steps"] if last else spec.config.num_steps
-    _check_losses(spec)
     return RefineSettings(store=store.url, generator=source, spec=spec, space=space, target_steps=base + config.steps,
                           more_steps=config.steps, resume=False)
 

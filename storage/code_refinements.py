@@ -103,6 +103,7 @@ def start_codes(store: LatentStore, name: str, indices: np.ndarray) -> tuple[np.
     indices = np.asarray(indices, np.int64)
     rows = shards.region(indices)
     metrics = rewritten_metrics(store)
+    _fence(store)
     kept_ws = np.asarray(store._read(f"{KIND}/{name}/{PREVIOUS_WS}", indices), np.float32)
     kept = {m: np.asarray(store._read(f"{KIND}/{name}/{PREVIOUS_METRICS}/{m}", indices), np.float32)
             for m in metrics}
@@ -127,6 +128,7 @@ def write_refined(store: LatentStore, indices: np.ndarray, ws: np.ndarray, metri
     if len(indices) == 0:
         return
     rows = shards.region(np.asarray(indices, np.int64))
+    _fence(store)
     shards.write_region(store, arrays.WS, rows, np.asarray(ws, np.float32))
     if store.layout.thumbnail_size is not None and thumbnails is not None:
         shards.write_region(store, arrays.THUMBNAILS, rows, np.asarray(thumbnails, np.uint8))
@@ -148,3 +150,10 @@ def previous(store: LatentStore, name: str, metric_names: Sequence[str] | None =
         ws = np.concatenate([ws, np.full((pad,) + ws.shape[1:], np.nan, np.float32)])
         metrics = {m: np.concatenate([v, np.full(pad, np.nan, np.float32)]) for m, v in metrics.items()}
     return ws, metrics
+
+
+def _fence(store: LatentStore) -> None:
+    """A worker of a run writes only while its run holds the lease (as `LatentStore.write_shard` checks)."""
+    store._require_writable()
+    if store.run_id is not None:
+        store._check_fence()

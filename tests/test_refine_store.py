@@ -22,7 +22,7 @@ from runtime.config import InvertConfig, RefineStoreConfig
 from runtime.errors import ConfigError
 from runtime.refine_store import NothingToRefine, PassInProgress, check, plan, run_refine_shard, summarize
 from runtime.shard import run_shard
-from storage import LatentStore, StoreMismatchError
+from storage import LatentStore, LeaseHeldError, StoreMismatchError
 from storage import code_refinements as passes
 from storage.scores import write_item_metric
 
@@ -207,3 +207,15 @@ def test_a_hybrid_store_keeps_its_in_domain_anchor_at_the_encoders_output(genera
                       seed=[seed_from_id(i, settings.spec.seed) for i in ids], anchor_ws=E(target))
     np.testing.assert_allclose(store.ws(), expected.ws.numpy(), atol=1e-5)
     assert np.array_equal(store.metrics(["encoder_psnr"])["encoder_psnr"], before["metrics/encoder_psnr"])
+
+
+def test_a_worker_of_a_run_that_lost_the_lease_writes_nothing(generator, tmp_path):
+    url = inverted_store(generator, tmp_path, n=2)
+    store = LatentStore.open(url, "r+")
+    planned = plan(store, check(url, RefineStoreConfig(steps=2)))
+    before = store_arrays(url)
+    with store.acquire_lease("refine-store-a"):
+        with pytest.raises(LeaseHeldError):
+            run_refine_shard(url, 0, generator=generator, name=planned.name, run_id="refine-store-b")
+    assert np.array_equal(store_arrays(url)["ws"], before["ws"])
+    assert np.isnan(passes.previous(LatentStore.open(url), planned.name)[0]).all()
