@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -27,6 +28,7 @@ HELP = "\n\n".join(" ".join(paragraph.split()) for paragraph in (
     leased by another run); 3 the flow crashed or shards failed beyond their retries (run again to resume).""",
 ))
 PRESET = "default: the mode's preset, runtime/config.py"
+PIVOTAL = "default: PivotalConfig's, docs/inversion.md"
 
 
 @app.command("invert", help=HELP)
@@ -41,7 +43,8 @@ def invert(
     mode: Optional[str] = typer.Option(None, "--mode", help="optimize | encoder | hybrid | auto (default "
                                        f"{default(InvertConfig, 'mode')}: hybrid when the generator has a built-in "
                                        "encoder, else optimize)."),
-    encoder: Optional[str] = typer.Option(None, "--encoder", help="Encoder .safetensors (for encoder/hybrid)."),
+    encoder: Optional[str] = typer.Option(None, "--encoder", help="Encoder .safetensors from `ganinv train-encoder` "
+                                          "for this generator (mode auto: hybrid from its output)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Base of the per-image seeds (each image's seed comes "
                                        f"from its id; default {default(InvertConfig, 'seed')})."),
     thumbnail_size: Optional[int] = typer.Option(None, "--thumbnail-size", help="Stored reconstructions, px "
@@ -62,6 +65,12 @@ def invert(
     compile: bool = typer.Option(False, "--compile", help="torch.compile the step (GPU: ~2.8x more over bf16 after "
                                  "a few minutes of compiling per worker)."),
     cuda_graph: bool = typer.Option(False, "--cuda-graph", help="Replay each step as one CUDA graph."),
+    refine: Optional[str] = typer.Option(None, "--refine", help="pivotal: tune a small generator delta per image "
+                                         "around its code (PTI; StyleGAN2 only; docs/inversion.md)."),
+    refine_steps: Optional[int] = typer.Option(None, "--refine-steps", help=f"Pivotal tuning steps ({PIVOTAL})."),
+    refine_rank: Optional[int] = typer.Option(None, "--refine-rank", help=f"Rank of each layer's delta ({PIVOTAL})."),
+    refine_loss: Optional[str] = typer.Option(None, "--refine-loss", help="Tuning loss (default PTI's lpips-vgg+mse; "
+                                              "clf-perceptual+mse where the inversion uses clf-perceptual)."),
     report: Optional[Path] = typer.Option(None, "--report", help="Also write the run summary as JSON here."),
     verbose: bool = common.VERBOSE,
     execution: ExecutionOptions = None,  # from the flags of `execution_flags`
@@ -70,14 +79,34 @@ def invert(
                       precision=precision, channels_last=channels_last or None, compile=compile or None,
                       cuda_graph=cuda_graph or None)
     config = InvertConfig(**given(mode=mode, encoder=encoder, seed=seed, thumbnail_size=thumbnail_size,
-                                  shard_size=shard_size, retry_failed=retry_failed or None), inversion=inversion)
+                                  shard_size=shard_size, retry_failed=retry_failed or None,
+                                  refine=refine_config(refine, num_steps=refine_steps, rank=refine_rank,
+                                                       loss=refine_loss)), inversion=inversion)
     config.resolve(generator)  # a bad setting is refused here, before any server starts
+    if config.refine is not None or config.encoder is not None:
+        # refinement's checks and an encoder's (it must belong to this generator) load the generator: now, before a
+        # server starts
+        from runtime.coordinator import check_settings
+
+        check_settings(generator, config)
+
+    def run():
+        from flows.invert_dataset import invert_dataset
+
+        return invert_dataset(images, store, generator, config=config, execution=execution, labels=labels)
+
+    run_and_summarize(run, verbose=verbose, report=report)
+
+
+def run_and_summarize(run: Callable[[], Any], *, verbose: bool, report: Optional[Path]) -> None:
+    """Calls `run()` (which imports and runs an inversion flow) in the flow session, then ends the command as
+    `invert` does: the summary printed (and saved as JSON to `report`), exit 0 or 1, or 3 when shards failed beyond
+    their retries."""
     with common.flow_session(verbose=verbose, progress=True):
-        from flows.invert_dataset import IncompleteRun, invert_dataset
+        from flows.invert_dataset import IncompleteRun
 
         try:
-            summary, incomplete = invert_dataset(images, store, generator, config=config, execution=execution,
-                                                 labels=labels), None
+            summary, incomplete = run(), None
         except IncompleteRun as err:
             summary, incomplete = err.summary, err
     from flows.console import format_invert_summary, invert_exit_code
@@ -88,3 +117,16 @@ def invert(
     if incomplete is not None:
         fail(CRASH, str(incomplete))
     raise typer.Exit(invert_exit_code(summary))
+
+
+def refine_config(refine: Optional[str], **fields: Any) -> Optional[dict[str, Any]]:
+    """`--refine pivotal` and its `--refine-*` flags -> `InvertConfig.refine` (PivotalConfig fields changed)."""
+    changed = given(**fields)
+    if refine is None:
+        if changed:
+            raise typer.BadParameter(f"{', '.join('--refine-' + k.replace('_', '-') for k in changed)} need "
+                                     "--refine pivotal", param_hint="--refine")
+        return None
+    if refine != "pivotal":
+        raise typer.BadParameter(f"{refine!r}: the one refinement is 'pivotal'", param_hint="--refine")
+    return changed
