@@ -5,7 +5,7 @@ attribute classifier, and what editing along them does.
 (the most extreme `--ratios` of each end), plus conditional ones: the deliberately correlated pair both ways
 (`eyeglasses|blond_hair`, `blond_hair|eyeglasses`) and smiling conditioned on every other binary attribute; each
 direction's `scale` is the std of the samples' projection on it, so strengths are in sigmas; 3. on `--num-eval`
-fresh items (psi 0.7) and on `--num-inverted` held-out faces (world seed 1, never seen by the GAN) inverted with the
+fresh items (`--items-psi`, default 1) and on `--num-inverted` held-out faces (world seed 1, never seen by the GAN) inverted with the
 encoder + `--steps` W+ steps (mse), edit at each strength and measure flip rate of the target, change of every
 other attribute (interference) and pixel change; 4. write the raw rows as JSON; `--tables RAW.json` turns them
 into the markdown tables of BENCHMARKS.md.
@@ -63,17 +63,21 @@ def demo_world(device: str) -> World:
     return World(G, attrs, attrs.names, ("a", "b"))
 
 
-def faces64_world(device: str, num_inverted: int, steps: int, batch_size: int) -> World:
-    """The embedded world: faces64, its classifier, and held-out faces inverted by encoder + W+ optimisation."""
+def faces64_world(device: str, num_inverted: int, steps: int, batch_size: int, gan_run: Path | None = None) -> World:
+    """The embedded world: faces64 (or a training run's G_ema), its classifier, and held-out faces inverted by encoder
+    + W+ optimisation (the shipped encoder belongs to the shipped generator: none for a training run)."""
     from ganinv.generators import load_generator
     from ganinv.inversion.hybrid import hybrid
     from ganinv.models.attributes import load_classifier
     from ganinv.models.encoder import load_encoder
+    from ganinv.training.train_gan import generator_from_checkpoint
 
-    G, C, E = load_generator("faces64", device), load_classifier("builtin", device), load_encoder("faces64", device)
+    G = generator_from_checkpoint(gan_run).to(device) if gan_run else load_generator("faces64", device)
+    C = load_classifier("builtin", device)
     binary = [n for n, k in zip(C.attribute_names, C.attribute_kinds) if k == "binary"]
     inverted = None
-    if num_inverted:
+    if num_inverted and not gan_run:
+        E = load_encoder("faces64", device)
         x = heldout_faces(num_inverted, device)  # faces the GAN never saw
         inverted = torch.cat([hybrid(G, E, x[i:i + batch_size], num_steps=steps, loss="mse",
                                      optimize_noise=False).ws.detach() for i in range(0, num_inverted, batch_size)])
@@ -86,10 +90,12 @@ def collect(world: World, args: argparse.Namespace) -> dict:
     others = [x for x in world.binary if x not in (a, b)]
     conditions = {a: [b], b: [a], others[0]: [x for x in world.binary if x != others[0]]}
     items = {"sampled": torch.cat([ws for _, ws in iter_latents(world.G, args.num_eval, seed=1,
-                                                               batch_size=args.batch_size, truncation_psi=0.7)])}
+                                                               batch_size=args.batch_size,
+                                                               truncation_psi=args.items_psi)])}
     if world.inverted is not None:
         items["inverted"] = world.inverted
-    out = dict(args=vars(args) | {"out": str(args.out)}, strengths=list(STRENGTHS), binary=world.binary,
+    out = dict(args=vars(args) | {"out": str(args.out), "gan_run": str(args.gan_run)},
+               strengths=list(args.strengths), binary=world.binary,
                correlated=list(world.correlated), fits={}, rows={}, times={}, rates={})
     for psi in args.psi:
         start = time.perf_counter()
@@ -105,8 +111,8 @@ def collect(world: World, args: argparse.Namespace) -> dict:
                                 for d in directions]
             for name, ws in items.items():
                 start = time.perf_counter()
-                out["rows"][f"{key}_{name}"] = evaluate_edits(world.G, world.scorer, ws, directions, STRENGTHS,
-                                                              batch_size=args.batch_size)
+                out["rows"][f"{key}_{name}"] = evaluate_edits(world.G, world.scorer, ws, directions,
+                                                              args.strengths, batch_size=args.batch_size)
                 out["times"][f"{key}_{name}"] = time.perf_counter() - start
     return out
 
@@ -211,6 +217,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--demo", action="store_true", help="tiny random generator + synthetic classifier")
     parser.add_argument("--faces64", action="store_true", help="faces64, its classifier and encoder")
+    parser.add_argument("--gan-run", type=Path, help="with --faces64: a train-gan run's G_ema instead of the shipped "
+                                                      "generator (no inverted items: the encoder belongs to faces64)")
+    parser.add_argument("--items-psi", type=float, default=1.0, help="truncation of the sampled items edited")
+    parser.add_argument("--strengths", type=float, nargs="+", default=list(STRENGTHS), help="in sigmas")
     parser.add_argument("--tables", type=Path, help="print the markdown tables of a raw JSON and exit")
     parser.add_argument("--num-fit", type=int, default=200_000)
     parser.add_argument("--num-eval", type=int, default=500)
@@ -230,7 +240,7 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit("pass exactly one of --demo, --faces64 (or --tables RAW.json)")
     start = time.perf_counter()
     world = demo_world(args.device) if args.demo else faces64_world(args.device, args.num_inverted, args.steps,
-                                                                    args.batch_size)
+                                                                    args.batch_size, args.gan_run)
     raw = collect(world, args) | device_facts(torch.device(args.device))
     raw["times"]["total"] = time.perf_counter() - start
     write_json(args.out, raw, indent=None)

@@ -35,6 +35,8 @@ def render_edits(
     evaluate_with: Optional[str] = typer.Option(None, help="Attribute classifier (e.g. builtin): store the edits' "
                                                 "flip rates and interference as the run's evaluation."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a run of that name with other content."),
+    untuned: bool = typer.Option(False, "--untuned", help="Render refined items (invert --refine pivotal) with the "
+                                 "shared generator, not their tuned deltas."),
     verbose: bool = common.VERBOSE,
     execution: ExecutionOptions = None,  # from the flags of `execution_flags`
 ) -> None:
@@ -44,7 +46,7 @@ def render_edits(
     config = Edits(directions=common.csv_tuple(directions), **given(
         items=common.csv_tuple(ids) if ids else query, strengths=common.floats(strengths, "--strengths"),
         run=run, limit=limit, layers=common.layers(layers), batch_size=batch_size, generator=generator,
-        evaluate_with=evaluate_with, overwrite=overwrite or None))
+        evaluate_with=evaluate_with, overwrite=overwrite or None, untuned=untuned or None))
     with common.flow_session(verbose=verbose, progress=True):
         from flows.render_edits import render_edits as flow
 

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from cli.common import SEEDS_HELP, parse_seeds
+from cli.common import SEEDS_HELP, floats, parse_seeds
 from cli.errors import InputNotFound
 
 app = typer.Typer()
@@ -52,34 +52,39 @@ def generate(
                                          help="Truncation psi (1 = none, 0 = the average face)."),
     out: Path = typer.Option(Path("grid.png"), help="Output image (PNG)."),
     class_idx: Optional[int] = typer.Option(None, help="Class label, for conditional generators."),
-    noise_mode: str = typer.Option("const", help="Noise inputs: const, random or none."),
+    noise_mode: str = typer.Option("const", help="Noise inputs: const, random or none (StyleGAN3 has none)."),
+    translate: str = typer.Option("0,0", "--translate", help="StyleGAN3: move the input grid by X,Y image widths "
+                                  "(as gen_images.py --translate)."),
+    rotate: float = typer.Option(0.0, "--rotate", help="StyleGAN3: rotate the input grid by DEG degrees."),
     nrow: Optional[int] = typer.Option(None, help="Images per row (default: a near-square grid)."),
     device: str = typer.Option("auto", help="cpu, cuda, cuda:1, ... or auto."),
 ) -> None:
-    """Render a grid of images, one per seed (z drawn as in the official generate.py, so seeds match it)."""
+    """Render a grid of images, one per seed (z drawn as in the official generate.py / gen_images.py, so seeds
+    match them)."""
     _known(model)
-    import numpy as np
-    import torch
-
+    from ganinv.errors import UserError
+    from ganinv.generate import generate_images
     from ganinv.generators import load_generator
     from ganinv.utils.images import save_image_grid
     from runtime.models import resolve_device
 
+    shift = floats(translate, "--translate")
+    if shift is None or len(shift) != 2:
+        raise typer.BadParameter(f"{translate!r}: give X,Y in image widths, e.g. 0.1,-0.2", param_hint="--translate")
     seed_list = parse_seeds(seeds)
     G = load_generator(model, device=resolve_device(device))
-    c = torch.zeros([len(seed_list), G.c_dim], device=G.mapping.fc0.weight.device)
-    if G.c_dim > 0:
-        if class_idx is None or not 0 <= class_idx < G.c_dim:
-            raise typer.BadParameter(f"this generator is conditional: pass --class-idx between 0 and {G.c_dim - 1}")
-        c[:, class_idx] = 1
-    elif class_idx is not None:
+    if G.c_dim > 0 and (class_idx is None or not 0 <= class_idx < G.c_dim):
+        raise typer.BadParameter(f"this generator is conditional: pass --class-idx between 0 and {G.c_dim - 1}")
+    if G.c_dim == 0 and class_idx is not None:
         typer.echo("warning: --class-idx is ignored: the generator is unconditional", err=True)
-    z = torch.from_numpy(np.stack([np.random.RandomState(seed).randn(G.z_dim) for seed in seed_list])).to(c)
-    with torch.no_grad():
-        images = torch.cat([G(z[i:i + 16], c[i:i + 16], truncation_psi=truncation_psi, noise_mode=noise_mode)
-                            for i in range(0, len(seed_list), 16)])
+        class_idx = None
+    try:
+        images = generate_images(G, seed_list, truncation_psi=truncation_psi, class_idx=class_idx,
+                                 noise_mode=noise_mode, translate=shift, rotate=rotate)
+    except ValueError as err:  # a transform for a StyleGAN2 generator, which has none
+        raise UserError(f"generate {model}: {err}") from None
     save_image_grid(images, out, nrow)
-    typer.echo(f"wrote {out} ({len(seed_list)} images, {G.img_resolution} px)")
+    typer.echo(f"wrote {out} ({len(seed_list)} images, {G.img_resolution} px, {G.architecture})")
 
 
 @app.command("convert-pkl")

@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -28,6 +29,7 @@ HELP = "\n\n".join(" ".join(paragraph.split()) for paragraph in (
     leased by another run); 3 the flow crashed or shards failed beyond their retries (run again to resume).""",
 ))
 PRESET = "default: the mode's preset, runtime/config.py"
+PIVOTAL = "default: PivotalConfig's, docs/inversion.md"
 
 
 @app.command("invert", help=HELP)
@@ -43,7 +45,8 @@ def invert(
     mode: Optional[str] = typer.Option(None, "--mode", help="optimize | encoder | hybrid | auto (default "
                                        f"{default(InvertConfig, 'mode')}: hybrid when the generator has a built-in "
                                        "encoder, else optimize)."),
-    encoder: Optional[str] = typer.Option(None, "--encoder", help="Encoder .safetensors (for encoder/hybrid)."),
+    encoder: Optional[str] = typer.Option(None, "--encoder", help="Encoder .safetensors from `ganinv train-encoder` "
+                                          "for this generator (mode auto: hybrid from its output)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Base of the per-image seeds (each image's seed comes "
                                        f"from its id; default {default(InvertConfig, 'seed')})."),
     thumbnail_size: Optional[int] = typer.Option(None, "--thumbnail-size", help="Stored reconstructions, px "
@@ -66,6 +69,12 @@ def invert(
     compile: bool = typer.Option(False, "--compile", help="torch.compile the step (GPU: ~2.8x more over bf16 after "
                                  "a few minutes of compiling per worker)."),
     cuda_graph: bool = typer.Option(False, "--cuda-graph", help="Replay each step as one CUDA graph."),
+    refine: Optional[str] = typer.Option(None, "--refine", help="pivotal: tune a small generator delta per image "
+                                         "around its code (PTI; StyleGAN2 only; docs/inversion.md)."),
+    refine_steps: Optional[int] = typer.Option(None, "--refine-steps", help=f"Pivotal tuning steps ({PIVOTAL})."),
+    refine_rank: Optional[int] = typer.Option(None, "--refine-rank", help=f"Rank of each layer's delta ({PIVOTAL})."),
+    refine_loss: Optional[str] = typer.Option(None, "--refine-loss", help="Tuning loss (default PTI's lpips-vgg+mse; "
+                                              "clf-perceptual+mse where the inversion uses clf-perceptual)."),
     report: Optional[Path] = typer.Option(None, "--report", help="Also write the run summary as JSON here."),
     verbose: bool = common.VERBOSE,
     execution: ExecutionOptions = None,  # from the flags of `execution_flags`
@@ -73,24 +82,39 @@ def invert(
     inversion = given(space=space, num_steps=num_steps, loss=loss, initial_learning_rate=initial_learning_rate,
                       precision=precision, channels_last=channels_last or None, compile=compile or None,
                       cuda_graph=cuda_graph or None)
-    settings = given(mode=mode, encoder=encoder, seed=seed, thumbnail_size=thumbnail_size)
+    settings = given(mode=mode, encoder=encoder, seed=seed, thumbnail_size=thumbnail_size,
+                     refine=refine_config(refine, num_steps=refine_steps, rank=refine_rank, loss=refine_loss))
     config = InvertConfig(**settings, **given(shard_size=shard_size, retry_failed=retry_failed or None),
                           inversion=inversion)
     with interrupted_run(images, store):  # Ctrl-C / SIGTERM: says what is done and how to resume
-        # Every mistake is refused here, in this process, before any server starts (cli/preflight.py).
+        # Every mistake is refused here, in this process, before any server starts (cli/preflight.py): settings,
+        # refinement's and an encoder's checks (they load the generator), the images, an existing store.
         preflight.check_paths(images, store, labels, generator)
-        run = preflight.resolve(images, store, generator, config, {**settings, "inversion": inversion},
-                                labels=labels, force=execution.force)
-        if run.note:
-            typer.echo(run.note, err=True)
-        with common.flow_session(verbose=verbose, progress=True):
-            from flows.invert_dataset import IncompleteRun, invert_dataset
+        resolved = preflight.resolve(images, store, generator, config, {**settings, "inversion": inversion},
+                                     labels=labels, force=execution.force)
+        if resolved.note:
+            typer.echo(resolved.note, err=True)
 
-            try:
-                summary, incomplete = invert_dataset(images, store, run.generator, config=run.config,
-                                                     execution=execution, labels=labels), None
-            except IncompleteRun as err:
-                summary, incomplete = err.summary, err
+        def run():
+            from flows.invert_dataset import invert_dataset
+
+            return invert_dataset(images, store, resolved.generator, config=resolved.config, execution=execution,
+                                  labels=labels)
+
+        run_and_summarize(run, verbose=verbose, report=report)
+
+
+def run_and_summarize(run: Callable[[], Any], *, verbose: bool, report: Optional[Path]) -> None:
+    """Calls `run()` (which imports and runs an inversion flow) in the flow session, then ends the command as
+    `invert` does: the summary printed (and saved as JSON to `report`), exit 0 or 1, or 3 when shards failed beyond
+    their retries."""
+    with common.flow_session(verbose=verbose, progress=True):
+        from flows.invert_dataset import IncompleteRun
+
+        try:
+            summary, incomplete = run(), None
+        except IncompleteRun as err:
+            summary, incomplete = err.summary, err
     from flows.console import format_invert_summary, invert_exit_code
 
     if report:
@@ -99,3 +123,16 @@ def invert(
     if incomplete is not None:
         fail(CRASH, str(incomplete))
     raise typer.Exit(invert_exit_code(summary))
+
+
+def refine_config(refine: Optional[str], **fields: Any) -> Optional[dict[str, Any]]:
+    """`--refine pivotal` and its `--refine-*` flags -> `InvertConfig.refine` (PivotalConfig fields changed)."""
+    changed = given(**fields)
+    if refine is None:
+        if changed:
+            raise typer.BadParameter(f"{', '.join('--refine-' + k.replace('_', '-') for k in changed)} need "
+                                     "--refine pivotal", param_hint="--refine")
+        return None
+    if refine != "pivotal":
+        raise typer.BadParameter(f"{refine!r}: the one refinement is 'pivotal'", param_hint="--refine")
+    return changed

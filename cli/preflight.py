@@ -95,14 +95,17 @@ def resumed_config(store, generator: str | None, given: Mapping[str, Any], flags
             shard_size=flags.shard_size, retry_failed=flags.retry_failed)
     except (KeyError, TypeError, ValueError):  # a record this version cannot read back: the flags decide
         return generator or store.attributes.generator.source or DEFAULT_GENERATOR, flags, ""
-    top = {k: v for k, v in given.items() if k != "inversion"}  # `given["inversion"]`: the inversion fields given
-    config = dataclasses.replace(recorded, **top, inversion={**recorded.inversion, **given.get("inversion", {})})
+    top = {k: v for k, v in given.items() if k not in ("inversion", "refine")}
+    # the inversion (and refinement) fields given are laid over the recorded ones, field by field
+    refine = recorded.refine if "refine" not in given else {**(recorded.refine or {}), **given["refine"]}
+    config = dataclasses.replace(recorded, **top, refine=refine,
+                                 inversion={**recorded.inversion, **given.get("inversion", {})})
     source = store.attributes.generator.source
     if generator is None:
         if not source:
             raise StoreLocationError(f"store {store.url} does not record which generator made it: pass --generator")
         generator = source
-    changed = sorted([*top, *given.get("inversion", {})])
+    changed = sorted([*top, *given.get("inversion", {}), *(f"refine.{k}" for k in given.get("refine") or {})])
     note = (f"resuming with the settings recorded in {store.url}" +
             (f" (flags given: {', '.join(changed)})" if changed else ""))
     return generator, config, note

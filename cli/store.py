@@ -21,6 +21,8 @@ def store_info(store: str = STORE,
                as_json: bool = typer.Option(False, "--json", help="Print the root attributes and counts as JSON.")
                ) -> None:
     """Summary of a latent store: items done/failed/pending, generator identity, inversion config, lease."""
+    from runtime.describe import stage_lines
+
     s = open_store(store)
     attrs, counts, holder = s.attributes, s.status_counts(), s.lease_holder()
     if as_json:
@@ -34,7 +36,8 @@ def store_info(store: str = STORE,
         f"schema      {attrs.schema} v{attrs.schema_version}, created {attrs.created} by ganinv {attrs.ganinv_version}",
         f"items       {len(s)}: done {counts['done']}, failed {counts['failed']}, pending {counts['pending']} "
         f"({len(s.shards())} shards of {s.chunk_items})",
-        f"generator   sha256 {gen.sha256}  source {gen.source or '-'}",
+        f"generator   {gen.architecture or '(architecture not recorded)'}  sha256 {gen.sha256}  "
+        f"source {gen.source or '-'}",
         f"            config {json.dumps(gen.config, sort_keys=True)}",
         f"inversion   {json.dumps(attrs.inversion, sort_keys=True)}",
         f"dataset     root {ds.root or '-'}  manifest {ds.manifest_hash[:16]}  appends {len(ds.history)}",
@@ -43,6 +46,7 @@ def store_info(store: str = STORE,
         f"metrics     {', '.join(layout.metrics)}",
         f"labels      {', '.join(layout.labels) or '-'}",
         f"lease       {'held by ' + holder.describe() if holder else 'free'}",
+        *stage_lines(s),
     ]))
 
 

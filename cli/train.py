@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 from typing import Optional
 
 import typer
 
 from cli.common import given
 from cli.errors import InputNotFound
+from ganinv.errors import UserError
 
 app = typer.Typer()
 
@@ -31,8 +33,8 @@ def make_dataset(
     t0 = time.perf_counter()
     csv_path = write_dataset(out, count, seed=seed, workers=workers, start=start)
     seconds = time.perf_counter() - t0
-    typer.echo(f"wrote {count} faces to {os.path.join(out, 'images')} ({count / max(seconds, 1e-9):.0f} images/s); attributes: "
-               f"{csv_path}")
+    typer.echo(f"wrote {count} faces to {os.path.join(out, 'images')} ({count / max(seconds, 1e-9):.0f} images/s); "
+               f"attributes: {csv_path}")
 
 
 @app.command("train-classifier")
@@ -48,17 +50,21 @@ def train_classifier(
     dataset_dir: Optional[str] = typer.Option(None, "--dataset-dir", "--dataset",
                                               help="Train on a make-dataset folder instead of rendering."),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu | cuda | cuda:N | auto for the optimiser "
+                                         "steps (rendering stays on the CPU; default cpu)."),
 ) -> None:
     """Train the attribute classifier of the procedural-faces world and report held-out accuracy / R^2 (defaults:
     ganinv.training.train_classifier.TrainClassifierConfig)."""
     import logging
 
     from ganinv.training.train_classifier import TrainClassifierConfig, train_classifier as train
+    from runtime.models import resolve_device
 
+    device = str(resolve_device(device)) if device else None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     config = TrainClassifierConfig(**given(seed=seed, n_train=n_train, eval_seed=eval_seed, n_eval=n_eval,
                                            steps=steps, batch_size=batch_size, dataset_dir=dataset_dir,
-                                           threads=threads))
+                                           threads=threads, device=device))
     record = train(config, out)
     typer.echo(json.dumps({"heldout": record["heldout"], "passes": record["passes"],
                            "train_seconds": record["train_seconds"]}, indent=1))
@@ -77,6 +83,8 @@ def train_gan(
                                       help="fir | separable | composite | subpixel (speed only)."),
     export: Optional[str] = typer.Option(None, "--export", help="Also write G_ema in native format here "
                                          "(.safetensors)."),
+    compile: bool = typer.Option(False, "--compile", help="torch.compile the main passes (faster on a GPU after a "
+                                 "minute of compiling; the regularisers stay eager)."),
 ) -> None:
     """Train (or resume) the embedded world's StyleGAN2 for MINUTES (faces64 was made with this; see its model
     card)."""
@@ -89,7 +97,7 @@ def train_gan(
         raise typer.BadParameter(str(err)) from None
     config = GANTrainConfig(**given(data=data, batch_size=batch_size))
     with layers.resample_impl(resample_impl):
-        trainer = train(run_dir, minutes=minutes, config=config, batch_size=batch_size)
+        trainer = train(run_dir, minutes=minutes, config=config, batch_size=batch_size, compile=compile)
     typer.echo(f"{trainer.images_seen / 1000:.1f} kimg after {trainer.train_seconds / 60:.1f} min; checkpoint in "
                f"{run_dir}")
     if export:
@@ -102,28 +110,72 @@ def train_gan(
 
 @app.command("train-encoder")
 def train_encoder(
-    gan_run: str = typer.Option(..., "--gan-run", help="GAN run folder whose G_ema the encoder inverts."),
-    run_dir: str = typer.Option(..., "--run-dir", help="Encoder run folder (created or resumed)."),
-    minutes: float = typer.Option(..., "--minutes"),
-    steps: Optional[int] = typer.Option(None, "--steps", help="Length of the one-cycle learning-rate schedule "
-                                        "(new run: the training config's; a resumed run keeps its own)."),
-    data: Optional[str] = typer.Option(None, "--data", help="Real images: procedural:N:SEED, an .npy array or an "
-                                       "image folder (new run: the training config's)."),
-    perceptual: Optional[str] = typer.Option(None, "--perceptual", help="classifier | none (new run: classifier)."),
-    out: Optional[str] = typer.Option(None, "--out", help="Export the encoder here (.safetensors)."),
+    run_dir: str = typer.Option(..., "--run-dir", help="Encoder run folder (created, or resumed from its checkpoint)."),
+    minutes: float = typer.Option(..., "--minutes", help="Wall time for this chunk (whole checkpoint intervals); a "
+                                  "checkpoint is written at the end."),
+    generator: Optional[str] = typer.Option(None, "--generator", help="The generator to invert: a built-in name "
+                                            "(faces64), an official StyleGAN2/3 .pkl or a ganinv .safetensors."),
+    gan_run: Optional[str] = typer.Option(None, "--gan-run", help="Or: a GAN run folder of ours (its G_ema)."),
+    images: Optional[str] = typer.Option(None, "--images", "--data", help="Your images, besides generated ones: a "
+                                         "folder, a list file, an .npy array or procedural:N:SEED (new run only; "
+                                         "default: generated images alone)."),
+    perceptual: Optional[str] = typer.Option(None, "--perceptual", help="auto | clf-perceptual | lpips-vgg | "
+                                             "lpips-alex | none (new run; auto: clf-perceptual for the embedded "
+                                             "world, lpips-vgg when its VGG trunk is on disk, else none)."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Length of the learning-rate schedule (new run: "
+                                        "EncoderTrainConfig's; a resumed run keeps its own)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Images per step (new run: "
+                                             "EncoderTrainConfig's)."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda or cuda:N (default: cuda when there "
+                                         "is one)."),
+    out: Optional[str] = typer.Option(None, "--out", help="Export the encoder here (.safetensors): it records the "
+                                      "generator it belongs to and is refused with any other."),
 ) -> None:
-    """Train (or resume) the pSp/e4e-style encoder of a trained generator (faces64's was made with this)."""
-    from ganinv.models.encoder import save_encoder
+    """Train (or resume) a pSp/e4e-style encoder for any generator ganinv loads (docs/encoder.md), so `ganinv invert
+    --encoder OUT` starts every image from the encoder's output (hybrid) instead of from w_avg."""
     from ganinv.training.train_encoder import PERCEPTUAL_TERMS, train_encoder as train
 
+    if (generator is None) == (gan_run is None):
+        raise typer.BadParameter("give the generator to train for: --generator SOURCE or --gan-run RUN (one)",
+                                 param_hint="--generator")
     if perceptual is not None and perceptual not in PERCEPTUAL_TERMS:
         raise typer.BadParameter(f"{perceptual!r}: expected one of {', '.join(PERCEPTUAL_TERMS)}",
                                  param_hint="--perceptual")
+    if images is not None:
+        check_image_source(images)
     try:
-        trainer = train(run_dir, gan_run=gan_run, minutes=minutes, steps=steps, data=data, perceptual=perceptual)
+        trainer = train(run_dir, generator=generator, gan_run=gan_run, minutes=minutes, steps=steps, data=images,
+                        perceptual=perceptual, batch_size=batch_size, device=device)
     except FileNotFoundError as err:
         raise InputNotFound(str(err)) from err
-    typer.echo(f"{trainer.step} steps after {trainer.train_seconds / 60:.1f} min; checkpoint in {run_dir}")
+    typer.echo(f"{trainer.step} of {trainer.config.total_steps} steps after {trainer.train_seconds / 60:.1f} min "
+               f"(perceptual term: {trainer.config.perceptual}); checkpoint in {run_dir}")
     if out:
-        save_encoder(trainer.E.eval(), out, metadata=trainer.metadata())
+        trainer.export(out)
         typer.echo(f"exported the encoder to {out}")
+
+
+class ImageSourceError(UserError, ValueError):
+    """`--images` names nothing a training run can read."""
+
+
+def check_image_source(source: str) -> None:
+    """Refuses, before the generator loads, an `--images` that is not a readable source (docs/encoder.md)."""
+    from ganinv.datasets.image_set import list_image_files
+
+    if source.startswith("procedural:"):
+        parts = source.split(":")
+        if len(parts) != 3 or not all(p.isdigit() for p in parts[1:]) or int(parts[1]) < 1:
+            raise ImageSourceError(f"--images {source!r}: expected procedural:N:SEED (N >= 1 faces of world SEED)")
+        return
+    if source.endswith(".npy"):
+        if not Path(source).is_file():
+            raise InputNotFound(f"--images {source!r}: no such .npy file")
+        return
+    try:
+        files = list_image_files(source)
+    except FileNotFoundError as err:
+        raise InputNotFound(str(err)) from None
+    if not files:
+        raise ImageSourceError(f"--images {source!r}: no image files there; give a folder of images, a list file, "
+                               "an .npy array or procedural:N:SEED")

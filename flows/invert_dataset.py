@@ -12,12 +12,14 @@ Steps, each a task (tasks/inversion.py):
    or changed files are read (the last scan's hashes are kept in the store);
 2. open the store, refusing one made with another generator or settings, or create it; take its lease (renewed in
    the background; a second run is refused, `execution.force` takes the lease over); keep the scan's hashes;
-3. plan: append the images the store has not seen (by content hash), list the shards with pending items;
+3. plan: append the images the store has not seen (by content hash), create or grow the result groups of the
+   config's stages (pivotal deltas), list the shards with pending items;
 4. invert the shards on Dask workers (the subflow `invert-shards`, given `flows.clusters.dask_runner`): a task gets
    the store URL and a shard index and writes that shard; a worker that dies mid-shard has its shard re-run
    elsewhere (writes are idempotent);
-5. summarise: store counts, this run's shards, every input left out and why (artifacts: flows/artifacts.py); a
-   run that inverted anything is added to the store's run log (storage/runs.py), which the report's throughput uses.
+5. summarise: every item's out-of-distribution score against the whole store (hybrid and encoder stores), store
+   counts, this run's shards, every input left out and why (artifacts: flows/artifacts.py); a run that inverted
+   anything is added to the store's run log (storage/runs.py), which the report's throughput uses.
 
 A run that crashes leaves the store consistent; running the flow again inverts only what is still pending. Shards
 that failed beyond their retries end the run with `IncompleteRun` (after the summary): their items stay pending.
@@ -25,25 +27,22 @@ that failed beyond their retries end the run with `IncompleteRun` (after the sum
 
 from __future__ import annotations
 
-import dataclasses
-import os
 import time
 from typing import Any
 
 from prefect import flow
-from prefect.futures import as_completed
 from prefect.utilities.annotations import quote
 
 from flows import artifacts, progress
-from flows.clusters import (check_execution, dask_client, dask_runner, expected_workers, gpu_annotation,
-                            local_workers)
+from flows.clusters import check_execution, dask_client, dask_runner, expected_workers, gpu_annotation
 from flows.prefect_api import new_run_id
+from flows.shard_runs import gather_reports, shared_threads
 from runtime.config import DEFAULT_GENERATOR, ExecutionOptions, InvertConfig
 from runtime.coordinator import InvertPlan, InvertSummary, shard_note
 from runtime.shard import ShardReport
 from storage.lease import RENEWED_LEASE_TTL_S
 from tasks.inversion import (check_settings, invert_shard, open_store, plan_shards, record_run, save_scan_cache,
-                             scan_dataset, summarize_run)
+                             scan_dataset, score_items, summarize_run)
 
 
 class IncompleteRun(RuntimeError):
@@ -82,13 +81,15 @@ def invert_dataset(images: str, store: str, generator: str = DEFAULT_GENERATOR, 
     with latent_store.acquire_lease(run_id, ttl_s=RENEWED_LEASE_TTL_S, force=execution.force):
         save_scan_cache(latent_store, quote(scan))
         # 3. Plan: append the new images, list the shards with pending items.
-        plan = plan_shards(latent_store, quote(scan.manifest), retry_failed=config.retry_failed, created=created)
+        plan = plan_shards(latent_store, quote(scan.manifest), retry_failed=config.retry_failed, created=created,
+                           settings=settings)
         progress.notify({"event": "planned", "items": plan.items, "shards": len(plan.shards)})
         # 4. Invert the shards on Dask workers (store URL + shard index in, small reports out).
         reports = [] if not plan.shards else invert_shards.with_options(task_runner=dask_runner(execution))(
             latent_store.url, plan, generator=generator, run_id=run_id, retry_failed=config.retry_failed,
             execution=execution, storage_options=storage_options)
-        # 5. Summarise: counts, this run, every input left out and why.
+        # 5. Summarise: out-of-distribution scores over the whole store, counts, every input left out and why.
+        score_items(latent_store)
         summary = summarize_run(latent_store, quote(scan), reports, added=plan.added,
                                 seconds=time.perf_counter() - t0, shard_note=shards)
         record_run(latent_store, summary, reports, run_id=run_id)  # the report's throughput: runs that did work
@@ -106,23 +107,9 @@ def invert_shards(store: str, plan: InvertPlan, *, generator: str, run_id: str, 
     """Step 4 of invert-dataset, on the Dask task runner it is given: one `invert_shard` task per planned shard (one
     per GPU where workers offer GPUs); a shard that fails beyond its retries becomes a report with its error."""
     client = dask_client()
-    if local_workers(client) and not execution.threads:  # share this machine's cores among its local workers
-        execution = dataclasses.replace(execution, threads=max(1, (os.cpu_count() or 1) // local_workers(client)))
-    tracker = artifacts.ShardProgress(store, plan.items)
+    execution = shared_threads(client, execution)
     with gpu_annotation(client):
         submitted = [(invert_shard.submit(store, shard.index, generator=generator, run_id=run_id,
                                           retry_failed=retry_failed, execution=execution,
                                           storage_options=storage_options), shard) for shard in plan.shards]
-    shard_of = {id(future): shard for future, shard in submitted}
-    reports = []
-    for future in as_completed([future for future, _ in submitted]):
-        shard = shard_of[id(future)]
-        try:
-            report = future.result()
-        except Exception as err:  # noqa: BLE001 - a shard that failed beyond its retries; the run goes on
-            report = ShardReport(shard=shard.index, error=f"{type(err).__name__}: {err}")
-        reports.append(report)
-        items = report.items if report.error is None else len(shard)
-        tracker.advance(items)
-        progress.notify(progress.shard_event(report, items))
-    return reports
+    return gather_reports(store, plan.items, submitted, lambda shard, error: ShardReport(shard=shard, error=error))

@@ -22,7 +22,7 @@ class ItemMetric:
     kind: str
 
 
-ITEM_METRICS: dict[str, ItemMetric] = {m.name: m for m in (
+_BASE_METRICS = (
     ItemMetric("psnr", "PSNR (dB)", "higher", "reconstruction"),
     ItemMetric("ssim", "SSIM", "higher", "reconstruction"),
     ItemMetric("lpips-vgg", "LPIPS (VGG)", "lower", "perceptual"),
@@ -33,11 +33,24 @@ ITEM_METRICS: dict[str, ItemMetric] = {m.name: m for m in (
     ItemMetric("final_loss", "final loss", "lower", "run"),
     ItemMetric("steps", "optimisation steps", None, "run"),
     ItemMetric("seconds", "seconds per image (device)", "lower", "run"),
+)
+# The same measures of another image than the stored reconstruction, named `<stage>_<metric>` (`pivot_psnr`): what
+# the encoder alone reconstructed (hybrid), the pivot before pivotal tuning, and for restoration stores with a clean
+# reference, the restored image, the restoration with the observation kept, and the plain baseline against it.
+STAGES = {"encoder": "encoder alone", "pivot": "pivot, before tuning", "restored": "restored vs clean",
+          "kept": "observation kept, vs clean", "baseline": "plain baseline vs clean"}
+OOD_SCORE = "ood_score"  # ganinv.metrics.ood: 0.99 = 1 % of the store's ordinary items reconstruct this badly
+ITEM_METRICS: dict[str, ItemMetric] = {m.name: m for m in (
+    *_BASE_METRICS,
+    *(ItemMetric(f"{stage}_{m.name}", f"{m.label}, {what}", m.better, stage)
+      for stage, what in STAGES.items() for m in _BASE_METRICS if m.kind != "run"),
+    ItemMetric(OOD_SCORE, "out-of-distribution score (percentile)", None, "ood"),
 )}
 RECONSTRUCTION = ("mse", "psnr", "ssim")     # always computed (ganinv.metrics.reconstruction_metrics)
 RUN = ("final_loss", "steps", "seconds")     # what the batch pipeline adds
 PERCEPTUAL = tuple(n for n, m in ITEM_METRICS.items() if m.kind == "perceptual")
-QUALITY = tuple(n for n, m in ITEM_METRICS.items() if m.kind != "run")  # shown in histograms and label breakdowns
+# Shown in histograms and label breakdowns: the stored reconstruction's own measures.
+QUALITY = tuple(n for n, m in ITEM_METRICS.items() if m.kind in ("reconstruction", "perceptual"))
 LEGACY_NAMES = {"clf_perceptual": "clf-perceptual"}  # spellings of older stores, read as the registry's names
 
 
@@ -45,6 +58,13 @@ def metric_names(perceptual: Iterable[str] = ("lpips-vgg",)) -> tuple[str, ...]:
     """The metrics a store records: mse, psnr, ssim, the perceptual distances in `perceptual`, final_loss, steps,
     seconds. The default is what the projector's loss (lpips-vgg) gives."""
     return (*RECONSTRUCTION, *dict.fromkeys(perceptual), *RUN)
+
+
+def stage_names(stage: str, names: Iterable[str]) -> tuple[str, ...]:
+    """`names` measured on another image of the item: `('psnr', 'ssim')` -> `('pivot_psnr', 'pivot_ssim')`."""
+    if stage not in STAGES:
+        raise ValueError(f"stage {stage!r} is not one of {sorted(STAGES)}")
+    return tuple(f"{stage}_{name}" for name in names)
 
 
 def canonical_name(name: str) -> str:

@@ -27,7 +27,7 @@ import fsspec
 import numpy as np
 from PIL import Image
 
-from report import figures
+from report import applications, figures
 from report.collect import RunData, collect
 from report.config import Gallery, ReportConfig
 from report.distances import distribution_distances
@@ -189,6 +189,7 @@ def build_report(store_url: str, reports_root: str | os.PathLike[str], config: R
                                           device=config.device)
     metrics = summarize(data, run=run, distribution=distribution, edit_rows=load_edit_rows(config.edit_rows, data),
                         device_kind=config.device_kind)
+    metrics.update(applications.summarize(data))  # restoration, pivotal refinement, ood scores (None if absent)
     # 3. compare with the previous run
     history = load_history(root, exclude=run)
     metrics["comparison"], regressions = _comparison(history[-1] if history else None, metrics, config.thresholds)
@@ -206,7 +207,7 @@ def _write_run_folder(root: Path, run: str, data: RunData, metrics: dict[str, An
     tmp = root / f".{run}.{uuid.uuid4().hex[:8]}.partial"
     tmp.mkdir(parents=True)
     try:
-        made = write_figures(data, metrics, history, tmp)
+        made = write_figures(data, metrics, history, tmp) | applications.write_figures(data, metrics, tmp)
         grids, grid_reason = write_grids(data, tmp)
         copied = copy_galleries(list(galleries) or discover_galleries(data), tmp,
                                 storage_options=data.store.storage_options)

@@ -21,11 +21,20 @@ JSON: a value that could not be computed is `null`, never NaN. Means and rates a
                  wall_seconds (their wall time, summed), images_per_second (run_items / wall_seconds), last_run (its
                  record); null when the store has no such run
     provenance:  store {url, created, ganinv_version, schema_version, num_items, chunk_items},
-                 generator {sha256, source, config, num_ws}, inversion {the config, verbatim},
+                 generator {sha256, source, architecture, config, num_ws}, inversion {the config, verbatim},
                  dataset {root, manifest_hash, appends, last_append}, report_code {ganinv, git}
     edits:       directions [{name, method, space, attribute, created}], edit_runs [{name, created, made_by}],
                  evaluation [rows of ganinv.directions.evaluate.evaluate_edits: direction, method, target, strength,
                  flip_rate, interference, interference_max, pixel_change, ...]
+    restoration: null, or for a restoration store {task, degradation (its config), keep_observed, clean (folder or
+                 null), n, against_clean: {restored | kept | baseline: {psnr | ssim: {n, mean, std}}}, observation:
+                 {psnr | ssim: {n, mean, std}} (the degraded restoration vs the observation), gain_over_baseline_db}
+    pivotal:     null, or for a refined store {n, rank, num_steps, loss, dtype, bytes_per_item, rows: [{metric, label,
+                 pivot, tuned, gain}]} (gain > 0: tuning improved it, by ganinv.metrics.reconstruction's directions)
+    refinement_passes: null, or for a store refined by `ganinv refine` [{name, target_steps, more_steps, from_steps,
+                 space, complete, refined, rows: [{metric, label, before, after, gain}]}] (means over the pass's items)
+    ood:         null, or {scored, basis, quantiles {p50, p90, p99}, above_099, top: [{image_id, score, index}]} (the
+                 12 highest out-of-distribution scores)
     comparison:  previous_run (name or null), thresholds {name: value}, regressions [{check, metric, label,
                  previous, current, change, threshold, message}], not_compared [{check, reason}], caveats [why the
                  previous run may not be comparable: another generator, dataset or inversion config]

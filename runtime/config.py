@@ -68,6 +68,8 @@ class InvertConfig:
     thumbnail_size: int = 64
     shard_size: int | None = None
     retry_failed: bool = False
+    restoration: Mapping[str, Any] | None = None
+    refine: Mapping[str, Any] | None = None
 
     def resolve(self, generator: str) -> InversionSpec:
         """The settings every image of a store gets with `generator`: raises ConfigError naming a bad setting."""
@@ -78,21 +80,26 @@ class InvertConfig:
         encoder = self.encoder or _builtin_encoder(generator)
         mode = ("hybrid" if encoder else "optimize") if self.mode == AUTO else self.mode
         try:
-            config = dataclasses.replace(inversion_preset(mode, encoder), **self.inversion)
+            preset = inversion_preset(mode, encoder, generator=generator)
+            config = dataclasses.replace(preset, **self.inversion)
             policy = DecodePolicy(resolution=1, **self.decode)
+            refine = None if self.refine is None else refine_preset(preset, self.refine)
         except (TypeError, ValueError) as err:
-            raise ConfigError(f"inversion settings {dict(self.inversion)}, decode {dict(self.decode)}: {err}"
-                              ) from None
+            raise ConfigError(f"inversion settings {dict(self.inversion)}, decode {dict(self.decode)}, refine "
+                              f"{None if self.refine is None else dict(self.refine)}: {err}") from None
         return InversionSpec(mode=mode, config=config, encoder=encoder if mode != "optimize" else None,
                              seed=self.seed, thumbnail_size=self.thumbnail_size, max_upscale=policy.max_upscale,
-                             max_pixels=policy.max_pixels, background=policy.background)
+                             max_pixels=policy.max_pixels, background=policy.background,
+                             restoration=self.restoration, refine=refine)
 
     @classmethod
     def from_spec(cls, spec: InversionSpec, **fields: Any) -> InvertConfig:
         """The config whose `resolve` gives `spec` again (e.g. a store's recorded one, to resume with it)."""
         decode = dict(max_upscale=spec.max_upscale, max_pixels=spec.max_pixels, background=spec.background)
+        refine = None if spec.refine is None else spec.refine.to_dict()
         return cls(mode=spec.mode, encoder=spec.encoder, inversion=spec.config.to_dict(), decode=decode,
-                   seed=spec.seed, thumbnail_size=spec.thumbnail_size, **fields)
+                   seed=spec.seed, thumbnail_size=spec.thumbnail_size, restoration=spec.restoration, refine=refine,
+                   **fields)
 
 
 def auto_shard_size(num_items: int, workers: int | None) -> int:
@@ -103,23 +110,35 @@ def auto_shard_size(num_items: int, workers: int | None) -> int:
     return max(1, min(MAX_AUTO_SHARD_SIZE, math.floor(num_items / (MIN_SHARDS_PER_WORKER * workers))))
 
 
-def inversion_preset(mode: str, encoder: str | None):
+def inversion_preset(mode: str, encoder: str | None, *, generator: str | None = None):
     """The InversionConfig a mode starts from. The store keeps codes, not per-image noise maps, so the codes alone
     must reproduce what the metrics show: optimize_noise is off everywhere.
 
-    - optimize (and encoder/hybrid without the built-in encoder): the StyleGAN2 projector's settings;
-    - encoder/hybrid with faces64's encoder: `HYBRID_CONFIG` (W+, 100 steps) without the projector's start-up
-      exploration: the encoder's output is already close, and latent noise and a learning rate of 0.1 meant for a
-      start at w_avg throw much of it away. Measured on 16 held-out faces, 20 steps, clf-perceptual: PSNR 21.3
-      (encoder alone) -> 21.9 with the projector's settings, 23.5 with these (BENCHMARKS.md). The loss is the
-      embedded world's own perceptual distance (its attribute classifier's features).
+    - optimize: the StyleGAN2 projector's settings (a start at w_avg);
+    - encoder/hybrid, with any encoder (the built-in one or a file from `ganinv train-encoder`): the start at an
+      encoder's output, `ganinv.inversion.hybrid.ENCODER_START_CONFIG` (W+, 100 steps, without the projector's
+      start-up exploration: the encoder's output is already close, and latent noise and a learning rate of 0.1 meant
+      for a start at w_avg throw much of it away). Measured on 16 held-out faces, 20 steps, clf-perceptual: PSNR 21.3
+      (encoder alone) -> 21.9 with the projector's settings, 23.5 with these (BENCHMARKS.md). With faces64's own
+      encoder, or any encoder of the built-in faces64 generator, the loss is the embedded world's perceptual distance
+      (its attribute classifier's features, on disk); otherwise the projector's (lpips-vgg) unless `--loss` says.
     """
-    from ganinv.inversion import HYBRID_CONFIG, InversionConfig
+    from ganinv.inversion import ENCODER_START_CONFIG, InversionConfig
 
-    if mode != "optimize" and encoder == "faces64":
-        return dataclasses.replace(HYBRID_CONFIG, initial_learning_rate=0.03, initial_noise_factor=0.0,
-                                   lr_rampup_length=0.0, loss="clf-perceptual", optimize_noise=False)
-    return InversionConfig(optimize_noise=False)
+    if mode == "optimize" or encoder is None:
+        return InversionConfig(optimize_noise=False)
+    offline = {"loss": "clf-perceptual"} if DEFAULT_GENERATOR in (encoder, generator) else {}
+    return dataclasses.replace(ENCODER_START_CONFIG, optimize_noise=False, **offline)
+
+
+def refine_preset(inversion, refine: Mapping[str, Any]):
+    """The PivotalConfig `--refine pivotal` starts from, with the fields of `refine` changed: PTI's, except that where
+    the inversion preset uses the embedded world's offline perceptual loss, tuning does too (`clf-perceptual+mse`
+    instead of LPIPS + L2, whose VGG weights may not be on disk)."""
+    from ganinv.inversion.pivotal import PivotalConfig
+
+    offline = inversion.loss == "clf-perceptual"
+    return PivotalConfig(**{**({"loss": "clf-perceptual+mse"} if offline else {}), **refine})
 
 
 def _builtin_encoder(generator: str) -> str | None:
@@ -192,4 +211,107 @@ class RenderEditsConfig:
     generator: str | None = None
     max_grid_rows: int = 64
     evaluate_with: str | None = None
+    overwrite: bool = False
+    untuned: bool = False
+
+
+@dataclass(frozen=True)
+class RefineStoreConfig:
+    """What `refine` does to a store (`ganinv refine STORE --steps N`): every done item's codes continue for `steps`
+    more steps of the inversion that made them (`ganinv.inversion.refine`: the same losses, seeds and schedule,
+    longer), as one pass to a target step count kept in the store (storage/code_refinements.py). space: None = the
+    store's (or its last pass's); 'w+' continues W codes in W+ (never the other way). A pass that did not finish
+    resumes with the same `steps`; a finished one is the base of the next."""
+
+    steps: int
+    space: str | None = None
+
+    def __post_init__(self):
+        from runtime.errors import ConfigError
+
+        if not isinstance(self.steps, int) or self.steps < 1:
+            raise ConfigError(f"refine: steps must be a positive number of optimisation steps, got {self.steps!r}")
+        if self.space not in (None, "w", "w+"):
+            raise ConfigError(f"refine: space {self.space!r}: codes continue in w or w+ (what a store keeps)")
+
+
+DENOISE_LOSS = "mse"  # a perceptual loss draws the noise as texture (docs/restoration.md: 26.8 vs 20.7 dB)
+
+
+@dataclass(frozen=True)
+class RestoreConfig:
+    """What `restore` restores: invert each observed image through the `task`'s known degradation
+    (docs/restoration.md). task: inpaint (masks from `mask_dir`, one PNG per image id, `mask_holes` white or black
+    marking the holes, or from `mask_rule`: 'center-box[:AREA]' or 'random-boxes[:COUNT]' seeded by `mask_seed` and
+    the id), super-resolution (inputs `factor` times smaller than the generator's images), colorize, denoise (known
+    noise std `sigma` in [-1, 1] units; the loss defaults to `DENOISE_LOSS`); keep_observed: thumbnails (and
+    `render-restored` by default) paste the observation back into the restoration; clean: a folder of the clean images
+    under the same ids, to score restorations against (restored / kept / baseline PSNR and SSIM). The inversion
+    itself is `InvertConfig`'s (`invert_config` adds the restoration to it)."""
+
+    task: str
+    mask_dir: str | None = None
+    mask_holes: str = "white"
+    mask_rule: str | None = None
+    mask_seed: int = 0
+    factor: int = 4
+    sigma: float = 0.1
+    keep_observed: bool = False
+    clean: str | None = None
+
+    def record(self) -> dict[str, Any]:
+        """What the store records (the task, the degradation config, keep_observed, the clean folder); raises
+        ConfigError naming a bad setting. The degradation's own defaults are never used: this config passes them."""
+        from ganinv.inversion.degradations import task_config
+        from ganinv.inversion.masks import MaskFolder, parse_mask_rule
+        from runtime.errors import ConfigError
+
+        try:
+            if self.mask_dir is not None and self.mask_rule is not None:
+                raise ValueError("give masks as a folder (mask_dir) or a rule (mask_rule), not both")
+            if self.task != "inpaint" and (self.mask_dir or self.mask_rule):
+                raise ValueError(f"task {self.task!r} takes no masks (masks are for 'inpaint')")
+            masks = (MaskFolder(self.mask_dir, holes=self.mask_holes) if self.mask_dir is not None else
+                     parse_mask_rule(self.mask_rule, seed=self.mask_seed) if self.mask_rule is not None else None)
+            degradation = task_config(self.task, mask_source=masks, factor=self.factor, sigma=self.sigma)
+        except ValueError as err:
+            raise ConfigError(f"restore: {err}") from None
+        return dict(task=self.task, degradation=degradation, keep_observed=self.keep_observed, clean=self.clean)
+
+    def invert_config(self, invert: InvertConfig) -> InvertConfig:
+        """`invert` with this restoration (and, for denoising, `DENOISE_LOSS` unless a loss was given)."""
+        inversion = dict(invert.inversion)
+        if self.task == "denoise":
+            inversion.setdefault("loss", DENOISE_LOSS)
+        return dataclasses.replace(invert, inversion=inversion, restoration=self.record())
+
+
+@dataclass(frozen=True)
+class MorphConfig:
+    """What `render-morphs` renders: for each (a, b) image-id pair of `pairs`, `frames` codes from a's to b's (linear
+    in W / W+, `ganinv.edit.interpolate`, or `slerp`), kept as `edits/<run>`, drawn as one grid (a morph per row)
+    and, with `gif`, one looping GIF per pair at `fps`, beside the store in `<store>.edits/<run>/`. generator: None
+    = the store's; overwrite: replace a run of that name that holds other content."""
+
+    pairs: tuple[tuple[str, str], ...]
+    frames: int = 8
+    method: str = "linear"
+    gif: bool = False
+    fps: float = 12.0
+    run: str = "morphs"
+    generator: str | None = None
+    overwrite: bool = False
+
+
+@dataclass(frozen=True)
+class StyleMixConfig:
+    """What `style-mix` renders: every `content` item with the `layers` ws rows (coarse, middle, fine or indices;
+    StyleGAN3's named ranges by `G.ws_resolutions`) taken from every `style` item (Karras et al. 2019, fig. 3), kept
+    as `edits/<run>` and drawn as the paper's figure beside the store. generator: None = the store's."""
+
+    content: tuple[str, ...]
+    style: tuple[str, ...]
+    layers: str | tuple[int, ...] = "coarse"
+    run: str = "style-mix"
+    generator: str | None = None
     overwrite: bool = False

@@ -15,15 +15,13 @@ from typing import Any
 
 import fsspec
 
-from ganinv.inversion.batch import item_metric_names
 from ganinv.losses.registry import parse_loss_spec
+from runtime import refine, restore
 from runtime.config import InvertConfig, auto_shard_size
-from runtime.errors import ConfigError
 from runtime.models import GeneratorInfo, describe_generator
 from runtime.shard import ShardReport
 from runtime.spec import InversionSpec
 from storage import LatentStore, Manifest, Shard
-from storage.schema import file_sha256
 from storage.scan import ScanResult, Skipped
 
 MAX_LISTED_FAILURES = 200  # failed items listed in a summary (all of them stay in the store's `error` array)
@@ -85,34 +83,51 @@ class InvertSummary:
 
 @dataclass(frozen=True)
 class Settings:
-    """Step 0's outcome: the resolved spec, the generator it runs on, and the encoder file's sha256 (if any)."""
+    """Step 0's outcome: the resolved spec, the generator it runs on, and the encoder file it starts from (if any):
+    the sha256 of its bytes and the identity of the generator it says it was trained for."""
 
     spec: InversionSpec
     generator: GeneratorInfo
     encoder_sha256: str | None = None
+    encoder_generator: str | None = None
 
 
 def check_settings(generator: str, config: InvertConfig) -> Settings:
     """Resolves `config` for `generator` and fails early, in the coordinator, on what every worker would fail on:
-    an unreadable generator, loss weights that are not on disk, a missing or mismatching encoder."""
+    an unreadable generator, loss weights that are not on disk, a missing encoder or one of another generator."""
     spec = config.resolve(generator)
     info = describe_generator(generator)
-    for _, name in parse_loss_spec(spec.config.loss):
+    refine.check(spec, info)
+    restore.check(spec, info)
+    losses = [spec.config.loss] + ([spec.refine.loss] if spec.refine is not None else [])
+    for _, name in (term for loss in losses for term in parse_loss_spec(loss)):
         if name.startswith("lpips-"):
             from ganinv.losses.lpips_distance import require_trunk_weights
             require_trunk_weights(name.removeprefix("lpips-"))  # PerceptualWeightsMissing names the file
     if spec.encoder is None:
         return Settings(spec=spec, generator=info)
-    from ganinv.models.encoder import BUILTIN_ENCODERS, load_encoder
+    record = check_encoder(spec.encoder, info)
+    return Settings(spec=spec, generator=info, encoder_sha256=record.sha256,
+                    encoder_generator=record.generator_identity)
 
-    E = load_encoder(spec.encoder)
-    want = (info.img_resolution, info.num_ws, info.w_dim)
-    if (E.img_resolution, E.num_ws, E.w_dim) != want:
-        raise ConfigError(f"encoder {spec.encoder!r} is for {E.img_resolution} px, num_ws {E.num_ws}, w_dim "
-                          f"{E.w_dim}; the generator {generator!r} has {want[0]} px, num_ws {want[1]}, w_dim "
-                          f"{want[2]}")
-    return Settings(spec=spec, generator=info, encoder_sha256=file_sha256(BUILTIN_ENCODERS.get(spec.encoder,
-                                                                                             spec.encoder)))
+
+def check_encoder(encoder: str, info: GeneratorInfo):
+    """The encoder file's `EncoderRecord`, refused (`EncoderGeneratorMismatch`, a UserError) unless it belongs to the
+    generator: by the identity the file records, else (files from before identities) by image size and ws shape."""
+    from ganinv.models.encoder import EncoderGeneratorMismatch, encoder_record
+
+    record = encoder_record(encoder, generator=info.identity)
+    if record.generator_identity is None:
+        from ganinv.models.encoder import load_encoder
+
+        E = load_encoder(encoder)
+        want = (info.img_resolution, info.num_ws, info.w_dim)
+        if (E.img_resolution, E.num_ws, E.w_dim) != want:
+            raise EncoderGeneratorMismatch(
+                f"encoder {encoder!r} is for {E.img_resolution} px, num_ws {E.num_ws}, w_dim {E.w_dim}; the "
+                f"generator {info.source!r} has {want[0]} px, num_ws {want[1]}, w_dim {want[2]}: train an encoder "
+                "for it (ganinv train-encoder --generator ...)")
+    return record
 
 
 def open_store(url: str, manifest: Manifest, settings: Settings, *, chunk_items: int | None,
@@ -126,14 +141,16 @@ def open_store(url: str, manifest: Manifest, settings: Settings, *, chunk_items:
     created = not fs.exists(f"{root.rstrip('/')}/zarr.json")
     if created and chunk_items is None:
         chunk_items = auto_shard_size(len(manifest), workers)
-    layout = dict(thumbnail_size=min(spec.thumbnail_size, generator.img_resolution),
-                  metrics=item_metric_names(spec.config.loss), storage_options=storage_options)
+    layout = dict(thumbnail_size=min(spec.thumbnail_size, generator.img_resolution), storage_options=storage_options)
+    if created:  # an existing store keeps the metric arrays it was made with (its config says how it was made)
+        layout["metrics"] = spec.metric_names()
     if chunk_items is not None:
         layout["chunk_items"] = chunk_items
     store = LatentStore.open_or_create(
         url, manifest=manifest, num_ws=generator.num_ws, w_dim=generator.w_dim,
         generator=generator.store_identity(),
-        config=spec.to_record(resolution=generator.img_resolution, encoder_sha256=settings.encoder_sha256), **layout)
+        config=spec.to_record(resolution=generator.img_resolution, encoder_sha256=settings.encoder_sha256,
+                              encoder_generator=settings.encoder_generator), **layout)
     return store, created
 
 
@@ -150,10 +167,13 @@ def save_scan_cache(store: LatentStore, scan: ScanResult) -> tuple[bool, str]:
     return True, f"scan cache of {len(scan.hash_cache)} files saved ({size} bytes)"
 
 
-def plan(store: LatentStore, manifest: Manifest, *, retry_failed: bool = False, created: bool = False
-         ) -> InvertPlan:
-    """Appends the manifest's new items (under the caller's lease) and lists the shards with work to do."""
+def plan(store: LatentStore, manifest: Manifest, *, retry_failed: bool = False, created: bool = False,
+         settings: Settings | None = None) -> InvertPlan:
+    """Appends the manifest's new items (under the caller's lease), creates or grows the result groups the
+    settings' stages write (pivotal deltas), and lists the shards with work to do."""
     added = len(store) if created else store.append(manifest)  # create() appended the manifest already
+    if settings is not None:
+        refine.prepare(store, settings.spec, settings.generator.source)
     todo = store.todo_mask(retry_failed=retry_failed)
     return InvertPlan(added=added, items=int(todo.sum()), shards=tuple(store.pending_shards(todo=todo)))
 

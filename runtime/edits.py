@@ -25,7 +25,7 @@ from PIL import Image
 
 from ganinv.edit import resolve_layers as edit_layers
 from ganinv.utils.images import make_image_grid
-from runtime import models
+from runtime import models, refine
 from runtime.config import RenderEditsConfig
 from storage import LatentStore
 from storage.directions import read_directions
@@ -48,6 +48,7 @@ class EditPlan:
     grids: str
     batches: int
     pending: tuple[tuple[int, int], ...]
+    untuned: bool = False
 
 
 @dataclass(frozen=True)
@@ -76,17 +77,20 @@ def create_run(store_url: str, config: RenderEditsConfig, *, run_id: str,
     chosen = read_directions(store, list(config.directions))
     source = models.store_generator_source(store.attributes.generator, config.generator)
     grids = grids_url(store_url, config.run)
+    tuned = refine.is_refined(store) and not config.untuned
     made_by = dict(flow="render_edits", items=_describe_items(config, len(rows)),
                    directions={d.name: d.attrs() for d in chosen}, strengths=[float(s) for s in config.strengths],
                    layers=config.layers if config.layers is None or isinstance(config.layers, str)
-                   else [int(i) for i in config.layers], generator=models.identity(source), grids=grids)
+                   else [int(i) for i in config.layers], generator=models.identity(source), grids=grids,
+                   rendered_with="each item's pivotal delta" if tuned else "the generator")
+    resolutions = models.generator(source, "cpu").ws_resolutions  # named layer ranges follow the generator's
     with store.acquire_lease(run_id, ttl_s=RENEWED_LEASE_TTL_S):
         edits = EditRun.create(store, config.run, item_indices=rows, directions=chosen, strengths=config.strengths,
                                layers=config.layers, made_by=made_by, batch_size=config.batch_size,
-                               overwrite=config.overwrite)
+                               overwrite=config.overwrite, resolutions=resolutions)
     return EditPlan(run=config.run, items=len(edits), directions=tuple(d.name for d in chosen),
                     strengths=tuple(float(s) for s in config.strengths), generator=source, grids=grids,
-                    batches=len(edits.batches()), pending=tuple(edits.pending_batches()))
+                    batches=len(edits.batches()), pending=tuple(edits.pending_batches()), untuned=config.untuned)
 
 
 def _describe_items(config: RenderEditsConfig, count: int) -> dict[str, Any]:
@@ -118,12 +122,15 @@ def page_name(direction: str, start: int, stop: int) -> str:
 
 
 @torch.no_grad()
-def render(G: torch.nn.Module, ws: np.ndarray, *, noise_mode: str = "const") -> torch.Tensor:
-    """`ws [N, num_ws, w_dim]` -> images `[N, 3, H, W]` in [-1, 1] on the CPU, `RENDER_BATCH` at a time."""
-    device = next(G.parameters()).device
+def render(G: torch.nn.Module, ws: np.ndarray, *, noise_mode: str = "const",
+           renderer: refine.Render | None = None) -> torch.Tensor:
+    """`ws [N, ...]` (one code per item, or `[N, S, num_ws, w_dim]`: S per item) -> images `[N, (S,) 3, H, W]` in
+    [-1, 1] on the CPU, `RENDER_BATCH` codes at a time; through `renderer` (`refine.renderer`: the items' tuned
+    generators) when given."""
+    renderer = renderer or refine.plain_renderer(G, noise_mode=noise_mode)
     x = torch.from_numpy(np.ascontiguousarray(ws, np.float32))
-    return torch.cat([G.synthesis(x[i:i + RENDER_BATCH].to(device), noise_mode=noise_mode).cpu()
-                      for i in range(0, len(x), RENDER_BATCH)])
+    step = max(1, RENDER_BATCH // (x.shape[1] if x.ndim == 4 else 1))
+    return torch.cat([renderer(x[i:i + step], slice(i, min(i + step, len(x)))).cpu() for i in range(0, len(x), step)])
 
 
 def write_png(url: str, image: Image.Image, storage_options: Mapping[str, Any] | None = None) -> None:
@@ -140,27 +147,31 @@ def read_png(url: str, storage_options: Mapping[str, Any] | None = None) -> Imag
 
 
 def render_batch(store_url: str, run: str, start: int, stop: int, *, generator: str, grids: str, device: str,
-                 noise_mode: str = "const", storage_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Edits, renders and writes the run's items [start, stop); returns counts and seconds."""
+                 noise_mode: str = "const", untuned: bool = False,
+                 storage_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Edits, renders (a refined store's items through their tuned deltas unless `untuned`) and writes the run's
+    items [start, stop); returns counts and seconds."""
     began = time.perf_counter()
     store = LatentStore.open(store_url, "r+", storage_options=storage_options)
     edits = EditRun.open(store, run)
     ws = edits.edit(start, stop)  # [n, D, S, num_ws, w_dim]
     G = models.generator(generator, models.resolve_device(device))
-    n, _, num_strengths = ws.shape[:3]
+    renderer = refine.renderer(G, store, edits.item_indices[start:stop], untuned=untuned, noise_mode=noise_mode)
+    num_strengths = ws.shape[2]
     for d, name in enumerate(edits.direction_names):
-        images = render(G, ws[:, d].reshape(n * num_strengths, *ws.shape[3:]), noise_mode=noise_mode)
+        images = render(G, ws[:, d], renderer=renderer).flatten(0, 1)  # items x strengths
         write_png(f"{grids}/{page_name(name, start, stop)}", make_image_grid(images, nrow=num_strengths),
                   storage_options)
     edits.write(start, stop, ws)  # ws, then status: the pages above exist for every done item
-    return dict(start=start, stop=stop, items=n, images=int(ws[:, :, :, 0, 0].size),
+    return dict(start=start, stop=stop, items=len(ws), images=int(ws[:, :, :, 0, 0].size),
                 seconds=round(time.perf_counter() - began, 3))
 
 
-def evaluate_run(store_url: str, run: str, *, generator: str, classifier: str, device: str,
+def evaluate_run(store_url: str, run: str, *, generator: str, classifier: str, device: str, untuned: bool = False,
                  storage_options: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
     """`ganinv.directions.evaluate.evaluate_edits` on the run's items, directions and strengths (flip rate of each
-    direction's target attribute, change of every other attribute, pixel change); NaN as None (JSON)."""
+    direction's target attribute, change of every other attribute, pixel change), rendered as the run's grids are
+    (a refined store's items through their deltas unless `untuned`); NaN as None (JSON)."""
     from ganinv.directions.evaluate import evaluate_edits
 
     store = LatentStore.open(store_url, "r", storage_options=storage_options)
@@ -170,8 +181,10 @@ def evaluate_run(store_url: str, run: str, *, generator: str, classifier: str, d
     directions = read_directions(store, edits.direction_names)
     layers = edits.attrs["made_by"].get("layers")
     if layers is not None:  # the run's layer override, exactly as its deltas were made
-        directions = [dataclasses.replace(d, layers=edit_layers(layers, store.layout.num_ws)) for d in directions]
-    rows = evaluate_edits(G, C.predict, store.ws(edits.item_indices), directions, [float(s) for s in edits.strengths])
+        directions = [dataclasses.replace(d, layers=edit_layers(layers, store.layout.num_ws, G.ws_resolutions))
+                      for d in directions]
+    rows = evaluate_edits(G, C.predict, store.ws(edits.item_indices), directions, [float(s) for s in edits.strengths],
+                          render=refine.renderer(G, store, edits.item_indices, untuned=untuned))
     return [{k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in row.items()} for row in rows]
 
 

@@ -39,9 +39,14 @@ class GeneratorInfo:
     w_dim: int
     z_dim: int
     img_resolution: int
+    family: str = ""
+    architecture: str = ""
+    c_dim: int = 0
+    ws_resolutions: tuple[int, ...] = ()
 
     def store_identity(self) -> GeneratorIdentity:
-        return GeneratorIdentity(sha256=self.identity, config=dict(self.config), source=self.source)
+        return GeneratorIdentity(sha256=self.identity, config=dict(self.config), source=self.source,
+                                 family=self.family, architecture=self.architecture)
 
 
 @dataclass(frozen=True)
@@ -108,7 +113,8 @@ def describe_generator(source: str) -> GeneratorInfo:
     loaded = load_models(source, None, "cpu")
     G = loaded.G
     return GeneratorInfo(source=source, identity=loaded.identity, config=dict(G.init_kwargs), num_ws=G.num_ws,
-                         w_dim=G.w_dim, z_dim=G.z_dim, img_resolution=G.img_resolution)
+                         w_dim=G.w_dim, z_dim=G.z_dim, img_resolution=G.img_resolution, family=G.family,
+                         architecture=G.architecture, c_dim=G.c_dim, ws_resolutions=tuple(G.ws_resolutions))
 
 
 def generator(source: str, device: str | torch.device = "cpu") -> nn.Module:

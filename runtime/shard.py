@@ -21,22 +21,23 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
 from ganinv.datasets.folder import DecodePolicy, ImageDecodeError, decode_image
-from ganinv.inversion.batch import invert_batch
+from ganinv.inversion.batch import BatchResult, invert_batch
 from ganinv.utils.prefetch import prefetch as prefetch_batches
 from ganinv.utils.seeds import seed_from_id
 from runtime.config import AUTO, ExecutionOptions
 from runtime.errors import ConfigError, WorkerSetupError
 from runtime.models import Models, load_models, resolve_device
+from runtime.restore import ShardRestoration, decode_policy
 from runtime.spec import InversionSpec
-from storage import LatentStore, Layout, ShardInputs, ShardResult, Status
+from storage import LatentStore, Layout, ShardInputs, ShardResult, Status, refinements
 
 DEFAULT_BATCH = {"cpu": 16, "cuda": 32}  # images per inversion call when batch_size is None
 _AUTO_BATCHES: dict[tuple, int] = {}  # (generator, device, config) -> batch, probed once per worker process
@@ -92,10 +93,14 @@ def run_shard(store_url: str, shard_index: int, *, generator: str, run_id: str |
     _check_identity(store, models, generator)
     t_invert = time.perf_counter()
     batch_size = resolve_batch_size(models, spec, execution.batch_size, generator=generator)
-    chunks = decoded_chunks(inputs, spec.decode_policy(models.G.img_resolution), batch_size=batch_size,
-                            device=models.device, prefetch=execution.prefetch, storage_options=storage_options)
-    result, waited_s = invert_items(models, spec, inputs.image_ids, chunks, layout=store.layout, batch_size=batch_size)
+    stages = ShardStages(ShardRestoration.for_spec(spec, models.G.img_resolution, storage_options))
+    chunks = decoded_chunks(inputs, decode_policy(spec, models.G.img_resolution), batch_size=batch_size,
+                            device=models.device, prefetch=execution.prefetch, storage_options=storage_options,
+                            precheck=stages.precheck)
+    result, waited_s = invert_items(models, spec, inputs.image_ids, chunks, layout=store.layout, batch_size=batch_size,
+                                    stages=stages)
     t_write = time.perf_counter()
+    stages.write(store, inputs, result)  # the stages' per-item data first: write_shard marks the items done
     store.write_shard(inputs, result)
     t_end = time.perf_counter()
     done = int((result.status == Status.DONE).sum())
@@ -159,33 +164,41 @@ def _check_identity(store: LatentStore, models: Models, generator: str) -> None:
 
 
 def decoded_chunks(inputs: ShardInputs, policy: DecodePolicy, *, batch_size: int, device: torch.device,
-                   prefetch: bool, storage_options: Mapping[str, Any] | None = None) -> Iterator[dict[str, Any]]:
+                   prefetch: bool, storage_options: Mapping[str, Any] | None = None,
+                   precheck: Callable[[str], str | None] | None = None) -> Iterator[dict[str, Any]]:
     """The shard's items decoded `batch_size` at a time, in order (see `decode_chunk`). With `prefetch`, a background
     thread decodes the next chunk while the caller inverts this one (`ganinv.utils.prefetch`), and on CUDA copies it
     to the device from pinned memory on a side stream; without, each chunk is decoded when asked for."""
     chunks = [range(start, min(start + batch_size, len(inputs))) for start in range(0, len(inputs), batch_size)]
-    load = functools.partial(decode_chunk, inputs, policy=policy, storage_options=storage_options)
+    load = functools.partial(decode_chunk, inputs, policy=policy, storage_options=storage_options, precheck=precheck)
     if not prefetch:
         return map(load, chunks)
     return prefetch_batches(chunks, load, device=device if device.type == "cuda" else None, depth=1)
 
 
 def decode_chunk(inputs: ShardInputs, rows: Sequence[int], *, policy: DecodePolicy,
-                 storage_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                 storage_options: Mapping[str, Any] | None = None,
+                 precheck: Callable[[str], str | None] | None = None) -> dict[str, Any]:
     """Decodes the items `rows` of the shard: {'rows': the decodable ones, 'target': [len(rows), 3, R, R] of them or
-    None, 'errors': {row: 'reason: detail'} of the others}."""
+    None, 'errors': {row: 'reason: detail'} of the others}. `precheck(image_id)`: why an item cannot be inverted
+    before it is decoded (e.g. its mask is missing), or None."""
     good, targets, errors = [], [], {}
     for i in rows:
+        refused = precheck(inputs.image_ids[i]) if precheck is not None else None
+        if refused:
+            errors[i] = refused
+            continue
         try:
-            targets.append(_decode_one(inputs.paths[i], policy, inputs.image_ids[i], storage_options))
+            targets.append(read_image(inputs.paths[i], policy, inputs.image_ids[i], storage_options))
             good.append(i)
         except ImageDecodeError as err:
             errors[i] = f"{err.reason}: {err.detail}"
     return {"rows": good, "target": torch.stack(targets) if targets else None, "errors": errors}
 
 
-def _decode_one(path: str, policy: DecodePolicy, image_id: str, storage_options: Mapping[str, Any] | None
-                ) -> torch.Tensor:
+def read_image(path: str, policy: DecodePolicy, image_id: str, storage_options: Mapping[str, Any] | None
+               ) -> torch.Tensor:
+    """One input file (a path or fsspec URL) decoded by `policy`; ImageDecodeError names what is wrong."""
     if "://" not in path:
         return decode_image(path, policy, name=image_id)
     import fsspec
@@ -198,11 +211,12 @@ def _decode_one(path: str, policy: DecodePolicy, image_id: str, storage_options:
 
 
 def invert_items(models: Models, spec: InversionSpec, image_ids: tuple[str, ...], chunks: Iterable[dict[str, Any]],
-                 *, layout: Layout, batch_size: int) -> tuple[ShardResult, float]:
+                 *, layout: Layout, batch_size: int, stages: ShardStages | None = None) -> tuple[ShardResult, float]:
     """Inverts the decodable items of `chunks` (from `decoded_chunks`) in consecutive batches of `batch_size`,
     whatever the chunks' sizes; items that failed to decode (or whose inversion is not finite) are marked failed with
     their reason. Returns (a ShardResult in the order of `image_ids`, seconds spent waiting for chunks)."""
     result = ShardResult.failed(len(image_ids), "", layout=layout)  # each batch fills in its items that succeed
+    stages = stages or ShardStages()
     rows: list[int] = []
     parts: list[torch.Tensor] = []
     waited = 0.0
@@ -219,19 +233,20 @@ def invert_items(models: Models, spec: InversionSpec, image_ids: tuple[str, ...]
             rows, parts = rows + list(chunk["rows"]), parts + [chunk["target"]]
         while len(rows) >= batch_size:  # the batches a decode-everything-first loop would make
             target = torch.cat(parts)
-            _invert_rows(models, spec, image_ids, rows[:batch_size], target[:batch_size], result, layout)
+            _invert_rows(models, spec, image_ids, rows[:batch_size], target[:batch_size], result, layout, stages)
             rows, parts = rows[batch_size:], [target[batch_size:]]
     if rows:
-        _invert_rows(models, spec, image_ids, rows, torch.cat(parts), result, layout)
+        _invert_rows(models, spec, image_ids, rows, torch.cat(parts), result, layout, stages)
     return result, waited
 
 
 def _invert_rows(models: Models, spec: InversionSpec, image_ids: tuple[str, ...], rows: list[int],
-                 target: torch.Tensor, result: ShardResult, layout: Layout) -> None:
+                 target: torch.Tensor, result: ShardResult, layout: Layout, stages: ShardStages) -> None:
     """Inverts one batch (`target [len(rows), 3, R, R]`) and writes its items into the shard's `result`."""
     batch = invert_batch(models.G, target, mode=spec.mode, config=spec.config, E=models.E,
                          seeds=[seed_from_id(image_ids[i], spec.seed) for i in rows],
-                         thumbnail_size=layout.thumbnail_size)
+                         thumbnail_size=layout.thumbnail_size, refine=spec.refine,
+                         **stages.batch_kwargs([image_ids[i] for i in rows]))
     for k, i in enumerate(rows):
         if not np.isfinite(batch.ws[k]).all():
             result.error[i] = "diverged: the inverted latent is not finite"
@@ -241,6 +256,35 @@ def _invert_rows(models: Models, spec: InversionSpec, image_ids: tuple[str, ...]
             result.thumbnails[i] = batch.thumbnails[k]
         for name, values in result.metrics.items():
             values[i] = batch.metrics.get(name, np.full(len(rows), np.nan))[k]
+        stages.keep(i, batch, k)
+
+
+@dataclass
+class ShardStages:
+    """What a shard's batches do beyond the inversion: restore through a degradation (runtime/restore.py) and keep
+    each item's pivotal delta until the shard is written (`write`, before the items are marked done)."""
+
+    restoration: ShardRestoration | None = None
+    deltas: dict[int, np.ndarray] = field(default_factory=dict)
+    pivot_thumbnails: dict[int, np.ndarray] = field(default_factory=dict)
+
+    def precheck(self, image_id: str) -> str | None:
+        return None if self.restoration is None else self.restoration.precheck(image_id)
+
+    def batch_kwargs(self, image_ids: Sequence[str]) -> dict[str, Any]:
+        return {} if self.restoration is None else self.restoration.batch_kwargs(image_ids)
+
+    def keep(self, row: int, batch: BatchResult, k: int) -> None:
+        if batch.deltas is not None:
+            self.deltas[row] = batch.deltas[k]
+            if batch.pivot_thumbnails is not None:
+                self.pivot_thumbnails[row] = batch.pivot_thumbnails[k]
+
+    def write(self, store: LatentStore, inputs: ShardInputs, result: ShardResult) -> None:
+        rows = [i for i in range(len(inputs)) if result.status[i] == Status.DONE and i in self.deltas]
+        if rows:
+            thumbs = np.stack([self.pivot_thumbnails[i] for i in rows]) if self.pivot_thumbnails else None
+            refinements.write_rows(store, inputs.indices[rows], np.stack([self.deltas[i] for i in rows]), thumbs)
 
 
 def _emit(message: dict[str, Any]) -> None:

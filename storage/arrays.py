@@ -18,7 +18,8 @@ WS, Z, THUMBNAILS = "ws", "z", "thumbnails"
 STATUS, ERROR, ATTEMPTS = "status", "error", "attempts"
 METRICS, LABELS = "metrics", "labels"  # groups of one [N] float32 array per metric / label
 # Other groups.
-RESULT_KINDS = ("directions", "edits")  # downstream results, one child group each (storage/results.py)
+# Downstream results, one child group each (storage/results.py); refinements: per-item tuning (refinements.py).
+RESULT_KINDS = ("directions", "edits", "refinements")
 LEASE = "lease"                         # run lease records (storage/lease.py)
 SCAN_CACHE = "scan_cache"               # the dataset scan's hash cache (storage/scan_cache.py)
 RUNS = "runs"                           # the run log: one group of attributes per run (storage/runs.py)

@@ -109,14 +109,16 @@ def _id_rows(store: LatentStore, ids: list[str], done: np.ndarray) -> np.ndarray
     return np.array(sorted({where[i] for i in ids}), dtype=np.int64)
 
 
-def unit_deltas(directions: Sequence[Direction], num_ws: int, w_dim: int,
-                layers: edit.LayerSpec = None) -> np.ndarray:
-    """`[D, num_ws, w_dim]`: what `ganinv.edit.apply` adds to one code per unit strength, per direction."""
+def unit_deltas(directions: Sequence[Direction], num_ws: int, w_dim: int, layers: edit.LayerSpec = None,
+                resolutions: Sequence[int] | None = None) -> np.ndarray:
+    """`[D, num_ws, w_dim]`: what `ganinv.edit.apply` adds to one code per unit strength, per direction.
+    `resolutions`: the generator's `ws_resolutions`, for named layer ranges (StyleGAN3's differ from StyleGAN2's)."""
     bad = [d.name for d in directions if d.space == "z"]
     if bad:
         raise EditRequestError(f"directions {bad} live in Z; edits move ws: use W or W+ directions")
     zeros = np.zeros((1, num_ws, w_dim), np.float32)
-    return np.stack([edit.apply(zeros, d, 1.0, layers=layers)[0] for d in directions]).astype(np.float32)
+    return np.stack([edit.apply(zeros, d, 1.0, layers=layers, resolutions=resolutions)[0]
+                     for d in directions]).astype(np.float32)
 
 
 def apply_deltas(ws: np.ndarray, deltas: np.ndarray, strengths: np.ndarray) -> np.ndarray:
@@ -146,13 +148,13 @@ class EditRun:
     @classmethod
     def create(cls, store: LatentStore, name: str, *, item_indices: np.ndarray, directions: Sequence[Direction],
                strengths: Sequence[float], made_by: Mapping[str, Any], layers: edit.LayerSpec = None,
-               batch_size: int = 64, overwrite: bool = False) -> EditRun:
+               batch_size: int = 64, overwrite: bool = False, resolutions: Sequence[int] | None = None) -> EditRun:
         """Creates the run's group and arrays (ws all NaN, status pending). If a run of that name exists with the
         same items, deltas and strengths it is returned as is (the flow resumes its pending batches); with other
-        content it is replaced if `overwrite`, else EditRunExistsError."""
+        content it is replaced if `overwrite`, else EditRunExistsError. `resolutions`: see `unit_deltas`."""
         layout = store.layout
         rows = np.asarray(item_indices, np.int64)
-        deltas = unit_deltas(directions, layout.num_ws, layout.w_dim, layers)
+        deltas = unit_deltas(directions, layout.num_ws, layout.w_dim, layers, resolutions)
         s = np.asarray(strengths, np.float32)
         _check_run_args(rows, s, directions, batch_size, store.num_items)
         spec = _spec_sha256(rows, [d.name for d in directions], deltas, s)

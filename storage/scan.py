@@ -174,6 +174,13 @@ def read_labels(csv_path: str, *, storage_options: Mapping[str, Any] | None = No
 
 
 # ---------------------------------------------------------------------------------------------------------- helpers
+def list_image_ids(source: str, *, storage_options: Mapping[str, Any] | None = None) -> list[str]:
+    """The image ids a scan of `source` would give, sorted, from the listing alone (no file is read): what a command
+    checks per image before it starts (e.g. that every image has its inpainting mask)."""
+    _, root, listing = _list_images(source, storage_options=storage_options)
+    return sorted(_image_id(root, path) for path in listing)
+
+
 def _list_images(source: str, *, storage_options: Mapping[str, Any] | None
                  ) -> tuple[fsspec.AbstractFileSystem, str, dict[str, Mapping[str, Any] | None]]:
     """(filesystem, root, {file path: listing entry}); the entries come from the detailed listing (None for a

@@ -151,11 +151,14 @@ def _finite_or_none(value: float) -> float | None:
 
 @dataclass(frozen=True)
 class GeneratorIdentity:
-    """What makes two generators the same: sha256 of the weights file. `config` and `source` describe it."""
+    """What makes two generators the same: sha256 of the weights file. `config`, `source`, `family` (stylegan2,
+    stylegan3) and `architecture` (e.g. stylegan3-t) describe it ('' in stores written before they were recorded)."""
 
     sha256: str
     config: Mapping[str, Any] = field(default_factory=dict)
     source: str = ""
+    family: str = ""
+    architecture: str = ""
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ def render_edit_batch(store: str, plan: EditPlan, start: int, stop: int, *, devi
                       storage_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """2. Edit, render and write the run's items [start, stop) on a worker."""
     return edits.render_batch(store, plan.run, start, stop, generator=plan.generator, grids=plan.grids,
-                              device=device, storage_options=storage_options)
+                              device=device, untuned=plan.untuned, storage_options=storage_options)
 
 
 @task(name="evaluate-edit-run", **RETRY)
@@ -34,7 +34,7 @@ def evaluate_edit_run(store: str, plan: EditPlan, *, classifier: str, device: st
                       storage_options: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
     """2b. Flip rates and interference of the run's edits, scored by an attribute classifier on a worker."""
     return edits.evaluate_run(store, plan.run, generator=plan.generator, classifier=classifier, device=device,
-                              storage_options=storage_options)
+                              untuned=plan.untuned, storage_options=storage_options)
 
 
 @task(name="assemble-edit-grids", **RETRY)

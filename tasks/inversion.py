@@ -7,9 +7,10 @@ from typing import Any
 
 from prefect import get_run_logger, task
 
-from runtime import coordinator, shard
+from runtime import coordinator, ood, shard
 from runtime.config import ExecutionOptions, InvertConfig
 from runtime.coordinator import InvertPlan, InvertSummary, Settings
+from runtime.ood import OodSummary
 from runtime.shard import ShardReport
 from storage import LatentStore, Manifest
 from storage.scan import ScanResult, scan_images
@@ -52,9 +53,11 @@ def save_scan_cache(store: LatentStore, scan: ScanResult) -> bool:
 
 
 @task(name="plan-shards", **RETRY)
-def plan_shards(store: LatentStore, manifest: Manifest, *, retry_failed: bool, created: bool) -> InvertPlan:
-    """3. Append the new images and list the shards with work to do (the caller holds the lease)."""
-    return coordinator.plan(store, manifest, retry_failed=retry_failed, created=created)
+def plan_shards(store: LatentStore, manifest: Manifest, *, retry_failed: bool, created: bool,
+                settings: Settings | None = None) -> InvertPlan:
+    """3. Append the new images, make room for the stages' results, list the shards with work to do (the caller
+    holds the lease)."""
+    return coordinator.plan(store, manifest, retry_failed=retry_failed, created=created, settings=settings)
 
 
 @task(name="invert-shard", task_run_name="invert-shard-{shard_index}", **{**RETRY, "retry_delay_seconds": 10})
@@ -72,7 +75,16 @@ def summarize_run(store: LatentStore, scan: ScanResult, reports: list[ShardRepor
     return coordinator.summarize(store, scan, reports, added=added, seconds=seconds, shard_note=shard_note)
 
 
-@task(name="record-run", retries=1, cache_policy=NO_CACHE_POLICY)
+@task(name="score-items", **RETRY)
+def score_items(store: LatentStore) -> OodSummary | None:
+    """5a. Every item's out-of-distribution score, calibrated against the whole store (the caller holds the lease)."""
+    summary = ood.score_store(store)
+    if summary is not None:
+        get_run_logger().info("ood scores: %s", summary.describe())
+    return summary
+
+
+@task(name="record-run", **RETRY)
 def record_run(store: LatentStore, summary: InvertSummary, reports: list[ShardReport], *, run_id: str) -> bool:
     """5b. Add this run to the store's run log if it inverted anything (for the report's throughput)."""
     return coordinator.record_run(store, summary, reports, run_id=run_id) is not None

@@ -43,8 +43,9 @@ def prepare_store(images: Path, store: Path, generator: str, config: InvertConfi
                   ) -> LatentStore:
     """Check, scan, create and append as the flow's steps 0-3 do (no lease: nobody else writes in these tests)."""
     scan = scan_images(str(images))
-    latent_store, _ = open_store(str(store), scan.manifest, check_settings(generator, config), chunk_items=chunk_items)
-    plan(latent_store, scan.manifest)
+    settings = check_settings(generator, config)
+    latent_store, _ = open_store(str(store), scan.manifest, settings, chunk_items=chunk_items)
+    plan(latent_store, scan.manifest, settings=settings)
     return latent_store
 
 

@@ -24,7 +24,9 @@ from ganinv.metrics import (INCEPTION_WEIGHTS_FILE, InceptionWeightsMissing, emb
 from storage import LatentStore, Status
 
 TOP_LEVEL_KEYS = {"schema", "schema_version", "run", "generated_at", "counts", "quality", "perceptual_metrics",
-                  "by_label", "failures", "distribution", "throughput", "provenance", "edits", "comparison", "figures"}
+                  "by_label", "failures", "distribution", "throughput", "provenance", "edits", "comparison", "figures",
+                  "restoration", "pivotal", "refinement_passes", "ood"}  # the last four: null for a store
+# without those stages
 
 
 class _Links(HTMLParser):
@@ -67,6 +69,7 @@ def test_metrics_json_has_the_documented_keys_and_matches_the_store(two_runs):
     body = json.loads((result.path.parent / "metrics.json").read_text())
     assert set(body) == TOP_LEVEL_KEYS
     assert (body["schema"], body["schema_version"], body["run"]) == (SCHEMA_NAME, SCHEMA_VERSION, "night2")
+    assert body["restoration"] is None and body["pivotal"] is None and body["refinement_passes"] is None
     store = LatentStore.open(two_runs["worse"])
     status = store.array("status")[:]
     psnr = store.array("metrics/psnr")[:][status == Status.DONE]

@@ -28,8 +28,7 @@ MAY_IMPORT = {
     "flows": (("ganinv", "storage", "runtime", "report", "tasks"), {"prefect", "prefect_dask", "dask", "distributed"}),
     "cli": (("ganinv", "storage", "runtime", "report", "tasks", "flows"), {"prefect"}),
 }
-# flows/cli.py only re-exports the CLI for the embedded world's test and model card, which predate cli/.
-EXCEPTIONS = {"flows/cli.py": {"cli"}}
+EXCEPTIONS: dict[str, set[str]] = {}
 MAX_LINES_ABOVE_GANINV = 400
 
 

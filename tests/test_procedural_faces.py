@@ -198,7 +198,7 @@ def test_write_dataset_writes_pngs_and_celeba_like_csv_that_round_trip(tmp_path)
 
 def test_cli_make_dataset_writes_n_pngs_and_the_csv(tmp_path):
     from typer.testing import CliRunner
-    from flows.cli import app
+    from cli.app import app
 
     result = CliRunner().invoke(app, ["make-dataset", str(tmp_path / "ds"), "--n", "5", "--seed", "1",
                                       "--workers", "2"])

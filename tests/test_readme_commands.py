@@ -17,15 +17,16 @@ from cli.app import app
 REPO = Path(__file__).resolve().parents[1]
 DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), *sorted((REPO / "infra").rglob("*.md"))]
 FENCE = re.compile(r"^```[^\n]*\n(.*?)^```", re.S | re.M)
+OPTIONAL = re.compile(r"\[(--[^\]]*)\]")  # a synopsis's optional part: `[--refine-rank 4]`, `[--keep/--no-keep]`
 
 
 def shown_commands(text: str) -> list[list[str]]:
     """The argv of every line of a fenced code block that runs `ganinv` (continued lines joined, comments and a
-    leading `$ ` prompt dropped)."""
+    leading `$ ` prompt dropped, optional parts shown as `[--flag VALUE]` included, so that they are checked too)."""
     found = []
     for block in FENCE.findall(text):
         for line in block.replace("\\\n", " ").splitlines():
-            line = line.strip().removeprefix("$ ")
+            line = OPTIONAL.sub(lambda m: re.split(r"/(?=--)", m.group(1))[0], line.strip().removeprefix("$ "))
             if line.startswith("ganinv "):
                 found.append(shlex.split(line, comments=True)[1:])
     return found
@@ -58,5 +59,5 @@ def test_a_wrong_option_would_be_caught():
     group = typer.main.get_command(app)
     with pytest.raises(TyperException, match="No such option"):
         group.commands["make-dataset"].make_context("make-dataset", ["faces/", "--cnt", "64"])
-    assert shown_commands("```bash\nganinv invert a/ \\\n    --store s.zarr  # a comment\n```\n") == [
-        ["invert", "a/", "--store", "s.zarr"]]
+    assert shown_commands("```bash\nganinv invert a/ \\\n    --store s.zarr [--seed 3]  # a comment\n```\n") == [
+        ["invert", "a/", "--store", "s.zarr", "--seed", "3"]]

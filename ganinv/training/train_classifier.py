@@ -44,6 +44,7 @@ class TrainClassifierConfig:
     augment: bool = True
     dataset_dir: str | None = None  # read PNGs + attributes.csv instead of rendering
     threads: int = 1
+    device: str = "cpu"  # the steps run here; rendering and augmentation stay on the CPU
     eval_every: int = 400
     torch_seed: int = 0
 
@@ -114,7 +115,8 @@ def evaluate(model: AttributeClassifier, images_u8: torch.Tensor, attrs: torch.T
     """{name: accuracy (binary) or R^2 (continuous)} on uint8 [N, 3, H, W] images and [N, A] true attributes."""
     was_training = model.training
     model.eval()
-    decoded = torch.cat([model.decode(model(to_model_input(images_u8[i:i + batch_size])))
+    device = next(model.parameters()).device
+    decoded = torch.cat([model.decode(model(to_model_input(images_u8[i:i + batch_size].to(device)))).cpu()
                          for i in range(0, len(images_u8), batch_size)])
     model.train(was_training)
     out = {}
@@ -165,6 +167,7 @@ def _step(model: AttributeClassifier, opt: torch.optim.Optimizer, train_x: torch
         x, y = augment(x, y, g)
     for group in opt.param_groups:
         group["lr"] = _lr_at(step, cfg)
+    x, y = x.to(cfg.device, non_blocking=True), y.to(cfg.device, non_blocking=True)
     loss = classifier_loss(model, model(x.contiguous(memory_format=torch.channels_last)), y,
                            continuous_weight=cfg.continuous_weight)
     opt.zero_grad(set_to_none=True)
@@ -179,7 +182,8 @@ def _train(cfg: TrainClassifierConfig, out: str | Path) -> dict:
     train_x, train_y = _training_data(cfg)
     eval_x, eval_y = render_pool(cfg.eval_seed, cfg.n_eval)
     log.info("data ready: %d train, %d eval faces in %.0f s", len(train_x), len(eval_x), time.perf_counter() - t0)
-    model = AttributeClassifier(ClassifierConfig.from_world()).to(memory_format=torch.channels_last).train()
+    model = AttributeClassifier(ClassifierConfig.from_world()).to(cfg.device, memory_format=torch.channels_last)
+    model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     g = torch.Generator().manual_seed(cfg.torch_seed)
     t1 = time.perf_counter()
@@ -199,16 +203,21 @@ def _train(cfg: TrainClassifierConfig, out: str | Path) -> dict:
 
 def _record(cfg: TrainClassifierConfig, model: AttributeClassifier, eval_x: torch.Tensor, eval_y: torch.Tensor,
             out: str | Path, seconds: float) -> dict:
-    model = model.to(memory_format=torch.contiguous_format)
+    model = model.to("cpu", memory_format=torch.contiguous_format)
     save_classifier(model, out)  # fp16 weights: evaluate what was saved, not what was trained
     from ganinv.models.attributes import load_classifier
     heldout = evaluate(load_classifier(out), eval_x, eval_y)
     record = {"heldout": heldout, "passes": passes(heldout, model.attribute_kinds),
               "eval": {"seed": cfg.eval_seed, "n": cfg.n_eval}, "train_config": asdict(cfg),
-              "train_seconds": round(seconds, 1), "device": f"cpu ({_cpu_name()}), torch {torch.__version__}, "
-              f"{cfg.threads} thread(s)"}
+              "train_seconds": round(seconds, 1), "device": _device_name(cfg)}
     save_classifier(model, out, metrics=record)
     return record
+
+
+def _device_name(cfg: TrainClassifierConfig) -> str:
+    if torch.device(cfg.device).type == "cuda":
+        return f"{torch.cuda.get_device_name(cfg.device)}, torch {torch.__version__}"
+    return f"cpu ({_cpu_name()}), torch {torch.__version__}, {cfg.threads} thread(s)"
 
 
 def _cpu_name() -> str:

@@ -30,7 +30,8 @@ import torch.nn.functional as F
 from ganinv.datasets.folder import IMAGE_SUFFIXES, DecodePolicy, decode_image, is_image_name
 from ganinv.datasets.procedural_faces import render_batch
 from ganinv.generators.stylegan2 import Generator
-from ganinv.training.checkpoint import config_from_dict, load_checkpoint, load_checkpoint_entry, save_checkpoint
+from ganinv.training.checkpoint import (compact_adam_state, config_from_dict, full_adam_state, half_state_dict,
+                                        load_checkpoint, load_checkpoint_entry, save_checkpoint)
 from ganinv.training.discriminator import Discriminator
 from ganinv.training.sampling import style_mixed_ws, training_autocast
 from ganinv.utils.images import to_model_input, to_uint8
@@ -130,7 +131,7 @@ class GANTrainer:
     """Holds G, D, G_ema, their optimizers and the data; `train(minutes)` advances and checkpoints."""
 
     def __init__(self, config: GANTrainConfig, run_dir: str | Path, *, device: str = "cuda",
-                 images: np.ndarray | None = None):
+                 images: np.ndarray | None = None, compile: bool = False):
         self.config, self.run_dir, self.device = config, Path(run_dir), torch.device(device)
         torch.manual_seed(config.seed)
         self.rng = random.Random(config.seed)
@@ -147,6 +148,11 @@ class GANTrainer:
             images = load_training_images(config.data, config.resolution)
         assert images.ndim == 4 and images.shape[1:] == (config.resolution, config.resolution, 3), images.shape
         self.images = torch.from_numpy(images).to(self.device).permute(0, 3, 1, 2).contiguous()
+        # The main passes may run compiled (the launch overhead of this small model dominates a step on a GPU); the
+        # lazy regularisers differentiate twice, which compiled graphs do not support, so they stay eager. Both
+        # share the same parameters.
+        self.synthesis = torch.compile(self.G.synthesis) if compile else self.G.synthesis
+        self.discriminate = torch.compile(self.D) if compile else self.D
         if (self.run_dir / "checkpoint").exists():
             self.load()
 
@@ -173,8 +179,8 @@ class GANTrainer:
         # G main: non-saturating loss softplus(-D(G(z))).
         self.D.requires_grad_(False)
         with self._autocast():
-            fake = self.G.synthesis(self.mapped_ws(n), noise_mode="random")
-            loss_G = F.softplus(-self.D(fake)).mean()
+            fake = self.synthesis(self.mapped_ws(n), noise_mode="random")
+            loss_G = F.softplus(-self.discriminate(fake)).mean()
         self.opt_G.zero_grad(set_to_none=True)
         loss_G.backward()
         self.opt_G.step()
@@ -192,8 +198,8 @@ class GANTrainer:
         real = self.real_batch(n)
         with self._autocast():
             with torch.no_grad():
-                fake = self.G.synthesis(self.mapped_ws(n), noise_mode="random")
-            loss_D = F.softplus(self.D(fake)).mean() + F.softplus(-self.D(real)).mean()
+                fake = self.synthesis(self.mapped_ws(n), noise_mode="random")
+            loss_D = F.softplus(self.discriminate(fake)).mean() + F.softplus(-self.discriminate(real)).mean()
         self.opt_D.zero_grad(set_to_none=True)
         loss_D.backward()
         self.opt_D.step()
@@ -245,10 +251,15 @@ class GANTrainer:
             self.save()
 
     def state(self) -> dict[str, Any]:
+        """Everything a resumed chunk needs, compact enough to commit (<= 25 MB for the embedded world's sizes):
+        network weights in fp16 (10-bit mantissa: a rounding far below one optimiser step), Adam's second moments in
+        bf16 (fp16's range underflows on squared gradients), and no first moments: with beta1 = 0 Adam's first moment
+        is the last gradient, overwritten by the next step."""
         return dict(config=dataclasses.asdict(self.config), step=self.step, images_seen=self.images_seen,
                     train_seconds=self.train_seconds, pl_mean=self.pl_mean,
-                    G=self.G.state_dict(), D=self.D.state_dict(), G_ema=self.G_ema.state_dict(),
-                    opt_G=self.opt_G.state_dict(), opt_D=self.opt_D.state_dict(),
+                    G=half_state_dict(self.G.state_dict()), D=half_state_dict(self.D.state_dict()),
+                    G_ema=half_state_dict(self.G_ema.state_dict()),
+                    opt_G=compact_adam_state(self.opt_G), opt_D=compact_adam_state(self.opt_D),
                     rng_torch=torch.get_rng_state(), rng_python=list(self.rng.getstate()[1]),
                     rng_cuda=torch.cuda.get_rng_state() if self.device.type == "cuda" else None)
 
@@ -258,10 +269,19 @@ class GANTrainer:
         self._clock = now
         state = self.state()
         save_checkpoint(self.run_dir / "checkpoint", state)
+        self._continue_from(state)
         # config.json is for people reading the run folder (docs/training/faces64_gan_config.json is a copy); no
         # code reads it. The checkpoint's config is the source of truth; this is written from the same dict after
         # each checkpoint, so the two agree (a resumed chunk's --batch-size included).
         (self.run_dir / "config.json").write_text(json.dumps(state["config"], indent=1))
+
+    def _continue_from(self, state: dict[str, Any]) -> None:
+        """Continue from exactly what the checkpoint holds (the rounded weights and moments), so a run resumed from
+        it follows the same trajectory as the uninterrupted one."""
+        for name in ("G", "D", "G_ema"):
+            getattr(self, name).load_state_dict(state[name])
+        self.opt_G.load_state_dict(full_adam_state(state["opt_G"]))
+        self.opt_D.load_state_dict(full_adam_state(state["opt_D"]))
 
     def load(self) -> None:
         state = load_checkpoint(self.run_dir / "checkpoint")
@@ -271,10 +291,7 @@ class GANTrainer:
                        and getattr(stored, f.name) != getattr(self.config, f.name)]
             raise ValueError(f"{self.run_dir} was trained with a different config ({', '.join(changed)} differ); "
                              "resume it with the checkpoint's config (train_gan does) or use a new run folder")
-        for name in ("G", "D", "G_ema"):
-            getattr(self, name).load_state_dict(state[name])
-        self.opt_G.load_state_dict(state["opt_G"])
-        self.opt_D.load_state_dict(state["opt_D"])
+        self._continue_from(state)
         self.step, self.images_seen = state["step"], state["images_seen"]
         self.train_seconds = state["train_seconds"]
         self.pl_mean = state["pl_mean"].to(self.device)
@@ -307,7 +324,7 @@ def run_config(run_dir: str | Path, config: GANTrainConfig | None = None, *, bat
 
 
 def train_gan(run_dir: str | Path, *, minutes: float, config: GANTrainConfig | None = None,
-              device: str | None = None, batch_size: int | None = None) -> GANTrainer:
+              device: str | None = None, batch_size: int | None = None, compile: bool = False) -> GANTrainer:
     """Create or resume the run in `run_dir` and train for `minutes`.
 
     The config is fixed at creation (`run_config`), except `batch_size`, which a resumed chunk may change (the log
@@ -319,6 +336,6 @@ def train_gan(run_dir: str | Path, *, minutes: float, config: GANTrainConfig | N
     if device == "cuda":
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-    trainer = GANTrainer(config, run_dir, device=device)
+    trainer = GANTrainer(config, run_dir, device=device, compile=compile)
     trainer.train(minutes=minutes)
     return trainer

@@ -1,0 +1,113 @@
+"""`ganinv restore`: the `restore-dataset` flow from the terminal, and `ganinv render-restored`, which writes the
+images a store's codes make (the restored images of a restoration store, the tuned reconstructions of a refined
+one). Flags are named after the fields of `RestoreConfig`, `InvertConfig` and `ExecutionOptions`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from cli import common
+from cli.common import default, given
+from cli.invert import PRESET, run_and_summarize
+from runtime.config import DEFAULT_GENERATOR, ExecutionOptions, InvertConfig, RestoreConfig
+
+app = typer.Typer()
+
+HELP = "\n\n".join(" ".join(paragraph.split()) for paragraph in (
+    "Restore a dataset of degraded images by inverting each through its known degradation (docs/restoration.md).",
+    """IMAGES are the observations: photos with holes (inpaint; masks from --mask-dir, one PNG per image id, or a
+    --mask-rule), images --factor times smaller than the generator's (super-resolution), grey images (colorize) or
+    noisy ones (denoise, noise std --sigma). The store keeps each image's code (G(w) is the restored image), the
+    metrics of the observation it explains and, with --clean (a folder of the clean images under the same ids), the
+    PSNR and SSIM of the restored image, of the restoration with the observation kept and of the plain baseline
+    against the clean one. Sharding, resume, lease and bad inputs as for `ganinv invert`; `ganinv render-restored`
+    writes the restored images.""",
+    """Exit codes: 0 every image is restored; 1 some inputs could not be (listed; an image without its mask is
+    one); 2 usage or configuration error (a bad task, factor or mask folder, missing masks, a store made with other
+    settings); 3 the flow crashed or shards failed beyond their retries (run again to resume).""",
+))
+
+
+@app.command("restore", help=HELP)
+@common.execution_flags("cluster", "workers", "dashboard", "device", "threads", "batch_size", "force")
+def restore(
+    images: str = typer.Argument(..., help="Folder, list file, glob or bucket prefix of the observed images."),
+    store: str = typer.Option(..., "--store", help="Latent store to create or resume."),
+    task: str = typer.Option(..., "--task", help="inpaint | super-resolution | colorize | denoise."),
+    mask_dir: Optional[Path] = typer.Option(None, "--mask-dir", help="Folder of mask PNGs: <image id>.png."),
+    mask_holes: Optional[str] = typer.Option(None, "--mask-holes", help="Which colour marks a hole in the mask "
+                                             f"PNGs: white or black (default {default(RestoreConfig, 'mask_holes')})."),
+    mask_rule: Optional[str] = typer.Option(None, "--mask-rule", help="Masks by rule: center-box[:AREA] or "
+                                            "random-boxes[:COUNT] (seeded by each image id)."),
+    factor: Optional[int] = typer.Option(None, "--factor", help="Super-resolution factor (default "
+                                         f"{default(RestoreConfig, 'factor')})."),
+    sigma: Optional[float] = typer.Option(None, "--sigma", help="Noise std in [-1, 1] units, for denoising (default "
+                                          f"{default(RestoreConfig, 'sigma')})."),
+    keep_observed: bool = typer.Option(False, "--keep-observed", help="Thumbnails (and render-restored) keep the "
+                                       "observed pixels, luma or block means in the restoration."),
+    clean: Optional[Path] = typer.Option(None, "--clean", help="Folder of the clean images (same ids), to score "
+                                         "the restorations against."),
+    generator: str = typer.Option(DEFAULT_GENERATOR, "--generator", help="Built-in name, .safetensors or .pkl."),
+    mode: Optional[str] = typer.Option(None, "--mode", help="optimize | encoder | hybrid | auto (default "
+                                       f"{default(InvertConfig, 'mode')})."),
+    encoder: Optional[str] = typer.Option(None, "--encoder", help="Encoder .safetensors (for encoder/hybrid)."),
+    num_steps: Optional[int] = typer.Option(None, "--num-steps", "--steps", help=f"Optimisation steps ({PRESET})."),
+    loss: Optional[str] = typer.Option(None, "--loss", help=f"Loss spec ({PRESET}; denoise: mse)."),
+    space: Optional[str] = typer.Option(None, "--space", help=f"w, w+ or z ({PRESET})."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Base of the per-image seeds."),
+    thumbnail_size: Optional[int] = typer.Option(None, "--thumbnail-size", help="Stored restorations, px."),
+    shard_size: Optional[int] = typer.Option(None, "--shard-size", help="Images per shard (new stores)."),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="Also retry items that failed before."),
+    report: Optional[Path] = typer.Option(None, "--report", help="Also write the run summary as JSON here."),
+    verbose: bool = common.VERBOSE,
+    execution: ExecutionOptions = None,  # from the flags of `execution_flags`
+) -> None:
+    restoration = RestoreConfig(task=task, **given(
+        mask_dir=_absolute(mask_dir), mask_holes=mask_holes, mask_rule=mask_rule, factor=factor, sigma=sigma,
+        keep_observed=keep_observed or None, clean=_absolute(clean)))
+    inversion = given(num_steps=num_steps, loss=loss, space=space)
+    config = InvertConfig(inversion=inversion, **given(mode=mode, encoder=encoder, seed=seed,
+                                                       thumbnail_size=thumbnail_size, shard_size=shard_size,
+                                                       retry_failed=retry_failed or None))
+    from runtime.restore import check_dataset
+
+    check_dataset(images, generator, restoration.invert_config(config))  # before any server starts
+
+    def run():
+        from flows.restore import restore_dataset
+
+        return restore_dataset(images, store, generator, restore=restoration, config=config, execution=execution)
+
+    run_and_summarize(run, verbose=verbose, report=report)
+
+
+def _absolute(path: Optional[Path]) -> Optional[str]:
+    """Recorded in the store and read by workers: an absolute path (URLs as given)."""
+    if path is None:
+        return None
+    return str(path) if "://" in str(path) else str(path.expanduser().resolve())
+
+
+@app.command("render-restored")
+def render_restored(
+    store: str = typer.Argument(..., help="Store path or fsspec URL."),
+    out: Path = typer.Option(..., "--out", help="Folder for the PNGs (<image id>.png)."),
+    ids: Optional[str] = typer.Option(None, "--ids", help="Comma-separated image ids (default: every done item)."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="At most this many items."),
+    keep_observed: Optional[bool] = typer.Option(None, "--keep-observed/--no-keep-observed", help="Paste the "
+                                                 "observation back (restoration stores; default: the store's)."),
+    untuned: bool = typer.Option(False, "--untuned", help="Render refined items with the shared generator, not "
+                                 "their tuned deltas."),
+    generator: Optional[str] = typer.Option(None, "--generator", help="Generator (default: the store's)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+) -> None:
+    """Write the images the store's codes make, one PNG per item: a restoration store's restored images (with the
+    observation kept if asked), a refined store's tuned reconstructions, any other store's reconstructions."""
+    from runtime.item_images import write_item_images
+
+    written = write_item_images(store, out, ids=common.csv_tuple(ids), limit=limit, keep_observed=keep_observed,
+                                untuned=untuned, generator=generator, device=device)
+    typer.echo(f"wrote {written} images to {out}/")

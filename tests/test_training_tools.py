@@ -1,0 +1,54 @@
+"""The GPU-chunk tools around training: the separability early warning and train_chunk's export/install."""
+
+import numpy as np
+import pytest
+
+from benchmarks.separability import separability
+from benchmarks.common import export_run, install_run
+from benchmarks.train_chunk import RUN_FILES, new_run_config
+from ganinv.training.train_gan import GANTrainConfig, GANTrainer
+
+from _gan_helpers import TINY, blob_images
+
+
+def test_separability_tells_a_linear_attribute_from_an_unencoded_one():
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal([4000, 16])
+    scores = {"linear": 1 / (1 + np.exp(-4 * w[:, 3])),  # a hyperplane in W
+              "unencoded": rng.uniform(size=4000),  # nothing of W decides it
+              "level": w[:, 5] + 0.1 * rng.standard_normal(4000)}
+    rows = {r["attribute"]: r for r in separability(w, scores, {"linear": "binary", "unencoded": "binary",
+                                                                "level": "continuous"})}
+    assert rows["linear"]["linear_accuracy"] > 0.97 and rows["linear"]["extremes_accuracy"] > 0.97
+    assert rows["unencoded"]["linear_accuracy"] < rows["unencoded"]["majority"] + 0.05
+    assert rows["level"]["linear_accuracy"] > 0.95  # R^2
+
+
+def test_new_run_settings_are_cast_to_the_field_types():
+    config = new_run_config(["mapping_layers=2", "g_lr=0.002", "conv_clamp=None", "data=procedural:10:1"])
+    assert config.mapping_layers == 2 and config.g_lr == 0.002 and config.conv_clamp is None
+    assert config.data == "procedural:10:1" and config.batch_size == GANTrainConfig().batch_size
+    with pytest.raises(SystemExit, match="not_a_field"):
+        new_run_config(["not_a_field=1"])
+
+
+def test_an_exported_chunk_installs_into_a_run_that_resumes_where_it_stopped(tmp_path):
+    images = blob_images()
+    trainer = GANTrainer(TINY, tmp_path / "device_run", device="cpu", images=images)
+    for _ in range(2):
+        trainer.train_step()
+    trainer.save()
+    files = export_run(tmp_path / "device_run", tmp_path / "out", files=RUN_FILES)  # what $OUT brings back
+    assert all(f.parent == tmp_path / "out" for f in files)
+    trainer.train_step()  # the uninterrupted run goes on (before the resumed one: both draw from torch's global RNG)
+    (tmp_path / "repo_run" / "checkpoint").mkdir(parents=True)
+    (tmp_path / "repo_run" / "checkpoint" / "stale.safetensors").write_bytes(b"old")
+    install_run(tmp_path / "out", tmp_path / "repo_run", files=RUN_FILES)
+    assert not (tmp_path / "repo_run" / "checkpoint" / "stale.safetensors").exists()
+    resumed = GANTrainer(TINY, tmp_path / "repo_run", device="cpu", images=images)
+    assert resumed.step == 2
+    resumed.train_step()
+    for a, b in zip(trainer.G_ema.state_dict().values(), resumed.G_ema.state_dict().values()):
+        assert np.array_equal(a.numpy(), b.numpy())
+    with pytest.raises(FileNotFoundError, match="not an exported run"):
+        install_run(tmp_path / "device_run", tmp_path / "other")
