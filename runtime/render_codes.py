@@ -1,9 +1,11 @@
 """`ganinv render`: a store's codes as full-size PNG files (the generator's own resolution), to look at or hand on.
 
-- `reconstructions`: each done item's `ws`, rendered with the store's generator -> `<out>/<image id>.png`
-  (the id's extension replaced; kept as `<image id>.png` when two chosen ids would share a name; sub-folders of
-  the id are kept);
-- `edits`: each done item of the edit run `edits/<run>` -> `<out>/<direction>/<image id>_<strength>.png`.
+- `reconstructions`: each done item's `ws`, rendered with the store's generator (through the item's pivotal delta
+  when the store is refined, with the observation kept when a restoration store says so: runtime/item_images.py)
+  -> `<out>/<image id>.png` (the id's extension replaced; kept as `<image id>.png` when two chosen ids would share
+  a name; sub-folders of the id are kept);
+- `edits`: each done item of the edit run `edits/<run>` -> `<out>/<direction>/<image id>_<strength>.png`,
+  rendered with the shared generator (render-edits' grids of a refined store use the tuned one).
 
 Rendering uses the generator's constant noise, as the inversion did (docs/store.md: the codes alone reproduce the
 thumbnails). Files are written with fsspec, so `out` may be a bucket prefix.
@@ -104,13 +106,14 @@ def render_codes(plan: RenderPlan, out: str, *, generator: str | None = None, de
 
 def _write_reconstructions(plan: RenderPlan, G, out: str, progress: Progress, storage_options) -> int:
     from ganinv.utils.images import to_pil
-    from runtime.edits import render, write_png
+    from runtime.edits import write_png
+    from runtime.item_images import item_images  # through each item's pivotal delta, if the store is refined
 
     ids = [str(i) for i in plan.store.image_ids(plan.rows)]
     names = png_names(ids)
     for start in range(0, len(ids), RENDER_CHUNK):
         chunk = plan.rows[start:start + RENDER_CHUNK]
-        for name, image in zip(names[start:start + RENDER_CHUNK], render(G, plan.store.ws(chunk))):
+        for name, image in zip(names[start:start + RENDER_CHUNK], item_images(plan.store, chunk, G)):
             write_png(f"{out}/{name}", to_pil(image), storage_options)
         progress(len(chunk))
     return len(ids)
@@ -138,6 +141,10 @@ def _write_edits(plan: RenderPlan, G, out: str, progress: Progress, storage_opti
 
 
 def png_names(ids: Sequence[str]) -> list[str]:
-    """'a/b.jpg' -> 'a/b.png'; every id keeps its full name ('b.jpg.png') when two would collide otherwise."""
+    """'a/b.jpg' -> 'a/b.png'; every id keeps its full name ('b.jpg.png') when two would collide otherwise. An id
+    that would name a file outside the output folder is refused."""
+    outside = [i for i in ids if posixpath.isabs(i) or ".." in i.split("/")]
+    if outside:
+        raise RenderRequestError(f"image ids {outside[:3]} do not name files inside the output folder")
     names = [posixpath.splitext(i)[0] + ".png" for i in ids]
     return names if len(set(names)) == len(names) else [i if i.endswith(".png") else i + ".png" for i in ids]

@@ -14,7 +14,7 @@ from cli.app import app
 from ganinv.directions.direction import Direction
 from ganinv.utils.images import to_uint8
 from runtime.edits import file_stem
-from runtime.render_codes import png_names
+from runtime.render_codes import RenderRequestError, png_names
 from storage import LatentStore
 from storage.edits import EditRun
 
@@ -82,3 +82,5 @@ def test_a_bad_request_exits_2_before_loading_anything_and_writes_nothing(edit_w
 def test_png_names_keep_ids_apart():
     assert png_names(["a/b.jpg", "c.png"]) == ["a/b.png", "c.png"]
     assert png_names(["x.jpg", "x.png"]) == ["x.jpg.png", "x.png"]
+    with pytest.raises(RenderRequestError, match="inside the output folder"):
+        png_names(["../evil.png"])
