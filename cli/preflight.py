@@ -76,8 +76,8 @@ def resolve(images: str, store: str, generator: str | None, flags: InvertConfig,
         existing = None
     generator, config, note = (generator or DEFAULT_GENERATOR, flags, "") if existing is None else \
         resumed_config(existing, generator, given, flags)
+    settings = check_settings(generator, config)  # the flags themselves first, then what they are applied to
     _check_images(images, labels)
-    settings = check_settings(generator, config)
     if existing is not None:
         _check_store(existing, settings, shard_size=config.shard_size, force=force)
     return Resolved(generator=generator, config=config, settings=settings, note=note)
