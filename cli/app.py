@@ -7,10 +7,10 @@ from __future__ import annotations
 import typer
 from typer.core import TyperGroup
 
-from cli import directions, edits, generators, invert, media, refine, report, restore, store, train
+from cli import directions, edits, generators, invert, media, refine, render, report, restore, store, train
 from cli.errors import exit_codes
 
-SUB_APPS = (generators, invert, restore, refine, store, directions, edits, media, report, train)
+SUB_APPS = (generators, invert, restore, refine, store, directions, edits, render, media, report, train)
 
 
 class _Commands(TyperGroup):

@@ -99,20 +99,36 @@ def _discover_flow():
 def _write_directions(flow: Callable[[], Any], store: str, config: Any, execution: ExecutionOptions, *,
                       verbose: bool) -> None:
     """Runs the flow that `flow()` imports (after the log settings) and says which directions it wrote."""
-    with common.flow_session(verbose=verbose):
+    with common.flow_session(verbose=verbose, progress=True):
         names = flow()(store, config, execution)
     typer.echo(f"wrote {len(names)} directions: {', '.join(names)}")
+    _warn(_stored(store), names)
+
+
+def _stored(store: str) -> dict[str, Any]:
+    from storage import LatentStore
+    from storage.directions import list_directions as listing
+
+    return listing(LatentStore.open(store))
+
+
+def _warn(found: dict[str, Any], names: list[str] | None = None) -> None:
+    """One `warning:` line on stderr per direction (of `names`, default all) whose numbers rest on too few codes."""
+    from ganinv.directions.caveats import boundary_caveat
+
+    for name, attrs in found.items():
+        caveat = boundary_caveat(attrs["direction"]["provenance"]) if names is None or name in names else None
+        if caveat:
+            typer.echo(f"warning: {name}: {caveat}", err=True)
 
 
 @app.command("list-directions")
 def list_directions(store: str = STORE,
                     as_json: bool = typer.Option(False, "--json", help="Print every direction's attributes as JSON.")
                     ) -> None:
-    """The directions stored in directions/: name, method, space, layers, scale, source and headline metric."""
-    from storage import LatentStore
-    from storage.directions import list_directions as listing
-
-    found = listing(LatentStore.open(store))
+    """The directions stored in directions/: name, method, space, layers, scale, source and headline metric, and a
+    warning for each boundary fitted on too few codes."""
+    found = _stored(store)
     if as_json:
         typer.echo(json.dumps(found, indent=2))
         return
@@ -125,3 +141,4 @@ def list_directions(store: str = STORE,
         layers = "all" if d["layers"] is None else ",".join(map(str, d["layers"]))
         typer.echo(f"{name:40s} {d['method']:12s} {d['space']:3s} layers {layers:12s} scale {d['scale']:<8.3g} "
                    f"source {p.get('source', '-'):9s} {metric}")
+    _warn(found)

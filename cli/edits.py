@@ -47,9 +47,26 @@ def render_edits(
         items=common.csv_tuple(ids) if ids else query, strengths=common.floats(strengths, "--strengths"),
         run=run, limit=limit, layers=common.layers(layers), batch_size=batch_size, generator=generator,
         evaluate_with=evaluate_with, overwrite=overwrite or None, untuned=untuned or None))
-    with common.flow_session(verbose=verbose):
+    with common.flow_session(verbose=verbose, progress=True):
         from flows.render_edits import render_edits as flow
 
         summary = flow(store, config, execution)
     typer.echo(f"edited {summary.items} items x {len(summary.directions)} directions x {len(summary.strengths)} "
                f"strengths in {summary.seconds} s; grids in {summary.grids}/")
+    if summary.evaluated:
+        _warn_small_rates(store, summary.run)
+
+
+def _warn_small_rates(store: str, run: str) -> None:
+    """One `warning:` line per direction whose evaluated rates rest on too few items (the smallest sample shown)."""
+    from ganinv.directions.caveats import edit_row_caveat
+    from storage import LatentStore
+
+    rows = LatentStore.open(store).result_attrs("edits", run).get("evaluation") or []
+    worst: dict[str, str] = {}
+    for row in sorted(rows, key=lambda r: (r.get("num_eligible") if r.get("target") else r.get("num_items")) or 0):
+        caveat = edit_row_caveat(row)
+        if caveat:
+            worst.setdefault(row["direction"], caveat)
+    for direction, caveat in worst.items():
+        typer.echo(f"warning: {direction}: {caveat}", err=True)

@@ -4,7 +4,9 @@
   regressions); 2: a `UserError` (ganinv/errors.py: bad input, settings, a store that belongs to another run...) or a
   usage error: one line `error: <message>` on stderr, no traceback;
 - 3: anything else is a bug, or a run that could not complete: one line naming the exception and the file its
-  traceback was saved to (`$GANINV_CRASH_DIR`, else the system's temporary folder).
+  traceback was saved to (`$GANINV_CRASH_DIR`, else the system's temporary folder);
+- 130 / 143: stopped by Ctrl-C (SIGINT) / SIGTERM, after a clean stop: one line saying what is done and how to
+  resume (cli/signals.py).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 import typer
 from typer.exceptions import TyperException
 
+from cli.signals import as_interrupted, stop_on_signals
 from ganinv.errors import UserError
 
 USER_ERROR, CRASH = 2, 3
@@ -31,11 +34,17 @@ class InputNotFound(UserError, FileNotFoundError):
 
 @contextlib.contextmanager
 def exit_codes() -> Iterator[None]:
-    """Turns a UserError into exit code 2 and any other exception into exit code 3 with a saved traceback."""
+    """Turns a UserError into exit code 2, any other exception into exit code 3 with a saved traceback, and SIGINT
+    or SIGTERM into a clean stop with exit code 130 or 143."""
     try:
-        yield
+        with stop_on_signals():
+            yield
     except (typer.Exit, typer.Abort, TyperException):  # exits and usage errors: typer reports them itself
         raise
+    except KeyboardInterrupt as err:
+        stopped = as_interrupted(err)
+        typer.echo(stopped.message(), err=True)
+        raise typer.Exit(stopped.exit_code) from None
     except Exception as err:  # noqa: BLE001 - the one place exceptions become exit codes
         if isinstance(err, UserError):
             fail(USER_ERROR, str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err))

@@ -9,15 +9,27 @@ from typing import Optional
 import typer
 
 from cli.common import SEEDS_HELP, floats, parse_seeds
+from cli.errors import InputNotFound
 
 app = typer.Typer()
 MODEL = typer.Argument(..., help="A generator file (.pkl or .safetensors) or a built-in name.")
+
+
+def _known(model: str) -> str:
+    """`model`, once it is an existing file or a built-in name (checked before torch is imported: exit 2 at once)."""
+    from ganinv.builtin_models import unknown_generator
+
+    reason = unknown_generator(model)
+    if reason:
+        raise InputNotFound(reason)
+    return model
 
 
 @app.command()
 def info(model: str = MODEL,
          as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of text.")) -> None:
     """Show a generator's architecture (stylegan2, stylegan3-t/-r), config, num_ws, parameter count and identity."""
+    _known(model)
     from ganinv.generators import load_generator_and_identity
 
     G, identity = load_generator_and_identity(model)
@@ -49,6 +61,7 @@ def generate(
 ) -> None:
     """Render a grid of images, one per seed (z drawn as in the official generate.py / gen_images.py, so seeds
     match them)."""
+    _known(model)
     from ganinv.errors import UserError
     from ganinv.generate import generate_images
     from ganinv.generators import load_generator

@@ -10,10 +10,11 @@ from typing import Any, Optional
 
 import typer
 
-from cli import common
+from cli import common, preflight
 from cli.common import default, given
 from cli.errors import CRASH, fail
-from runtime.config import DEFAULT_GENERATOR, ExecutionOptions, InvertConfig
+from cli.signals import interrupted_run
+from runtime.config import DEFAULT_GENERATOR, MAX_AUTO_SHARD_SIZE, ExecutionOptions, InvertConfig
 
 app = typer.Typer()
 
@@ -36,8 +37,9 @@ PIVOTAL = "default: PivotalConfig's, docs/inversion.md"
 def invert(
     images: str = typer.Argument(..., help="Folder, list file, glob or bucket prefix of images."),
     store: str = typer.Option(..., "--store", help="Latent store to create or resume (path or s3://... URL)."),
-    generator: str = typer.Option(DEFAULT_GENERATOR, "--generator",
-                                  help="Built-in name, .safetensors or official .pkl (same path on every worker)."),
+    generator: Optional[str] = typer.Option(None, "--generator", help="Built-in name, .safetensors or official .pkl "
+                                            "(same path on every worker; default: an existing store's own, else "
+                                            f"{DEFAULT_GENERATOR})."),
     labels: Optional[str] = typer.Option(None, "--labels", help="CSV of numeric labels (first column: image id)."),
     # InvertConfig
     mode: Optional[str] = typer.Option(None, "--mode", help="optimize | encoder | hybrid | auto (default "
@@ -49,8 +51,10 @@ def invert(
                                        f"from its id; default {default(InvertConfig, 'seed')})."),
     thumbnail_size: Optional[int] = typer.Option(None, "--thumbnail-size", help="Stored reconstructions, px "
                                                  f"(default {default(InvertConfig, 'thumbnail_size')})."),
-    shard_size: Optional[int] = typer.Option(None, "--shard-size", help="Images per shard (= task), fixed when the "
-                                             "store is created; default: the store's, 256 for a new store."),
+    shard_size: Optional[int] = typer.Option(None, "--shard-size", min=1, help="Images per shard (= task), fixed "
+                                             "when the store is created; default: the store's; for a new store, "
+                                             "at least two shards per worker, at most "
+                                             f"{MAX_AUTO_SHARD_SIZE} images each)."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Also retry items that failed before."),
     # InversionConfig (changes of the mode's preset)
     space: Optional[str] = typer.Option(None, "--space", help=f"w, w+ or z ({PRESET})."),
@@ -78,24 +82,26 @@ def invert(
     inversion = given(space=space, num_steps=num_steps, loss=loss, initial_learning_rate=initial_learning_rate,
                       precision=precision, channels_last=channels_last or None, compile=compile or None,
                       cuda_graph=cuda_graph or None)
-    config = InvertConfig(**given(mode=mode, encoder=encoder, seed=seed, thumbnail_size=thumbnail_size,
-                                  shard_size=shard_size, retry_failed=retry_failed or None,
-                                  refine=refine_config(refine, num_steps=refine_steps, rank=refine_rank,
-                                                       loss=refine_loss)), inversion=inversion)
-    config.resolve(generator)  # a bad setting is refused here, before any server starts
-    if config.refine is not None or config.encoder is not None:
-        # refinement's checks and an encoder's (it must belong to this generator) load the generator: now, before a
-        # server starts
-        from runtime.coordinator import check_settings
+    settings = given(mode=mode, encoder=encoder, seed=seed, thumbnail_size=thumbnail_size,
+                     refine=refine_config(refine, num_steps=refine_steps, rank=refine_rank, loss=refine_loss))
+    config = InvertConfig(**settings, **given(shard_size=shard_size, retry_failed=retry_failed or None),
+                          inversion=inversion)
+    with interrupted_run(images, store):  # Ctrl-C / SIGTERM: says what is done and how to resume
+        # Every mistake is refused here, in this process, before any server starts (cli/preflight.py): settings,
+        # refinement's and an encoder's checks (they load the generator), the images, an existing store.
+        preflight.check_paths(images, store, labels, generator)
+        resolved = preflight.resolve(images, store, generator, config, {**settings, "inversion": inversion},
+                                     labels=labels, force=execution.force)
+        if resolved.note:
+            typer.echo(resolved.note, err=True)
 
-        check_settings(generator, config)
+        def run():
+            from flows.invert_dataset import invert_dataset
 
-    def run():
-        from flows.invert_dataset import invert_dataset
+            return invert_dataset(images, store, resolved.generator, config=resolved.config, execution=execution,
+                                  labels=labels)
 
-        return invert_dataset(images, store, generator, config=config, execution=execution, labels=labels)
-
-    run_and_summarize(run, verbose=verbose, report=report)
+        run_and_summarize(run, verbose=verbose, report=report)
 
 
 def run_and_summarize(run: Callable[[], Any], *, verbose: bool, report: Optional[Path]) -> None:

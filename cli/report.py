@@ -25,7 +25,6 @@ def report(
                                         help="NAME=VALUE regression threshold, repeatable (e.g. psnr_drop_db=0.3)."),
     edit_rows: Optional[Path] = typer.Option(None, "--edit-rows", help="JSON file of edit-evaluation rows."),
     gallery: list[str] = typer.Option([], "--gallery", help="TITLE=PNG direction gallery, repeatable."),
-    wall_seconds: Optional[float] = typer.Option(None, "--wall-seconds", help="Wall time of the inversion run."),
     fail_on_regression: bool = typer.Option(True, "--fail-on-regression/--no-fail-on-regression",
                                             help=f"Exit with code {REGRESSION_EXIT_CODE} when a metric regressed."),
 ) -> None:
@@ -34,7 +33,7 @@ def report(
     from report import ReportConfig, Thresholds, build_report
 
     config = ReportConfig(**given(run=run, thresholds=Thresholds.parse(threshold), fid=fid, edit_rows=edit_rows,
-                                  galleries=tuple(_gallery(g) for g in gallery), wall_seconds=wall_seconds,
+                                  galleries=tuple(_gallery(g) for g in gallery),
                                   fail_on_regression=fail_on_regression))
     result = build_report(store, reports_root, config)
     for regression in result.regressions:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -19,7 +20,7 @@ app = typer.Typer()
 @app.command("make-dataset")
 def make_dataset(
     out: str = typer.Argument(..., help="Output folder: writes OUT/images/NNNNNN.png and OUT/attributes.csv."),
-    n: int = typer.Option(10000, "--n", help="Number of faces."),
+    count: int = typer.Option(10000, "--count", "--n", min=1, help="Number of faces."),
     seed: int = typer.Option(0, "--seed", help="World seed: the same seed and index always give the same face."),
     workers: Optional[int] = typer.Option(None, "--workers", help="Processes (default: all CPUs)."),
     start: int = typer.Option(0, "--start", help="First face index (to build one dataset in several runs)."),
@@ -30,9 +31,10 @@ def make_dataset(
     from ganinv.datasets.procedural_faces import write_dataset
 
     t0 = time.perf_counter()
-    csv_path = write_dataset(out, n, seed=seed, workers=workers, start=start)
+    csv_path = write_dataset(out, count, seed=seed, workers=workers, start=start)
     seconds = time.perf_counter() - t0
-    typer.echo(f"wrote {n} faces to {out} ({n / max(seconds, 1e-9):.0f} images/s); attributes: {csv_path}")
+    typer.echo(f"wrote {count} faces to {os.path.join(out, 'images')} ({count / max(seconds, 1e-9):.0f} images/s); "
+               f"attributes: {csv_path}")
 
 
 @app.command("train-classifier")

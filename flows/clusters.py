@@ -28,16 +28,19 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from flows.child_signals import started_without_sigint
 from ganinv.errors import UserError
 from runtime.config import ExecutionOptions
 
 CLUSTER_KINDS = ("local", "local-cuda")
 REMOTE_WORKER_TIMEOUT_S = 120
 LOOPBACK = "127.0.0.1"
+CLOSE_RETRY_TIMEOUT_S = 10  # closing what is left of a cluster after its workers were ended by force
 
 
 class ClusterError(UserError, ValueError):
@@ -81,6 +84,17 @@ def check_execution(execution: ExecutionOptions) -> None:
     dashboard_address(execution.dashboard)
 
 
+def expected_workers(execution: ExecutionOptions) -> int | None:
+    """How many workers the run will have: a local cluster's (as started by `start_local_cluster`), None for a
+    scheduler address (its workers come and go)."""
+    if execution.cluster == "local":
+        return execution.workers or default_local_workers()
+    if execution.cluster == "local-cuda":
+        gpus = len(visible_gpus())
+        return min(execution.workers, gpus) if execution.workers else gpus
+    return None
+
+
 def dask_runner(execution: ExecutionOptions):
     """The Prefect DaskTaskRunner for `flow.with_options(task_runner=...)`: it reaches the scheduler address, or
     starts the local cluster (`start_local_cluster`) when the flow starts and closes it when the flow ends."""
@@ -119,8 +133,11 @@ def local_workers(client) -> int | None:
 def start_local_cluster(kind: str, *, workers: int | None = None, dashboard: str | None = None):
     """A started local cluster of `kind` ('local' or 'local-cuda') listening on loopback; close it after use (it is
     a context manager). `workers`: processes ('local', default one per core up to 8) or GPUs ('local-cuda')."""
-    with _scheduler_http_routes(dashboard):  # read by the Scheduler as it starts
-        return _local_cluster(workers, dashboard) if kind == "local" else _local_cuda_cluster(workers, dashboard)
+    def start():
+        with _scheduler_http_routes(dashboard):  # read by the Scheduler as it starts
+            return _local_cluster(workers, dashboard) if kind == "local" else _local_cuda_cluster(workers, dashboard)
+
+    return started_without_sigint(start)  # its workers take no Ctrl-C: this process stops them (child_signals.py)
 
 
 def gpu_annotation(client) -> contextlib.AbstractContextManager:
@@ -162,12 +179,47 @@ def _scheduler_http_routes(dashboard: str | None) -> contextlib.AbstractContextM
     return dask.config.set({"distributed.scheduler.http.routes": ["distributed.http.health"]})
 
 
+def _stopping_on_interrupt(cluster_class: type) -> type:
+    """`cluster_class` whose `with` block, left by Ctrl-C or SIGTERM (a KeyboardInterrupt), first ends its worker
+    processes: Dask's own close waits ~4 s per worker for the shard it is inverting, which Ctrl-C abandons anyway
+    (shards are rewritten whole on resume: docs/store.md)."""
+
+    class Cluster(cluster_class):
+        def __exit__(self, exc_type, exc_value, traceback):
+            if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
+                end_worker_processes(self)
+            try:
+                return super().__exit__(exc_type, exc_value, traceback)
+            except TimeoutError:
+                # A worker slow to exit on a loaded machine (Dask's nanny gives up waiting): the run's work is
+                # written and the store says so; end the worker processes ourselves rather than fail the command.
+                end_worker_processes(self, signum=signal.SIGKILL)
+                with contextlib.suppress(Exception):
+                    self.close(timeout=CLOSE_RETRY_TIMEOUT_S)
+                return False
+
+    Cluster.__name__ = Cluster.__qualname__ = cluster_class.__name__
+    return Cluster
+
+
+def end_worker_processes(cluster, *, signum: int = signal.SIGTERM) -> None:
+    """`signum` to every worker process of a cluster this process started (its nannies are told not to restart
+    them)."""
+    for nanny in list(getattr(cluster, "workers", {}).values()):
+        process = getattr(getattr(nanny, "process", None), "process", None)
+        if process is None or not process.pid:
+            continue
+        nanny.close_gracefully(reason="interrupted")
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(process.pid, signum)
+
+
 def _local_cluster(workers: int | None, dashboard: str | None = None):
     from distributed import LocalCluster
 
-    return LocalCluster(n_workers=workers or default_local_workers(), threads_per_worker=1, processes=True,
-                        host=LOOPBACK, dashboard_address=None, memory_limit=0,
-                        scheduler_kwargs=_scheduler_options(dashboard))
+    return _stopping_on_interrupt(LocalCluster)(
+        n_workers=workers or default_local_workers(), threads_per_worker=1, processes=True, host=LOOPBACK,
+        dashboard_address=None, memory_limit=0, scheduler_kwargs=_scheduler_options(dashboard))
 
 
 def visible_gpus() -> list[str]:
@@ -197,8 +249,9 @@ def _local_cuda_cluster(workers: int | None, dashboard: str | None = None):
         raise ClusterError("cluster 'local-cuda' found no visible GPU on this machine (torch sees none and "
                            "CUDA_VISIBLE_DEVICES lists none): use --cluster local, or a scheduler address")
     devices = devices[:workers] if workers else devices
-    return SpecCluster(workers=cuda_worker_specs(devices),
-                       scheduler={"cls": Scheduler, "options": _scheduler_options(dashboard)}, name="ganinv-local-cuda")
+    return _stopping_on_interrupt(SpecCluster)(
+        workers=cuda_worker_specs(devices), scheduler={"cls": Scheduler, "options": _scheduler_options(dashboard)},
+        name="ganinv-local-cuda")
 
 
 def has_gpu_workers(client) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -14,18 +15,23 @@ if TYPE_CHECKING:
     from runtime.coordinator import InvertSummary
 
 
+PLAIN_LINE_EVERY_S = 2.0  # without a terminal, a long step prints a line at most this often (and when it ends)
+
+
 @contextlib.contextmanager
 def progress_bar() -> Iterator[None]:
-    """A rich progress bar on stderr fed by shard completions; one plain line per shard when stderr is not a
-    terminal (CI logs)."""
+    """A rich progress bar on stderr fed by shard completions and by the long steps of a command (sampling, fitting,
+    rendering: runtime/progress.py), one bar each; plain lines when stderr is not a terminal (CI logs): one per
+    shard, and per step its start, a line every PLAIN_LINE_EVERY_S and its end."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     live = sys.stderr.isatty()
     bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                    transient=False, disable=not live)
     state = {"task": None, "items": 0, "total": 0, "done": 0, "failed": 0}
+    steps: dict[str, Any] = {}  # step name -> its bar's task id (live) or the time of its last line (plain)
 
-    def on_event(event: dict[str, Any]) -> None:
+    def on_shard(event: dict[str, Any]) -> None:
         if event["event"] == "planned" and event["items"]:
             state["total"] = event["items"]
             state["task"] = bar.add_task("inverting", total=max(event["items"], 1))
@@ -36,11 +42,30 @@ def progress_bar() -> Iterator[None]:
             bar.update(state["task"], advance=event["items"], description=text)
             if not live:
                 crashed = " (shard crashed)" if event.get("crashed") else ""
-                sys.stderr.write(f"{text}: {state['items']}/{state['total']}{crashed}\n")
-                sys.stderr.flush()
+                _line(f"{text}: {state['items']}/{state['total']}{crashed}")
+
+    def on_step(event: dict[str, Any]) -> None:
+        name, done, total = event["step"], event["done"], event["total"]
+        if live:
+            if name not in steps:
+                steps[name] = bar.add_task(name, total=max(total, 1))
+            bar.update(steps[name], completed=done)
+            return
+        now = time.monotonic()
+        if name not in steps or done >= total or now - steps[name] >= PLAIN_LINE_EVERY_S:
+            steps[name] = now
+            _line(f"{name}: {done}/{total}")
+
+    def on_event(event: dict[str, Any]) -> None:
+        (on_step if event["event"] == "step" else on_shard)(event)
 
     with bar if live else contextlib.nullcontext(), flow_progress.listening(on_event):
         yield
+
+
+def _line(text: str) -> None:
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
 
 
 def invert_exit_code(summary: InvertSummary) -> int:
@@ -56,6 +81,8 @@ def format_invert_summary(summary: InvertSummary) -> str:
              f"({run.done} done, {run.failed} failed) in {summary.seconds or 0.0:.1f} s",
              f"scan      {summary.hashed} files read and hashed, {summary.reused} unchanged since the last scan "
              "(hash reused)"]
+    if summary.shard_note:
+        lines.append(f"shards    {summary.shard_note}")
     lines += [f"skipped   {s.path}: {s.reason}" for s in summary.skipped]
     lines += [f"failed    {f['image_id']}: {f['error']}" for f in summary.failures]
     hidden = counts["failed"] - len(summary.failures)

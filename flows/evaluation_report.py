@@ -9,7 +9,6 @@ report is written and the artifact created first. `config.fail_on_regression=Fal
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.states import Completed, Failed, State
 
 from report import ReportConfig, ReportResult
-from tasks.report import inversion_wall_seconds, write_report
+from tasks.report import write_report
 
 ARTIFACT_KEY = "evaluation-report"
 
@@ -57,13 +56,10 @@ def final_state(result: ReportResult, *, fail_on_regression: bool) -> State:
 @flow(name="evaluation-report", log_prints=True)
 def evaluation_report(store: str, reports_root: str = "reports", config: ReportConfig = ReportConfig()) -> State:
     """Write the evaluation report of `store` into `reports_root/<run>/` and flag regressions against the last run
-    (report/config.py says what `config` holds). Without `config.wall_seconds`, the inversion's wall time is that
-    of the newest completed `invert-dataset` run on this store. Returns the final state (see the module docstring).
+    (report/config.py says what `config` holds). Throughput comes from the store's run log (storage/runs.py).
+    Returns the final state (see the module docstring).
     """
     logger = get_run_logger()
-    # 0. how long the inversion took (for images per second), if Prefect ran it
-    if config.wall_seconds is None:
-        config = dataclasses.replace(config, wall_seconds=inversion_wall_seconds(store))
     # 1-5. read the store, compute the numbers, compare with the previous run, write the folder and the index
     result = write_report(store, str(Path(reports_root)), config)
     # 6. link the report from the Prefect UI

@@ -18,7 +18,8 @@ Steps, each a task (tasks/inversion.py):
    the store URL and a shard index and writes that shard; a worker that dies mid-shard has its shard re-run
    elsewhere (writes are idempotent);
 5. summarise: every item's out-of-distribution score against the whole store (hybrid and encoder stores), store
-   counts, this run's shards, every input left out and why (artifacts: flows/artifacts.py).
+   counts, this run's shards, every input left out and why (artifacts: flows/artifacts.py); a run that inverted
+   anything is added to the store's run log (storage/runs.py), which the report's throughput uses.
 
 A run that crashes leaves the store consistent; running the flow again inverts only what is still pending. Shards
 that failed beyond their retries end the run with `IncompleteRun` (after the summary): their items stay pending.
@@ -33,15 +34,15 @@ from prefect import flow
 from prefect.utilities.annotations import quote
 
 from flows import artifacts, progress
-from flows.clusters import check_execution, dask_client, dask_runner, gpu_annotation
+from flows.clusters import check_execution, dask_client, dask_runner, expected_workers, gpu_annotation
 from flows.prefect_api import new_run_id
 from flows.shard_runs import gather_reports, shared_threads
 from runtime.config import DEFAULT_GENERATOR, ExecutionOptions, InvertConfig
-from runtime.coordinator import InvertPlan, InvertSummary
+from runtime.coordinator import InvertPlan, InvertSummary, shard_note
 from runtime.shard import ShardReport
 from storage.lease import RENEWED_LEASE_TTL_S
-from tasks.inversion import (check_settings, invert_shard, open_store, plan_shards, save_scan_cache, scan_dataset,
-                             score_items, summarize_run)
+from tasks.inversion import (check_settings, invert_shard, open_store, plan_shards, record_run, save_scan_cache,
+                             scan_dataset, score_items, summarize_run)
 
 
 class IncompleteRun(RuntimeError):
@@ -73,8 +74,10 @@ def invert_dataset(images: str, store: str, generator: str = DEFAULT_GENERATOR, 
     # 1. Scan the dataset: ids, content hashes, labels; unreadable files and duplicates set aside with reasons.
     scan = scan_dataset(images, labels=labels, storage_options=storage_options, store=store)
     # 2. Open or create the store (refusing mismatches), hold its lease for the run, keep the scan's hashes.
+    workers = expected_workers(execution)
     latent_store, created = open_store(store, quote(scan.manifest), settings, shard_size=config.shard_size,
-                                       storage_options=storage_options)
+                                       workers=workers, storage_options=storage_options)
+    shards = shard_note(latent_store, created=created, given=config.shard_size, workers=workers)
     with latent_store.acquire_lease(run_id, ttl_s=RENEWED_LEASE_TTL_S, force=execution.force):
         save_scan_cache(latent_store, quote(scan))
         # 3. Plan: append the new images, list the shards with pending items.
@@ -88,7 +91,8 @@ def invert_dataset(images: str, store: str, generator: str = DEFAULT_GENERATOR, 
         # 5. Summarise: out-of-distribution scores over the whole store, counts, every input left out and why.
         score_items(latent_store)
         summary = summarize_run(latent_store, quote(scan), reports, added=plan.added,
-                                seconds=time.perf_counter() - t0)
+                                seconds=time.perf_counter() - t0, shard_note=shards)
+        record_run(latent_store, summary, reports, run_id=run_id)  # the report's throughput: runs that did work
     artifacts.publish_inversion(summary)
     crashed = summary.this_run.crashed_shards
     if crashed:

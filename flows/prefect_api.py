@@ -26,6 +26,8 @@ import threading
 import uuid
 from collections.abc import Iterator
 
+from flows.child_signals import sigint_blocked
+
 SERVER_STARTUP_TIMEOUT_S = 120
 
 
@@ -68,35 +70,52 @@ def prefect_api() -> Iterator[str]:
 
 @contextlib.contextmanager
 def _temporary_server() -> Iterator[str]:
-    from prefect.server.api.server import SubprocessASGIServer
     from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_DATABASE_CONNECTION_URL, temporary_settings
 
     home = tempfile.mkdtemp(prefix="ganinv-prefect-")
     database = f"sqlite+aiosqlite:///{home}/prefect.db"
-    server = None
+    server, started = None, False
     restore = _stop_on_sigterm()
     try:
         with temporary_settings(updates={PREFECT_SERVER_DATABASE_CONNECTION_URL: database}):
-            server = SubprocessASGIServer(port=_free_port())
+            server = _server_class()(port=_free_port())
             server.start(timeout=SERVER_STARTUP_TIMEOUT_S)
+            started = True
         os.environ["PREFECT_API_URL"] = server.api_url  # inherited by the Dask worker processes we spawn
         with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
             yield server.api_url
     finally:
         if server is not None:
-            _drain_to(server)
+            if started:  # interrupted while it started: nothing was logged to it yet
+                _drain_to(server)
             server.stop()
         os.environ.pop("PREFECT_API_URL", None)
         shutil.rmtree(home, ignore_errors=True)
         restore()
 
 
+def _server_class():
+    """Prefect's `SubprocessASGIServer`, its process started with SIGINT blocked (flows/child_signals.py): a
+    terminal's Ctrl-C reaches the command, which stops the server after telling it how the run ended."""
+    from prefect.server.api.server import SubprocessASGIServer
+
+    class Server(SubprocessASGIServer):
+        def _run_uvicorn_command(self):
+            with sigint_blocked():
+                return super()._run_uvicorn_command()
+
+    return Server
+
+
 def _stop_on_sigterm():
     """SIGTERM (a scheduler, `kill`) ends Python without unwinding, which would orphan the server: make it raise
-    KeyboardInterrupt in the main thread instead, so the server is stopped. Returns what restores the handler."""
+    KeyboardInterrupt in the main thread instead, so the server is stopped (unless a handler is installed already,
+    e.g. the CLI's, cli/signals.py). Returns what restores the handler."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
     previous = signal.getsignal(signal.SIGTERM)
+    if previous not in (signal.SIG_DFL, None):
+        return lambda: None
 
     def interrupt(signum, frame):
         raise KeyboardInterrupt(f"signal {signum}")

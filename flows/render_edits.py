@@ -18,6 +18,7 @@ from prefect import flow, get_run_logger
 from flows import artifacts
 from flows.clusters import check_execution, dask_client, dask_runner, gpu_annotation
 from flows.prefect_api import new_run_id
+from flows.progress import step
 from runtime.config import ExecutionOptions, RenderEditsConfig
 from runtime.edits import EditPlan, EditSummary
 from tasks.edits import (assemble_edit_grids, create_edit_run, evaluate_edit_run, record_edit_evaluation,
@@ -61,7 +62,15 @@ def render_edit_batches(store: str, plan: EditPlan, *, evaluate_with: str | None
     common = dict(device=device, storage_options=storage_options)
     with gpu_annotation(dask_client()):
         futures = [render_edit_batch.submit(store, plan, start, stop, **common) for start, stop in plan.pending]
-        rendered = [future.result() for future in futures]
+        advance = step(f"rendering edits ({len(plan.directions)} directions x {len(plan.strengths)} strengths)",
+                       sum(stop - start for start, stop in plan.pending))
+        rendered = []
+        for future in futures:  # in order: the bar moves as the first batches finish
+            rendered.append(future.result())
+            advance(rendered[-1]["items"])
         if evaluate_with is None:
             return rendered, None
-        return rendered, evaluate_edit_run.submit(store, plan, classifier=evaluate_with, **common).result()
+        evaluating = step(f"evaluating the edits with {evaluate_with}", 1)
+        evaluation = evaluate_edit_run.submit(store, plan, classifier=evaluate_with, **common).result()
+        evaluating(1)
+        return rendered, evaluation

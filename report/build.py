@@ -188,7 +188,7 @@ def build_report(store_url: str, reports_root: str | os.PathLike[str], config: R
     distribution = distribution_distances(data, fid_mode=config.fid, max_items=config.max_fd_items,
                                           device=config.device)
     metrics = summarize(data, run=run, distribution=distribution, edit_rows=load_edit_rows(config.edit_rows, data),
-                        wall_seconds=config.wall_seconds, device_kind=config.device_kind)
+                        device_kind=config.device_kind)
     metrics.update(applications.summarize(data))  # restoration, pivotal refinement, ood scores (None if absent)
     # 3. compare with the previous run
     history = load_history(root, exclude=run)

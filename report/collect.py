@@ -14,6 +14,7 @@ import numpy as np
 from ganinv.item_metrics import canonical_name
 from storage import LatentStore, Status
 from storage.arrays import RESULT_KINDS
+from storage.runs import read_runs
 from storage.schema import StoreAttributes
 
 
@@ -29,6 +30,7 @@ class RunData:
     metrics: Mapping[str, np.ndarray]
     labels: Mapping[str, np.ndarray]
     results: Mapping[str, Mapping[str, Mapping[str, Any]]] = field(default_factory=dict)
+    runs: tuple[Mapping[str, Any], ...] = ()  # the store's run log, oldest first (storage/runs.py)
 
     @property
     def attributes(self) -> StoreAttributes:
@@ -84,4 +86,5 @@ def collect(store_url: str, *, storage_options: Mapping[str, Any] | None = None)
     return RunData(store=store, image_ids=store.image_ids(), paths=store.paths(), status=store.status(),
                    errors=store.errors(),
                    metrics={canonical_name(m): values for m, values in store.metrics().items()},
-                   labels=store.labels(), results={kind: store.result_groups(kind) for kind in RESULT_KINDS})
+                   labels=store.labels(), results={kind: store.result_groups(kind) for kind in RESULT_KINDS},
+                   runs=tuple(read_runs(store)))

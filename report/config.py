@@ -21,9 +21,9 @@ class ReportConfig:
     Inception weights are here, True = required (InceptionWeightsMissing otherwise), False = skip;
     fail_on_regression: the flow ends Failed (the CLI exits 1) when a metric regressed; edit_rows / galleries:
     edit-evaluation rows (or a JSON file of them) and (title, PNG) direction galleries, by default those the store's
-    edit runs recorded; wall_seconds, device_kind: the inversion run's wall time and device, when known (the flow
-    asks Prefect for the wall time); max_fd_items: items sampled for the Frechet distances; device: where those
-    are computed."""
+    edit runs recorded; device_kind: the inversion's device when the store's run log does not say (wall-clock
+    throughput comes from that log: storage/runs.py); max_fd_items: items sampled for the Frechet distances; device:
+    where those are computed."""
 
     run: str | None = None
     thresholds: Thresholds = field(default_factory=Thresholds)
@@ -31,7 +31,6 @@ class ReportConfig:
     fail_on_regression: bool = True
     edit_rows: str | os.PathLike[str] | Sequence[Mapping[str, Any]] | None = None
     galleries: Sequence[Gallery] = ()
-    wall_seconds: float | None = None
     device_kind: str | None = None
     max_fd_items: int = DEFAULT_MAX_ITEMS
     device: str = "cpu"

@@ -13,7 +13,7 @@ import jinja2
 from ganinv.item_metrics import QUALITY
 
 EDIT_COLUMNS = ("direction", "method", "target", "strength", "flip_rate", "num_eligible", "target_delta",
-                "interference", "interference_max", "pixel_change", "perceptual_change")
+                "interference", "interference_max", "num_items", "pixel_change", "perceptual_change", "caveat")
 
 
 def _num(value: Any, digits: int = 4) -> str:
@@ -54,7 +54,8 @@ def render_run(metrics: Mapping[str, Any], *, figures: Mapping[str, str | None],
     headline = [m for m in ("psnr", "ssim", *metrics["perceptual_metrics"]) if m in quality]
     label_metrics = [m for m in QUALITY if m in quality and m != "mse"]
     rows = metrics["edits"]["evaluation"]
-    edit_columns = [c for c in EDIT_COLUMNS if any(c in row for row in rows)]
+    edit_columns = [c for c in EDIT_COLUMNS if any(row.get(c) is not None if c == "caveat" else c in row
+                                                   for row in rows)]
     return environment().get_template("report.html.j2").render(
         m=metrics, cmp=comparison, regressions=regressions, flagged=flagged, flagged_metrics=flagged_metrics,
         headline=headline, label_metrics=label_metrics, clf_note=any(name.startswith("clf") for name in quality),

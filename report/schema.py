@@ -16,8 +16,10 @@ JSON: a value that could not be computed is `null`, never NaN. Means and rates a
     distribution: {fd_clf: {name, value, n, reason}, fid: {name, value, n, reason}}: Fréchet distances between
                  originals and reconstructions; value null with a reason when not computed; n = samples per side
     throughput:  device_kind, unit ('GPU-seconds' | 'device-seconds'), timed_items, device_seconds_total,
-                 device_seconds_per_image, images_per_device_second (from per-item `seconds`), wall_seconds (of the
-                 inversion run, when known), images_per_second (finished items / wall_seconds)
+                 device_seconds_per_image, images_per_device_second (from per-item `seconds`); from the store's run
+                 log (storage/runs.py), over the inversion runs that inverted something: runs, run_items,
+                 wall_seconds (their wall time, summed), images_per_second (run_items / wall_seconds), last_run (its
+                 record); null when the store has no such run
     provenance:  store {url, created, ganinv_version, schema_version, num_items, chunk_items},
                  generator {sha256, source, architecture, config, num_ws}, inversion {the config, verbatim},
                  dataset {root, manifest_hash, appends, last_append}, report_code {ganinv, git}

@@ -13,11 +13,13 @@ from typing import Any
 
 import numpy as np
 
+from ganinv.directions.caveats import boundary_caveat, edit_row_caveat
 from ganinv.item_metrics import PERCEPTUAL, QUALITY
 from ganinv.item_metrics import better as metric_better
 from ganinv.item_metrics import label as metric_label
 from report.collect import RunData
 from report.schema import SCHEMA_NAME, SCHEMA_VERSION
+from storage.runs import working_runs
 
 LABEL_BINS = ("low", "mid", "high")  # continuous labels are split at their tertiles
 MAX_FAILURE_REASONS = 20
@@ -97,22 +99,26 @@ def failures(data: RunData) -> dict[str, Any]:
     return dict(count=int(failed.size), distinct_reasons=len(reasons), reasons=table)
 
 
-def throughput(data: RunData, *, wall_seconds: float | None = None, device_kind: str | None = None
-               ) -> dict[str, Any]:
-    """Cost from the per-item `seconds` metric (each item's share of its batch's device time) and, when known, the
-    run's wall time. GPU-seconds when the run says it used a GPU, device-seconds otherwise."""
+def throughput(data: RunData, *, device_kind: str | None = None) -> dict[str, Any]:
+    """Cost from the per-item `seconds` metric (each item's share of its batch's device time); wall-clock speed from
+    the store's run log, over the runs that inverted something (a rerun with nothing to do does not count).
+    GPU-seconds when the runs (or `device_kind`) say a GPU was used, device-seconds otherwise."""
     seconds = data.metrics.get("seconds")
     processed = data.done | data.failed
     timed = seconds[processed] if seconds is not None else np.zeros(0)
     timed = timed[np.isfinite(timed)]
     total = float(timed.sum()) if timed.size else None
     per_image = total / timed.size if timed.size else None
-    kind = device_kind or "device"
-    finished = int(processed.sum())  # items with a result; a store that several runs filled counts them all
+    worked = working_runs(list(data.runs))
+    wall = sum(float(run["seconds"]) for run in worked) or None
+    items = sum(int(run["items"]) for run in worked)
+    devices = {str(d) for run in worked for d in run.get("devices") or ()}
+    kind = device_kind or ("cuda" if any(d.startswith("cuda") for d in devices) else next(iter(devices), "device"))
+    last = dict(worked[-1]) if worked else None
     return dict(device_kind=kind, unit=f"{'GPU' if kind.startswith('cuda') or kind == 'gpu' else 'device'}-seconds",
                 timed_items=int(timed.size), device_seconds_total=total, device_seconds_per_image=per_image,
-                images_per_device_second=1 / per_image if per_image else None, wall_seconds=wall_seconds,
-                images_per_second=finished / wall_seconds if wall_seconds else None)
+                images_per_device_second=1 / per_image if per_image else None, runs=len(worked), run_items=items,
+                wall_seconds=wall, images_per_second=items / wall if wall else None, last_run=last)
 
 
 def code_version() -> dict[str, Any]:
@@ -154,7 +160,8 @@ def results(data: RunData, edit_rows: Sequence[Mapping[str, Any]]) -> dict[str, 
     directions = [_direction_row(name, attrs) for name, attrs in sorted(data.results.get("directions", {}).items())]
     edits = [dict(name=name, created=attrs.get("created"), made_by=_made_by(attrs))
              for name, attrs in sorted(data.results.get("edits", {}).items())]
-    return dict(directions=directions, edit_runs=edits, evaluation=[_clean(dict(row)) for row in edit_rows])
+    evaluation = [_clean(dict(row, caveat=edit_row_caveat(row))) for row in edit_rows]
+    return dict(directions=directions, edit_runs=edits, evaluation=evaluation)
 
 
 def _direction_row(name: str, attrs: Mapping[str, Any]) -> dict[str, Any]:
@@ -164,7 +171,8 @@ def _direction_row(name: str, attrs: Mapping[str, Any]) -> dict[str, Any]:
     made_by = _made_by(attrs)
     return dict(name=name, method=direction.get("method") or made_by.get("method"),
                 space=direction.get("space") or made_by.get("space"),
-                attribute=provenance.get("attribute") or made_by.get("attribute"), created=attrs.get("created"))
+                attribute=provenance.get("attribute") or made_by.get("attribute"), created=attrs.get("created"),
+                caveat=boundary_caveat(provenance))
 
 
 def _made_by(attrs: Mapping[str, Any]) -> dict[str, Any]:
@@ -186,14 +194,13 @@ def _clean(value: Any) -> Any:
 
 
 def summarize(data: RunData, *, run: str, distribution: Mapping[str, Any],
-              edit_rows: Sequence[Mapping[str, Any]] = (), wall_seconds: float | None = None,
-              device_kind: str | None = None) -> dict[str, Any]:
+              edit_rows: Sequence[Mapping[str, Any]] = (), device_kind: str | None = None) -> dict[str, Any]:
     """The metrics.json body (without `comparison`, which needs the earlier runs)."""
     perceptual = [m for m in PERCEPTUAL if m in data.metrics and np.isfinite(data.metrics[m]).any()]
     body = dict(schema=SCHEMA_NAME, schema_version=SCHEMA_VERSION, run=run,
                 generated_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
                 counts=counts(data), quality=quality(data), perceptual_metrics=perceptual, by_label=by_label(data),
                 failures=failures(data), distribution=dict(distribution),
-                throughput=throughput(data, wall_seconds=wall_seconds, device_kind=device_kind),
+                throughput=throughput(data, device_kind=device_kind),
                 provenance=provenance(data), edits=results(data, edit_rows))
     return _clean(body)

@@ -9,6 +9,7 @@ changes no result. Importing this module is cheap (no torch): the CLI builds con
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,11 @@ if TYPE_CHECKING:
 AUTO = "auto"
 DEFAULT_GENERATOR = "faces64"  # the embedded world's generator (ganinv/assets/)
 EDIT_STRENGTHS = (-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0)
+# A new store's shard size when none is given: small enough that every worker gets MIN_SHARDS_PER_WORKER shards (no
+# idle worker, and a second shard to balance a slow first one), at most MAX_AUTO_SHARD_SIZE items (a task's unit of
+# retry and of resume, and a chunk of every array).
+MAX_AUTO_SHARD_SIZE = 256
+MIN_SHARDS_PER_WORKER = 2
 
 
 @dataclass(frozen=True)
@@ -49,7 +55,8 @@ class InvertConfig:
     decode: `ganinv.datasets.folder.DecodePolicy` fields changed from its defaults (max_upscale, max_pixels,
     background); seed: base of the per-image seeds (each image's seed comes from its id); thumbnail_size: stored
     reconstructions (capped at the generator's resolution); shard_size: items per shard = store chunk = task, fixed
-    when the store is created (None: the store's, 256 for a new store); retry_failed: also redo failed items.
+    when the store is created (None: the store's; for a new store `auto_shard_size`); retry_failed: also redo
+    failed items.
 
     `resolve(generator)` gives the `InversionSpec` a store records; `from_spec` the config that reproduces one."""
 
@@ -93,6 +100,14 @@ class InvertConfig:
         return cls(mode=spec.mode, encoder=spec.encoder, inversion=spec.config.to_dict(), decode=decode,
                    seed=spec.seed, thumbnail_size=spec.thumbnail_size, restoration=spec.restoration, refine=refine,
                    **fields)
+
+
+def auto_shard_size(num_items: int, workers: int | None) -> int:
+    """Items per shard for a new store of `num_items` on `workers` workers (None: unknown, a remote cluster): at
+    least MIN_SHARDS_PER_WORKER shards per worker, at most MAX_AUTO_SHARD_SIZE items per shard."""
+    if not workers:
+        return MAX_AUTO_SHARD_SIZE
+    return max(1, min(MAX_AUTO_SHARD_SIZE, math.floor(num_items / (MIN_SHARDS_PER_WORKER * workers))))
 
 
 def inversion_preset(mode: str, encoder: str | None, *, generator: str | None = None):

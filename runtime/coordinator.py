@@ -17,7 +17,7 @@ import fsspec
 
 from ganinv.losses.registry import parse_loss_spec
 from runtime import refine, restore
-from runtime.config import InvertConfig
+from runtime.config import InvertConfig, auto_shard_size
 from runtime.models import GeneratorInfo, describe_generator
 from runtime.shard import ShardReport
 from runtime.spec import InversionSpec
@@ -64,6 +64,8 @@ class InvertSummary:
     failures: tuple[Mapping[str, str], ...]  # {'image_id', 'error'} of failed items (the first MAX_LISTED_FAILURES)
     labels: tuple[str, ...] = ()
     seconds: float | None = None
+    shard_size: int | None = None           # the store's items per shard
+    shard_note: str = ""                    # how it was chosen, when this run created the store
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -129,13 +131,16 @@ def check_encoder(encoder: str, info: GeneratorInfo):
 
 
 def open_store(url: str, manifest: Manifest, settings: Settings, *, chunk_items: int | None,
-               storage_options: Mapping[str, Any] | None = None) -> tuple[LatentStore, bool]:
+               workers: int | None = None, storage_options: Mapping[str, Any] | None = None
+               ) -> tuple[LatentStore, bool]:
     """Opens the store for writing, refusing one made with another generator, inversion spec or layout
     (StoreMismatchError), or creates it with every manifest item pending. `chunk_items` None: the store's own, or
-    the default (256) for a new store. Returns (store, whether it was created now)."""
+    for a new store `auto_shard_size` for `workers` workers. Returns (store, whether it was created now)."""
     spec, generator = settings.spec, settings.generator
     fs, root = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
     created = not fs.exists(f"{root.rstrip('/')}/zarr.json")
+    if created and chunk_items is None:
+        chunk_items = auto_shard_size(len(manifest), workers)
     layout = dict(thumbnail_size=min(spec.thumbnail_size, generator.img_resolution), storage_options=storage_options)
     if created:  # an existing store keeps the metric arrays it was made with (its config says how it was made)
         layout["metrics"] = spec.metric_names()
@@ -173,8 +178,35 @@ def plan(store: LatentStore, manifest: Manifest, *, retry_failed: bool = False, 
     return InvertPlan(added=added, items=int(todo.sum()), shards=tuple(store.pending_shards(todo=todo)))
 
 
+def shard_note(store: LatentStore, *, created: bool, given: int | None, workers: int | None) -> str:
+    """How the shard size of a store created by this run was chosen (empty for an existing store)."""
+    if not created:
+        return ""
+    shards = len(store.shards())
+    if given is not None:
+        return f"{store.chunk_items} images per shard (--shard-size): {shards} shards"
+    on = f"{workers} workers" if workers else "a cluster of unknown size"
+    return (f"{store.chunk_items} images per shard, chosen for {store.num_items} images on {on}: {shards} shards "
+            "(--shard-size sets it; it is fixed when the store is created)")
+
+
+def record_run(store: LatentStore, summary: InvertSummary, reports: Sequence[ShardReport], *, run_id: str
+               ) -> dict[str, Any] | None:
+    """Adds this run to the store's run log (storage/runs.py) if it inverted anything (the caller holds the lease):
+    the report's throughput comes from the runs that did the work. Returns the record, or None."""
+    from storage.runs import record_run as record
+
+    run = summary.this_run
+    if not run.items:
+        return None
+    finished = [r for r in reports if r.error is None and r.items]
+    return record(store, run_id, seconds=summary.seconds, items=run.items, done=run.done, failed=run.failed,
+                  device_seconds=run.invert_seconds, workers=len({(r.pid, r.device) for r in finished}),
+                  devices=sorted({r.device for r in finished if r.device}))
+
+
 def summarize(store: LatentStore, scan: ScanResult, reports: Sequence[ShardReport], *, added: int = 0,
-              seconds: float | None = None) -> InvertSummary:
+              seconds: float | None = None, shard_note: str = "") -> InvertSummary:
     """What the store holds now, what this run's shards did, every input left out and why."""
     finished = [r for r in reports if r.error is None]
     run = RunStats(shards=len(reports), items=sum(r.items for r in finished), done=sum(r.done for r in finished),
@@ -184,4 +216,5 @@ def summarize(store: LatentStore, scan: ScanResult, reports: Sequence[ShardRepor
     return InvertSummary(store=store.url, images=scan.source, num_items=len(store), counts=store.status_counts(),
                          added=added, this_run=run, skipped=scan.skipped, hashed=scan.hashed, reused=scan.reused,
                          failures=tuple(store.failed_items(limit=MAX_LISTED_FAILURES)),
-                         labels=tuple(store.layout.labels), seconds=seconds)
+                         labels=tuple(store.layout.labels), seconds=seconds, shard_size=store.chunk_items,
+                         shard_note=shard_note)

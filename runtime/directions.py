@@ -12,6 +12,7 @@ import numpy as np
 from ganinv.directions import ganspace, interfacegan, sefa
 from ganinv.directions.direction import Direction
 from runtime import models
+from runtime.progress import step
 from runtime.config import DiscoverDirectionsConfig, FitBoundariesConfig
 from runtime.errors import ConfigError
 from storage import LatentStore
@@ -54,7 +55,8 @@ def fit_from_store(store_url: str, config: FitBoundariesConfig, *,
                       store_manifest_hash=store.attributes.dataset.manifest_hash)
     return interfacegan.fit_directions(codes, labels, space=config.space, conditions=config.conditions,
                                        source="store", provenance=provenance, attribute_options=per_attribute,
-                                       invalid_value=float("nan"), svm=config.svm, seed=config.seed)
+                                       invalid_value=float("nan"), svm=config.svm, seed=config.seed,
+                                       progress=_fitting(len(labels), len(rows)))
 
 
 def _balanced(labels: np.ndarray) -> float:
@@ -73,15 +75,20 @@ def fit_from_samples(generator: str, config: FitBoundariesConfig, *, device: str
     """InterFaceGAN as in the paper: sample, render, score with the classifier, fit on the extremes."""
     G, C = models.generator(generator, device), models.classifier(config.classifier, device)
     sampling = {} if batch_size is None else {"batch_size": batch_size}
-    latents, scores = interfacegan.sample_and_score(G, C.predict, config.num_samples, seed=config.seed,
-                                                    truncation_psi=config.truncation_psi, space=config.space,
-                                                    attributes=config.attributes, **sampling)
+    latents, scores = interfacegan.sample_and_score(
+        G, C.predict, config.num_samples, seed=config.seed, truncation_psi=config.truncation_psi, space=config.space,
+        attributes=config.attributes, progress=step("InterFaceGAN: sampling, rendering and scoring images",
+                                                    config.num_samples), **sampling)
     provenance = dict(generator=models.identity(generator), classifier=config.classifier,
                       num_samples=config.num_samples, truncation_psi=config.truncation_psi, sample_seed=config.seed)
     chosen = {} if config.chosen_num_or_ratio is None else {"chosen_num_or_ratio": config.chosen_num_or_ratio}
     return interfacegan.fit_directions(latents, scores, space=config.space, conditions=config.conditions,
                                        source="samples", provenance=provenance, svm=config.svm, seed=config.seed,
-                                       **chosen)
+                                       progress=_fitting(len(scores), len(latents)), **chosen)
+
+
+def _fitting(attributes: int, codes: int):
+    return step(f"InterFaceGAN: fitting {attributes} boundaries on {codes} codes", attributes)
 
 
 def discover(store_url: str, config: DiscoverDirectionsConfig, *, device: str,
@@ -102,7 +109,8 @@ def discover(store_url: str, config: DiscoverDirectionsConfig, *, device: str,
             found += ganspace.discover(models.generator(generator, device), num_directions=config.num_directions,
                                        num_samples=config.num_samples, seed=config.seed,
                                        layers=config.ganspace_layers,
-                                       provenance=dict(generator=models.identity(generator)))
+                                       provenance=dict(generator=models.identity(generator)),
+                                       progress=step("GANSpace: sampling w and fitting the PCA", config.num_samples))
     if "ganspace" in config.methods and config.ganspace_source in ("store", "both"):
         found += _ganspace_of_store(store, config)
     return found

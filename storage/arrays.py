@@ -22,6 +22,7 @@ METRICS, LABELS = "metrics", "labels"  # groups of one [N] float32 array per met
 RESULT_KINDS = ("directions", "edits", "refinements")
 LEASE = "lease"                         # run lease records (storage/lease.py)
 SCAN_CACHE = "scan_cache"               # the dataset scan's hash cache (storage/scan_cache.py)
+RUNS = "runs"                           # the run log: one group of attributes per run (storage/runs.py)
 ROOT_COPY, ROOT_COPY_KEY = "root_copy", "root_attributes"  # a copy of the root attributes (storage/verify.py)
 
 # Users pick the ws compressor by name (`compressor=`); the name is recorded in chunking.ws_compressor.

@@ -35,9 +35,12 @@ def scan_dataset(images: str, labels: str | None = None, storage_options: dict[s
 
 @task(name="open-store", **RETRY)
 def open_store(store: str, manifest: Manifest, settings: Settings, *, shard_size: int | None,
-               storage_options: dict[str, Any] | None = None) -> tuple[LatentStore, bool]:
-    """2. Open the store, refusing a mismatching one, or create it; returns (store, created now)."""
-    return coordinator.open_store(store, manifest, settings, chunk_items=shard_size, storage_options=storage_options)
+               workers: int | None = None, storage_options: dict[str, Any] | None = None
+               ) -> tuple[LatentStore, bool]:
+    """2. Open the store, refusing a mismatching one, or create it (shards sized for `workers`); returns (store,
+    created now)."""
+    return coordinator.open_store(store, manifest, settings, chunk_items=shard_size, workers=workers,
+                                  storage_options=storage_options)
 
 
 @task(name="save-scan-cache", cache_policy=NO_CACHE_POLICY)
@@ -67,9 +70,9 @@ def invert_shard(store: str, shard_index: int, *, generator: str, run_id: str, r
 
 @task(name="summarize-run", retries=1, cache_policy=NO_CACHE_POLICY)
 def summarize_run(store: LatentStore, scan: ScanResult, reports: list[ShardReport], *, added: int,
-                  seconds: float) -> InvertSummary:
+                  seconds: float, shard_note: str = "") -> InvertSummary:
     """5. Count what the store holds and list every input left out, with its reason."""
-    return coordinator.summarize(store, scan, reports, added=added, seconds=seconds)
+    return coordinator.summarize(store, scan, reports, added=added, seconds=seconds, shard_note=shard_note)
 
 
 @task(name="score-items", **RETRY)
@@ -79,3 +82,9 @@ def score_items(store: LatentStore) -> OodSummary | None:
     if summary is not None:
         get_run_logger().info("ood scores: %s", summary.describe())
     return summary
+
+
+@task(name="record-run", **RETRY)
+def record_run(store: LatentStore, summary: InvertSummary, reports: list[ShardReport], *, run_id: str) -> bool:
+    """5b. Add this run to the store's run log if it inverted anything (for the report's throughput)."""
+    return coordinator.record_run(store, summary, reports, run_id=run_id) is not None

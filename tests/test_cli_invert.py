@@ -105,9 +105,10 @@ def test_speed_options_reach_the_workers_and_are_recorded_in_the_store(prefect_h
     assert result.exit_code == 0, result.output
     recorded = LatentStore.open(store).attributes.inversion["inversion"]
     assert recorded["precision"] == "bf16" and recorded["channels_last"] is True
-    again = _invert(str(tmp_path / "imgs"), "--store", store, "--generator", generator, *TINY,
+    again = _invert(str(tmp_path / "imgs"), "--store", store, "--generator", generator, *TINY, "--precision", "fp32",
                     "--cluster", dask_cluster[0].scheduler_address)  # fp32 codes must not join bf16 ones
-    assert again.exit_code == 2 and "precision" in again.output, again.output
+    assert again.exit_code == 2 and "precision: stored 'bf16', given 'fp32'" in again.output, again.output
+    assert f"`ganinv invert IMAGES --store {store}`" in again.output  # the one-line fix
 
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a worker without CUDA")
@@ -160,3 +161,22 @@ def test_cli_module_imports_nothing_heavy():
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=REPO,
                             env={**os.environ, "PYTHONPATH": str(REPO)})
     assert result.stdout.strip() == "[]"
+
+
+def test_a_rerun_with_only_images_and_store_resumes_with_the_stores_settings(prefect_harness, dask_cluster,
+                                                                             generator, tmp_path):
+    from storage import LatentStore
+
+    write_good_images(tmp_path / "imgs", 2)
+    store, cluster = str(tmp_path / "s.zarr"), ["--cluster", dask_cluster[0].scheduler_address]
+    first = _invert(str(tmp_path / "imgs"), "--store", store, "--generator", generator, *TINY, "--seed", "7",
+                    *cluster)
+    assert first.exit_code == 0, first.output
+    recorded = LatentStore.open(store).attributes.inversion
+    write_good_images(tmp_path / "imgs", 1, start=2)  # a new image arrives
+    again = _invert(str(tmp_path / "imgs"), "--store", store, *cluster)  # no generator, steps, loss or seed
+    assert again.exit_code == 0, again.output
+    assert f"resuming with the settings recorded in {store}" in again.output
+    resumed = LatentStore.open(store)
+    assert resumed.attributes.inversion == recorded and resumed.status_counts()["done"] == 3
+    assert resumed.metrics()["steps"].tolist() == [3.0, 3.0, 3.0]

@@ -90,3 +90,33 @@ def test_local_cuda_workers_are_pinned_one_per_gpu(monkeypatch):
         resources = [w["resources"] for w in client.scheduler_info()["workers"].values()]
         assert sorted(seen.values()) == ["2", "5"] and resources == [{"GPU": 1}, {"GPU": 1}]
         assert has_gpu_workers(client)
+
+
+def test_a_worker_slow_to_exit_does_not_fail_a_finished_run():
+    """Seen on a loaded 2-core machine: Dask's nanny gave up waiting for a worker to exit after render-edits had
+    written everything, and the command exited 3. The cluster's `with` block now ends such workers itself."""
+    import subprocess
+    from types import SimpleNamespace
+
+    from flows.clusters import _stopping_on_interrupt
+
+    worker = subprocess.Popen(["sleep", "60"])
+    closed = []
+
+    class SlowToClose:
+        def __init__(self):
+            nanny = SimpleNamespace(process=SimpleNamespace(process=worker), close_gracefully=lambda reason: None)
+            self.workers = {"w0": nanny}
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            raise TimeoutError  # as distributed's Nanny.kill raises it
+
+        def close(self, timeout=None):
+            closed.append(timeout)
+
+    with _stopping_on_interrupt(SlowToClose)():
+        pass
+    assert worker.wait(timeout=10) == -9 and closed  # killed, and the rest of the cluster closed

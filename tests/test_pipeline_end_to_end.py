@@ -15,6 +15,7 @@ from ganinv.inversion.batch import item_metric_names
 from runtime.config import DiscoverDirectionsConfig, ExecutionOptions, InvertConfig, RenderEditsConfig
 from report import ReportConfig
 from storage import LatentStore
+from storage.runs import read_runs
 
 
 def test_invert_discover_render_and_report_line_up(prefect_harness, dask_cluster, tiny_generator_file, tmp_path):
@@ -32,6 +33,11 @@ def test_invert_discover_render_and_report_line_up(prefect_harness, dask_cluster
     inverted = invert_dataset(str(tmp_path / "images"), url, generator,
                               config=InvertConfig(inversion=FAST, shard_size=2), execution=on_cluster)
     assert inverted.counts == {"pending": 0, "done": 4, "failed": 0}
+    rerun = invert_dataset(str(tmp_path / "images"), url, generator, config=InvertConfig(inversion=FAST),
+                           execution=on_cluster)  # nothing left to do: it must not count in the throughput
+    assert rerun.this_run.items == 0
+    runs = read_runs(LatentStore.open(url))
+    assert [(r["items"], r["done"], r["devices"]) for r in runs] == [(4, 4, ["cpu"])] and runs[0]["workers"] in (1, 2)
     assert discover_directions(url, DiscoverDirectionsConfig(methods=("sefa",), num_directions=1)) == ["sefa-0"]
     edited = render_edits(url, RenderEditsConfig(directions=("sefa-0",), strengths=(-1.0, 0.0, 1.0), run="e2e",
                                                  batch_size=2, evaluate_with="builtin"), on_cluster)
@@ -47,7 +53,10 @@ def test_invert_discover_render_and_report_line_up(prefect_harness, dask_cluster
     assert {"mse", "psnr", "ssim", "final_loss", "seconds"} <= set(metrics["quality"]) <= written
     psnr = store.array("metrics/psnr")[:4]
     assert metrics["quality"]["psnr"]["n"] == 4 and np.isclose(metrics["quality"]["psnr"]["mean"], psnr.mean())
-    assert metrics["throughput"]["timed_items"] == 4 and metrics["throughput"]["wall_seconds"] > 0
+    throughput = metrics["throughput"]
+    assert throughput["timed_items"] == 4 and (throughput["runs"], throughput["run_items"]) == (1, 4)
+    assert throughput["wall_seconds"] == runs[0]["seconds"] == inverted.seconds
+    assert throughput["images_per_second"] == 4 / inverted.seconds  # the run that did the work, not the rerun
     assert store.array("thumbnails")[:4].any()  # the worker's reconstructions, shown beside the originals
     assert metrics["figures"]["grid_sample"] == "grid_sample.png" and (folder / "grid_sample.png").is_file()
     assert [(r["direction"], r["strength"]) for r in metrics["edits"]["evaluation"]] == [

@@ -7,28 +7,35 @@ style weights), each in its own module, all producing `Direction` records that s
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Sequence
 from typing import Any, Protocol
 
 import torch
 
-from ganinv.directions import ganspace, sefa
 from ganinv.directions.direction import SPACES, Direction
+
+# The finders' modules are imported on first use: ganspace imports scikit-learn (seconds), and every command that
+# touches a Direction (the inversion's hybrid mode included) imports this package.
+_FINDERS = {"ganspace": "ganinv.directions.ganspace", "sefa": "ganinv.directions.sefa"}
 
 
 class DirectionFinder(Protocol):
     def __call__(self, G: torch.nn.Module, *, num_directions: int, **options: Any) -> Sequence[Direction]: ...
 
 
-DISCOVERY_METHODS: dict[str, DirectionFinder] = {"ganspace": ganspace.discover, "sefa": sefa.discover}
-
-
 def get_discovery_method(name: str) -> DirectionFinder:
-    try:
-        return DISCOVERY_METHODS[name]
-    except KeyError:
-        raise KeyError(f"unknown direction method {name!r}; choose one of {sorted(DISCOVERY_METHODS)} "
-                       f"(InterFaceGAN needs labels: use interfacegan.fit_directions)") from None
+    if name not in _FINDERS:
+        raise KeyError(f"unknown direction method {name!r}; choose one of {sorted(_FINDERS)} "
+                       f"(InterFaceGAN needs labels: use interfacegan.fit_directions)")
+    return importlib.import_module(_FINDERS[name]).discover
+
+
+def __getattr__(name: str) -> Any:
+    """`DISCOVERY_METHODS`: {name: discover}, built when first asked for (see `_FINDERS`)."""
+    if name == "DISCOVERY_METHODS":
+        return {method: get_discovery_method(method) for method in _FINDERS}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["DISCOVERY_METHODS", "Direction", "DirectionFinder", "SPACES", "get_discovery_method"]

@@ -127,7 +127,7 @@ def _row(d: Direction, strength: float, target: str | None, names: list[str], ta
     dprob = {name: tally.abs_delta[name] / n for name in others}
     row = dict(direction=d.name, method=d.method, target=target, strength=strength,
                flip_rate=tally.flipped / tally.eligible if tally.eligible else float("nan"),
-               num_eligible=tally.eligible,
+               num_eligible=tally.eligible, num_items=tally.num_items,
                target_delta=tally.target_delta / n if target is not None else float("nan"),
                interference=float(np.mean(list(change.values()))) if change else float("nan"),
                interference_max=max(change.values(), default=float("nan")),

@@ -11,7 +11,7 @@ stdev is `sqrt(explained_variance)`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,9 +74,11 @@ def pca(latents: np.ndarray | torch.Tensor | Iterable[np.ndarray | torch.Tensor]
 
 @torch.no_grad()
 def sample_w(G: torch.nn.Module, num_samples: int, *, seed: int = 0, batch_size: int = 2000,
-             truncation_psi: float = 1.0) -> Iterator[np.ndarray]:
-    """Yield `[B, w_dim]` float32 batches of w = mapping(z), never holding more than one batch."""
-    for _, ws in iter_latents(G, num_samples, seed=seed, batch_size=batch_size, truncation_psi=truncation_psi):
+             truncation_psi: float = 1.0, progress: Callable[[int], None] | None = None) -> Iterator[np.ndarray]:
+    """Yield `[B, w_dim]` float32 batches of w = mapping(z), never holding more than one batch (`progress(B)` once
+    the caller is done with one)."""
+    for _, ws in iter_latents(G, num_samples, seed=seed, batch_size=batch_size, truncation_psi=truncation_psi,
+                              progress=progress):
         yield ws[:, 0].to("cpu", torch.float32).numpy()
 
 
@@ -95,10 +97,13 @@ def directions_from_pca(result: PCAResult, *, space: str = "w", layers: Sequence
 
 def discover(G: torch.nn.Module, *, num_directions: int = 80, num_samples: int = 1_000_000, seed: int = 0,
              batch_size: int = 2000, truncation_psi: float = 1.0, layers: Sequence[int] | None = None,
-             method: str = "incremental", provenance: Mapping[str, Any] | None = None) -> list[Direction]:
-    """GANSpace on G's W: PCA of `num_samples` sampled w (paper: 10^6; official default 80 components)."""
+             method: str = "incremental", provenance: Mapping[str, Any] | None = None,
+             progress: Callable[[int], None] | None = None) -> list[Direction]:
+    """GANSpace on G's W: PCA of `num_samples` sampled w (paper: 10^6; official default 80 components);
+    `progress(B)` as each batch of samples is taken in."""
     options = dict(num_samples=num_samples, seed=seed, truncation_psi=truncation_psi, method=method)
-    batches = sample_w(G, num_samples, seed=seed, batch_size=batch_size, truncation_psi=truncation_psi)
+    batches = sample_w(G, num_samples, seed=seed, batch_size=batch_size, truncation_psi=truncation_psi,
+                       progress=progress)
     latents = np.concatenate(list(batches)) if method == "full" else batches
     result = pca(latents, num_directions, method=method)
     return directions_from_pca(result, layers=layers, provenance=dict(provenance or {}, **options))

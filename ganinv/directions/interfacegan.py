@@ -14,7 +14,7 @@ one boundary per ws row instead.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -135,19 +135,19 @@ def project_boundary(primal: np.ndarray | torch.Tensor, *conditions: np.ndarray 
 @torch.no_grad()
 def sample_and_score(G: torch.nn.Module, scorer: Scorer, n: int, *, seed: int = 0, truncation_psi: float = 0.7,
                      truncation_cutoff: int | None = None, batch_size: int = 64, space: str = "w",
-                     attributes: Sequence[str] | None = None, noise_mode: str = "const"
-                     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+                     attributes: Sequence[str] | None = None, noise_mode: str = "const",
+                     progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """InterFaceGAN's data: sample z, map to w (truncated, psi 0.7 as in the paper), render, score.
 
     Returns `(latents, scores)`: latents float32 `[n, z_dim]` (`z`), `[n, w_dim]` (`w`, the truncated w that was
     rendered) or `[n, num_ws, w_dim]` (`w+`); scores `{attribute: float64 [n]}` (see `sampling.score_dict`).
-    Images live one batch at a time.
+    Images live one batch at a time; `progress(B)` is called after each batch is scored.
     """
     if space not in SPACES:
         raise ValueError(f"space must be one of {SPACES}, got {space!r}")
     latents, chunks = [], []
     for z, ws in iter_latents(G, n, seed=seed, batch_size=batch_size, truncation_psi=truncation_psi,
-                              truncation_cutoff=truncation_cutoff):
+                              truncation_cutoff=truncation_cutoff, progress=progress):
         chunks.append(score_dict(scorer(G.synthesis(ws, noise_mode=noise_mode)), attributes))
         code = {"z": z, "w": ws[:, 0], "w+": ws}[space]
         latents.append(code.to("cpu", torch.float32).numpy())
@@ -158,7 +158,7 @@ def fit_directions(latent_codes: np.ndarray | torch.Tensor, scores: Mapping[str,
                    space: str = "w", conditions: Mapping[str, Sequence[str]] | None = None,
                    source: str = "samples", provenance: Mapping[str, Any] | None = None, scale: str = "std",
                    attribute_options: Mapping[str, Mapping[str, Any]] | None = None,
-                   **train_options: Any) -> list[Direction]:
+                   progress: Callable[[int], None] | None = None, **train_options: Any) -> list[Direction]:
     """One `Direction` per attribute in `scores`, plus conditional ones.
 
     conditions: `{attribute: [attributes to hold fixed]}` adds a direction `interfacegan-<a>|<b>,<c>` that is the
@@ -169,6 +169,7 @@ def fit_directions(latent_codes: np.ndarray | torch.Tensor, scores: Mapping[str,
                 edits go to about +-3); W's spread along a boundary depends on the generator. `unit`: scale 1.
     attribute_options: per-attribute `train_boundary` options over `train_options`, e.g. a `chosen_num_or_ratio`
                 per attribute when label counts differ.
+    progress:   called with 1 after each attribute's SVM is fitted (for a progress bar).
     train_options: passed to `train_boundary`.
     """
     if space not in SPACES:
@@ -176,7 +177,11 @@ def fit_directions(latent_codes: np.ndarray | torch.Tensor, scores: Mapping[str,
     if scale not in ("std", "unit"):
         raise ValueError(f"scale must be 'std' or 'unit', got {scale!r}")
     options = {name: {**train_options, **dict((attribute_options or {}).get(name, {}))} for name in scores}
-    fits = {name: train_boundary(latent_codes, value, **options[name]) for name, value in scores.items()}
+    fits = {}
+    for name, value in scores.items():
+        fits[name] = train_boundary(latent_codes, value, **options[name])
+        if progress is not None:
+            progress(1)
     base = dict(provenance or {}, source=source, scale_unit=scale)
     spread = _projection_std(latent_codes) if scale == "std" else (lambda boundary: 1.0)
     directions = [_direction(f"interfacegan-{name}", space, fit.boundary, spread(fit.boundary),

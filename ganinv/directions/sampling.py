@@ -20,9 +20,10 @@ def generator_device(G: torch.nn.Module) -> torch.device:
 
 @torch.no_grad()
 def iter_latents(G: torch.nn.Module, num_samples: int, *, seed: int = 0, batch_size: int = 1000,
-                 truncation_psi: float = 1.0, truncation_cutoff: int | None = None
-                 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Yield `(z [B, z_dim], ws [B, num_ws, w_dim])` batches of `num_samples` random latents on G's device.
+                 truncation_psi: float = 1.0, truncation_cutoff: int | None = None,
+                 progress: Callable[[int], None] | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Yield `(z [B, z_dim], ws [B, num_ws, w_dim])` batches of `num_samples` random latents on G's device;
+    `progress(B)` is called once the caller is done with a batch (for a progress bar).
 
     z comes from `numpy.random.default_rng(seed)`, whose stream does not depend on how it is cut into batches: the
     same seed gives the same latents for every `batch_size`.
@@ -38,6 +39,8 @@ def iter_latents(G: torch.nn.Module, num_samples: int, *, seed: int = 0, batch_s
         ws = G.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff,
                        skip_w_avg_update=True)
         yield z, ws
+        if progress is not None:
+            progress(n)
 
 
 def score_dict(scores: torch.Tensor | np.ndarray | Mapping[str, torch.Tensor | np.ndarray],

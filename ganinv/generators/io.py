@@ -35,6 +35,7 @@ from safetensors.torch import save_file
 from torch.overrides import TorchFunctionMode
 
 from ganinv import __version__
+from ganinv.builtin_models import BUILTIN_GENERATORS  # name -> file (torch-free, for the CLI's quick check)
 from ganinv.errors import UserError
 from ganinv.generators import official_pickle, stylegan2, stylegan3
 from ganinv.generators.base import StyleGeneratorBase
@@ -45,10 +46,6 @@ GENERATOR_CLASSES: dict[str, type[StyleGeneratorBase]] = {
     cls.family: cls for cls in (stylegan2.Generator, stylegan3.Generator)}
 # Class names an official G_ema's submodules carry, per family (how a pickle says what it holds).
 _FAMILY_MARKERS = {"stylegan3": "SynthesisInput", "stylegan2": "SynthesisBlock"}
-BUILTIN_GENERATORS: dict[str, str] = {
-    # name -> path relative to the ganinv package (ganinv/assets/...), in the native format.
-    "faces64": "assets/faces64/generator.safetensors",
-}
 NATIVE_FORMAT = "ganinv.generator"
 NATIVE_FORMAT_VERSION = "1"
 GENERATOR_WEIGHTS = weights.WeightsKind(

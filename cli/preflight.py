@@ -1,0 +1,162 @@
+"""What `ganinv invert` checks in its own process before any server or cluster starts, and the settings a rerun
+resumes with. A mistake is reported here, in seconds, and nothing is created or changed on disk.
+
+Two rounds, cheapest first:
+
+1. `check_paths` (no torch, no zarr): a --generator given is a file or a built-in name, the store location is not a
+   file nor a foreign non-empty folder, the images and the labels file exist (local paths; a bucket is checked by
+   the scan);
+2. `resolve` (loads the generator into this process's model cache, which the flow's step 0 then reuses): the settings
+   a rerun resumes with (`resumed_config`), the image listing, the labels, the settings for the generator (LPIPS
+   weights, encoder: `runtime.coordinator.check_settings`), an existing store's generator, settings and layout, and
+   its lease.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from cli.errors import InputNotFound
+from ganinv.errors import UserError
+from runtime.config import DEFAULT_GENERATOR, InvertConfig
+
+if TYPE_CHECKING:
+    from runtime.coordinator import Settings
+
+_GLOB_CHARS = "*?["
+
+
+class StoreLocationError(UserError, ValueError):
+    """--store names something that is not a latent store and cannot become one."""
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """What the command runs with: the generator, the config (the store's own when resuming) and a note saying
+    where they came from (empty for a new store)."""
+
+    generator: str
+    config: InvertConfig
+    settings: Settings
+    note: str = ""
+
+
+def check_paths(images: str, store: str, labels: str | None, generator: str | None = None) -> None:
+    """The checks that need no model and no store library (round 1)."""
+    from ganinv.builtin_models import unknown_generator
+
+    if generator and _is_local(generator) and unknown_generator(generator):
+        raise InputNotFound(unknown_generator(generator))
+    if _is_local(store):
+        _check_store_location(store)
+    if _is_local(images) and not any(c in images for c in _GLOB_CHARS) and not os.path.exists(images):
+        raise InputNotFound(f"IMAGES {images!r} does not exist: give a folder of images, a list file with one path "
+                            "per line, or a glob such as 'photos/*.jpg'")
+    if _is_local(images) and any(c in images for c in _GLOB_CHARS) and not glob.glob(images, recursive=True):
+        raise InputNotFound(f"IMAGES {images!r}: the glob matches no file")
+    if labels and _is_local(labels) and not os.path.isfile(labels):
+        raise InputNotFound(f"--labels {labels!r}: no such file (a CSV whose first column is the image id)")
+
+
+def resolve(images: str, store: str, generator: str | None, flags: InvertConfig, given: Mapping[str, Any], *,
+            labels: str | None, force: bool) -> Resolved:
+    """Round 2: the generator and config to run with, checked against the generator, the images, the labels and
+    an existing store. `flags`: the config the flags build; `given`: the InvertConfig / inversion fields given."""
+    from runtime.coordinator import check_settings
+    from storage import LatentStore, StoreNotFoundError
+
+    try:
+        existing = LatentStore.open(store, "r")
+    except StoreNotFoundError:
+        existing = None
+    generator, config, note = (generator or DEFAULT_GENERATOR, flags, "") if existing is None else \
+        resumed_config(existing, generator, given, flags)
+    settings = check_settings(generator, config)  # the flags themselves first, then what they are applied to
+    _check_images(images, labels)
+    if existing is not None:
+        _check_store(existing, settings, shard_size=config.shard_size, force=force)
+    return Resolved(generator=generator, config=config, settings=settings, note=note)
+
+
+def resumed_config(store, generator: str | None, given: Mapping[str, Any], flags: InvertConfig
+                   ) -> tuple[str, InvertConfig, str]:
+    """(generator, config, note) for a run on an existing store: the store's recorded settings with the flags given
+    laid over them (so a rerun needs only IMAGES and --store), and the store's generator unless one is given."""
+    from runtime.spec import InversionSpec
+
+    try:
+        recorded = InvertConfig.from_spec(
+            InversionSpec.from_record(store.attributes.inversion, thumbnail_size=store.layout.thumbnail_size),
+            shard_size=flags.shard_size, retry_failed=flags.retry_failed)
+    except (KeyError, TypeError, ValueError):  # a record this version cannot read back: the flags decide
+        return generator or store.attributes.generator.source or DEFAULT_GENERATOR, flags, ""
+    top = {k: v for k, v in given.items() if k not in ("inversion", "refine")}
+    # the inversion (and refinement) fields given are laid over the recorded ones, field by field
+    refine = recorded.refine if "refine" not in given else {**(recorded.refine or {}), **given["refine"]}
+    config = dataclasses.replace(recorded, **top, refine=refine,
+                                 inversion={**recorded.inversion, **given.get("inversion", {})})
+    source = store.attributes.generator.source
+    if generator is None:
+        if not source:
+            raise StoreLocationError(f"store {store.url} does not record which generator made it: pass --generator")
+        generator = source
+    changed = sorted([*top, *given.get("inversion", {}), *(f"refine.{k}" for k in given.get("refine") or {})])
+    note = (f"resuming with the settings recorded in {store.url}" +
+            (f" (flags given: {', '.join(changed)})" if changed else ""))
+    return generator, config, note
+
+
+def _check_store_location(store: str) -> None:
+    """A local --store must be a new path, an empty folder or a latent store (a folder with zarr.json)."""
+    from storage.errors import not_empty_message
+
+    path = store.removeprefix("file://")
+    if os.path.isfile(path):
+        raise StoreLocationError(f"--store {store!r} is a file, not a latent store (a folder): pass a new folder "
+                                 "name, or the folder of an existing store")
+    if os.path.isdir(path) and not os.path.exists(os.path.join(path, "zarr.json")) and os.listdir(path):
+        raise StoreLocationError(not_empty_message(store))
+
+
+def _check_images(images: str, labels: str | None) -> None:
+    """A local source holds at least one image; the labels file parses (both as the scan will read them)."""
+    from storage.scan import NoImagesError, list_images, read_labels
+
+    if _is_local(images) and not list_images(images)[2]:
+        raise NoImagesError(f"no image files in {images!r}: give a folder of images, a list file with one path per "
+                            "line, or a glob such as 'photos/*.jpg'")
+    if labels:
+        read_labels(labels)
+
+
+def _check_store(store, settings: Settings, *, shard_size: int | None, force: bool) -> None:
+    """The existing store holds codes of this generator made with these settings and layout, and no live run holds
+    it."""
+    from ganinv.inversion.batch import item_metric_names
+    from storage import StoreMismatchError, identity
+    from storage.lease import LeaseHeldError
+
+    spec, info = settings.spec, settings.generator
+    shard = {} if shard_size is None else {"chunk_items": shard_size}
+    record = spec.to_record(resolution=info.img_resolution, encoder_sha256=settings.encoder_sha256)
+    try:
+        identity.check_identity(store, generator=info.store_identity(), config=record)
+        identity.check_layout(store, num_ws=info.num_ws, w_dim=info.w_dim,
+                              thumbnail_size=min(spec.thumbnail_size, info.img_resolution),
+                              metrics=item_metric_names(spec.config.loss), **shard)
+    except StoreMismatchError as err:
+        raise StoreMismatchError(f"{err} To resume with the store's own settings, give only IMAGES and --store: "
+                                 f"`ganinv invert IMAGES --store {store.url}`.") from None
+    holder = store.lease_holder()
+    if holder is not None and not holder.expired() and not force:
+        raise LeaseHeldError(f"store {store.url} is leased by {holder.describe()}: wait for that run to finish; if it "
+                             f"is dead, pass --force or run `ganinv store-break-lease {store.url}`")
+
+
+def _is_local(path: str) -> bool:
+    return "://" not in path or path.startswith("file://")

@@ -1,0 +1,92 @@
+"""Ctrl-C (SIGINT) and SIGTERM: every command stops cleanly, says what is done and how to go on, and exits 130
+(SIGINT) or 143 (SIGTERM), as a shell reports a process ended by that signal.
+
+`stop_on_signals()` (around every command, cli/app.py) makes both signals raise `Interrupted` in the main thread,
+once: the `with` blocks of the run unwind (a flow marks its run crashed, the Dask cluster and the Prefect server we
+started are shut down, the store's lease is released) and a second signal while that happens is ignored rather
+than breaking the clean-up. The servers and workers we start do not see a terminal's Ctrl-C themselves
+(flows/prefect_api.py, flows/clusters.py): they are stopped by this process, in order, so nothing is left running
+and nothing logs to a server that has gone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class Interrupted(KeyboardInterrupt):
+    """The command was asked to stop by `signum`; `detail` says what is done and how to resume."""
+
+    def __init__(self, signum: int, detail: str = ""):
+        super().__init__(signum, detail)
+        self.signum, self.detail = signum, detail
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+    def message(self) -> str:
+        name = signal.Signals(self.signum).name
+        return f"stopped by {name}" + (f": {self.detail}" if self.detail else "")
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """Inside: the first SIGINT or SIGTERM raises `Interrupted`; later ones are ignored while the run stops. Outside
+    the main thread (where Python cannot take signals) it does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.getsignal(s) for s in SIGNALS}
+    first: list[int] = []
+
+    def interrupt(signum, frame):
+        if first:
+            sys.stderr.write(f"{signal.Signals(signum).name} again: still stopping, please wait\n")
+            return
+        first.append(signum)
+        raise Interrupted(signum)
+
+    for s in SIGNALS:
+        signal.signal(s, interrupt)
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def as_interrupted(err: KeyboardInterrupt) -> Interrupted:
+    """A plain KeyboardInterrupt (raised by Python's own handler, before ours was installed) as `Interrupted`."""
+    return err if isinstance(err, Interrupted) else Interrupted(signal.SIGINT)
+
+
+@contextlib.contextmanager
+def interrupted_run(images: str, store: str) -> Iterator[None]:
+    """Around an inversion: an interruption says how far the store got and the command that resumes it."""
+    try:
+        yield
+    except KeyboardInterrupt as err:
+        stopped = as_interrupted(err)
+        raise Interrupted(stopped.signum, resume_note(images, store)) from None
+
+
+def resume_note(images: str, store: str) -> str:
+    """'12 of 64 images done, 52 pending; the store is consistent and free: resume with `ganinv invert ...`'."""
+    from storage import LatentStore
+
+    resume = f"resume with `ganinv invert {images} --store {store}`"
+    try:
+        opened = LatentStore.open(store, "r")
+    except Exception:  # noqa: BLE001 - interrupted before the store was created: nothing to report of it
+        return "nothing was written (the store was not created yet): run the same command again"
+    counts, holder = opened.status_counts(), opened.lease_holder()
+    lease = "its lease is released" if holder is None else f"its lease is still held by {holder.describe()}"
+    return (f"{counts['done']} of {len(opened)} images done, {counts['failed']} failed, {counts['pending']} pending; "
+            f"the store is consistent and {lease}; {resume} (the store's settings are reused)")
