@@ -44,6 +44,8 @@ def child(argv=None) -> dict:
     p.add_argument("--device", default="cuda")
     p.add_argument("--compile-cache", required=True)
     p.add_argument("--compile-scope", default="regional")
+    p.add_argument("--backend", default=None, help="torch.compile backend of the regions (default inductor; "
+                   "aot_eager for a CPU smoke test: tracing without code generation)")
     args = p.parse_args(argv)
 
     from ganinv.utils.compile_cache import use_compile_cache
@@ -56,6 +58,10 @@ def child(argv=None) -> dict:
     from ganinv.generators import layers
     from ganinv.inversion import InversionConfig, build_problem, projector_w_stats
     from ganinv.losses import LPIPSLoss
+    from ganinv.utils import regional_compile
+
+    if args.backend:
+        regional_compile.REGION_OPTIONS["backend"] = args.backend
 
     stamps = {"imported": time.time()}
     device = torch.device(args.device)
@@ -83,21 +89,23 @@ def child(argv=None) -> dict:
             problem.step(step)
         synchronize(device)
         steady = (time.time() - stamps["first_step"]) / args.steps
+        latent = problem.latent.detach().double().cpu()
         problem.close()
     inductor = {k: v for k, v in counters["inductor"].items() if "cache" in k}
     aot = {k: v for k, v in counters["aot_autograd"].items() if "cache" in k}
     result = dict(stamps=stamps, steady_step_s=steady, batch=args.batch, inductor_cache=inductor,
-                  aot_autograd_cache=aot, t_import=T_START)
+                  aot_autograd_cache=aot, t_import=T_START, latent=latent.reshape(args.batch, -1).sum(1).tolist())
     print("STARTUP " + json.dumps(result), flush=True)
     return result
 
 
 def run_child(resolution: int, batch: int, cache_dir: str, *, arch: str = "config-f", tiny: bool = False,
-              device: str = "cuda", steps: int = 5, timeout: float = 400, scope: str = "regional") -> dict:
+              device: str = "cuda", steps: int = 5, timeout: float = 400, scope: str = "regional",
+              backend: str | None = None) -> dict:
     """One child process; its timeline in seconds since this process started it."""
     cmd = [sys.executable, "-m", "benchmarks.startup_timeline", "--resolution", str(resolution), "--batch",
            str(batch), "--arch", arch, "--device", device, "--steps", str(steps), "--compile-cache", cache_dir,
-           "--compile-scope", scope] + (["--tiny"] if tiny else [])
+           "--compile-scope", scope] + (["--tiny"] if tiny else []) + (["--backend", backend] if backend else [])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     started = time.time()
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
@@ -107,7 +115,7 @@ def run_child(resolution: int, batch: int, cache_dir: str, *, arch: str = "confi
     raw = json.loads(line[len("STARTUP "):])
     row = {name: raw["stamps"][name] - started for name in STAMPS}
     row.update(python_start_s=raw["t_import"] - started, steady_step_s=raw["steady_step_s"], batch=raw["batch"],
-               inductor_cache=raw["inductor_cache"], aot_autograd_cache=raw["aot_autograd_cache"],
+               inductor_cache=raw["inductor_cache"], aot_autograd_cache=raw["aot_autograd_cache"], latent=raw["latent"],
                compile_and_first_step_s=raw["stamps"]["first_step"] - raw["stamps"]["problem_built"])
     return row
 
