@@ -30,6 +30,16 @@ trunk (LPIPS-VGG's shape and cost, nothing downloaded; it is not LPIPS):
 - `--profile PATH`: `torch.profiler` over a few steps of the fastest non-graph bf16 variant at 256 px; the top
   kernels by GPU time and a breakdown by kind are printed and written to PATH.
 
+Compilation (issue 16): `+compile` is the engine's regional compilation (one graph per synthesis block width, the
+loss and the noise regulariser; dynamic shapes, so later resolutions and batch sizes reuse it in this process);
+`+compile(whole)` the earlier whole-objective graph (on request, and the fallback if regional fails). A regional
+variant's batch is sized by probing the compiled step, so its first compile shows in `batch_s` (seconds spent
+choosing the batch) rather than in `warmup_s`; `oom_retries` counts halvings after an out-of-memory error in the
+timed run (the auto batch size should make it 0). This process compiles into a fresh cache directory (cold), and
+at `--startup-resolutions` `benchmarks.startup_timeline` times two fresh worker processes sharing another fresh
+compile cache: process start -> imports -> model loaded -> w_avg -> problem built -> first step, cold (fills the
+cache) and warm (reads it), with the inductor cache's hits and misses.
+
 Every variant runs in a try block (errors are recorded, the run goes on) and `--time-budget` skips what would start
 late, so one device call always ends with a table and JSON (rewritten after every row).
 """
@@ -80,7 +90,7 @@ ABLATIONS = ["bf16", "bf16+cl"]  # "bf16+cl subpixel" on request (--variants)
 STEPS = {64: 40, 256: 40, 1024: 20}
 COMPILE_RESERVE_S = 120  # a first compile (trace + inductor + Triton) is not started with less budget left
 COLUMNS = ["generator", "variant", "batch", "steps", "image_steps_per_s", "ratio_to_baseline", "tflops", "mfu",
-           "warmup_s", "peak_gib", "oom_retries", "error"]
+           "batch_s", "warmup_s", "peak_gib", "oom_retries", "error"]
 QUALITY_COLUMNS = ["generator", "variant", "images", "steps", "perceptual_fp32", "perceptual", "perceptual_rel",
                    "psnr_fp32", "psnr", "psnr_rel", "within_1pct"]
 
@@ -296,12 +306,14 @@ def run_variant(G, targets, loss, name: str, steps: int, args, device, budget: B
     if budget.exhausted(COMPILE_RESERVE_S if first_compile else 0.0):
         return dict(variant=name, error=f"skipped: time budget ({args.time_budget:.0f} s)")
     print(f"  {name} ...", flush=True)
+    start = time.perf_counter()
     try:
         batch = batch_for(G, loss, VARIANTS[name], args, batches)
     except Exception as err:  # noqa: BLE001
         traceback.print_exc()
         return dict(variant=name, error=f"auto_batch_size: {type(err).__name__}: {err}")
-    return try_engine(G, targets, loss, name, min(batch, len(targets)), steps, args, device)
+    batch_s = time.perf_counter() - start  # a regional compile happens here, in the probes (0 when cached)
+    return {**try_engine(G, targets, loss, name, min(batch, len(targets)), steps, args, device), "batch_s": batch_s}
 
 
 def make_recorder(rows_out: list, payload: dict, args):

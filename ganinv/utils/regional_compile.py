@@ -38,8 +38,9 @@ def _shape_polymorphic() -> Iterator[None]:
     as a 4x4 map, which would tie the graph to that batch), and room for the graphs a region class needs before
     dynamo gives up and runs it eagerly."""
     limit = "recompile_limit" if hasattr(torch._dynamo.config, "recompile_limit") else "cache_size_limit"
+    no_duck = {"use_duck_shape": False} if hasattr(fx_config, "use_duck_shape") else {}
     with torch._dynamo.config.patch(**{limit: max(getattr(torch._dynamo.config, limit), MAX_GRAPHS)}), \
-            fx_config.patch(use_duck_shape=False):
+            fx_config.patch(**no_duck):
         yield
 
 
