@@ -241,7 +241,7 @@ class SynthesisNetwork(nn.Module):
 
     def compile_regions(self) -> list[SynthesisBlock]:
         """The repeated modules regional compilation compiles once (`ganinv.utils.regional_compile`): the blocks,
-        which differ only in shapes, so one graph serves all but the 4x4 one."""
+        which differ only in shapes, so blocks of equal width share one graph at any resolution."""
         return self.blocks()
 
     def noise_layers(self) -> list[SynthesisLayer]:
