@@ -44,9 +44,9 @@ def test_use_points_torch_caches_at_the_directory(tmp_path, monkeypatch):
     import torch._inductor.config
     from torch._inductor.runtime.cache_dir_utils import cache_dir
 
-    monkeypatch.setattr(torch._inductor.config, "fx_graph_cache", False)
-    assert use_compile_cache(tmp_path / "cc") == tmp_path / "cc"
-    assert cache_dir() == str(tmp_path / "cc") and torch._inductor.config.fx_graph_cache
+    with torch._inductor.config.patch(fx_graph_cache=False):  # torch's own way to change a config for a while
+        assert use_compile_cache(tmp_path / "cc") == tmp_path / "cc"
+        assert cache_dir() == str(tmp_path / "cc") and torch._inductor.config.fx_graph_cache
 
 
 def test_execution_options_hold_an_absolute_path_and_are_checked(tmp_path, monkeypatch):
