@@ -30,6 +30,16 @@ trunk (LPIPS-VGG's shape and cost, nothing downloaded; it is not LPIPS):
 - `--profile PATH`: `torch.profiler` over a few steps of the fastest non-graph bf16 variant at 256 px; the top
   kernels by GPU time and a breakdown by kind are printed and written to PATH.
 
+Compilation (issue 16): `+compile` is the engine's regional compilation (one graph per synthesis block width, the
+loss and the noise regulariser; dynamic shapes, so later resolutions and batch sizes reuse it in this process);
+`+compile(whole)` the earlier whole-objective graph (on request, and the fallback if regional fails). A regional
+variant's batch is sized by probing the compiled step, so its first compile shows in `batch_s` (seconds spent
+choosing the batch) rather than in `warmup_s`; `oom_retries` counts halvings after an out-of-memory error in the
+timed run (the auto batch size should make it 0). This process compiles into a fresh cache directory (cold), and
+at `--startup-resolutions` `benchmarks.startup_timeline` times two fresh worker processes sharing another fresh
+compile cache: process start -> imports -> model loaded -> w_avg -> problem built -> first step, cold (fills the
+cache) and warm (reads it), with the inductor cache's hits and misses.
+
 Every variant runs in a try block (errors are recorded, the run goes on) and `--time-budget` skips what would start
 late, so one device call always ends with a table and JSON (rewritten after every row).
 """
@@ -39,6 +49,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -55,28 +66,31 @@ from benchmarks.common import (  # noqa: E402
     official_channel_base, peak_memory_gib, random_targets, reset_peak_memory, synchronize, write_json,
 )
 from benchmarks.projector_baseline import project  # noqa: E402
+from benchmarks.startup_timeline import measure_startup  # noqa: E402
 from ganinv.generators import layers  # noqa: E402
 from ganinv.inversion import InversionConfig, auto_batch_size, build_problem, projector_w_stats  # noqa: E402
 from ganinv.losses import LPIPSLoss  # noqa: E402
+from ganinv.utils.compile_cache import use_compile_cache  # noqa: E402
 
 BF16_DENSE_PEAK_TFLOPS = {"H100": 989.4, "H200": 989.4}  # NVIDIA datasheets (SXM), dense, no sparsity
 CORE = dict(precision="bf16", channels_last=True)
-VARIANTS: dict[str, dict[str, Any]] = {
+VARIANTS: dict[str, dict[str, Any]] = {  # compile: regional (the engine's default) unless compile_scope says whole
     "fp32": dict(),
     "bf16+cl+compile+graph": dict(CORE, compile=True, cuda_graph=True),
     "bf16+cl+compile": dict(CORE, compile=True),
+    "bf16+cl+compile(whole)": dict(CORE, compile=True, compile_scope="whole"),  # one graph per problem (before)
     "bf16": dict(precision="bf16"),
     "bf16+cl": dict(CORE),
     "bf16+cl+graph": dict(CORE, cuda_graph=True),
     "bf16+cl subpixel": dict(CORE, resample="subpixel"),  # upsampling convs as 3x3 conv + pixel shuffle
 }
-FAST_CHAIN = ["bf16+cl+compile", "bf16+cl"]  # the first that works is "the engine"; then its CUDA-graph version:
-GRAPHED = {"bf16+cl+compile": "bf16+cl+compile+graph", "bf16+cl": "bf16+cl+graph"}
+FAST_CHAIN = ["bf16+cl+compile", "bf16+cl+compile(whole)", "bf16+cl"]  # the first that works is "the engine"; then
+GRAPHED = {"bf16+cl+compile": "bf16+cl+compile+graph", "bf16+cl": "bf16+cl+graph"}  # its CUDA-graph version
 ABLATIONS = ["bf16", "bf16+cl"]  # "bf16+cl subpixel" on request (--variants)
 STEPS = {64: 40, 256: 40, 1024: 20}
 COMPILE_RESERVE_S = 120  # a first compile (trace + inductor + Triton) is not started with less budget left
 COLUMNS = ["generator", "variant", "batch", "steps", "image_steps_per_s", "ratio_to_baseline", "tflops", "mfu",
-           "warmup_s", "peak_gib", "error"]
+           "batch_s", "warmup_s", "peak_gib", "oom_retries", "error"]
 QUALITY_COLUMNS = ["generator", "variant", "images", "steps", "perceptual_fp32", "perceptual", "perceptual_rel",
                    "psnr_fp32", "psnr", "psnr_rel", "within_1pct"]
 
@@ -104,6 +118,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--time-budget", type=float, default=430, help="seconds; later runs are skipped")
     p.add_argument("--peak-tflops", type=float, default=None, help="dense bf16 peak (default: from the GPU name)")
     p.add_argument("--no-cudnn-benchmark", action="store_true")
+    p.add_argument("--startup-resolutions", default="256,1024", help="where to time a fresh worker process's start "
+                   "(cold, then warm from the compile cache it filled; benchmarks.startup_timeline)")
+    p.add_argument("--startup-steps", type=int, default=5)
+    p.add_argument("--compile-cache", default=None, help="this process's compile cache (default: a fresh "
+                   "directory, so its warm-up times are cold ones)")
+    p.add_argument("--graph-resolutions", default=None, help="where the CUDA-graph variant of the engine runs "
+                   "(default: every resolution)")
     p.add_argument("--tiny", action="store_true", help="tiny generator and sizes: a CPU smoke test")
     p.add_argument("--out", default=None, help="write the results as JSON here")
     args = p.parse_args(argv)
@@ -113,9 +134,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         args.batch = args.batch or 4
         args.quality_steps, args.quality_images = 3, 4
         args.variants = args.variants or "fp32,bf16,bf16+cl,bf16+cl+graph"  # compile takes minutes on a CPU
+        args.startup_resolutions = args.startup_resolutions if "--startup-resolutions" in (argv or sys.argv) else ""
     args.resolutions = args.resolutions or ("256,64,1024" if args.arch == "config-f" else "256")
     args.resolutions = [int(r) for r in args.resolutions.split(",")]
     args.ablation_resolutions = [int(r) for r in args.ablation_resolutions.split(",") if r]
+    args.startup_resolutions = [int(r) for r in args.startup_resolutions.split(",") if r]
+    args.graph_resolutions = (args.resolutions if args.graph_resolutions is None
+                              else [int(r) for r in args.graph_resolutions.split(",") if r])
     if args.variants:
         args.variants = args.variants.split(",")
         unknown = set(args.variants) - set(VARIANTS)
@@ -158,20 +183,25 @@ def time_baseline(G, target, loss, args, device) -> dict:
                 image_steps_per_s=args.baseline_steps / seconds, peak_gib=peak_memory_gib(device))
 
 
+def split_options(options: dict) -> tuple[dict, str, str]:
+    """(InversionConfig fields, resample implementation, compile scope) of a variant."""
+    options = dict(options)
+    return options, options.pop("resample", layers.RESAMPLE_IMPL), options.pop("compile_scope", "regional")
+
+
 def run_engine(G, targets, loss, options: dict, batch: int, steps: int, args, device) -> dict:
     """One engine run: `steps` steps on `targets[:batch]`; returns timing, memory and the final fp32 metrics."""
-    options = dict(options)
-    resample = options.pop("resample", layers.RESAMPLE_IMPL)
+    options, resample, scope = split_options(options)
     config = InversionConfig(num_steps=steps, loss="lpips-vgg", **options)  # loss_fn below is the random trunk
     with layers.resample_impl(resample):
-        return _run_engine(G, targets, loss, config, batch, steps, args, device)
+        return _run_engine(G, targets, loss, config, batch, steps, args, device, scope)
 
 
-def _run_engine(G, targets, loss, config, batch: int, steps: int, args, device) -> dict:
+def _run_engine(G, targets, loss, config, batch: int, steps: int, args, device, scope: str) -> dict:
     reset_peak_memory(device)
     synchronize(device)
     start = time.perf_counter()
-    problem = build_problem(G, targets[:batch], config, loss_fn=loss, seed=list(range(batch)))
+    problem = build_problem(G, targets[:batch], config, loss_fn=loss, seed=list(range(batch)), compile_scope=scope)
     try:
         for step in range(args.warmup):
             problem.step(step)
@@ -192,16 +222,18 @@ def _run_engine(G, targets, loss, config, batch: int, steps: int, args, device) 
 
 
 def try_engine(G, targets, loss, name: str, batch: int, steps: int, args, device) -> dict:
-    """`run_engine` that records instead of raising; on CUDA out-of-memory it retries at half the batch, twice."""
-    row: dict[str, Any] = dict(variant=name, batch=batch, steps=steps)
+    """`run_engine` that records instead of raising; on CUDA out-of-memory it retries at half the batch, twice, and
+    counts it in `oom_retries` (the auto batch size should make that 0)."""
+    row: dict[str, Any] = dict(variant=name, batch=batch, steps=steps, oom_retries=0)
     for attempt in range(3):
         try:
+            row.pop("error", None)
             return {**row, **run_engine(G, targets, loss, VARIANTS[name], batch, steps, args, device)}
         except torch.cuda.OutOfMemoryError as err:
             row["error"] = f"OutOfMemoryError at batch {batch}: {str(err)[:200]}"
             torch.cuda.empty_cache()
             batch = max(1, batch // 2)
-            row["batch"] = batch
+            row["batch"], row["oom_retries"] = batch, attempt + 1
         except Exception as err:  # noqa: BLE001 - record, print, go on with the next variant
             traceback.print_exc()
             row["error"] = f"{type(err).__name__}: {str(err)[:400]}"
@@ -212,9 +244,12 @@ def try_engine(G, targets, loss, name: str, batch: int, steps: int, args, device
 def batch_for(G, loss, options: dict, args, cache: dict) -> int:
     if args.batch:
         return args.batch
-    key = (options.get("precision", "fp32"), options.get("channels_last", False))  # what sets the memory
+    # What sets the memory. A regionally compiled step is probed compiled (its graphs take any batch); a whole-graph
+    # compile would compile once per probe batch, so it is probed eagerly (its step needs less: a safe answer).
+    regional = options.get("compile", False) and options.get("compile_scope", "regional") == "regional"
+    key = (options.get("precision", "fp32"), options.get("channels_last", False), regional)
     if key not in cache:
-        config = InversionConfig(precision=key[0], channels_last=key[1])
+        config = InversionConfig(precision=key[0], channels_last=key[1], compile=regional)
         cache[key] = auto_batch_size(G, config, loss_fn=loss, max_batch=args.max_batch,
                                      memory_fraction=args.memory_fraction)
         print(f"  auto batch for {key}: {cache[key]}", flush=True)
@@ -225,7 +260,8 @@ FAILED_GRAPH_CAPTURE: list[str] = []  # once a capture fails (not for memory), l
 
 
 def bench_generator(label: str, G, targets, loss, steps: int, args, device, budget: Budget,
-                    flops: float | None, peak: float | None, record, *, ablations: bool) -> list[dict]:
+                    flops: float | None, peak: float | None, record, *, ablations: bool, graphs: bool = True
+                    ) -> list[dict]:
     """Baseline, fp32, the first working variant of `FAST_CHAIN` and its CUDA-graph version, then `ABLATIONS`
     (when `ablations`), or exactly `args.variants`."""
     rows: list[dict] = []
@@ -257,7 +293,7 @@ def bench_generator(label: str, G, targets, loss, steps: int, args, device, budg
         return rows
     attempt("fp32")
     fast = next((name for name in FAST_CHAIN if "error" not in attempt(name)), None)
-    if fast is not None:
+    if fast is not None and graphs and fast in GRAPHED:
         attempt(GRAPHED[fast])
     for name in ABLATIONS if ablations else []:
         attempt(name)
@@ -270,12 +306,14 @@ def run_variant(G, targets, loss, name: str, steps: int, args, device, budget: B
     if budget.exhausted(COMPILE_RESERVE_S if first_compile else 0.0):
         return dict(variant=name, error=f"skipped: time budget ({args.time_budget:.0f} s)")
     print(f"  {name} ...", flush=True)
+    start = time.perf_counter()
     try:
         batch = batch_for(G, loss, VARIANTS[name], args, batches)
     except Exception as err:  # noqa: BLE001
         traceback.print_exc()
         return dict(variant=name, error=f"auto_batch_size: {type(err).__name__}: {err}")
-    return try_engine(G, targets, loss, name, min(batch, len(targets)), steps, args, device)
+    batch_s = time.perf_counter() - start  # a regional compile happens here, in the probes (0 when cached)
+    return {**try_engine(G, targets, loss, name, min(batch, len(targets)), steps, args, device), "batch_s": batch_s}
 
 
 def make_recorder(rows_out: list, payload: dict, args):
@@ -317,12 +355,12 @@ def profile_engine(G, targets, loss, name: str, batch: int, args, device, path: 
     from torch.profiler import ProfilerActivity, profile
 
     steps = args.warmup + args.profile_steps
-    options = dict(VARIANTS[name])
-    resample = options.pop("resample", layers.RESAMPLE_IMPL)
+    options, resample, scope = split_options(VARIANTS[name])
     config = InversionConfig(num_steps=steps + 1, loss="lpips-vgg", **options)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     with layers.resample_impl(resample):
-        problem = build_problem(G, targets[:batch], config, loss_fn=loss, seed=list(range(batch)))
+        problem = build_problem(G, targets[:batch], config, loss_fn=loss, seed=list(range(batch)),
+                                compile_scope=scope)
         try:
             for step in range(args.warmup):
                 problem.step(step)
@@ -401,7 +439,8 @@ def bench_resolution(resolution: int, args, device, loss, budget, payload, recor
     n = args.batch or (args.max_batch if resolution <= 256 else min(args.max_batch, 64))  # 1024 px: ~2.5 GB/image
     targets = random_targets(G, n, device, chunk=TARGET_CHUNK)
     rows = bench_generator(label, G, targets, loss, steps, args, device, budget, flops, payload["peak_tflops"],
-                           record, ablations=resolution in args.ablation_resolutions)
+                           record, ablations=resolution in args.ablation_resolutions,
+                           graphs=resolution in args.graph_resolutions)
     if args.profile and resolution in (256, 32) and not budget.exhausted():
         candidates = [r for r in rows if "error" not in r and r["variant"].startswith("bf16")
                       and "graph" not in r["variant"]]
@@ -442,6 +481,44 @@ def faces64_quality(rows, args, device, loss, budget, record) -> list[dict]:
     return out
 
 
+STARTUP_RESERVE_S = {64: 120, 256: 150, 1024: 200}  # a cold + warm pair is not started with less budget left
+STARTUP_COLUMNS = ["resolution", "start", "batch", "python_start_s", "imported", "model_loaded", "w_stats",
+                   "problem_built", "first_step", "compile_and_first_step_s", "steady_step_s", "fx_cache", "error"]
+
+
+def startup(resolution: int, rows: list[dict], args, budget: Budget, payload: dict) -> None:
+    """Cold and warm start of a fresh worker process at `resolution` (`benchmarks.startup_timeline`), at the batch
+    the regionally compiled engine ran with here."""
+    if budget.exhausted(STARTUP_RESERVE_S.get(resolution, 150)):
+        payload["startup"].append(dict(resolution=resolution, error=f"skipped: time budget ({args.time_budget:.0f} s)"))
+        return
+    compiled = [r for r in rows if r.get("variant") == "bf16+cl+compile" and "error" not in r]
+    batch = compiled[0]["batch"] if compiled else (args.batch or 32)
+    print(f"  start-up at {resolution} px, batch {batch} (cold, then warm) ...", flush=True)
+    try:
+        result = measure_startup(resolution, batch, arch=args.arch, tiny=args.tiny, device=args.device,
+                                 steps=args.startup_steps, timeout=max(60.0, budget.remaining()))
+    except Exception as err:  # noqa: BLE001 - record, go on
+        traceback.print_exc()
+        result = dict(resolution=resolution, error=f"{type(err).__name__}: {err}")
+    payload["startup"].append(result)
+    write_json(args.out, payload)
+    print(markdown_table(startup_table([result]), STARTUP_COLUMNS), flush=True)
+
+
+def startup_table(results: list[dict]) -> list[dict]:
+    out = []
+    for result in results:
+        for start in ("cold", "warm"):
+            row = dict(resolution=result["resolution"], start=start, batch=result.get("batch"))
+            timeline = result.get(start) or {"error": result.get("error")}
+            row.update({k: v for k, v in timeline.items() if k in STARTUP_COLUMNS})
+            cache = timeline.get("inductor_cache") or {}
+            row["fx_cache"] = f"{cache.get('fxgraph_cache_hit', 0)} hit / {cache.get('fxgraph_cache_miss', 0)} miss"
+            out.append(row)
+    return out
+
+
 def main(argv=None) -> dict:
     # The composite resample (FIR folded into the conv kernels) is the fastest exact form measured on GPUs so far
     # (BENCHMARKS.md); GANINV_RESAMPLE_IMPL overrides it. Restored afterwards (tests call main in-process).
@@ -454,6 +531,7 @@ def _main(args: argparse.Namespace) -> dict:
     torch.backends.cudnn.benchmark = not args.no_cudnn_benchmark
     torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
     budget = Budget(args.time_budget)
+    cache_dir = use_compile_cache(args.compile_cache or tempfile.mkdtemp(prefix="ganinv-perf-compile-cache-"))
     FAILED_GRAPH_CAPTURE.clear()
     torch.manual_seed(0)  # the random VGG trunk: the same loss in every run
     loss = LPIPSLoss("vgg", random_trunk=True).to(device)
@@ -461,18 +539,19 @@ def _main(args: argparse.Namespace) -> dict:
     facts.update(resample_impl=layers.RESAMPLE_IMPL, cudnn_benchmark=torch.backends.cudnn.benchmark,
                  cudnn=torch.backends.cudnn.version(), arch=args.arch,
                  channel_base={r: official_channel_base(r) for r in args.resolutions} if args.arch == "config-f"
-                 else STYLEGAN3_CHANNELS[args.arch][0])
+                 else STYLEGAN3_CHANNELS[args.arch][0], compile_cache=str(cache_dir))
     print(facts, flush=True)
     rows: list[dict] = []
     payload = dict(facts, loss=loss.name, peak_tflops=peak_tflops(device, args.peak_tflops),
                    peak_note="dense bf16 datasheet peak; MFU of fp32 rows uses it too", flops_per_image_step={},
-                   settings={k: v for k, v in vars(args).items() if k != "out"}, rows=rows, quality=[])
+                   settings={k: v for k, v in vars(args).items() if k != "out"}, rows=rows, quality=[], startup=[])
     record = make_recorder(rows, payload, args)
-    for resolution in args.resolutions:
-        bench_resolution(resolution, args, device, loss, budget, payload, record)
-        torch._dynamo.reset()
+    for resolution in args.resolutions:  # compiled regions stay: later resolutions reuse them (warmup_s says so)
+        res_rows = bench_resolution(resolution, args, device, loss, budget, payload, record)
         if device.type == "cuda":
             torch.cuda.empty_cache()
+        if resolution in args.startup_resolutions:
+            startup(resolution, res_rows, args, budget, payload)
     payload["quality"] = quality_rows(rows, loss.name)
     payload["elapsed_s"] = budget.elapsed()
     write_json(args.out, payload)
@@ -480,6 +559,8 @@ def _main(args: argparse.Namespace) -> dict:
     print(markdown_table(rows, COLUMNS))
     print("\n## Quality: bf16 against fp32, same images, same steps, evaluated in fp32\n")
     print(markdown_table(payload["quality"], QUALITY_COLUMNS))
+    print("\n## Start-up: seconds from process start (cold: empty compile cache; warm: the cache the cold one filled)\n")
+    print(markdown_table(startup_table(payload["startup"]), STARTUP_COLUMNS))
     print(f"\nelapsed {payload['elapsed_s']:.0f} s")
     return payload
 

@@ -51,6 +51,10 @@ EXECUTION_FLAGS: dict[str, tuple[Any, Any]] = {
                                                "or 'auto': as many as fit each GPU (default 16 on CPU, 32 on "
                                                "CUDA).")),
     "force": (bool, typer.Option(False, "--force", help="Take the store's lease from another (dead) run.")),
+    "compile_cache": (Optional[str], typer.Option(None, "--compile-cache", help="Directory (shared by all workers) "
+                                                  "where torch.compile keeps what it compiled: the first worker "
+                                                  "fills it, later workers and runs start warm (default: torch's "
+                                                  "per-user folder in /tmp).")),
 }
 
 

@@ -33,7 +33,8 @@ PIVOTAL = "default: PivotalConfig's, docs/inversion.md"
 
 
 @app.command("invert", help=HELP)
-@common.execution_flags("cluster", "workers", "dashboard", "device", "threads", "batch_size", "force")
+@common.execution_flags("cluster", "workers", "dashboard", "device", "threads", "batch_size", "force",
+                        "compile_cache")
 def invert(
     images: str = typer.Argument(..., help="Folder, list file, glob or bucket prefix of images."),
     store: str = typer.Option(..., "--store", help="Latent store to create or resume (path or s3://... URL)."),

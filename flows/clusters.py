@@ -35,6 +35,7 @@ from typing import Any
 
 from flows.child_signals import started_without_sigint
 from ganinv.errors import UserError
+from ganinv.utils.compile_cache import check_compile_cache
 from runtime.config import ExecutionOptions
 
 CLUSTER_KINDS = ("local", "local-cuda")
@@ -82,6 +83,8 @@ def check_execution(execution: ExecutionOptions) -> None:
     if execution.workers is not None and execution.workers < 1:
         raise ClusterError(f"workers={execution.workers}: need at least one worker")
     dashboard_address(execution.dashboard)
+    if execution.compile_cache is not None:
+        check_compile_cache(execution.compile_cache)
 
 
 def expected_workers(execution: ExecutionOptions) -> int | None:

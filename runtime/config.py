@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -35,7 +36,9 @@ class ExecutionOptions:
     cuda:N. threads: torch CPU threads per worker (None: this machine's cores shared among local workers).
     batch_size: images per inversion or sampling call (None: the device's default, 16 on CPU and 32 on CUDA for an
     inversion; 'auto': as many as fit each GPU). prefetch: decode the next batch while one is inverted. force: take
-    the store's lease from another (dead) run."""
+    the store's lease from another (dead) run. compile_cache: a directory every worker can write (shared filesystem
+    for several hosts) where torch.compile keeps what it compiled: the first worker fills it, the others and later
+    runs start from it (`ganinv.utils.compile_cache`; None: torch's per-user default in /tmp)."""
 
     cluster: str = "local"
     workers: int | None = None
@@ -45,6 +48,11 @@ class ExecutionOptions:
     batch_size: int | str | None = None
     prefetch: bool = True
     force: bool = False
+    compile_cache: str | None = None
+
+    def __post_init__(self):
+        if self.compile_cache is not None and "://" not in self.compile_cache:  # workers may run elsewhere
+            object.__setattr__(self, "compile_cache", os.path.abspath(os.path.expanduser(self.compile_cache)))
 
 
 @dataclass(frozen=True)

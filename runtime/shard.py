@@ -30,6 +30,7 @@ import torch
 
 from ganinv.datasets.folder import DecodePolicy, ImageDecodeError, decode_image
 from ganinv.inversion.batch import BatchResult, invert_batch
+from ganinv.utils.compile_cache import use_compile_cache
 from ganinv.utils.prefetch import prefetch as prefetch_batches
 from ganinv.utils.seeds import seed_from_id
 from runtime.config import AUTO, ExecutionOptions
@@ -82,6 +83,8 @@ def run_shard(store_url: str, shard_index: int, *, generator: str, run_id: str |
     tune_malloc()
     if execution.threads:
         torch.set_num_threads(int(execution.threads))
+    if execution.compile_cache is not None:
+        use_compile_cache(execution.compile_cache)
     store = LatentStore.open(store_url, "r+", run_id=run_id, storage_options=storage_options)
     spec = InversionSpec.from_record(store.attributes.inversion, thumbnail_size=store.layout.thumbnail_size)
     inputs = store.read_shard_inputs(store.shard(shard_index), retry_failed=retry_failed)

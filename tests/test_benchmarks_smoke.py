@@ -57,6 +57,19 @@ def test_perf_benchmark_runs_tiny_with_baseline_variants_quality_and_profile(tmp
     assert "aten::" in (tmp_path / "profile.txt").read_text()
 
 
+def test_startup_timeline_times_a_cold_and_a_warm_worker_process():
+    from benchmarks.startup_timeline import STAMPS, measure_startup
+
+    result = measure_startup(32, 4, tiny=True, device="cpu", steps=1, backend="aot_eager", timeout=600)
+    for start in ("cold", "warm"):
+        timeline = result[start]
+        assert "error" not in timeline, timeline
+        stamps = [timeline["python_start_s"]] + [timeline[name] for name in STAMPS]
+        assert all(0 < a <= b for a, b in zip(stamps, stamps[1:])), timeline
+        assert timeline["steady_step_s"] > 0 and len(timeline["latent"]) == 4
+    assert result["cold"]["latent"] == result["warm"]["latent"]  # two processes, one trajectory (CPU: bitwise)
+
+
 @pytest.mark.slow
 def test_perf_benchmark_runs_a_tiny_stylegan3_against_its_projector_baseline(tmp_path):
     from benchmarks import perf_inversion

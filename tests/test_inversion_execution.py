@@ -9,6 +9,7 @@ from ganinv.inversion import InversionConfig, build_problem, invert
 from ganinv.inversion import optimize
 from ganinv.inversion.optimize import W_NOISE_CHUNK, PerImageRandom, _LatentNoise
 from ganinv.losses import LPIPSLoss
+from ganinv.utils import regional_compile
 from ganinv.utils.precision import autocast
 
 FAST = dict(loss="mse", w_avg_samples=500, num_steps=20)
@@ -95,12 +96,18 @@ def test_bf16_results_are_evaluated_in_fp32(G, targets):
 
 
 @pytest.mark.slow
-def test_compiled_objective_gives_the_eager_result(G, targets, monkeypatch):
+@pytest.mark.parametrize("scope", optimize.COMPILE_SCOPES)
+def test_compiled_objective_gives_the_eager_result(G, targets, monkeypatch, scope):
     # aot_eager traces exactly what inductor compiles (Dynamo + AOTAutograd, forward and backward) in seconds;
     # inductor itself is exercised on the GPU (test_inversion_gpu.py, benchmarks/perf_inversion.py).
     monkeypatch.setattr(optimize, "COMPILE_OPTIONS", dict(dynamic=False, backend="aot_eager"))
+    monkeypatch.setitem(regional_compile.REGION_OPTIONS, "backend", "aot_eager")
     eager = invert(G, targets, space="w+", seed=3, **FAST)
-    compiled = invert(G, targets, space="w+", seed=3, compile=True, **FAST)
+    problem = build_problem(G, targets, InversionConfig(space="w+", compile=True, **FAST), seed=3, compile_scope=scope)
+    try:
+        compiled = problem.finish(*problem.run())
+    finally:
+        problem.close()
     torch.testing.assert_close(compiled.ws, eager.ws, rtol=1e-5, atol=1e-6)
 
 

@@ -108,11 +108,16 @@ def _fir(x: torch.Tensor, f: torch.Tensor, gain: float) -> torch.Tensor:
 
 
 def _compose_kernel(w: torch.Tensor, f: torch.Tensor, gain: float) -> torch.Tensor:
-    """Full 2D convolution of every `[kh, kw]` kernel of `w [A, B, kh, kw]` with the FIR `f * gain`."""
+    """Full 2D convolution of every `[kh, kw]` kernel of `w [A, B, kh, kw]` with the FIR `f * gain`.
+
+    Computed as one matrix product with the `[kh*kw, (kh+fk-1)*(kw+fk-1)]` matrix of the convolution (the full
+    convolution of each unit kernel with f): the same products as convolving the A*B kernels one by one, in a form
+    whose layout does not depend on the (possibly symbolic, under compilation) number of kernels."""
     a, b, kh, kw = w.shape
     fk = f.shape[-1]
-    k = F.conv2d(w.reshape(a * b, 1, kh, kw), (f * gain).to(w.dtype).flip([0, 1])[None, None], padding=fk - 1)
-    return k.reshape(a, b, kh + fk - 1, kw + fk - 1)
+    units = torch.eye(kh * kw, dtype=w.dtype, device=w.device).reshape(kh * kw, 1, kh, kw)
+    matrix = F.conv2d(units, (f * gain).to(w.dtype).flip([0, 1])[None, None], padding=fk - 1)
+    return (w.reshape(a * b, kh * kw) @ matrix.reshape(kh * kw, -1)).reshape(a, b, kh + fk - 1, kw + fk - 1)
 
 
 def _subpixel_upsample_conv(x: torch.Tensor, kernel: torch.Tensor, groups: int) -> torch.Tensor:
@@ -135,6 +140,13 @@ def upsample2d(x: torch.Tensor, f: torch.Tensor, up: int = 2) -> torch.Tensor:
     """Upsample by `up` with the FIR filter `f`, keeping the image size exactly `up` times the input."""
     k = f.shape[-1]
     p0, p1 = (k + up - 1) // 2, (k - up) // 2
+    if RESAMPLE_IMPL != "fir" and p0 == p1 + up - 1:
+        # Zero-stuffing then filtering is a depthwise transposed convolution with the filter (symmetric, so no
+        # flip) whose padding crops the symmetric excess: one op that keeps x's memory format (channels_last
+        # stays channels_last, so the image skip path matches toRGB's layout and needs no conversions).
+        c = x.shape[1]
+        weight = (f * (up * up)).to(x.dtype)[None, None].expand(c, 1, k, k)
+        return F.conv_transpose2d(x, weight, stride=up, padding=k - 1 - p0, groups=c)
     return upfirdn2d(x, f, up=up, padding=(p0, p1, p0, p1), gain=up * up)
 
 
@@ -169,8 +181,13 @@ def conv2d_resample(x: torch.Tensor, w: torch.Tensor, f: torch.Tensor | None = N
         if RESAMPLE_IMPL in ("composite", "subpixel"):
             # Zero-stuff, convolve with w, then with f  ==  zero-stuff, convolve with (w * f): one op.
             start = fk - 1 - px0
-            y = F.conv_transpose2d(x, _compose_kernel(wt, f, up * up), stride=up, groups=groups)
             h, w_ = ((n - 1) * up + kw + px0 + px1 - fk + 1 for n in x.shape[2:])
+            kernel = _compose_kernel(wt, f, up * up)
+            if start >= 0 and (x.shape[2] - 1) * up + kernel.shape[-1] - 2 * start == h == w_:
+                # A symmetric crop is the transposed convolution's own padding: no strided view of the output,
+                # whose backward (a zero-filled NCHW buffer) costs two layout copies under channels_last.
+                return F.conv_transpose2d(x, kernel, stride=up, padding=start, groups=groups)
+            y = F.conv_transpose2d(x, kernel, stride=up, groups=groups)
             return y[:, :, start:start + h, start:start + w_]
         x = F.conv_transpose2d(x, wt, stride=up, padding=pt, groups=groups)
         return upfirdn2d(x, f, padding=(px0 + pt, px1 + pt, px0 + pt, px1 + pt), gain=up * up)

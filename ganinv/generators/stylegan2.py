@@ -166,6 +166,7 @@ class SynthesisBlock(nn.Module):
         self.in_channels, self.w_dim, self.resolution = in_channels, w_dim, resolution
         self.img_channels, self.is_last, self.architecture, self.use_fp16 = img_channels, is_last, architecture, use_fp16
         self.register_buffer("resample_filter", setup_filter(resample_filter))
+        self.is_first = in_channels == 0
         self.num_conv = 0
         self.num_torgb = 0
         if in_channels == 0:
@@ -195,7 +196,7 @@ class SynthesisBlock(nn.Module):
             fused_modconv = (not self.training) and (dtype == torch.float32 or int(ws.shape[0]) == 1)
         kwargs = dict(fused_modconv=fused_modconv, noise_mode=noise_mode)
         memory_format = torch.channels_last if channels_last else torch.preserve_format
-        if self.in_channels == 0:
+        if self.is_first:  # a bool, not `in_channels == 0`: compiled regions guard on attribute values
             x = self.const.to(dtype).unsqueeze(0).repeat([ws.shape[0], 1, 1, 1]).to(memory_format=memory_format)
         else:
             x = self.conv0(x.to(dtype=dtype, memory_format=memory_format), next(w_iter),
@@ -237,6 +238,11 @@ class SynthesisNetwork(nn.Module):
 
     def blocks(self) -> list[SynthesisBlock]:
         return [getattr(self, f"b{res}") for res in self.block_resolutions]
+
+    def compile_regions(self) -> list[SynthesisBlock]:
+        """The repeated modules regional compilation compiles once (`ganinv.utils.regional_compile`): the blocks,
+        which differ only in shapes, so blocks of equal width share one graph at any resolution."""
+        return self.blocks()
 
     def noise_layers(self) -> list[SynthesisLayer]:
         """Synthesis conv layers in forward order (0 = `b4.conv1`, 1 = `b8.conv0`, ...); toRGB excluded."""

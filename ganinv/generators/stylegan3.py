@@ -251,6 +251,11 @@ class SynthesisNetwork(nn.Module):
     def layers(self) -> list[SynthesisLayer]:
         return [getattr(self, name) for name in self.layer_names]
 
+    def compile_regions(self) -> list[SynthesisLayer]:
+        """The modules regional compilation compiles (`ganinv.utils.regional_compile`): the layers (their
+        resampling factors and paddings differ, so each gets its own graph; the input stays eager)."""
+        return self.layers()
+
     def noise_layers(self) -> list[nn.Module]:
         """StyleGAN3 has no per-pixel noise inputs (Sec. 3: they would break equivariance)."""
         return []

@@ -38,7 +38,9 @@ def fit_batch_size(peaks: dict[int, int], available_bytes: float, *, max_batch: 
 
 
 def _probe_peak(G: nn.Module, config: InversionConfig, loss_fn: ImageLoss | None, batch: int) -> int:
-    """Peak bytes allocated above the current level during `PROBE_STEPS` eager steps on `batch` random targets."""
+    """Peak bytes allocated above the current level during `PROBE_STEPS` steps on `batch` random targets, run as the
+    inversion will run them (compiled regionally with `config.compile`: its graphs take any batch size, so the probes
+    cost no extra compilation and see the compiled step's memory, about half the eager one's), CUDA graphs aside."""
     device = next(G.parameters()).device
     res = G.img_resolution
     target = torch.rand([batch, G.img_channels, res, res], generator=torch.Generator().manual_seed(0)) * 2 - 1
@@ -46,7 +48,7 @@ def _probe_peak(G: nn.Module, config: InversionConfig, loss_fn: ImageLoss | None
     base = torch.cuda.memory_allocated(device)
     torch.cuda.reset_peak_memory_stats(device)
     problem = build_problem(G, target, config, loss_fn=loss_fn, num_steps=PROBE_STEPS, history_every=1,
-                            compile=False, cuda_graph=False)
+                            cuda_graph=False)
     try:
         for step in range(PROBE_STEPS):
             problem.step(step)
@@ -67,8 +69,9 @@ def auto_batch_size(G: nn.Module, config: InversionConfig | None = None, *, loss
                     probe_batches: Sequence[int] = PROBE_BATCHES, **overrides) -> int:
     """The batch size to invert with on `G`'s device under `config` (+ `overrides`, as for `invert`).
 
-    CUDA: probes two eager steps at `probe_batches` (compiled or captured steps use about as much memory; the margin
-    `1 - memory_fraction` covers that and cuDNN workspaces), extrapolates to `memory_fraction` of the free memory,
+    CUDA: probes two steps at `probe_batches` in the inversion's own execution (eager, or regionally compiled; a
+    captured step uses about as much memory; the margin `1 - memory_fraction` covers that and cuDNN workspaces),
+    extrapolates to `memory_fraction` of the free memory,
     then runs the same two steps at the answer and shrinks it by a quarter until they fit: the line is only a model
     (on an H100, config-f 256 px fp32 extrapolated from batches 4 and 8 to 256, which ran out of memory at 128, as
     cuDNN's large-batch algorithms take workspaces that small probes never see). Other devices: `cpu_default`.

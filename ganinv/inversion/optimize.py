@@ -32,6 +32,7 @@ kernels), which `tests/test_inversion_optimize.py` checks.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import numbers
@@ -50,11 +51,19 @@ from ganinv.losses.registry import WeightedLoss, as_weighted_loss, build_loss, c
 from ganinv.metrics.reconstruction import available_lpips, reconstruction_metrics
 from ganinv.utils.cuda_graph import capture_step
 from ganinv.utils.precision import PRECISIONS, autocast
+from ganinv.utils.regional_compile import RegionalCompiler, compiled_function, synthesis_regions
 
 SPACES = ("z", "w", "w+")
 W_NOISE_CHUNK = 50  # latent noise is drawn per image in blocks of this many steps (part of the stream's definition)
 W_STATS_SEED = 123  # z samples for w_avg / w_std come from this fixed seed, as in the official projector
-COMPILE_OPTIONS: dict[str, Any] = dict(dynamic=False)  # torch.compile(objective, **COMPILE_OPTIONS); one shape per run
+COMPILE_OPTIONS: dict[str, Any] = dict(dynamic=False)  # scope 'whole': torch.compile(objective, **COMPILE_OPTIONS)
+# How `compile=True` compiles (the same computation, it changes only the start-up and the speed):
+#   "regional"  the synthesis network's repeated blocks, the loss and the noise regulariser, each compiled once per
+#               process with dynamic shapes and reused for every block, resolution and batch
+#               (`ganinv.utils.regional_compile`); the default;
+#   "whole"     the whole objective (synthesis + loss, forward and backward) as one static graph per problem:
+#               more fusion across blocks, a compile that grows with depth and repeats for every new batch shape.
+COMPILE_SCOPES = ("regional", "whole")
 
 
 @dataclass(frozen=True)
@@ -77,7 +86,7 @@ class InversionConfig:
     # Execution (same algorithm, different rounding; see docs/inversion.md "Speed"):
     precision: str = "fp32"                 # 'bf16': autocast synthesis + loss net; latents, Adam, noise maps stay fp32
     channels_last: bool = False             # NHWC activations in synthesis and the loss net (GPU tensor cores)
-    compile: bool = False                   # torch.compile the objective (synthesis + loss, forward and backward)
+    compile: bool = False                   # torch.compile synthesis + loss, forward and backward (COMPILE_SCOPES)
     cuda_graph: bool = False                # capture the whole step as one CUDA graph (no-op off CUDA)
 
     def __post_init__(self):
@@ -301,7 +310,9 @@ class InversionProblem:
 
     def __init__(self, G: nn.Module, config: InversionConfig, loss: WeightedLoss, target: torch.Tensor,
                  degradation: Degradation | None, latent: torch.Tensor, noise_bufs: list[torch.Tensor] | None,
-                 rng: PerImageRandom, latent_std: float, seeds: list[int]):
+                 rng: PerImageRandom, latent_std: float, seeds: list[int], compile_scope: str = "regional"):
+        if compile_scope not in COMPILE_SCOPES:
+            raise ValueError(f"compile_scope must be one of {COMPILE_SCOPES}, got {compile_scope!r}")
         self.G, self.config, self.loss, self.target, self.seeds = G, config, loss, target, seeds
         self.degradation = degradation
         self.latent, self.latent_init, self.noise_bufs = latent, latent.detach().clone(), noise_bufs
@@ -312,7 +323,10 @@ class InversionProblem:
         self.latent_noise = _LatentNoise(rng, latent.shape[1:], num_blocks)
         self.optimizer = self._make_optimizer()
         self.static = self._make_static_inputs() if config.compile or config.cuda_graph else None
-        self.objective_fn = torch.compile(self.objective, **COMPILE_OPTIONS) if config.compile else self.objective
+        whole = config.compile and compile_scope == "whole"
+        self.regions = (RegionalCompiler(synthesis_regions(G.synthesis) + [loss])
+                        if config.compile and not whole else None)
+        self.objective_fn = torch.compile(self.objective, **COMPILE_OPTIONS) if whole else self.objective
         self.graph = self.graph_loss = None
 
     def _params(self) -> list[torch.Tensor]:
@@ -367,10 +381,12 @@ class InversionProblem:
         cfg = self.config
         noised = latent if latent_noise is None else latent + latent_noise * noise_std
         ws = _latent_to_ws(self.G, cfg.space, noised)
-        with autocast(cfg.precision, self.device):
+        regions = self.regions.active() if self.regions is not None else contextlib.nullcontext()
+        with autocast(cfg.precision, self.device), regions:
             loss = self.loss(self._synthesize(ws, noise_bufs), prepared).float()
         if noise_bufs is not None and cfg.regularize_noise_weight > 0:
-            loss = loss + cfg.regularize_noise_weight * noise_regularization(noise_bufs)
+            regularizer = noise_regularization if self.regions is None else compiled_function(noise_regularization)
+            loss = loss + cfg.regularize_noise_weight * regularizer(noise_bufs)
         if cfg.regularize_encoder_weight > 0:
             dims = tuple(range(1, latent.ndim))
             loss = loss + cfg.regularize_encoder_weight * (latent - self.latent_init).square().mean(dim=dims)
@@ -459,8 +475,10 @@ class InversionProblem:
 def build_problem(G: nn.Module, target: torch.Tensor, config: InversionConfig | None = None, *,
                   init: torch.Tensor | None = None, mask: torch.Tensor | None = None,
                   degradation: Degradation | None = None, seed: int | Sequence[int] = 0,
-                  loss_fn: ImageLoss | None = None, **overrides: Any) -> InversionProblem:
-    """Check the inputs and set up the N problems (arguments as for `invert`); call `close()` when done."""
+                  loss_fn: ImageLoss | None = None, compile_scope: str = "regional",
+                  **overrides: Any) -> InversionProblem:
+    """Check the inputs and set up the N problems (arguments as for `invert`; `compile_scope`: how `compile=True`
+    compiles, `COMPILE_SCOPES`); call `close()` when done."""
     config = dataclasses.replace(config or InversionConfig(), **overrides)
     device = next(G.parameters()).device
     target = target.to(device, torch.float32)
@@ -479,7 +497,7 @@ def build_problem(G: nn.Module, target: torch.Tensor, config: InversionConfig | 
         noise_bufs = [rng.randn(1, layer.resolution, layer.resolution).requires_grad_(True)
                       for layer in G.synthesis.noise_layers()]
     return InversionProblem(G, config, loss, target, degradation, latent, noise_bufs, rng,
-                            latent_std=1.0 if config.space == "z" else w_std, seeds=seeds)
+                            latent_std=1.0 if config.space == "z" else w_std, seeds=seeds, compile_scope=compile_scope)
 
 
 def invert(G: nn.Module, target: torch.Tensor, config: InversionConfig | None = None, *,

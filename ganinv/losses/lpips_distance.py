@@ -8,8 +8,9 @@ network we look for the exact file torchvision expects in `$TORCH_HOME/hub/check
 
 As in the StyleGAN2-ADA projector, images larger than 256 px are area-downsampled to 256 px before the trunk.
 
-Under bf16 autocast the trunk's convolutions run in bf16; the feature normalisation and the distance (the calibrated
-per-channel weights applied to spatially averaged squared differences) stay in fp32.
+Under bf16 autocast the trunk's convolutions run in bf16 and the normalised features of both images are kept in
+bf16 (the target's, prepared once, take half the memory); the feature normalisation and the distance (the
+calibrated per-channel weights applied to spatially averaged squared differences) are computed in fp32.
 """
 
 from __future__ import annotations
@@ -94,7 +95,8 @@ class LPIPSLoss(nn.Module):
         self.name = f"{net}-random-trunk" if random_trunk else f"lpips-{net}"
 
     def _features(self, images: torch.Tensor) -> list[torch.Tensor]:
-        """The trunk's five unit-normalised feature maps `[N, C_l, H_l, W_l]` (fp32)."""
+        """The trunk's five unit-normalised feature maps `[N, C_l, H_l, W_l]`, normalised in fp32 and returned in
+        the trunk's own precision (fp32, or bf16 under autocast)."""
         assert images.ndim == 4 and images.shape[1] == 3, f"LPIPS takes [N, 3, H, W] images, got {list(images.shape)}"
         h = self.lpips.scaling_layer(area_downsample(images))
         outs = []
@@ -102,10 +104,14 @@ class LPIPSLoss(nn.Module):
             h = getattr(self.lpips.net, f"slice{k}")(h)
             outs.append(h)
         with full_precision(images):
-            return [self._normalize(out.float()) for out in outs]
+            feats = [self._normalize(out.float()) for out in outs]
+        return [f.to(out.dtype) for f, out in zip(feats, outs)]
 
     @torch.no_grad()
     def prepare(self, target: torch.Tensor) -> list[torch.Tensor]:
+        # In the trunk's precision: under bf16 autocast half the memory per image (256 px: 16 MB instead of 32, held
+        # for the whole inversion). The synthesised features are rounded the same way, so identical images are at
+        # distance 0; the distance itself is taken in fp32.
         return self._features(target)
 
     def forward(self, synth: torch.Tensor, prepared: list[torch.Tensor]) -> torch.Tensor:
@@ -115,5 +121,6 @@ class LPIPSLoss(nn.Module):
             for lin, feat, target_feat in zip(self.lpips.lins, feats, prepared):
                 # mean over space of the 1x1 conv == the conv's weights applied to the spatial means (one pass)
                 weight = lin.model[-1].weight.reshape(-1).float()
-                dist = dist + ((feat - target_feat).square().mean(dim=(2, 3)) * weight).sum(dim=1)
+                diff = feat.float() - target_feat.float()
+                dist = dist + (diff.square().mean(dim=(2, 3)) * weight).sum(dim=1)
             return dist
