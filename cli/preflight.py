@@ -137,18 +137,19 @@ def _check_images(images: str, labels: str | None) -> None:
 def _check_store(store, settings: Settings, *, shard_size: int | None, force: bool) -> None:
     """The existing store holds codes of this generator made with these settings and layout, and no live run holds
     it."""
-    from ganinv.inversion.batch import item_metric_names
+    from runtime.coordinator import store_record
     from storage import StoreMismatchError, identity
     from storage.lease import LeaseHeldError
 
     spec, info = settings.spec, settings.generator
     shard = {} if shard_size is None else {"chunk_items": shard_size}
-    record = spec.to_record(resolution=info.img_resolution, encoder_sha256=settings.encoder_sha256)
+    record = store_record(settings)
     try:
         identity.check_identity(store, generator=info.store_identity(), config=record)
+        # as the flow's open_store: an existing store keeps the metric arrays it was made with (its config, checked
+        # above, says how it was made), so they are not compared here
         identity.check_layout(store, num_ws=info.num_ws, w_dim=info.w_dim,
-                              thumbnail_size=min(spec.thumbnail_size, info.img_resolution),
-                              metrics=item_metric_names(spec.config.loss), **shard)
+                              thumbnail_size=min(spec.thumbnail_size, info.img_resolution), **shard)
     except StoreMismatchError as err:
         raise StoreMismatchError(f"{err} To resume with the store's own settings, give only IMAGES and --store: "
                                  f"`ganinv invert IMAGES --store {store.url}`.") from None

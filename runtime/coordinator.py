@@ -148,10 +148,16 @@ def open_store(url: str, manifest: Manifest, settings: Settings, *, chunk_items:
         layout["chunk_items"] = chunk_items
     store = LatentStore.open_or_create(
         url, manifest=manifest, num_ws=generator.num_ws, w_dim=generator.w_dim,
-        generator=generator.store_identity(),
-        config=spec.to_record(resolution=generator.img_resolution, encoder_sha256=settings.encoder_sha256,
-                              encoder_generator=settings.encoder_generator), **layout)
+        generator=generator.store_identity(), config=store_record(settings), **layout)
     return store, created
+
+
+def store_record(settings: Settings) -> dict[str, Any]:
+    """The inversion record a store made (or resumed) with `settings` holds: what `open_store` writes and checks,
+    and what the CLI's preflight compares before any server starts."""
+    return settings.spec.to_record(resolution=settings.generator.img_resolution,
+                                   encoder_sha256=settings.encoder_sha256,
+                                   encoder_generator=settings.encoder_generator)
 
 
 def save_scan_cache(store: LatentStore, scan: ScanResult) -> tuple[bool, str]:

@@ -153,3 +153,16 @@ def test_a_misspelt_generator_is_refused_before_torch_is_even_imported(tmp_path,
                          timeout=120).stdout
     assert out.startswith("2 False\n"), out
     assert "error: no generator at" in out and "built-ins: faces64" in out
+
+
+def test_a_hybrid_store_is_resumed_with_only_images_and_store(tmp_path, monkeypatch):
+    """A store made by the flow (hybrid: encoder metrics, the ood score; plan adds result arrays) is accepted by the
+    preflight's own checks when rerun with IMAGES and --store alone (the first-hour test found it refused)."""
+    from cli.preflight import resolve
+
+    write_good_images(tmp_path / "imgs", 2)
+    prepare_store(tmp_path / "imgs", tmp_path / "s.zarr", "faces64", InvertConfig(inversion={"num_steps": 1}))
+    resolved = resolve(str(tmp_path / "imgs"), str(tmp_path / "s.zarr"), None, InvertConfig(), {"inversion": {}},
+                       labels=None, force=False)
+    assert resolved.generator == "faces64" and resolved.config.inversion["num_steps"] == 1
+    assert resolved.note.startswith("resuming with the settings recorded in")
