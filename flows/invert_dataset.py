@@ -10,8 +10,9 @@ Steps, each a task (tasks/inversion.py):
 0. check the settings: resolve `config` for the generator; refuse what every worker would fail on;
 1. scan the images: ids, content hashes, labels; unreadable files and duplicates set aside with a reason; only new
    or changed files are read (the last scan's hashes are kept in the store);
-2. open the store, refusing one made with another generator or settings, or create it; take its lease (renewed in
-   the background; a second run is refused, `execution.force` takes the lease over); keep the scan's hashes;
+2. take the store's lease (renewed in the background; a second run is refused, `execution.force` takes the lease
+   over), then open the store, refusing one made with another generator or settings, or create it; keep the scan's
+   hashes;
 3. plan: append the images the store has not seen (by content hash), list the shards with pending items;
 4. invert the shards on Dask workers (the subflow `invert-shards`, given `flows.clusters.dask_runner`): a task gets
    the store URL and a shard index and writes that shard; a worker that dies mid-shard has its shard re-run
@@ -39,6 +40,7 @@ from flows.prefect_api import new_run_id
 from runtime.config import DEFAULT_GENERATOR, ExecutionOptions, InvertConfig
 from runtime.coordinator import InvertPlan, InvertSummary
 from runtime.shard import ShardReport
+from storage import LatentStore
 from storage.lease import RENEWED_LEASE_TTL_S
 from tasks.inversion import (check_settings, invert_shard, open_store, plan_shards, save_scan_cache, scan_dataset,
                              summarize_run)
@@ -72,10 +74,12 @@ def invert_dataset(images: str, store: str, generator: str = DEFAULT_GENERATOR, 
     settings = check_settings(generator, config)
     # 1. Scan the dataset: ids, content hashes, labels; unreadable files and duplicates set aside with reasons.
     scan = scan_dataset(images, labels=labels, storage_options=storage_options, store=store)
-    # 2. Open or create the store (refusing mismatches), hold its lease for the run, keep the scan's hashes.
-    latent_store, created = open_store(store, quote(scan.manifest), settings, shard_size=config.shard_size,
-                                       storage_options=storage_options)
-    with latent_store.acquire_lease(run_id, ttl_s=RENEWED_LEASE_TTL_S, force=execution.force):
+    # 2. Take the store's lease for the run, then open or create the store under it (refusing mismatches), keep
+    #    the scan's hashes. The lease comes first: no other run creates, appends or plans between our steps.
+    with LatentStore.take_lease(store, run_id, ttl_s=RENEWED_LEASE_TTL_S, force=execution.force,
+                                storage_options=storage_options):
+        latent_store, created = open_store(store, quote(scan.manifest), settings, shard_size=config.shard_size,
+                                           storage_options=storage_options, run_id=run_id)
         save_scan_cache(latent_store, quote(scan))
         # 3. Plan: append the new images, list the shards with pending items.
         plan = plan_shards(latent_store, quote(scan.manifest), retry_failed=config.retry_failed, created=created)

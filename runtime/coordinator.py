@@ -114,15 +114,17 @@ def check_settings(generator: str, config: InvertConfig) -> Settings:
 
 
 def open_store(url: str, manifest: Manifest, settings: Settings, *, chunk_items: int | None,
-               storage_options: Mapping[str, Any] | None = None) -> tuple[LatentStore, bool]:
+               storage_options: Mapping[str, Any] | None = None, run_id: str | None = None
+               ) -> tuple[LatentStore, bool]:
     """Opens the store for writing, refusing one made with another generator, inversion spec or layout
     (StoreMismatchError), or creates it with every manifest item pending. `chunk_items` None: the store's own, or
-    the default (256) for a new store. Returns (store, whether it was created now)."""
+    the default (256) for a new store. `run_id`: the run whose lease the caller holds (`LatentStore.take_lease`),
+    under which the store is created and changed. Returns (store, whether it was created now)."""
     spec, generator = settings.spec, settings.generator
     fs, root = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
     created = not fs.exists(f"{root.rstrip('/')}/zarr.json")
     layout = dict(thumbnail_size=min(spec.thumbnail_size, generator.img_resolution),
-                  metrics=item_metric_names(spec.config.loss), storage_options=storage_options)
+                  metrics=item_metric_names(spec.config.loss), storage_options=storage_options, run_id=run_id)
     if chunk_items is not None:
         layout["chunk_items"] = chunk_items
     store = LatentStore.open_or_create(

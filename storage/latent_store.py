@@ -5,8 +5,9 @@ A thin facade: opening and identity checks are here; the shard protocol (storage
 item reads (storage/readers.py), the scan cache (storage/scan_cache.py) and the lease (storage/lease.py) each live in
 their own module. The layout, the write protocol and why it is safe are in docs/store.md. A typical run::
 
-    store = LatentStore.open_or_create(url, manifest=m, num_ws=18, w_dim=512, generator=g, config=cfg)
-    with store.acquire_lease(run_id, ttl_s=RENEWED_LEASE_TTL_S):  # refuses if another run holds the store
+    with LatentStore.take_lease(url, run_id, ttl_s=RENEWED_LEASE_TTL_S):  # refuses if another run holds it
+        store = LatentStore.open_or_create(url, manifest=m, num_ws=18, w_dim=512, generator=g, config=cfg,
+                                           run_id=run_id)
         store.append(m)                              # no-op when nothing is new
         for shard in store.pending_shards():         # on workers: LatentStore.open(url, "r+")
             inputs = store.read_shard_inputs(shard)
@@ -17,8 +18,12 @@ their own module. The layout, the write protocol and why it is safe are in docs/
 
 from __future__ import annotations
 
+import contextlib
+import os
+import socket
+import uuid
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import fsspec
@@ -37,6 +42,7 @@ from storage.shards import Shard, ShardInputs, ShardResult
 from storage.verify import VerifyReport
 
 DEFAULT_CHUNK_ITEMS = 256
+CREATION_LEASE_TTL_S = 600.0  # a lease taken just to create a store (a caller without its own): bounds a crash's block
 
 
 class LatentStore(ItemReaders):
@@ -62,7 +68,7 @@ class LatentStore(ItemReaders):
     def create(cls, url: str, *, manifest: Manifest, num_ws: int, w_dim: int, generator: GeneratorIdentity | Mapping,
                config: Any, chunk_items: int = DEFAULT_CHUNK_ITEMS, num_items: int | None = None,
                z_dim: int | None = None, thumbnail_size: int | None = None,
-               metrics: Sequence[str] = DEFAULT_METRICS, compressor: str = "zstd",
+               metrics: Sequence[str] = DEFAULT_METRICS, compressor: str = "zstd", run_id: str | None = None,
                storage_options: Mapping[str, Any] | None = None) -> LatentStore:
         """Creates a store for `manifest` (all items pending) and returns it opened 'r+'.
 
@@ -70,27 +76,33 @@ class LatentStore(ItemReaders):
         saved verbatim; num_items: optional check, must equal len(manifest); chunk_items: items per chunk = shard =
         task; compressor: a name in storage.arrays.WS_COMPRESSORS. Raises StoreExistsError if a store is already
         there, StoreDamagedError if the location holds anything else (a store whose root was lost is never adopted).
+        Creation and the first append happen under the location's lease: the lease of run `run_id` if the caller
+        holds it (`LatentStore.take_lease`), else one taken for the creation and released after it; a concurrent
+        creator gets LeaseHeldError or StoreExistsError and changes nothing.
         """
         identity.check_create_args(manifest, num_ws=num_ws, w_dim=w_dim, chunk_items=chunk_items, num_items=num_items,
                            z_dim=z_dim, thumbnail_size=thumbnail_size, compressor=compressor)
         generator = identity.as_generator(generator)
-        fs, root = fsspec.core.url_to_fs(str(url), **dict(storage_options or {}))
-        if fs.exists(f"{root.rstrip('/')}/zarr.json"):
-            raise StoreExistsError(f"a store already exists at {url}: open it with LatentStore.open(url, 'r+') (or "
-                                   "open_or_create), or choose a new URL")
-        if _holds_files(fs, root):
-            raise StoreDamagedError(not_empty_message(str(url)))
-        layout = Layout(num_ws=num_ws, w_dim=w_dim, z_dim=z_dim, thumbnail_size=thumbnail_size,
-                        metrics=tuple(check_name(m, what="metric") for m in metrics), labels=())
-        attrs = StoreAttributes(created=growth.now_iso(), ganinv_version=ganinv_version, generator=generator,
-                                inversion=to_jsonable(config), layout=layout,
-                                dataset=DatasetInfo(root=manifest.root, manifest_hash="", num_items=0),
-                                chunking=Chunking(chunk_items=chunk_items, ws_compressor=compressor))
-        zstore = cls.zarr_store(str(url), read_only=False, storage_options=storage_options)
-        arrays.create_arrays(zarr.create_group(zstore, attributes=attrs.to_json(), zarr_format=3), attrs,
-                             compressor=compressor)
-        store = cls(str(url), mode="r+", storage_options=storage_options)
-        store.append(manifest)
+        url = str(url)
+        fs, root = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
+        with _creation_lease(LeaseFiles(fs, root, store_name=url), run_id) as creator:
+            if fs.exists(f"{root.rstrip('/')}/zarr.json"):
+                raise StoreExistsError(f"a store already exists at {url}: open it with LatentStore.open(url, 'r+') "
+                                       "(or open_or_create), or choose a new URL")
+            if _holds_files(fs, root):
+                raise StoreDamagedError(not_empty_message(url))
+            layout = Layout(num_ws=num_ws, w_dim=w_dim, z_dim=z_dim, thumbnail_size=thumbnail_size,
+                            metrics=tuple(check_name(m, what="metric") for m in metrics), labels=())
+            attrs = StoreAttributes(created=growth.now_iso(), ganinv_version=ganinv_version, generator=generator,
+                                    inversion=to_jsonable(config), layout=layout,
+                                    dataset=DatasetInfo(root=manifest.root, manifest_hash="", num_items=0),
+                                    chunking=Chunking(chunk_items=chunk_items, ws_compressor=compressor))
+            zstore = cls.zarr_store(url, read_only=False, storage_options=storage_options)
+            arrays.create_arrays(zarr.create_group(zstore, attributes=attrs.to_json(), zarr_format=3), attrs,
+                                 compressor=compressor)
+            store = cls(url, mode="r+", run_id=creator, storage_options=storage_options)
+            store.append(manifest)  # the commit point: the root's item count, written last
+        store.run_id = run_id
         return store
 
     @classmethod
@@ -109,13 +121,20 @@ class LatentStore(ItemReaders):
     def open_or_create(cls, url: str, *, manifest: Manifest, num_ws: int, w_dim: int,
                        generator: GeneratorIdentity | Mapping, config: Any, **create_kwargs: Any) -> LatentStore:
         """Opens the store at url for writing (checking generator, config and layout) or creates it from manifest.
-        Opening does not append: call `append(manifest)` under the lease."""
+        Opening does not append: call `append(manifest)` under the lease. Take the lease first
+        (`LatentStore.take_lease(url, run_id)`) and pass `run_id=`: then no other run can create, append to or
+        change the store between this call and the append."""
+        options = create_kwargs.get("storage_options")
         try:
-            store = cls.open(url, "r+", generator=generator, config=config,
-                             storage_options=create_kwargs.get("storage_options"))
+            store = cls.open(url, "r+", generator=generator, config=config, run_id=create_kwargs.get("run_id"),
+                             storage_options=options)
         except StoreNotFoundError:
-            return cls.create(url, manifest=manifest, num_ws=num_ws, w_dim=w_dim, generator=generator, config=config,
-                              **create_kwargs)
+            try:
+                return cls.create(url, manifest=manifest, num_ws=num_ws, w_dim=w_dim, generator=generator,
+                                  config=config, **create_kwargs)
+            except StoreExistsError:  # a concurrent creator committed first: open its store (checked as above)
+                store = cls.open(url, "r+", generator=generator, config=config, run_id=create_kwargs.get("run_id"),
+                                 storage_options=options)
         identity.check_layout(store, num_ws=num_ws, w_dim=w_dim, **create_kwargs)
         return store
 
@@ -240,6 +259,7 @@ class LatentStore(ItemReaders):
         """Adds the manifest's new content as pending items and returns how many (storage/growth.py)."""
         self._require_writable()
         self._coordinator_check()
+        self.refresh()  # under the lease the root is current; a handle opened earlier may hold a stale item count
         added = growth.append(self, manifest)
         self.consolidate()
         return added
@@ -276,6 +296,9 @@ class LatentStore(ItemReaders):
 
     def consolidate(self) -> None:
         """Rewrites consolidated metadata so `xarray.open_zarr(url)` opens without listing (coordinator only)."""
+        fs = getattr(self._zstore, "fs", None)
+        if fs is not None:  # an object store's cached listing may still show lease generations deleted since
+            fs.invalidate_cache()
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
             zarr.consolidate_metadata(self._zstore, zarr_format=3)
@@ -323,6 +346,18 @@ class LatentStore(ItemReaders):
         return xr.open_zarr(self._zstore, group=group, consolidated=False, chunks={} if chunks is None else chunks)
 
     # ------------------------------------------------------------------ lease (storage/lease.py)
+    @classmethod
+    def take_lease(cls, url: str, run_id: str, *, ttl_s: float = DEFAULT_LEASE_TTL_S, force: bool = False,
+                   storage_options: Mapping[str, Any] | None = None) -> Lease:
+        """The run lease of the location `url`, which need not hold a store yet: take it before opening or
+        creating the store, and pass the same `run_id` to `open`/`open_or_create`, so that creation, the first
+        append and every later change of the store happen under it. Raises LeaseHeldError naming the holder."""
+        fs, root = fsspec.core.url_to_fs(str(url), **dict(storage_options or {}))
+        if fs.isfile(root):
+            raise StoreMismatchError(f"{url} is a file, not a latent store (a folder or bucket prefix): choose "
+                                     "another --store")
+        return acquire(LeaseFiles(fs, root, store_name=str(url)), run_id, ttl_s=ttl_s, force=force)
+
     def acquire_lease(self, run_id: str, *, ttl_s: float = DEFAULT_LEASE_TTL_S, force: bool = False) -> Lease:
         """Takes the run lease or raises LeaseHeldError naming the holder. Use as a context manager to renew it in
         the background and release it at the end."""
@@ -333,7 +368,7 @@ class LatentStore(ItemReaders):
     def lease_holder(self) -> LeaseRecord | None:
         """The unexpired lease on this store, or None."""
         latest = self._lease_files.latest()
-        return None if latest is None or latest.expired() else latest
+        return None if latest is None or latest.expired() or latest.holder_gone() else latest
 
     def break_lease(self) -> LeaseRecord | None:
         """Ends whatever lease is held (its holder gets LeaseLostError on renew) and returns it. Only for dead runs."""
@@ -343,10 +378,16 @@ class LatentStore(ItemReaders):
         return held
 
     def _coordinator_check(self) -> None:
-        """Coordinator operations refuse while another run holds the lease."""
+        """Coordinator operations refuse while another run holds the lease (this store's own lease, or the one its
+        `run_id` holds, lets them through)."""
         held = self.lease_holder()
-        if held is not None and (self._lease is None or held.generation != self._lease.record.generation):
-            raise LeaseHeldError(self._lease_files.held_message(held))
+        if held is None:
+            return
+        if self._lease is not None and held.generation == self._lease.record.generation:
+            return
+        if self.run_id is not None and held.run_id == self.run_id and not held.unreadable:
+            return
+        raise LeaseHeldError(self._lease_files.held_message(held))
 
     def _check_fence(self) -> None:
         held = self.lease_holder()
@@ -360,9 +401,26 @@ def _reopen(url: str, mode: str, run_id: str | None, storage_options: Mapping[st
 
 
 def _holds_files(fs: fsspec.AbstractFileSystem, root: str) -> bool:
-    """Whether the location exists and holds anything (a folder, or objects under a bucket prefix)."""
+    """Whether the location exists and holds anything but a lease (a folder, or objects under a bucket prefix)."""
     fs.invalidate_cache(root)
     try:
-        return fs.isdir(root) and bool(fs.ls(root, detail=False))
+        names = [p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(root, detail=False)] if fs.isdir(root) else []
     except FileNotFoundError:
         return False
+    return any(name != arrays.LEASE for name in names)
+
+
+@contextlib.contextmanager
+def _creation_lease(files: LeaseFiles, run_id: str | None) -> Iterator[str]:
+    """Yields the run id a creation runs under: `run_id` if that run holds the location's lease, else a lease taken
+    for the creation (with `run_id`, or a one-off id) and released after it."""
+    held = files.latest()
+    if run_id is not None and held is not None and held.run_id == run_id and not held.expired():
+        yield run_id
+        return
+    creator = run_id or f"create-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    lease = acquire(files, creator, ttl_s=CREATION_LEASE_TTL_S)
+    try:
+        yield creator
+    finally:
+        lease.release()

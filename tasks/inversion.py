@@ -34,9 +34,12 @@ def scan_dataset(images: str, labels: str | None = None, storage_options: dict[s
 
 @task(name="open-store", **RETRY)
 def open_store(store: str, manifest: Manifest, settings: Settings, *, shard_size: int | None,
-               storage_options: dict[str, Any] | None = None) -> tuple[LatentStore, bool]:
-    """2. Open the store, refusing a mismatching one, or create it; returns (store, created now)."""
-    return coordinator.open_store(store, manifest, settings, chunk_items=shard_size, storage_options=storage_options)
+               storage_options: dict[str, Any] | None = None, run_id: str | None = None
+               ) -> tuple[LatentStore, bool]:
+    """2. Open the store, refusing a mismatching one, or create it, under run `run_id`'s lease; returns (store,
+    created now)."""
+    return coordinator.open_store(store, manifest, settings, chunk_items=shard_size, storage_options=storage_options,
+                                  run_id=run_id)
 
 
 @task(name="save-scan-cache", cache_policy=NO_CACHE_POLICY)
