@@ -37,8 +37,9 @@ from prefect.utilities.annotations import quote
 from flows import artifacts, progress
 from flows.clusters import check_execution, dask_client, dask_runner, gpu_annotation, local_workers
 from flows.prefect_api import new_run_id
+from ganinv.errors import UserError
 from runtime.config import DEFAULT_GENERATOR, ExecutionOptions, InvertConfig
-from runtime.coordinator import InvertPlan, InvertSummary
+from runtime.coordinator import InvertPlan, InvertSummary, incomplete_message
 from runtime.shard import ShardReport
 from storage import LatentStore
 from storage.lease import RENEWED_LEASE_TTL_S
@@ -94,8 +95,7 @@ def invert_dataset(images: str, store: str, generator: str = DEFAULT_GENERATOR, 
     artifacts.publish_inversion(summary)
     crashed = summary.this_run.crashed_shards
     if crashed:
-        raise IncompleteRun(f"{len(crashed)} shard(s) failed beyond their retries (first: {crashed[0].error}); "
-                            "their items stay pending: run again to resume", summary)
+        raise IncompleteRun(incomplete_message(crashed), summary)
     return summary
 
 
@@ -119,7 +119,8 @@ def invert_shards(store: str, plan: InvertPlan, *, generator: str, run_id: str, 
         try:
             report = future.result()
         except Exception as err:  # noqa: BLE001 - a shard that failed beyond its retries; the run goes on
-            report = ShardReport(shard=shard.index, error=f"{type(err).__name__}: {err}")
+            report = ShardReport(shard=shard.index, error=f"{type(err).__name__}: {err}",
+                                 resumable=not isinstance(err, UserError))
         reports.append(report)
         items = report.items if report.error is None else len(shard)
         tracker.advance(items)

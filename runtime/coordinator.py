@@ -22,7 +22,7 @@ from runtime.errors import ConfigError
 from runtime.models import GeneratorInfo, describe_generator
 from runtime.shard import ShardReport
 from runtime.spec import InversionSpec
-from storage import LatentStore, Manifest, Shard
+from storage import LatentStore, Manifest, Shard, VerifyReport
 from storage.schema import file_sha256
 from storage.scan import ScanResult, Skipped
 
@@ -36,6 +36,7 @@ class InvertPlan:
     added: int
     items: int
     shards: tuple[Shard, ...]
+    repairs: tuple[str, ...] = ()  # what planning found damaged and repaired (corrupt chunks, requeued items)
 
 
 @dataclass(frozen=True)
@@ -149,10 +150,41 @@ def save_scan_cache(store: LatentStore, scan: ScanResult) -> tuple[bool, str]:
 
 def plan(store: LatentStore, manifest: Manifest, *, retry_failed: bool = False, created: bool = False
          ) -> InvertPlan:
-    """Appends the manifest's new items (under the caller's lease) and lists the shards with work to do."""
+    """Appends the manifest's new items (under the caller's lease) and lists the shards with work to do.
+
+    What a rerun could not get past is repaired first, so that "run again" always can resume: a `status` chunk
+    that fails its checksum is rebuilt from the data; and the shards the workers will only partly rewrite (zarr
+    reads such chunks before writing them) are verified, their corrupt chunks reset and the items those held
+    requeued (storage/verify.py)."""
+    repairs = _describe(store.repair_status())
     added = len(store) if created else store.append(manifest)  # create() appended the manifest already
     todo = store.todo_mask(retry_failed=retry_failed)
-    return InvertPlan(added=added, items=int(todo.sum()), shards=tuple(store.pending_shards(todo=todo)))
+    partial = [s.index for s in store.pending_shards(todo=todo) if not todo[s.start:s.stop].all()]
+    if partial:
+        checked = store.verify(repair=True, shards=partial)
+        if checked.repaired:
+            repairs += _describe(checked)
+            todo = store.todo_mask(retry_failed=retry_failed)
+    return InvertPlan(added=added, items=int(todo.sum()), shards=tuple(store.pending_shards(todo=todo)),
+                      repairs=repairs)
+
+
+def _describe(report: VerifyReport | None) -> tuple[str, ...]:
+    if report is None or not report.repaired:
+        return ()
+    return tuple(f"repaired {chunk}" for chunk in report.corrupt_chunks) + (
+        (f"requeued {len(report.requeued)} items: {list(report.requeued[:10])}",) if report.requeued else ())
+
+
+def incomplete_message(crashed: Sequence[ShardReport]) -> str:
+    """Why a run ended with shards that failed beyond their retries, and what to do: run again only when a rerun
+    can get past it (a crash, a lost worker), never for an error the rerun would meet again."""
+    blocked = [r for r in crashed if not r.resumable]
+    if not blocked:
+        return (f"{len(crashed)} shard(s) failed beyond their retries (first: {crashed[0].error}); their items stay "
+                "pending: run again to resume")
+    return (f"{len(crashed)} shard(s) failed: shard {blocked[0].shard}: {blocked[0].error}. Running again alone will "
+            "not get past this: do what the message says first, then run again (finished items are kept)")
 
 
 def summarize(store: LatentStore, scan: ScanResult, reports: Sequence[ShardReport], *, added: int = 0,

@@ -62,6 +62,7 @@ class ShardReport:
     write_s: float | None = None
     device: str | None = None
     error: str | None = None
+    resumable: bool = True  # False: the error is one a rerun meets again (a UserError: settings, a damaged store)
 
 
 def run_shard(store_url: str, shard_index: int, *, generator: str, run_id: str | None = None,

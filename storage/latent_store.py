@@ -18,31 +18,24 @@ their own module. The layout, the write protocol and why it is safe are in docs/
 
 from __future__ import annotations
 
-import contextlib
-import os
-import socket
-import uuid
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import fsspec
 import numpy as np
 import zarr
 
-from ganinv import __version__ as ganinv_version
-from storage import arrays, growth, identity, results, scan_cache, shards, verify
+from storage import creation, dataset, growth, identity, migrate, results, scan_cache, shards, verify
 from storage.errors import (StoreDamagedError, StoreExistsError, StoreMismatchError, StoreNotFoundError,
-                            not_empty_message, root_missing_message)
+                            root_missing_message)
 from storage.lease import DEFAULT_LEASE_TTL_S, Lease, LeaseFiles, LeaseHeldError, LeaseRecord, acquire
 from storage.readers import ItemReaders
-from storage.schema import (DEFAULT_METRICS, Chunking, DatasetInfo, GeneratorIdentity, Layout, Manifest,
-                            StoreAttributes, check_name, to_jsonable)
+from storage.schema import DEFAULT_METRICS, GeneratorIdentity, Layout, Manifest, StoreAttributes
 from storage.shards import Shard, ShardInputs, ShardResult
 from storage.verify import VerifyReport
 
 DEFAULT_CHUNK_ITEMS = 256
-CREATION_LEASE_TTL_S = 600.0  # a lease taken just to create a store (a caller without its own): bounds a crash's block
 
 
 class LatentStore(ItemReaders):
@@ -80,30 +73,10 @@ class LatentStore(ItemReaders):
         holds it (`LatentStore.take_lease`), else one taken for the creation and released after it; a concurrent
         creator gets LeaseHeldError or StoreExistsError and changes nothing.
         """
-        identity.check_create_args(manifest, num_ws=num_ws, w_dim=w_dim, chunk_items=chunk_items, num_items=num_items,
-                           z_dim=z_dim, thumbnail_size=thumbnail_size, compressor=compressor)
-        generator = identity.as_generator(generator)
-        url = str(url)
-        fs, root = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
-        with _creation_lease(LeaseFiles(fs, root, store_name=url), run_id) as creator:
-            if fs.exists(f"{root.rstrip('/')}/zarr.json"):
-                raise StoreExistsError(f"a store already exists at {url}: open it with LatentStore.open(url, 'r+') "
-                                       "(or open_or_create), or choose a new URL")
-            if _holds_files(fs, root):
-                raise StoreDamagedError(not_empty_message(url))
-            layout = Layout(num_ws=num_ws, w_dim=w_dim, z_dim=z_dim, thumbnail_size=thumbnail_size,
-                            metrics=tuple(check_name(m, what="metric") for m in metrics), labels=())
-            attrs = StoreAttributes(created=growth.now_iso(), ganinv_version=ganinv_version, generator=generator,
-                                    inversion=to_jsonable(config), layout=layout,
-                                    dataset=DatasetInfo(root=manifest.root, manifest_hash="", num_items=0),
-                                    chunking=Chunking(chunk_items=chunk_items, ws_compressor=compressor))
-            zstore = cls.zarr_store(url, read_only=False, storage_options=storage_options)
-            arrays.create_arrays(zarr.create_group(zstore, attributes=attrs.to_json(), zarr_format=3), attrs,
-                                 compressor=compressor)
-            store = cls(url, mode="r+", run_id=creator, storage_options=storage_options)
-            store.append(manifest)  # the commit point: the root's item count, written last
-        store.run_id = run_id
-        return store
+        return creation.create(cls, str(url), manifest=manifest, num_ws=num_ws, w_dim=w_dim, generator=generator,
+                               config=config, chunk_items=chunk_items, num_items=num_items, z_dim=z_dim,
+                               thumbnail_size=thumbnail_size, metrics=metrics, compressor=compressor, run_id=run_id,
+                               storage_options=storage_options)
 
     @classmethod
     def open(cls, url: str, mode: str = "r", *, generator: GeneratorIdentity | Mapping | None = None,
@@ -143,6 +116,12 @@ class LatentStore(ItemReaders):
         """Writes a lost, unreadable or stale root again from the store's copy (storage/verify.py)."""
         return verify.rebuild_root(cls, url, storage_options=storage_options)
 
+    @classmethod
+    def migrate(cls, url: str, new_url: str, *, storage_options: Mapping[str, Any] | None = None) -> LatentStore:
+        """Copies the store at `url` into `new_url` in the current layout (checksums, fixed-width text; storage/
+        migrate.py); the source is left as it is. Returns the copy."""
+        return migrate.migrate(cls, str(url), str(new_url), storage_options=storage_options)
+
     @staticmethod
     def zarr_store(url: str, *, read_only: bool, storage_options: Mapping[str, Any] | None) -> zarr.abc.store.Store:
         """LocalStore for paths (atomic chunk replacement), FsspecStore for fsspec URLs (memory://, s3://, gs://...)."""
@@ -156,7 +135,7 @@ class LatentStore(ItemReaders):
             return zarr.open_group(self._zstore, mode="r" if self.mode == "r" else "r+", zarr_format=3,
                                    use_consolidated=False)
         except (FileNotFoundError, zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError) as err:
-            if _holds_files(self._fs, self._root_path):
+            if creation.holds_files(self._fs, self._root_path):
                 raise StoreDamagedError(root_missing_message(self.url, "is missing")) from err
             raise StoreNotFoundError(f"no latent store at {self.url} (no Zarr v3 group there): check the URL, or "
                                      "create one: `ganinv invert IMAGES --store URL` (LatentStore.create in Python)"
@@ -264,12 +243,20 @@ class LatentStore(ItemReaders):
         self.consolidate()
         return added
 
-    def verify(self, *, repair: bool = False) -> VerifyReport:
-        """Finds done items with missing data and arrays of the wrong length; repair=True requeues the bad items."""
+    def verify(self, *, repair: bool = False, shards: Sequence[int] | None = None) -> VerifyReport:
+        """Reads every chunk (checking its checksum) and finds corrupt chunks, done items whose data is missing, not
+        finite or corrupt, and arrays of the wrong length; repair=True requeues exactly the affected items and
+        rebuilds a corrupt `status` chunk from the data (storage/verify.py). `shards`: only those shard indices."""
         if repair:
             self._require_writable()
             self._coordinator_check()
-        return verify.verify(self, repair=repair)
+        return verify.verify(self, repair=repair, shard_indices=shards)
+
+    def repair_status(self) -> VerifyReport | None:
+        """Rebuilds every `status` chunk that fails its checksum from the data arrays' checksums (storage/verify.py);
+        None when all are fine (a cheap check: one byte per item). Coordinator only, under the lease."""
+        broken = verify.corrupt_status_shards(self)
+        return self.verify(repair=True, shards=broken) if broken else None
 
     def result_group(self, kind: str, name: str, *, made_by: Any, overwrite: bool = False) -> zarr.Group:
         """Creates `<kind>/<name>` ('directions' or 'edits') saying how it was made (storage/results.py)."""
@@ -321,29 +308,16 @@ class LatentStore(ItemReaders):
             return {}, f"scan cache unreadable ({type(err).__name__}: {err}); hashing every file"
         return scan_cache.read_scan_cache(zstore)
 
-    # ------------------------------------------------------------------ xarray
+    # ------------------------------------------------------------------ xarray (storage/dataset.py)
     def to_xarray(self, *, chunks: Any = None) -> "xarray.Dataset":  # noqa: F821
         """The store as a dask-backed xarray Dataset: ws, z, thumbnails, status, error, attempts, path, source_sha256,
-        metric_<name>, label_<attr> (item); image_id an indexed coordinate (`ds.sel(image_id="img001")`)."""
-        import xarray as xr
-
-        parts = [self.open_xarray_group(None, chunks=chunks)]
-        for group, prefix in ((arrays.METRICS, "metric_"), (arrays.LABELS, "label_")):
-            sub = self.open_xarray_group(group, chunks=chunks)
-            parts.append(sub.rename({v: prefix + str(v) for v in sub.data_vars}))
-        merged = xr.merge(parts, combine_attrs="override", join="exact", compat="no_conflicts").set_coords(
-            arrays.IMAGE_ID)
-        order = [n for n in (arrays.WS, arrays.Z, arrays.THUMBNAILS, arrays.STATUS, arrays.ERROR, arrays.ATTEMPTS,
-                             arrays.PATH, arrays.SOURCE_SHA256) if n in merged]
-        order += [f"metric_{m}" for m in self.layout.metrics] + [f"label_{a}" for a in self.layout.labels]
-        image_id = merged.image_id.values.astype(object)  # small; an in-memory index makes sel(image_id=...) work
-        return merged[order].assign_coords(image_id=("item", image_id)).set_xindex(arrays.IMAGE_ID)
+        metric_<name>, label_<attr> (item); image_id an indexed coordinate (`ds.sel(image_id="img001")`); text as
+        Python strings. `storage.open_dataset(url)` gives the same indexed by image_id."""
+        return dataset.to_xarray(self, chunks=chunks)
 
     def open_xarray_group(self, group: str | None = None, *, chunks: Any = None) -> "xarray.Dataset":  # noqa: F821
         """One group of the store (None: the root's arrays) as xarray.open_zarr gives it, dask-backed."""
-        import xarray as xr
-
-        return xr.open_zarr(self._zstore, group=group, consolidated=False, chunks={} if chunks is None else chunks)
+        return dataset.open_group(self._zstore, group, chunks=chunks)
 
     # ------------------------------------------------------------------ lease (storage/lease.py)
     @classmethod
@@ -398,29 +372,3 @@ class LatentStore(ItemReaders):
 # ---------------------------------------------------------------------- helpers
 def _reopen(url: str, mode: str, run_id: str | None, storage_options: Mapping[str, Any]) -> LatentStore:
     return LatentStore(url, mode=mode, run_id=run_id, storage_options=storage_options)
-
-
-def _holds_files(fs: fsspec.AbstractFileSystem, root: str) -> bool:
-    """Whether the location exists and holds anything but a lease (a folder, or objects under a bucket prefix)."""
-    fs.invalidate_cache(root)
-    try:
-        names = [p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(root, detail=False)] if fs.isdir(root) else []
-    except FileNotFoundError:
-        return False
-    return any(name != arrays.LEASE for name in names)
-
-
-@contextlib.contextmanager
-def _creation_lease(files: LeaseFiles, run_id: str | None) -> Iterator[str]:
-    """Yields the run id a creation runs under: `run_id` if that run holds the location's lease, else a lease taken
-    for the creation (with `run_id`, or a one-off id) and released after it."""
-    held = files.latest()
-    if run_id is not None and held is not None and held.run_id == run_id and not held.expired():
-        yield run_id
-        return
-    creator = run_id or f"create-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    lease = acquire(files, creator, ttl_s=CREATION_LEASE_TTL_S)
-    try:
-        yield creator
-    finally:
-        lease.release()

@@ -53,8 +53,12 @@ def save_scan_cache(store: LatentStore, scan: ScanResult) -> bool:
 
 @task(name="plan-shards", **RETRY)
 def plan_shards(store: LatentStore, manifest: Manifest, *, retry_failed: bool, created: bool) -> InvertPlan:
-    """3. Append the new images and list the shards with work to do (the caller holds the lease)."""
-    return coordinator.plan(store, manifest, retry_failed=retry_failed, created=created)
+    """3. Append the new images and list the shards with work to do (the caller holds the lease), repairing what a
+    rerun could not get past (corrupt chunks: their items are requeued)."""
+    plan = coordinator.plan(store, manifest, retry_failed=retry_failed, created=created)
+    for repair in plan.repairs:
+        get_run_logger().warning(repair)
+    return plan
 
 
 @task(name="invert-shard", task_run_name="invert-shard-{shard_index}", **{**RETRY, "retry_delay_seconds": 10})
