@@ -31,6 +31,13 @@ class StoreCorruptError(StoreDamagedError):
         self.array, self.chunks = array, chunks
 
 
+class ArrayMissingError(StoreDamagedError, KeyError):
+    """An array the store's layout names is not there."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; this one is a sentence
+        return str(self.args[0]) if self.args else ""
+
+
 class NotInStoreError(UserError, KeyError):
     """A label, metric, image id, direction or edit run the store does not have."""
 
@@ -57,3 +64,8 @@ def corrupt_message(url: str, array: str, chunks: tuple[int, ...], chunk_items: 
     return (f"{url}: chunk {where}{more} of `{array}` is corrupt ({error}). Nothing was changed. "
             f"`ganinv store-verify {url} --repair` requeues the items whose data it held (a `status` chunk is rebuilt "
             "from the data arrays' checksums); then run the inversion again.")
+
+
+def damaged_advice(url: str) -> str:
+    return (f"restore that file from a backup, or move the store aside (mv {url} {url}.damaged) and invert into a new "
+            "one; its other arrays stay readable with zarr")

@@ -27,8 +27,8 @@ import numpy as np
 import zarr
 
 from storage import creation, dataset, growth, identity, migrate, results, scan_cache, shards, verify
-from storage.errors import (StoreDamagedError, StoreExistsError, StoreMismatchError, StoreNotFoundError,
-                            root_missing_message)
+from storage.errors import (ArrayMissingError, StoreDamagedError, StoreExistsError, StoreMismatchError,
+                            StoreNotFoundError, damaged_advice, root_missing_message)
 from storage.lease import DEFAULT_LEASE_TTL_S, Lease, LeaseFiles, LeaseHeldError, LeaseRecord, acquire
 from storage.readers import ItemReaders
 from storage.schema import DEFAULT_METRICS, GeneratorIdentity, Layout, Manifest, StoreAttributes
@@ -187,7 +187,16 @@ class LatentStore(ItemReaders):
         """The Zarr array at `name` (a path of storage/arrays.py), opened once and cached. Low level: storage/
         modules use it; everything else reads through the typed readers."""
         if name not in self._arrays:
-            self._arrays[name] = self.group[name]
+            try:
+                self._arrays[name] = self.group[name]
+            except KeyError:
+                raise ArrayMissingError(f"{self.url}: the array `{name}` is missing "
+                                        f"({self.url.rstrip('/')}/{name}/zarr.json): {damaged_advice(self.url)}"
+                                        ) from None
+            except (ValueError, TypeError) as err:  # JSON or text that is not metadata zarr can read
+                raise StoreDamagedError(f"{self.url}: the metadata of `{name}` "
+                                        f"({self.url.rstrip('/')}/{name}/zarr.json) is unreadable "
+                                        f"({type(err).__name__}: {err}): {damaged_advice(self.url)}") from err
         return self._arrays[name]
 
     # ------------------------------------------------------------------ shards (storage/shards.py)
