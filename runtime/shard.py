@@ -37,6 +37,7 @@ from runtime.errors import ConfigError, WorkerSetupError
 from runtime.models import Models, load_models, resolve_device
 from runtime.spec import InversionSpec
 from storage import LatentStore, Layout, ShardInputs, ShardResult, Status
+from storage.scan import NotRegularFile, open_regular_file
 
 DEFAULT_BATCH = {"cpu": 16, "cuda": 32}  # images per inversion call when batch_size is None
 _AUTO_BATCHES: dict[tuple, int] = {}  # (generator, device, config) -> batch, probed once per worker process
@@ -187,8 +188,15 @@ def decode_chunk(inputs: ShardInputs, rows: Sequence[int], *, policy: DecodePoli
 
 def _decode_one(path: str, policy: DecodePolicy, image_id: str, storage_options: Mapping[str, Any] | None
                 ) -> torch.Tensor:
-    if "://" not in path:
-        return decode_image(path, policy, name=image_id)
+    if "://" not in path:  # a local file: only a regular one is opened (a FIFO put there since the scan would block)
+        try:
+            f = open_regular_file(path)
+        except NotRegularFile as err:
+            raise ImageDecodeError(image_id, "not a regular file", str(err)) from None
+        except OSError as err:
+            raise ImageDecodeError(image_id, "unreadable", f"{type(err).__name__}: {err.strerror or err}") from None
+        with f:
+            return decode_image(f, policy, name=image_id)
     import fsspec
 
     try:
