@@ -26,7 +26,6 @@ that failed beyond their retries end the run with `IncompleteRun` (after the sum
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from typing import Any
 
@@ -40,11 +39,12 @@ from flows.prefect_api import new_run_id
 from ganinv.errors import UserError
 from runtime.config import DEFAULT_GENERATOR, ExecutionOptions, InvertConfig
 from runtime.coordinator import InvertPlan, InvertSummary, incomplete_message
+from runtime.numerics import probe as probe_numerics
 from runtime.shard import ShardReport
 from storage import LatentStore
 from storage.lease import RENEWED_LEASE_TTL_S
 from tasks.inversion import (check_settings, invert_shard, open_store, plan_shards, save_scan_cache, scan_dataset,
-                             summarize_run)
+                             settle_numerics, summarize_run)
 
 
 class IncompleteRun(RuntimeError):
@@ -105,8 +105,12 @@ def invert_shards(store: str, plan: InvertPlan, *, generator: str, run_id: str, 
     """Step 4 of invert-dataset, on the Dask task runner it is given: one `invert_shard` task per planned shard (one
     per GPU where workers offer GPUs); a shard that fails beyond its retries becomes a report with its error."""
     client = dask_client()
-    if local_workers(client) and not execution.threads:  # share this machine's cores among its local workers
-        execution = dataclasses.replace(execution, threads=max(1, (os.cpu_count() or 1) // local_workers(client)))
+    # The numerics every shard is computed with (thread count, batching, device), recorded in the store by its
+    # first run and the same for every later one, so that no item depends on the worker count or its batch.
+    numerics = settle_numerics(store, run_id, execution, list(client.run(probe_numerics, execution.device).values()),
+                               local_workers=local_workers(client), storage_options=storage_options)
+    execution = dataclasses.replace(execution, threads=numerics.threads,
+                                    batch_size=numerics.batch_size or execution.batch_size)
     tracker = artifacts.ShardProgress(store, plan.items)
     with gpu_annotation(client):
         submitted = [(invert_shard.submit(store, shard.index, generator=generator, run_id=run_id,

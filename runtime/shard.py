@@ -7,10 +7,11 @@ the whole shard back (data first, status last: docs/store.md). Nothing but the U
 a small `ShardReport` goes out, so Prefect and Dask never move images or latents. Models come from the process's
 cache (`runtime.models`); the flows run Dask workers with one thread each, so one shard runs per process at a time.
 
-Determinism: every item's random stream is seeded from its image_id (`ganinv.utils.seeds.seed_from_id`), batches are
-consecutive runs of the shard's pending items, and a shard is written in one piece; so re-running a shard (after a
-crash, on another worker, or twice at once) writes the same bytes on the same device and thread count (bitwise on
-CPU; on GPU up to cuDNN's non-deterministic kernels unless `torch.use_deterministic_algorithms`).
+Determinism: every item's random stream is seeded from its image_id (`ganinv.utils.seeds.seed_from_id`), and the
+numerics the store records (runtime/numerics.py) fix the thread count and, on CPU, invert every image on its own;
+so an item's bytes do not depend on the worker count, the batch size or the shard it is in, and re-running a shard
+(after a crash, on another worker, or twice at once) writes the same bytes (bitwise on CPU; on GPU a batch's codes
+depend on the batch, and cuDNN may pick non-deterministic kernels unless `torch.use_deterministic_algorithms`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from ganinv.utils.seeds import seed_from_id
 from runtime.config import AUTO, ExecutionOptions
 from runtime.errors import ConfigError, WorkerSetupError
 from runtime.models import Models, load_models, resolve_device
+from runtime.numerics import PER_IMAGE, for_worker
 from runtime.spec import InversionSpec
 from storage import LatentStore, Layout, ShardInputs, ShardResult, Status
 from storage.scan import NotRegularFile, open_regular_file
@@ -81,9 +83,8 @@ def run_shard(store_url: str, shard_index: int, *, generator: str, run_id: str |
     t_start = time.perf_counter()
     check_batch_size(execution.batch_size)
     tune_malloc()
-    if execution.threads:
-        torch.set_num_threads(int(execution.threads))
     store = LatentStore.open(store_url, "r+", run_id=run_id, storage_options=storage_options)
+    numerics = for_worker(store, execution)  # sets the store's thread count; refuses a worker that computes otherwise
     spec = InversionSpec.from_record(store.attributes.inversion, thumbnail_size=store.layout.thumbnail_size)
     inputs = store.read_shard_inputs(store.shard(shard_index), retry_failed=retry_failed)
     if len(inputs) == 0:  # a re-run of a finished shard (Dask or Prefect retried it after it wrote)
@@ -93,10 +94,13 @@ def run_shard(store_url: str, shard_index: int, *, generator: str, run_id: str |
     models = load_models(generator, spec.encoder, resolve_device(execution.device))
     _check_identity(store, models, generator)
     t_invert = time.perf_counter()
-    batch_size = resolve_batch_size(models, spec, execution.batch_size, generator=generator)
+    per_image = numerics.batching == PER_IMAGE
+    batch_size = resolve_batch_size(models, spec, execution.batch_size if per_image else numerics.batch_size,
+                                    generator=generator)
     chunks = decoded_chunks(inputs, spec.decode_policy(models.G.img_resolution), batch_size=batch_size,
                             device=models.device, prefetch=execution.prefetch, storage_options=storage_options)
-    result, waited_s = invert_items(models, spec, inputs.image_ids, chunks, layout=store.layout, batch_size=batch_size)
+    result, waited_s = invert_items(models, spec, inputs.image_ids, chunks, layout=store.layout, batch_size=batch_size,
+                                    per_image=per_image)
     t_write = time.perf_counter()
     store.write_shard(inputs, result)
     t_end = time.perf_counter()
@@ -207,9 +211,10 @@ def _decode_one(path: str, policy: DecodePolicy, image_id: str, storage_options:
 
 
 def invert_items(models: Models, spec: InversionSpec, image_ids: tuple[str, ...], chunks: Iterable[dict[str, Any]],
-                 *, layout: Layout, batch_size: int) -> tuple[ShardResult, float]:
+                 *, layout: Layout, batch_size: int, per_image: bool = False) -> tuple[ShardResult, float]:
     """Inverts the decodable items of `chunks` (from `decoded_chunks`) in consecutive batches of `batch_size`,
-    whatever the chunks' sizes; items that failed to decode (or whose inversion is not finite) are marked failed with
+    whatever the chunks' sizes (`per_image`: each image on its own, so that its bytes depend on no other image;
+    runtime/numerics.py); items that failed to decode (or whose inversion is not finite) are marked failed with
     their reason. Returns (a ShardResult in the order of `image_ids`, seconds spent waiting for chunks)."""
     result = ShardResult.failed(len(image_ids), "", layout=layout)  # each batch fills in its items that succeed
     rows: list[int] = []
@@ -228,16 +233,21 @@ def invert_items(models: Models, spec: InversionSpec, image_ids: tuple[str, ...]
             rows, parts = rows + list(chunk["rows"]), parts + [chunk["target"]]
         while len(rows) >= batch_size:  # the batches a decode-everything-first loop would make
             target = torch.cat(parts)
-            _invert_rows(models, spec, image_ids, rows[:batch_size], target[:batch_size], result, layout)
+            _invert_rows(models, spec, image_ids, rows[:batch_size], target[:batch_size], result, layout, per_image)
             rows, parts = rows[batch_size:], [target[batch_size:]]
     if rows:
-        _invert_rows(models, spec, image_ids, rows, torch.cat(parts), result, layout)
+        _invert_rows(models, spec, image_ids, rows, torch.cat(parts), result, layout, per_image)
     return result, waited
 
 
 def _invert_rows(models: Models, spec: InversionSpec, image_ids: tuple[str, ...], rows: list[int],
-                 target: torch.Tensor, result: ShardResult, layout: Layout) -> None:
-    """Inverts one batch (`target [len(rows), 3, R, R]`) and writes its items into the shard's `result`."""
+                 target: torch.Tensor, result: ShardResult, layout: Layout, per_image: bool = False) -> None:
+    """Inverts one batch (`target [len(rows), 3, R, R]`; with `per_image`, image by image) and writes its items into
+    the shard's `result`."""
+    if per_image and len(rows) > 1:
+        for k, row in enumerate(rows):
+            _invert_rows(models, spec, image_ids, [row], target[k:k + 1], result, layout)
+        return
     batch = invert_batch(models.G, target, mode=spec.mode, config=spec.config, E=models.E,
                          seeds=[seed_from_id(image_ids[i], spec.seed) for i in rows],
                          thumbnail_size=layout.thumbnail_size)

@@ -13,7 +13,7 @@ import numpy as np
 from ganinv import __version__ as ganinv_version
 from storage import arrays, text
 from storage.errors import StoreDamagedError
-from storage.schema import DatasetInfo, Layout, Manifest, Status
+from storage.schema import DatasetInfo, Layout, Manifest, Status, StoreAttributes
 
 if TYPE_CHECKING:
     from storage.latent_store import LatentStore
@@ -111,8 +111,13 @@ def commit(store: LatentStore, manifest: Manifest, *, layout: Layout, n: int, ad
              "added": added, "root": manifest.root, "ganinv_version": ganinv_version}
     dataset = DatasetInfo(root=manifest.root or store.attributes.dataset.root, manifest_hash=manifest.manifest_hash,
                           num_items=n, history=store.attributes.dataset.history + (entry,))
-    store.attributes = dataclasses.replace(store.attributes, dataset=dataset, layout=layout)
-    store.group.attrs.put(store.attributes.to_json())
+    put_root(store, dataclasses.replace(store.attributes, dataset=dataset, layout=layout))
+
+
+def put_root(store: LatentStore, attributes: StoreAttributes) -> None:
+    """Writes the root attributes whole, then the copy the root can be rebuilt from (coordinator, under the lease)."""
+    store.attributes = attributes
+    store.group.attrs.put(attributes.to_json())
     write_root_copy(store)
 
 

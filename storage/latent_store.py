@@ -18,6 +18,7 @@ their own module. The layout, the write protocol and why it is safe are in docs/
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -31,7 +32,7 @@ from storage.errors import (ArrayMissingError, StoreDamagedError, StoreExistsErr
                             StoreNotFoundError, damaged_advice, root_missing_message)
 from storage.lease import DEFAULT_LEASE_TTL_S, Lease, LeaseFiles, LeaseHeldError, LeaseRecord, acquire
 from storage.readers import ItemReaders
-from storage.schema import DEFAULT_METRICS, GeneratorIdentity, Layout, Manifest, StoreAttributes
+from storage.schema import DEFAULT_METRICS, GeneratorIdentity, Layout, Manifest, StoreAttributes, to_jsonable
 from storage.shards import Shard, ShardInputs, ShardResult
 from storage.verify import VerifyReport
 
@@ -260,6 +261,17 @@ class LatentStore(ItemReaders):
             self._require_writable()
             self._coordinator_check()
         return verify.verify(self, repair=repair, shard_indices=shards)
+
+    def record_numerics(self, numerics: Mapping[str, Any]) -> None:
+        """Records how the store's codes are computed (runtime/numerics.py decides; storage keeps it verbatim) in the
+        root attributes. Coordinator only, under the lease; a store records them once."""
+        self._require_writable()
+        self._coordinator_check()
+        self.refresh()
+        if self.attributes.numerics is not None:
+            raise StoreMismatchError(f"{self.url} already records its numerics ({dict(self.attributes.numerics)})")
+        growth.put_root(self, dataclasses.replace(self.attributes, numerics=to_jsonable(numerics)))
+        self.consolidate()
 
     def repair_status(self) -> VerifyReport | None:
         """Rebuilds every `status` chunk that fails its checksum from the data arrays' checksums (storage/verify.py);

@@ -7,9 +7,10 @@ from typing import Any
 
 from prefect import get_run_logger, task
 
-from runtime import coordinator, shard
+from runtime import coordinator, numerics, shard
 from runtime.config import ExecutionOptions, InvertConfig
 from runtime.coordinator import InvertPlan, InvertSummary, Settings
+from runtime.numerics import Numerics
 from runtime.shard import ShardReport
 from storage import LatentStore, Manifest
 from storage.scan import ScanResult, scan_images
@@ -59,6 +60,15 @@ def plan_shards(store: LatentStore, manifest: Manifest, *, retry_failed: bool, c
     for repair in plan.repairs:
         get_run_logger().warning(repair)
     return plan
+
+
+@task(name="settle-numerics", cache_policy=NO_CACHE_POLICY)
+def settle_numerics(store: str, run_id: str, execution: ExecutionOptions, probes: list[dict[str, Any]], *,
+                    local_workers: int | None, storage_options: dict[str, Any] | None = None) -> Numerics:
+    """4a. The numerics of this run: the store's recorded ones, checked against the workers and options, or chosen
+    and recorded now (the flow holds the lease)."""
+    latent_store = LatentStore.open(store, "r+", run_id=run_id, storage_options=storage_options)
+    return numerics.settle(latent_store, execution, probes, local_workers=local_workers)
 
 
 @task(name="invert-shard", task_run_name="invert-shard-{shard_index}", **{**RETRY, "retry_delay_seconds": 10})

@@ -75,8 +75,8 @@ def test_item_seed_follows_its_id_not_its_shard(tmp_path, generator):
     small = prepare_store(tmp_path / "imgs", tmp_path / "small.zarr", generator, spec, chunk_items=1)
     _run_all(big, generator)
     _run_all(small, generator)
-    # other batches, same per-image seeds: equal up to the float rounding of batched kernels
-    np.testing.assert_allclose(store_arrays(big.url)["ws"], store_arrays(small.url)["ws"], atol=1e-4)
+    # other shards and batches, same per-image seeds: on CPU every image is inverted on its own, so bitwise equal
+    np.testing.assert_array_equal(store_arrays(big.url)["ws"], store_arrays(small.url)["ws"])
     other_seed = InvertConfig(seed=1, inversion=FAST)
     third = prepare_store(tmp_path / "imgs", tmp_path / "seed1.zarr", generator, other_seed)
     _run_all(third, generator)
