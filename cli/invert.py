@@ -30,7 +30,7 @@ PRESET = "default: the mode's preset, runtime/config.py"
 
 
 @app.command("invert", help=HELP)
-@common.execution_flags("cluster", "workers", "dashboard", "device", "threads", "batch_size", "force")
+@common.execution_flags("cluster", "workers", "dashboard", "dask_security", "device", "threads", "batch_size", "force")
 def invert(
     images: str = typer.Argument(..., help="Folder, list file, glob or bucket prefix of images."),
     store: str = typer.Option(..., "--store", help="Latent store to create or resume (path or s3://... URL)."),

@@ -3,7 +3,9 @@
 - `local`: a LocalCluster of worker *processes* with one thread each on this machine (CPU inversion, tests);
 - `local-cuda`: one worker process per visible GPU on this machine, each seeing only its GPU
   (`CUDA_VISIBLE_DEVICES`) and offering the resource `GPU=1`, so exactly one shard runs per GPU;
-- an address such as `tcp://head:8786`: an existing Dask scheduler (many machines; see infra/dask/README.md).
+- an address such as `tcp://head:8786`: an existing Dask scheduler (many machines; see infra/dask/README.md), or
+  `tls://head:8786` with `dask_security` (a YAML file of this client's certificates): TLS, required for a scheduler
+  reachable from a network others share, since a scheduler runs the code it is sent.
 
 Every flow that sends work to Dask (invert-dataset, render-edits) runs that part as a subflow given
 `dask_runner(execution)` with `flow.with_options(task_runner=...)`: a Prefect DaskTaskRunner that reaches the
@@ -74,11 +76,56 @@ def dask_cluster(cluster: str, *, workers: int | None = None, dashboard: str | N
 
 
 def check_execution(execution: ExecutionOptions) -> None:
-    """Refuses a cluster name, worker count or dashboard address that cannot work, before anything starts."""
+    """Refuses a cluster name, worker count, dashboard address or security file that cannot work, before anything
+    starts."""
     check_cluster_name(execution.cluster)
     if execution.workers is not None and execution.workers < 1:
         raise ClusterError(f"workers={execution.workers}: need at least one worker")
     dashboard_address(execution.dashboard)
+    tls = execution.cluster.startswith("tls://")
+    if execution.dask_security is not None and not tls:
+        raise ClusterError(f"--dask-security {execution.dask_security}: TLS is for a scheduler on other machines; "
+                           f"give its tls:// address as --cluster (not {execution.cluster!r}: local clusters listen "
+                           "on 127.0.0.1 only)")
+    if tls and execution.dask_security is None:
+        raise ClusterError(f"--cluster {execution.cluster}: a tls:// scheduler needs this client's certificates: "
+                           "--dask-security FILE (infra/dask/README.md, 'TLS')")
+    if execution.dask_security is not None:
+        load_security(execution.dask_security)
+
+
+SECURITY_KEYS = ("tls_ca_file", "tls_client_cert", "tls_client_key", "tls_min_version", "tls_max_version",
+                 "require_encryption")
+_SECURITY_FILES = ("tls_ca_file", "tls_client_cert", "tls_client_key")
+
+
+def load_security(path: str):
+    """The `distributed.security.Security` of a YAML file with keys `SECURITY_KEYS` (certificate paths relative to
+    the file's folder); require_encryption defaults to true. ClusterError names the file and what is wrong."""
+    import yaml
+    from distributed.security import Security
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            options = yaml.safe_load(f)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        raise ClusterError(f"--dask-security {path}: cannot read it ({type(err).__name__}: {err})") from None
+    if not isinstance(options, dict) or not options:
+        raise ClusterError(f"--dask-security {path}: expected a YAML mapping of {', '.join(SECURITY_KEYS)}")
+    unknown = sorted(set(options) - set(SECURITY_KEYS))
+    if unknown:
+        raise ClusterError(f"--dask-security {path}: unknown keys {unknown}; use {', '.join(SECURITY_KEYS)}")
+    folder = os.path.dirname(os.path.abspath(path))
+    for key in _SECURITY_FILES:
+        if key in options:
+            options[key] = os.path.join(folder, os.path.expanduser(str(options[key])))
+            if not os.path.isfile(options[key]):
+                raise ClusterError(f"--dask-security {path}: {key} {options[key]} is not a file")
+    missing = [key for key in _SECURITY_FILES if key not in options]
+    if missing:
+        raise ClusterError(f"--dask-security {path}: TLS needs {', '.join(missing)} too (the CA that signed the "
+                           "scheduler's certificate, and this client's certificate and key)")
+    return Security(**{"require_encryption": True, **options})
 
 
 def dask_runner(execution: ExecutionOptions):
@@ -88,7 +135,8 @@ def dask_runner(execution: ExecutionOptions):
 
     check_execution(execution)
     if "://" in execution.cluster:
-        return DaskTaskRunner(address=execution.cluster)
+        security = {} if execution.dask_security is None else {"security": load_security(execution.dask_security)}
+        return DaskTaskRunner(address=execution.cluster, client_kwargs=security)
     return DaskTaskRunner(cluster_class=start_local_cluster, cluster_kwargs=dict(
         kind=execution.cluster, workers=execution.workers, dashboard=execution.dashboard))
 

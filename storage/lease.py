@@ -19,8 +19,9 @@ lease means creating generation g+1 with an exclusive create (locally: the recor
 hard-linked into place, which fails if the name exists; on S3 a PUT with `If-None-Match: *`; both refuse the second
 writer), so two runs that race for an expired lease cannot both win; older generations are then deleted. Renewals
 and releases replace the record atomically (a temporary file renamed over it locally; a PUT on object stores), so a
-reader never sees a half-written record. Making the records Zarr groups keeps `zarr`/`xarray` from warning about foreign objects
-when they list the store. Expiry uses wall-clock time: hosts sharing a store need clocks within a small part of ttl_s.
+reader never sees a half-written record. Making the records Zarr groups keeps `zarr`/`xarray` from warning about
+foreign objects when they list the store. Expiry uses wall-clock time: hosts sharing a store need clocks within a
+small part of ttl_s.
 """
 
 from __future__ import annotations
@@ -110,7 +111,8 @@ class LeaseRecord:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> LeaseRecord:
-        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data and f.name != "unreadable"})
+        names = [f.name for f in dataclasses.fields(cls) if f.name != "unreadable"]
+        return cls(**{name: data[name] for name in names if name in data})
 
     @classmethod
     def damaged(cls, generation: int, reason: str) -> LeaseRecord:

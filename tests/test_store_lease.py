@@ -151,7 +151,8 @@ def test_an_unreadable_lease_record_is_reported_and_can_be_broken_or_forced(stor
     fs, _ = store_location.fs()
     fs.pipe_file(_record_path(store_location, lease.record.generation), garbage)
     holder = store_location.open("r").lease_holder()
-    assert holder is not None and "unreadable" in holder.describe() and f"{lease.record.generation:08d}/zarr.json" in holder.describe()
+    assert holder is not None and "unreadable" in holder.describe()
+    assert f"{lease.record.generation:08d}/zarr.json" in holder.describe()
     with pytest.raises(LeaseHeldError, match="unreadable lease record .*store-break-lease"):
         store_location.open("r+").acquire_lease("next-run", ttl_s=600)
     if store_location.url.startswith("memory://"):  # the CLI opens local paths and buckets; memory:// is per process
