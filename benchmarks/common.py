@@ -199,3 +199,34 @@ def write_json(path: str | Path | None, payload: Any, *, indent: int | None = 2)
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_text(json.dumps(finite_or_null(payload), indent=indent, default=str, allow_nan=False))
         print(f"wrote {path}")
+
+
+def export_run(run_dir: str | Path, out: str | Path, *, files: Sequence[str] = ("log.jsonl", "run.json")) -> list[Path]:
+    """Copy a training run's checkpoint (as `checkpoint-<name>`) and its `files` into the flat folder `out`: what a
+    lent GPU machine returns (files at most two folders down, each under 16 MiB), to commit here."""
+    import shutil
+
+    run_dir, out = Path(run_dir), Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    copied = [Path(shutil.copy2(f, out / f"checkpoint-{f.name}")) for f in sorted((run_dir / "checkpoint").iterdir())]
+    return copied + [Path(shutil.copy2(run_dir / name, out / name)) for name in files if (run_dir / name).exists()]
+
+
+def install_run(source: str | Path, run_dir: str | Path, *, files: Sequence[str] = ("log.jsonl", "run.json")) -> None:
+    """The inverse of `export_run`: replace `run_dir`'s checkpoint and `files` by those in `source`."""
+    import shutil
+
+    source, run_dir = Path(source), Path(run_dir)
+    shards = sorted(source.glob("checkpoint-*"))
+    if not any(f.name == "checkpoint-checkpoint.json" for f in shards):
+        raise FileNotFoundError(f"{source} holds no checkpoint-checkpoint.json: not an exported run")
+    tmp = run_dir / "checkpoint.new"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for f in shards:
+        shutil.copy2(f, tmp / f.name.removeprefix("checkpoint-"))
+    shutil.rmtree(run_dir / "checkpoint", ignore_errors=True)
+    tmp.rename(run_dir / "checkpoint")
+    for name in files:
+        if (source / name).exists():
+            shutil.copy2(source / name, run_dir / name)

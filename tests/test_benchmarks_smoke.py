@@ -111,3 +111,42 @@ def test_pivotal_benchmark_runs_tiny_with_every_part(tmp_path):
     assert [(r["batch"], r["image_steps_per_s"] > 0) for r in saved["speed"]] == [(1, True), (4, True)] * 2
     tables = pivotal.main(["--tables", str(tmp_path / "pivotal.json")])  # rebuilt from the raw rows the JSON keeps
     assert json.dumps(tables["edits"]) == json.dumps(payload["edits"])  # NaN (nothing eligible) both sides
+
+
+@pytest.mark.slow
+def test_encoder_any_generator_benchmark_trains_two_encoders_and_checks_every_goal(tmp_path):
+    from benchmarks import encoder_any_generator
+
+    payload = encoder_any_generator.main(["smoke", "--out", str(tmp_path / "enc.json")])
+    rows = json.loads((tmp_path / "enc.json").read_text())["rows"]
+    assert {(r["encoder"], r["method"]) for r in rows} >= {
+        ("-", "W+"), ("generator", "encoder"), ("generator", "hybrid (W+)"), ("generator+24", "encoder"),
+        ("generator+24", "hybrid (W+)"), ("-", "W+, 3 + 3 refined"), ("-", "W+, 6 in one go"),
+        ("generator", "hybrid (W+), 3 + 3 refined"), ("generator", "hybrid (W+), 6 in one go")}
+    assert payload["perceptual"] == "alex-random-trunk"  # a random trunk: never called LPIPS
+    assert set(payload["goals"]) == {"generator", "generator+24", "refinement W+", "refinement hybrid (W+)"}
+    assert all(payload["training"][name]["step"] == 4 for name in ("generator", "generator+24"))
+
+
+def test_an_encoder_training_chunk_travels_from_the_device_and_back(tmp_path):
+    from benchmarks import encoder_any_generator
+    from benchmarks.common import tiny_generator
+    from ganinv.generators import save_generator
+    from ganinv.training.checkpoint import load_checkpoint
+
+    generator = save_generator(tiny_generator(16), tmp_path / "g.safetensors")
+    summary = encoder_any_generator.main(["train", "--run-dir", str(tmp_path / "run"), "--generator", str(generator),
+                                          "--steps", "2", "--batch-size", "2", "--pixel-weight", "3", "--device", "cpu",
+                                          "--out", str(tmp_path / "out")])
+    assert summary["step"] == summary["total_steps"] == 2
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert names[:2] == ["checkpoint-checkpoint.json", "checkpoint-tensors-000.safetensors"]
+    assert names[-2:] == ["log.jsonl", "run.json"]
+    encoder_any_generator.main(["install", "--source", str(tmp_path / "out"), "--run-dir", str(tmp_path / "back")])
+    state = load_checkpoint(tmp_path / "back" / "checkpoint")
+    assert state["step"] == 2 and state["config"]["pixel_weight"] == 3
+    encoder_any_generator.main(["export", "--run-dir", str(tmp_path / "back"), "--to", str(tmp_path / "e.safetensors")])
+    from ganinv.generators import load_generator
+    from ganinv.models.encoder import load_encoder
+
+    assert load_encoder(tmp_path / "e.safetensors", generator=load_generator(generator)).num_ws == 6

@@ -39,7 +39,8 @@ def test_encoder_training_lowers_latent_error_and_roundtrips(tmp_path, family):
     G = make_tiny_family_generator(family)
     images = np.random.default_rng(0).integers(0, 255, [32, 16, 16, 3], dtype=np.uint8)
     cfg = EncoderTrainConfig(batch_size=8, lr=1e-2, total_steps=60, channels=(16, 32), style_channels=16,
-                             mixed_precision=False, perceptual_weight=0.0, real_fraction=0.25)
+                             mixed_precision=False, perceptual="none", real_fraction=0.25,
+                             data="given")
     trainer = EncoderTrainer(cfg, G, tmp_path, device="cpu", images=images)
     torch.manual_seed(123)
     held_img, held_ws = trainer.generated_batch(64)

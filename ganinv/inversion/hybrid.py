@@ -10,11 +10,19 @@ Through a degradation (restoration), the encoder sees the degradation's plain re
 (`degradation.baseline`: holes mean-filled, low resolution upsampled bicubically, grayscale kept as grey RGB, noise
 blurred): an image of the generator's size that looks like its training images, which the raw observation
 (a grey hole, 16 px) would not.
+
+`E` is a network or an encoder file (a path or built-in name, `ganinv.models.encoder.load_encoder`). An encoder that
+records the generator it was trained for is refused with any other generator (`EncoderGeneratorMismatch`).
+
+`ENCODER_START_CONFIG` is the optimisation measured to suit a start at an encoder's output (no latent noise, no
+learning-rate ramp-up, a third of the projector's learning rate: the projector's start-up exploration, tuned for a
+start at `w_avg`, throws much of the encoder's work away; BENCHMARKS.md, faces64 demo section).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any, Sequence
 
 import torch
@@ -24,11 +32,15 @@ from ganinv.inversion.degradations import Degradation, resolve_degradation
 from ganinv.inversion.encode import encode
 from ganinv.inversion.optimize import InversionConfig, InversionResult, invert
 from ganinv.losses.base import ImageLoss
+from ganinv.models.encoder import check_encoder_for, load_encoder
 
 HYBRID_CONFIG = InversionConfig(space="w+", num_steps=100)
+ENCODER_START_CONFIG = dataclasses.replace(HYBRID_CONFIG, initial_learning_rate=0.03, initial_noise_factor=0.0,
+                                           lr_rampup_length=0.0)
 
 
-def hybrid(G: nn.Module, E: nn.Module, target: torch.Tensor, config: InversionConfig | None = None, *,
+def hybrid(G: nn.Module, E: nn.Module | str | os.PathLike, target: torch.Tensor,
+           config: InversionConfig | None = None, *,
            mask: torch.Tensor | None = None, degradation: Degradation | None = None, seed: int | Sequence[int] = 0,
            loss_fn: ImageLoss | None = None, **overrides: Any) -> InversionResult:
     """Encode `target [N, C, H, W]` with `E`, then optimise from there with `invert`.
@@ -36,7 +48,9 @@ def hybrid(G: nn.Module, E: nn.Module, target: torch.Tensor, config: InversionCo
     `config` defaults to `HYBRID_CONFIG` (W+, 100 steps, otherwise the projector's settings); keyword `overrides`
     change its fields, e.g. `num_steps=300, regularize_encoder_weight=0.1`. The result's `init_ws` holds E's output.
     `mask` / `degradation`: as for `invert` (`target` is then the observation); E encodes its plain restoration.
+    `E`: a network, or an encoder file (path or built-in name) loaded onto G's device; either is checked against G.
     """
+    E = as_encoder(E, G)
     degradation = resolve_degradation(mask, degradation)
     encoder_input = target if degradation is None else encoder_view(degradation, target)
     ws_encoder = encode(E, encoder_input)
@@ -50,3 +64,11 @@ def encoder_view(degradation: Degradation, observed: torch.Tensor) -> torch.Tens
     """What the encoder sees of an observation: its plain restoration, `[N, C, H, W]` in [-1, 1]."""
     observed = observed.float()
     return degradation.to(observed.device).baseline(degradation.project(observed))
+
+
+def as_encoder(E: nn.Module | str | os.PathLike, G: nn.Module) -> nn.Module:
+    """`E` itself or the encoder file it names, refused (`EncoderGeneratorMismatch`) unless it belongs to `G`."""
+    if isinstance(E, nn.Module):
+        check_encoder_for(E, G)
+        return E
+    return load_encoder(E, device=next(G.parameters()).device, generator=G)

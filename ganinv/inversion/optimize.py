@@ -417,12 +417,17 @@ class InversionProblem:
         self.graph.replay()
         return self.graph_loss.clone()
 
-    def run(self) -> tuple[torch.Tensor, list[int]]:
-        """All steps; returns the per-image loss history `[K, N]` (on the device: no host sync) and its steps."""
-        steps = history_steps(self.config)
+    def run(self, start_step: int = 0) -> tuple[torch.Tensor, list[int]]:
+        """Steps `start_step` ... `num_steps - 1` (all by default); returns the per-image loss history `[K, N]` (on
+        the device: no host sync) and its steps. Starting later (`ganinv.inversion.refine`) first draws, and
+        discards, the latent noise the skipped steps would have drawn, so step s sees the same draw either way."""
+        steps = [s for s in history_steps(self.config) if s >= start_step]
         slot = {s: k for k, s in enumerate(steps)}
         history = torch.zeros(len(steps), self.latent.shape[0], device=self.device)
-        for step in range(self.config.num_steps):
+        for step in range(start_step):
+            if latent_noise_std(step, self.config, self.latent_std) > 0:
+                self.latent_noise.next()
+        for step in range(start_step, self.config.num_steps):
             loss = self.step(step)
             if step in slot:
                 history[slot[step]] = loss

@@ -101,3 +101,40 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     for name in meta["shards"]:
         tensors.update(load_file(str(path / name)))
     return unflatten_state(meta["state"], tensors)
+
+
+# ---------------------------------------------------------------------------------------------- compact state
+# A run that is committed to git and resumed on another machine must stay small (<= 25 MB for the embedded world's
+# networks): weights in fp16, Adam's moments in bf16. Trainers that round their own state at each checkpoint and
+# continue from the rounded values (`EncoderTrainer`) make a resumed run equal an uninterrupted one.
+
+def half_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Floating tensors in fp16 (a 10-bit mantissa: rounding of at most 2^-11 relative), others unchanged."""
+    return {k: v.half() if v.is_floating_point() else v for k, v in state_dict.items()}
+
+
+def compact_adam_state(opt: torch.optim.Optimizer) -> dict[str, Any]:
+    """Adam's state dict with its moments in bf16 (fp16's range underflows on squared gradients). First moments are
+    dropped when every group's beta1 is 0 (the moment is then the last gradient, overwritten by the next step)."""
+    keep_first = any(group["betas"][0] > 0 for group in opt.param_groups)
+    state = opt.state_dict()
+    per_param = {i: {k: v.bfloat16() if k in ("exp_avg", "exp_avg_sq") else v for k, v in s.items()
+                     if keep_first or k != "exp_avg"}
+                 for i, s in state["state"].items()}
+    return dict(state=per_param, param_groups=state["param_groups"])
+
+
+def full_adam_state(state: dict[str, Any]) -> dict[str, Any]:
+    """Inverse of `compact_adam_state` for `Adam.load_state_dict`: fp32 moments, zero first moments where dropped."""
+    per_param = {}
+    for i, s in state["state"].items():
+        s = dict(s)
+        s["exp_avg_sq"] = s["exp_avg_sq"].float()
+        s["exp_avg"] = s["exp_avg"].float() if "exp_avg" in s else torch.zeros_like(s["exp_avg_sq"])
+        per_param[int(i)] = s
+    return dict(state=per_param, param_groups=state["param_groups"])
+
+
+def checkpoint_bytes(path: str | Path) -> int:
+    """Total size of the checkpoint folder's files (what committing it costs)."""
+    return sum(f.stat().st_size for f in Path(path).iterdir() if f.is_file())
