@@ -1,4 +1,4 @@
-"""storage: the Zarr v3 latent store (schema v1), its write protocol, the run lease and the dataset scan
+"""storage: the Zarr v3 latent store (its schema: storage/schema.py), its write protocol, the run lease and the dataset scan
 (docs/store.md)."""
 
 from storage.errors import (NotInStoreError, StoreDamagedError, StoreExistsError, StoreMismatchError,

@@ -22,6 +22,11 @@ class StoreDamagedError(StoreMismatchError):
     (written over) or shrunk; the message says how to rebuild the root or to move the folder aside."""
 
 
+class RootMissingError(StoreDamagedError):
+    """The folder holds a store's arrays but no root `zarr.json`. Seen without the lease, it may also be a store that
+    another run is creating at this moment: `open_or_create` then decides under the lease (creation.create)."""
+
+
 class StoreCorruptError(StoreDamagedError):
     """A chunk failed its checksum (or could not be decoded). `array` and `chunks` name it; the message says how to
     repair: `ganinv store-verify URL --repair` requeues the items whose data it held, or rebuilds `status`."""

@@ -28,8 +28,8 @@ import numpy as np
 import zarr
 
 from storage import creation, dataset, growth, identity, migrate, results, scan_cache, shards, verify
-from storage.errors import (ArrayMissingError, StoreDamagedError, StoreExistsError, StoreMismatchError,
-                            StoreNotFoundError, damaged_advice, root_missing_message)
+from storage.errors import (ArrayMissingError, RootMissingError, StoreDamagedError, StoreExistsError,
+                            StoreMismatchError, StoreNotFoundError, damaged_advice, root_missing_message)
 from storage.lease import DEFAULT_LEASE_TTL_S, Lease, LeaseFiles, LeaseHeldError, LeaseRecord, acquire
 from storage.readers import ItemReaders
 from storage.schema import DEFAULT_METRICS, GeneratorIdentity, Layout, Manifest, StoreAttributes, to_jsonable
@@ -102,13 +102,19 @@ class LatentStore(ItemReaders):
         try:
             store = cls.open(url, "r+", generator=generator, config=config, run_id=create_kwargs.get("run_id"),
                              storage_options=options)
-        except StoreNotFoundError:
+        except (StoreNotFoundError, RootMissingError) as missing:
+            # No root: no store yet, one that another run is creating right now, or a lost root. Only create(),
+            # under the lease, can tell them apart (and it never adopts a folder that holds files).
             try:
                 return cls.create(url, manifest=manifest, num_ws=num_ws, w_dim=w_dim, generator=generator,
                                   config=config, **create_kwargs)
             except StoreExistsError:  # a concurrent creator committed first: open its store (checked as above)
                 store = cls.open(url, "r+", generator=generator, config=config, run_id=create_kwargs.get("run_id"),
                                  storage_options=options)
+            except StoreDamagedError:
+                if isinstance(missing, RootMissingError):
+                    raise missing from None  # its message says how to rebuild the root
+                raise
         identity.check_layout(store, num_ws=num_ws, w_dim=w_dim, **create_kwargs)
         return store
 
@@ -137,7 +143,7 @@ class LatentStore(ItemReaders):
                                    use_consolidated=False)
         except (FileNotFoundError, zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError) as err:
             if creation.holds_files(self._fs, self._root_path):
-                raise StoreDamagedError(root_missing_message(self.url, "is missing")) from err
+                raise RootMissingError(root_missing_message(self.url, "is missing")) from err
             raise StoreNotFoundError(f"no latent store at {self.url} (no Zarr v3 group there): check the URL, or "
                                      "create one: `ganinv invert IMAGES --store URL` (LatentStore.create in Python)"
                                      ) from err

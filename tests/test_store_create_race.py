@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from _store_helpers import CONFIG, GENERATOR, NUM_WS, W_DIM, sha
-from storage import LatentStore, Manifest
+from storage import LatentStore, LeaseHeldError, Manifest, StoreDamagedError
 
 TRIALS = 40
 RANKS = 3  # 0, 1: the flow's protocol (lease first); 2: a Python caller without a run lease
@@ -79,3 +79,20 @@ def test_runs_racing_to_create_one_store_leave_one_consistent_store(tmp_path):
                 assert {f"{i:06d}" for i in ITEMS[rank]} <= set(seen) <= set(ids), (trial, rank)
         refused += sum(outcome == "refused" for _, outcome, _ in runs)
     assert refused > 0  # the runs did race
+
+
+def test_a_store_being_created_under_the_lease_is_not_called_damaged(tmp_path):
+    """The window the race above hits now and then: the creator holds the lease and has written arrays but not yet
+    the root. Another caller is refused by the lease (and changes nothing), never told the store is damaged; once
+    the lease is gone, the same folder is a lost root and is said to be one."""
+    url = str(tmp_path / "being-created.zarr")
+    kwargs = dict(manifest=_manifest(2), num_ws=NUM_WS, w_dim=W_DIM, generator=GENERATOR, config=CONFIG,
+                  chunk_items=4)
+    with LatentStore.take_lease(url, "creator", ttl_s=60):
+        (tmp_path / "being-created.zarr" / "ws").mkdir()
+        (tmp_path / "being-created.zarr" / "ws" / "zarr.json").write_text("{}")  # the creator's first array
+        with pytest.raises(LeaseHeldError, match="creator"):
+            LatentStore.open_or_create(url, **kwargs)
+    assert sorted(p.name for p in (tmp_path / "being-created.zarr").iterdir()) == ["lease", "ws"]
+    with pytest.raises(StoreDamagedError, match="store-rebuild-root"):
+        LatentStore.open_or_create(url, **kwargs)
