@@ -1,15 +1,16 @@
-"""The store as one xarray Dataset: `open_dataset(url)` gives ws, z, thumbnails, status, error, attempts, path,
+r"""The store as one xarray Dataset: `open_dataset(url)` gives ws, z, thumbnails, status, error, attempts, path,
 source_sha256, `metric_<name>` and `label_<attr>`, dask-backed, aligned on an `image_id` index; text decoded from its
 fixed-width UTF-8 rows (storage/text.py) into Python strings.
 
 The same with xarray alone (no ganinv), for a store of schema v2::
 
-    import numpy as np, xarray as xr
-    root = xr.open_zarr(url)                                   # ws, status, ... and the text arrays as uint8 rows
-    ids = root.image_id.values.view(f"S{root.image_id.shape[1]}")[:, 0].astype(str)  # drops the NUL padding
+    import xarray as xr
+    root = xr.open_zarr(url)                    # ws, status, ... and the text arrays as uint8 rows [item, char]
+    ids = [row.tobytes().rstrip(b"\0").decode("utf-8") for row in root.image_id.values]
+    metrics, labels = xr.open_zarr(url, group="metrics"), xr.open_zarr(url, group="labels")
     ds = xr.merge([root.drop_vars(["image_id", "path", "source_sha256", "error"]),
-                   xr.open_zarr(url, group="metrics").rename(lambda n: f"metric_{n}"),
-                   xr.open_zarr(url, group="labels").rename(lambda n: f"label_{n}")])
+                   metrics.rename({name: f"metric_{name}" for name in metrics.data_vars}),
+                   labels.rename({name: f"label_{name}" for name in labels.data_vars})])
     ds = ds.assign_coords(image_id=("item", ids)).swap_dims(item="image_id")
 
 `xarray.open_zarr(url)` alone shows the root's arrays only (metrics and labels are groups); `xarray.open_datatree(url,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -157,3 +158,20 @@ def test_migrating_a_v1_store_copies_every_item_into_the_checksummed_layout(v1_s
     xr.open_datatree(new.url, engine="zarr")  # the v1 edit run's `item` axis became `edit_item`
     with pytest.raises(ValueError, match="not aligned"):
         xr.open_datatree(v1_store, engine="zarr")  # why v1 stores with edit runs need the migration
+
+
+def test_the_documented_xarray_recipe_gives_what_open_dataset_gives(tmp_path):
+    """The xarray-only recipe in storage/dataset.py's docstring (what a user without ganinv types) runs as written
+    and aligns the same values on image_id."""
+    import storage.dataset
+
+    store = rich_store(str(tmp_path / "corpus.zarr"))
+    recipe = storage.dataset.__doc__.split("::", 1)[1].split("\n\n")[1]  # the indented block after '::'
+    namespace = {"url": store.url}
+    exec(textwrap.dedent(recipe), namespace)  # noqa: S102 - the project's own documented code
+    ds, ours = namespace["ds"], open_dataset(store.url)
+    assert list(ds.image_id.values) == list(ours.image_id.values)
+    np.testing.assert_array_equal(ds.ws.values, ours.ws.values)
+    np.testing.assert_array_equal(ds.metric_psnr.values, ours.metric_psnr.values)
+    np.testing.assert_array_equal(ds.label_smile.values, ours.label_smile.values)
+    assert float(ds.sel(image_id="img00005").metric_mse) == store.metrics(["mse"])["mse"][5]
