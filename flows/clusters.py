@@ -167,8 +167,30 @@ def local_workers(client) -> int | None:
 def start_local_cluster(kind: str, *, workers: int | None = None, dashboard: str | None = None):
     """A started local cluster of `kind` ('local' or 'local-cuda') listening on loopback; close it after use (it is
     a context manager). `workers`: processes ('local', default one per core up to 8) or GPUs ('local-cuda')."""
+    keep_restarting_workers()
     with _scheduler_http_routes(dashboard):  # read by the Scheduler as it starts
         return _local_cluster(workers, dashboard) if kind == "local" else _local_cuda_cluster(workers, dashboard)
+
+
+# A worker process that dies (OOM killer, SIGKILL) is started again by its nanny, but a local cluster (SpecCluster)
+# closes that nanny for good when no worker of its name is back within `distributed.deploy.lost-worker-timeout`
+# (Dask's default: 15 s). Starting a worker process (Python, torch, the models' imports) took 38 s on a loaded 2-core
+# machine: the cluster then lost the worker for the rest of the run, a shard the new process had just been given
+# was started a third time, and once the last worker was lost the run waited forever on shards no worker would take.
+LOST_WORKER_TIMEOUT_S = 600
+
+
+def keep_restarting_workers() -> None:
+    """Gives a nanny LOST_WORKER_TIMEOUT_S to bring its dead worker back before a local cluster closes it (a longer
+    value the user configured is kept). Set for the process, not for a block: the cluster reads it whenever a worker
+    is lost, for as long as it runs."""
+    import dask
+    import distributed  # noqa: F401 - loads distributed's config defaults first
+    from dask.utils import parse_timedelta
+
+    key = "distributed.deploy.lost-worker-timeout"
+    if parse_timedelta(dask.config.get(key, 0)) < LOST_WORKER_TIMEOUT_S:
+        dask.config.set({key: f"{LOST_WORKER_TIMEOUT_S}s"})
 
 
 def gpu_annotation(client) -> contextlib.AbstractContextManager:

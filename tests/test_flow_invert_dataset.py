@@ -118,7 +118,7 @@ def test_killed_worker_loses_no_image_and_changes_no_bit(dask, generator, faces,
         client.unsubscribe_topic(EVENT_TOPIC)
     shard = killed[0]["shard"]
     started = [e for e in events if e["event"] == "started" and e["shard"] == shard]
-    assert len(started) == 2 and started[1]["pid"] != killed[0]["pid"]  # it ran again, elsewhere
+    assert len(started) == 2 and started[1]["pid"] != killed[0]["pid"], events  # it ran again, elsewhere
     assert not [e for e in events if e["event"] == "finished" and e["pid"] == killed[0]["pid"]
                 and e["shard"] == shard]
     arrays = store_arrays(url)
