@@ -195,22 +195,28 @@ def scenario_worker_killed(world, url, reference, rng, *, at: str) -> dict[str, 
     return {"worker_exit_code": died}
 
 
+def half_done(world: dict[str, str], url: str) -> None:
+    """Makes `url` a store of the first half of the images, all inverted (the second half is new to it)."""
+    images = Path(world["images"])
+    later = images.parent / "later"
+    later.mkdir()
+    half = sorted(images.glob("*.png"))[ITEMS // 2:]
+    for path in half:
+        path.rename(later / path.name)
+    shutil.rmtree(url)
+    prepare(world, url)
+    invert_pending(world, url)
+    for path in half:
+        (later / path.name).rename(images / path.name)
+    later.rmdir()
+
+
 def scenario_coordinator_killed_in_append(world, url, reference, rng) -> dict[str, Any]:
     """The coordinator dies after resizing the arrays for new items, before the commit; the next run appends."""
     from storage import LatentStore
     from storage.scan import scan_images
 
-    images = Path(world["images"])
-    half = sorted(images.glob("*.png"))[ITEMS // 2:]
-    hidden = images.parent / "later"
-    hidden.mkdir()
-    for path in half:
-        path.rename(hidden / path.name)
-    shutil.rmtree(url)
-    prepare(world, url)
-    invert_pending(world, url)
-    for path in half:
-        (hidden / path.name).rename(images / path.name)
+    half_done(world, url)
     code = (f"import os, sys; sys.path.insert(0, {str(REPO)!r}); from storage import growth\n"
             "growth.commit = lambda *a, **k: os._exit(9)\n"
             "from storage import LatentStore; from storage.scan import scan_images\n"
@@ -270,22 +276,28 @@ def trials_outcome(rows: list[dict[str, int]]) -> dict[str, int]:
             "duplicated": sum(r["duplicated"] for r in rows), "max_attempts": max(r["max_attempts"] for r in rows)}
 
 
-def scenario_worker_dies_at_random_writes(world, url, reference, rng, *, trials: int = 12) -> dict[str, Any]:
-    """A worker inverting every shard dies at a random store write (before or after it); the next run finishes.
-    Each trial starts from the prepared store again."""
-    fresh = url + ".fresh"
-    shutil.copytree(url, fresh)
-    _, total = run_dying(WORKER, k=0, before=False, url=url, generator=world["generator"])  # counts the writes
+def die_and_recover(url: str, start: str, reference, rng: random.Random, trials: int, body: str,
+                    recover: Callable[[], None], **names: str) -> dict[str, Any]:
+    """`trials` times from a copy of the store `start`: `body` dies at a random store write of its own (before or
+    after it), then `recover()` runs and the store is compared with `reference`."""
+    _, total = run_dying(body, k=0, before=False, url=url, **names)  # counts the writes of a whole run
     rows = []
     for k, before in kill_points(rng, total, trials):
         shutil.rmtree(url)
-        shutil.copytree(fresh, url)
-        code, _ = run_dying(WORKER, k=k, before=before, url=url, generator=world["generator"])
+        shutil.copytree(start, url)
+        code, _ = run_dying(body, k=k, before=before, url=url, **names)
         assert code == 9, (k, before)
-        invert_pending(world, url, batch_size=3)
+        recover()
         rows.append(outcome(url, reference))
-    shutil.rmtree(fresh)
+    shutil.rmtree(start)
     return {"writes_per_run": total, **trials_outcome(rows)}
+
+
+def scenario_worker_dies_at_random_writes(world, url, reference, rng, *, trials: int = 12) -> dict[str, Any]:
+    """A worker inverting every shard dies at a random store write; the next run (batches of 3) finishes."""
+    shutil.copytree(url, url + ".fresh")
+    return die_and_recover(url, url + ".fresh", reference, rng, trials, WORKER,
+                           lambda: invert_pending(world, url, batch_size=3), generator=world["generator"])
 
 
 def scenario_worker_sigkilled_at_random_times(world, url, reference, rng, *, trials: int = 8) -> dict[str, Any]:
@@ -314,34 +326,17 @@ def scenario_coordinator_dies_at_random_writes_of_an_append(world, url, referenc
                                                             ) -> dict[str, Any]:
     """Half the images are in the store (done); the coordinator appending the other half dies at a random store
     write; the next run appends again and inverts what is pending."""
-    images = Path(world["images"])
-    later = images.parent / "later"
-    later.mkdir()
-    half = sorted(images.glob("*.png"))[ITEMS // 2:]
-    for path in half:
-        path.rename(later / path.name)
-    shutil.rmtree(url)
-    prepare(world, url)
-    invert_pending(world, url)
-    for path in half:
-        (later / path.name).rename(images / path.name)
-    half_done = url + ".half"
-    shutil.copytree(url, half_done)
-    _, total = run_dying(APPEND, k=0, before=False, url=url, images=world["images"])  # counts the writes
-    rows = []
-    for k, before in kill_points(rng, total, trials):
-        shutil.rmtree(url)
-        shutil.copytree(half_done, url)
-        code, _ = run_dying(APPEND, k=k, before=before, url=url, images=world["images"])
-        assert code == 9, (k, before)
+    half_done(world, url)
+    shutil.copytree(url, url + ".half")
+
+    def recover() -> None:
         from storage import LatentStore
         from storage.scan import scan_images
 
         LatentStore.open(url, "r+").append(scan_images(world["images"]).manifest)
         invert_pending(world, url)
-        rows.append(outcome(url, reference))
-    shutil.rmtree(half_done)
-    return {"writes_per_append": total, **trials_outcome(rows)}
+
+    return die_and_recover(url, url + ".half", reference, rng, trials, APPEND, recover, images=world["images"])
 
 
 def scenario_root_lost(world, url, reference, rng) -> dict[str, Any]:
