@@ -109,13 +109,15 @@ def read_inputs(store: LatentStore, shard: Shard, *, retry_failed: bool = False,
     """The items of `shard` still to do (or all of them with `every_item`), with ids, resolved paths and attempts."""
     check_shard(store, shard)
     rows = slice(shard.start, shard.stop)
-    attempts = store.array(arrays.ATTEMPTS)[rows]
+    # store._read: a chunk that fails its checksum is a StoreCorruptError naming it and the repair (not retried; a
+    # rerun would meet it again), never a codec's ValueError that the task would retry and call transient.
+    attempts = store._read(arrays.ATTEMPTS, rows)
     if every_item:
         keep = np.arange(len(attempts))
     else:
-        keep = np.flatnonzero(todo(store.array(arrays.STATUS)[rows], attempts, retry_failed=retry_failed,
+        keep = np.flatnonzero(todo(store._read(arrays.STATUS, rows), attempts, retry_failed=retry_failed,
                                    max_attempts=max_attempts))
-    ids, paths, shas = (text.decode(store.array(name)[rows])
+    ids, paths, shas = (text.decode(store._read(name, rows))
                         for name in (arrays.IMAGE_ID, arrays.PATH, arrays.SOURCE_SHA256))
     root = store.attributes.dataset.root
     return ShardInputs(shard=shard, indices=(shard.start + keep).astype(np.int64),

@@ -104,6 +104,17 @@ def test_a_corrupt_identity_chunk_is_reported_as_beyond_repair(tmp_path):
     assert loc.open().status().tolist()[4:8] == [1, 1, 1, 2]  # the codes are kept
 
 
+@pytest.mark.parametrize("key, name", [("path/c/1/0", "path"), ("attempts/c/1", "attempts")])
+def test_a_worker_reading_a_corrupt_chunk_of_its_shard_gets_the_repair_not_a_codec_error(tmp_path, key, name):
+    """A ValueError from the codec would be retried as transient and end in "run again to resume", which never
+    gets past it; the worker's read names the chunk and `store-verify --repair`, as a UserError (not retried)."""
+    loc, store = written_store(tmp_path)
+    store.array("status")[4:8] = Status.PENDING  # shard 1 to do again
+    flip_bytes(loc, key)
+    with pytest.raises(StoreCorruptError, match=rf"chunk 1 \(items 4-7\) of `{name}` is corrupt.*--repair"):
+        loc.open("r+").read_shard_inputs(store.shard(1))
+
+
 def test_planning_rebuilds_a_corrupt_status_chunk_so_a_rerun_can_resume(tmp_path):
     loc, store = written_store(tmp_path)
     flip_bytes(loc, "status/c/0", count=2)
