@@ -87,7 +87,8 @@ def contents(url: str) -> dict[str, np.ndarray]:
     from storage import LatentStore
 
     store = LatentStore.open(url)
-    return {"ws": store.ws(), "thumbnails": store.thumbnails(), "status": store.status(), "image_ids": store.image_ids(),
+    return {"ws": store.ws(), "thumbnails": store.thumbnails(), "status": store.status(),
+            "image_ids": store.image_ids(),
             "errors": store.errors(), "sha": store.source_sha256(), "attempts": store.attempts()}
 
 
@@ -186,7 +187,8 @@ def scenario_worker_killed(world, url, reference, rng, *, at: str) -> dict[str, 
     """A worker process dies (os._exit) while writing array `at` of its first shard; the run then goes on."""
     code = (f"import os, sys; sys.path.insert(0, {str(REPO)!r}); from storage import shards\n"
             "write = shards.write_region\n"
-            f"def dying(store, name, rows, value):\n    os._exit(9) if name == {at!r} else write(store, name, rows, value)\n"
+            "def dying(store, name, rows, value):\n"
+            f"    os._exit(9) if name == {at!r} else write(store, name, rows, value)\n"
             "shards.write_region = dying\n"
             "from runtime.config import ExecutionOptions; from runtime.shard import run_shard\n"
             f"run_shard({url!r}, 1, generator={world['generator']!r}, execution=ExecutionOptions(batch_size=4))\n")

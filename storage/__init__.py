@@ -1,5 +1,5 @@
-"""storage: the Zarr v3 latent store (its schema: storage/schema.py), its write protocol, the run lease and the dataset scan
-(docs/store.md)."""
+"""storage: the Zarr v3 latent store (its schema: storage/schema.py), its write protocol, the run lease and the
+dataset scan (docs/store.md)."""
 
 from storage.errors import (NotInStoreError, StoreDamagedError, StoreExistsError, StoreMismatchError,
                             StoreNotFoundError)

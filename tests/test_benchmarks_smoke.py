@@ -156,8 +156,8 @@ def test_an_encoder_training_chunk_travels_from_the_device_and_back(tmp_path):
 def test_fault_injection_benchmark_kills_a_worker_at_a_random_write_and_loses_nothing(tmp_path):
     from benchmarks import fault_injection
 
-    payload = fault_injection.main(["--only", "worker dies at a random store write", "--only", "garbage root", "--trials", "1",
-                                    "--seed", "3", "--out", str(tmp_path / "faults.json")])
+    payload = fault_injection.main(["--only", "worker dies at a random store write", "--only", "garbage root",
+                                    "--trials", "1", "--seed", "3", "--out", str(tmp_path / "faults.json")])
     rows = {row["fault"].split(",")[0]: row for row in payload["rows"]}
     assert set(rows) == {"worker dies at a random store write", "garbage root zarr.json"}
     killed = rows["worker dies at a random store write"]
