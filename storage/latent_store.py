@@ -103,18 +103,14 @@ class LatentStore(ItemReaders):
             store = cls.open(url, "r+", generator=generator, config=config, run_id=create_kwargs.get("run_id"),
                              storage_options=options)
         except (StoreNotFoundError, RootMissingError) as missing:
-            # No root: no store yet, one that another run is creating right now, or a lost root. Only create(),
-            # under the lease, can tell them apart (and it never adopts a folder that holds files).
-            try:
+            try:  # no store, one another run is creating, or a lost root: create() tells them apart under the lease
                 return cls.create(url, manifest=manifest, num_ws=num_ws, w_dim=w_dim, generator=generator,
                                   config=config, **create_kwargs)
             except StoreExistsError:  # a concurrent creator committed first: open its store (checked as above)
                 store = cls.open(url, "r+", generator=generator, config=config, run_id=create_kwargs.get("run_id"),
                                  storage_options=options)
-            except StoreDamagedError:
-                if isinstance(missing, RootMissingError):
-                    raise missing from None  # its message says how to rebuild the root
-                raise
+            except StoreDamagedError as damaged:  # a lost root: the RootMissingError's message has the repair
+                raise (missing if isinstance(missing, RootMissingError) else damaged) from None
         identity.check_layout(store, num_ws=num_ws, w_dim=w_dim, **create_kwargs)
         return store
 
