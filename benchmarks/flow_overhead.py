@@ -235,18 +235,20 @@ def time_task(args: argparse.Namespace, world: World, workdir: Path) -> tuple[fl
     """(b): run_shard on a fresh store (models cached by (a)); returns the fastest time and its breakdown."""
     from runtime.config import ExecutionOptions
     from runtime.coordinator import check_settings, open_store, plan
+    from runtime.numerics import record_for_this_process
     from runtime.shard import run_shard
     from storage.scan import scan_images
 
     settings = check_settings(world.generator, world.config)
     scan = scan_images(image_list(world, args.shard_size))
+    execution = ExecutionOptions(batch_size=args.batch_size, device=args.device, threads=args.threads)
     best, breakdown = float("inf"), {}
     for repeat in range(args.repeats):
         store, _ = open_store(str(workdir / f"task-{repeat}.zarr"), scan.manifest, settings,
                               chunk_items=args.shard_size)
         plan(store, scan.manifest)
-        report = run_shard(store.url, 0, generator=world.generator, execution=ExecutionOptions(
-            batch_size=args.batch_size, device=args.device, threads=args.threads))
+        record_for_this_process(store, execution)  # what the flow's step 4 records before dispatching shards
+        report = run_shard(store.url, 0, generator=world.generator, execution=execution)
         if report.seconds < best:
             best = report.seconds
             breakdown = {k: getattr(report, k) for k in ("load_s", "decode_s", "invert_s", "write_s")}

@@ -43,6 +43,9 @@ EXECUTION_FLAGS: dict[str, tuple[Any, Any]] = {
                                             "default: one per core up to 8, or every GPU).")),
     "dashboard": (Optional[str], typer.Option(None, "--dashboard", help="Serve Dask's dashboard of a local cluster "
                                               "at HOST:PORT (':8787' is 127.0.0.1:8787; default: none).")),
+    "dask_security": (Optional[str], typer.Option(None, "--dask-security", help="YAML file of TLS options "
+                                                  "(tls_ca_file, tls_client_cert, tls_client_key) for a tls:// "
+                                                  "--cluster (infra/dask/README.md).")),
     "device": (Optional[str], typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N (default "
                                            f"{default(ExecutionOptions, 'device')}).")),
     "threads": (Optional[int], typer.Option(None, "--threads", help="torch CPU threads per worker (default: this "

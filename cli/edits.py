@@ -16,7 +16,7 @@ app = typer.Typer()
 
 
 @app.command("render-edits")
-@common.execution_flags("cluster", "workers", "dashboard", "device")
+@common.execution_flags("cluster", "workers", "dashboard", "dask_security", "device")
 def render_edits(
     store: str = typer.Argument(..., help="Store path or fsspec URL."),
     directions: str = typer.Option(..., help="Comma-separated direction names (see list-directions)."),

@@ -33,7 +33,7 @@ PIVOTAL = "default: PivotalConfig's, docs/inversion.md"
 
 
 @app.command("invert", help=HELP)
-@common.execution_flags("cluster", "workers", "dashboard", "device", "threads", "batch_size", "force",
+@common.execution_flags("cluster", "workers", "dashboard", "dask_security", "device", "threads", "batch_size", "force",
                         "compile_cache")
 def invert(
     images: str = typer.Argument(..., help="Folder, list file, glob or bucket prefix of images."),

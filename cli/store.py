@@ -1,4 +1,5 @@
-"""Commands on a latent store: `store-info`, `store-verify`, `store-rebuild-root`, `store-break-lease`."""
+"""Commands on a latent store: `store-info`, `store-verify`, `store-migrate`, `store-rebuild-root`,
+`store-break-lease`."""
 
 from __future__ import annotations
 
@@ -52,22 +53,44 @@ def store_info(store: str = STORE,
 
 @app.command("store-verify")
 def store_verify(store: str = STORE,
-                 repair: bool = typer.Option(False, "--repair",
-                                             help="Mark bad items pending so the next run redoes them.")) -> None:
-    """Checks that every item marked done has finite data; exit code 1 if not."""
+                 repair: bool = typer.Option(False, "--repair", help="Requeue the items whose data is bad or in a "
+                                             "corrupt chunk (the next run redoes them), rebuild corrupt status, "
+                                             "error and attempts chunks.")) -> None:
+    """Reads every chunk of a store, checking its checksum, and every item marked done; exit code 1 if anything is
+    wrong (and not repaired)."""
     report = open_store(store, "r+" if repair else "r").verify(repair=repair)
-    typer.echo(f"{report.num_items} items: " + ", ".join(f"{k} {v}" for k, v in report.counts.items()))
+    counts = ", ".join(f"{k} {v}" for k, v in report.counts.items()) if min(report.counts.values()) >= 0 else \
+        "status unreadable"
+    typer.echo(f"{report.num_items} items: {counts}; checksums {'verified' if report.checksums else 'absent'}")
+    for note in report.notes:
+        typer.echo(f"note: {note}")
     for problem in report.problems:
         typer.echo(f"problem: {problem}")
+    for chunk in report.corrupt_chunks[:20]:
+        typer.echo(f"corrupt: {chunk}")
     for index, reason in list(zip(report.bad_items, report.reasons))[:20]:
         typer.echo(f"bad item {index}: {reason}")
     if len(report.bad_items) > 20:
         typer.echo(f"... and {len(report.bad_items) - 20} more bad items")
     if report.repaired:
-        typer.echo(f"marked {len(report.bad_items)} items pending again")
+        typer.echo(f"repaired: marked {len(report.requeued)} items pending again (the next `ganinv invert` redoes "
+                   "them); run store-verify again to check")
     typer.echo("ok" if report.ok else "NOT OK")
     if not report.ok and not report.repaired:
         raise typer.Exit(1)
+
+
+@app.command("store-migrate")
+def store_migrate(store: str = STORE,
+                  new_store: str = typer.Argument(..., help="Where the copy goes (a new, empty location).")) -> None:
+    """Copies a store into the current layout (every chunk checksummed, text every Zarr v3 reader understands,
+    edit runs on their own item axis); the source is not changed. Swap the folders afterwards."""
+    from storage import LatentStore
+
+    copy = LatentStore.migrate(store, new_store)
+    typer.echo(f"copied {len(copy)} items of {store} into {new_store} (schema v{copy.attributes.schema_version}); "
+               f"check it with `ganinv store-verify {new_store}`, then swap: mv {store} {store}.old && "
+               f"mv {new_store} {store}")
 
 
 @app.command("store-rebuild-root")

@@ -3,7 +3,9 @@
 - `local`: a LocalCluster of worker *processes* with one thread each on this machine (CPU inversion, tests);
 - `local-cuda`: one worker process per visible GPU on this machine, each seeing only its GPU
   (`CUDA_VISIBLE_DEVICES`) and offering the resource `GPU=1`, so exactly one shard runs per GPU;
-- an address such as `tcp://head:8786`: an existing Dask scheduler (many machines; see infra/dask/README.md).
+- an address such as `tcp://head:8786`: an existing Dask scheduler (many machines; see infra/dask/README.md), or
+  `tls://head:8786` with `dask_security` (a YAML file of this client's certificates): TLS, required for a scheduler
+  reachable from a network others share, since a scheduler runs the code it is sent.
 
 Every flow that sends work to Dask (invert-dataset, render-edits) runs that part as a subflow given
 `dask_runner(execution)` with `flow.with_options(task_runner=...)`: a Prefect DaskTaskRunner that reaches the
@@ -78,11 +80,22 @@ def dask_cluster(cluster: str, *, workers: int | None = None, dashboard: str | N
 
 
 def check_execution(execution: ExecutionOptions) -> None:
-    """Refuses a cluster name, worker count or dashboard address that cannot work, before anything starts."""
+    """Refuses a cluster name, worker count, dashboard address or security file that cannot work, before anything
+    starts."""
     check_cluster_name(execution.cluster)
     if execution.workers is not None and execution.workers < 1:
         raise ClusterError(f"workers={execution.workers}: need at least one worker")
     dashboard_address(execution.dashboard)
+    tls = execution.cluster.startswith("tls://")
+    if execution.dask_security is not None and not tls:
+        raise ClusterError(f"--dask-security {execution.dask_security}: TLS is for a scheduler on other machines; "
+                           f"give its tls:// address as --cluster (not {execution.cluster!r}: local clusters listen "
+                           "on 127.0.0.1 only)")
+    if tls and execution.dask_security is None:
+        raise ClusterError(f"--cluster {execution.cluster}: a tls:// scheduler needs this client's certificates: "
+                           "--dask-security FILE (infra/dask/README.md, 'TLS')")
+    if execution.dask_security is not None:
+        load_security(execution.dask_security)
     if execution.compile_cache is not None:
         check_compile_cache(execution.compile_cache)
 
@@ -98,6 +111,40 @@ def expected_workers(execution: ExecutionOptions) -> int | None:
     return None
 
 
+SECURITY_KEYS = ("tls_ca_file", "tls_client_cert", "tls_client_key", "tls_min_version", "tls_max_version",
+                 "require_encryption")
+_SECURITY_FILES = ("tls_ca_file", "tls_client_cert", "tls_client_key")
+
+
+def load_security(path: str):
+    """The `distributed.security.Security` of a YAML file with keys `SECURITY_KEYS` (certificate paths relative to
+    the file's folder); require_encryption defaults to true. ClusterError names the file and what is wrong."""
+    import yaml
+    from distributed.security import Security
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            options = yaml.safe_load(f)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        raise ClusterError(f"--dask-security {path}: cannot read it ({type(err).__name__}: {err})") from None
+    if not isinstance(options, dict) or not options:
+        raise ClusterError(f"--dask-security {path}: expected a YAML mapping of {', '.join(SECURITY_KEYS)}")
+    unknown = sorted(set(options) - set(SECURITY_KEYS))
+    if unknown:
+        raise ClusterError(f"--dask-security {path}: unknown keys {unknown}; use {', '.join(SECURITY_KEYS)}")
+    folder = os.path.dirname(os.path.abspath(path))
+    for key in _SECURITY_FILES:
+        if key in options:
+            options[key] = os.path.join(folder, os.path.expanduser(str(options[key])))
+            if not os.path.isfile(options[key]):
+                raise ClusterError(f"--dask-security {path}: {key} {options[key]} is not a file")
+    missing = [key for key in _SECURITY_FILES if key not in options]
+    if missing:
+        raise ClusterError(f"--dask-security {path}: TLS needs {', '.join(missing)} too (the CA that signed the "
+                           "scheduler's certificate, and this client's certificate and key)")
+    return Security(**{"require_encryption": True, **options})
+
+
 def dask_runner(execution: ExecutionOptions):
     """The Prefect DaskTaskRunner for `flow.with_options(task_runner=...)`: it reaches the scheduler address, or
     starts the local cluster (`start_local_cluster`) when the flow starts and closes it when the flow ends."""
@@ -105,7 +152,8 @@ def dask_runner(execution: ExecutionOptions):
 
     check_execution(execution)
     if "://" in execution.cluster:
-        return DaskTaskRunner(address=execution.cluster)
+        security = {} if execution.dask_security is None else {"security": load_security(execution.dask_security)}
+        return DaskTaskRunner(address=execution.cluster, client_kwargs=security)
     return DaskTaskRunner(cluster_class=start_local_cluster, cluster_kwargs=dict(
         kind=execution.cluster, workers=execution.workers, dashboard=execution.dashboard))
 
@@ -136,11 +184,34 @@ def local_workers(client) -> int | None:
 def start_local_cluster(kind: str, *, workers: int | None = None, dashboard: str | None = None):
     """A started local cluster of `kind` ('local' or 'local-cuda') listening on loopback; close it after use (it is
     a context manager). `workers`: processes ('local', default one per core up to 8) or GPUs ('local-cuda')."""
+    keep_restarting_workers()
+
     def start():
         with _scheduler_http_routes(dashboard):  # read by the Scheduler as it starts
             return _local_cluster(workers, dashboard) if kind == "local" else _local_cuda_cluster(workers, dashboard)
 
     return started_without_sigint(start)  # its workers take no Ctrl-C: this process stops them (child_signals.py)
+
+
+# A worker process that dies (OOM killer, SIGKILL) is started again by its nanny, but a local cluster (SpecCluster)
+# closes that nanny for good when no worker of its name is back within `distributed.deploy.lost-worker-timeout`
+# (Dask's default: 15 s). Starting a worker process (Python, torch, the models' imports) took 38 s on a loaded 2-core
+# machine: the cluster then lost the worker for the rest of the run, a shard the new process had just been given
+# was started a third time, and once the last worker was lost the run waited forever on shards no worker would take.
+LOST_WORKER_TIMEOUT_S = 600
+
+
+def keep_restarting_workers() -> None:
+    """Gives a nanny LOST_WORKER_TIMEOUT_S to bring its dead worker back before a local cluster closes it (a longer
+    value the user configured is kept). Set for the process, not for a block: the cluster reads it whenever a worker
+    is lost, for as long as it runs."""
+    import dask
+    import distributed  # noqa: F401 - loads distributed's config defaults first
+    from dask.utils import parse_timedelta
+
+    key = "distributed.deploy.lost-worker-timeout"
+    if parse_timedelta(dask.config.get(key, 0)) < LOST_WORKER_TIMEOUT_S:
+        dask.config.set({key: f"{LOST_WORKER_TIMEOUT_S}s"})
 
 
 def gpu_annotation(client) -> contextlib.AbstractContextManager:

@@ -10,8 +10,9 @@ Steps, each a task (tasks/inversion.py):
 0. check the settings: resolve `config` for the generator; refuse what every worker would fail on;
 1. scan the images: ids, content hashes, labels; unreadable files and duplicates set aside with a reason; only new
    or changed files are read (the last scan's hashes are kept in the store);
-2. open the store, refusing one made with another generator or settings, or create it; take its lease (renewed in
-   the background; a second run is refused, `execution.force` takes the lease over); keep the scan's hashes;
+2. take the store's lease (renewed in the background; a second run is refused, `execution.force` takes the lease
+   over), then open the store, refusing one made with another generator or settings, or create it; keep the scan's
+   hashes;
 3. plan: append the images the store has not seen (by content hash), create or grow the result groups of the
    config's stages (pivotal deltas), list the shards with pending items;
 4. invert the shards on Dask workers (the subflow `invert-shards`, given `flows.clusters.dask_runner`): a task gets
@@ -27,6 +28,7 @@ that failed beyond their retries end the run with `IncompleteRun` (after the sum
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
@@ -34,15 +36,19 @@ from prefect import flow
 from prefect.utilities.annotations import quote
 
 from flows import artifacts, progress
-from flows.clusters import check_execution, dask_client, dask_runner, expected_workers, gpu_annotation
+from flows.clusters import (check_execution, dask_client, dask_runner, expected_workers, gpu_annotation,
+                            local_workers)
 from flows.prefect_api import new_run_id
-from flows.shard_runs import gather_reports, shared_threads
+from flows.shard_runs import gather_reports
+from ganinv.errors import UserError
 from runtime.config import DEFAULT_GENERATOR, ExecutionOptions, InvertConfig
-from runtime.coordinator import InvertPlan, InvertSummary, shard_note
+from runtime.coordinator import InvertPlan, InvertSummary, incomplete_message, shard_note
+from runtime.numerics import probe as probe_numerics
 from runtime.shard import ShardReport
+from storage import LatentStore
 from storage.lease import RENEWED_LEASE_TTL_S
 from tasks.inversion import (check_settings, invert_shard, open_store, plan_shards, record_run, save_scan_cache,
-                             scan_dataset, score_items, summarize_run)
+                             scan_dataset, score_items, settle_numerics, summarize_run)
 
 
 class IncompleteRun(RuntimeError):
@@ -73,12 +79,14 @@ def invert_dataset(images: str, store: str, generator: str = DEFAULT_GENERATOR, 
     settings = check_settings(generator, config)
     # 1. Scan the dataset: ids, content hashes, labels; unreadable files and duplicates set aside with reasons.
     scan = scan_dataset(images, labels=labels, storage_options=storage_options, store=store)
-    # 2. Open or create the store (refusing mismatches), hold its lease for the run, keep the scan's hashes.
+    # 2. Take the store's lease for the run, then open or create the store under it (refusing mismatches), keep
+    #    the scan's hashes. The lease comes first: no other run creates, appends or plans between our steps.
     workers = expected_workers(execution)
-    latent_store, created = open_store(store, quote(scan.manifest), settings, shard_size=config.shard_size,
-                                       workers=workers, storage_options=storage_options)
-    shards = shard_note(latent_store, created=created, given=config.shard_size, workers=workers)
-    with latent_store.acquire_lease(run_id, ttl_s=RENEWED_LEASE_TTL_S, force=execution.force):
+    with LatentStore.take_lease(store, run_id, ttl_s=RENEWED_LEASE_TTL_S, force=execution.force,
+                                storage_options=storage_options):
+        latent_store, created = open_store(store, quote(scan.manifest), settings, shard_size=config.shard_size,
+                                           workers=workers, storage_options=storage_options, run_id=run_id)
+        shards = shard_note(latent_store, created=created, given=config.shard_size, workers=workers)
         save_scan_cache(latent_store, quote(scan))
         # 3. Plan: append the new images, list the shards with pending items.
         plan = plan_shards(latent_store, quote(scan.manifest), retry_failed=config.retry_failed, created=created,
@@ -96,8 +104,7 @@ def invert_dataset(images: str, store: str, generator: str = DEFAULT_GENERATOR, 
     artifacts.publish_inversion(summary)
     crashed = summary.this_run.crashed_shards
     if crashed:
-        raise IncompleteRun(f"{len(crashed)} shard(s) failed beyond their retries (first: {crashed[0].error}); "
-                            "their items stay pending: run again to resume", summary)
+        raise IncompleteRun(incomplete_message(crashed), summary)
     return summary
 
 
@@ -107,9 +114,15 @@ def invert_shards(store: str, plan: InvertPlan, *, generator: str, run_id: str, 
     """Step 4 of invert-dataset, on the Dask task runner it is given: one `invert_shard` task per planned shard (one
     per GPU where workers offer GPUs); a shard that fails beyond its retries becomes a report with its error."""
     client = dask_client()
-    execution = shared_threads(client, execution)
+    # The numerics every shard is computed with (thread count, batching, device), recorded in the store by its
+    # first run and the same for every later one, so that no item depends on the worker count or its batch.
+    numerics = settle_numerics(store, run_id, execution, list(client.run(probe_numerics, execution.device).values()),
+                               local_workers=local_workers(client), storage_options=storage_options)
+    execution = dataclasses.replace(execution, threads=numerics.threads,
+                                    batch_size=numerics.batch_size or execution.batch_size)
     with gpu_annotation(client):
         submitted = [(invert_shard.submit(store, shard.index, generator=generator, run_id=run_id,
                                           retry_failed=retry_failed, execution=execution,
                                           storage_options=storage_options), shard) for shard in plan.shards]
-    return gather_reports(store, plan.items, submitted, lambda shard, error: ShardReport(shard=shard, error=error))
+    return gather_reports(store, plan.items, submitted, lambda shard, err: ShardReport(
+        shard=shard, error=f"{type(err).__name__}: {err}", resumable=not isinstance(err, UserError)))

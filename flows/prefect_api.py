@@ -5,7 +5,8 @@ started. Without it, Prefect's ephemeral mode would start a server in *every* pr
 worker included, all on one SQLite file, and some outlive the run (docs/platform.md). So the
 CLI starts one temporary server here instead (Prefect's own `SubprocessASGIServer`, as `prefect_test_harness`
 does, on a free localhost port, with a throwaway database), exports its URL to this process and to every worker it
-spawns, and stops it at the end. Runs are then visible only while the command runs; set `PREFECT_API_URL` to keep
+spawns, and stops it at the end; a watchdog process stops it should the command be killed without unwinding
+(`kill -9`, flows/watchdog.py). Runs are then visible only while the command runs; set `PREFECT_API_URL` to keep
 their history, logs and artifacts.
 
 `quiet_logging()` keeps a terminal readable: Prefect's console handler shows only CRITICAL records (the command
@@ -27,6 +28,7 @@ import uuid
 from collections.abc import Iterator
 
 from flows.child_signals import sigint_blocked
+from flows.watchdog import guard
 
 SERVER_STARTUP_TIMEOUT_S = 120
 
@@ -74,13 +76,14 @@ def _temporary_server() -> Iterator[str]:
 
     home = tempfile.mkdtemp(prefix="ganinv-prefect-")
     database = f"sqlite+aiosqlite:///{home}/prefect.db"
-    server, started = None, False
+    server, started, watchdog = None, False, None
     restore = _stop_on_sigterm()
     try:
         with temporary_settings(updates={PREFECT_SERVER_DATABASE_CONNECTION_URL: database}):
             server = _server_class()(port=_free_port())
             server.start(timeout=SERVER_STARTUP_TIMEOUT_S)
             started = True
+        watchdog = guard(server.server_process.pid)  # ends the server if this process dies without unwinding
         os.environ["PREFECT_API_URL"] = server.api_url  # inherited by the Dask worker processes we spawn
         with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
             yield server.api_url
@@ -89,6 +92,8 @@ def _temporary_server() -> Iterator[str]:
             if started:  # interrupted while it started: nothing was logged to it yet
                 _drain_to(server)
             server.stop()
+        if watchdog is not None:  # it sees the server gone and exits within POLL_S
+            watchdog.wait(timeout=10)
         os.environ.pop("PREFECT_API_URL", None)
         shutil.rmtree(home, ignore_errors=True)
         restore()

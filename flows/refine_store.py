@@ -79,5 +79,5 @@ def refine_shards(store: str, plan: RefinePlan, *, generator: str, run_id: str, 
                                           execution=execution, storage_options=storage_options), shard)
                      for shard in plan.shards]
     return gather_reports(store, plan.items, submitted,
-                          lambda shard, error: RefineShardReport(shard=shard, error=error))
+                          lambda shard, err: RefineShardReport(shard=shard, error=f"{type(err).__name__}: {err}"))
 

@@ -18,9 +18,9 @@ from storage import Shard
 
 
 def gather_reports(store: str, items: int, submitted: Sequence[tuple[Any, Shard]],
-                   crashed: Callable[[int, str], Any]) -> list[Any]:
-    """The reports of the `submitted` (future, shard) pairs in the order they finish; `crashed(shard_index, error)`
-    makes the report of a shard whose task failed beyond its retries."""
+                   crashed: Callable[[int, Exception], Any]) -> list[Any]:
+    """The reports of the `submitted` (future, shard) pairs in the order they finish; `crashed(shard_index, err)`
+    makes the report of a shard whose task failed beyond its retries with `err`."""
     tracker = artifacts.ShardProgress(store, items)
     shard_of = {id(future): shard for future, shard in submitted}
     reports = []
@@ -29,7 +29,7 @@ def gather_reports(store: str, items: int, submitted: Sequence[tuple[Any, Shard]
         try:
             report = future.result()
         except Exception as err:  # noqa: BLE001 - a shard that failed beyond its retries; the run goes on
-            report = crashed(shard.index, f"{type(err).__name__}: {err}")
+            report = crashed(shard.index, err)
         reports.append(report)
         done = report.items if report.error is None else len(shard)
         tracker.advance(done)

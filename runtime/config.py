@@ -32,7 +32,9 @@ MIN_SHARDS_PER_WORKER = 2
 class ExecutionOptions:
     """How and where a flow runs. cluster: 'local' (CPU worker processes), 'local-cuda' (one worker per GPU) or a
     Dask scheduler address (docs/platform.md); workers: local workers (local-cuda: GPUs; None: one per core up to 8,
-    or every GPU); dashboard: where a local cluster serves Dask's dashboard (None: nowhere). device: auto, cpu, cuda,
+    or every GPU); dashboard: where a local cluster serves Dask's dashboard (None: nowhere); dask_security: a YAML
+    file of `distributed.security.Security` options (TLS certificates) for a tls:// scheduler address (infra/dask/
+    README.md). device: auto, cpu, cuda,
     cuda:N. threads: torch CPU threads per worker (None: this machine's cores shared among local workers).
     batch_size: images per inversion or sampling call (None: the device's default, 16 on CPU and 32 on CUDA for an
     inversion; 'auto': as many as fit each GPU). prefetch: decode the next batch while one is inverted. force: take
@@ -43,6 +45,7 @@ class ExecutionOptions:
     cluster: str = "local"
     workers: int | None = None
     dashboard: str | None = None
+    dask_security: str | None = None
     device: str = AUTO
     threads: int | None = None
     batch_size: int | str | None = None

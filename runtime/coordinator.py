@@ -21,7 +21,8 @@ from runtime.config import InvertConfig, auto_shard_size
 from runtime.models import GeneratorInfo, describe_generator
 from runtime.shard import ShardReport
 from runtime.spec import InversionSpec
-from storage import LatentStore, Manifest, Shard
+from storage import LatentStore, Manifest, Shard, VerifyReport
+from storage.schema import file_sha256
 from storage.scan import ScanResult, Skipped
 
 MAX_LISTED_FAILURES = 200  # failed items listed in a summary (all of them stay in the store's `error` array)
@@ -34,6 +35,7 @@ class InvertPlan:
     added: int
     items: int
     shards: tuple[Shard, ...]
+    repairs: tuple[str, ...] = ()  # what planning found damaged and repaired (corrupt chunks, requeued items)
 
 
 @dataclass(frozen=True)
@@ -131,17 +133,21 @@ def check_encoder(encoder: str, info: GeneratorInfo):
 
 
 def open_store(url: str, manifest: Manifest, settings: Settings, *, chunk_items: int | None,
-               workers: int | None = None, storage_options: Mapping[str, Any] | None = None
+               workers: int | None = None, storage_options: Mapping[str, Any] | None = None,
+               run_id: str | None = None
                ) -> tuple[LatentStore, bool]:
     """Opens the store for writing, refusing one made with another generator, inversion spec or layout
     (StoreMismatchError), or creates it with every manifest item pending. `chunk_items` None: the store's own, or
-    for a new store `auto_shard_size` for `workers` workers. Returns (store, whether it was created now)."""
+    for a new store `auto_shard_size` for `workers` workers. `run_id`: the run whose lease the caller holds
+    (`LatentStore.take_lease`), under which the store is created and changed. Returns (store, whether it was created
+    now)."""
     spec, generator = settings.spec, settings.generator
     fs, root = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
     created = not fs.exists(f"{root.rstrip('/')}/zarr.json")
     if created and chunk_items is None:
         chunk_items = auto_shard_size(len(manifest), workers)
-    layout = dict(thumbnail_size=min(spec.thumbnail_size, generator.img_resolution), storage_options=storage_options)
+    layout = dict(thumbnail_size=min(spec.thumbnail_size, generator.img_resolution), storage_options=storage_options,
+                  run_id=run_id)
     if created:  # an existing store keeps the metric arrays it was made with (its config says how it was made)
         layout["metrics"] = spec.metric_names()
     if chunk_items is not None:
@@ -176,12 +182,43 @@ def save_scan_cache(store: LatentStore, scan: ScanResult) -> tuple[bool, str]:
 def plan(store: LatentStore, manifest: Manifest, *, retry_failed: bool = False, created: bool = False,
          settings: Settings | None = None) -> InvertPlan:
     """Appends the manifest's new items (under the caller's lease), creates or grows the result groups the
-    settings' stages write (pivotal deltas), and lists the shards with work to do."""
+    settings' stages write (pivotal deltas), and lists the shards with work to do.
+
+    What a rerun could not get past is repaired first, so that "run again" always can resume: a `status` chunk
+    that fails its checksum is rebuilt from the data; and the shards the workers will only partly rewrite (zarr
+    reads such chunks before writing them) are verified, their corrupt chunks reset and the items those held
+    requeued (storage/verify.py)."""
+    repairs = _describe(store.repair_status())
     added = len(store) if created else store.append(manifest)  # create() appended the manifest already
     if settings is not None:
         refine.prepare(store, settings.spec, settings.generator.source)
     todo = store.todo_mask(retry_failed=retry_failed)
-    return InvertPlan(added=added, items=int(todo.sum()), shards=tuple(store.pending_shards(todo=todo)))
+    partial = [s.index for s in store.pending_shards(todo=todo) if not todo[s.start:s.stop].all()]
+    if partial:
+        checked = store.verify(repair=True, shards=partial)
+        if checked.repaired:
+            repairs += _describe(checked)
+            todo = store.todo_mask(retry_failed=retry_failed)
+    return InvertPlan(added=added, items=int(todo.sum()), shards=tuple(store.pending_shards(todo=todo)),
+                      repairs=repairs)
+
+
+def _describe(report: VerifyReport | None) -> tuple[str, ...]:
+    if report is None or not report.repaired:
+        return ()
+    return tuple(f"repaired {chunk}" for chunk in report.corrupt_chunks) + (
+        (f"requeued {len(report.requeued)} items: {list(report.requeued[:10])}",) if report.requeued else ())
+
+
+def incomplete_message(crashed: Sequence[ShardReport]) -> str:
+    """Why a run ended with shards that failed beyond their retries, and what to do: run again only when a rerun
+    can get past it (a crash, a lost worker), never for an error the rerun would meet again."""
+    blocked = [r for r in crashed if not r.resumable]
+    if not blocked:
+        return (f"{len(crashed)} shard(s) failed beyond their retries (first: {crashed[0].error}); their items stay "
+                "pending: run again to resume")
+    return (f"{len(crashed)} shard(s) failed: shard {blocked[0].shard}: {blocked[0].error}. Running again alone will "
+            "not get past this: do what the message says first, then run again (finished items are kept)")
 
 
 def shard_note(store: LatentStore, *, created: bool, given: int | None, workers: int | None) -> str:

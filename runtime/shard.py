@@ -7,10 +7,11 @@ the whole shard back (data first, status last: docs/store.md). Nothing but the U
 a small `ShardReport` goes out, so Prefect and Dask never move images or latents. Models come from the process's
 cache (`runtime.models`); the flows run Dask workers with one thread each, so one shard runs per process at a time.
 
-Determinism: every item's random stream is seeded from its image_id (`ganinv.utils.seeds.seed_from_id`), batches are
-consecutive runs of the shard's pending items, and a shard is written in one piece; so re-running a shard (after a
-crash, on another worker, or twice at once) writes the same bytes on the same device and thread count (bitwise on
-CPU; on GPU up to cuDNN's non-deterministic kernels unless `torch.use_deterministic_algorithms`).
+Determinism: every item's random stream is seeded from its image_id (`ganinv.utils.seeds.seed_from_id`), and the
+numerics the store records (runtime/numerics.py) fix the thread count and, on CPU, invert every image on its own;
+so an item's bytes do not depend on the worker count, the batch size or the shard it is in, and re-running a shard
+(after a crash, on another worker, or twice at once) writes the same bytes (bitwise on CPU; on GPU a batch's codes
+depend on the batch, and cuDNN may pick non-deterministic kernels unless `torch.use_deterministic_algorithms`).
 """
 
 from __future__ import annotations
@@ -36,9 +37,11 @@ from ganinv.utils.seeds import seed_from_id
 from runtime.config import AUTO, ExecutionOptions
 from runtime.errors import ConfigError, WorkerSetupError
 from runtime.models import Models, load_models, resolve_device
+from runtime.numerics import PER_IMAGE, for_worker
 from runtime.restore import ShardRestoration, decode_policy
 from runtime.spec import InversionSpec
 from storage import LatentStore, Layout, ShardInputs, ShardResult, Status, refinements
+from storage.scan import NotRegularFile, open_regular_file
 
 DEFAULT_BATCH = {"cpu": 16, "cuda": 32}  # images per inversion call when batch_size is None
 _AUTO_BATCHES: dict[tuple, int] = {}  # (generator, device, config) -> batch, probed once per worker process
@@ -64,6 +67,7 @@ class ShardReport:
     write_s: float | None = None
     device: str | None = None
     error: str | None = None
+    resumable: bool = True  # False: the error is one a rerun meets again (a UserError: settings, a damaged store)
 
 
 def run_shard(store_url: str, shard_index: int, *, generator: str, run_id: str | None = None,
@@ -81,11 +85,10 @@ def run_shard(store_url: str, shard_index: int, *, generator: str, run_id: str |
     t_start = time.perf_counter()
     check_batch_size(execution.batch_size)
     tune_malloc()
-    if execution.threads:
-        torch.set_num_threads(int(execution.threads))
     if execution.compile_cache is not None:
         use_compile_cache(execution.compile_cache)
     store = LatentStore.open(store_url, "r+", run_id=run_id, storage_options=storage_options)
+    numerics = for_worker(store, execution)  # sets the store's thread count; refuses a worker that computes otherwise
     spec = InversionSpec.from_record(store.attributes.inversion, thumbnail_size=store.layout.thumbnail_size)
     inputs = store.read_shard_inputs(store.shard(shard_index), retry_failed=retry_failed)
     if len(inputs) == 0:  # a re-run of a finished shard (Dask or Prefect retried it after it wrote)
@@ -95,13 +98,15 @@ def run_shard(store_url: str, shard_index: int, *, generator: str, run_id: str |
     models = load_models(generator, spec.encoder, resolve_device(execution.device))
     _check_identity(store, models, generator)
     t_invert = time.perf_counter()
-    batch_size = resolve_batch_size(models, spec, execution.batch_size, generator=generator)
+    per_image = numerics.batching == PER_IMAGE
+    batch_size = resolve_batch_size(models, spec, execution.batch_size if per_image else numerics.batch_size,
+                                    generator=generator)
     stages = ShardStages(ShardRestoration.for_spec(spec, models.G.img_resolution, storage_options))
     chunks = decoded_chunks(inputs, decode_policy(spec, models.G.img_resolution), batch_size=batch_size,
                             device=models.device, prefetch=execution.prefetch, storage_options=storage_options,
                             precheck=stages.precheck)
     result, waited_s = invert_items(models, spec, inputs.image_ids, chunks, layout=store.layout, batch_size=batch_size,
-                                    stages=stages)
+                                    stages=stages, per_image=per_image)
     t_write = time.perf_counter()
     stages.write(store, inputs, result)  # the stages' per-item data first: write_shard marks the items done
     store.write_shard(inputs, result)
@@ -202,8 +207,15 @@ def decode_chunk(inputs: ShardInputs, rows: Sequence[int], *, policy: DecodePoli
 def read_image(path: str, policy: DecodePolicy, image_id: str, storage_options: Mapping[str, Any] | None
                ) -> torch.Tensor:
     """One input file (a path or fsspec URL) decoded by `policy`; ImageDecodeError names what is wrong."""
-    if "://" not in path:
-        return decode_image(path, policy, name=image_id)
+    if "://" not in path:  # a local file: only a regular one is opened (a FIFO put there since the scan would block)
+        try:
+            f = open_regular_file(path)
+        except NotRegularFile as err:
+            raise ImageDecodeError(image_id, "not a regular file", str(err)) from None
+        except OSError as err:
+            raise ImageDecodeError(image_id, "unreadable", f"{type(err).__name__}: {err.strerror or err}") from None
+        with f:
+            return decode_image(f, policy, name=image_id)
     import fsspec
 
     try:
@@ -214,9 +226,11 @@ def read_image(path: str, policy: DecodePolicy, image_id: str, storage_options: 
 
 
 def invert_items(models: Models, spec: InversionSpec, image_ids: tuple[str, ...], chunks: Iterable[dict[str, Any]],
-                 *, layout: Layout, batch_size: int, stages: ShardStages | None = None) -> tuple[ShardResult, float]:
+                 *, layout: Layout, batch_size: int, stages: ShardStages | None = None, per_image: bool = False
+                 ) -> tuple[ShardResult, float]:
     """Inverts the decodable items of `chunks` (from `decoded_chunks`) in consecutive batches of `batch_size`,
-    whatever the chunks' sizes; items that failed to decode (or whose inversion is not finite) are marked failed with
+    whatever the chunks' sizes (`per_image`: each image on its own, so that its bytes depend on no other image;
+    runtime/numerics.py); items that failed to decode (or whose inversion is not finite) are marked failed with
     their reason. Returns (a ShardResult in the order of `image_ids`, seconds spent waiting for chunks)."""
     result = ShardResult.failed(len(image_ids), "", layout=layout)  # each batch fills in its items that succeed
     stages = stages or ShardStages()
@@ -236,16 +250,22 @@ def invert_items(models: Models, spec: InversionSpec, image_ids: tuple[str, ...]
             rows, parts = rows + list(chunk["rows"]), parts + [chunk["target"]]
         while len(rows) >= batch_size:  # the batches a decode-everything-first loop would make
             target = torch.cat(parts)
-            _invert_rows(models, spec, image_ids, rows[:batch_size], target[:batch_size], result, layout, stages)
+            _invert_rows(models, spec, image_ids, rows[:batch_size], target[:batch_size], result, layout, stages, per_image)
             rows, parts = rows[batch_size:], [target[batch_size:]]
     if rows:
-        _invert_rows(models, spec, image_ids, rows, torch.cat(parts), result, layout, stages)
+        _invert_rows(models, spec, image_ids, rows, torch.cat(parts), result, layout, stages, per_image)
     return result, waited
 
 
 def _invert_rows(models: Models, spec: InversionSpec, image_ids: tuple[str, ...], rows: list[int],
-                 target: torch.Tensor, result: ShardResult, layout: Layout, stages: ShardStages) -> None:
-    """Inverts one batch (`target [len(rows), 3, R, R]`) and writes its items into the shard's `result`."""
+                 target: torch.Tensor, result: ShardResult, layout: Layout, stages: ShardStages,
+                 per_image: bool = False) -> None:
+    """Inverts one batch (`target [len(rows), 3, R, R]`; with `per_image`, image by image) and writes its items into
+    the shard's `result`."""
+    if per_image and len(rows) > 1:
+        for k, row in enumerate(rows):
+            _invert_rows(models, spec, image_ids, [row], target[k:k + 1], result, layout, stages)
+        return
     batch = invert_batch(models.G, target, mode=spec.mode, config=spec.config, E=models.E,
                          seeds=[seed_from_id(image_ids[i], spec.seed) for i in rows],
                          thumbnail_size=layout.thumbnail_size, refine=spec.refine,

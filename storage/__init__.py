@@ -1,8 +1,9 @@
-"""storage: the Zarr v3 latent store (schema v1), its write protocol, the run lease and the dataset scan
-(docs/store.md)."""
+"""storage: the Zarr v3 latent store (its schema: storage/schema.py), its write protocol, the run lease and the
+dataset scan (docs/store.md)."""
 
 from storage.errors import (NotInStoreError, StoreDamagedError, StoreExistsError, StoreMismatchError,
                             StoreNotFoundError)
+from storage.dataset import open_dataset
 from storage.latent_store import DEFAULT_CHUNK_ITEMS, LatentStore
 from storage.lease import Lease, LeaseHeldError, LeaseLostError, LeaseRecord
 from storage.schema import (SCHEMA_VERSION, GeneratorIdentity, Layout, Manifest, ManifestItem, Status,
@@ -13,4 +14,4 @@ from storage.verify import VerifyReport
 __all__ = ["DEFAULT_CHUNK_ITEMS", "SCHEMA_VERSION", "GeneratorIdentity", "LatentStore", "Layout", "Lease",
            "LeaseHeldError", "LeaseLostError", "LeaseRecord", "Manifest", "ManifestItem", "NotInStoreError", "Shard",
            "ShardInputs", "ShardResult", "Status", "StoreAttributes", "StoreDamagedError", "StoreExistsError",
-           "StoreMismatchError", "StoreNotFoundError", "VerifyReport", "file_sha256"]
+           "StoreMismatchError", "StoreNotFoundError", "VerifyReport", "file_sha256", "open_dataset"]

@@ -1,15 +1,19 @@
 """The store's node names and how its item arrays are made: the one place an array name is spelled (docs/store.md
-draws the layout). Code outside storage/ reads through `LatentStore`'s typed readers, never by these names."""
+draws the layout). Code outside storage/ reads through `LatentStore`'s typed readers, never by these names.
+
+Every array made here ends its codec chain with a CRC-32C checksum (`with_checksum`); text is fixed-width UTF-8
+bytes (storage/text.py). Stores of schema v1 have neither: readers accept both (docs/store.md, "Schema versions")."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import zarr
-from zarr.codecs import BloscCodec, ZstdCodec
+from zarr.codecs import BloscCodec, Crc32cCodec, ZstdCodec
 
+from storage import text
 from storage.schema import STATUS_NAMES, Layout, Status, StoreAttributes
 
 # Item arrays (every one [N, ...], chunked along the item axis).
@@ -31,6 +35,25 @@ WS_COMPRESSORS: dict[str, Callable[[], list]] = {
     "blosc-lz4": lambda: [BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")],
     "none": lambda: [],
 }
+# Text arrays (schema v2, storage/text.py): UTF-8 bytes per item, at most this many.
+TEXT_WIDTHS = {IMAGE_ID: 1024, PATH: 1024, SOURCE_SHA256: 64, ERROR: 1024}
+TEXT_ARRAYS = tuple(TEXT_WIDTHS)
+ITEM_DIM = "item"
+
+
+def default_compressors() -> list:
+    """What every array but ws is compressed with (zarr's own default for numbers)."""
+    return [ZstdCodec(level=0)]
+
+
+def with_checksum(compressors: Sequence[Any]) -> list:
+    """`compressors`, then a CRC-32C of the stored bytes: zarr checks it on every read of the chunk and raises
+    ValueError on a mismatch, so a flipped byte is found, never read as data (storage/verify.py)."""
+    return [*compressors, Crc32cCodec()]
+
+
+def has_checksum(array: zarr.Array) -> bool:
+    return any(isinstance(codec, Crc32cCodec) for codec in array.compressors)
 
 
 def metric(name: str) -> str:
@@ -49,40 +72,76 @@ def item_array_names(layout: Layout) -> list[str]:
     return names + [STATUS]
 
 
-def create_arrays(group: zarr.Group, attrs: StoreAttributes, *, compressor: str) -> None:
-    """The empty item arrays and groups of a new store."""
+def data_array_names(layout: Layout) -> list[str]:
+    """The item arrays an inversion writes for a done item (what `status` vouches for)."""
+    names = [WS] + [Z] * (layout.z_dim is not None) + [THUMBNAILS] * (layout.thumbnail_size is not None)
+    return names + [metric(m) for m in layout.metrics]
+
+
+def create_arrays(group: zarr.Group, attrs: StoreAttributes, *, compressor: str, n: int = 0,
+                  only_missing: bool = False) -> list[str]:
+    """The item arrays and groups of a new store (`n` items); with `only_missing`, those an interrupted creation
+    left out. Returns the names created."""
+    made = []
+    for name, make in _item_array_makers(attrs, compressor).items():
+        if only_missing and _exists(group, name):
+            continue
+        make(group, n)
+        made.append(name)
+    for name, long_name in _GROUPS.items():
+        if not (only_missing and _exists(group, name)):
+            group.require_group(name).attrs.put({"long_name": long_name})
+    return made
+
+
+_GROUPS = {METRICS: "per-item inversion metrics", LABELS: "per-item labels from the dataset's attribute table",
+           **{kind: f"downstream {kind}; each child says how it was made" for kind in RESULT_KINDS},
+           LEASE: "run lease records, see storage/lease.py"}
+
+
+def _item_array_makers(attrs: StoreAttributes, compressor: str) -> dict[str, Callable[[zarr.Group, int], Any]]:
     layout, c = attrs.layout, attrs.chunking.chunk_items
-    coord = {"coordinates": IMAGE_ID}
-    for name, long_name in ((IMAGE_ID, "image id"), (PATH, "input path relative to dataset.root"),
-                            (SOURCE_SHA256, "sha256 of the input file")):
-        create_item_array(group, name, n=0, chunk_items=c, dtype=str, fill_value="",
-                          attrs={"long_name": long_name, **({} if name == IMAGE_ID else coord)})
-    create_item_array(group, WS, n=0, chunk_items=c, dtype="float32", fill_value=np.nan,
-                      inner=(layout.num_ws, layout.w_dim), dims=("item", "layer", "channel"),
-                      compressors=WS_COMPRESSORS[compressor](), attrs={"long_name": "W+ latent codes", **coord})
+    makers: dict[str, Callable[[zarr.Group, int], Any]] = {}
+
+    def add(name: str, **kwargs: Any) -> None:
+        makers[name] = lambda group, n: create_item_array(group, name, n=n, chunk_items=c, **kwargs)
+
+    def add_text(name: str, long_name: str) -> None:
+        makers[name] = lambda group, n: create_text_array(group, name, n=n, chunk_items=c,
+                                                          attrs={"long_name": long_name})
+
+    add_text(IMAGE_ID, "image id")
+    add_text(PATH, "input path relative to dataset.root")
+    add_text(SOURCE_SHA256, "sha256 of the input file")
+    add(WS, dtype="float32", fill_value=np.nan, inner=(layout.num_ws, layout.w_dim),
+        dims=(ITEM_DIM, "layer", "channel"), compressors=WS_COMPRESSORS[compressor](),
+        attrs={"long_name": "W+ latent codes"})
     if layout.z_dim is not None:
-        create_item_array(group, Z, n=0, chunk_items=c, dtype="float32", fill_value=np.nan, inner=(layout.z_dim,),
-                          dims=("item", "z_channel"), attrs={"long_name": "Z latent codes", **coord})
+        add(Z, dtype="float32", fill_value=np.nan, inner=(layout.z_dim,), dims=(ITEM_DIM, "z_channel"),
+            attrs={"long_name": "Z latent codes"})
     if layout.thumbnail_size is not None:
         t = layout.thumbnail_size
-        create_item_array(group, THUMBNAILS, n=0, chunk_items=c, dtype="uint8", fill_value=0, inner=(t, t, 3),
-                          dims=("item", "y", "x", "rgb"), attrs={"long_name": "reconstruction thumbnails", **coord})
+        add(THUMBNAILS, dtype="uint8", fill_value=0, inner=(t, t, 3), dims=(ITEM_DIM, "y", "x", "rgb"),
+            attrs={"long_name": "reconstruction thumbnails"})
     codes = sorted(STATUS_NAMES)
-    create_item_array(group, STATUS, n=0, chunk_items=c, dtype="uint8", fill_value=int(Status.PENDING),
-                      attrs={"long_name": "inversion status", "flag_values": codes,
-                             "flag_meanings": " ".join(STATUS_NAMES[k] for k in codes), **coord})
-    create_item_array(group, ERROR, n=0, chunk_items=c, dtype=str, fill_value="",
-                      attrs={"long_name": "error message of failed items", **coord})
-    create_item_array(group, ATTEMPTS, n=0, chunk_items=c, dtype="uint8", fill_value=0,
-                      attrs={"long_name": "executions that wrote a result for the item", **coord})
-    metrics = group.create_group(METRICS, attributes={"long_name": "per-item inversion metrics"})
+    add(STATUS, dtype="uint8", fill_value=int(Status.PENDING),
+        attrs={"long_name": "inversion status", "flag_values": codes,
+               "flag_meanings": " ".join(STATUS_NAMES[k] for k in codes)})
+    add_text(ERROR, "error message of failed items")
+    add(ATTEMPTS, dtype="uint8", fill_value=0, attrs={"long_name": "executions that wrote a result for the item"})
     for name in layout.metrics:
-        create_item_array(metrics, name, n=0, chunk_items=c, dtype="float32", fill_value=np.nan,
-                          attrs={"long_name": f"metric {name}"})
-    group.create_group(LABELS, attributes={"long_name": "per-item labels from the dataset's attribute table"})
-    for kind in RESULT_KINDS:
-        group.create_group(kind, attributes={"long_name": f"downstream {kind}; each child says how it was made"})
-    group.create_group(LEASE, attributes={"long_name": "run lease records, see storage/lease.py"})
+        add(metric(name), dtype="float32", fill_value=np.nan, attrs={"long_name": f"metric {name}"})
+    for name in layout.labels:
+        makers[label(name)] = lambda group, n, name=name: create_label_array(group, name, n=n, chunk_items=c)
+    return makers
+
+
+def _exists(group: zarr.Group, name: str) -> bool:
+    try:
+        group[name]
+    except KeyError:
+        return False
+    return True
 
 
 def create_label_array(group: zarr.Group, name: str, *, n: int, chunk_items: int) -> zarr.Array:
@@ -90,9 +149,27 @@ def create_label_array(group: zarr.Group, name: str, *, n: int, chunk_items: int
                              attrs={"long_name": f"label {name}"})
 
 
+def text_column(array: zarr.Array, name: str, values: Sequence[str], *, truncate: bool = False) -> np.ndarray:
+    """`values` as the text array `array` (named `name`) holds them: fixed-width rows, or strings in a v1 store."""
+    return text.column(array.dtype, array.ndim, text.width_of(array.attrs, array.shape), values,
+                       what=name.replace("_", " "), truncate=truncate)
+
+
+def create_text_array(group: zarr.Group, name: str, *, n: int, chunk_items: int, dim: str = ITEM_DIM,
+                      width: int | None = None, attrs: Mapping[str, Any] | None = None) -> zarr.Array:
+    """A fixed-width UTF-8 text array `uint8 [n, width]` (storage/text.py), chunked like the item arrays."""
+    width = TEXT_WIDTHS[name] if width is None else width
+    return create_item_array(group, name, n=n, chunk_items=chunk_items, dtype="uint8", fill_value=0, inner=(width,),
+                             dims=(dim, text.dimension(name)), attrs={**dict(attrs or {}), **text.attributes(width)})
+
+
 def create_item_array(group: zarr.Group, name: str, *, n: int, chunk_items: int, dtype: Any, fill_value: Any,
-                      inner: tuple[int, ...] = (), dims: tuple[str, ...] = ("item",), compressors: Any = "auto",
+                      inner: tuple[int, ...] = (), dims: tuple[str, ...] = (ITEM_DIM,),
+                      compressors: Sequence[Any] | None = None,
                       attrs: Mapping[str, Any] | None = None) -> zarr.Array:
+    """An array chunked `chunk_items` along its first axis, compressed with `compressors` (default:
+    `default_compressors()`) and checksummed."""
+    compressors = default_compressors() if compressors is None else compressors
     return group.create_array(name, shape=(n,) + inner, chunks=(chunk_items,) + inner, dtype=dtype,
-                              fill_value=fill_value, dimension_names=dims, compressors=compressors,
+                              fill_value=fill_value, dimension_names=dims, compressors=with_checksum(compressors),
                               attributes=dict(attrs or {}))

@@ -1,22 +1,25 @@
 """Batch edits in the latent store: `edits/<run>` holds the edited codes of chosen items along chosen directions.
 
-Layout (every array has `dimension_names`; `xarray.open_zarr(url, group="edits/<run>")` or `EditRun.to_xarray()`
-gives `ws` indexed by image_id, direction name and strength)::
+Layout (every array has `dimension_names`; `EditRun.to_xarray()` gives `ws` indexed by image_id, direction name and
+strength; `xarray.open_zarr(url, group="edits/<run>")` the raw arrays)::
 
     edits/<run>/zarr.json  attributes: created, ganinv_version, store_manifest_hash (LatentStore.result_group),
                            made_by = {flow, items: {query | ids, num_items}, directions: {name: Direction.attrs()},
                            strengths, layers, generator identity, grids (where the PNG grids are), ...},
                            spec_sha256 (what identifies the run's content: items, deltas, strengths), batch_size
-    item_index  [item] int64                         the row of each edited item in the store
-    image_id    [item] str                           its image id (a coordinate of ws)
-    direction   [direction] str                      direction names (index coordinate)
+    item_index  [edit_item] int64                    the row of each edited item in the store
+    image_id    [edit_item, image_id_utf8] uint8     its image id (fixed-width UTF-8, storage/text.py)
+    direction   [direction, direction_utf8] uint8    direction names
     strength    [strength] float32                   edit strengths (index coordinate)
     delta       [direction, layer, channel] float32  the change of ws per unit strength, exactly what
                                                      `ganinv.edit.apply` adds: vector * scale on the direction's
                                                      layers (or the run's `layers`)
-    ws          [item, direction, strength, layer, channel] float32
+    ws          [edit_item, direction, strength, layer, channel] float32
                                                      store ws[item_index] + strength * delta; NaN until written
-    status      [item] uint8                         0 pending / 1 done; written after ws
+    status      [edit_item] uint8                    0 pending / 1 done; written after ws
+
+The run has its own item axis, `edit_item` (runs made before schema v2 used the store's `item`, which
+`xarray.open_datatree` refuses: `ganinv store-migrate` renames it). Every array is checksummed.
 
 Chunks run along the item axis, `batch_size` items each: one batch is one render task and owns its chunk (disjoint,
 chunk-aligned writes from many workers, docs/store.md). A task writes `ws` first and `status` last, so done
@@ -38,12 +41,17 @@ import numpy as np
 from ganinv import edit
 from ganinv.directions.direction import Direction
 from ganinv.errors import UserError
+from storage import arrays, text
 from storage.errors import NotInStoreError
 from storage.latent_store import LatentStore
 from storage.schema import STATUS_NAMES
 
 KIND = "edits"
 PENDING, DONE = 0, 1
+# A run's own item axis: a run holds some of the store's items, so sharing the store's `item` dimension would make
+# `xarray.open_datatree` refuse the group as "not aligned with its parents". Runs made before v2 used `item`.
+ITEM_DIM = "edit_item"
+DIRECTION_NAME_WIDTH = 256
 
 
 class EditRunExistsError(UserError, FileExistsError):
@@ -180,11 +188,11 @@ class EditRun:
 
     @property
     def image_ids(self) -> list[str]:
-        return [str(i) for i in self.array("image_id")[...]]
+        return list(text.decode(self.array("image_id")[...]))
 
     @property
     def direction_names(self) -> list[str]:
-        return [str(d) for d in self.array("direction")[...]]
+        return list(text.decode(self.array("direction")[...]))
 
     @property
     def strengths(self) -> np.ndarray:
@@ -225,10 +233,13 @@ class EditRun:
 
     # ------------------------------------------------------------------ reading
     def to_xarray(self) -> "xarray.Dataset":  # noqa: F821
-        """`ws`, `delta`, `status`, `item_index` with coordinates image_id (indexed), direction and strength."""
-        ds = self.store.open_xarray_group(self.prefix)
-        image_id = ds["image_id"].values.astype(object)
-        return ds.assign_coords(image_id=("item", image_id)).set_xindex("image_id")
+        """`ws`, `delta`, `status`, `item_index` along the run's item axis (`edit_item`; `item` in runs made before
+        schema v2), with coordinates image_id (indexed), direction (indexed) and strength."""
+        ds = self.store.open_xarray_group(self.prefix).drop_vars(["image_id", "direction"])
+        item_dim = ds["item_index"].dims[0]
+        return ds.assign_coords(image_id=(item_dim, np.asarray(self.image_ids, dtype=object)),
+                                direction=("direction", np.asarray(self.direction_names, dtype=object))
+                                ).set_xindex("image_id")
 
 
 def _check_run_args(rows: np.ndarray, strengths: np.ndarray, directions: Sequence[Direction], batch_size: int,
@@ -257,24 +268,30 @@ def _create_run_arrays(group, store: LatentStore, rows: np.ndarray, directions: 
     n, d, s = len(rows), len(directions), len(strengths)
     num_ws, w_dim = store.layout.num_ws, store.layout.w_dim
     chunk = min(batch_size, n)
-    image_ids = np.asarray(store.image_ids(rows), dtype=str)
-    coords = {"coordinates": "image_id"}
     small = {
-        "item_index": (rows, ("item",), {"long_name": "row of the item in the store", **coords}),
-        "image_id": (image_ids, ("item",), {"long_name": "image id"}),
-        "direction": (np.asarray([x.name for x in directions], dtype=str), ("direction",),
-                      {"long_name": "edit direction (directions/<name>)"}),
+        "item_index": (rows, (ITEM_DIM,), {"long_name": "row of the item in the store"}),
         "strength": (strengths, ("strength",), {"long_name": "edit strength (units of the direction's scale)"}),
         "delta": (deltas, ("direction", "layer", "channel"), {"long_name": "change of ws per unit strength"}),
     }
     for name, (value, dims, attrs) in small.items():
-        array = group.create_array(name, shape=value.shape, dtype=str if value.dtype.kind == "U" else value.dtype,
-                                   dimension_names=dims, attributes=attrs)
+        array = group.create_array(name, shape=value.shape, dtype=value.dtype, dimension_names=dims,
+                                   compressors=_COMPRESSORS(), attributes=attrs)
         array[...] = value
+    for name, values, dim, width, long_name in (
+            ("image_id", store.image_ids(rows), ITEM_DIM, arrays.TEXT_WIDTHS[arrays.IMAGE_ID], "image id"),
+            ("direction", [x.name for x in directions], "direction", DIRECTION_NAME_WIDTH,
+             "edit direction (directions/<name>)")):
+        array = arrays.create_text_array(group, name, n=len(values), chunk_items=max(1, len(values)), dim=dim,
+                                         width=width, attrs={"long_name": long_name})
+        array[...] = arrays.text_column(array, name, values)
     group.create_array("ws", shape=(n, d, s, num_ws, w_dim), chunks=(chunk, d, s, num_ws, w_dim), dtype="float32",
-                       fill_value=np.nan, dimension_names=("item", "direction", "strength", "layer", "channel"),
-                       attributes={"long_name": "edited W+ codes", **coords})
+                       fill_value=np.nan, dimension_names=(ITEM_DIM, "direction", "strength", "layer", "channel"),
+                       compressors=_COMPRESSORS(), attributes={"long_name": "edited W+ codes"})
     group.create_array("status", shape=(n,), chunks=(chunk,), dtype="uint8", fill_value=PENDING,
-                       dimension_names=("item",),
+                       dimension_names=(ITEM_DIM,), compressors=_COMPRESSORS(),
                        attributes={"long_name": "edit status", "flag_values": [PENDING, DONE],
-                                   "flag_meanings": f"{STATUS_NAMES[0]} {STATUS_NAMES[1]}", **coords})
+                                   "flag_meanings": f"{STATUS_NAMES[0]} {STATUS_NAMES[1]}"})
+
+
+def _COMPRESSORS() -> list:
+    return arrays.with_checksum(arrays.default_compressors())

@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ganinv import __version__ as ganinv_version
-from storage import arrays
+from storage import arrays, text
 from storage.errors import StoreDamagedError
-from storage.schema import DatasetInfo, Layout, Manifest, Status
+from storage.schema import DatasetInfo, Layout, Manifest, Status, StoreAttributes
 
 if TYPE_CHECKING:
     from storage.latent_store import LatentStore
@@ -32,6 +32,9 @@ def append(store: LatentStore, manifest: Manifest) -> int:
     replaces dataset.root, so a moved dataset is followed.
     """
     n_old = store.num_items
+    if n_old == 0:  # finishes off an interrupted creation: the arrays it did not make yet
+        arrays.create_arrays(store.group, store.attributes, compressor=store.attributes.chunking.ws_compressor,
+                             only_missing=True)
     resize_items(store, n_old)  # finishes off an interrupted append
     new = new_items(store, manifest)
     n = n_old + len(new)
@@ -42,8 +45,8 @@ def append(store: LatentStore, manifest: Manifest) -> int:
 
 def new_items(store: LatentStore, manifest: Manifest) -> Manifest:
     n = store.num_items
-    seen = set(map(str, store.array(arrays.SOURCE_SHA256)[:n])) if n else set()
-    used_ids = set(map(str, store.array(arrays.IMAGE_ID)[:n])) if n else set()
+    seen = set(text.decode(store.array(arrays.SOURCE_SHA256)[:n])) if n else set()
+    used_ids = set(text.decode(store.array(arrays.IMAGE_ID)[:n])) if n else set()
     keep, clashes = [], []
     for i, item in enumerate(manifest.items):
         if item.source_sha256 in seen:
@@ -91,8 +94,10 @@ def _grow(store: LatentStore, n_old: int, n: int, new: Manifest) -> Layout:
     resize_items(store, n)
     for name in arrays.item_array_names(layout):
         array = store.array(name)
-        if name in columns:
-            array[rows] = np.asarray(columns[name], dtype=str if array.dtype.kind in "OUT" else array.dtype)
+        if name in arrays.TEXT_ARRAYS and name in columns:
+            array[rows] = arrays.text_column(array, name, columns[name])
+        elif name in columns:
+            array[rows] = np.asarray(columns[name], dtype=array.dtype)
         elif boundary.stop > boundary.start:  # the partly filled last chunk may hold leftovers of a crashed append
             array[boundary] = np.full((boundary.stop - boundary.start,) + array.shape[1:], array.fill_value,
                                       dtype=array.dtype)
@@ -106,8 +111,13 @@ def commit(store: LatentStore, manifest: Manifest, *, layout: Layout, n: int, ad
              "added": added, "root": manifest.root, "ganinv_version": ganinv_version}
     dataset = DatasetInfo(root=manifest.root or store.attributes.dataset.root, manifest_hash=manifest.manifest_hash,
                           num_items=n, history=store.attributes.dataset.history + (entry,))
-    store.attributes = dataclasses.replace(store.attributes, dataset=dataset, layout=layout)
-    store.group.attrs.put(store.attributes.to_json())
+    put_root(store, dataclasses.replace(store.attributes, dataset=dataset, layout=layout))
+
+
+def put_root(store: LatentStore, attributes: StoreAttributes) -> None:
+    """Writes the root attributes whole, then the copy the root can be rebuilt from (coordinator, under the lease)."""
+    store.attributes = attributes
+    store.group.attrs.put(attributes.to_json())
     write_root_copy(store)
 
 

@@ -5,8 +5,9 @@ A thin facade: opening and identity checks are here; the shard protocol (storage
 item reads (storage/readers.py), the scan cache (storage/scan_cache.py) and the lease (storage/lease.py) each live in
 their own module. The layout, the write protocol and why it is safe are in docs/store.md. A typical run::
 
-    store = LatentStore.open_or_create(url, manifest=m, num_ws=18, w_dim=512, generator=g, config=cfg)
-    with store.acquire_lease(run_id, ttl_s=RENEWED_LEASE_TTL_S):  # refuses if another run holds the store
+    with LatentStore.take_lease(url, run_id, ttl_s=RENEWED_LEASE_TTL_S):  # refuses if another run holds it
+        store = LatentStore.open_or_create(url, manifest=m, num_ws=18, w_dim=512, generator=g, config=cfg,
+                                           run_id=run_id)
         store.append(m)                              # no-op when nothing is new
         for shard in store.pending_shards():         # on workers: LatentStore.open(url, "r+")
             inputs = store.read_shard_inputs(shard)
@@ -17,6 +18,7 @@ their own module. The layout, the write protocol and why it is safe are in docs/
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -25,14 +27,12 @@ import fsspec
 import numpy as np
 import zarr
 
-from ganinv import __version__ as ganinv_version
-from storage import arrays, growth, identity, results, scan_cache, shards, verify
-from storage.errors import (StoreDamagedError, StoreExistsError, StoreMismatchError, StoreNotFoundError,
-                            not_empty_message, root_missing_message)
+from storage import creation, dataset, growth, identity, migrate, results, scan_cache, shards, verify
+from storage.errors import (ArrayMissingError, RootMissingError, StoreDamagedError, StoreExistsError,
+                            StoreMismatchError, StoreNotFoundError, damaged_advice, root_missing_message)
 from storage.lease import DEFAULT_LEASE_TTL_S, Lease, LeaseFiles, LeaseHeldError, LeaseRecord, acquire
 from storage.readers import ItemReaders
-from storage.schema import (DEFAULT_METRICS, Chunking, DatasetInfo, GeneratorIdentity, Layout, Manifest,
-                            StoreAttributes, check_name, to_jsonable)
+from storage.schema import DEFAULT_METRICS, GeneratorIdentity, Layout, Manifest, StoreAttributes, to_jsonable
 from storage.shards import Shard, ShardInputs, ShardResult
 from storage.verify import VerifyReport
 
@@ -62,7 +62,7 @@ class LatentStore(ItemReaders):
     def create(cls, url: str, *, manifest: Manifest, num_ws: int, w_dim: int, generator: GeneratorIdentity | Mapping,
                config: Any, chunk_items: int = DEFAULT_CHUNK_ITEMS, num_items: int | None = None,
                z_dim: int | None = None, thumbnail_size: int | None = None,
-               metrics: Sequence[str] = DEFAULT_METRICS, compressor: str = "zstd",
+               metrics: Sequence[str] = DEFAULT_METRICS, compressor: str = "zstd", run_id: str | None = None,
                storage_options: Mapping[str, Any] | None = None) -> LatentStore:
         """Creates a store for `manifest` (all items pending) and returns it opened 'r+'.
 
@@ -70,28 +70,14 @@ class LatentStore(ItemReaders):
         saved verbatim; num_items: optional check, must equal len(manifest); chunk_items: items per chunk = shard =
         task; compressor: a name in storage.arrays.WS_COMPRESSORS. Raises StoreExistsError if a store is already
         there, StoreDamagedError if the location holds anything else (a store whose root was lost is never adopted).
+        Creation and the first append happen under the location's lease: the lease of run `run_id` if the caller
+        holds it (`LatentStore.take_lease`), else one taken for the creation and released after it; a concurrent
+        creator gets LeaseHeldError or StoreExistsError and changes nothing.
         """
-        identity.check_create_args(manifest, num_ws=num_ws, w_dim=w_dim, chunk_items=chunk_items, num_items=num_items,
-                           z_dim=z_dim, thumbnail_size=thumbnail_size, compressor=compressor)
-        generator = identity.as_generator(generator)
-        fs, root = fsspec.core.url_to_fs(str(url), **dict(storage_options or {}))
-        if fs.exists(f"{root.rstrip('/')}/zarr.json"):
-            raise StoreExistsError(f"a store already exists at {url}: open it with LatentStore.open(url, 'r+') (or "
-                                   "open_or_create), or choose a new URL")
-        if _holds_files(fs, root):
-            raise StoreDamagedError(not_empty_message(str(url)))
-        layout = Layout(num_ws=num_ws, w_dim=w_dim, z_dim=z_dim, thumbnail_size=thumbnail_size,
-                        metrics=tuple(check_name(m, what="metric") for m in metrics), labels=())
-        attrs = StoreAttributes(created=growth.now_iso(), ganinv_version=ganinv_version, generator=generator,
-                                inversion=to_jsonable(config), layout=layout,
-                                dataset=DatasetInfo(root=manifest.root, manifest_hash="", num_items=0),
-                                chunking=Chunking(chunk_items=chunk_items, ws_compressor=compressor))
-        zstore = cls.zarr_store(str(url), read_only=False, storage_options=storage_options)
-        arrays.create_arrays(zarr.create_group(zstore, attributes=attrs.to_json(), zarr_format=3), attrs,
-                             compressor=compressor)
-        store = cls(str(url), mode="r+", storage_options=storage_options)
-        store.append(manifest)
-        return store
+        return creation.create(cls, str(url), manifest=manifest, num_ws=num_ws, w_dim=w_dim, generator=generator,
+                               config=config, chunk_items=chunk_items, num_items=num_items, z_dim=z_dim,
+                               thumbnail_size=thumbnail_size, metrics=metrics, compressor=compressor, run_id=run_id,
+                               storage_options=storage_options)
 
     @classmethod
     def open(cls, url: str, mode: str = "r", *, generator: GeneratorIdentity | Mapping | None = None,
@@ -109,13 +95,22 @@ class LatentStore(ItemReaders):
     def open_or_create(cls, url: str, *, manifest: Manifest, num_ws: int, w_dim: int,
                        generator: GeneratorIdentity | Mapping, config: Any, **create_kwargs: Any) -> LatentStore:
         """Opens the store at url for writing (checking generator, config and layout) or creates it from manifest.
-        Opening does not append: call `append(manifest)` under the lease."""
+        Opening does not append: call `append(manifest)` under the lease. Take the lease first
+        (`LatentStore.take_lease(url, run_id)`) and pass `run_id=`: then no other run can create, append to or
+        change the store between this call and the append."""
+        options = create_kwargs.get("storage_options")
         try:
-            store = cls.open(url, "r+", generator=generator, config=config,
-                             storage_options=create_kwargs.get("storage_options"))
-        except StoreNotFoundError:
-            return cls.create(url, manifest=manifest, num_ws=num_ws, w_dim=w_dim, generator=generator, config=config,
-                              **create_kwargs)
+            store = cls.open(url, "r+", generator=generator, config=config, run_id=create_kwargs.get("run_id"),
+                             storage_options=options)
+        except (StoreNotFoundError, RootMissingError) as missing:
+            try:  # no store, one another run is creating, or a lost root: create() tells them apart under the lease
+                return cls.create(url, manifest=manifest, num_ws=num_ws, w_dim=w_dim, generator=generator,
+                                  config=config, **create_kwargs)
+            except StoreExistsError:  # a concurrent creator committed first: open its store (checked as above)
+                store = cls.open(url, "r+", generator=generator, config=config, run_id=create_kwargs.get("run_id"),
+                                 storage_options=options)
+            except StoreDamagedError as damaged:  # a lost root: the RootMissingError's message has the repair
+                raise (missing if isinstance(missing, RootMissingError) else damaged) from None
         identity.check_layout(store, num_ws=num_ws, w_dim=w_dim, **create_kwargs)
         return store
 
@@ -123,6 +118,12 @@ class LatentStore(ItemReaders):
     def rebuild_root(cls, url: str, *, storage_options: Mapping[str, Any] | None = None) -> LatentStore:
         """Writes a lost, unreadable or stale root again from the store's copy (storage/verify.py)."""
         return verify.rebuild_root(cls, url, storage_options=storage_options)
+
+    @classmethod
+    def migrate(cls, url: str, new_url: str, *, storage_options: Mapping[str, Any] | None = None) -> LatentStore:
+        """Copies the store at `url` into `new_url` in the current layout (checksums, fixed-width text; storage/
+        migrate.py); the source is left as it is. Returns the copy."""
+        return migrate.migrate(cls, str(url), str(new_url), storage_options=storage_options)
 
     @staticmethod
     def zarr_store(url: str, *, read_only: bool, storage_options: Mapping[str, Any] | None) -> zarr.abc.store.Store:
@@ -137,8 +138,8 @@ class LatentStore(ItemReaders):
             return zarr.open_group(self._zstore, mode="r" if self.mode == "r" else "r+", zarr_format=3,
                                    use_consolidated=False)
         except (FileNotFoundError, zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError) as err:
-            if _holds_files(self._fs, self._root_path):
-                raise StoreDamagedError(root_missing_message(self.url, "is missing")) from err
+            if creation.holds_files(self._fs, self._root_path):
+                raise RootMissingError(root_missing_message(self.url, "is missing")) from err
             raise StoreNotFoundError(f"no latent store at {self.url} (no Zarr v3 group there): check the URL, or "
                                      "create one: `ganinv invert IMAGES --store URL` (LatentStore.create in Python)"
                                      ) from err
@@ -189,7 +190,16 @@ class LatentStore(ItemReaders):
         """The Zarr array at `name` (a path of storage/arrays.py), opened once and cached. Low level: storage/
         modules use it; everything else reads through the typed readers."""
         if name not in self._arrays:
-            self._arrays[name] = self.group[name]
+            try:
+                self._arrays[name] = self.group[name]
+            except KeyError:
+                raise ArrayMissingError(f"{self.url}: the array `{name}` is missing "
+                                        f"({self.url.rstrip('/')}/{name}/zarr.json): {damaged_advice(self.url)}"
+                                        ) from None
+            except (ValueError, TypeError) as err:  # JSON or text that is not metadata zarr can read
+                raise StoreDamagedError(f"{self.url}: the metadata of `{name}` "
+                                        f"({self.url.rstrip('/')}/{name}/zarr.json) is unreadable "
+                                        f"({type(err).__name__}: {err}): {damaged_advice(self.url)}") from err
         return self._arrays[name]
 
     # ------------------------------------------------------------------ shards (storage/shards.py)
@@ -240,16 +250,36 @@ class LatentStore(ItemReaders):
         """Adds the manifest's new content as pending items and returns how many (storage/growth.py)."""
         self._require_writable()
         self._coordinator_check()
+        self.refresh()  # under the lease the root is current; a handle opened earlier may hold a stale item count
         added = growth.append(self, manifest)
         self.consolidate()
         return added
 
-    def verify(self, *, repair: bool = False) -> VerifyReport:
-        """Finds done items with missing data and arrays of the wrong length; repair=True requeues the bad items."""
+    def verify(self, *, repair: bool = False, shards: Sequence[int] | None = None) -> VerifyReport:
+        """Reads every chunk (checking its checksum) and finds corrupt chunks, done items whose data is missing, not
+        finite or corrupt, and arrays of the wrong length; repair=True requeues exactly the affected items and
+        rebuilds a corrupt `status` chunk from the data (storage/verify.py). `shards`: only those shard indices."""
         if repair:
             self._require_writable()
             self._coordinator_check()
-        return verify.verify(self, repair=repair)
+        return verify.verify(self, repair=repair, shard_indices=shards)
+
+    def record_numerics(self, numerics: Mapping[str, Any]) -> None:
+        """Records how the store's codes are computed (runtime/numerics.py decides; storage keeps it verbatim) in the
+        root attributes. Coordinator only, under the lease; a store records them once."""
+        self._require_writable()
+        self._coordinator_check()
+        self.refresh()
+        if self.attributes.numerics is not None:
+            raise StoreMismatchError(f"{self.url} already records its numerics ({dict(self.attributes.numerics)})")
+        growth.put_root(self, dataclasses.replace(self.attributes, numerics=to_jsonable(numerics)))
+        self.consolidate()
+
+    def repair_status(self) -> VerifyReport | None:
+        """Rebuilds every `status` chunk that fails its checksum from the data arrays' checksums (storage/verify.py);
+        None when all are fine (a cheap check: one byte per item). Coordinator only, under the lease."""
+        broken = verify.corrupt_status_shards(self)
+        return self.verify(repair=True, shards=broken) if broken else None
 
     def result_group(self, kind: str, name: str, *, made_by: Any, overwrite: bool = False) -> zarr.Group:
         """Creates `<kind>/<name>` ('directions' or 'edits') saying how it was made (storage/results.py)."""
@@ -276,6 +306,9 @@ class LatentStore(ItemReaders):
 
     def consolidate(self) -> None:
         """Rewrites consolidated metadata so `xarray.open_zarr(url)` opens without listing (coordinator only)."""
+        fs = getattr(self._zstore, "fs", None)
+        if fs is not None:  # an object store's cached listing may still show lease generations deleted since
+            fs.invalidate_cache()
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
             zarr.consolidate_metadata(self._zstore, zarr_format=3)
@@ -298,31 +331,30 @@ class LatentStore(ItemReaders):
             return {}, f"scan cache unreadable ({type(err).__name__}: {err}); hashing every file"
         return scan_cache.read_scan_cache(zstore)
 
-    # ------------------------------------------------------------------ xarray
+    # ------------------------------------------------------------------ xarray (storage/dataset.py)
     def to_xarray(self, *, chunks: Any = None) -> "xarray.Dataset":  # noqa: F821
         """The store as a dask-backed xarray Dataset: ws, z, thumbnails, status, error, attempts, path, source_sha256,
-        metric_<name>, label_<attr> (item); image_id an indexed coordinate (`ds.sel(image_id="img001")`)."""
-        import xarray as xr
-
-        parts = [self.open_xarray_group(None, chunks=chunks)]
-        for group, prefix in ((arrays.METRICS, "metric_"), (arrays.LABELS, "label_")):
-            sub = self.open_xarray_group(group, chunks=chunks)
-            parts.append(sub.rename({v: prefix + str(v) for v in sub.data_vars}))
-        merged = xr.merge(parts, combine_attrs="override", join="exact", compat="no_conflicts").set_coords(
-            arrays.IMAGE_ID)
-        order = [n for n in (arrays.WS, arrays.Z, arrays.THUMBNAILS, arrays.STATUS, arrays.ERROR, arrays.ATTEMPTS,
-                             arrays.PATH, arrays.SOURCE_SHA256) if n in merged]
-        order += [f"metric_{m}" for m in self.layout.metrics] + [f"label_{a}" for a in self.layout.labels]
-        image_id = merged.image_id.values.astype(object)  # small; an in-memory index makes sel(image_id=...) work
-        return merged[order].assign_coords(image_id=("item", image_id)).set_xindex(arrays.IMAGE_ID)
+        metric_<name>, label_<attr> (item); image_id an indexed coordinate (`ds.sel(image_id="img001")`); text as
+        Python strings. `storage.open_dataset(url)` gives the same indexed by image_id."""
+        return dataset.to_xarray(self, chunks=chunks)
 
     def open_xarray_group(self, group: str | None = None, *, chunks: Any = None) -> "xarray.Dataset":  # noqa: F821
         """One group of the store (None: the root's arrays) as xarray.open_zarr gives it, dask-backed."""
-        import xarray as xr
-
-        return xr.open_zarr(self._zstore, group=group, consolidated=False, chunks={} if chunks is None else chunks)
+        return dataset.open_group(self._zstore, group, chunks=chunks)
 
     # ------------------------------------------------------------------ lease (storage/lease.py)
+    @classmethod
+    def take_lease(cls, url: str, run_id: str, *, ttl_s: float = DEFAULT_LEASE_TTL_S, force: bool = False,
+                   storage_options: Mapping[str, Any] | None = None) -> Lease:
+        """The run lease of the location `url`, which need not hold a store yet: take it before opening or
+        creating the store, and pass the same `run_id` to `open`/`open_or_create`, so that creation, the first
+        append and every later change of the store happen under it. Raises LeaseHeldError naming the holder."""
+        fs, root = fsspec.core.url_to_fs(str(url), **dict(storage_options or {}))
+        if fs.isfile(root):
+            raise StoreMismatchError(f"{url} is a file, not a latent store (a folder or bucket prefix): choose "
+                                     "another --store")
+        return acquire(LeaseFiles(fs, root, store_name=str(url)), run_id, ttl_s=ttl_s, force=force)
+
     def acquire_lease(self, run_id: str, *, ttl_s: float = DEFAULT_LEASE_TTL_S, force: bool = False) -> Lease:
         """Takes the run lease or raises LeaseHeldError naming the holder. Use as a context manager to renew it in
         the background and release it at the end."""
@@ -333,7 +365,7 @@ class LatentStore(ItemReaders):
     def lease_holder(self) -> LeaseRecord | None:
         """The unexpired lease on this store, or None."""
         latest = self._lease_files.latest()
-        return None if latest is None or latest.expired() else latest
+        return None if latest is None or latest.expired() or latest.holder_gone() else latest
 
     def break_lease(self) -> LeaseRecord | None:
         """Ends whatever lease is held (its holder gets LeaseLostError on renew) and returns it. Only for dead runs."""
@@ -343,10 +375,16 @@ class LatentStore(ItemReaders):
         return held
 
     def _coordinator_check(self) -> None:
-        """Coordinator operations refuse while another run holds the lease."""
+        """Coordinator operations refuse while another run holds the lease (this store's own lease, or the one its
+        `run_id` holds, lets them through)."""
         held = self.lease_holder()
-        if held is not None and (self._lease is None or held.generation != self._lease.record.generation):
-            raise LeaseHeldError(self._lease_files.held_message(held))
+        if held is None:
+            return
+        if self._lease is not None and held.generation == self._lease.record.generation:
+            return
+        if self.run_id is not None and held.run_id == self.run_id and not held.unreadable:
+            return
+        raise LeaseHeldError(self._lease_files.held_message(held))
 
     def _check_fence(self) -> None:
         held = self.lease_holder()
@@ -357,12 +395,3 @@ class LatentStore(ItemReaders):
 # ---------------------------------------------------------------------- helpers
 def _reopen(url: str, mode: str, run_id: str | None, storage_options: Mapping[str, Any]) -> LatentStore:
     return LatentStore(url, mode=mode, run_id=run_id, storage_options=storage_options)
-
-
-def _holds_files(fs: fsspec.AbstractFileSystem, root: str) -> bool:
-    """Whether the location exists and holds anything (a folder, or objects under a bucket prefix)."""
-    fs.invalidate_cache(root)
-    try:
-        return fs.isdir(root) and bool(fs.ls(root, detail=False))
-    except FileNotFoundError:
-        return False

@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from storage import arrays
-from storage.errors import NotInStoreError
+from storage import arrays, text
+from storage.errors import NotInStoreError, StoreCorruptError, corrupt_message
 from storage.schema import STATUS_NAMES, Status
 from storage.shards import resolve_item_path
 
@@ -18,7 +18,8 @@ Rows = slice | Sequence[int] | np.ndarray | None
 
 
 class ItemReaders:
-    """Reads of the item arrays; the host class provides `array(name)`, `num_items`, `layout` and `attributes`."""
+    """Reads of the item arrays; the host class provides `array(name)`, `num_items`, `chunk_items`, `url`, `layout`
+    and `attributes`."""
 
     def status(self, rows: Rows = None) -> np.ndarray:
         """uint8 status codes (`storage.Status`)."""
@@ -46,7 +47,7 @@ class ItemReaders:
     def paths(self, rows: Rows = None) -> tuple[str, ...]:
         """Input paths resolved against the dataset root (readable from where the store's runs read them)."""
         root = self.attributes.dataset.root
-        return tuple(resolve_item_path(root, str(p)) for p in self._read(arrays.PATH, rows))
+        return tuple(resolve_item_path(root, p) for p in text.decode(self._read(arrays.PATH, rows)))
 
     def source_sha256(self, rows: Rows = None) -> np.ndarray:
         return _strings(self._read(arrays.SOURCE_SHA256, rows))
@@ -81,7 +82,37 @@ class ItemReaders:
         return [{"image_id": str(i), "error": str(e)} for i, e in zip(self.image_ids(index), self.errors(index))]
 
     def _read(self, name: str, rows: Rows) -> Any:
+        """The rows of array `name`; a chunk that fails its checksum (or cannot be decoded) is a StoreCorruptError
+        naming the chunk and the repair, not a codec's traceback."""
         array = self.array(name)
+        try:
+            return self._select(array, rows)
+        except (ValueError, RuntimeError) as err:
+            chunks = self._corrupt_chunks(array, rows)
+            if not chunks:
+                raise
+            raise StoreCorruptError(corrupt_message(self.url, name, chunks, self.chunk_items,
+                                                    f"{type(err).__name__}: {err}"), array=name, chunks=chunks
+                                    ) from err
+
+    def _corrupt_chunks(self, array: Any, rows: Rows) -> tuple[int, ...]:
+        c, n = self.chunk_items, array.shape[0]
+        if rows is None:
+            candidates = range(-(-n // c))
+        elif isinstance(rows, slice):
+            start, stop, _ = rows.indices(n)
+            candidates = range(start // c, -(-stop // c))
+        else:
+            candidates = np.unique(np.asarray(rows, np.int64) // c).tolist()
+        found = []
+        for k in candidates:
+            try:
+                array[k * c:(k + 1) * c]
+            except (ValueError, RuntimeError):
+                found.append(int(k))
+        return tuple(found)
+
+    def _select(self, array: Any, rows: Rows) -> Any:
         if rows is None:
             return array[: self.num_items]
         if isinstance(rows, slice):
@@ -95,8 +126,8 @@ class ItemReaders:
 
 
 def _strings(values: Any) -> np.ndarray:
-    """zarr's StringDType as plain Python strings (object array)."""
-    return np.array([str(v) for v in values], dtype=object)
+    """A text array's read as plain Python strings (object array): fixed-width UTF-8 rows, or v1 strings."""
+    return text.decode(values)
 
 
 def _check_known(names: Sequence[str], have: Sequence[str], what: str, url: str) -> None:

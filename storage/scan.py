@@ -11,7 +11,8 @@
 
 Each file's `image_id` is its path relative to the dataset root (the directory, the list file's folder, or the
 glob's fixed prefix), with '/' separators: stable as long as the folder layout is, and what the per-image seed is
-derived from. Items are sorted by image_id.
+derived from. A list-file entry outside that folder keeps its full path as its id ('/data/x.png',
+'s3://bucket/x.png'), so it can never take a relative id's place. Items are sorted by image_id.
 
 Each file's content hash (`source_sha256`) is the store's identity of an input. A first scan reads every file to hash
 it; a rescan given the previous scan's `ScanResult.hash_cache` (`previous=`) reads only the files that are new or
@@ -22,24 +23,30 @@ so is every file whose fingerprint differs from the cached one. Limit: a local f
 and an unchanged mtime (a tool that restores mtimes) keeps its old hash; S3 ETags have no such gap.
 
 What the scan cannot use is not dropped silently but returned in `ScanResult.skipped` with a reason: files it cannot
-read, and files whose content duplicates an earlier one (the store holds each content once). Decoding is not the
+read, special files with an image's name (FIFOs, sockets, devices: never read, so a FIFO cannot block the scan),
+and files whose content duplicates an earlier one (the store holds each content once). Decoding is not the
 scan's job: workers decode, and record what fails to decode in the store (`ganinv.datasets.folder`).
 
-Labels: an optional CSV whose first column names the image (its image_id, file name or file stem) and whose other
-columns are numbers (empty cells are missing). The procedural-faces `attributes.csv` is such a file.
+Labels: an optional CSV (UTF-8, or UTF-16 with a byte-order mark) whose first column names the image (its image_id,
+file name or file stem) and whose other columns are finite numbers (empty cells are missing); one row per image and
+one column per name. The procedural-faces `attributes.csv` is such a file.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import datetime as _dt
 import hashlib
+import io
 import math
+import os
 import posixpath
+import stat
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
 import fsspec
 
@@ -57,8 +64,8 @@ _FINGERPRINT_KEYS = ("ETag", "etag", "mtime", "LastModified", "last_modified", "
 
 @dataclass(frozen=True)
 class Skipped:
-    """A file the scan found but did not put in the manifest (`path`: its image_id, or its full path outside the
-    root), and why (`reason`: 'unreadable: <error>' or 'duplicate of <image_id>')."""
+    """A file the scan found but did not put in the manifest (`path`: its image_id), and why (`reason`:
+    'unreadable: <error>', 'not a regular file: <what it is>' or 'duplicate of <image_id>')."""
 
     path: str
     reason: str
@@ -103,14 +110,16 @@ def scan_images(source: str, *, labels: str | None = None, storage_options: Mapp
     if not files:
         raise NoImagesError(f"no image files in {source!r} (looked for {', '.join(IMAGE_SUFFIXES)}); give a folder "
                                 "of images, a list file with one path per line, or a glob such as 'photos/*.jpg'")
-    ids = [_image_id(root, path) for path in files]
+    ids = [_image_id(root, path, fs) for path in files]
     keys = [_full(fs, path) for path in files]
     prints = [fingerprint(listing[path]) for path in files]
     hashes, cache, reused = _hash_changed(fs, files, keys, prints, previous or {})
     table = read_labels(labels, storage_options=storage_options) if labels else {}
     records, skipped, first_by_hash, used_rows = [], [], {}, set()
     for image_id, path, digest in sorted(zip(ids, files, hashes)):
-        if isinstance(digest, Exception):
+        if isinstance(digest, NotRegularFile):
+            skipped.append(Skipped(image_id, f"not a regular file: {digest}"))
+        elif isinstance(digest, Exception):
             skipped.append(Skipped(image_id, f"unreadable: {type(digest).__name__}: {digest}"))
         elif digest in first_by_hash:
             skipped.append(Skipped(image_id, f"duplicate of {first_by_hash[digest]}"))
@@ -139,7 +148,7 @@ def fingerprint(info: Mapping[str, Any] | None) -> str | None:
     """What says, from a listing entry, that a file is unchanged: 'size=<n>;<key>=<value>' with the first of
     `_FINGERPRINT_KEYS` present; None (always hash) for symlinks (their target may change in place) and entries with
     no size or none of the keys."""
-    if not info or info.get("islink") or info.get("size") is None:
+    if not info or info.get("islink") or info.get("size") is None or info.get("type", "file") != "file":
         return None
     for key in _FINGERPRINT_KEYS:
         value = info.get(key)
@@ -151,26 +160,81 @@ def fingerprint(info: Mapping[str, Any] | None) -> str | None:
 
 
 def read_labels(csv_path: str, *, storage_options: Mapping[str, Any] | None = None) -> dict[str, dict[str, float]]:
-    """CSV -> {first-column value: {column: number}}; empty cells are left out. A bad cell is a ValueError naming it."""
-    with fsspec.open(csv_path, "r", newline="", **dict(storage_options or {})) as f:
-        rows = list(csv.reader(f))
-    if len(rows) < 2 or len(rows[0]) < 2:
+    """CSV -> {first-column value: {column: number}}; empty cells are left out. Anything else is a LabelsError that
+    names the file and the line, column or ids: a file that cannot be read or is not UTF-8 (UTF-16 with a byte-order
+    mark is read), a missing header, duplicate column names or ids, a cell that is not a finite number."""
+    header, rows = _label_rows(csv_path, storage_options)
+    names = header[1:]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates or "" in names:
+        raise LabelsError(f"labels file {csv_path}: " + (f"duplicate column names {duplicates}" if duplicates else
+                                                         "a column without a name") + " in the header row")
+    table: dict[str, dict[str, float]] = {}
+    lines: dict[str, list[int]] = {}
+    for line, row in rows:
+        image = row[0].strip()
+        if not image:
+            raise LabelsError(f"labels file {csv_path}, line {line}: the first cell (the image) is empty")
+        if len(row) > len(header):
+            raise LabelsError(f"labels file {csv_path}, line {line}: {len(row)} cells, the header has {len(header)}")
+        lines.setdefault(image, []).append(line)
+        table[image] = {name: _label_value(csv_path, line, name, cell)
+                        for name, cell in zip(names, row[1:]) if cell.strip()}
+    repeated = {image: found for image, found in lines.items() if len(found) > 1}
+    if repeated:
+        shown = "; ".join(f"{image!r} on lines {found}" for image, found in list(repeated.items())[:5])
+        raise LabelsError(f"labels file {csv_path}: {len(repeated)} images have more than one row ({shown}): keep "
+                          "one row per image")
+    return table
+
+
+def _label_rows(csv_path: str, storage_options: Mapping[str, Any] | None) -> tuple[list[str], list[tuple[int, list]]]:
+    """(header, [(line number, cells)]) of the non-empty rows."""
+    try:
+        with fsspec.open(csv_path, "rb", **dict(storage_options or {})) as f:
+            raw = f.read()
+    except OSError as err:
+        raise LabelsError(f"labels file {csv_path}: cannot read it ({type(err).__name__}: {err})") from None
+    content = _labels_text(raw, csv_path)
+    try:
+        rows = [(line, row) for line, row in enumerate(csv.reader(io.StringIO(content, newline="")), start=1) if row]
+    except csv.Error as err:
+        raise LabelsError(f"labels file {csv_path}: not a CSV file ({err})") from None
+    if len(rows) < 2 or len(rows[0][1]) < 2:
         raise LabelsError(f"labels file {csv_path}: expected a header row (image id, then label names) and data "
                           "rows")
-    header, table = [h.strip() for h in rows[0]], {}
-    for line, row in enumerate(rows[1:], start=2):
-        if not row:
-            continue
-        values = {}
-        for name, cell in zip(header[1:], row[1:]):
-            if cell.strip():
-                try:
-                    values[name] = float(cell)
-                except ValueError:
-                    raise LabelsError(f"labels file {csv_path}, line {line}, column {name!r}: {cell!r} is not a "
-                                      "number (labels must be numeric; encode categories as 0/1 columns)") from None
-        table[row[0].strip()] = values
-    return table
+    return [h.strip() for h in rows[0][1]], rows[1:]
+
+
+def _labels_text(raw: bytes, csv_path: str) -> str:
+    """The file's text: UTF-8 (with or without a byte-order mark) or UTF-16 with one; else a LabelsError."""
+    for bom, encoding in ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"),
+                          (codecs.BOM_UTF16_BE, "utf-16")):
+        if raw.startswith(bom):
+            break
+    else:
+        encoding = "utf-8"
+    try:
+        content = raw.decode(encoding)
+    except UnicodeDecodeError as err:
+        raise LabelsError(f"labels file {csv_path}: not {encoding.upper()} text (byte {err.start}: {err.reason}); "
+                          "save it as UTF-8 CSV") from None
+    if "\0" in content:
+        raise LabelsError(f"labels file {csv_path}: contains NUL characters (UTF-16 without a byte-order mark?); "
+                          "save it as UTF-8 CSV")
+    return content
+
+
+def _label_value(csv_path: str, line: int, name: str, cell: str) -> float:
+    try:
+        value = float(cell)
+    except ValueError:
+        raise LabelsError(f"labels file {csv_path}, line {line}, column {name!r}: {cell!r} is not a number (labels "
+                          "must be numeric; encode categories as 0/1 columns)") from None
+    if not math.isfinite(value):
+        raise LabelsError(f"labels file {csv_path}, line {line}, column {name!r}: {cell!r} is not a finite number; "
+                          "leave the cell empty where a label is missing")
+    return value
 
 
 # ---------------------------------------------------------------------------------------------------------- helpers
@@ -234,8 +298,12 @@ def _under(root: str, path: str) -> bool:
     return not root or path.startswith(root.rstrip("/") + "/")
 
 
-def _image_id(root: str, path: str) -> str:
-    return posixpath.relpath(path, root) if _under(root, path) else path.lstrip("/")
+def _image_id(root: str, path: str, fs: fsspec.AbstractFileSystem | None = None) -> str:
+    """The path relative to the root; a file outside the root keeps its full path ('/abs/x.png', 's3://b/x.png'), so
+    it can never take the id of a relative one."""
+    if _under(root, path):
+        return posixpath.relpath(path, root)
+    return path if fs is None else _full(fs, path)
 
 
 def _full(fs: fsspec.AbstractFileSystem, path: str) -> str:
@@ -272,12 +340,43 @@ def _cached(previous: HashCache, key: str, fp: str | None) -> str | None:
 def _hash_one(fs: fsspec.AbstractFileSystem, path: str) -> str | Exception:
     digest = hashlib.sha256()
     try:
-        with fs.open(path, "rb") as f:
+        with (open_regular_file(path) if _is_local(fs) else fs.open(path, "rb")) as f:
             while block := f.read(1 << 20):
                 digest.update(block)
     except OSError as err:  # missing, permission, broken link, a directory with an image's name, bucket errors
         return err
     return digest.hexdigest()
+
+
+class NotRegularFile(OSError):
+    """A FIFO, socket, device or directory where an image file was expected: never read (a FIFO would block the
+    reader forever, a device never ends)."""
+
+
+_KINDS = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a directory"))
+
+
+def open_regular_file(path: str) -> BinaryIO:
+    """`path` opened for reading if it is a regular file (after following links), else NotRegularFile naming what
+    it is. The check is made before opening and again on the open descriptor (opened non-blocking, so that even a
+    file swapped for a FIFO in between cannot block)."""
+    _check_regular(os.stat(path).st_mode, path)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        _check_regular(os.fstat(fd).st_mode, path)
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _check_regular(mode: int, path: str) -> None:
+    if stat.S_ISREG(mode):
+        return
+    kind = next((name for test, name in _KINDS if test(mode)), f"not a regular file (mode {oct(mode)})")
+    raise NotRegularFile(f"{path} is {kind}, not a regular file; it was not read")
 
 
 def _labels_for(table: Mapping[str, Mapping[str, float]], image_id: str) -> tuple[str | None, dict[str, float]]:

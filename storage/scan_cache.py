@@ -22,6 +22,7 @@ import numpy as np
 import zarr
 
 from storage.arrays import SCAN_CACHE as SCAN_CACHE_GROUP
+from storage.arrays import with_checksum
 SCAN_CACHE_ARRAY = f"{SCAN_CACHE_GROUP}/hashes"
 _FORMAT, _VERSION = "ganinv-scan-cache", 1
 
@@ -69,8 +70,8 @@ def write_scan_cache(group: zarr.Group, entries: HashCache) -> int:
     parent = group.require_group(SCAN_CACHE_GROUP)
     parent.attrs.put({"long_name": "hash cache of the dataset scan (storage/scan_cache.py)"})
     array = parent.create_array("hashes", shape=payload.shape, chunks=payload.shape, dtype=np.uint8,
-                                compressors=None, fill_value=0, dimension_names=["byte"], overwrite=True,
-                                attributes=_attributes())
+                                compressors=with_checksum([]), fill_value=0, dimension_names=["byte"],
+                                overwrite=True, attributes=_attributes())
     array[:] = payload
     return int(payload.size)
 

@@ -23,7 +23,8 @@ from typing import Any
 from ganinv.item_metrics import metric_names
 
 SCHEMA_NAME = "ganinv-latent-store"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # v2: checksummed chunks, fixed-width UTF-8 text, edit runs on their own item axis, numerics
+READABLE_VERSIONS = (1, 2)  # v1 stores are read and written in their own layout (docs/store.md, "Schema versions")
 DEFAULT_METRICS = metric_names()  # what a default (lpips-vgg) inversion records: ganinv/item_metrics.py
 _BAD_NAME_CHARS = ("/", "\\")
 
@@ -205,6 +206,7 @@ class StoreAttributes:
     schema: str = SCHEMA_NAME
     schema_version: int = SCHEMA_VERSION
     status_codes: Mapping[str, str] = field(default_factory=lambda: {str(k): v for k, v in STATUS_NAMES.items()})
+    numerics: Mapping[str, Any] | None = None  # how the codes were computed (runtime/numerics.py); None: not recorded
 
     def to_json(self) -> dict[str, Any]:
         return to_jsonable(self)
@@ -216,9 +218,9 @@ class StoreAttributes:
             raise ValueError(f"not a ganinv latent store (root attribute schema={attrs.get('schema')!r}, expected "
                              f"{SCHEMA_NAME!r})")
         version = attrs.get("schema_version")
-        if version != SCHEMA_VERSION:
-            raise ValueError(f"store has schema version {version}, this ganinv reads version {SCHEMA_VERSION}: open it "
-                             "with the ganinv version that wrote it, or invert into a new store")
+        if version not in READABLE_VERSIONS:
+            raise ValueError(f"store has schema version {version}, this ganinv reads versions {READABLE_VERSIONS}: "
+                             "open it with the ganinv version that wrote it, or invert into a new store")
         dataset = dict(attrs["dataset"])
         dataset["history"] = tuple(dataset.get("history", ()))
         layout = dict(attrs["layout"])
@@ -226,4 +228,5 @@ class StoreAttributes:
         return cls(created=attrs["created"], ganinv_version=attrs["ganinv_version"],
                    generator=GeneratorIdentity(**attrs["generator"]), inversion=dict(attrs["inversion"]),
                    dataset=DatasetInfo(**dataset), chunking=Chunking(**attrs["chunking"]), layout=Layout(**layout),
-                   schema=attrs["schema"], schema_version=version, status_codes=dict(attrs["status_codes"]))
+                   schema=attrs["schema"], schema_version=version, status_codes=dict(attrs["status_codes"]),
+                   numerics=attrs.get("numerics"))

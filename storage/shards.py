@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from storage import arrays
+from storage import arrays, text
 from storage.schema import Layout, Status
 
 if TYPE_CHECKING:
@@ -109,13 +109,16 @@ def read_inputs(store: LatentStore, shard: Shard, *, retry_failed: bool = False,
     """The items of `shard` still to do (or all of them with `every_item`), with ids, resolved paths and attempts."""
     check_shard(store, shard)
     rows = slice(shard.start, shard.stop)
-    attempts = store.array(arrays.ATTEMPTS)[rows]
+    # store._read: a chunk that fails its checksum is a StoreCorruptError naming it and the repair (not retried; a
+    # rerun would meet it again), never a codec's ValueError that the task would retry and call transient.
+    attempts = store._read(arrays.ATTEMPTS, rows)
     if every_item:
         keep = np.arange(len(attempts))
     else:
-        keep = np.flatnonzero(todo(store.array(arrays.STATUS)[rows], attempts, retry_failed=retry_failed,
+        keep = np.flatnonzero(todo(store._read(arrays.STATUS, rows), attempts, retry_failed=retry_failed,
                                    max_attempts=max_attempts))
-    ids, paths, shas = (store.array(name)[rows] for name in (arrays.IMAGE_ID, arrays.PATH, arrays.SOURCE_SHA256))
+    ids, paths, shas = (text.decode(store._read(name, rows))
+                        for name in (arrays.IMAGE_ID, arrays.PATH, arrays.SOURCE_SHA256))
     root = store.attributes.dataset.root
     return ShardInputs(shard=shard, indices=(shard.start + keep).astype(np.int64),
                        image_ids=tuple(str(ids[i]) for i in keep),
@@ -132,6 +135,8 @@ def write(store: LatentStore, inputs: ShardInputs, result: ShardResult) -> None:
     rows = region(inputs.indices)
     attempts = np.minimum(inputs.attempts.astype(np.int64) + 1, MAX_ATTEMPTS_STORED).astype(np.uint8)
     writes = {**_data_writes(store.layout, result), arrays.ATTEMPTS: attempts}
+    errors = list(result.error) if result.error is not None else [""] * len(result)
+    writes[arrays.ERROR] = arrays.text_column(store.array(arrays.ERROR), arrays.ERROR, errors, truncate=True)
     for name in writes:
         store.array(name)  # open in this thread; the writes below run in a thread pool, one array each
     pool = thread_pool()
@@ -158,8 +163,7 @@ def thread_pool() -> ThreadPoolExecutor:
 
 def _data_writes(layout: Layout, result: ShardResult) -> dict[str, np.ndarray]:
     n = len(result)
-    writes = {arrays.WS: np.asarray(result.ws, np.float32),
-              arrays.ERROR: np.asarray(list(result.error) if result.error is not None else [""] * n, dtype=str)}
+    writes = {arrays.WS: np.asarray(result.ws, np.float32)}
     if layout.z_dim is not None:
         writes[arrays.Z] = np.asarray(result.z, np.float32)
     if layout.thumbnail_size is not None:

@@ -7,9 +7,10 @@ from typing import Any
 
 from prefect import get_run_logger, task
 
-from runtime import coordinator, ood, shard
+from runtime import coordinator, numerics, ood, shard
 from runtime.config import ExecutionOptions, InvertConfig
 from runtime.coordinator import InvertPlan, InvertSummary, Settings
+from runtime.numerics import Numerics
 from runtime.ood import OodSummary
 from runtime.shard import ShardReport
 from storage import LatentStore, Manifest
@@ -35,12 +36,12 @@ def scan_dataset(images: str, labels: str | None = None, storage_options: dict[s
 
 @task(name="open-store", **RETRY)
 def open_store(store: str, manifest: Manifest, settings: Settings, *, shard_size: int | None,
-               workers: int | None = None, storage_options: dict[str, Any] | None = None
-               ) -> tuple[LatentStore, bool]:
-    """2. Open the store, refusing a mismatching one, or create it (shards sized for `workers`); returns (store,
-    created now)."""
+               workers: int | None = None, storage_options: dict[str, Any] | None = None,
+               run_id: str | None = None) -> tuple[LatentStore, bool]:
+    """2. Open the store, refusing a mismatching one, or create it (shards sized for `workers`) under run
+    `run_id`'s lease; returns (store, created now)."""
     return coordinator.open_store(store, manifest, settings, chunk_items=shard_size, workers=workers,
-                                  storage_options=storage_options)
+                                  storage_options=storage_options, run_id=run_id)
 
 
 @task(name="save-scan-cache", cache_policy=NO_CACHE_POLICY)
@@ -56,8 +57,20 @@ def save_scan_cache(store: LatentStore, scan: ScanResult) -> bool:
 def plan_shards(store: LatentStore, manifest: Manifest, *, retry_failed: bool, created: bool,
                 settings: Settings | None = None) -> InvertPlan:
     """3. Append the new images, make room for the stages' results, list the shards with work to do (the caller
-    holds the lease)."""
-    return coordinator.plan(store, manifest, retry_failed=retry_failed, created=created, settings=settings)
+    holds the lease), repairing what a rerun could not get past (corrupt chunks: their items are requeued)."""
+    plan = coordinator.plan(store, manifest, retry_failed=retry_failed, created=created, settings=settings)
+    for repair in plan.repairs:
+        get_run_logger().warning(repair)
+    return plan
+
+
+@task(name="settle-numerics", cache_policy=NO_CACHE_POLICY)
+def settle_numerics(store: str, run_id: str, execution: ExecutionOptions, probes: list[dict[str, Any]], *,
+                    local_workers: int | None, storage_options: dict[str, Any] | None = None) -> Numerics:
+    """4a. The numerics of this run: the store's recorded ones, checked against the workers and options, or chosen
+    and recorded now (the flow holds the lease)."""
+    latent_store = LatentStore.open(store, "r+", run_id=run_id, storage_options=storage_options)
+    return numerics.settle(latent_store, execution, probes, local_workers=local_workers)
 
 
 @task(name="invert-shard", task_run_name="invert-shard-{shard_index}", **{**RETRY, "retry_delay_seconds": 10})

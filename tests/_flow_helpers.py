@@ -10,9 +10,10 @@ import numpy as np
 from conftest import make_tiny_generator
 from ganinv.generators import save_generator
 from ganinv.models.encoder import Encoder, save_encoder
-from runtime.config import InvertConfig
+from runtime.config import ExecutionOptions, InvertConfig
 from runtime.coordinator import check_settings, open_store, plan
 from runtime.models import describe_generator
+from runtime.numerics import record_for_this_process
 from storage import LatentStore
 from storage.scan import scan_images
 
@@ -41,11 +42,13 @@ def save_tiny_encoder(folder: Path, generator: str) -> str:
 
 def prepare_store(images: Path, store: Path, generator: str, config: InvertConfig, *, chunk_items: int = 4
                   ) -> LatentStore:
-    """Check, scan, create and append as the flow's steps 0-3 do (no lease: nobody else writes in these tests)."""
+    """Check, scan, create and append as the flow's steps 0-3 do, and record the numerics (one thread, this
+    process) as its step 4 does (no lease: nobody else writes in these tests)."""
     scan = scan_images(str(images))
     settings = check_settings(generator, config)
     latent_store, _ = open_store(str(store), scan.manifest, settings, chunk_items=chunk_items)
     plan(latent_store, scan.manifest, settings=settings)
+    record_for_this_process(latent_store, ExecutionOptions(threads=1))  # what the flow settles before dispatching
     return latent_store
 
 

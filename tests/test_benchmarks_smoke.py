@@ -163,3 +163,18 @@ def test_an_encoder_training_chunk_travels_from_the_device_and_back(tmp_path):
     from ganinv.models.encoder import load_encoder
 
     assert load_encoder(tmp_path / "e.safetensors", generator=load_generator(generator)).num_ws == 6
+
+
+@pytest.mark.slow
+def test_fault_injection_benchmark_kills_a_worker_at_a_random_write_and_loses_nothing(tmp_path):
+    from benchmarks import fault_injection
+
+    payload = fault_injection.main(["--only", "worker dies at a random store write", "--only", "garbage root",
+                                    "--trials", "1", "--seed", "3", "--out", str(tmp_path / "faults.json")])
+    rows = {row["fault"].split(",")[0]: row for row in payload["rows"]}
+    assert set(rows) == {"worker dies at a random store write", "garbage root zarr.json"}
+    killed = rows["worker dies at a random store write"]
+    assert killed["trials"] == 1 and killed["writes_per_run"] > 20  # every chunk write of 6 shards is counted
+    assert all(row["lost"] == 0 and row["duplicated"] == 0 for row in payload["rows"]), payload["rows"]
+    assert rows["garbage root zarr.json"]["garbage_root_refused"]
+    assert json.loads((tmp_path / "faults.json").read_text())["rows"] == json.loads(json.dumps(payload["rows"]))

@@ -15,6 +15,7 @@ from _flow_helpers import prepare_store
 from _image_files import write_bad_inputs, write_good_images
 from cli.app import app
 from runtime.config import InvertConfig
+from storage import LatentStore
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--steps", "3", "--loss", "mse"]
@@ -112,12 +113,33 @@ def test_speed_options_reach_the_workers_and_are_recorded_in_the_store(prefect_h
 
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a worker without CUDA")
-def test_shards_that_cannot_run_exit_3(prefect_harness, dask_cluster, generator, tmp_path):
+def test_a_device_the_workers_lack_is_refused_before_any_shard_runs(prefect_harness, dask_cluster, generator,
+                                                                     tmp_path):
+    """The workers' numerics are probed before shards are sent (runtime/numerics.py): exit 2 naming the device,
+    not shards failing one by one."""
     write_good_images(tmp_path / "imgs", 2)
     result = _invert(str(tmp_path / "imgs"), "--store", str(tmp_path / "s.zarr"), "--generator", generator, *TINY,
                      "--cluster", dask_cluster[0].scheduler_address, "--device", "cuda")
+    assert result.exit_code == 2 and "no CUDA device" in result.output, result.output
+    assert LatentStore.open(str(tmp_path / "s.zarr")).status_counts()["done"] == 0
+
+
+def test_shards_that_cannot_run_exit_3(prefect_harness, dask_cluster, generator, tmp_path):
+    """A shard fails on its worker for a reason a rerun meets again (here its `path` chunk is corrupt, so the
+    worker cannot tell which files to read): exit 3, the shard named, and no advice to just run again."""
+    write_good_images(tmp_path / "imgs", 2)
+    store, cluster = str(tmp_path / "s.zarr"), dask_cluster[0].scheduler_address
+    assert _invert(str(tmp_path / "imgs"), "--store", store, "--generator", generator, *TINY,
+                   "--cluster", cluster).exit_code == 0
+    for chunk in (Path(store) / "ws" / "c" / "0" / "0" / "0", Path(store) / "path" / "c" / "0" / "0"):
+        data = bytearray(chunk.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        chunk.write_bytes(bytes(data))
+    assert LatentStore.open(store, "r+").verify(repair=True).requeued == (0, 1)  # the codes are inverted again
+    result = _invert(str(tmp_path / "imgs"), "--store", store, "--generator", generator, *TINY, "--cluster", cluster)
     assert result.exit_code == 3, result.output
-    assert "shard(s) failed beyond their retries" in result.output and "no CUDA device" in result.output
+    assert "1 shard(s) failed: shard 0" in result.output and "`path` is corrupt" in result.output, result.output
+    assert "will not get past this" in result.output
 
 
 def _prefect_servers(prefect_home: Path) -> set[int]:

@@ -120,3 +120,36 @@ def test_a_worker_slow_to_exit_does_not_fail_a_finished_run():
     with _stopping_on_interrupt(SlowToClose)():
         pass
     assert worker.wait(timeout=10) == -9 and closed  # killed, and the rest of the cluster closed
+
+
+@pytest.mark.slow
+def test_a_killed_worker_that_is_slow_to_start_again_rejoins_the_cluster(tmp_path):
+    """A killed worker's nanny starts it again. On a loaded machine that took 38 s, and Dask's local cluster closed
+    the nanny after 15 s (`distributed.deploy.lost-worker-timeout`): the worker was gone for good, a shard the new
+    process had been given started a third time, and with the last worker gone a run waited forever. Here the new
+    process takes 20 s to start; it must rejoin and the cluster must keep its worker."""
+    import signal
+    import time
+
+    import dask
+    from distributed import Client
+
+    from flows.clusters import start_local_cluster
+
+    marker, preload = tmp_path / "restarting", tmp_path / "slow_start.py"
+    preload.write_text("import os, time\n\ndef dask_setup(worker):\n"
+                       f"    if os.path.exists({str(marker)!r}):\n        time.sleep(20)\n")
+    with dask.config.set({"distributed.worker.preload": [str(preload)]}):  # the nanny passes it to each process
+        cluster = start_local_cluster("local", workers=1)
+    with cluster, Client(cluster, set_as_default=False) as client:
+        client.wait_for_workers(1)
+        ((first, pid),) = client.run(os.getpid).items()  # {worker address: its process id}
+        marker.touch()
+        os.kill(pid, signal.SIGKILL)
+        deadline, workers = time.monotonic() + 120, {first}
+        while time.monotonic() < deadline and workers in ({first}, set()):
+            time.sleep(1)
+            workers = set(client.scheduler_info()["workers"])
+        assert len(workers) == 1 and first not in workers, workers  # the new process joined, within 2 minutes
+        time.sleep(2)
+        assert len(cluster.workers) == 1 and client.submit(sum, [1, 2]).result(timeout=30) == 3

@@ -4,12 +4,19 @@ what cannot be used is set aside with a reason, never dropped."""
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import fsspec
 import pytest
 
 from _image_files import write_bad_inputs, write_good_images
-from storage.scan import scan_images
+from storage.scan import read_labels, scan_images
 
 
 def test_folder_scan_is_recursive_sorted_and_hashes_content(tmp_path):
@@ -89,3 +96,90 @@ def test_bucket_prefix_scans_through_fsspec(tmp_path):
     assert root.startswith("memory://")  # workers open root/path with fsspec, protocol included
     with fsspec.open(f"{root}/{scan.manifest.items[1].path}", "rb") as f:
         assert hashlib.sha256(f.read()).hexdigest() == scan.manifest.items[1].source_sha256
+
+
+# ---------------------------------------------------------------- hostile inputs (issue 24 items 6 and 7)
+def _scan_in_subprocess(source: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    code = ("import json, sys; from storage.scan import scan_images; "
+            f"s = scan_images({source!r}); print(json.dumps(s.summary()))")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout,
+                          cwd=Path(__file__).parents[1])
+
+
+def test_special_files_with_image_names_are_refused_with_a_reason_never_opened(tmp_path):
+    """A FIFO named x.png hung the scan (and SIGTERM could not stop it); a device never ends."""
+    write_good_images(tmp_path, 2)
+    os.mkfifo(tmp_path / "x.png")
+    (tmp_path / "zero.png").symlink_to("/dev/zero")
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(tmp_path / "s.png"))
+    try:
+        started = time.monotonic()
+        result = _scan_in_subprocess(str(tmp_path))
+        assert result.returncode == 0, result.stderr
+        assert time.monotonic() - started < 30
+    finally:
+        sock.close()
+    summary = json.loads(result.stdout)
+    assert summary["items"] == 2
+    reasons = {s["path"]: s["reason"] for s in summary["skipped"]}
+    assert reasons["x.png"].startswith("not a regular file") and "FIFO" in reasons["x.png"]
+    assert "character device" in reasons["zero.png"] and "socket" in reasons["s.png"]
+    (tmp_path / "list.txt").write_text("x.png\ngood000.png\n")
+    listed = scan_images(str(tmp_path / "list.txt"))
+    assert [s.path for s in listed.skipped] == ["x.png"] and len(listed.manifest) == 1
+
+
+def test_a_worker_never_opens_a_fifo_put_where_an_image_was(tmp_path):
+    from ganinv.datasets.folder import DecodePolicy, ImageDecodeError
+    from runtime.shard import _decode_one
+
+    os.mkfifo(tmp_path / "x.png")
+    with pytest.raises(ImageDecodeError, match="not a regular file"):
+        _decode_one(str(tmp_path / "x.png"), DecodePolicy(resolution=16), "x.png", None)
+
+
+def test_absolute_paths_in_a_list_file_keep_their_identity(tmp_path):
+    """An absolute path outside the list's folder lost its '/' and could take a relative entry's id."""
+    inside, outside = tmp_path / "lists", tmp_path / "elsewhere"
+    write_good_images(inside / outside.relative_to("/"), 1)  # a relative path that spells the absolute one
+    write_good_images(outside, 1, start=1)
+    rel = outside.relative_to("/") / "good000.png"
+    (inside / "list.txt").write_text(f"{rel}\n{outside}/good001.png\n")
+    scan = scan_images(str(inside / "list.txt"))
+    ids = [item.image_id for item in scan.manifest.items]
+    assert ids == [f"{outside}/good001.png", str(rel)]
+    assert scan.manifest.items[0].path == f"{outside}/good001.png"
+
+
+@pytest.mark.parametrize("content, match", [
+    ("image_id,smiling\na.png,1\nb.png,0\na.png,1\n", r"'a.png' on lines \[2, 4\]"),
+    ("image_id,smiling,age,smiling\na.png,1,2,0\n", r"duplicate column names \['smiling'\]"),
+    ("image_id,smiling\na.png,inf\n", r"line 2, column 'smiling': 'inf' is not a finite number"),
+    ("image_id,smiling\na.png,nan\n", r"'nan' is not a finite number"),
+    ("image_id,smiling\na.png,1,7\n", r"line 2: 3 cells, the header has 2"),
+    ("image_id,smiling\n,1\n", r"line 2: the first cell"),
+])
+def test_bad_labels_are_errors_that_name_what_is_wrong(tmp_path, content, match):
+    from storage.scan import LabelsError
+
+    (tmp_path / "labels.csv").write_text(content)
+    with pytest.raises(LabelsError, match=match):
+        read_labels(str(tmp_path / "labels.csv"))
+
+
+def test_labels_in_utf16_with_a_byte_order_mark_are_read_and_other_encodings_named(tmp_path):
+    from storage.scan import LabelsError
+
+    (tmp_path / "utf16.csv").write_text("image_id,smiling\ncafé.png,1\n", encoding="utf-16")
+    assert read_labels(str(tmp_path / "utf16.csv")) == {"café.png": {"smiling": 1.0}}
+    (tmp_path / "bom8.csv").write_text("image_id,smiling\na.png,0\n", encoding="utf-8-sig")
+    assert read_labels(str(tmp_path / "bom8.csv")) == {"a.png": {"smiling": 0.0}}
+    (tmp_path / "latin1.csv").write_bytes("image_id,smiling\ncafé.png,1\n".encode("latin-1"))
+    with pytest.raises(LabelsError, match="not UTF-8 text .*save it as UTF-8"):
+        read_labels(str(tmp_path / "latin1.csv"))
+    (tmp_path / "utf16-no-bom.csv").write_bytes("image_id,smiling\na.png,1\n".encode("utf-16-le"))
+    with pytest.raises(LabelsError, match="NUL characters"):
+        read_labels(str(tmp_path / "utf16-no-bom.csv"))
+    with pytest.raises(LabelsError, match="cannot read it"):
+        read_labels(str(tmp_path / "missing.csv"))

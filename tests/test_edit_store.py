@@ -102,7 +102,7 @@ def test_edit_run_holds_codes_equal_to_apply_and_reads_as_xarray(store):
     assert run.pending_batches() == [(4, 5)]  # a rerun resumes here
     base = store.array("ws")[:][rows]
     ds = EditRun.open(LatentStore.open(store.url), "demo").to_xarray()
-    assert ds["ws"].dims == ("item", "direction", "strength", "layer", "channel")
+    assert ds["ws"].dims == ("edit_item", "direction", "strength", "layer", "channel")
     assert ds["ws"].shape == (5, 3, 3, store.layout.num_ws, store.layout.w_dim)
     for d in chosen:
         expected = edit.apply(base, d, strengths)  # [items, strengths, num_ws, w_dim]

@@ -68,7 +68,7 @@ def test_written_shards_read_back_exactly(location):
     np.testing.assert_array_equal(back.array("thumbnails")[:, 0, 0, 0], idx.astype(np.uint8))
     np.testing.assert_array_equal(back.array("metrics/mse")[:], (idx * 0.5).astype(np.float32))
     assert np.isnan(back.array("metrics/lpips-vgg")[:]).all()  # not given: NaN, not zero
-    errors = back.array("error")[:].tolist()
+    errors = back.errors().tolist()
     assert errors == [f"item {i} diverged" if f else "" for i, f in zip(idx, failed)]
     np.testing.assert_array_equal(back.array("attempts")[:], np.ones(10))
     assert back.status_counts() == {"pending": 0, "done": 8, "failed": 2}
@@ -123,7 +123,7 @@ def test_each_recorded_retry_counts_one_attempt(location):
     np.testing.assert_array_equal(retry.attempts, [1, 1, 1, 1])
     store.write_shard(retry, fake_result(retry, store))
     assert store.array("attempts")[:].tolist() == [2, 2, 2, 2]
-    assert store.array("error")[:].tolist() == ["", "", "", ""]
+    assert store.errors().tolist() == ["", "", "", ""]
     assert store.status_counts()["done"] == 4
 
 
@@ -251,7 +251,7 @@ def test_append_of_known_or_repeated_content_adds_nothing(location):
     new = dataclasses.replace(manifest.items[0], image_id="new", source_sha256=sha("new"))
     same_new = dataclasses.replace(new, image_id="new-again", path="again.png")
     assert store.append(Manifest(items=(twin, new, same_new))) == 1
-    assert store.array("image_id")[:].tolist()[-1] == "new"
+    assert store.image_ids().tolist()[-1] == "new"
 
 
 def test_append_refuses_changed_content_under_a_known_image_id(location):
@@ -279,7 +279,7 @@ def test_an_interrupted_append_is_finished_by_appending_again(location, monkeypa
     assert half.verify().problems  # arrays longer than the committed item count
     assert half.append(make_manifest(11)) == 5
     assert half.verify().ok and len(location.open("r")) == 11
-    assert location.open("r").array("image_id")[:].tolist() == [f"img{i:05d}" for i in range(11)]
+    assert location.open("r").image_ids().tolist() == [f"img{i:05d}" for i in range(11)]
 
 
 # ---------------------------------------------------------------- reading
@@ -290,7 +290,8 @@ def test_xarray_open_zarr_reads_the_store_directly(location):
         warnings.simplefilter("error")
         ds = xr.open_zarr(location.url, storage_options=location.storage_options or None)
     assert ds.ws.dims == ("item", "layer", "channel") and ds.ws.shape == (10, NUM_WS, W_DIM)
-    assert "image_id" in ds.coords and ds.image_id.values.tolist()[3] == "img00003"
+    raw_ids = ds.image_id.values  # fixed-width UTF-8 rows (storage/text.py): the recipe of storage/dataset.py
+    assert raw_ids.view(f"S{raw_ids.shape[1]}")[:, 0].astype(str).tolist()[3] == "img00003"
     np.testing.assert_array_equal(ds.ws.values, expected_ws(np.arange(10)))
     assert ds.status.dtype == np.uint8 and ds.attrs["schema_version"] == SCHEMA_VERSION
 

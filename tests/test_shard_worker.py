@@ -75,8 +75,8 @@ def test_item_seed_follows_its_id_not_its_shard(tmp_path, generator):
     small = prepare_store(tmp_path / "imgs", tmp_path / "small.zarr", generator, spec, chunk_items=1)
     _run_all(big, generator)
     _run_all(small, generator)
-    # other batches, same per-image seeds: equal up to the float rounding of batched kernels
-    np.testing.assert_allclose(store_arrays(big.url)["ws"], store_arrays(small.url)["ws"], atol=1e-4)
+    # other shards and batches, same per-image seeds: on CPU every image is inverted on its own, so bitwise equal
+    np.testing.assert_array_equal(store_arrays(big.url)["ws"], store_arrays(small.url)["ws"])
     other_seed = InvertConfig(seed=1, inversion=FAST)
     third = prepare_store(tmp_path / "imgs", tmp_path / "seed1.zarr", generator, other_seed)
     _run_all(third, generator)
@@ -95,10 +95,11 @@ def test_encoder_modes_record_their_mode_and_steps(tmp_path, generator, mode):
     assert arrays["metrics/steps"].tolist() == [0 if mode == "encoder" else FAST["num_steps"]] * 2
     config = store.attributes.inversion
     assert config["mode"] == mode and config["encoder"]["source"] == encoder and len(config["encoder"]["sha256"]) == 64
-    if mode == "encoder":  # the stored codes are exactly the encoder's output for the decoded batch
-        policy = spec.resolve(generator).decode_policy(16)
-        target = torch.stack([decode_image(tmp_path / "imgs" / f"good00{i}.png", policy) for i in range(2)])
-        assert torch.equal(encode(load_encoder(encoder), target), torch.from_numpy(arrays["ws"]))
+    if mode == "encoder":  # the stored codes are exactly the encoder's output, image by image (CPU numerics:
+        policy = spec.resolve(generator).decode_policy(16)  # runtime/numerics.py, independent of the batch)
+        network = load_encoder(encoder)
+        codes = [encode(network, decode_image(tmp_path / "imgs" / f"good00{i}.png", policy)[None]) for i in range(2)]
+        assert torch.equal(torch.cat(codes), torch.from_numpy(arrays["ws"]))
 
 
 def test_worker_refuses_a_generator_other_than_the_stores(tmp_path, generator):

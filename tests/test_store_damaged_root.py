@@ -115,3 +115,17 @@ def test_store_commands_advise_a_rebuild_never_a_new_inversion(tmp_path):
     rebuilt = runner.invoke(app, ["store-rebuild-root", location.url])
     assert rebuilt.exit_code == 0 and "8 items: done 8" in rebuilt.output, rebuilt.output
     assert runner.invoke(app, ["store-verify", location.url]).exit_code == 0
+
+
+@pytest.mark.parametrize("key", ["zarr.json", "ws/zarr.json", "status/zarr.json", "metrics/mse/zarr.json"])
+def test_a_garbage_zarr_json_is_named_with_the_repair_not_a_json_traceback(tmp_path, key):
+    """Issue 24 item 7: garbage metadata gave "Expecting value: line 1 column 1" (exit 3) without the file's name."""
+    from _store_helpers import location_for
+    from cli.app import app
+
+    location = location_for("local", tmp_path, None)
+    written_store(location)
+    (tmp_path / location.url / key).write_text('{"zarr_format": 3, "node_ty')
+    result = CliRunner().invoke(app, ["store-verify", location.url])
+    assert result.exit_code == 2, result.output
+    assert f"{location.url}/{key}" in result.output and "Traceback" not in result.output

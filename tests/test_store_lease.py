@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -128,3 +133,93 @@ def test_runs_racing_for_a_free_store_get_exactly_one_lease(tmp_path):
         t.join()
     assert sorted(outcomes) == ["refused"] * 7 + ["won"]
     assert np.sum([s.lease_holder() is not None for s in stores]) == 8  # all see the one winner
+
+
+def _record_path(location, generation: int) -> str:
+    fs, root = location.fs()
+    return f"{root.rstrip('/')}/lease/{generation:08d}/zarr.json"
+
+
+@pytest.mark.parametrize("garbage", [b"", b"{\"zarr_format\": 3, \"attrib", b"\x00\xff not json"])
+def test_an_unreadable_lease_record_is_reported_and_can_be_broken_or_forced(store_location, garbage):
+    """Issue 24 item 7: an empty or garbage record made info, break-lease and --force fail."""
+    from typer.testing import CliRunner
+
+    from cli.app import app
+
+    lease = store_location.open("r+").acquire_lease("crashed-run", ttl_s=600)
+    fs, _ = store_location.fs()
+    fs.pipe_file(_record_path(store_location, lease.record.generation), garbage)
+    holder = store_location.open("r").lease_holder()
+    assert holder is not None and "unreadable" in holder.describe()
+    assert f"{lease.record.generation:08d}/zarr.json" in holder.describe()
+    with pytest.raises(LeaseHeldError, match="unreadable lease record .*store-break-lease"):
+        store_location.open("r+").acquire_lease("next-run", ttl_s=600)
+    if store_location.url.startswith("memory://"):  # the CLI opens local paths and buckets; memory:// is per process
+        assert store_location.open("r+").acquire_lease("next-run", ttl_s=600, force=True).run_id == "next-run"
+        return
+    info = CliRunner().invoke(app, ["store-info", store_location.url])
+    assert info.exit_code == 0 and "unreadable lease record" in info.output, info.output
+    broken = CliRunner().invoke(app, ["store-break-lease", store_location.url])
+    assert broken.exit_code == 0, broken.output
+    assert store_location.open("r+").acquire_lease("next-run", ttl_s=600).run_id == "next-run"
+
+
+def test_lease_records_are_replaced_whole_so_a_reader_never_sees_a_partial_one(tmp_path):
+    loc = location_for("local", tmp_path, None)
+    loc.create(make_manifest(2))
+    lease = loc.open("r+").acquire_lease("renewing-run", ttl_s=600)
+    path = _record_path(loc, lease.record.generation)
+    stop, seen = threading.Event(), []
+
+    def read_raw() -> None:
+        while not stop.is_set():
+            with open(path, "rb") as f:
+                seen.append(f.read())
+
+    reader = threading.Thread(target=read_raw)
+    reader.start()
+    try:
+        for _ in range(300):
+            lease.renew()
+    finally:
+        stop.set()
+        reader.join()
+    assert len(seen) > 10
+    for raw in seen:
+        json.loads(raw)  # never empty, never half written
+
+
+def test_a_lease_whose_holder_died_on_this_host_is_taken_at_once(tmp_path):
+    """Issue 24 item 7: a holder killed on the same host blocked the store for the whole TTL."""
+    loc = location_for("local", tmp_path, None)
+    loc.create(make_manifest(2))
+    code = ("import os, sys; sys.path[:0] = ['tests', '.']; from storage import LatentStore; "
+            f"LatentStore.open({loc.url!r}, 'r+').acquire_lease('killed-run', ttl_s=3600); os._exit(0)")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[1])
+    store = loc.open("r+")
+    assert store._lease_files.latest().run_id == "killed-run"  # its record says an hour
+    assert store.lease_holder() is None
+    assert store.acquire_lease("next-run", ttl_s=600).run_id == "next-run"
+
+
+def test_a_live_holder_and_a_holder_on_another_machine_still_block(tmp_path):
+    loc = location_for("local", tmp_path, None)
+    loc.create(make_manifest(2))
+    code = ("import sys, time; sys.path[:0] = ['tests', '.']; from storage import LatentStore; "
+            f"LatentStore.open({loc.url!r}, 'r+').acquire_lease('live-run', ttl_s=3600); print('held', flush=True); "
+            "time.sleep(60)")
+    holder = subprocess.Popen([sys.executable, "-c", code], cwd=Path(__file__).parents[1], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(LeaseHeldError, match="live-run"):
+            loc.open("r+").acquire_lease("next-run", ttl_s=600)
+    finally:
+        holder.kill()
+        holder.wait()
+    files = loc.open("r+")._lease_files
+    record = files.latest()
+    files.write(dataclasses.replace(record, machine="another-boot:1"), exclusive=False)  # same pid, other machine
+    with pytest.raises(LeaseHeldError, match="live-run"):
+        loc.open("r+").acquire_lease("next-run", ttl_s=600)
