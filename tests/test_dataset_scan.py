@@ -132,11 +132,11 @@ def test_special_files_with_image_names_are_refused_with_a_reason_never_opened(t
 
 def test_a_worker_never_opens_a_fifo_put_where_an_image_was(tmp_path):
     from ganinv.datasets.folder import DecodePolicy, ImageDecodeError
-    from runtime.shard import _decode_one
+    from runtime.shard import read_image
 
     os.mkfifo(tmp_path / "x.png")
     with pytest.raises(ImageDecodeError, match="not a regular file"):
-        _decode_one(str(tmp_path / "x.png"), DecodePolicy(resolution=16), "x.png", None)
+        read_image(str(tmp_path / "x.png"), DecodePolicy(resolution=16), "x.png", None)
 
 
 def test_absolute_paths_in_a_list_file_keep_their_identity(tmp_path):
