@@ -113,6 +113,7 @@ def test_sigterm_while_starting_stops_the_server_it_started(tmp_path, tiny_gener
 
 
 def test_a_second_signal_while_stopping_does_not_break_the_clean_up():
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     stopped_cleanly = []
     with pytest.raises(Interrupted) as caught:
         with stop_on_signals():
@@ -124,4 +125,4 @@ def test_a_second_signal_while_stopping_does_not_break_the_clean_up():
                 time.sleep(0.1)
                 stopped_cleanly.append(True)
     assert stopped_cleanly and caught.value.exit_code == 130
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored after
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before  # handlers restored after
