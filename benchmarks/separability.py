@@ -19,27 +19,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
 from benchmarks.common import markdown_table, write_json
-from ganinv.directions.interfacegan import train_boundary
-
-
-@torch.no_grad()
-def sample_scored(G: torch.nn.Module, C: torch.nn.Module, n: int, *, seed: int = 0, batch: int = 1000
-                  ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """(w [n, w_dim], classifier predictions per attribute) for `n` codes of G at psi 1, const noise."""
-    device = next(G.parameters()).device
-    gen = torch.Generator().manual_seed(seed)
-    ws, preds = [], []
-    for start in range(0, n, batch):
-        z = torch.randn([min(batch, n - start), G.z_dim], generator=gen).to(device)
-        w = G.mapping(z, None)
-        preds.append({k: v.float().cpu().numpy() for k, v in C.predict(G.synthesis(w, noise_mode="const")).items()})
-        ws.append(w[:, 0].float().cpu().numpy())
-    return np.concatenate(ws), {k: np.concatenate([p[k] for p in preds]) for k in preds[0]}
+from ganinv.directions.interfacegan import sample_and_score, train_boundary
 
 
 def separability(w: np.ndarray, scores: dict[str, np.ndarray], kinds: dict[str, str], *, ratio: float = 0.02
@@ -85,7 +69,7 @@ def main(argv: list[str] | None = None) -> dict:
     for run in args.gan_run or [None]:
         start = time.perf_counter()
         G = (generator_from_checkpoint(run) if run else load_generator("faces64")).to(args.device)
-        w, scores = sample_scored(G, C, args.n)
+        w, scores = sample_and_score(G, C.predict, args.n, truncation_psi=1.0, batch_size=1000)  # const noise
         rows = separability(w, scores, kinds, ratio=args.ratio)
         name = str(run) if run else "faces64"
         results[name] = dict(rows=rows, n=args.n, seconds=round(time.perf_counter() - start, 1))

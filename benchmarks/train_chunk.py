@@ -13,18 +13,17 @@ Back here: copy $OUT/checkpoint-* into training/faces64/checkpoint/, $OUT/log.js
 from __future__ import annotations
 
 import argparse
+import ast
 import dataclasses
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
 
 import ganinv.generators.layers as layers
 from benchmarks.common import export_run, install_run
-from ganinv.training.train_gan import GANTrainConfig, generator_from_checkpoint, train_gan
-from ganinv.utils.images import to_uint8
+from ganinv.training.train_gan import GANTrainConfig, train_gan
+from ganinv.utils.images import save_image_grid
 
 RUN_FILES = ("log.jsonl", "config.json")
 
@@ -34,25 +33,24 @@ def sample_grid(G: torch.nn.Module, path: Path, *, n: int = 64, seed: int = 0) -
     """An 8x8 grid of G_ema samples (z from `seed`, psi 1, const noise) as PNG."""
     device = next(G.parameters()).device
     z = torch.randn([n, G.z_dim], generator=torch.Generator().manual_seed(seed)).to(device)
-    images = to_uint8(G.synthesis(G.mapping(z, None), noise_mode="const")).permute(0, 2, 3, 1).cpu().numpy()
-    side = int(np.sqrt(n))
-    res = images.shape[1]
-    grid = images[: side * side].reshape(side, side, res, res, 3).transpose(0, 2, 1, 3, 4)
-    Image.fromarray(grid.reshape(side * res, side * res, 3)).save(path)
+    save_image_grid(G.synthesis(G.mapping(z, None), noise_mode="const").cpu(), path)
 
 
 def new_run_config(settings: list[str]) -> GANTrainConfig:
-    """`GANTrainConfig` with `KEY=VALUE` overrides (values cast to the field's default's type); used only when the
-    run is created (a resumed run keeps its checkpoint's config)."""
-    defaults = GANTrainConfig()
+    """`GANTrainConfig` with `KEY=VALUE` overrides, each value a Python literal (`2`, `0.002`, `False`, `None`,
+    `(0, 0.99)`) or else a string (`procedural:100000:0`); used only when the run is created (a resumed run keeps its
+    checkpoint's config)."""
+    fields = {f.name for f in dataclasses.fields(GANTrainConfig)}
     changes = {}
     for item in settings:
         key, _, value = item.partition("=")
-        if key not in {f.name for f in dataclasses.fields(GANTrainConfig)}:
+        if key not in fields:
             raise SystemExit(f"--set {item}: {key!r} is not a GANTrainConfig field")
-        current = getattr(defaults, key)
-        changes[key] = None if value == "None" else type(current)(value) if current is not None else float(value)
-    return dataclasses.replace(defaults, **changes)
+        try:
+            changes[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            changes[key] = value
+    return dataclasses.replace(GANTrainConfig(), **changes)
 
 
 def main() -> None:
@@ -85,8 +83,8 @@ def main() -> None:
           f"{time.time() - start:.0f} s wall", flush=True)
     if args.out:
         files = export_run(args.run_dir, args.out, files=RUN_FILES)
-        G = generator_from_checkpoint(args.run_dir).to(trainer.device)
-        sample_grid(G, args.out / "samples.png")
+        sample_grid(trainer.G_ema.eval(), args.out / "samples.png")  # what the checkpoint holds (training continues
+        # from the rounded state it saved), without reading it back
         print("exported", [f.name for f in files], flush=True)
 
 

@@ -28,6 +28,8 @@ def test_new_run_settings_are_cast_to_the_field_types():
     config = new_run_config(["mapping_layers=2", "g_lr=0.002", "conv_clamp=None", "data=procedural:10:1"])
     assert config.mapping_layers == 2 and config.g_lr == 0.002 and config.conv_clamp is None
     assert config.data == "procedural:10:1" and config.batch_size == GANTrainConfig().batch_size
+    config = new_run_config(["mixed_precision=False", "betas=(0.0, 0.9)"])  # bool("False") would be True
+    assert config.mixed_precision is False and config.betas == (0.0, 0.9)
     with pytest.raises(SystemExit, match="not_a_field"):
         new_run_config(["not_a_field=1"])
 
