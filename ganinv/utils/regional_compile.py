@@ -23,8 +23,6 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
-import torch._dynamo
-import torch.fx.experimental._config as fx_config
 from torch import nn
 
 REGION_OPTIONS: dict[str, Any] = dict(dynamic=True)
@@ -37,6 +35,11 @@ def _shape_polymorphic() -> Iterator[None]:
     """What tracing needs for few graphs per region: no "duck sizing" (a batch of 4 must not become the same symbol
     as a 4x4 map, which would tie the graph to that batch), and room for the graphs a region class needs before
     dynamo gives up and runs it eagerly."""
+    # Imported here, not at module top: torch._dynamo takes seconds to import, and every process that inverts imports
+    # this module (ganinv.inversion.optimize), compiled or not.
+    import torch._dynamo
+    import torch.fx.experimental._config as fx_config
+
     limit = "recompile_limit" if hasattr(torch._dynamo.config, "recompile_limit") else "cache_size_limit"
     no_duck = {"use_duck_shape": False} if hasattr(fx_config, "use_duck_shape") else {}
     with torch._dynamo.config.patch(**{limit: max(getattr(torch._dynamo.config, limit), MAX_GRAPHS)}), \
