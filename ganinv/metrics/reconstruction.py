@@ -7,11 +7,14 @@ from typing import Mapping
 
 import torch
 
+from ganinv.item_metrics import ITEM_METRICS
 from ganinv.losses.base import ImageLoss
 from ganinv.losses.lpips_distance import trunk_weights_path
 
 SSIM_KERNEL_SIZE = 11  # Wang et al. 2004: 11x11 Gaussian window, sigma 1.5
-HIGHER_IS_BETTER = frozenset({"psnr", "ssim"})  # every other reconstruction metric is a distance: lower is better
+# Which way is better is recorded once, in the metric registry: PSNR and SSIM (and their staged forms, e.g.
+# pivot_psnr) are higher-is-better; every other reconstruction metric is a distance.
+HIGHER_IS_BETTER = frozenset(name for name, metric in ITEM_METRICS.items() if metric.better == "higher")
 
 
 def to_unit_range(images: torch.Tensor) -> torch.Tensor:
