@@ -19,6 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ganinv.generators.layers import pad_or_crop
+
 
 def design_lowpass_filter(numtaps: int, cutoff: float, width: float, fs: float, *,
                           radial: bool = False) -> torch.Tensor | None:
@@ -79,8 +81,7 @@ def upsample(x: torch.Tensor, f: torch.Tensor | None, up: int, padding: Sequence
     if f is None:
         if up != 1:
             raise ValueError(f"upsampling by {up} needs a filter")
-        x = F.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
-        return x[:, :, max(-py0, 0): x.shape[2] - max(-py1, 0), max(-px0, 0): x.shape[3] - max(-px1, 0)]
+        return pad_or_crop(x, padding)
     if f.ndim != 1:
         raise ValueError("upsampling filters are separable (1D taps)")
     taps = f * up

@@ -89,11 +89,15 @@ def upfirdn2d(x: torch.Tensor, f: torch.Tensor, *, up: int = 1, down: int = 1,
         x = x.reshape(n, c, h, 1, w, 1)
         x = F.pad(x, [0, up - 1, 0, 0, 0, up - 1])
         x = x.reshape(n, c, h * up, w * up)
+    x = _fir(pad_or_crop(x, padding), f, gain)
+    return x[:, :, ::down, ::down] if down > 1 else x
+
+
+def pad_or_crop(x: torch.Tensor, padding: Sequence[int]) -> torch.Tensor:
+    """Zero-pad `[N, C, H, W]` by `(x0, x1, y0, y1)`; negative values crop instead."""
     px0, px1, py0, py1 = padding
     x = F.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
-    x = x[:, :, max(-py0, 0): x.shape[2] - max(-py1, 0), max(-px0, 0): x.shape[3] - max(-px1, 0)]
-    x = _fir(x, f, gain)
-    return x[:, :, ::down, ::down] if down > 1 else x
+    return x[:, :, max(-py0, 0): x.shape[2] - max(-py1, 0), max(-px0, 0): x.shape[3] - max(-px1, 0)]
 
 
 def _fir(x: torch.Tensor, f: torch.Tensor, gain: float) -> torch.Tensor:
