@@ -49,7 +49,7 @@ _SIZES = ((64, 256, 64), (48, 256, 64), (32, 256, 64), (32, 256, 48), (32, 192, 
 
 class EncoderGeneratorMismatch(UserError, ValueError):
     """An encoder was given a generator other than the one it was trained for (the message names both and what to
-    do). A user error: ganinv defines it here because main has no user-error base class yet."""
+    do): a UserError (CLI exit 2)."""
 
 
 class ResidualBlock(nn.Module):
