@@ -105,10 +105,12 @@ def invert(
         run_and_summarize(run, verbose=verbose, report=report)
 
 
-def run_and_summarize(run: Callable[[], Any], *, verbose: bool, report: Optional[Path]) -> None:
-    """Calls `run()` (which imports and runs an inversion flow) in the flow session, then ends the command as
-    `invert` does: the summary printed (and saved as JSON to `report`), exit 0 or 1, or 3 when shards failed beyond
-    their retries."""
+def run_and_summarize(run: Callable[[], Any], *, verbose: bool, report: Optional[Path],
+                      format_summary: Optional[Callable[[Any], str]] = None) -> None:
+    """Calls `run()` (which imports and runs a flow over a store: invert, restore, refine) in the flow session, then
+    ends the command as `invert` does: the summary printed (`format_summary`, default the inversion's) and saved as
+    JSON to `report`, exit 0 when it is complete, else 1, or 3 when shards failed beyond their retries
+    (`IncompleteRun`, which refinement's `IncompleteRefinement` is too)."""
     with common.flow_session(verbose=verbose, progress=True):
         from flows.invert_dataset import IncompleteRun
 
@@ -120,7 +122,7 @@ def run_and_summarize(run: Callable[[], Any], *, verbose: bool, report: Optional
 
     if report:
         report.write_text(json.dumps(summary.to_json(), indent=2))
-    typer.echo(format_invert_summary(summary))
+    typer.echo((format_summary or format_invert_summary)(summary))
     if incomplete is not None:
         fail(CRASH, str(incomplete))
     raise typer.Exit(invert_exit_code(summary))
