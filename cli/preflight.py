@@ -113,13 +113,13 @@ def resumed_config(store, generator: str | None, given: Mapping[str, Any], flags
 
 def _check_store_location(store: str) -> None:
     """A local --store must be a new path, an empty folder or a latent store (a folder with zarr.json)."""
-    from storage.errors import not_empty_message
-
     path = store.removeprefix("file://")
     if os.path.isfile(path):
         raise StoreLocationError(f"--store {store!r} is a file, not a latent store (a folder): pass a new folder "
                                  "name, or the folder of an existing store")
     if os.path.isdir(path) and not os.path.exists(os.path.join(path, "zarr.json")) and os.listdir(path):
+        from storage.errors import not_empty_message  # the storage package loads zarr: only to refuse
+
         raise StoreLocationError(not_empty_message(store))
 
 
