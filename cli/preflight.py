@@ -154,7 +154,7 @@ def _check_store(store, settings: Settings, *, shard_size: int | None, force: bo
         raise StoreMismatchError(f"{err} To resume with the store's own settings, give only IMAGES and --store: "
                                  f"`ganinv invert IMAGES --store {store.url}`.") from None
     holder = store.lease_holder()
-    if holder is not None and not holder.expired() and not force:
+    if holder is not None and not force:  # lease_holder(): an unexpired lease of a live run, or None
         raise LeaseHeldError(f"store {store.url} is leased by {holder.describe()}: wait for that run to finish; if it "
                              f"is dead, pass --force or run `ganinv store-break-lease {store.url}`")
 
