@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from cli import common
+from cli import common, preflight
 from cli.common import default, given
 from cli.invert import PRESET, run_and_summarize
 from runtime.config import DEFAULT_GENERATOR, ExecutionOptions, InvertConfig, RestoreConfig
@@ -72,9 +72,12 @@ def restore(
     config = InvertConfig(inversion=inversion, **given(mode=mode, encoder=encoder, seed=seed,
                                                        thumbnail_size=thumbnail_size, shard_size=shard_size,
                                                        retry_failed=retry_failed or None))
+    # refused before any server starts: the paths as `invert` checks them (no torch, no zarr), then the
+    # restoration's settings and masks (they load the generator)
+    preflight.check_paths(images, store, None, generator)
     from runtime.restore import check_dataset
 
-    check_dataset(images, generator, restoration.invert_config(config))  # before any server starts
+    check_dataset(images, generator, restoration.invert_config(config))
 
     def run():
         from flows.restore import restore_dataset
