@@ -132,9 +132,9 @@ def refine_config(refine: Optional[str], **fields: Any) -> Optional[dict[str, An
     """`--refine pivotal` and its `--refine-*` flags -> `InvertConfig.refine` (PivotalConfig fields changed)."""
     changed = given(**fields)
     if refine is None:
-        if changed:
-            raise typer.BadParameter(f"{', '.join('--refine-' + k.replace('_', '-') for k in changed)} need "
-                                     "--refine pivotal", param_hint="--refine")
+        if changed:  # the flags as typed: --refine-steps sets num_steps
+            flags = ("--refine-" + ("steps" if k == "num_steps" else k.replace("_", "-")) for k in changed)
+            raise typer.BadParameter(f"{', '.join(flags)} need --refine pivotal", param_hint="--refine")
         return None
     if refine != "pivotal":
         raise typer.BadParameter(f"{refine!r}: the one refinement is 'pivotal'", param_hint="--refine")
