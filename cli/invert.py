@@ -30,6 +30,19 @@ HELP = "\n\n".join(" ".join(paragraph.split()) for paragraph in (
 ))
 PRESET = "default: the mode's preset, runtime/config.py"
 PIVOTAL = "default: PivotalConfig's, docs/inversion.md"
+# The flags of InvertConfig's and InversionConfig's fields that `restore` takes too: one definition each.
+MODE = typer.Option(None, "--mode", help="optimize | encoder | hybrid | auto (default "
+                    f"{default(InvertConfig, 'mode')}: hybrid when the generator has a built-in encoder, else "
+                    "optimize).")
+SEED = typer.Option(None, "--seed", help="Base of the per-image seeds (each image's seed comes from its id; default "
+                    f"{default(InvertConfig, 'seed')}).")
+SHARD_SIZE = typer.Option(None, "--shard-size", min=1, help="Images per shard (= task), fixed when the store is "
+                          "created; default: the store's; for a new store, at least two shards per worker, at most "
+                          f"{MAX_AUTO_SHARD_SIZE} images each).")
+RETRY_FAILED = typer.Option(False, "--retry-failed", help="Also retry items that failed before.")
+SPACE = typer.Option(None, "--space", help=f"w, w+ or z ({PRESET}).")
+NUM_STEPS = typer.Option(None, "--num-steps", "--steps", help=f"Optimisation steps ({PRESET}).")
+REPORT = typer.Option(None, "--report", help="Also write the run summary as JSON here.")
 
 
 @app.command("invert", help=HELP)
@@ -43,23 +56,17 @@ def invert(
                                             f"{DEFAULT_GENERATOR})."),
     labels: Optional[str] = typer.Option(None, "--labels", help="CSV of numeric labels (first column: image id)."),
     # InvertConfig
-    mode: Optional[str] = typer.Option(None, "--mode", help="optimize | encoder | hybrid | auto (default "
-                                       f"{default(InvertConfig, 'mode')}: hybrid when the generator has a built-in "
-                                       "encoder, else optimize)."),
+    mode: Optional[str] = MODE,
     encoder: Optional[str] = typer.Option(None, "--encoder", help="Encoder .safetensors from `ganinv train-encoder` "
                                           "for this generator (mode auto: hybrid from its output)."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Base of the per-image seeds (each image's seed comes "
-                                       f"from its id; default {default(InvertConfig, 'seed')})."),
+    seed: Optional[int] = SEED,
     thumbnail_size: Optional[int] = typer.Option(None, "--thumbnail-size", help="Stored reconstructions, px "
                                                  f"(default {default(InvertConfig, 'thumbnail_size')})."),
-    shard_size: Optional[int] = typer.Option(None, "--shard-size", min=1, help="Images per shard (= task), fixed "
-                                             "when the store is created; default: the store's; for a new store, "
-                                             "at least two shards per worker, at most "
-                                             f"{MAX_AUTO_SHARD_SIZE} images each)."),
-    retry_failed: bool = typer.Option(False, "--retry-failed", help="Also retry items that failed before."),
+    shard_size: Optional[int] = SHARD_SIZE,
+    retry_failed: bool = RETRY_FAILED,
     # InversionConfig (changes of the mode's preset)
-    space: Optional[str] = typer.Option(None, "--space", help=f"w, w+ or z ({PRESET})."),
-    num_steps: Optional[int] = typer.Option(None, "--num-steps", "--steps", help=f"Optimisation steps ({PRESET})."),
+    space: Optional[str] = SPACE,
+    num_steps: Optional[int] = NUM_STEPS,
     loss: Optional[str] = typer.Option(None, "--loss", help="Loss spec, e.g. lpips-vgg, 'clf-perceptual+0.1*mse' "
                                        f"({PRESET})."),
     initial_learning_rate: Optional[float] = typer.Option(None, "--initial-learning-rate", "--lr",
@@ -76,7 +83,7 @@ def invert(
     refine_rank: Optional[int] = typer.Option(None, "--refine-rank", help=f"Rank of each layer's delta ({PIVOTAL})."),
     refine_loss: Optional[str] = typer.Option(None, "--refine-loss", help="Tuning loss (default PTI's lpips-vgg+mse; "
                                               "clf-perceptual+mse where the inversion uses clf-perceptual)."),
-    report: Optional[Path] = typer.Option(None, "--report", help="Also write the run summary as JSON here."),
+    report: Optional[Path] = REPORT,
     verbose: bool = common.VERBOSE,
     execution: ExecutionOptions = None,  # from the flags of `execution_flags`
 ) -> None:
