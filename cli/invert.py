@@ -30,6 +30,19 @@ HELP = "\n\n".join(" ".join(paragraph.split()) for paragraph in (
 ))
 PRESET = "default: the mode's preset, runtime/config.py"
 PIVOTAL = "default: PivotalConfig's, docs/inversion.md"
+# The flags of InvertConfig's and InversionConfig's fields that `restore` takes too: one definition each.
+MODE = typer.Option(None, "--mode", help="optimize | encoder | hybrid | auto (default "
+                    f"{default(InvertConfig, 'mode')}: hybrid when the generator has a built-in encoder, else "
+                    "optimize).")
+SEED = typer.Option(None, "--seed", help="Base of the per-image seeds (each image's seed comes from its id; default "
+                    f"{default(InvertConfig, 'seed')}).")
+SHARD_SIZE = typer.Option(None, "--shard-size", min=1, help="Images per shard (= task), fixed when the store is "
+                          "created; default: the store's; for a new store, at least two shards per worker, at most "
+                          f"{MAX_AUTO_SHARD_SIZE} images each).")
+RETRY_FAILED = typer.Option(False, "--retry-failed", help="Also retry items that failed before.")
+SPACE = typer.Option(None, "--space", help=f"w, w+ or z ({PRESET}).")
+NUM_STEPS = typer.Option(None, "--num-steps", "--steps", help=f"Optimisation steps ({PRESET}).")
+REPORT = typer.Option(None, "--report", help="Also write the run summary as JSON here.")
 
 
 @app.command("invert", help=HELP)
@@ -43,23 +56,17 @@ def invert(
                                             f"{DEFAULT_GENERATOR})."),
     labels: Optional[str] = typer.Option(None, "--labels", help="CSV of numeric labels (first column: image id)."),
     # InvertConfig
-    mode: Optional[str] = typer.Option(None, "--mode", help="optimize | encoder | hybrid | auto (default "
-                                       f"{default(InvertConfig, 'mode')}: hybrid when the generator has a built-in "
-                                       "encoder, else optimize)."),
+    mode: Optional[str] = MODE,
     encoder: Optional[str] = typer.Option(None, "--encoder", help="Encoder .safetensors from `ganinv train-encoder` "
                                           "for this generator (mode auto: hybrid from its output)."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Base of the per-image seeds (each image's seed comes "
-                                       f"from its id; default {default(InvertConfig, 'seed')})."),
+    seed: Optional[int] = SEED,
     thumbnail_size: Optional[int] = typer.Option(None, "--thumbnail-size", help="Stored reconstructions, px "
                                                  f"(default {default(InvertConfig, 'thumbnail_size')})."),
-    shard_size: Optional[int] = typer.Option(None, "--shard-size", min=1, help="Images per shard (= task), fixed "
-                                             "when the store is created; default: the store's; for a new store, "
-                                             "at least two shards per worker, at most "
-                                             f"{MAX_AUTO_SHARD_SIZE} images each)."),
-    retry_failed: bool = typer.Option(False, "--retry-failed", help="Also retry items that failed before."),
+    shard_size: Optional[int] = SHARD_SIZE,
+    retry_failed: bool = RETRY_FAILED,
     # InversionConfig (changes of the mode's preset)
-    space: Optional[str] = typer.Option(None, "--space", help=f"w, w+ or z ({PRESET})."),
-    num_steps: Optional[int] = typer.Option(None, "--num-steps", "--steps", help=f"Optimisation steps ({PRESET})."),
+    space: Optional[str] = SPACE,
+    num_steps: Optional[int] = NUM_STEPS,
     loss: Optional[str] = typer.Option(None, "--loss", help="Loss spec, e.g. lpips-vgg, 'clf-perceptual+0.1*mse' "
                                        f"({PRESET})."),
     initial_learning_rate: Optional[float] = typer.Option(None, "--initial-learning-rate", "--lr",
@@ -76,7 +83,7 @@ def invert(
     refine_rank: Optional[int] = typer.Option(None, "--refine-rank", help=f"Rank of each layer's delta ({PIVOTAL})."),
     refine_loss: Optional[str] = typer.Option(None, "--refine-loss", help="Tuning loss (default PTI's lpips-vgg+mse; "
                                               "clf-perceptual+mse where the inversion uses clf-perceptual)."),
-    report: Optional[Path] = typer.Option(None, "--report", help="Also write the run summary as JSON here."),
+    report: Optional[Path] = REPORT,
     verbose: bool = common.VERBOSE,
     execution: ExecutionOptions = None,  # from the flags of `execution_flags`
 ) -> None:
@@ -105,10 +112,12 @@ def invert(
         run_and_summarize(run, verbose=verbose, report=report)
 
 
-def run_and_summarize(run: Callable[[], Any], *, verbose: bool, report: Optional[Path]) -> None:
-    """Calls `run()` (which imports and runs an inversion flow) in the flow session, then ends the command as
-    `invert` does: the summary printed (and saved as JSON to `report`), exit 0 or 1, or 3 when shards failed beyond
-    their retries."""
+def run_and_summarize(run: Callable[[], Any], *, verbose: bool, report: Optional[Path],
+                      format_summary: Optional[Callable[[Any], str]] = None) -> None:
+    """Calls `run()` (which imports and runs a flow over a store: invert, restore, refine) in the flow session, then
+    ends the command as `invert` does: the summary printed (`format_summary`, default the inversion's) and saved as
+    JSON to `report`, exit 0 when it is complete, else 1, or 3 when shards failed beyond their retries
+    (`IncompleteRun`, which refinement's `IncompleteRefinement` is too)."""
     with common.flow_session(verbose=verbose, progress=True):
         from flows.invert_dataset import IncompleteRun
 
@@ -120,7 +129,7 @@ def run_and_summarize(run: Callable[[], Any], *, verbose: bool, report: Optional
 
     if report:
         report.write_text(json.dumps(summary.to_json(), indent=2))
-    typer.echo(format_invert_summary(summary))
+    typer.echo((format_summary or format_invert_summary)(summary))
     if incomplete is not None:
         fail(CRASH, str(incomplete))
     raise typer.Exit(invert_exit_code(summary))
@@ -130,9 +139,9 @@ def refine_config(refine: Optional[str], **fields: Any) -> Optional[dict[str, An
     """`--refine pivotal` and its `--refine-*` flags -> `InvertConfig.refine` (PivotalConfig fields changed)."""
     changed = given(**fields)
     if refine is None:
-        if changed:
-            raise typer.BadParameter(f"{', '.join('--refine-' + k.replace('_', '-') for k in changed)} need "
-                                     "--refine pivotal", param_hint="--refine")
+        if changed:  # the flags as typed: --refine-steps sets num_steps
+            flags = ("--refine-" + ("steps" if k == "num_steps" else k.replace("_", "-")) for k in changed)
+            raise typer.BadParameter(f"{', '.join(flags)} need --refine pivotal", param_hint="--refine")
         return None
     if refine != "pivotal":
         raise typer.BadParameter(f"{refine!r}: the one refinement is 'pivotal'", param_hint="--refine")

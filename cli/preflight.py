@@ -113,13 +113,13 @@ def resumed_config(store, generator: str | None, given: Mapping[str, Any], flags
 
 def _check_store_location(store: str) -> None:
     """A local --store must be a new path, an empty folder or a latent store (a folder with zarr.json)."""
-    from storage.errors import not_empty_message
-
     path = store.removeprefix("file://")
     if os.path.isfile(path):
         raise StoreLocationError(f"--store {store!r} is a file, not a latent store (a folder): pass a new folder "
                                  "name, or the folder of an existing store")
     if os.path.isdir(path) and not os.path.exists(os.path.join(path, "zarr.json")) and os.listdir(path):
+        from storage.errors import not_empty_message  # the storage package loads zarr: only to refuse
+
         raise StoreLocationError(not_empty_message(store))
 
 
@@ -154,7 +154,7 @@ def _check_store(store, settings: Settings, *, shard_size: int | None, force: bo
         raise StoreMismatchError(f"{err} To resume with the store's own settings, give only IMAGES and --store: "
                                  f"`ganinv invert IMAGES --store {store.url}`.") from None
     holder = store.lease_holder()
-    if holder is not None and not holder.expired() and not force:
+    if holder is not None and not force:  # lease_holder(): an unexpired lease of a live run, or None
         raise LeaseHeldError(f"store {store.url} is leased by {holder.describe()}: wait for that run to finish; if it "
                              f"is dead, pass --force or run `ganinv store-break-lease {store.url}`")
 

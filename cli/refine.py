@@ -3,14 +3,13 @@ after the fields of `RefineStoreConfig` and `ExecutionOptions`."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from cli import common
-from cli.errors import CRASH, fail
+from cli.invert import run_and_summarize
 from runtime.config import ExecutionOptions, RefineStoreConfig
 
 app = typer.Typer()
@@ -47,19 +46,13 @@ def refine(
 
     config = RefineStoreConfig(steps=steps, space=space)
     check(store, config, generator=generator)  # refused here, before any server starts (exit 2)
-    with common.flow_session(verbose=verbose, progress=True):
-        from flows.refine_store import IncompleteRefinement, refine_store
 
-        try:
-            summary, incomplete = refine_store(store, config, generator=generator, execution=execution), None
-        except IncompleteRefinement as err:
-            summary, incomplete = err.summary, err
-    if report:
-        report.write_text(json.dumps(summary.to_json(), indent=2))
-    typer.echo(format_summary(summary))
-    if incomplete is not None:
-        fail(CRASH, str(incomplete))
-    raise typer.Exit(0 if summary.complete else 1)
+    def run():
+        from flows.refine_store import refine_store
+
+        return refine_store(store, config, generator=generator, execution=execution)
+
+    run_and_summarize(run, verbose=verbose, report=report, format_summary=format_summary)
 
 
 def format_summary(summary) -> str:

@@ -9,9 +9,8 @@ from typing import Optional
 
 import typer
 
-from cli import common
+from cli import common, invert, preflight
 from cli.common import default, given
-from cli.invert import PRESET, run_and_summarize
 from runtime.config import DEFAULT_GENERATOR, ExecutionOptions, InvertConfig, RestoreConfig
 
 app = typer.Typer()
@@ -51,17 +50,16 @@ def restore(
     clean: Optional[Path] = typer.Option(None, "--clean", help="Folder of the clean images (same ids), to score "
                                          "the restorations against."),
     generator: str = typer.Option(DEFAULT_GENERATOR, "--generator", help="Built-in name, .safetensors or .pkl."),
-    mode: Optional[str] = typer.Option(None, "--mode", help="optimize | encoder | hybrid | auto (default "
-                                       f"{default(InvertConfig, 'mode')})."),
+    mode: Optional[str] = invert.MODE,
     encoder: Optional[str] = typer.Option(None, "--encoder", help="Encoder .safetensors (for encoder/hybrid)."),
-    num_steps: Optional[int] = typer.Option(None, "--num-steps", "--steps", help=f"Optimisation steps ({PRESET})."),
-    loss: Optional[str] = typer.Option(None, "--loss", help=f"Loss spec ({PRESET}; denoise: mse)."),
-    space: Optional[str] = typer.Option(None, "--space", help=f"w, w+ or z ({PRESET})."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Base of the per-image seeds."),
+    num_steps: Optional[int] = invert.NUM_STEPS,
+    loss: Optional[str] = typer.Option(None, "--loss", help=f"Loss spec ({invert.PRESET}; denoise: mse)."),
+    space: Optional[str] = invert.SPACE,
+    seed: Optional[int] = invert.SEED,
     thumbnail_size: Optional[int] = typer.Option(None, "--thumbnail-size", help="Stored restorations, px."),
-    shard_size: Optional[int] = typer.Option(None, "--shard-size", help="Images per shard (new stores)."),
-    retry_failed: bool = typer.Option(False, "--retry-failed", help="Also retry items that failed before."),
-    report: Optional[Path] = typer.Option(None, "--report", help="Also write the run summary as JSON here."),
+    shard_size: Optional[int] = invert.SHARD_SIZE,
+    retry_failed: bool = invert.RETRY_FAILED,
+    report: Optional[Path] = invert.REPORT,
     verbose: bool = common.VERBOSE,
     execution: ExecutionOptions = None,  # from the flags of `execution_flags`
 ) -> None:
@@ -72,16 +70,19 @@ def restore(
     config = InvertConfig(inversion=inversion, **given(mode=mode, encoder=encoder, seed=seed,
                                                        thumbnail_size=thumbnail_size, shard_size=shard_size,
                                                        retry_failed=retry_failed or None))
+    # refused before any server starts: the paths as `invert` checks them (no torch, no zarr), then the
+    # restoration's settings and masks (they load the generator)
+    preflight.check_paths(images, store, None, generator)
     from runtime.restore import check_dataset
 
-    check_dataset(images, generator, restoration.invert_config(config))  # before any server starts
+    check_dataset(images, generator, restoration.invert_config(config))
 
     def run():
         from flows.restore import restore_dataset
 
         return restore_dataset(images, store, generator, restore=restoration, config=config, execution=execution)
 
-    run_and_summarize(run, verbose=verbose, report=report)
+    invert.run_and_summarize(run, verbose=verbose, report=report)
 
 
 def _absolute(path: Optional[Path]) -> Optional[str]:

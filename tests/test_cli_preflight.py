@@ -87,6 +87,21 @@ def test_a_leased_store_is_refused_before_any_server_starts(world, monkeypatch):
     assert result.exit_code == 2 and "nightly-run" in result.output and "--force" in result.output
 
 
+def test_restore_refuses_missing_images_and_a_file_store_before_any_server_starts(world, monkeypatch):
+    """`ganinv restore` checks the paths as `invert` does: a missing IMAGES folder was refused only by the flow's
+    scan, after a Prefect server had started (31 s)."""
+    monkeypatch.setattr(common, "flow_session", lambda **kw: pytest.fail("a server was about to start"))
+    monkeypatch.chdir(world)
+    before = _tree(world)
+    for expected, args in {"IMAGES 'nothere/' does not exist": ["nothere/", "--store", "new.zarr"],
+                           "is a file, not a latent store": ["imgs", "--store", "afile.zarr"]}.items():
+        result = CliRunner().invoke(app, ["restore", *args, "--task", "denoise"])
+        assert result.exit_code == 2, (expected, result.output)
+        last = result.output.strip().splitlines()[-1]
+        assert last.startswith("error: ") and expected in last, (expected, result.output)
+    assert _tree(world) == before
+
+
 @pytest.mark.parametrize("args", [["--workers", "0"], ["--store", "afile.zarr"], ["--shard-size", "0"]])
 def test_a_refused_command_writes_nothing_anywhere(tmp_path, args):
     """As a user runs it: a real process, with HOME and TMPDIR of its own; nothing appears in any of them."""
