@@ -39,7 +39,7 @@ from runtime.models import load_models, resolve_device, store_generator_source
 from runtime.restore import decode_policy
 from runtime.shard import DEFAULT_BATCH, ShardReport, _check_identity, decode_chunk
 from runtime.spec import InversionSpec
-from storage import LatentStore, Shard
+from storage import LatentStore, Shard, Status
 from storage import code_refinements as passes
 
 
@@ -176,10 +176,11 @@ def _counts(store: LatentStore) -> str:
     return ", ".join(f"{k} {v}" for k, v in store.status_counts().items())
 
 
-def below_target(store: LatentStore, target_steps: int) -> np.ndarray:
-    """`[num_items]` bool: done items whose codes have had fewer than `target_steps` steps."""
-    steps = passes.steps(store)
-    return store.done() & (np.nan_to_num(steps, nan=np.inf) < target_steps)
+def below_target(store: LatentStore, target_steps: int, rows: slice | None = None) -> np.ndarray:
+    """`[num_items]` bool (`rows`' only, when given): done items whose codes have had fewer than `target_steps`
+    steps."""
+    steps = passes.steps(store) if rows is None else store.metrics([passes.STEPS], rows)[passes.STEPS]
+    return (store.status(rows) == Status.DONE) & (np.nan_to_num(steps, nan=np.inf) < target_steps)
 
 
 def plan(store: LatentStore, settings: RefineSettings) -> RefinePlan:
@@ -221,8 +222,9 @@ def run_refine_shard(store_url: str, shard_index: int, *, generator: str, name: 
     store = LatentStore.open(store_url, "r+", run_id=run_id, storage_options=storage_options)
     attrs = store.result_attrs(passes.KIND, name)[passes.ATTRS]
     spec = InversionSpec.from_record(store.attributes.inversion, thumbnail_size=store.layout.thumbnail_size)
-    inputs = store.read_shard_inputs(store.shard(shard_index), every_item=True)
-    todo = below_target(store, attrs["target_steps"])[inputs.indices]
+    shard = store.shard(shard_index)
+    inputs = store.read_shard_inputs(shard, every_item=True)
+    todo = below_target(store, attrs["target_steps"], slice(shard.start, shard.stop))  # this shard's rows only
     rows = [int(i) for i in np.flatnonzero(todo)]
     if not rows:
         return RefineShardReport(shard=shard_index, pid=os.getpid(), seconds=time.perf_counter() - t_start)
