@@ -237,19 +237,20 @@ def run_refine_shard(store_url: str, shard_index: int, *, generator: str, name: 
     start_steps = start_metrics[passes.STEPS]
     chunk = decode_chunk(inputs, rows, policy=decode_policy(spec, models.G.img_resolution),
                          storage_options=storage_options)
-    decoded = {row: k for k, row in enumerate(chunk["rows"])}
+    position = {row: k for k, row in enumerate(rows)}  # a shard row's place in `rows`, start_ws and start_steps
+    decoded = {row: k for k, row in enumerate(chunk["rows"])}  # its place in chunk["target"]
     batch_size = int(execution.batch_size) if isinstance(execution.batch_size, int) else \
         DEFAULT_BATCH[models.device.type]
     config = InversionConfig.from_dict(dict(attrs["config"]))
     out: dict[int, tuple[np.ndarray, dict[str, float], np.ndarray | None]] = {}
     errors = dict(chunk["errors"])
     # Items with the same step count continue together (one schedule per batch); batches in the shard's order.
-    for steps in sorted(set(start_steps[[rows.index(r) for r in decoded]].tolist())):
-        group = [r for r in decoded if start_steps[rows.index(r)] == steps]
+    for steps in sorted(set(start_steps[[position[r] for r in decoded]].tolist())):
+        group = [r for r in decoded if start_steps[position[r]] == steps]
         for first in range(0, len(group), batch_size):
             part = group[first:first + batch_size]
             target = chunk["target"][[decoded[r] for r in part]]
-            ws = torch.from_numpy(start_ws[[rows.index(r) for r in part]])
+            ws = torch.from_numpy(start_ws[[position[r] for r in part]])
             batch = refine_batch(models.G, target, ws, config=dataclasses.replace(config, num_steps=int(steps)),
                                  more_steps=int(attrs["target_steps"] - steps), E=models.E,
                                  seeds=[seed_from_id(inputs.image_ids[r], spec.seed) for r in part],
@@ -263,10 +264,11 @@ def run_refine_shard(store_url: str, shard_index: int, *, generator: str, name: 
     t_write = time.perf_counter()
     _write(store, inputs.indices, rows, out, start_metrics)
     t_end = time.perf_counter()
+    failures = tuple({"image_id": inputs.image_ids[r], "error": why} for r, why in sorted(errors.items()))
     return RefineShardReport(shard=shard_index, items=len(rows), done=len(out), failed=len(rows) - len(out),
-                       pid=os.getpid(), seconds=t_end - t_start, load_s=t_run - t_models, invert_s=t_write - t_run,
-                       write_s=t_end - t_write, device=str(models.device),
-                       failures=tuple({"image_id": inputs.image_ids[r], "error": why} for r, why in sorted(errors.items())))
+                             pid=os.getpid(), seconds=t_end - t_start, load_s=t_run - t_models,
+                             invert_s=t_write - t_run, write_s=t_end - t_write, device=str(models.device),
+                             failures=failures)
 
 
 def _write(store: LatentStore, indices: np.ndarray, rows: list[int], out: dict, start_metrics: dict) -> None:
@@ -274,7 +276,7 @@ def _write(store: LatentStore, indices: np.ndarray, rows: list[int], out: dict, 
     done = sorted(out)
     if not done:
         return
-    at = [rows.index(r) for r in done]
+    at = np.searchsorted(rows, done)  # their places in `rows` (ascending) and in start_metrics
     metrics = {m: np.array([out[r][1][m] for r in done], np.float32) for m in out[done[0]][1]}
     metrics["seconds"] = metrics["seconds"] + np.nan_to_num(start_metrics["seconds"][at])
     thumbs = None if out[done[0]][2] is None else np.stack([out[r][2] for r in done])
