@@ -22,7 +22,6 @@ from runtime.models import GeneratorInfo, describe_generator
 from runtime.shard import ShardReport
 from runtime.spec import InversionSpec
 from storage import LatentStore, Manifest, Shard, VerifyReport
-from storage.schema import file_sha256
 from storage.scan import ScanResult, Skipped
 
 MAX_LISTED_FAILURES = 200  # failed items listed in a summary (all of them stay in the store's `error` array)
