@@ -40,7 +40,6 @@ from flows.clusters import (check_execution, dask_client, dask_runner, expected_
                             local_workers)
 from flows.prefect_api import new_run_id
 from flows.shard_runs import gather_reports
-from ganinv.errors import UserError
 from runtime.config import DEFAULT_GENERATOR, ExecutionOptions, InvertConfig
 from runtime.coordinator import InvertPlan, InvertSummary, incomplete_message, shard_note
 from runtime.numerics import probe as probe_numerics
@@ -124,5 +123,4 @@ def invert_shards(store: str, plan: InvertPlan, *, generator: str, run_id: str, 
         submitted = [(invert_shard.submit(store, shard.index, generator=generator, run_id=run_id,
                                           retry_failed=retry_failed, execution=execution,
                                           storage_options=storage_options), shard) for shard in plan.shards]
-    return gather_reports(store, plan.items, submitted, lambda shard, err: ShardReport(
-        shard=shard, error=f"{type(err).__name__}: {err}", resumable=not isinstance(err, UserError)))
+    return gather_reports(store, plan.items, submitted)

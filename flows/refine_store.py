@@ -3,6 +3,7 @@
 
     from flows.refine_store import refine_store
     from runtime.config import ExecutionOptions, RefineStoreConfig
+from runtime.coordinator import incomplete_message
     summary = refine_store("corpus.zarr", RefineStoreConfig(steps=100), execution=ExecutionOptions(cluster="local"))
 
 Steps, each a task (tasks/refine_store.py):
@@ -28,6 +29,7 @@ from flows.invert_dataset import IncompleteRun
 from flows.prefect_api import new_run_id
 from flows.shard_runs import gather_reports, shared_threads
 from runtime.config import ExecutionOptions, RefineStoreConfig
+from runtime.coordinator import incomplete_message
 from runtime.refine_store import RefinePlan, RefineShardReport, RefineSummary
 from storage import LatentStore
 from storage.lease import RENEWED_LEASE_TTL_S
@@ -61,9 +63,8 @@ def refine_store(store: str, config: RefineStoreConfig, *, generator: str | None
         # 3. Summarise; close the pass when every done item reached its target.
         summary = summarize_refinement(latent_store, settings, reports, seconds=time.perf_counter() - t0)
     if summary.crashed_shards:
-        raise IncompleteRefinement(f"{len(summary.crashed_shards)} shard(s) failed beyond their retries (first: "
-                                   f"{summary.crashed_shards[0].error}); their items keep their codes: run again "
-                                   "with the same --steps to resume the pass", summary)
+        raise IncompleteRefinement(incomplete_message(summary.crashed_shards, resume="their items keep their codes: "
+                                                      "run again with the same --steps to resume the pass"), summary)
     return summary
 
 
@@ -78,6 +79,5 @@ def refine_shards(store: str, plan: RefinePlan, *, generator: str, run_id: str, 
         submitted = [(refine_shard.submit(store, shard.index, generator=generator, name=plan.name, run_id=run_id,
                                           execution=execution, storage_options=storage_options), shard)
                      for shard in plan.shards]
-    return gather_reports(store, plan.items, submitted,
-                          lambda shard, err: RefineShardReport(shard=shard, error=f"{type(err).__name__}: {err}"))
+    return gather_reports(store, plan.items, submitted, RefineShardReport)
 

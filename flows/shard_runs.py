@@ -1,26 +1,30 @@
 """What the flows that fan shards out to Dask workers share: collecting the shard tasks' reports as they finish,
 advancing the progress artifact and the terminal's progress events, turning a shard that failed beyond its retries
-into a report with its error (the run goes on; the flow decides what an incomplete run means)."""
+into a report with its error and whether a rerun can get past it (the run goes on; the flow decides what an
+incomplete run means)."""
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from prefect.futures import as_completed
 
 from flows import artifacts, progress
 from flows.clusters import local_workers
+from ganinv.errors import UserError
 from runtime.config import ExecutionOptions
+from runtime.shard import ShardReport
 from storage import Shard
 
 
 def gather_reports(store: str, items: int, submitted: Sequence[tuple[Any, Shard]],
-                   crashed: Callable[[int, Exception], Any]) -> list[Any]:
-    """The reports of the `submitted` (future, shard) pairs in the order they finish; `crashed(shard_index, err)`
-    makes the report of a shard whose task failed beyond its retries with `err`."""
+                   report_type: type[ShardReport] = ShardReport) -> list[Any]:
+    """The reports of the `submitted` (future, shard) pairs in the order they finish; a shard whose task failed
+    beyond its retries gets a `report_type` with the error, not resumable when it is a UserError (settings, a
+    damaged store: a rerun meets it again)."""
     tracker = artifacts.ShardProgress(store, items)
     shard_of = {id(future): shard for future, shard in submitted}
     reports = []
@@ -29,7 +33,8 @@ def gather_reports(store: str, items: int, submitted: Sequence[tuple[Any, Shard]
         try:
             report = future.result()
         except Exception as err:  # noqa: BLE001 - a shard that failed beyond its retries; the run goes on
-            report = crashed(shard.index, err)
+            report = report_type(shard=shard.index, error=f"{type(err).__name__}: {err}",
+                                 resumable=not isinstance(err, UserError))
         reports.append(report)
         done = report.items if report.error is None else len(shard)
         tracker.advance(done)

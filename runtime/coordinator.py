@@ -22,7 +22,6 @@ from runtime.models import GeneratorInfo, describe_generator
 from runtime.shard import ShardReport
 from runtime.spec import InversionSpec
 from storage import LatentStore, Manifest, Shard, VerifyReport
-from storage.schema import file_sha256
 from storage.scan import ScanResult, Skipped
 
 MAX_LISTED_FAILURES = 200  # failed items listed in a summary (all of them stay in the store's `error` array)
@@ -210,13 +209,13 @@ def _describe(report: VerifyReport | None) -> tuple[str, ...]:
         (f"requeued {len(report.requeued)} items: {list(report.requeued[:10])}",) if report.requeued else ())
 
 
-def incomplete_message(crashed: Sequence[ShardReport]) -> str:
-    """Why a run ended with shards that failed beyond their retries, and what to do: run again only when a rerun
-    can get past it (a crash, a lost worker), never for an error the rerun would meet again."""
+def incomplete_message(crashed: Sequence[ShardReport], *,
+                       resume: str = "their items stay pending: run again to resume") -> str:
+    """Why a run ended with shards that failed beyond their retries, and what to do: run again (`resume` says how)
+    only when a rerun can get past it (a crash, a lost worker), never for an error the rerun would meet again."""
     blocked = [r for r in crashed if not r.resumable]
     if not blocked:
-        return (f"{len(crashed)} shard(s) failed beyond their retries (first: {crashed[0].error}); their items stay "
-                "pending: run again to resume")
+        return f"{len(crashed)} shard(s) failed beyond their retries (first: {crashed[0].error}); {resume}"
     return (f"{len(crashed)} shard(s) failed: shard {blocked[0].shard}: {blocked[0].error}. Running again alone will "
             "not get past this: do what the message says first, then run again (finished items are kept)")
 

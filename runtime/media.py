@@ -62,7 +62,8 @@ def create_morphs(store_url: str, config: MorphConfig, *, run_id: str,
         raise EditRequestError("render-morphs needs at least one pair a:b of image ids")
     store = LatentStore.open(store_url, "r+", storage_options=storage_options)
     rows = media.item_rows(store, [image_id for pair in config.pairs for image_id in pair]).reshape(-1, 2)
-    ws = store.ws(rows.ravel()).reshape(len(rows), 2, *store.ws([rows[0, 0]]).shape[1:])
+    ws = store.ws(rows.ravel())
+    ws = ws.reshape(len(rows), 2, *ws.shape[1:])
     try:
         path = edit.interpolate(ws[:, 0], ws[:, 1], config.frames, method=config.method)
     except ValueError as err:

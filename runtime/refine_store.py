@@ -39,7 +39,7 @@ from runtime.models import load_models, resolve_device, store_generator_source
 from runtime.restore import decode_policy
 from runtime.shard import DEFAULT_BATCH, ShardReport, _check_identity, decode_chunk
 from runtime.spec import InversionSpec
-from storage import LatentStore, Shard
+from storage import LatentStore, Shard, Status
 from storage import code_refinements as passes
 
 
@@ -176,10 +176,11 @@ def _counts(store: LatentStore) -> str:
     return ", ".join(f"{k} {v}" for k, v in store.status_counts().items())
 
 
-def below_target(store: LatentStore, target_steps: int) -> np.ndarray:
-    """`[num_items]` bool: done items whose codes have had fewer than `target_steps` steps."""
-    steps = passes.steps(store)
-    return store.done() & (np.nan_to_num(steps, nan=np.inf) < target_steps)
+def below_target(store: LatentStore, target_steps: int, rows: slice | None = None) -> np.ndarray:
+    """`[num_items]` bool (`rows`' only, when given): done items whose codes have had fewer than `target_steps`
+    steps."""
+    steps = passes.steps(store) if rows is None else store.metrics([passes.STEPS], rows)[passes.STEPS]
+    return (store.status(rows) == Status.DONE) & (np.nan_to_num(steps, nan=np.inf) < target_steps)
 
 
 def plan(store: LatentStore, settings: RefineSettings) -> RefinePlan:
@@ -221,8 +222,9 @@ def run_refine_shard(store_url: str, shard_index: int, *, generator: str, name: 
     store = LatentStore.open(store_url, "r+", run_id=run_id, storage_options=storage_options)
     attrs = store.result_attrs(passes.KIND, name)[passes.ATTRS]
     spec = InversionSpec.from_record(store.attributes.inversion, thumbnail_size=store.layout.thumbnail_size)
-    inputs = store.read_shard_inputs(store.shard(shard_index), every_item=True)
-    todo = below_target(store, attrs["target_steps"])[inputs.indices]
+    shard = store.shard(shard_index)
+    inputs = store.read_shard_inputs(shard, every_item=True)
+    todo = below_target(store, attrs["target_steps"], slice(shard.start, shard.stop))  # this shard's rows only
     rows = [int(i) for i in np.flatnonzero(todo)]
     if not rows:
         return RefineShardReport(shard=shard_index, pid=os.getpid(), seconds=time.perf_counter() - t_start)
@@ -235,19 +237,20 @@ def run_refine_shard(store_url: str, shard_index: int, *, generator: str, name: 
     start_steps = start_metrics[passes.STEPS]
     chunk = decode_chunk(inputs, rows, policy=decode_policy(spec, models.G.img_resolution),
                          storage_options=storage_options)
-    decoded = {row: k for k, row in enumerate(chunk["rows"])}
+    position = {row: k for k, row in enumerate(rows)}  # a shard row's place in `rows`, start_ws and start_steps
+    decoded = {row: k for k, row in enumerate(chunk["rows"])}  # its place in chunk["target"]
     batch_size = int(execution.batch_size) if isinstance(execution.batch_size, int) else \
         DEFAULT_BATCH[models.device.type]
     config = InversionConfig.from_dict(dict(attrs["config"]))
     out: dict[int, tuple[np.ndarray, dict[str, float], np.ndarray | None]] = {}
     errors = dict(chunk["errors"])
     # Items with the same step count continue together (one schedule per batch); batches in the shard's order.
-    for steps in sorted(set(start_steps[[rows.index(r) for r in decoded]].tolist())):
-        group = [r for r in decoded if start_steps[rows.index(r)] == steps]
+    for steps in sorted(set(start_steps[[position[r] for r in decoded]].tolist())):
+        group = [r for r in decoded if start_steps[position[r]] == steps]
         for first in range(0, len(group), batch_size):
             part = group[first:first + batch_size]
             target = chunk["target"][[decoded[r] for r in part]]
-            ws = torch.from_numpy(start_ws[[rows.index(r) for r in part]])
+            ws = torch.from_numpy(start_ws[[position[r] for r in part]])
             batch = refine_batch(models.G, target, ws, config=dataclasses.replace(config, num_steps=int(steps)),
                                  more_steps=int(attrs["target_steps"] - steps), E=models.E,
                                  seeds=[seed_from_id(inputs.image_ids[r], spec.seed) for r in part],
@@ -261,10 +264,11 @@ def run_refine_shard(store_url: str, shard_index: int, *, generator: str, name: 
     t_write = time.perf_counter()
     _write(store, inputs.indices, rows, out, start_metrics)
     t_end = time.perf_counter()
+    failures = tuple({"image_id": inputs.image_ids[r], "error": why} for r, why in sorted(errors.items()))
     return RefineShardReport(shard=shard_index, items=len(rows), done=len(out), failed=len(rows) - len(out),
-                       pid=os.getpid(), seconds=t_end - t_start, load_s=t_run - t_models, invert_s=t_write - t_run,
-                       write_s=t_end - t_write, device=str(models.device),
-                       failures=tuple({"image_id": inputs.image_ids[r], "error": why} for r, why in sorted(errors.items())))
+                             pid=os.getpid(), seconds=t_end - t_start, load_s=t_run - t_models,
+                             invert_s=t_write - t_run, write_s=t_end - t_write, device=str(models.device),
+                             failures=failures)
 
 
 def _write(store: LatentStore, indices: np.ndarray, rows: list[int], out: dict, start_metrics: dict) -> None:
@@ -272,7 +276,7 @@ def _write(store: LatentStore, indices: np.ndarray, rows: list[int], out: dict, 
     done = sorted(out)
     if not done:
         return
-    at = [rows.index(r) for r in done]
+    at = np.searchsorted(rows, done)  # their places in `rows` (ascending) and in start_metrics
     metrics = {m: np.array([out[r][1][m] for r in done], np.float32) for m in out[done[0]][1]}
     metrics["seconds"] = metrics["seconds"] + np.nan_to_num(start_metrics["seconds"][at])
     thumbs = None if out[done[0]][2] is None else np.stack([out[r][2] for r in done])

@@ -105,8 +105,9 @@ def run_shard(store_url: str, shard_index: int, *, generator: str, run_id: str |
     chunks = decoded_chunks(inputs, decode_policy(spec, models.G.img_resolution), batch_size=batch_size,
                             device=models.device, prefetch=execution.prefetch, storage_options=storage_options,
                             precheck=stages.precheck)
-    result, waited_s = invert_items(models, spec, inputs.image_ids, chunks, layout=store.layout, batch_size=batch_size,
-                                    stages=stages, per_image=per_image)
+    # Per-image numerics invert image by image; the decoded chunks keep the batch size (prefetch granularity).
+    result, waited_s = invert_items(models, spec, inputs.image_ids, chunks, layout=store.layout,
+                                    batch_size=1 if per_image else batch_size, stages=stages)
     t_write = time.perf_counter()
     stages.write(store, inputs, result)  # the stages' per-item data first: write_shard marks the items done
     store.write_shard(inputs, result)
@@ -226,16 +227,15 @@ def read_image(path: str, policy: DecodePolicy, image_id: str, storage_options: 
 
 
 def invert_items(models: Models, spec: InversionSpec, image_ids: tuple[str, ...], chunks: Iterable[dict[str, Any]],
-                 *, layout: Layout, batch_size: int, stages: ShardStages | None = None, per_image: bool = False
-                 ) -> tuple[ShardResult, float]:
+                 *, layout: Layout, batch_size: int, stages: ShardStages | None = None) -> tuple[ShardResult, float]:
     """Inverts the decodable items of `chunks` (from `decoded_chunks`) in consecutive batches of `batch_size`,
-    whatever the chunks' sizes (`per_image`: each image on its own, so that its bytes depend on no other image;
+    whatever the chunks' sizes (1: each image on its own, so that its bytes depend on no other image;
     runtime/numerics.py); items that failed to decode (or whose inversion is not finite) are marked failed with
     their reason. Returns (a ShardResult in the order of `image_ids`, seconds spent waiting for chunks)."""
     result = ShardResult.failed(len(image_ids), "", layout=layout)  # each batch fills in its items that succeed
     stages = stages or ShardStages()
     rows: list[int] = []
-    parts: list[torch.Tensor] = []
+    pending: torch.Tensor | None = None  # the decoded targets of `rows`, not inverted yet
     waited = 0.0
     chunks = iter(chunks)
     while True:
@@ -247,25 +247,19 @@ def invert_items(models: Models, spec: InversionSpec, image_ids: tuple[str, ...]
         for i, reason in chunk["errors"].items():
             result.error[i] = reason
         if chunk["target"] is not None:
-            rows, parts = rows + list(chunk["rows"]), parts + [chunk["target"]]
+            rows += chunk["rows"]
+            pending = chunk["target"] if pending is None else torch.cat([pending, chunk["target"]])
         while len(rows) >= batch_size:  # the batches a decode-everything-first loop would make
-            target = torch.cat(parts)
-            _invert_rows(models, spec, image_ids, rows[:batch_size], target[:batch_size], result, layout, stages, per_image)
-            rows, parts = rows[batch_size:], [target[batch_size:]]
+            _invert_rows(models, spec, image_ids, rows[:batch_size], pending[:batch_size], result, layout, stages)
+            rows, pending = rows[batch_size:], pending[batch_size:]
     if rows:
-        _invert_rows(models, spec, image_ids, rows, torch.cat(parts), result, layout, stages, per_image)
+        _invert_rows(models, spec, image_ids, rows, pending, result, layout, stages)
     return result, waited
 
 
 def _invert_rows(models: Models, spec: InversionSpec, image_ids: tuple[str, ...], rows: list[int],
-                 target: torch.Tensor, result: ShardResult, layout: Layout, stages: ShardStages,
-                 per_image: bool = False) -> None:
-    """Inverts one batch (`target [len(rows), 3, R, R]`; with `per_image`, image by image) and writes its items into
-    the shard's `result`."""
-    if per_image and len(rows) > 1:
-        for k, row in enumerate(rows):
-            _invert_rows(models, spec, image_ids, [row], target[k:k + 1], result, layout, stages)
-        return
+                 target: torch.Tensor, result: ShardResult, layout: Layout, stages: ShardStages) -> None:
+    """Inverts one batch (`target [len(rows), 3, R, R]`) and writes its items into the shard's `result`."""
     batch = invert_batch(models.G, target, mode=spec.mode, config=spec.config, E=models.E,
                          seeds=[seed_from_id(image_ids[i], spec.seed) for i in rows],
                          thumbnail_size=layout.thumbnail_size, refine=spec.refine,
