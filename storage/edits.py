@@ -41,7 +41,7 @@ import numpy as np
 from ganinv import edit
 from ganinv.directions.direction import Direction
 from ganinv.errors import UserError
-from storage import arrays, text
+from storage import arrays, results, text
 from storage.errors import NotInStoreError
 from storage.latent_store import LatentStore
 from storage.schema import STATUS_NAMES
@@ -166,7 +166,7 @@ class EditRun:
         s = np.asarray(strengths, np.float32)
         _check_run_args(rows, s, directions, batch_size, store.num_items)
         spec = _spec_sha256(rows, [d.name for d in directions], deltas, s)
-        existing = store.result_groups(KIND).get(name)
+        existing = results.find(store, KIND, name)
         if existing is not None and not overwrite:
             if existing.get("spec_sha256") == spec:
                 return cls(store, name)

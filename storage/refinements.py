@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from zarr.codecs import ZstdCodec
 
-from storage import shards
+from storage import results, shards
 from storage.errors import NotInStoreError, StoreMismatchError
 from storage.schema import canonical_json
 
@@ -37,7 +37,7 @@ _PREFIX = f"{KIND}/{PIVOTAL}"
 
 def pivotal_attrs(store: LatentStore) -> dict[str, Any] | None:
     """The delta attributes (`pivotal.delta_attrs`) of the store's pivotal refinement, or None if it has none."""
-    return store.result_groups(KIND).get(PIVOTAL, {}).get(ATTRS)
+    return (results.find(store, KIND, PIVOTAL) or {}).get(ATTRS)
 
 
 def create_pivotal(store: LatentStore, attrs: Mapping[str, Any], *, made_by: Mapping[str, Any]) -> bool:
