@@ -116,7 +116,7 @@ def scan_images(source: str, *, labels: str | None = None, storage_options: Mapp
     hashes, cache, reused = _hash_changed(fs, files, keys, prints, previous or {})
     table = read_labels(labels, storage_options=storage_options) if labels else {}
     records, skipped, first_by_hash, used_rows = [], [], {}, set()
-    for image_id, path, digest in sorted(zip(ids, files, hashes)):
+    for image_id, digest in sorted(zip(ids, hashes)):
         if isinstance(digest, NotRegularFile):
             skipped.append(Skipped(image_id, f"not a regular file: {digest}"))
         elif isinstance(digest, Exception):
@@ -127,8 +127,7 @@ def scan_images(source: str, *, labels: str | None = None, storage_options: Mapp
             first_by_hash[digest] = image_id
             row_key, item_labels = _labels_for(table, image_id)
             used_rows.add(row_key)
-            records.append(dict(image_id=image_id, path=image_id if _under(root, path) else _full(fs, path),
-                                source_sha256=digest, labels=item_labels))
+            records.append(dict(image_id=image_id, path=image_id, source_sha256=digest, labels=item_labels))
     manifest = Manifest.from_records(records, root=_full(fs, root))
     names = tuple(sorted({n for row in table.values() for n in row}))
     return ScanResult(source=source, manifest=manifest, skipped=tuple(skipped),
