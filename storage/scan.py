@@ -240,8 +240,8 @@ def _label_value(csv_path: str, line: int, name: str, cell: str) -> float:
 def list_image_ids(source: str, *, storage_options: Mapping[str, Any] | None = None) -> list[str]:
     """The image ids a scan of `source` would give, sorted, from the listing alone (no file is read): what a command
     checks per image before it starts (e.g. that every image has its inpainting mask)."""
-    _, root, listing = _list_images(source, storage_options=storage_options)
-    return sorted(_image_id(root, path) for path in listing)
+    fs, root, listing = _list_images(source, storage_options=storage_options)
+    return sorted(_image_id(root, path, fs) for path in listing)
 
 
 def _list_images(source: str, *, storage_options: Mapping[str, Any] | None
@@ -297,12 +297,12 @@ def _under(root: str, path: str) -> bool:
     return not root or path.startswith(root.rstrip("/") + "/")
 
 
-def _image_id(root: str, path: str, fs: fsspec.AbstractFileSystem | None = None) -> str:
+def _image_id(root: str, path: str, fs: fsspec.AbstractFileSystem) -> str:
     """The path relative to the root; a file outside the root keeps its full path ('/abs/x.png', 's3://b/x.png'), so
     it can never take the id of a relative one."""
     if _under(root, path):
         return posixpath.relpath(path, root)
-    return path if fs is None else _full(fs, path)
+    return _full(fs, path)
 
 
 def _full(fs: fsspec.AbstractFileSystem, path: str) -> str:
