@@ -106,5 +106,5 @@ def _copy_array(array: zarr.Array, target: zarr.Group, name: str, *, edit_run: b
         return
     new = target.create_array(name, shape=array.shape, chunks=array.chunks, dtype=array.dtype,
                               fill_value=array.fill_value, dimension_names=dims or None, attributes=attrs,
-                              compressors=arrays.with_checksum(arrays.default_compressors()))
+                              compressors=arrays.with_checksum())
     new[...] = np.asarray(value)
