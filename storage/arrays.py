@@ -46,10 +46,11 @@ def default_compressors() -> list:
     return [ZstdCodec(level=0)]
 
 
-def with_checksum(compressors: Sequence[Any]) -> list:
-    """`compressors`, then a CRC-32C of the stored bytes: zarr checks it on every read of the chunk and raises
-    ValueError on a mismatch, so a flipped byte is found, never read as data (storage/verify.py)."""
-    return [*compressors, Crc32cCodec()]
+def with_checksum(compressors: Sequence[Any] | None = None) -> list:
+    """`compressors` (default: `default_compressors()`), then a CRC-32C of the stored bytes: zarr checks it on every
+    read of the chunk and raises ValueError on a mismatch, so a flipped byte is found, never read as data
+    (storage/verify.py)."""
+    return [*(default_compressors() if compressors is None else compressors), Crc32cCodec()]
 
 
 def has_checksum(array: zarr.Array) -> bool:
@@ -169,7 +170,6 @@ def create_item_array(group: zarr.Group, name: str, *, n: int, chunk_items: int,
                       attrs: Mapping[str, Any] | None = None) -> zarr.Array:
     """An array chunked `chunk_items` along its first axis, compressed with `compressors` (default:
     `default_compressors()`) and checksummed."""
-    compressors = default_compressors() if compressors is None else compressors
     return group.create_array(name, shape=(n,) + inner, chunks=(chunk_items,) + inner, dtype=dtype,
                               fill_value=fill_value, dimension_names=dims, compressors=with_checksum(compressors),
                               attributes=dict(attrs or {}))

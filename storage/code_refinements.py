@@ -155,5 +155,4 @@ def previous(store: LatentStore, name: str, metric_names: Sequence[str] | None =
 def _fence(store: LatentStore) -> None:
     """A worker of a run writes only while its run holds the lease (as `LatentStore.write_shard` checks)."""
     store._require_writable()
-    if store.run_id is not None:
-        store._check_fence()
+    store._check_fence()

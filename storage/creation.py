@@ -41,11 +41,8 @@ def create(store_class: type[LatentStore], url: str, *, manifest: Manifest, num_
     generator = identity.as_generator(generator)
     fs, root = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
     with _creation_lease(LeaseFiles(fs, root, store_name=url), run_id) as creator:
-        if fs.exists(f"{root.rstrip('/')}/zarr.json"):
-            raise StoreExistsError(f"a store already exists at {url}: open it with LatentStore.open(url, 'r+') "
-                                   "(or open_or_create), or choose a new URL")
-        if holds_files(fs, root):
-            raise StoreDamagedError(not_empty_message(url))
+        check_vacant(fs, root, url, exists=f"a store already exists at {url}: open it with LatentStore.open(url, "
+                     "'r+') (or open_or_create), or choose a new URL")
         layout = Layout(num_ws=num_ws, w_dim=w_dim, z_dim=z_dim, thumbnail_size=thumbnail_size,
                         metrics=tuple(check_name(m, what="metric") for m in metrics), labels=())
         attrs = StoreAttributes(created=growth.now_iso(), ganinv_version=ganinv_version, generator=generator,
@@ -59,6 +56,15 @@ def create(store_class: type[LatentStore], url: str, *, manifest: Manifest, num_
         store.append(manifest)  # the commit point: the root's item count, written last
     store.run_id = run_id
     return store
+
+
+def check_vacant(fs: fsspec.AbstractFileSystem, root: str, url: str, *, exists: str) -> None:
+    """Refuses a location that holds a store (StoreExistsError saying `exists`) or anything but a lease
+    (StoreDamagedError: a store whose root was lost is never adopted)."""
+    if fs.exists(f"{root.rstrip('/')}/zarr.json"):
+        raise StoreExistsError(exists)
+    if holds_files(fs, root):
+        raise StoreDamagedError(not_empty_message(url))
 
 
 def holds_files(fs: fsspec.AbstractFileSystem, root: str) -> bool:

@@ -45,7 +45,7 @@ def write_direction(store: LatentStore, direction: Direction, *, made_by: Mappin
     group = store.result_group(KIND, direction.name, made_by=made_by, overwrite=overwrite)
     group.attrs.update({"direction": direction.attrs()})
     array = group.create_array("vector", shape=direction.vector.shape, dtype="float32",
-                               compressors=arrays.with_checksum(arrays.default_compressors()),
+                               compressors=arrays.with_checksum(),
                                dimension_names=DIMENSIONS[direction.space],
                                attributes={"long_name": f"unit {direction.space} edit direction"})
     array[...] = direction.vector

@@ -41,7 +41,7 @@ import numpy as np
 from ganinv import edit
 from ganinv.directions.direction import Direction
 from ganinv.errors import UserError
-from storage import arrays, text
+from storage import arrays, results, text
 from storage.errors import NotInStoreError
 from storage.latent_store import LatentStore
 from storage.schema import STATUS_NAMES
@@ -166,7 +166,7 @@ class EditRun:
         s = np.asarray(strengths, np.float32)
         _check_run_args(rows, s, directions, batch_size, store.num_items)
         spec = _spec_sha256(rows, [d.name for d in directions], deltas, s)
-        existing = store.result_groups(KIND).get(name)
+        existing = results.find(store, KIND, name)
         if existing is not None and not overwrite:
             if existing.get("spec_sha256") == spec:
                 return cls(store, name)
@@ -275,7 +275,7 @@ def _create_run_arrays(group, store: LatentStore, rows: np.ndarray, directions: 
     }
     for name, (value, dims, attrs) in small.items():
         array = group.create_array(name, shape=value.shape, dtype=value.dtype, dimension_names=dims,
-                                   compressors=_COMPRESSORS(), attributes=attrs)
+                                   compressors=arrays.with_checksum(), attributes=attrs)
         array[...] = value
     for name, values, dim, width, long_name in (
             ("image_id", store.image_ids(rows), ITEM_DIM, arrays.TEXT_WIDTHS[arrays.IMAGE_ID], "image id"),
@@ -286,12 +286,8 @@ def _create_run_arrays(group, store: LatentStore, rows: np.ndarray, directions: 
         array[...] = arrays.text_column(array, name, values)
     group.create_array("ws", shape=(n, d, s, num_ws, w_dim), chunks=(chunk, d, s, num_ws, w_dim), dtype="float32",
                        fill_value=np.nan, dimension_names=(ITEM_DIM, "direction", "strength", "layer", "channel"),
-                       compressors=_COMPRESSORS(), attributes={"long_name": "edited W+ codes"})
+                       compressors=arrays.with_checksum(), attributes={"long_name": "edited W+ codes"})
     group.create_array("status", shape=(n,), chunks=(chunk,), dtype="uint8", fill_value=PENDING,
-                       dimension_names=(ITEM_DIM,), compressors=_COMPRESSORS(),
+                       dimension_names=(ITEM_DIM,), compressors=arrays.with_checksum(),
                        attributes={"long_name": "edit status", "flag_values": [PENDING, DONE],
                                    "flag_meanings": f"{STATUS_NAMES[0]} {STATUS_NAMES[1]}"})
-
-
-def _COMPRESSORS() -> list:
-    return arrays.with_checksum(arrays.default_compressors())

@@ -233,8 +233,7 @@ class LatentStore(ItemReaders):
         self._require_writable()
         if isinstance(inputs, Shard):
             inputs = self.read_shard_inputs(inputs, every_item=True)
-        if self.run_id is not None:
-            self._check_fence()
+        self._check_fence()
         shards.write(self, inputs, result)
 
     def __reduce__(self) -> tuple:
@@ -387,7 +386,7 @@ class LatentStore(ItemReaders):
         raise LeaseHeldError(self._lease_files.held_message(held))
 
     def _check_fence(self) -> None:
-        held = self.lease_holder()
+        held = None if self.run_id is None else self.lease_holder()  # only a writer of a run is fenced
         if held is not None and held.run_id != self.run_id:
             raise LeaseHeldError(f"worker of run {self.run_id!r} stops: " + self._lease_files.held_message(held))
 

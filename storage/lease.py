@@ -160,9 +160,7 @@ class LeaseFiles:
                 return LeaseRecord.from_json(doc["attributes"][_ATTR_KEY])
             except FileNotFoundError:
                 return None
-            except (ValueError, KeyError, TypeError, AttributeError) as err:
-                reason = f"{path}: {type(err).__name__}: {err}"
-            except OSError as err:
+            except (ValueError, KeyError, TypeError, AttributeError, OSError) as err:
                 reason = f"{path}: {type(err).__name__}: {err}"
             time.sleep(0.02 * (attempt + 1))
         return LeaseRecord.damaged(generation, reason)

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from storage import results
 from storage.edits import EditRequestError, EditRunExistsError
 from storage.errors import NotInStoreError
 from storage.latent_store import LatentStore
@@ -62,7 +63,7 @@ def create(store: LatentStore, name: str, *, kind: str, ws: np.ndarray, dims: tu
     if kind not in MEDIA_KINDS:
         raise ValueError(f"kind {kind!r} is not one of {MEDIA_KINDS}")
     spec = spec_sha256(kind, ws, {key: rows for key, (rows, _) in indices.items()})
-    existing = store.result_groups(KIND).get(name)
+    existing = results.find(store, KIND, name)
     if existing is not None and not overwrite:
         if existing.get("spec_sha256") == spec:
             return False
@@ -86,7 +87,7 @@ def create(store: LatentStore, name: str, *, kind: str, ws: np.ndarray, dims: tu
 
 def read_ws(store: LatentStore, name: str) -> np.ndarray:
     """The codes of media run `name`: `[A, B, num_ws, w_dim]`."""
-    attrs = store.result_groups(KIND).get(name)
+    attrs = results.find(store, KIND, name)
     if attrs is None or (attrs.get("made_by") or {}).get("kind") not in MEDIA_KINDS:
         raise NotInStoreError(f"no morph or style-mix run {name!r} in {store.url}")
     return np.asarray(store.array(f"{KIND}/{name}/ws")[...], np.float32)

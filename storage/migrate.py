@@ -19,7 +19,6 @@ import zarr
 
 from ganinv import __version__ as ganinv_version
 from storage import arrays, creation, growth, scan_cache, text
-from storage.errors import StoreDamagedError, StoreExistsError, not_empty_message
 from storage.lease import LeaseFiles, acquire
 from storage.schema import SCHEMA_VERSION
 
@@ -37,10 +36,7 @@ def migrate(store_class: type[LatentStore], src_url: str, dst_url: str, *,
     options = dict(storage_options or {})
     src = store_class(src_url, mode="r", storage_options=options)
     fs, root = fsspec.core.url_to_fs(dst_url, **options)
-    if fs.exists(f"{root.rstrip('/')}/zarr.json"):
-        raise StoreExistsError(f"{dst_url} already holds a store: migrate into a new location")
-    if creation.holds_files(fs, root):
-        raise StoreDamagedError(not_empty_message(dst_url))
+    creation.check_vacant(fs, root, dst_url, exists=f"{dst_url} already holds a store: migrate into a new location")
     run_id = f"migrate-{growth.now_iso()}"
     src_lease = acquire(src._lease_files, run_id, ttl_s=creation.CREATION_LEASE_TTL_S)
     dst_lease = acquire(LeaseFiles(fs, root, store_name=dst_url), run_id, ttl_s=creation.CREATION_LEASE_TTL_S)
@@ -110,5 +106,5 @@ def _copy_array(array: zarr.Array, target: zarr.Group, name: str, *, edit_run: b
         return
     new = target.create_array(name, shape=array.shape, chunks=array.chunks, dtype=array.dtype,
                               fill_value=array.fill_value, dimension_names=dims or None, attributes=attrs,
-                              compressors=arrays.with_checksum(arrays.default_compressors()))
+                              compressors=arrays.with_checksum())
     new[...] = np.asarray(value)

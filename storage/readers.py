@@ -35,11 +35,11 @@ class ItemReaders:
         return self.status() == Status.DONE
 
     def image_ids(self, rows: Rows = None) -> np.ndarray:
-        return _strings(self._read(arrays.IMAGE_ID, rows))
+        return text.decode(self._read(arrays.IMAGE_ID, rows))
 
     def errors(self, rows: Rows = None) -> np.ndarray:
         """Why each item failed ('' for the others)."""
-        return _strings(self._read(arrays.ERROR, rows))
+        return text.decode(self._read(arrays.ERROR, rows))
 
     def attempts(self, rows: Rows = None) -> np.ndarray:
         return np.asarray(self._read(arrays.ATTEMPTS, rows), np.uint8)
@@ -50,7 +50,7 @@ class ItemReaders:
         return tuple(resolve_item_path(root, p) for p in text.decode(self._read(arrays.PATH, rows)))
 
     def source_sha256(self, rows: Rows = None) -> np.ndarray:
-        return _strings(self._read(arrays.SOURCE_SHA256, rows))
+        return text.decode(self._read(arrays.SOURCE_SHA256, rows))
 
     def ws(self, rows: Rows = None) -> np.ndarray:
         """float32 `[n, num_ws, w_dim]`, NaN where not written."""
@@ -123,11 +123,6 @@ class ItemReaders:
         order = np.argsort(index, kind="stable")  # zarr wants ascending orthogonal indices
         values = array.get_orthogonal_selection((index[order],))
         return values[np.argsort(order, kind="stable")]
-
-
-def _strings(values: Any) -> np.ndarray:
-    """A text array's read as plain Python strings (object array): fixed-width UTF-8 rows, or v1 strings."""
-    return text.decode(values)
 
 
 def _check_known(names: Sequence[str], have: Sequence[str], what: str, url: str) -> None:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from zarr.codecs import ZstdCodec
 
-from storage import shards
+from storage import arrays, results, shards
 from storage.errors import NotInStoreError, StoreMismatchError
 from storage.schema import canonical_json
 
@@ -37,7 +37,7 @@ _PREFIX = f"{KIND}/{PIVOTAL}"
 
 def pivotal_attrs(store: LatentStore) -> dict[str, Any] | None:
     """The delta attributes (`pivotal.delta_attrs`) of the store's pivotal refinement, or None if it has none."""
-    return store.result_groups(KIND).get(PIVOTAL, {}).get(ATTRS)
+    return (results.find(store, KIND, PIVOTAL) or {}).get(ATTRS)
 
 
 def create_pivotal(store: LatentStore, attrs: Mapping[str, Any], *, made_by: Mapping[str, Any]) -> bool:
@@ -57,16 +57,16 @@ def create_pivotal(store: LatentStore, attrs: Mapping[str, Any], *, made_by: Map
     n, chunk, width = store.num_items, store.chunk_items, int(attrs["values_per_item"])
     dtype = np.dtype(attrs["numpy_dtype"])
     coords = {"coordinates": "image_id"}
-    group.create_array(DELTAS, shape=(n, width), chunks=(chunk, width), dtype=dtype,
-                       fill_value=np.nan if dtype.kind == "f" else 0, compressors=[ZstdCodec(level=1)],
-                       dimension_names=("item", "delta_value"),
-                       attributes={"long_name": f"pivotal delta per item ({attrs['dtype']}, see the group's "
-                                                "'pivotal' attribute)", **coords})
+    arrays.create_item_array(group, DELTAS, n=n, chunk_items=chunk, dtype=dtype,
+                             fill_value=np.nan if dtype.kind == "f" else 0, inner=(width,),
+                             dims=("item", "delta_value"), compressors=[ZstdCodec(level=1)],
+                             attrs={"long_name": f"pivotal delta per item ({attrs['dtype']}, see the group's "
+                                                 "'pivotal' attribute)", **coords})
     t = store.layout.thumbnail_size
     if t is not None:
-        group.create_array(PIVOT_THUMBNAILS, shape=(n, t, t, 3), chunks=(chunk, t, t, 3), dtype="uint8", fill_value=0,
-                           dimension_names=("item", "y", "x", "rgb"),
-                           attributes={"long_name": "the pivot's reconstruction, before tuning", **coords})
+        arrays.create_item_array(group, PIVOT_THUMBNAILS, n=n, chunk_items=chunk, dtype="uint8", fill_value=0,
+                                 inner=(t, t, 3), dims=("item", "y", "x", "rgb"),
+                                 attrs={"long_name": "the pivot's reconstruction, before tuning", **coords})
     store.consolidate()
     return True
 

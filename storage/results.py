@@ -39,6 +39,14 @@ def listing(store: LatentStore, kind: str) -> dict[str, dict[str, Any]]:
     return {name: dict(child.attrs) for name, child in parent.groups()}
 
 
+def find(store: LatentStore, kind: str, name: str) -> dict[str, Any] | None:
+    """The attributes of `<kind>/<name>`, or None if there is no such group (one group read, not a listing)."""
+    try:
+        return dict(group(store, kind, name).attrs)
+    except KeyError:
+        return None
+
+
 def group(store: LatentStore, kind: str, name: str) -> zarr.Group:
     """The group `<kind>/<name>` (one group read, not a listing); KeyError if absent."""
     check_kind(kind)

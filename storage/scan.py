@@ -116,7 +116,7 @@ def scan_images(source: str, *, labels: str | None = None, storage_options: Mapp
     hashes, cache, reused = _hash_changed(fs, files, keys, prints, previous or {})
     table = read_labels(labels, storage_options=storage_options) if labels else {}
     records, skipped, first_by_hash, used_rows = [], [], {}, set()
-    for image_id, path, digest in sorted(zip(ids, files, hashes)):
+    for image_id, digest in sorted(zip(ids, hashes)):
         if isinstance(digest, NotRegularFile):
             skipped.append(Skipped(image_id, f"not a regular file: {digest}"))
         elif isinstance(digest, Exception):
@@ -127,8 +127,7 @@ def scan_images(source: str, *, labels: str | None = None, storage_options: Mapp
             first_by_hash[digest] = image_id
             row_key, item_labels = _labels_for(table, image_id)
             used_rows.add(row_key)
-            records.append(dict(image_id=image_id, path=image_id if _under(root, path) else _full(fs, path),
-                                source_sha256=digest, labels=item_labels))
+            records.append(dict(image_id=image_id, path=image_id, source_sha256=digest, labels=item_labels))
     manifest = Manifest.from_records(records, root=_full(fs, root))
     names = tuple(sorted({n for row in table.values() for n in row}))
     return ScanResult(source=source, manifest=manifest, skipped=tuple(skipped),
@@ -241,8 +240,8 @@ def _label_value(csv_path: str, line: int, name: str, cell: str) -> float:
 def list_image_ids(source: str, *, storage_options: Mapping[str, Any] | None = None) -> list[str]:
     """The image ids a scan of `source` would give, sorted, from the listing alone (no file is read): what a command
     checks per image before it starts (e.g. that every image has its inpainting mask)."""
-    _, root, listing = _list_images(source, storage_options=storage_options)
-    return sorted(_image_id(root, path) for path in listing)
+    fs, root, listing = _list_images(source, storage_options=storage_options)
+    return sorted(_image_id(root, path, fs) for path in listing)
 
 
 def _list_images(source: str, *, storage_options: Mapping[str, Any] | None
@@ -298,12 +297,12 @@ def _under(root: str, path: str) -> bool:
     return not root or path.startswith(root.rstrip("/") + "/")
 
 
-def _image_id(root: str, path: str, fs: fsspec.AbstractFileSystem | None = None) -> str:
+def _image_id(root: str, path: str, fs: fsspec.AbstractFileSystem) -> str:
     """The path relative to the root; a file outside the root keeps its full path ('/abs/x.png', 's3://b/x.png'), so
     it can never take the id of a relative one."""
     if _under(root, path):
         return posixpath.relpath(path, root)
-    return path if fs is None else _full(fs, path)
+    return _full(fs, path)
 
 
 def _full(fs: fsspec.AbstractFileSystem, path: str) -> str:
