@@ -7,7 +7,7 @@ store is a restoration store and that is asked for (`Degradation.keep_observed`)
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -15,6 +15,7 @@ import torch
 from ganinv.inversion.degradations import degradation_from_config
 from ganinv.utils.images import to_pil
 from runtime import models, refine
+from runtime.render_codes import png_names
 from runtime.restore import decode_policy
 from runtime.shard import read_image
 from runtime.spec import InversionSpec
@@ -56,20 +57,19 @@ def _keep_observed(store: LatentStore, spec: InversionSpec, rows: np.ndarray, im
 def write_item_images(store_url: str, out: str | Path, *, ids: Sequence[str] | None = None, limit: int | None = None,
                       keep_observed: bool | None = None, untuned: bool = False, generator: str | None = None,
                       device: str = "auto") -> int:
-    """Writes `<out>/<image id>.png` for the chosen done items (default: all) of the store; returns how many."""
+    """Writes `<out>/<image id>.png` (named as `ganinv render` names them: `render_codes.png_names`) for the chosen
+    done items (default: all) of the store; returns how many."""
     store = LatentStore.open(store_url)
     rows = select_items(store, ids, limit=limit)
+    names = png_names([str(i) for i in store.image_ids(rows)])  # refused before the generator loads
     G = models.generator(models.store_generator_source(store.attributes.generator, generator),
                          models.resolve_device(device))
     out = Path(out)
     for start in range(0, len(rows), RENDER_BATCH):
         chunk = rows[start:start + RENDER_BATCH]
         images = item_images(store, chunk, G, keep_observed=keep_observed, untuned=untuned)
-        for image_id, image in zip(store.image_ids(chunk), images):
-            relative = PurePosixPath(str(image_id)).with_suffix(".png")
-            if relative.is_absolute() or ".." in relative.parts:
-                raise ValueError(f"image id {image_id!r} does not name a file inside {out}")
-            path = out.joinpath(*relative.parts)
+        for name, image in zip(names[start:start + RENDER_BATCH], images):
+            path = out / name
             path.parent.mkdir(parents=True, exist_ok=True)
             to_pil(image).save(path)
     return len(rows)
