@@ -28,7 +28,6 @@ that failed beyond their retries end the run with `IncompleteRun` (after the sum
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from typing import Any
 
@@ -36,18 +35,16 @@ from prefect import flow
 from prefect.utilities.annotations import quote
 
 from flows import artifacts, progress
-from flows.clusters import (check_execution, dask_client, dask_runner, expected_workers, gpu_annotation,
-                            local_workers)
+from flows.clusters import check_execution, dask_client, dask_runner, expected_workers, gpu_annotation
 from flows.prefect_api import new_run_id
-from flows.shard_runs import gather_reports
+from flows.shard_runs import gather_reports, settled_numerics
 from runtime.config import DEFAULT_GENERATOR, ExecutionOptions, InvertConfig
 from runtime.coordinator import InvertPlan, InvertSummary, incomplete_message, shard_note
-from runtime.numerics import probe as probe_numerics
 from runtime.shard import ShardReport
 from storage import LatentStore
 from storage.lease import RENEWED_LEASE_TTL_S
 from tasks.inversion import (check_settings, invert_shard, open_store, plan_shards, record_run, save_scan_cache,
-                             scan_dataset, score_items, settle_numerics, summarize_run)
+                             scan_dataset, score_items, summarize_run)
 
 
 class IncompleteRun(RuntimeError):
@@ -113,12 +110,7 @@ def invert_shards(store: str, plan: InvertPlan, *, generator: str, run_id: str, 
     """Step 4 of invert-dataset, on the Dask task runner it is given: one `invert_shard` task per planned shard (one
     per GPU where workers offer GPUs); a shard that fails beyond its retries becomes a report with its error."""
     client = dask_client()
-    # The numerics every shard is computed with (thread count, batching, device), recorded in the store by its
-    # first run and the same for every later one, so that no item depends on the worker count or its batch.
-    numerics = settle_numerics(store, run_id, execution, list(client.run(probe_numerics, execution.device).values()),
-                               local_workers=local_workers(client), storage_options=storage_options)
-    execution = dataclasses.replace(execution, threads=numerics.threads,
-                                    batch_size=numerics.batch_size or execution.batch_size)
+    execution = settled_numerics(client, store, run_id, execution, storage_options)
     with gpu_annotation(client):
         submitted = [(invert_shard.submit(store, shard.index, generator=generator, run_id=run_id,
                                           retry_failed=retry_failed, execution=execution,

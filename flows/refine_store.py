@@ -27,7 +27,7 @@ from flows import progress
 from flows.clusters import check_execution, dask_client, dask_runner, gpu_annotation
 from flows.invert_dataset import IncompleteRun
 from flows.prefect_api import new_run_id
-from flows.shard_runs import gather_reports, shared_threads
+from flows.shard_runs import gather_reports, settled_numerics
 from runtime.config import ExecutionOptions, RefineStoreConfig
 from runtime.coordinator import incomplete_message
 from runtime.refine_store import RefinePlan, RefineShardReport, RefineSummary
@@ -74,7 +74,7 @@ def refine_shards(store: str, plan: RefinePlan, *, generator: str, run_id: str, 
     """Step 2, on the Dask task runner it is given: one `refine_shard` task per planned shard (one per GPU where
     workers offer GPUs); a shard that fails beyond its retries becomes a report with its error."""
     client = dask_client()
-    execution = shared_threads(client, execution)
+    execution = settled_numerics(client, store, run_id, execution, storage_options)
     with gpu_annotation(client):
         submitted = [(refine_shard.submit(store, shard.index, generator=generator, name=plan.name, run_id=run_id,
                                           execution=execution, storage_options=storage_options), shard)

@@ -6,7 +6,6 @@ incomplete run means)."""
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,8 +15,10 @@ from flows import artifacts, progress
 from flows.clusters import local_workers
 from ganinv.errors import UserError
 from runtime.config import ExecutionOptions
+from runtime.numerics import probe as probe_numerics
 from runtime.shard import ShardReport
 from storage import Shard
+from tasks.inversion import settle_numerics
 
 
 def gather_reports(store: str, items: int, submitted: Sequence[tuple[Any, Shard]],
@@ -42,8 +43,12 @@ def gather_reports(store: str, items: int, submitted: Sequence[tuple[Any, Shard]
     return reports
 
 
-def shared_threads(client: Any, execution: ExecutionOptions) -> ExecutionOptions:
-    """This machine's cores shared among its local workers, unless `execution.threads` says otherwise."""
-    if local_workers(client) and not execution.threads:
-        return dataclasses.replace(execution, threads=max(1, (os.cpu_count() or 1) // local_workers(client)))
-    return execution
+def settled_numerics(client: Any, store: str, run_id: str, execution: ExecutionOptions,
+                     storage_options: dict[str, Any] | None) -> ExecutionOptions:
+    """`execution` with the numerics every shard is computed with (thread count, batching, device): recorded in the
+    store by its first run and the same for every later one and every worker, so that no code depends on the worker
+    count or its batch (runtime/numerics.py). The caller holds the store's lease."""
+    numerics = settle_numerics(store, run_id, execution, list(client.run(probe_numerics, execution.device).values()),
+                               local_workers=local_workers(client), storage_options=storage_options)
+    return dataclasses.replace(execution, threads=numerics.threads,
+                               batch_size=numerics.batch_size or execution.batch_size)

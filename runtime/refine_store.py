@@ -36,6 +36,7 @@ from ganinv.utils.seeds import seed_from_id
 from runtime.config import ExecutionOptions, RefineStoreConfig
 from runtime.errors import ConfigError
 from runtime.models import load_models, resolve_device, store_generator_source
+from runtime.numerics import PER_IMAGE, for_worker
 from runtime.restore import decode_policy
 from runtime.shard import DEFAULT_BATCH, ShardReport, _check_identity, decode_chunk
 from runtime.spec import InversionSpec
@@ -217,9 +218,8 @@ def run_refine_shard(store_url: str, shard_index: int, *, generator: str, name: 
     `steps` last). Items whose input can no longer be decoded keep their codes and are counted failed (they stay
     below the target: the pass stays open until they are refined)."""
     t_start = time.perf_counter()
-    if execution.threads:
-        torch.set_num_threads(int(execution.threads))
     store = LatentStore.open(store_url, "r+", run_id=run_id, storage_options=storage_options)
+    numerics = for_worker(store, execution)  # the store's thread count; refuses a worker that computes otherwise
     attrs = store.result_attrs(passes.KIND, name)[passes.ATTRS]
     spec = InversionSpec.from_record(store.attributes.inversion, thumbnail_size=store.layout.thumbnail_size)
     shard = store.shard(shard_index)
@@ -239,7 +239,9 @@ def run_refine_shard(store_url: str, shard_index: int, *, generator: str, name: 
                          storage_options=storage_options)
     position = {row: k for k, row in enumerate(rows)}  # a shard row's place in `rows`, start_ws and start_steps
     decoded = {row: k for k, row in enumerate(chunk["rows"])}  # its place in chunk["target"]
-    batch_size = int(execution.batch_size) if isinstance(execution.batch_size, int) else \
+    # The store's numerics, as its inversion used them: image by image on CPU, so no code depends on its batch.
+    size = numerics.batch_size
+    batch_size = 1 if numerics.batching == PER_IMAGE else size if isinstance(size, int) else \
         DEFAULT_BATCH[models.device.type]
     config = InversionConfig.from_dict(dict(attrs["config"]))
     out: dict[int, tuple[np.ndarray, dict[str, float], np.ndarray | None]] = {}

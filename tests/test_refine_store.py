@@ -18,7 +18,7 @@ from cli.app import app
 from ganinv.inversion.refine import refine
 from ganinv.utils.seeds import seed_from_id
 from runtime import models
-from runtime.config import InvertConfig, RefineStoreConfig
+from runtime.config import ExecutionOptions, InvertConfig, RefineStoreConfig
 from runtime.errors import ConfigError
 from runtime.refine_store import NothingToRefine, PassInProgress, check, plan, run_refine_shard, summarize
 from runtime.shard import run_shard
@@ -43,13 +43,13 @@ def inverted_store(generator, tmp_path, n=5, *, config=CONFIG, chunk_items=2) ->
     return store.url
 
 
-def refine_pass(url, generator, steps, *, only=None, space=None):
+def refine_pass(url, generator, steps, *, only=None, space=None, execution=ExecutionOptions()):
     """Steps 0-3 of the flow, in this process; `only`: the shard indices to run (the others 'crash')."""
     settings = check(url, RefineStoreConfig(steps=steps, space=space))
     store = LatentStore.open(url, "r+")
     planned = plan(store, settings)
-    reports = [run_refine_shard(url, s.index, generator=generator, name=planned.name) for s in planned.shards
-               if only is None or s.index in only]
+    reports = [run_refine_shard(url, s.index, generator=generator, name=planned.name, execution=execution)
+               for s in planned.shards if only is None or s.index in only]
     return settings, planned, summarize(store, settings, reports)
 
 
@@ -117,6 +117,14 @@ def test_an_interrupted_pass_resumes_with_the_same_steps_and_a_redone_shard_writ
     _, planned, summary = refine_pass(url, generator, 3)
     assert [s.index for s in planned.shards] == [2] and summary.complete and summary.refined == 5
     assert check(url, RefineStoreConfig(steps=2)).target_steps == 9  # a finished pass is the next one's base
+
+
+def test_refined_codes_do_not_depend_on_the_batch_size_asked_of_the_workers(generator, tmp_path):
+    urls = [inverted_store(generator, tmp_path / name, chunk_items=4) for name in ("a", "b")]
+    refine_pass(urls[0], generator, 3, execution=ExecutionOptions(batch_size=1))
+    refine_pass(urls[1], generator, 3, execution=ExecutionOptions(batch_size=4))  # CPU numerics: image by image
+    first, second = (LatentStore.open(url).ws(np.arange(5)) for url in urls)
+    assert np.array_equal(first, second)
 
 
 def test_items_appended_later_reach_the_next_passes_target(generator, tmp_path):
