@@ -34,7 +34,7 @@ $(TEST_STAMP): $(STAMP)
 	touch $(TEST_STAMP)
 
 test: install-test
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 demo: install
 	$(BIN)/python -m flows.demo
