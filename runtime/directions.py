@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ganinv.directions import ganspace, interfacegan, sefa
+from ganinv.directions import DISCOVERY_METHOD_NAMES, ganspace, interfacegan, sefa
 from ganinv.directions.direction import Direction
 from runtime import models
 from runtime.progress import step
@@ -22,7 +22,7 @@ from storage.directions import done_codes, labelled_codes, list_directions, writ
 # as many of each class as the smaller class has (balanced), and continuous labels use their top and bottom quarter.
 CONTINUOUS_LABEL_RATIO = 0.25
 SOURCES = ("store", "samples")
-METHODS = ("sefa", "ganspace")
+METHODS = DISCOVERY_METHOD_NAMES  # the unsupervised finders, named once in ganinv.directions
 GANSPACE_SOURCES = ("samples", "store", "both")
 
 

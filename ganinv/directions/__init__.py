@@ -18,6 +18,7 @@ from ganinv.directions.direction import SPACES, Direction
 # The finders' modules are imported on first use: ganspace imports scikit-learn (seconds), and every command that
 # touches a Direction (the inversion's hybrid mode included) imports this package.
 _FINDERS = {"ganspace": "ganinv.directions.ganspace", "sefa": "ganinv.directions.sefa"}
+DISCOVERY_METHOD_NAMES = tuple(sorted(_FINDERS))
 
 
 class DirectionFinder(Protocol):
@@ -38,4 +39,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["DISCOVERY_METHODS", "Direction", "DirectionFinder", "SPACES", "get_discovery_method"]
+__all__ = ["DISCOVERY_METHODS", "DISCOVERY_METHOD_NAMES", "Direction", "DirectionFinder", "SPACES", "get_discovery_method"]
