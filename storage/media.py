@@ -4,10 +4,11 @@ from and says how they were made, like a batch-edit run (storage/edits.py), with
     edits/<run>/zarr.json  attributes: created, ganinv_version, store_manifest_hash (LatentStore.result_group),
                            made_by = {flow, kind ('morph' | 'style-mix'), items, frames or layers, generator,
                            grids}, spec_sha256 (what identifies the content: the codes and their items)
-    morph:      pair_index [pair, end] int64 (the store rows of a and b), image_id [pair, end] str,
+    morph:      pair_index [pair, end] int64 (the store rows of a and b), pair_id [pair, end] image ids,
                 ws [pair, frame, layer, channel] float32 (ganinv.edit.interpolate)
-    style-mix:  content_index [content] int64, style_index [style] int64, content_id / style_id str,
+    style-mix:  content_index [content] int64, style_index [style] int64, content_id / style_id image ids,
                 ws [content, style, layer, channel] float32 (ganinv.edit.style_mix: content rows, style layers)
+    Image ids are fixed-width UTF-8 (storage/text.py: one more axis for the bytes); every array is checksummed.
 
 The coordinator computes the codes (cheap) and writes them when it creates the run, under the lease; a worker renders
 them into the pictures beside the store (`grids_url(store, run)`), whose `index.json` is written last. A rerun with
@@ -22,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from storage import results
+from storage import arrays, results, text
 from storage.edits import EditRequestError, EditRunExistsError
 from storage.errors import NotInStoreError
 from storage.latent_store import LatentStore
@@ -72,17 +73,28 @@ def create(store: LatentStore, name: str, *, kind: str, ws: np.ndarray, dims: tu
     group = store.result_group(KIND, name, made_by={**made_by, "kind": kind}, overwrite=existing is not None)
     group.attrs.update({"spec_sha256": spec})
     for key, (rows, row_dims) in indices.items():
-        ids = np.asarray(store.image_ids(np.asarray(rows).ravel()), dtype=str).reshape(np.shape(rows))
-        for array_name, value, long_name in ((key, np.asarray(rows, np.int64), "row of the item in the store"),
-                                             (key.replace("_index", "_id"), ids, "image id")):
-            array = group.create_array(array_name, shape=value.shape, dtype=str if value.dtype.kind == "U" else
-                                       value.dtype, dimension_names=row_dims, attributes={"long_name": long_name})
-            array[...] = value
+        rows = np.asarray(rows, np.int64)
+        index = group.create_array(key, shape=rows.shape, dtype="int64", dimension_names=row_dims,
+                                   compressors=arrays.with_checksum(),
+                                   attributes={"long_name": "row of the item in the store"})
+        index[...] = rows
+        _write_ids(group, key.replace("_index", "_id"), store.image_ids(rows.ravel()), rows.shape, row_dims)
     codes = group.create_array("ws", shape=ws.shape, dtype="float32", dimension_names=(*dims, "layer", "channel"),
+                               compressors=arrays.with_checksum(),
                                attributes={"long_name": f"W+ codes of the {kind}"})
     codes[...] = np.asarray(ws, np.float32)
     store.consolidate()
     return True
+
+
+def _write_ids(group: Any, name: str, ids: Sequence[str], shape: tuple[int, ...], dims: tuple[str, ...]) -> None:
+    """The image ids of index rows `shape` as fixed-width UTF-8 (storage/text.py), one more axis for the bytes."""
+    width = arrays.TEXT_WIDTHS[arrays.IMAGE_ID]
+    value = text.encode(list(ids), width, what="image id").reshape(*shape, width)
+    array = group.create_array(name, shape=value.shape, dtype="uint8", dimension_names=(*dims, text.dimension(name)),
+                               compressors=arrays.with_checksum(),
+                               attributes={"long_name": "image id", **text.attributes(width)})
+    array[...] = value
 
 
 def read_ws(store: LatentStore, name: str) -> np.ndarray:

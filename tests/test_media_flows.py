@@ -15,7 +15,7 @@ from cli.app import app
 from ganinv import edit
 from ganinv.utils.images import to_uint8
 from runtime.config import ExecutionOptions, MorphConfig, StyleMixConfig
-from storage import LatentStore
+from storage import LatentStore, arrays, text
 from storage.edits import EditRequestError, EditRunExistsError
 from storage.media import read_ws
 
@@ -45,6 +45,11 @@ def test_morphs_keep_their_codes_as_an_edit_run_and_draw_a_grid_and_gifs(prefect
     attrs = s.result_groups("edits")["morphs"]
     assert attrs["made_by"]["kind"] == "morph" and attrs["made_by"]["pairs"] == [["face000", "face001"],
                                                                                   ["face002", "face000"]]
+    for name in ("pair_index", "pair_id", "ws"):  # every array checksummed, ids in the store's portable text
+        assert arrays.has_checksum(s.array(f"edits/morphs/{name}")), name
+    ids = s.array("edits/morphs/pair_id")[...]
+    assert text.decode(ids.reshape(-1, ids.shape[-1])).reshape(2, 2).tolist() == [["face000", "face001"],
+                                                                                   ["face002", "face000"]]
     folder = f"{store}.edits/morphs"
     grid = np.asarray(Image.open(f"{folder}/morphs.png"))
     with torch.no_grad():
@@ -75,6 +80,9 @@ def test_style_mix_takes_the_chosen_layers_from_the_style_items_and_draws_the_fi
     fine = [k for k in range(s.layout.num_ws) if k not in coarse]
     assert np.array_equal(ws[1, 2][coarse], all_ws[4][coarse]) and np.array_equal(ws[1, 2][fine], all_ws[1][fine])
     assert s.result_groups("edits")["style-mix"]["made_by"]["rows"] == coarse
+    assert list(text.decode(s.array("edits/style-mix/style_id")[...])) == ["face002", "face003", "face004"]
+    assert all(arrays.has_checksum(s.array(f"edits/style-mix/{name}"))
+               for name in ("content_index", "content_id", "style_index", "style_id", "ws"))
     figure = Image.open(f"{store}.edits/style-mix/style-mix.png")
     assert figure.size == (4 * 16, 3 * 16)  # a blank corner, 3 style columns; 2 content rows below the styles
     from report import ReportConfig, build_report
