@@ -103,7 +103,7 @@ def refinement_passes(data: RunData) -> list[dict[str, Any]] | None:
     out = []
     for entry in found:
         measures = [n for n in ("psnr", "ssim", *PERCEPTUAL, "mse") if n in data.metrics]
-        _, before = code_refinements.previous(data.store, entry["name"], measures)
+        before = code_refinements.previous_metrics(data.store, entry["name"], measures)
         refined = data.done & np.isfinite(before[measures[0]]) if measures else data.done
         rows = []
         for name in measures:

@@ -309,7 +309,7 @@ def _psnr(store: LatentStore, settings: RefineSettings) -> tuple[float | None, f
     """Mean PSNR of the pass's refined items before and after it (None without a psnr metric or refined items)."""
     if "psnr" not in store.layout.metrics:
         return None, None
-    _, before = passes.previous(store, settings.name, ["psnr"])
+    before = passes.previous_metrics(store, settings.name, ["psnr"])
     refined = np.isfinite(before["psnr"]) & ~below_target(store, settings.target_steps) & store.done()
     if not refined.any():
         return None, None

@@ -140,16 +140,24 @@ def write_refined(store: LatentStore, indices: np.ndarray, ws: np.ndarray, metri
 
 def previous(store: LatentStore, name: str, metric_names: Sequence[str] | None = None
              ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """(codes, metrics) of every item before pass `name` (NaN for items it did not refine): for reports and undo."""
-    n = store.num_items
-    names = rewritten_metrics(store) if metric_names is None else metric_names
+    """(codes, metrics) of every item before pass `name` (NaN for items it did not refine): for undo."""
     ws = np.asarray(store._read(f"{KIND}/{name}/{PREVIOUS_WS}", None), np.float32)
-    metrics = {m: np.asarray(store._read(f"{KIND}/{name}/{PREVIOUS_METRICS}/{m}", None), np.float32) for m in names}
-    pad = n - len(ws)  # items appended after the pass was created
-    if pad > 0:
-        ws = np.concatenate([ws, np.full((pad,) + ws.shape[1:], np.nan, np.float32)])
-        metrics = {m: np.concatenate([v, np.full(pad, np.nan, np.float32)]) for m, v in metrics.items()}
-    return ws, metrics
+    return _padded(store, ws), previous_metrics(store, name, metric_names)
+
+
+def previous_metrics(store: LatentStore, name: str, metric_names: Sequence[str] | None = None
+                     ) -> dict[str, np.ndarray]:
+    """The metrics of every item before pass `name` (NaN for items it did not refine), without reading its codes
+    (N x num_ws x w_dim floats): what reports compare."""
+    names = rewritten_metrics(store) if metric_names is None else metric_names
+    return {m: _padded(store, np.asarray(store._read(f"{KIND}/{name}/{PREVIOUS_METRICS}/{m}", None), np.float32))
+            for m in names}
+
+
+def _padded(store: LatentStore, values: np.ndarray) -> np.ndarray:
+    """`values` of a pass with NaN rows for the items appended after it was created."""
+    pad = store.num_items - len(values)
+    return np.concatenate([values, np.full((pad,) + values.shape[1:], np.nan, np.float32)]) if pad > 0 else values
 
 
 def _fence(store: LatentStore) -> None:
