@@ -38,7 +38,7 @@ from runtime.errors import ConfigError
 from runtime.models import load_models, resolve_device, store_generator_source
 from runtime.numerics import PER_IMAGE, for_worker
 from runtime.restore import decode_policy
-from runtime.shard import DEFAULT_BATCH, ShardReport, _check_identity, decode_chunk
+from runtime.shard import ShardReport, _check_identity, decode_chunk, prepare_worker, worker_batch_size
 from runtime.spec import InversionSpec
 from storage import LatentStore, Shard, Status
 from storage import code_refinements as passes
@@ -218,6 +218,7 @@ def run_refine_shard(store_url: str, shard_index: int, *, generator: str, name: 
     `steps` last). Items whose input can no longer be decoded keep their codes and are counted failed (they stay
     below the target: the pass stays open until they are refined)."""
     t_start = time.perf_counter()
+    prepare_worker(execution)
     store = LatentStore.open(store_url, "r+", run_id=run_id, storage_options=storage_options)
     numerics = for_worker(store, execution)  # the store's thread count; refuses a worker that computes otherwise
     attrs = store.result_attrs(passes.KIND, name)[passes.ATTRS]
@@ -240,9 +241,8 @@ def run_refine_shard(store_url: str, shard_index: int, *, generator: str, name: 
     position = {row: k for k, row in enumerate(rows)}  # a shard row's place in `rows`, start_ws and start_steps
     decoded = {row: k for k, row in enumerate(chunk["rows"])}  # its place in chunk["target"]
     # The store's numerics, as its inversion used them: image by image on CPU, so no code depends on its batch.
-    size = numerics.batch_size
-    batch_size = 1 if numerics.batching == PER_IMAGE else size if isinstance(size, int) else \
-        DEFAULT_BATCH[models.device.type]
+    batch_size = 1 if numerics.batching == PER_IMAGE else \
+        worker_batch_size(models, spec, numerics, execution, generator=generator)
     config = InversionConfig.from_dict(dict(attrs["config"]))
     out: dict[int, tuple[np.ndarray, dict[str, float], np.ndarray | None]] = {}
     errors = dict(chunk["errors"])

@@ -37,7 +37,7 @@ from ganinv.utils.seeds import seed_from_id
 from runtime.config import AUTO, ExecutionOptions
 from runtime.errors import ConfigError, WorkerSetupError
 from runtime.models import Models, load_models, resolve_device
-from runtime.numerics import PER_IMAGE, for_worker
+from runtime.numerics import PER_IMAGE, Numerics, for_worker
 from runtime.restore import ShardRestoration, decode_policy
 from runtime.spec import InversionSpec
 from storage import LatentStore, Layout, ShardInputs, ShardResult, Status, refinements
@@ -83,10 +83,7 @@ def run_shard(store_url: str, shard_index: int, *, generator: str, run_id: str |
     and on CUDA copy to the device, the next batch while this one is inverted; the results are the same either way).
     """
     t_start = time.perf_counter()
-    check_batch_size(execution.batch_size)
-    tune_malloc()
-    if execution.compile_cache is not None:
-        use_compile_cache(execution.compile_cache)
+    prepare_worker(execution)
     store = LatentStore.open(store_url, "r+", run_id=run_id, storage_options=storage_options)
     numerics = for_worker(store, execution)  # sets the store's thread count; refuses a worker that computes otherwise
     spec = InversionSpec.from_record(store.attributes.inversion, thumbnail_size=store.layout.thumbnail_size)
@@ -99,8 +96,7 @@ def run_shard(store_url: str, shard_index: int, *, generator: str, run_id: str |
     _check_identity(store, models, generator)
     t_invert = time.perf_counter()
     per_image = numerics.batching == PER_IMAGE
-    batch_size = resolve_batch_size(models, spec, execution.batch_size if per_image else numerics.batch_size,
-                                    generator=generator)
+    batch_size = worker_batch_size(models, spec, numerics, execution, generator=generator)
     stages = ShardStages(ShardRestoration.for_spec(spec, models.G.img_resolution, storage_options))
     chunks = decoded_chunks(inputs, decode_policy(spec, models.G.img_resolution), batch_size=batch_size,
                             device=models.device, prefetch=execution.prefetch, storage_options=storage_options,
@@ -126,6 +122,22 @@ def check_batch_size(batch_size: int | str | None) -> None:
         return
     raise ConfigError(f"batch_size must be a positive number of images, or {AUTO!r} for as many as fit each GPU, "
                       f"got {batch_size!r}")
+
+
+def prepare_worker(execution: ExecutionOptions) -> None:
+    """What every shard worker does first: refuse a bad batch size, tune malloc, point torch.compile at the cache."""
+    check_batch_size(execution.batch_size)
+    tune_malloc()
+    if execution.compile_cache is not None:
+        use_compile_cache(execution.compile_cache)
+
+
+def worker_batch_size(models: Models, spec: InversionSpec, numerics: Numerics, execution: ExecutionOptions, *,
+                      generator: str) -> int:
+    """The images a worker decodes (and, unless its numerics are per image, computes) at once: the store's recorded
+    batch size, or the one asked of the workers where the numerics make the codes independent of it."""
+    asked = execution.batch_size if numerics.batching == PER_IMAGE else numerics.batch_size
+    return resolve_batch_size(models, spec, asked, generator=generator)
 
 
 def resolve_batch_size(models: Models, spec: InversionSpec, batch_size: int | str | None, *, generator: str) -> int:
