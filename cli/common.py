@@ -94,6 +94,15 @@ def execution_options(**flags: Any) -> ExecutionOptions:
     return execution
 
 
+def existing_store(store: str):
+    """The latent store at `store`, opened for reading; a URL that holds none (or one of another schema) is refused
+    here, with exit code 2, before the command loads what it works with (torch, matplotlib, a Prefect server: seconds
+    to half a minute). Opening needs zarr alone."""
+    from storage import LatentStore
+
+    return LatentStore.open(store, "r")
+
+
 @contextlib.contextmanager
 def flow_session(*, verbose: bool = False, progress: bool = False) -> Iterator[None]:
     """Runs the block (which imports and calls a flow) with quiet console logs unless `verbose`, inside

@@ -99,6 +99,7 @@ def _discover_flow():
 def _write_directions(flow: Callable[[], Any], store: str, config: Any, execution: ExecutionOptions, *,
                       verbose: bool) -> None:
     """Runs the flow that `flow()` imports (after the log settings) and says which directions it wrote."""
+    common.existing_store(store)  # before a server starts
     with common.flow_session(verbose=verbose, progress=True):
         names = flow()(store, config, execution)
     typer.echo(f"wrote {len(names)} directions: {', '.join(names)}")
@@ -106,10 +107,10 @@ def _write_directions(flow: Callable[[], Any], store: str, config: Any, executio
 
 
 def _stored(store: str) -> dict[str, Any]:
-    from storage import LatentStore
-    from storage.directions import list_directions as listing
+    opened = common.existing_store(store)
+    from storage.directions import list_directions as listing  # (torch) once the store is there
 
-    return listing(LatentStore.open(store))
+    return listing(opened)
 
 
 def _warn(found: dict[str, Any], names: list[str] | None = None) -> None:

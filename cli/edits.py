@@ -47,6 +47,7 @@ def render_edits(
         items=common.csv_tuple(ids) if ids else query, strengths=common.floats(strengths, "--strengths"),
         run=run, limit=limit, layers=common.layers(layers), batch_size=batch_size, generator=generator,
         evaluate_with=evaluate_with, overwrite=overwrite or None, untuned=untuned or None))
+    common.existing_store(store)  # before a server starts
     with common.flow_session(verbose=verbose, progress=True):
         from flows.render_edits import render_edits as flow
 

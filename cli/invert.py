@@ -41,7 +41,7 @@ SHARD_SIZE = typer.Option(None, "--shard-size", min=1, help="Images per shard (=
                           f"{MAX_AUTO_SHARD_SIZE} images each).")
 RETRY_FAILED = typer.Option(False, "--retry-failed", help="Also retry items that failed before.")
 SPACE = typer.Option(None, "--space", help=f"w, w+ or z ({PRESET}).")
-NUM_STEPS = typer.Option(None, "--num-steps", "--steps", help=f"Optimisation steps ({PRESET}).")
+NUM_STEPS = typer.Option(None, "--num-steps", "--steps", min=1, help=f"Optimisation steps ({PRESET}).")
 REPORT = typer.Option(None, "--report", help="Also write the run summary as JSON here.")
 
 

@@ -81,6 +81,7 @@ def _pairs(text: str) -> tuple[tuple[str, str], ...]:
 def _run(flow_name: str, store: str, config: MorphConfig | StyleMixConfig, execution: ExecutionOptions,
          verbose: bool) -> None:
     """Runs the flow `flows.media.<flow_name>` in the flow session and prints what it made."""
+    common.existing_store(store)  # before a server starts
     with common.flow_session(verbose=verbose):
         from flows import media
 

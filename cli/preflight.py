@@ -1,19 +1,22 @@
 """What `ganinv invert` checks in its own process before any server or cluster starts, and the settings a rerun
 resumes with. A mistake is reported here, in seconds, and nothing is created or changed on disk.
 
-Two rounds, cheapest first:
+Rounds, cheapest first (the names a user picks, --mode, --space and --precision, are checked without torch when
+the command builds its `InvertConfig`):
 
 1. `check_paths` (no torch, no zarr): a --generator given is a file or a built-in name, the store location is not a
    file nor a foreign non-empty folder, the images and the labels file exist (local paths; a bucket is checked by
    the scan);
-2. `resolve` (loads the generator into this process's model cache, which the flow's step 0 then reuses): the settings
-   a rerun resumes with (`resumed_config`), the image listing, the labels, the settings for the generator (LPIPS
-   weights, encoder: `runtime.coordinator.check_settings`), an existing store's generator, settings and layout, and
-   its lease.
+2. `resolve`: first, without torch, the flags given against an existing store's recorded settings (its JSON
+   record); then (loading torch and the generator into this process's model cache) the settings a rerun resumes
+   with (`resumed_config`), the settings for the generator (LPIPS weights, encoder:
+   `runtime.coordinator.check_settings`, whose result the flow's step 0 takes instead of checking again), the
+   images and the labels, an existing store's generator, settings and layout, and its lease.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import glob
 import os
@@ -23,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from cli.errors import InputNotFound
 from ganinv.errors import UserError
-from runtime.config import DEFAULT_GENERATOR, InvertConfig
+from runtime.config import AUTO, DEFAULT_GENERATOR, InvertConfig
 
 if TYPE_CHECKING:
     from runtime.coordinator import Settings
@@ -63,23 +66,35 @@ def check_paths(images: str, store: str, labels: str | None, generator: str | No
         raise InputNotFound(f"--labels {labels!r}: no such file (a CSV whose first column is the image id)")
 
 
+def check_folders(folders: Mapping[str, str | os.PathLike | None]) -> None:
+    """The local folders a command reads beside its images ({flag: path}: restore's --mask-dir and --clean) are
+    there (round 1; the flow checks them again where it runs)."""
+    for flag, folder in folders.items():
+        if folder is not None and _is_local(str(folder)) and not os.path.isdir(str(folder).removeprefix("file://")):
+            raise InputNotFound(f"{flag} {str(folder)!r} is not a folder")
+
+
 def resolve(images: str, store: str, generator: str | None, flags: InvertConfig, given: Mapping[str, Any], *,
             labels: str | None, force: bool) -> Resolved:
     """Round 2: the generator and config to run with, checked against the generator, the images, the labels and
     an existing store. `flags`: the config the flags build; `given`: the InvertConfig / inversion fields given."""
-    from runtime.coordinator import check_settings
     from storage import LatentStore, StoreNotFoundError
 
     try:
         existing = LatentStore.open(store, "r")
     except StoreNotFoundError:
         existing = None
+    if existing is not None:
+        _refuse_changed_flags(existing, given)  # before torch loads
+    from runtime.coordinator import check_settings, keep_checked
+
     generator, config, note = (generator or DEFAULT_GENERATOR, flags, "") if existing is None else \
         resumed_config(existing, generator, given, flags)
     settings = check_settings(generator, config)  # the flags themselves first, then what they are applied to
     _check_images(images, labels)
     if existing is not None:
         _check_store(existing, settings, shard_size=config.shard_size, force=force)
+    keep_checked(generator, config, settings)  # the flow's step 0, in this process, need not check them again
     return Resolved(generator=generator, config=config, settings=settings, note=note)
 
 
@@ -111,6 +126,36 @@ def resumed_config(store, generator: str | None, given: Mapping[str, Any], flags
     return generator, config, note
 
 
+def _refuse_changed_flags(store, given: Mapping[str, Any]) -> None:
+    """A flag given whose value differs from the store's record is refused from the record alone, before torch
+    loads, with the message `_check_store` gives after resolving the settings. Compared here: --mode (not auto, which
+    resolves per generator), --seed and the inversion's flags but the loss (recorded as the loss registry writes
+    it); the loss, the encoder (recorded with its hash) and the refinement are compared once resolved."""
+    from storage import StoreMismatchError, identity
+
+    asked = copy.deepcopy(dict(store.attributes.inversion))
+    try:
+        if given.get("mode") not in (None, AUTO):
+            asked["mode"] = given["mode"]
+        if given.get("seed") is not None:
+            asked["seed"] = {**asked["seed"], "base": given["seed"]}
+        asked["inversion"] = {**asked["inversion"],
+                              **{k: v for k, v in given.get("inversion", {}).items() if k != "loss"}}
+    except (KeyError, TypeError):  # a record of another shape: compared once resolved
+        return
+    try:
+        identity.check_identity(store, generator=None, config=asked)
+    except StoreMismatchError as err:
+        raise _with_fix(err, store) from None
+
+
+def _with_fix(err: Exception, store) -> Exception:
+    from storage import StoreMismatchError
+
+    return StoreMismatchError(f"{err} To resume with the store's own settings, give only IMAGES and --store: "
+                              f"`ganinv invert IMAGES --store {store.url}`.")
+
+
 def _check_store_location(store: str) -> None:
     """A local --store must be a new path, an empty folder or a latent store (a folder with zarr.json)."""
     path = store.removeprefix("file://")
@@ -127,11 +172,25 @@ def _check_images(images: str, labels: str | None) -> None:
     """A local source holds at least one image; the labels file parses (both as the scan will read them)."""
     from storage.scan import NoImagesError, list_images, read_labels
 
-    if _is_local(images) and not list_images(images)[2]:
+    path = images.removeprefix("file://")
+    if _is_local(images) and not (_has_images(path) if os.path.isdir(path) else list_images(images)[2]):
         raise NoImagesError(f"no image files in {images!r}: give a folder of images, a list file with one path per "
                             "line, or a glob such as 'photos/*.jpg'")
     if labels:
         read_labels(labels)
+
+
+def _has_images(folder: str) -> bool:
+    """Whether a local folder holds an image as the scan lists them (a name with an image suffix, no hidden part,
+    symbolic links to folders not followed), stopping at the first: a large folder is listed once, by the flow's
+    scan (which shows its progress), not first here as well."""
+    from storage.scan import is_image_name
+
+    for _, folders, files in os.walk(folder):
+        folders[:] = [f for f in folders if not f.startswith(".")]
+        if any(is_image_name(f) and not f.startswith(".") for f in files):
+            return True
+    return False
 
 
 def _check_store(store, settings: Settings, *, shard_size: int | None, force: bool) -> None:
@@ -151,8 +210,7 @@ def _check_store(store, settings: Settings, *, shard_size: int | None, force: bo
         identity.check_layout(store, num_ws=info.num_ws, w_dim=info.w_dim,
                               thumbnail_size=min(spec.thumbnail_size, info.img_resolution), **shard)
     except StoreMismatchError as err:
-        raise StoreMismatchError(f"{err} To resume with the store's own settings, give only IMAGES and --store: "
-                                 f"`ganinv invert IMAGES --store {store.url}`.") from None
+        raise _with_fix(err, store) from None
     holder = store.lease_holder()
     if holder is not None and not force:  # lease_holder(): an unexpired lease of a live run, or None
         raise LeaseHeldError(f"store {store.url} is leased by {holder.describe()}: wait for that run to finish; if it "

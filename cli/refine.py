@@ -42,9 +42,10 @@ def refine(
     verbose: bool = common.VERBOSE,
     execution: ExecutionOptions = None,  # from the flags of `execution_flags`
 ) -> None:
+    config = RefineStoreConfig(steps=steps, space=space)
+    common.existing_store(store)  # before torch loads
     from runtime.refine_store import check
 
-    config = RefineStoreConfig(steps=steps, space=space)
     check(store, config, generator=generator)  # refused here, before any server starts (exit 2)
 
     def run():

@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from cli import common
 from cli.common import given
 
 app = typer.Typer()
@@ -30,6 +31,7 @@ def report(
 ) -> None:
     """Write the evaluation report of STORE (HTML, metrics.json, plots) and flag regressions against the last run.
     Exit codes: 0 written, no regression; 1 written, regressions found; 2 bad usage or input; 3 a bug."""
+    common.existing_store(store)  # before torch and matplotlib load
     from report import ReportConfig, Thresholds, build_report
 
     config = ReportConfig(**given(run=run, thresholds=Thresholds.parse(threshold), fid=fid, edit_rows=edit_rows,

@@ -70,9 +70,10 @@ def restore(
     config = InvertConfig(inversion=inversion, **given(mode=mode, encoder=encoder, seed=seed,
                                                        thumbnail_size=thumbnail_size, shard_size=shard_size,
                                                        retry_failed=retry_failed or None))
-    # refused before any server starts: the paths as `invert` checks them (no torch, no zarr), then the
-    # restoration's settings and masks (they load the generator)
+    # refused before any server starts: the paths as `invert` checks them and the mask and clean folders (no torch,
+    # no zarr), then the restoration's settings and masks (they load the generator)
     preflight.check_paths(images, store, None, generator)
+    preflight.check_folders({"--mask-dir": mask_dir, "--clean": clean})
     from runtime.restore import check_dataset
 
     check_dataset(images, generator, restoration.invert_config(config))
@@ -107,6 +108,7 @@ def render_restored(
 ) -> None:
     """Write the images the store's codes make, one PNG per item: a restoration store's restored images (with the
     observation kept if asked), a refined store's tuned reconstructions, any other store's reconstructions."""
+    common.existing_store(store)  # before torch loads
     from runtime.item_images import write_item_images
 
     written = write_item_images(store, out, ids=common.csv_tuple(ids), limit=limit, keep_observed=keep_observed,

@@ -22,9 +22,8 @@ def store_info(store: str = STORE,
                as_json: bool = typer.Option(False, "--json", help="Print the root attributes and counts as JSON.")
                ) -> None:
     """Summary of a latent store: items done/failed/pending, generator identity, inversion config, lease."""
-    from runtime.describe import stage_lines
-
     s = open_store(store)
+    from runtime.describe import stage_lines  # (torch) once the store is there
     attrs, counts, holder = s.attributes, s.status_counts(), s.lease_holder()
     if as_json:
         typer.echo(json.dumps({"attributes": attrs.to_json(), "counts": counts,

@@ -24,12 +24,13 @@ def artifact_key(store_url: str, what: str) -> str:
 
 
 class ShardProgress:
-    """The inversion's progress artifact, advanced as shards finish."""
+    """The progress artifact of a run's shards (an inversion's, a refinement's: `done_as`), advanced as they
+    finish."""
 
-    def __init__(self, store_url: str, items: int):
+    def __init__(self, store_url: str, items: int, *, done_as: str = "inverted"):
         self.items, self.finished = max(items, 1), 0
         self.artifact = create_progress_artifact(progress=0.0, key=artifact_key(store_url, "progress"),
-                                                 description=f"items of {store_url} inverted by this run")
+                                                 description=f"items of {store_url} {done_as} by this run")
 
     def advance(self, items: int) -> None:
         self.finished += items

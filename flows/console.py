@@ -28,17 +28,17 @@ def progress_bar() -> Iterator[None]:
     live = sys.stderr.isatty()
     bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                    transient=False, disable=not live)
-    state = {"task": None, "items": 0, "total": 0, "done": 0, "failed": 0}
+    state = {"task": None, "items": 0, "total": 0, "done": 0, "failed": 0, "doing": "inverting"}
     steps: dict[str, Any] = {}  # step name -> its bar's task id (live) or the time of its last line (plain)
 
     def on_shard(event: dict[str, Any]) -> None:
         if event["event"] == "planned" and event["items"]:
-            state["total"] = event["items"]
-            state["task"] = bar.add_task("inverting", total=max(event["items"], 1))
+            state["total"], state["doing"] = event["items"], event.get("doing", state["doing"])
+            state["task"] = bar.add_task(state["doing"], total=max(event["items"], 1))
         elif event["event"] == "shard" and state["task"] is not None:
             for key in ("items", "done", "failed"):
                 state[key] += event[key]
-            text = f"inverting ({state['done']} done, {state['failed']} failed)"
+            text = f"{state['doing']} ({state['done']} done, {state['failed']} failed)"
             bar.update(state["task"], advance=event["items"], description=text)
             if not live:
                 crashed = " (shard crashed)" if event.get("crashed") else ""

@@ -2,7 +2,8 @@
 
 The flow calls `notify({...})` as shards finish; `listening(callback)` registers a callback for the duration of a
 `with` block (one registry, runtime/progress.py, which the long steps below the flows notify too). Events are
-small dicts: `{'event': 'planned', 'items': n, 'shards': k}` once, then `{'event': 'shard', 'index': i, 'items': n,
+small dicts: `{'event': 'planned', 'items': n, 'shards': k, 'doing': 'refining'}` once ('doing': what the
+shards do, shown on the bar; 'inverting' when absent), then `{'event': 'shard', 'index': i, 'items': n,
 'done': d, 'failed': f, 'crashed': bool, 'seconds': s, 'invert_s': s, 'load_s': s, 'pid': p, 'device': d}` per
 finished shard (seconds: the worker's time in the shard; invert_s: the part spent inverting; load_s: loading the
 models, ~0 once the worker has them; pid and device: which worker process and device ran it; None where a crashed

@@ -3,7 +3,6 @@
 
     from flows.refine_store import refine_store
     from runtime.config import ExecutionOptions, RefineStoreConfig
-from runtime.coordinator import incomplete_message
     summary = refine_store("corpus.zarr", RefineStoreConfig(steps=100), execution=ExecutionOptions(cluster="local"))
 
 Steps, each a task (tasks/refine_store.py):
@@ -55,7 +54,7 @@ def refine_store(store: str, config: RefineStoreConfig, *, generator: str | None
     with latent_store.acquire_lease(run_id, ttl_s=RENEWED_LEASE_TTL_S, force=execution.force):
         # 1. Create or resume the pass; list the shards with items below its target.
         plan = plan_refinement(latent_store, settings)
-        progress.notify({"event": "planned", "items": plan.items, "shards": len(plan.shards)})
+        progress.notify({"event": "planned", "items": plan.items, "shards": len(plan.shards), "doing": "refining"})
         # 2. Refine the shards on Dask workers (store URL, shard index, pass name in; small reports out).
         reports = [] if not plan.shards else refine_shards.with_options(task_runner=dask_runner(execution))(
             latent_store.url, plan, generator=settings.generator, run_id=run_id, execution=execution,
@@ -79,5 +78,5 @@ def refine_shards(store: str, plan: RefinePlan, *, generator: str, run_id: str, 
         submitted = [(refine_shard.submit(store, shard.index, generator=generator, name=plan.name, run_id=run_id,
                                           execution=execution, storage_options=storage_options), shard)
                      for shard in plan.shards]
-    return gather_reports(store, plan.items, submitted, RefineShardReport)
+    return gather_reports(store, plan.items, submitted, RefineShardReport, done_as="refined")
 

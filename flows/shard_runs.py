@@ -22,11 +22,11 @@ from tasks.inversion import settle_numerics
 
 
 def gather_reports(store: str, items: int, submitted: Sequence[tuple[Any, Shard]],
-                   report_type: type[ShardReport] = ShardReport) -> list[Any]:
+                   report_type: type[ShardReport] = ShardReport, *, done_as: str = "inverted") -> list[Any]:
     """The reports of the `submitted` (future, shard) pairs in the order they finish; a shard whose task failed
     beyond its retries gets a `report_type` with the error, not resumable when it is a UserError (settings, a
-    damaged store: a rerun meets it again)."""
-    tracker = artifacts.ShardProgress(store, items)
+    damaged store: a rerun meets it again). `done_as`: what the progress artifact says the shards do to items."""
+    tracker = artifacts.ShardProgress(store, items, done_as=done_as)
     shard_of = {id(future): shard for future, shard in submitted}
     reports = []
     for future in as_completed([future for future, _ in submitted]):

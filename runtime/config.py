@@ -82,6 +82,18 @@ class InvertConfig:
     restoration: Mapping[str, Any] | None = None
     refine: Mapping[str, Any] | None = None
 
+    def __post_init__(self):
+        """Names picked by the user (mode, space, precision) are checked here, without torch, so that a misspelt one
+        is refused before anything heavy loads; every other setting when it resolves."""
+        from ganinv.inversion_names import MODES, PRECISIONS, SPACES
+        from runtime.errors import ConfigError
+
+        if self.mode != AUTO and self.mode not in MODES:
+            raise ConfigError(f"mode {self.mode!r} is not one of {MODES} or {AUTO!r}")
+        for name, allowed in (("space", SPACES), ("precision", PRECISIONS)):
+            if name in self.inversion and self.inversion[name] not in allowed:
+                raise ConfigError(f"{name} must be one of {allowed}, got {self.inversion[name]!r}")
+
     def resolve(self, generator: str) -> InversionSpec:
         """The settings every image of a store gets with `generator`: raises ConfigError naming a bad setting."""
         from ganinv.datasets.folder import DecodePolicy

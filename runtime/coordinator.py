@@ -9,6 +9,7 @@ report read its fields.
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,13 +19,16 @@ import fsspec
 from ganinv.losses.registry import parse_loss_spec
 from runtime import refine, restore
 from runtime.config import InvertConfig, auto_shard_size
-from runtime.models import GeneratorInfo, describe_generator
+from runtime.models import GeneratorInfo, describe_generator, file_version
 from runtime.shard import ShardReport
 from runtime.spec import InversionSpec
 from storage import LatentStore, Manifest, Shard, VerifyReport
 from storage.scan import ScanResult, Skipped
+from storage.schema import canonical_json
 
 MAX_LISTED_FAILURES = 200  # failed items listed in a summary (all of them stay in the store's `error` array)
+_KEPT: dict[str, Settings] = {}  # settings checked once, for the next check of the same ones (`keep_checked`)
+_KEPT_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -95,7 +99,28 @@ class Settings:
 
 def check_settings(generator: str, config: InvertConfig) -> Settings:
     """Resolves `config` for `generator` and fails early, in the coordinator, on what every worker would fail on:
-    an unreadable generator, loss weights that are not on disk, a missing encoder or one of another generator."""
+    an unreadable generator, loss weights that are not on disk, a missing encoder or one of another generator. Once
+    per run: settings left by `keep_checked` are taken instead of checking them again."""
+    with _KEPT_LOCK:
+        kept = _KEPT.pop(_settings_key(generator, config), None)
+    return kept if kept is not None else _check_settings(generator, config)
+
+
+def keep_checked(generator: str, config: InvertConfig, settings: Settings) -> None:
+    """The next `check_settings(generator, config)` in this process takes `settings` instead of checking again: the
+    CLI's preflight, which checked them, leaves them for the flow's step 0 (a flow started otherwise, from a
+    deployment, checks in full). A file replaced in between (the generator, the encoder) is checked again."""
+    with _KEPT_LOCK:
+        _KEPT.clear()  # one at most: a long-lived process holds no old checks
+        _KEPT[_settings_key(generator, config)] = settings
+
+
+def _settings_key(generator: str, config: InvertConfig) -> str:
+    versions = [file_version(generator), file_version(config.encoder)]
+    return canonical_json({"generator": generator, "config": dataclasses.asdict(config), "versions": versions})
+
+
+def _check_settings(generator: str, config: InvertConfig) -> Settings:
     spec = config.resolve(generator)
     info = describe_generator(generator)
     refine.check(spec, info)

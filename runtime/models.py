@@ -84,7 +84,8 @@ def _cached(key: tuple, load: Callable[[], Any]) -> Any:
         return _CACHE[key]
 
 
-def _file_version(source: str | None) -> int | None:
+def file_version(source: str | None) -> int | None:
+    """What tells a replaced local file from the one loaded before (its mtime); None for a name or a URL."""
     return os.stat(source).st_mtime_ns if source and os.path.isfile(source) else None
 
 
@@ -100,11 +101,11 @@ def load_models(source: str, encoder: str | None, device: str | torch.device) ->
         E = None
         if encoder:
             from ganinv.models.encoder import load_encoder
-            E = _cached(("encoder", encoder, str(device), _file_version(encoder)),
+            E = _cached(("encoder", encoder, str(device), file_version(encoder)),
                         lambda: load_encoder(encoder, device=device).eval().requires_grad_(False))
         return Models(G=G, identity=identity, E=E, device=device)
 
-    return _cached(("models", source, encoder, str(device), _file_version(source), _file_version(encoder)), load)
+    return _cached(("models", source, encoder, str(device), file_version(source), file_version(encoder)), load)
 
 
 def describe_generator(source: str) -> GeneratorInfo:
@@ -129,7 +130,7 @@ def _generator_and_identity(source: str, device: torch.device) -> tuple[nn.Modul
         from ganinv.generators import load_generator_and_identity
         return load_generator_and_identity(source, device=device)
 
-    return _cached(("generator", source, str(device), _file_version(source)), load)
+    return _cached(("generator", source, str(device), file_version(source)), load)
 
 
 def classifier(source: str = "builtin", device: str | torch.device = "cpu") -> nn.Module:
@@ -140,7 +141,7 @@ def classifier(source: str = "builtin", device: str | torch.device = "cpu") -> n
         from ganinv.models.attributes import load_classifier
         return load_classifier(source, device=device)
 
-    return _cached(("classifier", source, str(device), _file_version(source)), load)
+    return _cached(("classifier", source, str(device), file_version(source)), load)
 
 
 def cached_model_keys() -> list[tuple]:
@@ -151,7 +152,7 @@ def cached_model_keys() -> list[tuple]:
 def _weights_identity(source: str) -> str:
     """generator_identity of `source`, from a copy this process already holds on any device (the identity is the
     same everywhere); only when it holds none is the generator loaded, on the CPU, and kept for later use."""
-    version = _file_version(source)
+    version = file_version(source)
     with _CACHE_LOCK:
         held = [value for key, value in _CACHE.items() if key[0] == "generator" and key[1] == source
                 and key[3] == version]
@@ -166,7 +167,7 @@ def _identities(source: str) -> tuple[str, str | None]:
     def load() -> tuple[str, str | None]:
         return _weights_identity(source), file_sha256(resolve_generator_source(source))
 
-    return _cached(("identities", source, _file_version(source)), load)
+    return _cached(("identities", source, file_version(source)), load)
 
 
 def identity(source: str) -> dict[str, Any]:

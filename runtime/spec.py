@@ -13,8 +13,9 @@ from typing import Any
 
 from ganinv.datasets.folder import DecodePolicy
 from ganinv.inversion import InversionConfig
-from ganinv.inversion.batch import MODES, item_metric_names
+from ganinv.inversion.batch import item_metric_names
 from ganinv.inversion.pivotal import PivotalConfig
+from ganinv.inversion_names import MODES
 from runtime.errors import ConfigError
 
 SEED_RULE = "seed_from_id(image_id, base): sha256(f'{base}:{image_id}')[:8] little-endian >> 1 (ganinv.utils.seeds)"
@@ -23,7 +24,7 @@ NOISE = "const (the generator's own noise buffers)"
 
 @dataclass(frozen=True)
 class InversionSpec:
-    """mode (ganinv.inversion.batch.MODES), the InversionConfig, the encoder (modes encoder and hybrid), the base of
+    """mode (ganinv.inversion_names.MODES), the InversionConfig, the encoder (modes encoder and hybrid), the base of
     the per-image seeds, the thumbnail size (capped at the generator's resolution in the store's layout), the
     decode policy's limits (ganinv.datasets.folder.DecodePolicy), and the two optional stages: `restoration` (the
     task, its degradation config, keep_observed and the clean folder: runtime/restore.py) and `refine` (pivotal

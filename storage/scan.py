@@ -43,7 +43,7 @@ import math
 import os
 import posixpath
 import stat
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
@@ -56,6 +56,7 @@ from storage.scan_cache import HashCache  # full path -> (fingerprint, sha256)
 from storage.schema import Manifest
 
 _GLOB_CHARS = "*?["
+Progress = Callable[[int], Callable[[int], None]]  # number of files -> advance(n): runtime/progress.py's `step`
 _HASH_THREADS = 8  # hashing is I/O-bound on buckets; threads hide the round trips
 # Listing keys that change when a file's content does, most trusted first: content hashes of object stores (S3 ETag,
 # GCS/Azure etag), then modification times (local mtime, S3 LastModified, GCS updated, memory:// created).
@@ -102,9 +103,11 @@ class LabelsError(UserError, ValueError):
 
 
 def scan_images(source: str, *, labels: str | None = None, storage_options: Mapping[str, Any] | None = None,
-                previous: HashCache | None = None) -> ScanResult:
+                previous: HashCache | None = None, progress: Progress | None = None) -> ScanResult:
     """Lists, hashes and labels the images of `source` (a directory, list file or glob; see the module docstring).
-    previous: an earlier scan's `hash_cache`; files whose fingerprint matches their entry are not read again."""
+    previous: an earlier scan's `hash_cache`; files whose fingerprint matches their entry are not read again.
+    progress: called with the number of files once they are listed, it returns `advance(n)`, which the scan calls as
+    files are hashed (those whose hash it reuses count at once)."""
     fs, root, listing = _list_images(source, storage_options=storage_options)
     files = sorted(listing)
     if not files:
@@ -113,7 +116,8 @@ def scan_images(source: str, *, labels: str | None = None, storage_options: Mapp
     ids = [_image_id(root, path, fs) for path in files]
     keys = [_full(fs, path) for path in files]
     prints = [fingerprint(listing[path]) for path in files]
-    hashes, cache, reused = _hash_changed(fs, files, keys, prints, previous or {})
+    hashes, cache, reused = _hash_changed(fs, files, keys, prints, previous or {},
+                                          advance=progress(len(files)) if progress else None)
     table = read_labels(labels, storage_options=storage_options) if labels else {}
     records, skipped, first_by_hash, used_rows = [], [], {}, set()
     for image_id, digest in sorted(zip(ids, hashes)):
@@ -315,14 +319,22 @@ def _is_local(fs: fsspec.AbstractFileSystem) -> bool:
 
 
 def _hash_changed(fs: fsspec.AbstractFileSystem, files: Sequence[str], keys: Sequence[str],
-                  prints: Sequence[str | None], previous: HashCache
+                  prints: Sequence[str | None], previous: HashCache, *, advance: Callable[[int], None] | None = None
                   ) -> tuple[list[str | Exception], dict[str, tuple[str, str]], int]:
     """(hash or error per file, the cache for the next scan, how many hashes came from `previous`). A cached hash
-    is used only when the entry's fingerprint equals the file's current one."""
+    is used only when the entry's fingerprint equals the file's current one. `advance(n)`: n more files done."""
     cached = [_cached(previous, key, fp) for key, fp in zip(keys, prints)]
     todo = [i for i, digest in enumerate(cached) if digest is None]
+    advance = advance or (lambda n: None)
+    advance(len(files) - len(todo))  # the reused hashes
+
+    def hash_one(i: int) -> str | Exception:
+        digest = _hash_one(fs, files[i])
+        advance(1)
+        return digest
+
     with ThreadPoolExecutor(_HASH_THREADS) as pool:
-        fresh = list(pool.map(lambda i: _hash_one(fs, files[i]), todo))
+        fresh = list(pool.map(hash_one, todo))
     hashes: list[str | Exception] = list(cached)
     for i, digest in zip(todo, fresh):
         hashes[i] = digest

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from prefect import get_run_logger, task
@@ -12,6 +13,7 @@ from runtime.config import ExecutionOptions, InvertConfig
 from runtime.coordinator import InvertPlan, InvertSummary, Settings
 from runtime.numerics import Numerics
 from runtime.ood import OodSummary
+from runtime.progress import step
 from runtime.shard import ShardReport
 from storage import LatentStore, Manifest
 from storage.scan import ScanResult, scan_images
@@ -27,11 +29,13 @@ def check_settings(generator: str, config: InvertConfig) -> Settings:
 @task(name="scan-dataset", **RETRY)
 def scan_dataset(images: str, labels: str | None = None, storage_options: dict[str, Any] | None = None,
                  store: str | None = None) -> ScanResult:
-    """1. List, hash and label the images, reusing the hashes cached in `store` for unchanged files."""
+    """1. List, hash and label the images, reusing the hashes cached in `store` for unchanged files (progress: files
+    hashed or reused)."""
     previous, note = LatentStore.read_scan_cache(store, storage_options=storage_options) if store else ({}, "")
     if note:
         (get_run_logger().warning if "unreadable" in note else get_run_logger().info)(note)
-    return scan_images(images, labels=labels, storage_options=storage_options, previous=previous)
+    return scan_images(images, labels=labels, storage_options=storage_options, previous=previous,
+                       progress=functools.partial(step, f"scanning {images}"))
 
 
 @task(name="open-store", **RETRY)

@@ -190,6 +190,7 @@ def test_cli_refines_a_store_on_real_prefect_and_dask_and_refuses_bad_input_with
     result = runner.invoke(app, ["refine", url, "--steps", "2", "--cluster", dask_cluster[0].scheduler_address])
     assert result.exit_code == 0, result.output
     assert "refinement to 6 steps (+2), complete" in result.output and "3 items at 6 steps" in result.output
+    assert "refining (3 done, 0 failed): 3/3" in result.output  # its progress line (off a terminal), not "inverting"
     assert (LatentStore.open(url).metrics(["steps"])["steps"] == 6).all()
     info = runner.invoke(app, ["store-info", url])
     assert info.exit_code == 0 and "refinement  steps-6: +2 steps from 4 (w), 3 items, complete" in info.output

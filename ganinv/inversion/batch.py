@@ -33,12 +33,12 @@ from ganinv.inversion.degradations import Degradation
 from ganinv.inversion.encode import encode
 from ganinv.inversion.hybrid import encoder_view, hybrid
 from ganinv.inversion.optimize import InversionConfig, invert
+from ganinv.inversion_names import MODES
 from ganinv.item_metrics import OOD_SCORE, QUALITY, metric_names, stage_names
 from ganinv.losses.registry import PIXEL_LOSSES, build_loss, parse_loss_spec
 from ganinv.metrics.reconstruction import reconstruction_metrics
 from ganinv.utils.images import to_uint8
 
-MODES = ("optimize", "encoder", "hybrid")
 RESTORATION_METRICS = ("psnr", "ssim")  # of the restored, kept and baseline images against the clean ones
 Metrics = dict[str, torch.Tensor]
 

@@ -45,15 +45,15 @@ import torch
 from torch import nn
 
 from ganinv.inversion.degradations import Degradation, resolve_degradation
+from ganinv.inversion_names import PRECISIONS, SPACES
 from ganinv.losses.base import ImageLoss
 from ganinv.losses.noise_regularization import noise_regularization, normalize_noise_
 from ganinv.losses.registry import WeightedLoss, as_weighted_loss, build_loss, canonical_loss_spec
 from ganinv.metrics.reconstruction import available_lpips, reconstruction_metrics
 from ganinv.utils.cuda_graph import capture_step
-from ganinv.utils.precision import PRECISIONS, autocast
+from ganinv.utils.precision import autocast
 from ganinv.utils.regional_compile import RegionalCompiler, compiled_function, synthesis_regions
 
-SPACES = ("z", "w", "w+")
 W_NOISE_CHUNK = 50  # latent noise is drawn per image in blocks of this many steps (part of the stream's definition)
 W_STATS_SEED = 123  # z samples for w_avg / w_std come from this fixed seed, as in the official projector
 COMPILE_OPTIONS: dict[str, Any] = dict(dynamic=False)  # scope 'whole': torch.compile(objective, **COMPILE_OPTIONS)

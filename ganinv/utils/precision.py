@@ -11,7 +11,8 @@ import contextlib
 
 import torch
 
-PRECISIONS = ("fp32", "bf16")
+from ganinv.inversion_names import PRECISIONS
+
 _AUTOCAST_DEVICES = ("cuda", "cpu")
 
 

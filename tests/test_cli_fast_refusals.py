@@ -1,0 +1,153 @@
+"""Refusals before anything heavy loads (issue 19, items 3 and 9): a store made with other settings, a misspelt
+mode, a missing store or mask folder are refused without importing torch or prefect (in well under a second, where
+they took 3 to 30 s); the settings a CLI run checked are not checked again by its flow; the scan shows its
+progress, and a refinement's bar says "refining"."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from _flow_helpers import prepare_store
+from _image_files import write_good_images
+from cli import preflight
+from cli.app import app
+from runtime import coordinator, progress
+from runtime.config import InvertConfig
+from storage.scan import scan_images
+
+REPO = Path(__file__).resolve().parents[1]
+MISSING = "missing.zarr"
+
+# expected message -> the command's arguments (in a folder with imgs/ and made.zarr, a store made with 4 steps)
+CASES = {
+    "num_steps: stored 4, given 9": ["invert", "imgs", "--store", "made.zarr", "--steps", "9"],
+    "seed.base: stored 0, given 7": ["invert", "imgs", "--store", "made.zarr", "--seed", "7"],
+    "mode 'bogus' is not one of": ["invert", "imgs", "--store", "new.zarr", "--mode", "bogus"],
+    "space must be one of": ["invert", "imgs", "--store", "new.zarr", "--space", "q"],
+    "Invalid value for '--num-steps' / '--steps'": ["invert", "imgs", "--store", "new.zarr", "--steps", "0"],
+    "--mask-dir 'nomasks' is not a folder": ["restore", "imgs", "--store", "r.zarr", "--task", "inpaint",
+                                             "--mask-dir", "nomasks"],
+    "--clean 'noclean' is not a folder": ["restore", "imgs", "--store", "r.zarr", "--task", "denoise", "--clean",
+                                          "noclean"],
+    **{f"{MISSING} ({name})": [name, MISSING, *rest] for name, rest in {
+        "refine": ["--steps", "2"], "report": [], "store-info": [], "list-directions": [], "fit-boundaries": [],
+        "discover-directions": [], "render-edits": ["--directions", "a"], "render-restored": ["--out", "o"],
+        "render-morphs": ["--pairs", "a:b"], "style-mix": ["--content", "a", "--style", "b"]}.items()},
+}
+PROBE = """
+import json, sys
+from typer.testing import CliRunner
+from cli.app import app
+results = {}
+for expected, argv in json.loads(sys.argv[1]).items():
+    result = CliRunner().invoke(app, argv)
+    results[expected] = [result.exit_code, result.output, "torch" in sys.modules, "prefect" in sys.modules]
+print(json.dumps(results))
+"""
+
+
+def _count_checks(monkeypatch) -> list:
+    """Each full settings check of this process (`check_settings` calls runtime.refine.check once)."""
+    from runtime import refine
+
+    checked, real = [], refine.check
+    monkeypatch.setattr(refine, "check", lambda *a: checked.append(a) or real(*a))
+    return checked
+
+
+def test_mistakes_are_refused_before_torch_or_prefect_is_imported(tmp_path, tiny_generator_file):
+    """Each refusal in one process, in order: the first that imported torch (or prefect: a server) is named."""
+    write_good_images(tmp_path / "imgs", 2)
+    prepare_store(tmp_path / "imgs", tmp_path / "made.zarr", tiny_generator_file,
+                  InvertConfig(inversion={"num_steps": 4, "loss": "mse"}))
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", PROBE, json.dumps(CASES)], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    for expected, (code, output, torch, prefect) in json.loads(done.stdout).items():
+        message = expected.split(" (")[0] if expected.startswith(MISSING) else expected
+        shown = " ".join(output.replace("│", " ").split())  # typer's own usage errors come in a box
+        assert code == 2 and message in shown, (expected, output)
+        if not message.startswith("Invalid value"):  # ours: one line
+            assert output.strip().splitlines()[-1].startswith("error: "), (expected, output)
+        assert not torch and not prefect, f"{expected}: torch {torch}, prefect {prefect} imported before refusing"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["imgs", "made.zarr"]  # nothing created
+
+
+def test_settings_kept_by_the_preflight_are_taken_once_and_a_replaced_generator_is_checked_again(
+        tmp_path, tiny_generator_file, monkeypatch):
+    checked = _count_checks(monkeypatch)
+    config = InvertConfig(inversion={"num_steps": 2, "loss": "mse"})
+    settings = coordinator.check_settings(tiny_generator_file, config)
+    coordinator.keep_checked(tiny_generator_file, config, settings)
+    assert coordinator.check_settings(tiny_generator_file, config) is settings and len(checked) == 1  # the flow's
+    coordinator.check_settings(tiny_generator_file, config)  # a flow started otherwise (a deployment) checks
+    assert len(checked) == 2
+    coordinator.keep_checked(tiny_generator_file, config, settings)
+    coordinator.check_settings(tiny_generator_file, InvertConfig(inversion={"num_steps": 3, "loss": "mse"}))
+    assert len(checked) == 3  # other settings: checked
+    copy = tmp_path / "g.safetensors"
+    copy.write_bytes(Path(tiny_generator_file).read_bytes())
+    coordinator.keep_checked(str(copy), config, coordinator.check_settings(str(copy), config))
+    os.utime(copy, ns=(0, 0))  # replaced after the preflight's check
+    coordinator.check_settings(str(copy), config)
+    assert len(checked) == 5
+
+
+def test_a_cli_run_checks_its_settings_once_and_shows_the_scan(prefect_harness, dask_cluster, tiny_generator_file,
+                                                               tmp_path, monkeypatch):
+    """The preflight checked the settings (loading the generator, hashing an encoder); the flow's step 0 took them
+    (twice before). Off a terminal, the scan prints its start and end as the other long steps do."""
+    checked = _count_checks(monkeypatch)
+    imgs = tmp_path / "imgs"
+    write_good_images(imgs, 3)
+    result = CliRunner().invoke(app, ["invert", str(imgs), "--store", str(tmp_path / "s.zarr"), "--generator",
+                                      tiny_generator_file, "--steps", "2", "--loss", "mse",
+                                      "--cluster", dask_cluster[0].scheduler_address])
+    assert result.exit_code == 0, result.output
+    assert len(checked) == 1
+    assert f"scanning {imgs}: 0/3" in result.output and f"scanning {imgs}: 3/3" in result.output
+
+
+def test_the_scan_reports_each_file_it_hashes_and_those_it_reuses_at_once(tmp_path):
+    write_good_images(tmp_path, 5)
+    first = scan_images(str(tmp_path))
+    (tmp_path / "good001.png").write_bytes((tmp_path / "good000.png").read_bytes() + b"changed")
+    events: list[dict] = []
+    with progress.listening(events.append):
+        scan_images(str(tmp_path), previous=first.hash_cache, progress=lambda n: progress.step("scanning", n))
+    seen = [(e["done"], e["total"]) for e in events if e["event"] == "step"]
+    assert seen[0] == (0, 5) and seen[1] == (4, 5) and seen[-1] == (5, 5) and len(seen) == 3  # 4 reused, 1 read
+
+
+def test_the_preflight_does_not_list_a_whole_folder_to_find_an_image(tmp_path, monkeypatch):
+    """A folder is looked into only until its first image (the flow's scan lists it, with its progress shown);
+    what counts as an image is what the scan lists."""
+    import storage.scan
+
+    write_good_images(tmp_path / "a" / "b", 1)
+    write_good_images(tmp_path / ".hidden", 1)
+    write_good_images(tmp_path / "c" / ".x", 1)
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / ".good000.png").write_bytes(b"")
+    (tmp_path / "d" / "notes.txt").write_text("x")
+    expected = {name: bool(storage.scan.list_images(str(tmp_path / name))[2]) for name in "acd"}
+    assert expected == {"a": True, "c": False, "d": False}
+
+    def no_listing(*args, **kwargs):
+        raise AssertionError("the whole folder was listed")
+
+    monkeypatch.setattr(storage.scan, "list_images", no_listing)
+    for name, found in expected.items():
+        if found:
+            preflight._check_images(str(tmp_path / name), None)
+        else:
+            with pytest.raises(storage.scan.NoImagesError):
+                preflight._check_images(str(tmp_path / name), None)
