@@ -129,18 +129,21 @@ def resumed_config(store, generator: str | None, given: Mapping[str, Any], flags
 def _refuse_changed_flags(store, given: Mapping[str, Any]) -> None:
     """A flag given whose value differs from the store's record is refused from the record alone, before torch
     loads, with the message `_check_store` gives after resolving the settings. Compared here: --mode (not auto, which
-    resolves per generator), --seed and the inversion's flags but the loss (recorded as the loss registry writes
-    it); the loss, the encoder (recorded with its hash) and the refinement are compared once resolved."""
+    resolves per generator), --seed and the inversion's flags (the loss in the one spelling a store records,
+    `canonical_loss_spec`); the encoder (recorded with its hash) and the refinement are compared once resolved."""
+    from ganinv.inversion_names import canonical_loss_spec
     from storage import StoreMismatchError, identity
 
     asked = copy.deepcopy(dict(store.attributes.inversion))
+    inversion = dict(given.get("inversion", {}))
+    if "loss" in inversion:  # a valid spec: InvertConfig checked it
+        inversion["loss"] = canonical_loss_spec(inversion["loss"])
     try:
         if given.get("mode") not in (None, AUTO):
             asked["mode"] = given["mode"]
         if given.get("seed") is not None:
             asked["seed"] = {**asked["seed"], "base": given["seed"]}
-        asked["inversion"] = {**asked["inversion"],
-                              **{k: v for k, v in given.get("inversion", {}).items() if k != "loss"}}
+        asked["inversion"] = {**asked["inversion"], **inversion}
     except (KeyError, TypeError):  # a record of another shape: compared once resolved
         return
     try:

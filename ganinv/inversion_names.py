@@ -1,8 +1,61 @@
-"""The names an inversion's settings are picked by (`--mode`, `--space`, `--precision`): their one home, kept free of
-torch (as `ganinv.builtin_models` is) so that a command refuses a misspelt name in a fraction of a second, before it
-imports torch. The modules that act on them (`ganinv.inversion.batch`, `ganinv.inversion.optimize`,
-`ganinv.utils.precision`) import them from here."""
+"""The names an inversion's settings are picked by (`--mode`, `--space`, `--precision`, `--loss`, restore's `--task`
+and `--factor`): their one home, kept free of torch (as `ganinv.builtin_models` is) so that a command refuses a
+misspelt name in a fraction of a second, before it imports torch. The modules that act on them
+(`ganinv.inversion.batch`, `ganinv.inversion.optimize`, `ganinv.utils.precision`, `ganinv.losses.registry`,
+`ganinv.inversion.degradations`) import them from here."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
 
 MODES = ("optimize", "encoder", "hybrid")  # how a batch is inverted: ganinv/inversion/batch.py
 SPACES = ("z", "w", "w+")                  # where the optimisation runs: ganinv/inversion/optimize.py
 PRECISIONS = ("fp32", "bf16")              # autocast or not: ganinv/utils/precision.py
+
+# the per-image losses a loss spec combines (`'lpips-vgg+0.1*mse'`): ganinv/losses/registry.py builds them
+LOSS_NAMES = ("mse", "l1", "lpips-vgg", "lpips-alex", "clf-perceptual")
+PIXEL_LOSSES = ("mse", "l1")
+_TERM = re.compile(r"^\s*(?:(?P<weight>[0-9.eE\-]+)\s*\*\s*)?(?P<name>[a-z0-9\-]+)\s*$")
+
+# restoration tasks (`ganinv restore --task`): ganinv/inversion/degradations.py makes their degradations
+RESTORATION_TASKS = ("inpaint", "super-resolution", "colorize", "denoise")
+# super-resolution's `--factor`: a power of two, since every generator's resolution is one (StyleGAN2 requires it,
+# StyleGAN3 is trained on power-of-two datasets) and no other factor divides it; that it divides the generator's own
+# resolution is checked once the generator loads (runtime/restore.py)
+SUPER_RESOLUTION_FACTORS = tuple(2 ** k for k in range(1, 11))  # 2 ... 1024
+
+
+def parse_loss_spec(spec: str | Sequence[str]) -> tuple[tuple[float, str], ...]:
+    """`'lpips-vgg+0.1*mse'` or `['lpips-vgg', '0.1*mse']` -> `((1.0, 'lpips-vgg'), (0.1, 'mse'))`; ValueError
+    naming a term that is not understood."""
+    parts = spec.split("+") if isinstance(spec, str) else [p for s in spec for p in s.split("+")]
+    terms = []
+    for part in parts:
+        match = _TERM.match(part)
+        if match is None or match["name"] not in LOSS_NAMES:
+            raise ValueError(f"loss term {part!r} in {spec!r} is not understood: write '[weight*]name' terms joined "
+                             f"by '+', names from {sorted(LOSS_NAMES)} (e.g. 'lpips-vgg+0.1*mse')")
+        try:
+            weight = float(match["weight"]) if match["weight"] else 1.0
+        except ValueError:
+            raise ValueError(f"loss weight {match['weight']!r} in {spec!r} is not a number") from None
+        terms.append((weight, match["name"]))
+    if not terms:
+        raise ValueError(f"loss spec {spec!r} names no loss; choose from {sorted(LOSS_NAMES)}")
+    return tuple(terms)
+
+
+def canonical_loss_spec(spec: str | Sequence[str]) -> str:
+    """One spelling per loss (`'lpips-vgg+0.1*mse'`), the form saved in configs (and in a store's record)."""
+    return "+".join(name if weight == 1 else f"{weight:g}*{name}" for weight, name in parse_loss_spec(spec))
+
+
+def restoration_problem(task: str, factor: int) -> str | None:
+    """Why `task` (with super-resolution's `factor`) cannot be restored, or None."""
+    if task not in RESTORATION_TASKS:
+        return f"unknown restoration task {task!r}; choose from {list(RESTORATION_TASKS)}"
+    if task == "super-resolution" and factor not in SUPER_RESOLUTION_FACTORS:
+        return (f"super-resolution factor {factor!r} is not a power of two from 2 to {SUPER_RESOLUTION_FACTORS[-1]}: "
+                "a generator's images (a power of two in size) must divide by it")
+    return None

@@ -83,9 +83,9 @@ class InvertConfig:
     refine: Mapping[str, Any] | None = None
 
     def __post_init__(self):
-        """Names picked by the user (mode, space, precision) are checked here, without torch, so that a misspelt one
-        is refused before anything heavy loads; every other setting when it resolves."""
-        from ganinv.inversion_names import MODES, PRECISIONS, SPACES
+        """Names picked by the user (mode, space, precision, the loss's terms) are checked here, without torch, so
+        that a misspelt one is refused before anything heavy loads; every other setting when it resolves."""
+        from ganinv.inversion_names import MODES, PRECISIONS, SPACES, parse_loss_spec
         from runtime.errors import ConfigError
 
         if self.mode != AUTO and self.mode not in MODES:
@@ -93,6 +93,11 @@ class InvertConfig:
         for name, allowed in (("space", SPACES), ("precision", PRECISIONS)):
             if name in self.inversion and self.inversion[name] not in allowed:
                 raise ConfigError(f"{name} must be one of {allowed}, got {self.inversion[name]!r}")
+        if "loss" in self.inversion:
+            try:
+                parse_loss_spec(self.inversion["loss"])
+            except ValueError as err:
+                raise ConfigError(f"--loss: {err}") from None
 
     def resolve(self, generator: str) -> InversionSpec:
         """The settings every image of a store gets with `generator`: raises ConfigError naming a bad setting."""
@@ -281,6 +286,16 @@ class RestoreConfig:
     sigma: float = 0.1
     keep_observed: bool = False
     clean: str | None = None
+
+    def __post_init__(self):
+        """The task and its factor are checked here, without torch (`ganinv.inversion_names`); the rest (masks, a
+        factor that must divide the generator's size) by `record` and once the generator loads."""
+        from ganinv.inversion_names import restoration_problem
+        from runtime.errors import ConfigError
+
+        problem = restoration_problem(self.task, self.factor)
+        if problem:
+            raise ConfigError(f"restore: {problem}")
 
     def record(self) -> dict[str, Any]:
         """What the store records (the task, the degradation config, keep_observed, the clean folder); raises

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from ganinv.inversion.masks import MaskSource, mask_source_from_config
+from ganinv.inversion_names import RESTORATION_TASKS
 
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R BT.601, as Pillow's convert('L')
 Shape = tuple[int, int, int]  # (C, H, W)
@@ -364,7 +365,7 @@ def degradation_from_config(config: Mapping[str, Any], *, image_ids: Sequence[st
 
 
 # The restoration tasks users pick by name (`--task`), as degradation configs.
-TASKS = ("inpaint", "super-resolution", "colorize", "denoise")
+TASKS = RESTORATION_TASKS  # each has its branch in task_config (a test checks every one)
 
 
 def task_config(task: str, *, mask_source: MaskSource | None = None, factor: int = 4,

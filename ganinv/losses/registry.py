@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
 
+from ganinv.inversion_names import PIXEL_LOSSES, canonical_loss_spec, parse_loss_spec  # noqa: F401 (re-exported)
 from ganinv.losses.base import ImageLoss
 from ganinv.losses.classifier_perceptual import ClassifierPerceptualLoss
 from ganinv.losses.lpips_distance import LPIPSLoss
 from ganinv.losses.pixel import PixelL1, PixelMSE
 
+# the builders of ganinv.inversion_names.LOSS_NAMES, where the names live and specs are parsed without torch (a test
+# keeps the two equal)
 LOSSES: dict[str, Callable[[], ImageLoss]] = {
     "mse": PixelMSE,
     "l1": PixelL1,
@@ -20,33 +22,7 @@ LOSSES: dict[str, Callable[[], ImageLoss]] = {
     "lpips-alex": lambda: LPIPSLoss("alex"),
     "clf-perceptual": ClassifierPerceptualLoss.builtin,
 }
-PIXEL_LOSSES = ("mse", "l1")
-_TERM = re.compile(r"^\s*(?:(?P<weight>[0-9.eE\-]+)\s*\*\s*)?(?P<name>[a-z0-9\-]+)\s*$")
 _CACHE: dict[tuple[str, str], "WeightedLoss"] = {}
-
-
-def parse_loss_spec(spec: str | Sequence[str]) -> tuple[tuple[float, str], ...]:
-    """`'lpips-vgg+0.1*mse'` or `['lpips-vgg', '0.1*mse']` -> `((1.0, 'lpips-vgg'), (0.1, 'mse'))`."""
-    parts = spec.split("+") if isinstance(spec, str) else [p for s in spec for p in s.split("+")]
-    terms = []
-    for part in parts:
-        match = _TERM.match(part)
-        if match is None or match["name"] not in LOSSES:
-            raise ValueError(f"loss term {part!r} in {spec!r} is not understood: write '[weight*]name' terms joined "
-                             f"by '+', names from {sorted(LOSSES)} (e.g. 'lpips-vgg+0.1*mse')")
-        try:
-            weight = float(match["weight"]) if match["weight"] else 1.0
-        except ValueError:
-            raise ValueError(f"loss weight {match['weight']!r} in {spec!r} is not a number") from None
-        terms.append((weight, match["name"]))
-    if not terms:
-        raise ValueError(f"loss spec {spec!r} names no loss; choose from {sorted(LOSSES)}")
-    return tuple(terms)
-
-
-def canonical_loss_spec(spec: str | Sequence[str]) -> str:
-    """One spelling per loss (`'lpips-vgg+0.1*mse'`), the form saved in configs."""
-    return "+".join(name if weight == 1 else f"{weight:g}*{name}" for weight, name in parse_loss_spec(spec))
 
 
 class WeightedLoss(nn.Module):
