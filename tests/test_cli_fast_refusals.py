@@ -1,7 +1,8 @@
-"""Refusals before anything heavy loads (issue 19, items 3 and 9): a store made with other settings, a misspelt
-mode, a missing store or mask folder are refused without importing torch or prefect (in well under a second, where
-they took 3 to 30 s); the settings a CLI run checked are not checked again by its flow; the scan shows its
-progress, and a refinement's bar says "refining"."""
+"""Refusals before anything heavy loads (issue 19, items 3 and 9): a store made with other settings (a loss too), a
+misspelt mode, loss or restoration task, a super-resolution factor no generator's size divides, a missing store or
+mask folder are refused without importing torch or prefect (in well under a second, where they took 3 to 30 s); the
+settings a CLI run checked are not checked again by its flow; the scan shows its progress, and a refinement's bar
+says "refining". The names checked without torch are those the torch-side registries use."""
 
 from __future__ import annotations
 
@@ -32,6 +33,14 @@ CASES = {
     "mode 'bogus' is not one of": ["invert", "imgs", "--store", "new.zarr", "--mode", "bogus"],
     "space must be one of": ["invert", "imgs", "--store", "new.zarr", "--space", "q"],
     "Invalid value for '--num-steps' / '--steps'": ["invert", "imgs", "--store", "new.zarr", "--steps", "0"],
+    "inversion.loss: stored 'mse', given 'l1'": ["invert", "imgs", "--store", "made.zarr", "--loss", "l1"],
+    "--loss: loss term 'bogus' in 'bogus' is not understood": ["invert", "imgs", "--store", "new.zarr", "--loss",
+                                                                "bogus"],
+    "--loss: loss term '2*vgg' in 'mse+2*vgg' is not understood": ["restore", "imgs", "--store", "r.zarr", "--task",
+                                                                   "denoise", "--loss", "mse+2*vgg"],
+    "unknown restoration task 'sharpen'": ["restore", "imgs", "--store", "r.zarr", "--task", "sharpen"],
+    "super-resolution factor 3 is not a power of two": ["restore", "imgs", "--store", "r.zarr", "--task",
+                                                        "super-resolution", "--factor", "3"],
     "--mask-dir 'nomasks' is not a folder": ["restore", "imgs", "--store", "r.zarr", "--task", "inpaint",
                                              "--mask-dir", "nomasks"],
     "--clean 'noclean' is not a folder": ["restore", "imgs", "--store", "r.zarr", "--task", "denoise", "--clean",
@@ -79,6 +88,36 @@ def test_mistakes_are_refused_before_torch_or_prefect_is_imported(tmp_path, tiny
             assert output.strip().splitlines()[-1].startswith("error: "), (expected, output)
         assert not torch and not prefect, f"{expected}: torch {torch}, prefect {prefect} imported before refusing"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["imgs", "made.zarr"]  # nothing created
+
+
+def test_the_names_checked_without_torch_are_those_the_torch_registries_act_on():
+    """One home per name: the torch-free lists the CLI refuses by are the registries' own keys and tasks."""
+    from ganinv import inversion_names as names
+    from ganinv.inversion.degradations import TASKS, Downsample, task_config
+    from ganinv.inversion.masks import CenterBox
+    from ganinv.losses.registry import LOSSES
+
+    assert sorted(LOSSES) == sorted(names.LOSS_NAMES) and set(names.PIXEL_LOSSES) <= set(LOSSES)
+    assert TASKS == names.RESTORATION_TASKS
+    for task in names.RESTORATION_TASKS:  # each has its degradation (an unknown task raises ValueError)
+        assert task_config(task, mask_source=CenterBox(0.4), factor=2, sigma=0.1)["kind"]
+    for factor in names.SUPER_RESOLUTION_FACTORS:  # each divides a generator's (power-of-two) size
+        Downsample(factor).check(1, (3, 1024, 1024))
+    with pytest.raises(ValueError, match="divides by 3"):
+        Downsample(3).check(1, (3, 1024, 1024))
+
+
+def test_a_loss_given_in_another_spelling_of_the_stores_is_not_refused(tmp_path, tiny_generator_file):
+    """The store records the canonical spec; the record is compared with the flag's canonical spelling."""
+    from storage import LatentStore, StoreMismatchError
+
+    write_good_images(tmp_path / "imgs", 1)
+    prepare_store(tmp_path / "imgs", tmp_path / "s.zarr", tiny_generator_file,
+                  InvertConfig(inversion={"num_steps": 2, "loss": "mse+0.5*l1"}))
+    store = LatentStore.open(str(tmp_path / "s.zarr"), "r")
+    preflight._refuse_changed_flags(store, {"inversion": {"loss": " 1.0*mse + 0.50*l1"}})
+    with pytest.raises(StoreMismatchError, match="stored 'mse\\+0.5\\*l1', given 'mse\\+0.25\\*l1'"):
+        preflight._refuse_changed_flags(store, {"inversion": {"loss": "mse+0.25*l1"}})
 
 
 def test_settings_kept_by_the_preflight_are_taken_once_and_a_replaced_generator_is_checked_again(

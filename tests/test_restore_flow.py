@@ -137,7 +137,8 @@ def test_restore_refuses_bad_settings_before_any_server_starts(generator, tmp_pa
     write_masks(tmp_path / "masks", ["good000.png"])
     store = str(tmp_path / "s.zarr")
     cases = {
-        "Downsample(3) needs images whose size divides by 3": ["--task", "super-resolution", "--factor", "3"],
+        "super-resolution factor 3 is not a power of two": ["--task", "super-resolution", "--factor", "3"],
+        "Downsample(32) needs images whose size divides by 32": ["--task", "super-resolution", "--factor", "32"],
         "unknown restoration task 'sharpen'": ["--task", "sharpen"],
         "task 'inpaint' needs masks": ["--task", "inpaint"],
         "1 of 2 images have no mask: expected": ["--task", "inpaint", "--mask-dir", str(tmp_path / "masks")],
