@@ -1,8 +1,8 @@
 """What `ganinv invert` checks in its own process before any server or cluster starts, and the settings a rerun
 resumes with. A mistake is reported here, in seconds, and nothing is created or changed on disk.
 
-Rounds, cheapest first (the names a user picks, --mode, --space and --precision, are checked without torch when
-the command builds its `InvertConfig`):
+Rounds, cheapest first (the names a user picks, --mode, --space, --precision and --loss, are checked without torch
+when the command builds its `InvertConfig`):
 
 1. `check_paths` (no torch, no zarr): a --generator given is a file or a built-in name, the store location is not a
    file nor a foreign non-empty folder, the images and the labels file exist (local paths; a bucket is checked by
