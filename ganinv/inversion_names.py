@@ -18,8 +18,15 @@ LOSS_NAMES = ("mse", "l1", "lpips-vgg", "lpips-alex", "clf-perceptual")
 PIXEL_LOSSES = ("mse", "l1")
 _TERM = re.compile(r"^\s*(?:(?P<weight>[0-9.eE\-]+)\s*\*\s*)?(?P<name>[a-z0-9\-]+)\s*$")
 
-# restoration tasks (`ganinv restore --task`): ganinv/inversion/degradations.py makes their degradations
-RESTORATION_TASKS = ("inpaint", "super-resolution", "colorize", "denoise")
+# restoration tasks (`ganinv restore --task`) -> the settings only they take (`RestoreConfig` fields; a task refuses
+# another's): ganinv/inversion/degradations.py makes their degradations
+RESTORATION_OPTIONS = {
+    "inpaint": ("mask_dir", "mask_holes", "mask_rule", "mask_seed"),
+    "super-resolution": ("factor",),
+    "colorize": (),
+    "denoise": ("sigma",),
+}
+RESTORATION_TASKS = tuple(RESTORATION_OPTIONS)
 # super-resolution's `--factor`: a power of two, since every generator's resolution is one (StyleGAN2 requires it,
 # StyleGAN3 is trained on power-of-two datasets) and no other factor divides it; that it divides the generator's own
 # resolution is checked once the generator loads (runtime/restore.py)
@@ -51,10 +58,17 @@ def canonical_loss_spec(spec: str | Sequence[str]) -> str:
     return "+".join(name if weight == 1 else f"{weight:g}*{name}" for weight, name in parse_loss_spec(spec))
 
 
-def restoration_problem(task: str, factor: int) -> str | None:
-    """Why `task` (with super-resolution's `factor`) cannot be restored, or None."""
+def restoration_problem(task: str, factor: int, changed: Sequence[str] = ()) -> str | None:
+    """Why `task` (with super-resolution's `factor` and the settings `changed` from their defaults) cannot be
+    restored, or None: an unknown task, another task's setting (`--factor 3` for colorize would be ignored), a
+    factor no generator's size divides."""
     if task not in RESTORATION_TASKS:
         return f"unknown restoration task {task!r}; choose from {list(RESTORATION_TASKS)}"
+    for name in changed:
+        owner = next((t for t, options in RESTORATION_OPTIONS.items() if name in options and t != task), None)
+        if owner and name not in RESTORATION_OPTIONS[task]:
+            flag = "--" + name.replace("_", "-")
+            return f"task {task!r} takes no {flag} ({flag} is for {owner!r}): leave it out"
     if task == "super-resolution" and factor not in SUPER_RESOLUTION_FACTORS:
         return (f"super-resolution factor {factor!r} is not a power of two from 2 to {SUPER_RESOLUTION_FACTORS[-1]}: "
                 "a generator's images (a power of two in size) must divide by it")

@@ -288,12 +288,14 @@ class RestoreConfig:
     clean: str | None = None
 
     def __post_init__(self):
-        """The task and its factor are checked here, without torch (`ganinv.inversion_names`); the rest (masks, a
-        factor that must divide the generator's size) by `record` and once the generator loads."""
+        """The task, its factor and the settings of other tasks changed from their defaults are checked here,
+        without torch (`ganinv.inversion_names`); the rest (the masks, a factor that must divide the generator's
+        size) by `record` and once the generator loads."""
         from ganinv.inversion_names import restoration_problem
         from runtime.errors import ConfigError
 
-        problem = restoration_problem(self.task, self.factor)
+        changed = [f.name for f in dataclasses.fields(self) if getattr(self, f.name) != f.default]
+        problem = restoration_problem(self.task, self.factor, changed)
         if problem:
             raise ConfigError(f"restore: {problem}")
 
@@ -307,8 +309,6 @@ class RestoreConfig:
         try:
             if self.mask_dir is not None and self.mask_rule is not None:
                 raise ValueError("give masks as a folder (mask_dir) or a rule (mask_rule), not both")
-            if self.task != "inpaint" and (self.mask_dir or self.mask_rule):
-                raise ValueError(f"task {self.task!r} takes no masks (masks are for 'inpaint')")
             masks = (MaskFolder(self.mask_dir, holes=self.mask_holes) if self.mask_dir is not None else
                      parse_mask_rule(self.mask_rule, seed=self.mask_seed) if self.mask_rule is not None else None)
             degradation = task_config(self.task, mask_source=masks, factor=self.factor, sigma=self.sigma)

@@ -143,7 +143,8 @@ def test_restore_refuses_bad_settings_before_any_server_starts(generator, tmp_pa
         "task 'inpaint' needs masks": ["--task", "inpaint"],
         "1 of 2 images have no mask: expected": ["--task", "inpaint", "--mask-dir", str(tmp_path / "masks")],
         "is not a folder": ["--task", "inpaint", "--mask-dir", str(tmp_path / "nowhere")],
-        "takes no masks": ["--task", "colorize", "--mask-rule", "center-box"],
+        "task 'colorize' takes no --mask-rule (--mask-rule is for 'inpaint')": ["--task", "colorize", "--mask-rule",
+                                                                           "center-box"],
     }
     for expected, args in cases.items():
         result = runner.invoke(app, ["restore", str(clean), "--store", store, "--generator", generator, *args])
