@@ -38,7 +38,12 @@ choosing the batch) rather than in `warmup_s`; `oom_retries` counts halvings aft
 timed run (the auto batch size should make it 0). This process compiles into a fresh cache directory (cold), and
 at `--startup-resolutions` `benchmarks.startup_timeline` times two fresh worker processes sharing another fresh
 compile cache: process start -> imports -> model loaded -> w_avg -> problem built -> first step, cold (fills the
-cache) and warm (reads it), with the inductor cache's hits and misses.
+cache) and warm (reads it), with the inductor cache's hits and misses. With `--startup-first` the pair runs before
+that resolution's rows (at `--startup-batch`) and the rows then read the cache it filled: the cold compile is paid
+once, in the cold process, and `batch_s` of the compiled rows is a warm worker's batch search (one resolution, its
+rows and its start-up fit one device call).
+Every compiled row records what it compiled (`benchmarks.compile_metrics`): graphs, recompiles and why, graph breaks,
+seconds per graph by stage (tracing, inductor, Triton, autotuning, backward), cache hits; the log prints them.
 
 Every variant runs in a try block (errors are recorded, the run goes on) and `--time-budget` skips what would start
 late, so one device call always ends with a table and JSON (rewritten after every row).
@@ -47,6 +52,7 @@ late, so one device call always ends with a table and JSON (rewritten after ever
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import tempfile
@@ -61,6 +67,7 @@ import torch._dynamo  # noqa: E402
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks import compile_metrics  # noqa: E402
 from benchmarks.common import (  # noqa: E402
     STYLEGAN3_CHANNELS, Budget, device_facts, heldout_faces, load_named_generator, markdown_table,
     official_channel_base, peak_memory_gib, random_targets, reset_peak_memory, synchronize, write_json,
@@ -68,8 +75,9 @@ from benchmarks.common import (  # noqa: E402
 from benchmarks.projector_baseline import project  # noqa: E402
 from benchmarks.startup_timeline import measure_startup  # noqa: E402
 from ganinv.generators import layers  # noqa: E402
-from ganinv.inversion import InversionConfig, auto_batch_size, build_problem, projector_w_stats  # noqa: E402
+from ganinv.inversion import InversionConfig, auto_batch_size, build_problem, optimize, projector_w_stats  # noqa: E402
 from ganinv.losses import LPIPSLoss  # noqa: E402
+from ganinv.utils import regional_compile  # noqa: E402
 from ganinv.utils.compile_cache import use_compile_cache  # noqa: E402
 
 BF16_DENSE_PEAK_TFLOPS = {"H100": 989.4, "H200": 989.4}  # NVIDIA datasheets (SXM), dense, no sparsity
@@ -79,6 +87,11 @@ VARIANTS: dict[str, dict[str, Any]] = {  # compile: regional (the engine's defau
     "bf16+cl+compile+graph": dict(CORE, compile=True, cuda_graph=True),
     "bf16+cl+compile": dict(CORE, compile=True),
     "bf16+cl+compile(whole)": dict(CORE, compile=True, compile_scope="whole"),  # one graph per problem (before)
+    # Candidates for the steady speed, on request (--variants): static block graphs (one per resolution and batch:
+    # inductor keeps its conv layout optimisation, which it turns off for dynamic shapes, pytorch#102670, and
+    # specialises every kernel), and inductor's autotuning of its kernels and templates (minutes of compile).
+    "bf16+cl+compile(static)": dict(CORE, compile=True, compile_options=dict(dynamic=False)),
+    "bf16+cl+compile(max-autotune)": dict(CORE, compile=True, compile_options=dict(mode="max-autotune-no-cudagraphs")),
     "bf16": dict(precision="bf16"),
     "bf16+cl": dict(CORE),
     "bf16+cl+graph": dict(CORE, cuda_graph=True),
@@ -90,7 +103,7 @@ ABLATIONS = ["bf16", "bf16+cl"]  # "bf16+cl subpixel" on request (--variants)
 STEPS = {64: 40, 256: 40, 1024: 20}
 COMPILE_RESERVE_S = 120  # a first compile (trace + inductor + Triton) is not started with less budget left
 COLUMNS = ["generator", "variant", "batch", "steps", "image_steps_per_s", "ratio_to_baseline", "tflops", "mfu",
-           "batch_s", "warmup_s", "peak_gib", "oom_retries", "error"]
+           "batch_s", "warmup_s", "graphs", "recompiles", "compile_s", "peak_gib", "oom_retries", "error"]
 QUALITY_COLUMNS = ["generator", "variant", "images", "steps", "perceptual_fp32", "perceptual", "perceptual_rel",
                    "psnr_fp32", "psnr", "psnr_rel", "within_1pct"]
 
@@ -121,10 +134,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--startup-resolutions", default="256,1024", help="where to time a fresh worker process's start "
                    "(cold, then warm from the compile cache it filled; benchmarks.startup_timeline)")
     p.add_argument("--startup-steps", type=int, default=5)
+    p.add_argument("--startup-first", action="store_true", help="time the start-up before the rows of its resolution "
+                   "and let the rows read the compile cache it filled (the cold compile is paid once)")
+    p.add_argument("--startup-batch", type=int, default=None, help="the start-up processes' batch with "
+                   "--startup-first (default: the engine's auto batch measured on an H100, STARTUP_BATCH)")
     p.add_argument("--compile-cache", default=None, help="this process's compile cache (default: a fresh "
                    "directory, so its warm-up times are cold ones)")
     p.add_argument("--graph-resolutions", default=None, help="where the CUDA-graph variant of the engine runs "
                    "(default: every resolution)")
+    p.add_argument("--backend", default=None, help="torch.compile backend of the compiled variants (default "
+                   "inductor; aot_eager for a CPU smoke test: dynamo's graphs without code generation)")
     p.add_argument("--tiny", action="store_true", help="tiny generator and sizes: a CPU smoke test")
     p.add_argument("--out", default=None, help="write the results as JSON here")
     args = p.parse_args(argv)
@@ -183,25 +202,28 @@ def time_baseline(G, target, loss, args, device) -> dict:
                 image_steps_per_s=args.baseline_steps / seconds, peak_gib=peak_memory_gib(device))
 
 
-def split_options(options: dict) -> tuple[dict, str, str]:
-    """(InversionConfig fields, resample implementation, compile scope) of a variant."""
+def split_options(options: dict) -> tuple[dict, str, dict]:
+    """(InversionConfig fields, resample implementation, how it compiles: `build_problem`'s compile_scope and
+    compile_options) of a variant."""
     options = dict(options)
-    return options, options.pop("resample", layers.RESAMPLE_IMPL), options.pop("compile_scope", "regional")
+    compiling = dict(compile_scope=options.pop("compile_scope", "regional"),
+                     compile_options=options.pop("compile_options", None))
+    return options, options.pop("resample", layers.RESAMPLE_IMPL), compiling
 
 
 def run_engine(G, targets, loss, options: dict, batch: int, steps: int, args, device) -> dict:
     """One engine run: `steps` steps on `targets[:batch]`; returns timing, memory and the final fp32 metrics."""
-    options, resample, scope = split_options(options)
+    options, resample, compiling = split_options(options)
     config = InversionConfig(num_steps=steps, loss="lpips-vgg", **options)  # loss_fn below is the random trunk
     with layers.resample_impl(resample):
-        return _run_engine(G, targets, loss, config, batch, steps, args, device, scope)
+        return _run_engine(G, targets, loss, config, batch, steps, args, device, compiling)
 
 
-def _run_engine(G, targets, loss, config, batch: int, steps: int, args, device, scope: str) -> dict:
+def _run_engine(G, targets, loss, config, batch: int, steps: int, args, device, compiling: dict) -> dict:
     reset_peak_memory(device)
     synchronize(device)
     start = time.perf_counter()
-    problem = build_problem(G, targets[:batch], config, loss_fn=loss, seed=list(range(batch)), compile_scope=scope)
+    problem = build_problem(G, targets[:batch], config, loss_fn=loss, seed=list(range(batch)), **compiling)
     try:
         for step in range(args.warmup):
             problem.step(step)
@@ -244,10 +266,16 @@ def try_engine(G, targets, loss, name: str, batch: int, steps: int, args, device
 def batch_for(G, loss, options: dict, args, cache: dict) -> int:
     if args.batch:
         return args.batch
-    # What sets the memory. A regionally compiled step is probed compiled (its graphs take any batch); a whole-graph
-    # compile would compile once per probe batch, so it is probed eagerly (its step needs less: a safe answer).
-    regional = options.get("compile", False) and options.get("compile_scope", "regional") == "regional"
-    key = (options.get("precision", "fp32"), options.get("channels_last", False), regional)
+    # What sets the memory. The engine's regional compile is probed compiled (its graphs take any batch). Another
+    # compiled variant (whole graph, static or autotuned regions) would compile once per probe batch or autotune in
+    # the probes: it takes the regional compile's answer when this run has one (same fusion, about the same memory;
+    # and a side-by-side at one batch), else an eager probe's (the eager step needs more: a safe answer).
+    fields = (options.get("precision", "fp32"), options.get("channels_last", False))
+    compiled = options.get("compile", False)
+    regional = compiled and options.get("compile_scope", "regional") == "regional" and not options.get("compile_options")
+    key = (*fields, regional)
+    if compiled and not regional and (*fields, True) in cache:
+        key = (*fields, True)
     if key not in cache:
         config = InversionConfig(precision=key[0], channels_last=key[1], compile=regional)
         cache[key] = auto_batch_size(G, config, loss_fn=loss, max_batch=args.max_batch,
@@ -306,14 +334,25 @@ def run_variant(G, targets, loss, name: str, steps: int, args, device, budget: B
     if budget.exhausted(COMPILE_RESERVE_S if first_compile else 0.0):
         return dict(variant=name, error=f"skipped: time budget ({args.time_budget:.0f} s)")
     print(f"  {name} ...", flush=True)
+    compile_metrics.start()  # what this variant compiles: its batch search's probes and its run
     start = time.perf_counter()
     try:
         batch = batch_for(G, loss, VARIANTS[name], args, batches)
     except Exception as err:  # noqa: BLE001
         traceback.print_exc()
-        return dict(variant=name, error=f"auto_batch_size: {type(err).__name__}: {err}")
+        return dict(variant=name, error=f"auto_batch_size: {type(err).__name__}: {err}", **compiled_summary(name))
     batch_s = time.perf_counter() - start  # a regional compile happens here, in the probes (0 when cached)
-    return {**try_engine(G, targets, loss, name, min(batch, len(targets)), steps, args, device), "batch_s": batch_s}
+    row = try_engine(G, targets, loss, name, min(batch, len(targets)), steps, args, device)
+    return {**row, "batch_s": batch_s, **compiled_summary(name)}
+
+
+def compiled_summary(name: str) -> dict:
+    """The row's compile columns and its per-graph record (`benchmarks.compile_metrics`), printed to the log."""
+    if not VARIANTS[name].get("compile"):
+        return {}
+    stats = compile_metrics.summary()
+    print(f"{name}: " + compile_metrics.format_summary(stats, indent="").lstrip(), flush=True)
+    return dict(graphs=stats["graphs"], recompiles=stats["recompiles"], compile_s=stats["compile_s"], compile=stats)
 
 
 def make_recorder(rows_out: list, payload: dict, args):
@@ -355,12 +394,11 @@ def profile_engine(G, targets, loss, name: str, batch: int, args, device, path: 
     from torch.profiler import ProfilerActivity, profile
 
     steps = args.warmup + args.profile_steps
-    options, resample, scope = split_options(VARIANTS[name])
+    options, resample, compiling = split_options(VARIANTS[name])
     config = InversionConfig(num_steps=steps + 1, loss="lpips-vgg", **options)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     with layers.resample_impl(resample):
-        problem = build_problem(G, targets[:batch], config, loss_fn=loss, seed=list(range(batch)),
-                                compile_scope=scope)
+        problem = build_problem(G, targets[:batch], config, loss_fn=loss, seed=list(range(batch)), **compiling)
         try:
             for step in range(args.warmup):
                 problem.step(step)
@@ -482,28 +520,36 @@ def faces64_quality(rows, args, device, loss, budget, record) -> list[dict]:
 
 
 STARTUP_RESERVE_S = {64: 120, 256: 150, 1024: 200}  # a cold + warm pair is not started with less budget left
+STARTUP_BATCH = {64: 256, 256: 168, 1024: 32}  # --startup-first: auto batches of bf16+cl(+compile), H100, 2026-12-06
 STARTUP_COLUMNS = ["resolution", "start", "batch", "python_start_s", "imported", "model_loaded", "w_stats",
-                   "problem_built", "first_step", "compile_and_first_step_s", "steady_step_s", "fx_cache", "error"]
+                   "problem_built", "first_step", "compile_and_first_step_s", "graphs", "compile_s", "steady_step_s",
+                   "fx_cache", "error"]
 
 
-def startup(resolution: int, rows: list[dict], args, budget: Budget, payload: dict) -> None:
+def startup(resolution: int, rows: list[dict], args, budget: Budget, payload: dict) -> dict:
     """Cold and warm start of a fresh worker process at `resolution` (`benchmarks.startup_timeline`), at the batch
-    the regionally compiled engine ran with here."""
+    the regionally compiled engine ran with here (before the rows: `--startup-batch`, `STARTUP_BATCH`)."""
     if budget.exhausted(STARTUP_RESERVE_S.get(resolution, 150)):
-        payload["startup"].append(dict(resolution=resolution, error=f"skipped: time budget ({args.time_budget:.0f} s)"))
-        return
+        result = dict(resolution=resolution, error=f"skipped: time budget ({args.time_budget:.0f} s)")
+        payload["startup"].append(result)
+        return result
     compiled = [r for r in rows if r.get("variant") == "bf16+cl+compile" and "error" not in r]
-    batch = compiled[0]["batch"] if compiled else (args.batch or 32)
+    batch = compiled[0]["batch"] if compiled else (args.startup_batch or args.batch
+                                                     or STARTUP_BATCH.get(resolution, 32))
     print(f"  start-up at {resolution} px, batch {batch} (cold, then warm) ...", flush=True)
     try:
         result = measure_startup(resolution, batch, arch=args.arch, tiny=args.tiny, device=args.device,
-                                 steps=args.startup_steps, timeout=max(60.0, budget.remaining()))
+                                 steps=args.startup_steps, timeout=max(60.0, budget.remaining()), backend=args.backend)
     except Exception as err:  # noqa: BLE001 - record, go on
         traceback.print_exc()
         result = dict(resolution=resolution, error=f"{type(err).__name__}: {err}")
     payload["startup"].append(result)
     write_json(args.out, payload)
     print(markdown_table(startup_table([result]), STARTUP_COLUMNS), flush=True)
+    for start in ("cold", "warm"):
+        if (result.get(start) or {}).get("compile"):
+            print(f"start-up {start}: " + compile_metrics.format_summary(result[start]["compile"], indent=""), flush=True)
+    return result
 
 
 def startup_table(results: list[dict]) -> list[dict]:
@@ -515,6 +561,8 @@ def startup_table(results: list[dict]) -> list[dict]:
             row.update({k: v for k, v in timeline.items() if k in STARTUP_COLUMNS})
             cache = timeline.get("inductor_cache") or {}
             row["fx_cache"] = f"{cache.get('fxgraph_cache_hit', 0)} hit / {cache.get('fxgraph_cache_miss', 0)} miss"
+            compiled = timeline.get("compile") or {}
+            row.update({k: compiled[k] for k in ("graphs", "compile_s") if k in compiled})
             out.append(row)
     return out
 
@@ -522,8 +570,25 @@ def startup_table(results: list[dict]) -> list[dict]:
 def main(argv=None) -> dict:
     # The composite resample (FIR folded into the conv kernels) is the fastest exact form measured on GPUs so far
     # (BENCHMARKS.md); GANINV_RESAMPLE_IMPL overrides it. Restored afterwards (tests call main in-process).
-    with layers.resample_impl(os.environ.get("GANINV_RESAMPLE_IMPL", "composite")):
-        return _main(parse_args(argv))
+    args = parse_args(argv)
+    with layers.resample_impl(os.environ.get("GANINV_RESAMPLE_IMPL", "composite")), compile_backend(args.backend):
+        return _main(args)
+
+
+@contextlib.contextmanager
+def compile_backend(backend: str | None):
+    """Both compile scopes' torch.compile backend set to `backend` (None: unchanged), restored afterwards."""
+    if backend is None:
+        yield
+        return
+    saved = dict(regional_compile.REGION_OPTIONS), dict(optimize.COMPILE_OPTIONS)
+    regional_compile.REGION_OPTIONS["backend"] = optimize.COMPILE_OPTIONS["backend"] = backend
+    try:
+        yield
+    finally:
+        for options, before in zip((regional_compile.REGION_OPTIONS, optimize.COMPILE_OPTIONS), saved):
+            options.clear()
+            options.update(before)
 
 
 def _main(args: argparse.Namespace) -> dict:
@@ -547,10 +612,16 @@ def _main(args: argparse.Namespace) -> dict:
                    settings={k: v for k, v in vars(args).items() if k != "out"}, rows=rows, quality=[], startup=[])
     record = make_recorder(rows, payload, args)
     for resolution in args.resolutions:  # compiled regions stay: later resolutions reuse them (warmup_s says so)
+        timed_startup = resolution in args.startup_resolutions
+        if timed_startup and args.startup_first:
+            result = startup(resolution, [], args, budget, payload)
+            if "error" not in (result.get("cold") or result):  # the rows read what the cold process compiled
+                payload["rows_compile_cache"] = str(use_compile_cache(result["cache_dir"]))
+                print(f"  the rows read the start-up's compile cache {payload['rows_compile_cache']}", flush=True)
         res_rows = bench_resolution(resolution, args, device, loss, budget, payload, record)
         if device.type == "cuda":
             torch.cuda.empty_cache()
-        if resolution in args.startup_resolutions:
+        if timed_startup and not args.startup_first:
             startup(resolution, res_rows, args, budget, payload)
     payload["quality"] = quality_rows(rows, loss.name)
     payload["elapsed_s"] = budget.elapsed()

@@ -12,7 +12,8 @@ prints one JSON line of wall-clock stamps; the parent turns them into seconds si
     first_step     the first optimisation step done (compilation and cuDNN autotuning happen here)
     steady_step_s  seconds per step over the next `--steps` steps
 
-plus the inductor cache's hits and misses, so a "warm" row shows it really read the cache.
+plus the inductor cache's hits and misses, so a "warm" row shows it really read the cache, and what the process
+compiled, graph by graph (`benchmarks.compile_metrics`: graphs, recompiles, seconds by stage, cache hits).
 
     PYTHONPATH=. python -m benchmarks.startup_timeline --resolution 32 --tiny --batch 4 --device cpu \\
         --compile-cache /tmp/cc    # one child by hand (prints its JSON line)
@@ -54,6 +55,7 @@ def child(argv=None) -> dict:
     import torch
     from torch._dynamo.utils import counters
 
+    from benchmarks import compile_metrics
     from benchmarks.common import load_named_generator, random_targets, synchronize
     from ganinv.generators import layers
     from ganinv.inversion import InversionConfig, build_problem, projector_w_stats
@@ -63,6 +65,7 @@ def child(argv=None) -> dict:
     if args.backend:
         regional_compile.REGION_OPTIONS["backend"] = args.backend
 
+    compile_metrics.start()
     stamps = {"imported": time.time()}
     device = torch.device(args.device)
     torch.backends.cudnn.benchmark = True
@@ -94,7 +97,8 @@ def child(argv=None) -> dict:
     inductor = {k: v for k, v in counters["inductor"].items() if "cache" in k}
     aot = {k: v for k, v in counters["aot_autograd"].items() if "cache" in k}
     result = dict(stamps=stamps, steady_step_s=steady, batch=args.batch, inductor_cache=inductor,
-                  aot_autograd_cache=aot, t_import=T_START, latent=latent.reshape(args.batch, -1).sum(1).tolist())
+                  aot_autograd_cache=aot, t_import=T_START, latent=latent.reshape(args.batch, -1).sum(1).tolist(),
+                  compile=compile_metrics.summary())
     print("STARTUP " + json.dumps(result), flush=True)
     return result
 
@@ -116,7 +120,8 @@ def run_child(resolution: int, batch: int, cache_dir: str, *, arch: str = "confi
     row = {name: raw["stamps"][name] - started for name in STAMPS}
     row.update(python_start_s=raw["t_import"] - started, steady_step_s=raw["steady_step_s"], batch=raw["batch"],
                inductor_cache=raw["inductor_cache"], aot_autograd_cache=raw["aot_autograd_cache"], latent=raw["latent"],
-               compile_and_first_step_s=raw["stamps"]["first_step"] - raw["stamps"]["problem_built"])
+               compile_and_first_step_s=raw["stamps"]["first_step"] - raw["stamps"]["problem_built"],
+               compile=raw.get("compile"))
     return row
 
 

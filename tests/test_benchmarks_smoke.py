@@ -57,6 +57,32 @@ def test_perf_benchmark_runs_tiny_with_baseline_variants_quality_and_profile(tmp
     assert "aten::" in (tmp_path / "profile.txt").read_text()
 
 
+@pytest.mark.slow
+def test_perf_benchmark_records_what_each_compiled_variant_compiled(tmp_path):
+    import torch._dynamo
+
+    from benchmarks import perf_inversion
+
+    torch._dynamo.reset()  # as in the benchmark's own fresh process: no compiled code from earlier tests
+    payload = perf_inversion.main(["--tiny", "--device", "cpu", "--backend", "aot_eager", "--no-faces64",
+                                   "--variants", "fp32,bf16+cl+compile", "--steps", "3",
+                                   "--startup-resolutions", "", "--out", str(tmp_path / "perf.json")])
+    rows = {r["variant"]: r for r in json.loads((tmp_path / "perf.json").read_text())["rows"]}
+    assert "graphs" not in rows["fp32"]  # nothing compiled, nothing claimed
+    # tiny 32 px: 4 blocks of 3 widths (32 at 4-16 px, 16 at 32 px), then the loss and the noise regulariser
+    # (static block graphs, one per block: tests/test_regional_compile.py).
+    row, stats = rows["bf16+cl+compile"], rows["bf16+cl+compile"]["compile"]
+    assert "error" not in row and row["graphs"] == stats["graphs"] == 3 + 2, stats["frames"]
+    assert stats["frames"][next(f for f in stats["frames"] if "stylegan2.py" in f)] == 3
+    assert row["recompiles"] == 2  # the block forward's second and third width, each with the guard that failed
+    assert all("size mismatch" in r["recompile_reason"] for r in stats["rows"] if r["recompile_reason"])
+    assert stats["graph_breaks"] == 0 and stats["failed"] == [] and stats["restarts"] == 0
+    forward = [r for r in stats["rows"] if r["kind"] == "forward"]
+    assert len(forward) == 3 + 2 and all(r["seconds"] > 0 for r in forward)
+    assert 0 < row["compile_s"] <= row["batch_s"] + row["warmup_s"]  # compiling happens inside those
+    assert abs(payload["quality"][0]["psnr_rel"]) < 0.05
+
+
 def test_startup_timeline_times_a_cold_and_a_warm_worker_process():
     from benchmarks.startup_timeline import STAMPS, measure_startup
 
@@ -67,6 +93,8 @@ def test_startup_timeline_times_a_cold_and_a_warm_worker_process():
         stamps = [timeline["python_start_s"]] + [timeline[name] for name in STAMPS]
         assert all(0 < a <= b for a, b in zip(stamps, stamps[1:])), timeline
         assert timeline["steady_step_s"] > 0 and len(timeline["latent"]) == 4
+        # every process traces its graphs (dynamo keeps no cache across processes; the backends' caches do)
+        assert timeline["compile"]["graphs"] == 3 + 2 and timeline["compile"]["graph_breaks"] == 0
     assert result["cold"]["latent"] == result["warm"]["latent"]  # two processes, one trajectory (CPU: bitwise)
 
 

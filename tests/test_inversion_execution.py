@@ -99,9 +99,11 @@ def test_bf16_results_are_evaluated_in_fp32(G, targets):
 @pytest.mark.parametrize("scope", optimize.COMPILE_SCOPES)
 def test_compiled_objective_gives_the_eager_result(G, targets, monkeypatch, scope):
     # aot_eager traces exactly what inductor compiles (Dynamo + AOTAutograd, forward and backward) in seconds;
-    # inductor itself is exercised on the GPU (test_inversion_gpu.py, benchmarks/perf_inversion.py).
-    monkeypatch.setattr(optimize, "COMPILE_OPTIONS", dict(dynamic=False, backend="aot_eager"))
+    # inductor itself is exercised on the GPU (test_inversion_gpu.py, benchmarks/perf_inversion.py). fullgraph: each
+    # scope's graphs trace whole (a graph break would split them silently: tests/test_regional_compile.py).
+    monkeypatch.setattr(optimize, "COMPILE_OPTIONS", dict(dynamic=False, backend="aot_eager", fullgraph=True))
     monkeypatch.setitem(regional_compile.REGION_OPTIONS, "backend", "aot_eager")
+    monkeypatch.setitem(regional_compile.REGION_OPTIONS, "fullgraph", True)
     eager = invert(G, targets, space="w+", seed=3, **FAST)
     problem = build_problem(G, targets, InversionConfig(space="w+", compile=True, **FAST), seed=3, compile_scope=scope)
     try:

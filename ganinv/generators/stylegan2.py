@@ -188,8 +188,10 @@ class SynthesisBlock(nn.Module):
         """`deltas`: per-sample changes of this block's layers, by name (`conv0`, `conv1`, `torgb`)."""
         assert ws.shape[1] == self.num_conv + self.num_torgb, "ws must hold one w per layer of this block"
         deltas = deltas or {}
-        w_iter = iter(ws.unbind(dim=1))
-        noise_iter = iter(noise) if noise is not None else None
+        # Indexed, not iterated: torch 2.11's dynamo gives up on the whole compiled block at `next(it) if it else
+        # None` (StopIteration) and compiles each layer as its own frame instead (tests/test_regional_compile.py).
+        layer_ws = ws.unbind(dim=1)  # [conv0,] conv1, torgb
+        layer_noise = list(noise) if noise is not None else [None] * self.num_conv  # [conv0,] conv1
         use_fp16 = self.use_fp16 and not force_fp32 and ws.device.type == "cuda"
         dtype = torch.float16 if use_fp16 else torch.float32
         if fused_modconv is None:
@@ -199,14 +201,13 @@ class SynthesisBlock(nn.Module):
         if self.is_first:  # a bool, not `in_channels == 0`: compiled regions guard on attribute values
             x = self.const.to(dtype).unsqueeze(0).repeat([ws.shape[0], 1, 1, 1]).to(memory_format=memory_format)
         else:
-            x = self.conv0(x.to(dtype=dtype, memory_format=memory_format), next(w_iter),
-                           noise=next(noise_iter) if noise_iter else None, delta=deltas.get("conv0"), **kwargs)
-        x = self.conv1(x, next(w_iter), noise=next(noise_iter) if noise_iter else None, delta=deltas.get("conv1"),
-                       **kwargs)
+            x = self.conv0(x.to(dtype=dtype, memory_format=memory_format), layer_ws[0], noise=layer_noise[0],
+                           delta=deltas.get("conv0"), **kwargs)
+        x = self.conv1(x, layer_ws[-2], noise=layer_noise[-1], delta=deltas.get("conv1"), **kwargs)
         if img is not None:
             with full_precision(img):  # the image accumulates over all blocks: keep its skip path fp32
                 img = upsample2d(img, self.resample_filter)
-        y = self.torgb(x, next(w_iter), fused_modconv=fused_modconv, delta=deltas.get("torgb")).to(torch.float32)
+        y = self.torgb(x, layer_ws[-1], fused_modconv=fused_modconv, delta=deltas.get("torgb")).to(torch.float32)
         img = img + y if img is not None else y
         return x, img
 

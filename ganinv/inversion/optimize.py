@@ -63,6 +63,8 @@ COMPILE_OPTIONS: dict[str, Any] = dict(dynamic=False)  # scope 'whole': torch.co
 #               (`ganinv.utils.regional_compile`); the default;
 #   "whole"     the whole objective (synthesis + loss, forward and backward) as one static graph per problem:
 #               more fusion across blocks, a compile that grows with depth and repeats for every new batch shape.
+# `build_problem(compile_options=...)` passes torch.compile options over the scope's (e.g. {"dynamic": False}: static
+# block graphs, one per resolution and batch), for benchmarks that measure them; defaults change only with a GPU number.
 COMPILE_SCOPES = ("regional", "whole")
 
 
@@ -310,7 +312,8 @@ class InversionProblem:
 
     def __init__(self, G: nn.Module, config: InversionConfig, loss: WeightedLoss, target: torch.Tensor,
                  degradation: Degradation | None, latent: torch.Tensor, noise_bufs: list[torch.Tensor] | None,
-                 rng: PerImageRandom, latent_std: float, seeds: list[int], compile_scope: str = "regional"):
+                 rng: PerImageRandom, latent_std: float, seeds: list[int], compile_scope: str = "regional",
+                 compile_options: dict[str, Any] | None = None):
         if compile_scope not in COMPILE_SCOPES:
             raise ValueError(f"compile_scope must be one of {COMPILE_SCOPES}, got {compile_scope!r}")
         self.G, self.config, self.loss, self.target, self.seeds = G, config, loss, target, seeds
@@ -324,9 +327,11 @@ class InversionProblem:
         self.optimizer = self._make_optimizer()
         self.static = self._make_static_inputs() if config.compile or config.cuda_graph else None
         whole = config.compile and compile_scope == "whole"
-        self.regions = (RegionalCompiler(synthesis_regions(G.synthesis) + [loss])
+        self.compile_options = dict(compile_options or {})
+        self.regions = (RegionalCompiler(synthesis_regions(G.synthesis) + [loss], **self.compile_options)
                         if config.compile and not whole else None)
-        self.objective_fn = torch.compile(self.objective, **COMPILE_OPTIONS) if whole else self.objective
+        self.objective_fn = (torch.compile(self.objective, **{**COMPILE_OPTIONS, **self.compile_options}) if whole
+                             else self.objective)
         self.graph = self.graph_loss = None
 
     def _params(self) -> list[torch.Tensor]:
@@ -385,7 +390,8 @@ class InversionProblem:
         with autocast(cfg.precision, self.device), regions:
             loss = self.loss(self._synthesize(ws, noise_bufs), prepared).float()
         if noise_bufs is not None and cfg.regularize_noise_weight > 0:
-            regularizer = noise_regularization if self.regions is None else compiled_function(noise_regularization)
+            regularizer = (noise_regularization if self.regions is None
+                           else compiled_function(noise_regularization, **self.compile_options))
             loss = loss + cfg.regularize_noise_weight * regularizer(noise_bufs)
         if cfg.regularize_encoder_weight > 0:
             dims = tuple(range(1, latent.ndim))
@@ -476,9 +482,10 @@ def build_problem(G: nn.Module, target: torch.Tensor, config: InversionConfig | 
                   init: torch.Tensor | None = None, mask: torch.Tensor | None = None,
                   degradation: Degradation | None = None, seed: int | Sequence[int] = 0,
                   loss_fn: ImageLoss | None = None, compile_scope: str = "regional",
-                  **overrides: Any) -> InversionProblem:
+                  compile_options: dict[str, Any] | None = None, **overrides: Any) -> InversionProblem:
     """Check the inputs and set up the N problems (arguments as for `invert`; `compile_scope`: how `compile=True`
-    compiles, `COMPILE_SCOPES`); call `close()` when done."""
+    compiles, `COMPILE_SCOPES`, and `compile_options` its torch.compile options over the scope's); call `close()`
+    when done."""
     config = dataclasses.replace(config or InversionConfig(), **overrides)
     device = next(G.parameters()).device
     target = target.to(device, torch.float32)
@@ -497,7 +504,8 @@ def build_problem(G: nn.Module, target: torch.Tensor, config: InversionConfig | 
         noise_bufs = [rng.randn(1, layer.resolution, layer.resolution).requires_grad_(True)
                       for layer in G.synthesis.noise_layers()]
     return InversionProblem(G, config, loss, target, degradation, latent, noise_bufs, rng,
-                            latent_std=1.0 if config.space == "z" else w_std, seeds=seeds, compile_scope=compile_scope)
+                            latent_std=1.0 if config.space == "z" else w_std, seeds=seeds, compile_scope=compile_scope,
+                            compile_options=compile_options)
 
 
 def invert(G: nn.Module, target: torch.Tensor, config: InversionConfig | None = None, *,

@@ -13,6 +13,11 @@ of the composed resampling kernels ("cannot determine truth value of Relational"
 
 Compiled code is shared per (module class, options) by the whole process (module-level cache): every problem, every
 batch and every generator of that class reuses it, and guards pick the right graph.
+
+A region's forward must trace as one graph. Where dynamo cannot trace a line of it, it does not fail: it runs that
+forward eagerly and compiles the modules it calls one by one (on torch 2.11, `next(it) if it else None` in the
+block's forward did that: 9 layer graphs + 4 toRGB graphs instead of 5 blocks at 256 px, with the glue between them
+eager). tests/test_regional_compile.py compiles with `fullgraph=True` so that such a line fails there.
 """
 
 from __future__ import annotations
@@ -32,18 +37,24 @@ _COMPILED: dict[tuple, Callable] = {}
 
 @contextlib.contextmanager
 def _shape_polymorphic() -> Iterator[None]:
-    """What tracing needs for few graphs per region: no "duck sizing" (a batch of 4 must not become the same symbol
-    as a 4x4 map, which would tie the graph to that batch), and room for the graphs a region class needs before
-    dynamo gives up and runs it eagerly."""
+    """What tracing needs for few graphs per region, each traced once: no "duck sizing" (a batch of 4 must not
+    become the same symbol as a 4x4 map, which would tie the graph to that batch); Python floats as constants (the
+    regions' floats are gains, clamps and loss weights, fixed per module: with dynamic=True dynamo would trace them
+    as symbols, fail to turn them into tensors and trace the whole region a second time, `[k/n_1]` in its logs:
+    2 of the 5 block graphs of config-f at 256 px on torch 2.11); and room for the graphs a region class needs
+    before dynamo gives up and runs it eagerly."""
     # Imported here, not at module top: torch._dynamo takes seconds to import, and every process that inverts imports
     # this module (ganinv.inversion.optimize), compiled or not.
     import torch._dynamo
     import torch.fx.experimental._config as fx_config
 
-    limit = "recompile_limit" if hasattr(torch._dynamo.config, "recompile_limit") else "cache_size_limit"
+    config = torch._dynamo.config
+    limit = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
+    patches = {limit: max(getattr(config, limit), MAX_GRAPHS)}
+    if hasattr(config, "specialize_float"):
+        patches["specialize_float"] = True
     no_duck = {"use_duck_shape": False} if hasattr(fx_config, "use_duck_shape") else {}
-    with torch._dynamo.config.patch(**{limit: max(getattr(torch._dynamo.config, limit), MAX_GRAPHS)}), \
-            fx_config.patch(**no_duck):
+    with config.patch(**patches), fx_config.patch(**no_duck):
         yield
 
 
