@@ -44,6 +44,7 @@ def fresh_dynamo():
     torch._dynamo.reset()
 
 
+@pytest.mark.slow
 def test_one_graph_per_block_width_serves_every_resolution_and_batch(fresh_dynamo):
     G = _generator()
     regions = RegionalCompiler(synthesis_regions(G.synthesis), **EAGER_BACKEND)
@@ -70,6 +71,7 @@ def test_compiled_forwards_are_switched_on_only_inside_active(fresh_dynamo):
     assert counters["stats"]["unique_graphs"] == 0
 
 
+@pytest.mark.slow
 def test_compiled_inversion_follows_the_eager_trajectory(fresh_dynamo, monkeypatch):
     monkeypatch.setitem(regional_compile.REGION_OPTIONS, "backend", "aot_eager")
     G = _generator()
