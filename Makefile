@@ -6,10 +6,15 @@ PY ?= $(shell for p in python3.14 python3.13 python3.12 python3.11 python3 pytho
 	&& { echo $$p; break; }; done)
 VENV := .venv
 BIN := $(VENV)/bin
+# --no-compile: no .pyc for all ~20k installed modules (~50 s of CPU here); Python writes those it imports, once
 PIP := $(BIN)/python -m pip --quiet --disable-pip-version-check
-# what the package and `make demo` need; then the test extras too (pytest, s3fs, moto, playwright)
+INSTALL := $(PIP) install --no-compile
+# what the package and `make demo` need; then the test extras too (pytest, pytest-xdist, s3fs, moto, playwright)
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
+# `make test` runs the suite on this many pytest-xdist workers (CI has 2 cores; `make test TEST_WORKERS=0`: one
+# process), a module per worker at a time, longest first (tests/conftest.py)
+TEST_WORKERS ?= 2
 
 .PHONY: install install-test test demo clean-demo
 
@@ -17,24 +22,30 @@ install: $(STAMP)
 
 install-test: $(TEST_STAMP)
 
-$(STAMP): pyproject.toml
+# $(call venv_with,EXTRAS): the venv, torch, and ganinv editable with EXTRAS in one pip run (an editable install
+# builds a wheel: `make test` on a fresh clone builds it once, not once for the package and again for its extras)
+define venv_with
 	@test -d $(VENV) || test -n "$(PY)" || { echo "error: no Python >= 3.11 on PATH (tried python3.14 ..." \
 		"python3.11, python3, python): install one, or run make PY=/path/to/python3.11" >&2; exit 2; }
 	test -d $(VENV) || $(PY) -m venv $(VENV)
 	$(PIP) install --upgrade pip
 	@echo "installing torch 2.14.1 and torchvision (large: minutes on a first install)"
-	$(PIP) install "torch==2.14.1" "torchvision==0.29.1"
-	@echo "installing ganinv and its dependencies"
-	$(PIP) install -e .
+	$(INSTALL) "torch==2.14.1" "torchvision==0.29.1"
+	@echo "installing ganinv and its dependencies$(if $(1), and the test extras)"
+	$(INSTALL) -e ".$(1)"
+endef
+
+$(STAMP): pyproject.toml
+	$(call venv_with,)
 	touch $(STAMP)
 
-$(TEST_STAMP): $(STAMP)
-	@echo "installing the test extras"
-	$(PIP) install -e ".[test]"
-	touch $(TEST_STAMP)
+$(TEST_STAMP): pyproject.toml
+	$(call venv_with,[test])
+	touch $(STAMP) $(TEST_STAMP)
 
 test: install-test
-	$(BIN)/python -m pytest -q --durations=15
+	$(BIN)/python -m pytest -q --durations=15 $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) \
+		--dist loadfile --no-loadscope-reorder)
 
 demo: install
 	$(BIN)/python -m flows.demo

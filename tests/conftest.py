@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -240,3 +241,50 @@ def location(request, tmp_path):
         fs, root = loc.fs()
         if fs.exists(root):
             fs.rm(root, recursive=True)
+
+
+# How `make test`'s pytest-xdist workers share the machine.
+
+LONGEST_MODULE = "test_readme_first_hour.py"  # the README's first hour: ~3 minutes on the 2-core CI machine
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (`make test` runs `-n 2 --dist loadfile`) whole modules go to the workers in collection
+    order: the longest module first, then modules with `slow` tests, then the rest, and modules with tests marked
+    `alone` last (they wait for the other worker's running test; at the end that is a short one), so that the two
+    workers finish together. A plain `pytest` keeps the file order."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    markers: dict[str, set[str]] = {}
+    for item in items:
+        markers.setdefault(item.nodeid.split("::")[0], set()).update(m.name for m in item.iter_markers())
+    rank = {module: 0 if module.endswith(LONGEST_MODULE) else 3 if "alone" in names else 1 if "slow" in names else 2
+            for module, names in markers.items()}
+    items.sort(key=lambda item: rank[item.nodeid.split("::")[0]])  # stable: file and test order kept within a rank
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """A test marked `alone` (it asserts wall-clock bounds: a Ctrl-C that stops a run within 10 s) runs while no
+    other pytest-xdist worker runs a test, set-up of module fixtures included; other tests share the machine."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return (yield)
+    with _machine_turn(Path(item.config.option.basetemp).parent, alone=item.get_closest_marker("alone") is not None):
+        return (yield)
+
+
+@contextlib.contextmanager
+def _machine_turn(run_folder: Path, *, alone: bool):
+    """A readers-writer lock between the workers of one run (flock on files of the run's shared temporary folder):
+    `alone` takes it exclusively, other tests shared. The gate makes a waiting `alone` test block new shared turns,
+    so that it does not wait for the other worker's every next test."""
+    with open(run_folder / "machine.gate", "a") as gate, open(run_folder / "machine.lock", "a") as lock:
+        fcntl.flock(gate, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+        finally:
+            fcntl.flock(gate, fcntl.LOCK_UN)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)

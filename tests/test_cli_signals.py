@@ -21,6 +21,7 @@ from cli.signals import Interrupted, stop_on_signals
 
 REPO = Path(__file__).resolve().parents[1]
 STOP_WITHIN_S = 10
+pytestmark = pytest.mark.alone  # the 10 s bound is for a machine the run does not share with other tests
 
 
 class Run:

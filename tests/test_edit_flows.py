@@ -109,6 +109,7 @@ def test_render_edits_on_a_process_cluster_writes_grids_and_ws_equal_to_apply_th
     assert again.batches_rendered == 0  # everything was done: the rerun only re-assembles
 
 
+@pytest.mark.slow
 def test_cli_fits_discovers_lists_and_renders(prefect_harness, dask_cluster, store):
     from cli.app import app
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from _flow_helpers import FAST
 from _image_files import write_good_images
@@ -18,6 +19,7 @@ from storage import LatentStore
 from storage.runs import read_runs
 
 
+@pytest.mark.slow
 def test_invert_discover_render_and_report_line_up(prefect_harness, dask_cluster, tiny_generator_file, tmp_path):
     from flows.discover_directions import discover_directions
     from flows.evaluation_report import evaluation_report

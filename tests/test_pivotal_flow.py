@@ -89,6 +89,7 @@ def test_refinement_is_refused_where_it_cannot_run(generator, tmp_path):
     assert result.exit_code == 2 and "need --refine pivotal" in " ".join(result.output.split())
 
 
+@pytest.mark.slow
 def test_hybrid_refined_run_stores_deltas_and_ood_scores_edits_through_the_deltas_and_reports_them(
         prefect_harness, dask_cluster, generator, tmp_path):
     from flows.discover_directions import discover_directions

@@ -63,6 +63,7 @@ def fresh_dynamo():
     torch._dynamo.reset()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_one_graph_per_block_width_serves_every_resolution_and_batch(fresh_dynamo, precision):
     G = _generator()
@@ -98,6 +99,7 @@ def test_compiled_forwards_are_switched_on_only_inside_active(fresh_dynamo):
     assert counters["stats"]["unique_graphs"] == 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("compile_options", [{}, {"dynamic": False}], ids=["dynamic", "static"])
 def test_compiled_inversion_follows_the_eager_trajectory(fresh_dynamo, monkeypatch, compile_options):
     monkeypatch.setitem(regional_compile.REGION_OPTIONS, "backend", "aot_eager")

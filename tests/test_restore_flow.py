@@ -48,6 +48,7 @@ def write_small(clean, folder, factor):
     return folder
 
 
+@pytest.mark.slow
 def test_inpainting_flow_scores_against_the_clean_images_keeps_the_observation_and_resumes(
         prefect_harness, dask_cluster, generator, tmp_path):
     from flows.restore import restore_dataset

@@ -102,6 +102,7 @@ def test_a_worker_with_a_run_id_is_fenced_off_when_another_run_takes_the_store(s
     assert worker.status_counts()["done"] == 4
 
 
+@pytest.mark.alone  # renewals every 0.4 s must not starve
 def test_the_lease_context_renews_in_the_background_and_releases_at_exit(store_location):
     store = store_location.open("r+")
     with store.acquire_lease("long-run", ttl_s=1.2):  # renewed every 0.4 s: slack for a loaded CI machine

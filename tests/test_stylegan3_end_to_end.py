@@ -42,6 +42,7 @@ def _run(*args: str):
     return result
 
 
+@pytest.mark.slow
 def test_official_stylegan3_pickle_loads_inverts_edits_and_reports_through_the_cli(prefect_harness, dask_cluster,
                                                                                     sg3_pickle, tmp_path):
     pkl, cluster = str(sg3_pickle), dask_cluster[0].scheduler_address
