@@ -95,8 +95,9 @@ def test_startup_timeline_times_a_cold_and_a_warm_worker_process():
         stamps = [timeline["python_start_s"]] + [timeline[name] for name in STAMPS]
         assert all(0 < a <= b for a, b in zip(stamps, stamps[1:])), timeline
         assert timeline["steady_step_s"] > 0 and len(timeline["latent"]) == 4
-        # every process traces its graphs (dynamo keeps no cache across processes; the backends' caches do)
-        assert timeline["compile"]["graphs"] == 3 + 2 and timeline["compile"]["graph_breaks"] == 0
+        # every process traces its graphs (dynamo keeps no cache across processes; the backends' caches do): at
+        # 16 px the tiny generator's blocks have 2 widths, then the loss and the noise regulariser
+        assert timeline["compile"]["graphs"] == 2 + 2 and timeline["compile"]["graph_breaks"] == 0
     assert result["cold"]["latent"] == result["warm"]["latent"]  # two processes, one trajectory (CPU: bitwise)
 
 
