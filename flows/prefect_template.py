@@ -26,6 +26,7 @@ import hashlib
 import logging
 import os
 import re
+import shutil
 import sqlite3
 import sys
 import tempfile
@@ -39,8 +40,9 @@ logger = logging.getLogger(__name__)
 CACHE_ENV = "GANINV_CACHE_DIR"
 # What a server that has only started holds; any other row (an event, a run) must not be copied into other servers.
 FRESH_SERVER_TABLES = frozenset({"alembic_version", "block_type", "block_schema", "block_schema_reference"})
-_REVISION = re.compile(r"^revision\s*=\s*['\"](\w+)['\"]\s*$", re.M)
-_DOWN_REVISION = re.compile(r"^down_revision\s*=\s*(?:None|['\"](\w+)['\"])\s*$", re.M)
+# `revision = "abc"` or, as newer Alembic templates write it, `revision: str = "abc"`
+_REVISION = re.compile(r"^revision(?:\s*:[^=\n]+)?\s*=\s*['\"](\w+)['\"]\s*$", re.M)
+_DOWN_REVISION = re.compile(r"^down_revision(?:\s*:[^=\n]+)?\s*=\s*(?:None|['\"](\w+)['\"])\s*$", re.M)
 
 
 class TemplateError(Exception):
@@ -118,7 +120,7 @@ def seed_database(database: Path) -> bool:
     template = key.path
     try:
         with open(template, "rb") as source, open(database, "xb") as target:  # one inode, even if renamed meanwhile
-            _copy(source, target)
+            shutil.copyfileobj(source, target)
         check_template(database, key)
     except FileNotFoundError:
         return False
@@ -131,11 +133,6 @@ def seed_database(database: Path) -> bool:
         return False
     logger.info("prefect server database copied from template %s", template)
     return True
-
-
-def _copy(source, target) -> None:
-    while chunk := source.read(1 << 20):
-        target.write(chunk)
 
 
 def check_template(database: Path, key: TemplateKey) -> None:
@@ -167,6 +164,7 @@ def save_template(database: Path) -> None:
         os.close(fd)
         _backup(database, Path(partial), key)
         check_template(Path(partial), key)
+        os.chmod(partial, 0o644)  # mkstemp's 0600 would keep a shared cache directory's other users out
         os.replace(partial, template)  # readers see the old file or the whole new one
         partial = None
         logger.info("prefect server database saved as template %s", template)

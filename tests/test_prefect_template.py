@@ -148,12 +148,18 @@ def test_a_template_of_another_prefect_version_is_not_used(template, tmp_path, c
     assert "made for another Prefect" in _seed_refused(tmp_path / "again", capsys)
 
 
-@pytest.mark.slow
-def test_racing_saves_leave_one_whole_template(template, tmp_path):
+@pytest.fixture
+def fresh_server_database(template, tmp_path):
+    """(key, template path, database): a freshly started server's database (the template moved out), no template."""
     key, path = template
-    source = tmp_path / "server.db"
-    shutil.copyfile(path, source)
-    path.unlink()
+    database = tmp_path / "server.db"
+    shutil.move(path, database)
+    return key, path, database
+
+
+@pytest.mark.slow
+def test_racing_saves_leave_one_whole_template(fresh_server_database):
+    key, path, source = fresh_server_database
     start = threading.Barrier(4)
 
     def save(_):
@@ -164,14 +170,12 @@ def test_racing_saves_leave_one_whole_template(template, tmp_path):
         list(pool.map(save, range(4)))
     prefect_template.check_template(path, key)
     assert sorted(p.name for p in path.parent.iterdir()) == [path.name]
+    assert path.stat().st_mode & 0o777 == 0o644  # readable by every user of a shared cache directory
 
 
 @pytest.mark.slow
-def test_a_database_with_rows_beyond_a_fresh_start_is_not_saved(template, tmp_path):
-    key, path = template
-    source = tmp_path / "server.db"
-    shutil.copyfile(path, source)
-    path.unlink()
+def test_a_database_with_rows_beyond_a_fresh_start_is_not_saved(fresh_server_database):
+    _, path, source = fresh_server_database
     with sqlite3.connect(source) as db:
         db.execute("""INSERT INTO configuration (key, value) VALUES ('a-run', '{}')""")
     prefect_template.save_template(source)
@@ -190,9 +194,9 @@ def test_the_alembic_head_read_from_the_files_is_alembics():
     assert [prefect_template.alembic_head(versions)] == expected
 
 
-def test_a_merge_revision_gives_no_head(tmp_path):
+def test_the_alembic_head_of_a_chain_and_of_what_the_parser_cannot_read(tmp_path):
     (tmp_path / "a.py").write_text('revision = "aaa"\ndown_revision = None\n')
-    (tmp_path / "b.py").write_text('revision = "bbb"\ndown_revision = "aaa"\n')
+    (tmp_path / "b.py").write_text('revision: str = "bbb"\ndown_revision: Union[str, None] = "aaa"\n')
     assert prefect_template.alembic_head(tmp_path) == "bbb"
     (tmp_path / "c.py").write_text('revision = "ccc"\ndown_revision = "aaa"\n')
     assert prefect_template.alembic_head(tmp_path) is None  # two heads
