@@ -4,10 +4,10 @@ With `PREFECT_API_URL` set (a real server: `prefect server start`, Prefect Cloud
 started. Without it, Prefect's ephemeral mode would start a server in *every* process that runs a task, each Dask
 worker included, all on one SQLite file, and some outlive the run (docs/platform.md). So the
 CLI starts one temporary server here instead (Prefect's own `SubprocessASGIServer`, as `prefect_test_harness`
-does, on a free localhost port, with a throwaway database), exports its URL to this process and to every worker it
-spawns, and stops it at the end; a watchdog process stops it should the command be killed without unwinding
-(`kill -9`, flows/watchdog.py). Runs are then visible only while the command runs; set `PREFECT_API_URL` to keep
-their history, logs and artifacts.
+does, on a free localhost port, with a throwaway database: a copy of a migrated template once one is saved,
+flows/prefect_template.py), exports its URL to this process and to every worker it spawns, and stops it at the end;
+a watchdog process stops it should the command be killed without unwinding (`kill -9`, flows/watchdog.py). Runs
+are then visible only while the command runs; set `PREFECT_API_URL` to keep their history, logs and artifacts.
 
 `quiet_logging()` keeps a terminal readable: Prefect's console handler shows only CRITICAL records (the command
 prints its own summary and one-line errors), while Prefect's loggers stay at INFO, so a real server still receives
@@ -26,7 +26,9 @@ import tempfile
 import threading
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
+from flows import prefect_template
 from flows.child_signals import sigint_blocked
 from flows.watchdog import guard
 
@@ -72,18 +74,21 @@ def prefect_api() -> Iterator[str]:
 
 @contextlib.contextmanager
 def _temporary_server() -> Iterator[str]:
-    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_DATABASE_CONNECTION_URL, temporary_settings
+    from prefect.settings import PREFECT_API_URL, temporary_settings
 
     home = tempfile.mkdtemp(prefix="ganinv-prefect-")
-    database = f"sqlite+aiosqlite:///{home}/prefect.db"
+    database = Path(home) / "prefect.db"
     server, started, watchdog = None, False, None
     restore = _stop_on_sigterm()
     try:
-        with temporary_settings(updates={PREFECT_SERVER_DATABASE_CONNECTION_URL: database}):
+        from_template = prefect_template.seed_database(database)  # a migrated copy: the server skips migrating
+        with temporary_settings(updates=_server_settings(database, from_template=from_template)):
             server = _server_class()(port=_free_port())
             server.start(timeout=SERVER_STARTUP_TIMEOUT_S)
             started = True
         watchdog = guard(server.server_process.pid)  # ends the server if this process dies without unwinding
+        if not from_template:  # migrated and registered just now, nothing run yet: later commands copy it
+            prefect_template.save_template(database)
         os.environ["PREFECT_API_URL"] = server.api_url  # inherited by the Dask worker processes we spawn
         with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
             yield server.api_url
@@ -97,6 +102,19 @@ def _temporary_server() -> Iterator[str]:
         os.environ.pop("PREFECT_API_URL", None)
         shutil.rmtree(home, ignore_errors=True)
         restore()
+
+
+def _server_settings(database: Path, *, from_template: bool) -> dict:
+    """The server's database; from a template (flows/prefect_template.py), already at the Alembic head and holding
+    the block types, so Prefect's migration and block registration at start are switched off."""
+    from prefect import settings
+
+    updates = {settings.PREFECT_SERVER_DATABASE_CONNECTION_URL: f"sqlite+aiosqlite:///{database}"}
+    if from_template:
+        updates.update({settings.PREFECT_SERVER_DATABASE_MIGRATE_ON_START: False,
+                        settings.PREFECT_SERVER_REGISTER_BLOCKS_ON_START: False,
+                        settings.PREFECT_SERVER_MEMOIZE_BLOCK_AUTO_REGISTRATION: False})  # its hash costs time too
+    return updates
 
 
 def _server_class():
