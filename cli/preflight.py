@@ -118,7 +118,9 @@ def restoration_config(existing: LatentStore | None, store: str, given: Mapping[
     recorded = None if existing is None else _recorded_restoration(existing)
     task = given.get("task") or (recorded.task if recorded is not None else None)
     if task is None:
-        raise ConfigError(f"restore: give --task ({' | '.join(RESTORATION_TASKS)}) to make the new store {store}")
+        why = (f"to make the new store {store}" if existing is None else
+               f"(the restoration {store} records is not one this version reads back)")
+        raise ConfigError(f"restore: give --task ({' | '.join(RESTORATION_TASKS)}) {why}")
     if recorded is not None:
         _refuse_changed_restoration(existing, recorded, task, settings)
         if recorded.task == task:
