@@ -33,6 +33,15 @@ def given(**values: Any) -> dict[str, Any]:
     return {name: value for name, value in values.items() if value is not None}
 
 
+def on_command_line(ctx: typer.Context, **values: Any) -> dict[str, Any]:
+    """Those of `values` (parameter name -> value) whose flag the user typed, even at its default value (to the
+    command's code, a flag left out and one given at its default look alike): what a command refuses rather than
+    ignore (restore's `--factor 4` for colorize). By the source's name: typer carries its own copy of click, whose
+    `ParameterSource` is not click's."""
+    return {name: value for name, value in values.items()
+            if getattr(ctx.get_parameter_source(name), "name", None) == "COMMANDLINE"}
+
+
 VERBOSE = typer.Option(False, "--verbose", "-v", help="Show Prefect and Dask logs (INFO).")
 # ExecutionOptions' flags: field -> (type, option). Commands take the ones they use with `@execution_flags(...)`.
 EXECUTION_FLAGS: dict[str, tuple[Any, Any]] = {

@@ -1,5 +1,5 @@
-"""What `ganinv invert` checks in its own process before any server or cluster starts, and the settings a rerun
-resumes with. A mistake is reported here, in seconds, and nothing is created or changed on disk.
+"""What `ganinv invert` and `ganinv restore` check in their own process before any server or cluster starts, and
+the settings a rerun resumes with. A mistake is reported here, in seconds, and nothing is created or changed on disk.
 
 Rounds, cheapest first (the names a user picks, --mode, --space, --precision and --loss, are checked without torch
 when the command builds its `InvertConfig`):
@@ -8,10 +8,11 @@ when the command builds its `InvertConfig`):
    file nor a foreign non-empty folder, the images and the labels file exist (local paths; a bucket is checked by
    the scan);
 2. `resolve`: first, without torch, the flags given against an existing store's recorded settings (its JSON
-   record); then (loading torch and the generator into this process's model cache) the settings a rerun resumes
-   with (`resumed_config`), the settings for the generator (LPIPS weights, encoder:
-   `runtime.coordinator.check_settings`, whose result the flow's step 0 takes instead of checking again), the
-   images and the labels, an existing store's generator, settings and layout, and its lease.
+   record; restore's flags against its recorded restoration too, `restoration_config`); then (loading torch and the
+   generator into this process's model cache) the settings a rerun resumes with (`resumed_config`), the settings
+   for the generator (LPIPS weights, encoder: `runtime.coordinator.check_settings`, whose result the flow's step 0
+   takes instead of checking again), the images and the labels, an existing store's generator, settings and
+   layout, and its lease.
 """
 
 from __future__ import annotations
@@ -26,10 +27,11 @@ from typing import TYPE_CHECKING, Any
 
 from cli.errors import InputNotFound
 from ganinv.errors import UserError
-from runtime.config import AUTO, DEFAULT_GENERATOR, InvertConfig
+from runtime.config import AUTO, DEFAULT_GENERATOR, InvertConfig, RestoreConfig
 
 if TYPE_CHECKING:
     from runtime.coordinator import Settings
+    from storage import LatentStore
 
 _GLOB_CHARS = "*?["
 
@@ -40,13 +42,15 @@ class StoreLocationError(UserError, ValueError):
 
 @dataclass(frozen=True)
 class Resolved:
-    """What the command runs with: the generator, the config (the store's own when resuming) and a note saying
-    where they came from (empty for a new store)."""
+    """What the command runs with: the generator, the config (the store's own when resuming; with the restoration's
+    record for `restore`), the restoration (`restore`'s, else None) and a note saying where they came from (empty
+    for a new store)."""
 
     generator: str
     config: InvertConfig
     settings: Settings
     note: str = ""
+    restoration: RestoreConfig | None = None
 
 
 def check_paths(images: str, store: str, labels: str | None, generator: str | None = None) -> None:
@@ -75,27 +79,88 @@ def check_folders(folders: Mapping[str, str | os.PathLike | None]) -> None:
 
 
 def resolve(images: str, store: str, generator: str | None, flags: InvertConfig, given: Mapping[str, Any], *,
-            labels: str | None, force: bool) -> Resolved:
+            labels: str | None, force: bool, restore: Mapping[str, Any] | None = None) -> Resolved:
     """Round 2: the generator and config to run with, checked against the generator, the images, the labels and
-    an existing store. `flags`: the config the flags build; `given`: the InvertConfig / inversion fields given."""
+    an existing store. `flags`: the config the flags build; `given`: the InvertConfig / inversion fields given;
+    `restore` (for `ganinv restore`): the `RestoreConfig` fields given (`task` left out: the store's)."""
     from storage import LatentStore, StoreNotFoundError
 
     try:
         existing = LatentStore.open(store, "r")
     except StoreNotFoundError:
         existing = None
+    restoration = None if restore is None else restoration_config(existing, store, restore)  # before torch loads
     if existing is not None:
         _refuse_changed_flags(existing, given)  # before torch loads
     from runtime.coordinator import check_settings, keep_checked
 
     generator, config, note = (generator or DEFAULT_GENERATOR, flags, "") if existing is None else \
         resumed_config(existing, generator, given, flags)
+    if restoration is not None:  # the restoration's record (it loads torch) in the config
+        config = restoration.invert_config(config)
     settings = check_settings(generator, config)  # the flags themselves first, then what they are applied to
     _check_images(images, labels)
     if existing is not None:
         _check_store(existing, settings, shard_size=config.shard_size, force=force)
     keep_checked(generator, config, settings)  # the flow's step 0, in this process, need not check them again
-    return Resolved(generator=generator, config=config, settings=settings, note=note)
+    return Resolved(generator=generator, config=config, settings=settings, note=note, restoration=restoration)
+
+
+def restoration_config(existing: LatentStore | None, store: str, given: Mapping[str, Any]) -> RestoreConfig:
+    """`restore`'s restoration, without torch: the `RestoreConfig` fields `given` on the command line laid over
+    the restoration an existing store recorded (the task too, when none is given). Refused: a new store without a
+    task, a field given that differs from the store's record, a field of another task given (even at its default:
+    it would be ignored), a task's settings that cannot go together (`inversion_names.restoration_problem`)."""
+    from ganinv.inversion_names import RESTORATION_TASKS, restoration_problem
+    from runtime.errors import ConfigError
+
+    settings = {name: value for name, value in given.items() if name != "task"}
+    recorded = None if existing is None else _recorded_restoration(existing)
+    task = given.get("task") or (recorded.task if recorded is not None else None)
+    if task is None:
+        why = (f"to make the new store {store}" if existing is None else
+               f"(the restoration {store} records is not one this version reads back)")
+        raise ConfigError(f"restore: give --task ({' | '.join(RESTORATION_TASKS)}) {why}")
+    if recorded is not None:
+        _refuse_changed_restoration(existing, recorded, task, settings)
+        if recorded.task == task:
+            settings = {**recorded.settings(), **settings}
+    problem = restoration_problem(task, settings)
+    if problem:
+        raise ConfigError(f"restore: {problem}")
+    return RestoreConfig(task=task, **settings)
+
+
+def _recorded_restoration(store: LatentStore) -> RestoreConfig | None:
+    """The restoration the store records (None: a record this version cannot read back; the flags decide and the
+    whole record is compared once it is made); a store of plain inversions is refused."""
+    from storage import StoreMismatchError
+
+    record = store.attributes.inversion.get("restoration")
+    if record is None:
+        raise StoreMismatchError(f"store {store.url} holds inversions, not restorations: restore into a new --store "
+                                 f"(or resume it with `ganinv invert IMAGES --store {store.url}`)")
+    try:
+        return RestoreConfig.from_record(record)
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _refuse_changed_restoration(store: LatentStore, recorded: RestoreConfig, task: str,
+                                given: Mapping[str, Any]) -> None:
+    """A task other than the store's, or a field of its task given with another value than it recorded, is refused
+    with the stored and given values (a mask rule in another spelling is compared once its record is made)."""
+    from ganinv.inversion_names import RESTORATION_OPTIONS
+    from storage.identity import config_mismatch
+
+    if task != recorded.task:
+        stored, asked = {"task": recorded.task}, {"task": task}
+    else:
+        names = [name for name in given if name in ("keep_observed", "clean", *RESTORATION_OPTIONS[task])
+                 and not (name == "mask_rule" and recorded.mask_rule is not None)]
+        stored, asked = {name: getattr(recorded, name) for name in names}, {name: given[name] for name in names}
+    if stored != asked:
+        raise _with_fix(config_mismatch(store, {"restoration": stored}, {"restoration": asked}), store)
 
 
 def resumed_config(store, generator: str | None, given: Mapping[str, Any], flags: InvertConfig
@@ -155,8 +220,9 @@ def _refuse_changed_flags(store, given: Mapping[str, Any]) -> None:
 def _with_fix(err: Exception, store) -> Exception:
     from storage import StoreMismatchError
 
+    command = "restore" if store.attributes.inversion.get("restoration") is not None else "invert"
     return StoreMismatchError(f"{err} To resume with the store's own settings, give only IMAGES and --store: "
-                              f"`ganinv invert IMAGES --store {store.url}`.")
+                              f"`ganinv {command} IMAGES --store {store.url}`.")
 
 
 def _check_store_location(store: str) -> None:

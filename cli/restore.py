@@ -33,9 +33,11 @@ HELP = "\n\n".join(" ".join(paragraph.split()) for paragraph in (
 @app.command("restore", help=HELP)
 @common.execution_flags("cluster", "workers", "dashboard", "device", "threads", "batch_size", "force")
 def restore(
+    ctx: typer.Context,
     images: str = typer.Argument(..., help="Folder, list file, glob or bucket prefix of the observed images."),
     store: str = typer.Option(..., "--store", help="Latent store to create or resume."),
-    task: str = typer.Option(..., "--task", help="inpaint | super-resolution | colorize | denoise."),
+    task: Optional[str] = typer.Option(None, "--task", help="inpaint | super-resolution | colorize | denoise "
+                                       "(needed for a new store; default: an existing store's)."),
     mask_dir: Optional[Path] = typer.Option(None, "--mask-dir", help="Folder of mask PNGs: <image id>.png."),
     mask_holes: Optional[str] = typer.Option(None, "--mask-holes", help="Which colour marks a hole in the mask "
                                              f"PNGs: white or black (default {default(RestoreConfig, 'mask_holes')})."),
@@ -49,7 +51,9 @@ def restore(
                                        "observed pixels, luma or block means in the restoration."),
     clean: Optional[Path] = typer.Option(None, "--clean", help="Folder of the clean images (same ids), to score "
                                          "the restorations against."),
-    generator: str = typer.Option(DEFAULT_GENERATOR, "--generator", help="Built-in name, .safetensors or .pkl."),
+    generator: Optional[str] = typer.Option(None, "--generator", help="Built-in name, .safetensors or .pkl "
+                                            "(default: an existing store's own, else "
+                                            f"{DEFAULT_GENERATOR})."),
     mode: Optional[str] = invert.MODE,
     encoder: Optional[str] = typer.Option(None, "--encoder", help="Encoder .safetensors (for encoder/hybrid)."),
     num_steps: Optional[int] = invert.NUM_STEPS,
@@ -63,25 +67,32 @@ def restore(
     verbose: bool = common.VERBOSE,
     execution: ExecutionOptions = None,  # from the flags of `execution_flags`
 ) -> None:
-    restoration = RestoreConfig(task=task, **given(
-        mask_dir=_absolute(mask_dir), mask_holes=mask_holes, mask_rule=mask_rule, factor=factor, sigma=sigma,
-        keep_observed=keep_observed or None, clean=_absolute(clean)))
+    # RestoreConfig's fields as typed, a default value too: `--factor 4` for colorize is refused, not ignored
+    restore_given = common.on_command_line(
+        ctx, task=task, mask_dir=_absolute(mask_dir), mask_holes=mask_holes, mask_rule=mask_rule, factor=factor,
+        sigma=sigma, keep_observed=keep_observed, clean=_absolute(clean))
     inversion = given(num_steps=num_steps, loss=loss, space=space)
-    config = InvertConfig(inversion=inversion, **given(mode=mode, encoder=encoder, seed=seed,
-                                                       thumbnail_size=thumbnail_size, shard_size=shard_size,
-                                                       retry_failed=retry_failed or None))
-    # refused before any server starts: the paths as `invert` checks them and the mask and clean folders (no torch,
-    # no zarr), then the restoration's settings and masks (they load the generator)
+    settings = given(mode=mode, encoder=encoder, seed=seed, thumbnail_size=thumbnail_size)
+    config = InvertConfig(inversion=inversion, **settings, **given(shard_size=shard_size,
+                                                                   retry_failed=retry_failed or None))
+    # refused before any server starts, as `invert` refuses (cli/preflight.py): the paths and the mask and clean
+    # folders, then the restoration and the settings given against an existing store's record (no torch), then
+    # what needs the generator, and every image's mask
     preflight.check_paths(images, store, None, generator)
     preflight.check_folders({"--mask-dir": mask_dir, "--clean": clean})
-    from runtime.restore import check_dataset
+    resolved = preflight.resolve(images, store, generator, config, {**settings, "inversion": inversion}, labels=None,
+                                 force=execution.force, restore=restore_given)
+    if resolved.note:
+        typer.echo(resolved.note, err=True)
+    from runtime.restore import check_dataset_masks
 
-    check_dataset(images, generator, restoration.invert_config(config))
+    check_dataset_masks(resolved.settings.spec, images)
 
     def run():
         from flows.restore import restore_dataset
 
-        return restore_dataset(images, store, generator, restore=restoration, config=config, execution=execution)
+        return restore_dataset(images, store, resolved.generator, restore=resolved.restoration,
+                               config=resolved.config, execution=execution)
 
     invert.run_and_summarize(run, verbose=verbose, report=report)
 

@@ -7,7 +7,8 @@ misspelt name in a fraction of a second, before it imports torch. The modules th
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 MODES = ("optimize", "encoder", "hybrid")  # how a batch is inverted: ganinv/inversion/batch.py
 SPACES = ("z", "w", "w+")                  # where the optimisation runs: ganinv/inversion/optimize.py
@@ -58,18 +59,25 @@ def canonical_loss_spec(spec: str | Sequence[str]) -> str:
     return "+".join(name if weight == 1 else f"{weight:g}*{name}" for weight, name in parse_loss_spec(spec))
 
 
-def restoration_problem(task: str, factor: int, changed: Sequence[str] = ()) -> str | None:
-    """Why `task` (with super-resolution's `factor` and the settings `changed` from their defaults) cannot be
-    restored, or None: an unknown task, another task's setting (`--factor 3` for colorize would be ignored), a
-    factor no generator's size divides."""
+def restoration_problem(task: str, settings: Mapping[str, Any]) -> str | None:
+    """Why `task` with `settings` (the `RestoreConfig` fields set, name -> value: those given on the command line,
+    or those changed from their defaults) cannot be restored, or None: an unknown task, another task's setting
+    (`--factor` for colorize would be ignored, even `--factor 4`, the default), a factor no generator's size divides,
+    inpainting without masks or with masks from a folder and a rule at once."""
     if task not in RESTORATION_TASKS:
         return f"unknown restoration task {task!r}; choose from {list(RESTORATION_TASKS)}"
-    for name in changed:
+    for name in settings:
         owner = next((t for t, options in RESTORATION_OPTIONS.items() if name in options and t != task), None)
         if owner and name not in RESTORATION_OPTIONS[task]:
             flag = "--" + name.replace("_", "-")
             return f"task {task!r} takes no {flag} ({flag} is for {owner!r}): leave it out"
-    if task == "super-resolution" and factor not in SUPER_RESOLUTION_FACTORS:
+    factor = settings.get("factor")
+    if task == "super-resolution" and factor is not None and factor not in SUPER_RESOLUTION_FACTORS:
         return (f"super-resolution factor {factor!r} is not a power of two from 2 to {SUPER_RESOLUTION_FACTORS[-1]}: "
                 "a generator's images (a power of two in size) must divide by it")
+    masks = [name for name in ("mask_dir", "mask_rule") if settings.get(name) is not None]
+    if task == "inpaint" and not masks:
+        return "task 'inpaint' needs masks: a folder of mask PNGs (--mask-dir) or a mask rule (--mask-rule)"
+    if len(masks) == 2:
+        return "give masks as a folder (--mask-dir) or a rule (--mask-rule), not both"
     return None

@@ -288,16 +288,43 @@ class RestoreConfig:
     clean: str | None = None
 
     def __post_init__(self):
-        """The task, its factor and the settings of other tasks changed from their defaults are checked here,
-        without torch (`ganinv.inversion_names`); the rest (the masks, a factor that must divide the generator's
-        size) by `record` and once the generator loads."""
+        """The task, its factor, its masks (a folder or a rule, one of them) and the settings of other tasks changed
+        from their defaults are checked here, without torch (`ganinv.inversion_names`); a mask rule's spelling by
+        `record`, a factor that must divide the generator's size once the generator loads. (A setting of another
+        task given at its default is refused by the CLI, which knows the flags given.)"""
         from ganinv.inversion_names import restoration_problem
         from runtime.errors import ConfigError
 
-        changed = [f.name for f in dataclasses.fields(self) if getattr(self, f.name) != f.default]
-        problem = restoration_problem(self.task, self.factor, changed)
+        problem = restoration_problem(self.task, self.settings())
         if problem:
             raise ConfigError(f"restore: {problem}")
+
+    def settings(self) -> dict[str, Any]:
+        """The fields other than the task that differ from their defaults, by name."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if f.name != "task" and getattr(self, f.name) != f.default}
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> RestoreConfig:
+        """The config whose `record()` is `record` (a store's), read without torch so that a rerun's flags can be
+        compared with it before anything loads: KeyError, TypeError or ValueError for a record of another shape.
+        (The record it makes again is compared with the store's in full once torch loads.)"""
+        degradation, fields = record["degradation"], {}
+        if degradation["kind"] == "mask":
+            source = degradation["source"]
+            if source["kind"] == "folder":
+                fields = dict(mask_dir=source["path"], mask_holes=source["holes"])
+            elif source["kind"] == "center-box":
+                fields = dict(mask_rule=f"center-box:{source['area']}")
+            elif source["kind"] == "random-boxes":
+                fields = dict(mask_rule=f"random-boxes:{source['count']}", mask_seed=source["seed"])
+            else:
+                raise ValueError(f"unknown mask source {source['kind']!r}")
+        elif degradation["kind"] in ("downsample", "add-noise"):
+            fields = {name: degradation[name] for name in ("factor", "sigma") if name in degradation}
+        elif degradation["kind"] != "grayscale":
+            raise ValueError(f"unknown degradation {degradation['kind']!r}")
+        return cls(task=record["task"], keep_observed=record["keep_observed"], clean=record["clean"], **fields)
 
     def record(self) -> dict[str, Any]:
         """What the store records (the task, the degradation config, keep_observed, the clean folder); raises
@@ -307,8 +334,6 @@ class RestoreConfig:
         from runtime.errors import ConfigError
 
         try:
-            if self.mask_dir is not None and self.mask_rule is not None:
-                raise ValueError("give masks as a folder (mask_dir) or a rule (mask_rule), not both")
             masks = (MaskFolder(self.mask_dir, holes=self.mask_holes) if self.mask_dir is not None else
                      parse_mask_rule(self.mask_rule, seed=self.mask_seed) if self.mask_rule is not None else None)
             degradation = task_config(self.task, mask_source=masks, factor=self.factor, sigma=self.sigma)

@@ -94,13 +94,19 @@ def missing_mask(spec: InversionSpec, image_id: str) -> str | None:
 def check_dataset(images: str, generator: str, config: InvertConfig, *,
                   storage_options: Mapping[str, Any] | None = None) -> InversionSpec:
     """The restoration's settings and masks, checked before anything starts: the spec, or a ConfigError."""
-    from storage.scan import list_image_ids
-
     spec = config.resolve(generator)
     check(spec, describe_generator(generator))
+    check_dataset_masks(spec, images, storage_options=storage_options)
+    return spec
+
+
+def check_dataset_masks(spec: InversionSpec, images: str, *,
+                        storage_options: Mapping[str, Any] | None = None) -> None:
+    """Every image of `images` has its mask, when the masks come from a folder (ConfigError naming those missing)."""
+    from storage.scan import list_image_ids
+
     if mask_folder(spec) is not None:
         check_masks(spec, list_image_ids(images, storage_options=storage_options))
-    return spec
 
 
 @dataclass(frozen=True)

@@ -27,9 +27,15 @@ def check_identity(store: LatentStore, *, generator: GeneratorIdentity | Mapping
                 f"{generator.sha256[:16]}... ({generator.source or 'unknown source'}). A store holds one "
                 "generator's codes: write to a new store.")
     if config is not None and canonical_json(config) != canonical_json(attrs.inversion):
-        diff = dict_diff(to_jsonable(attrs.inversion), to_jsonable(config))
-        raise StoreMismatchError(f"store {store.url} was inverted with another inversion config ({diff}); codes "
-                                 "made with different settings must not mix: write to a new store.")
+        raise config_mismatch(store, attrs.inversion, config)
+
+
+def config_mismatch(store: LatentStore, stored: Any, given: Any) -> StoreMismatchError:
+    """The refusal of settings `given` that differ from those `stored` (the store's inversion record, or the part of
+    it a caller compares): the differing fields, stored and given."""
+    diff = dict_diff(to_jsonable(stored), to_jsonable(given))
+    return StoreMismatchError(f"store {store.url} was inverted with another inversion config ({diff}); codes made "
+                              "with different settings must not mix: write to a new store.")
 
 
 def check_layout(store: LatentStore, **expected: Any) -> None:

@@ -1,6 +1,8 @@
-"""Refusals before anything heavy loads (issue 19, items 3 and 9): a store made with other settings (a loss too), a
-misspelt mode, loss or restoration task, a super-resolution factor no generator's size divides, a missing store or
-mask folder are refused without importing torch or prefect (in well under a second, where they took 3 to 30 s); the
+"""Refusals before anything heavy loads (issue 19, items 3 and 9): a store made with other settings (a loss too; a
+restoration store's restoration too), a misspelt mode, loss or restoration task, a super-resolution factor no
+generator's size divides, another task's setting (even at its default), inpainting without masks or with two kinds,
+a missing store or mask folder are refused without importing torch or prefect (in well under a second, where they
+took 3 to 30 s); the
 settings a CLI run checked are not checked again by its flow; the scan shows its progress, and a refinement's bar
 says "refining". The names checked without torch are those the torch-side registries use."""
 
@@ -20,13 +22,16 @@ from _image_files import write_good_images
 from cli import preflight
 from cli.app import app
 from runtime import coordinator, progress
-from runtime.config import InvertConfig
+from runtime.config import InvertConfig, RestoreConfig
 from storage.scan import scan_images
 
 REPO = Path(__file__).resolve().parents[1]
 MISSING = "missing.zarr"
 
-# expected message -> the command's arguments (in a folder with imgs/ and made.zarr, a store made with 4 steps)
+# expected message -> the command's arguments (in a folder with imgs/, made.zarr, a store made with 4 steps, and
+# restored.zarr, a denoising store made with 4 steps, the mse loss and sigma 0.2)
+RESUME_RESTORED = ("To resume with the store's own settings, give only IMAGES and --store: `ganinv restore IMAGES "
+                   "--store restored.zarr`")
 CASES = {
     "num_steps: stored 4, given 9": ["invert", "imgs", "--store", "made.zarr", "--steps", "9"],
     "seed.base: stored 0, given 7": ["invert", "imgs", "--store", "made.zarr", "--seed", "7"],
@@ -45,6 +50,34 @@ CASES = {
                                                                             "--task", "colorize", "--factor", "3"],
     "task 'inpaint' takes no --sigma": ["restore", "imgs", "--store", "r.zarr", "--task", "inpaint", "--mask-rule",
                                         "center-box", "--sigma", "0.3"],
+    f"inversion.loss: stored 'mse', given 'l1'); codes made with different settings must not mix: write to a new "
+    f"store. {RESUME_RESTORED}": ["restore", "imgs", "--store", "restored.zarr", "--loss", "l1"],
+    f"inversion.num_steps: stored 4, given 9); codes made with different settings must not mix: write to a new "
+    f"store. {RESUME_RESTORED}": ["restore", "imgs", "--store", "restored.zarr", "--task", "denoise", "--steps",
+                                 "9"],
+    f"(restoration.sigma: stored 0.2, given 0.3); codes made with different settings must not mix: write to a new "
+    f"store. {RESUME_RESTORED}": ["restore", "imgs", "--store", "restored.zarr", "--sigma", "0.3"],
+    f"(restoration.task: stored 'denoise', given 'colorize'); codes made with different settings must not mix: "
+    f"write to a new store. {RESUME_RESTORED}": ["restore", "imgs", "--store", "restored.zarr", "--task",
+                                                 "colorize"],
+    "task 'denoise' takes no --factor (--factor is for 'super-resolution')": ["restore", "imgs", "--store",
+                                                                             "restored.zarr", "--factor", "4"],
+    "store made.zarr holds inversions, not restorations": ["restore", "imgs", "--store", "made.zarr", "--task",
+                                                           "denoise"],
+    "give --task (inpaint | super-resolution | colorize | denoise) to make the new store r.zarr": [
+        "restore", "imgs", "--store", "r.zarr"],
+    "task 'inpaint' needs masks: a folder of mask PNGs (--mask-dir) or a mask rule (--mask-rule)": [
+        "restore", "imgs", "--store", "r.zarr", "--task", "inpaint"],
+    "give masks as a folder (--mask-dir) or a rule (--mask-rule), not both": [
+        "restore", "imgs", "--store", "r.zarr", "--task", "inpaint", "--mask-dir", "imgs", "--mask-rule",
+        "center-box"],
+    # another task's setting given at its default: ignored before, now refused as any other value is
+    "task 'colorize' takes no --factor (--factor is for 'super-resolution'): leave it out": [
+        "restore", "imgs", "--store", "r.zarr", "--task", "colorize", "--factor", "4"],
+    "task 'inpaint' takes no --sigma (--sigma is for 'denoise'): leave it out": [
+        "restore", "imgs", "--store", "r.zarr", "--task", "inpaint", "--mask-rule", "center-box", "--sigma", "0.1"],
+    "task 'super-resolution' takes no --mask-holes (--mask-holes is for 'inpaint')": [
+        "restore", "imgs", "--store", "r.zarr", "--task", "super-resolution", "--mask-holes", "white"],
     "--mask-dir 'nomasks' is not a folder": ["restore", "imgs", "--store", "r.zarr", "--task", "inpaint",
                                              "--mask-dir", "nomasks"],
     "--clean 'noclean' is not a folder": ["restore", "imgs", "--store", "r.zarr", "--task", "denoise", "--clean",
@@ -80,6 +113,8 @@ def test_mistakes_are_refused_before_torch_or_prefect_is_imported(tmp_path, tiny
     write_good_images(tmp_path / "imgs", 2)
     prepare_store(tmp_path / "imgs", tmp_path / "made.zarr", tiny_generator_file,
                   InvertConfig(inversion={"num_steps": 4, "loss": "mse"}))
+    prepare_store(tmp_path / "imgs", tmp_path / "restored.zarr", tiny_generator_file,
+                  RestoreConfig(task="denoise", sigma=0.2).invert_config(InvertConfig(inversion={"num_steps": 4})))
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     done = subprocess.run([sys.executable, "-c", PROBE, json.dumps(CASES)], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=300)
@@ -91,7 +126,7 @@ def test_mistakes_are_refused_before_torch_or_prefect_is_imported(tmp_path, tiny
         if not message.startswith("Invalid value"):  # ours: one line
             assert output.strip().splitlines()[-1].startswith("error: "), (expected, output)
         assert not torch and not prefect, f"{expected}: torch {torch}, prefect {prefect} imported before refusing"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["imgs", "made.zarr"]  # nothing created
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["imgs", "made.zarr", "restored.zarr"]  # nothing created
 
 
 def test_the_names_checked_without_torch_are_those_the_torch_registries_act_on():

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from _flow_helpers import FAST, prepare_store
+from _flow_helpers import FAST, prepare_store, store_arrays
 from _image_files import write_good_images
 from cli.app import app
 from runtime.config import ExecutionOptions, InvertConfig, RestoreConfig
@@ -142,7 +142,8 @@ def test_restore_refuses_bad_settings_before_any_server_starts(generator, tmp_pa
         "Downsample(32) needs images whose size divides by 32": ["--task", "super-resolution", "--factor", "32"],
         "unknown restoration task 'sharpen'": ["--task", "sharpen"],
         "task 'inpaint' needs masks": ["--task", "inpaint"],
-        "1 of 2 images have no mask: expected": ["--task", "inpaint", "--mask-dir", str(tmp_path / "masks")],
+        "1 of 2 images have no mask: expected": ["--task", "inpaint", "--mask-dir", str(tmp_path / "masks"), "--loss",
+                                                 "mse"],  # settings that can run: the masks are checked after them
         "is not a folder": ["--task", "inpaint", "--mask-dir", str(tmp_path / "nowhere")],
         "task 'colorize' takes no --mask-rule (--mask-rule is for 'inpaint')": ["--task", "colorize", "--mask-rule",
                                                                            "center-box"],
@@ -164,6 +165,17 @@ def test_cli_restores_and_render_restored_writes_the_stored_restorations(prefect
                                  "--cluster", dask_cluster[0].scheduler_address])
     assert result.exit_code == 0, result.output
     assert "2 done, 0 failed" in result.output
+    made = store_arrays(store)
+    # a rerun resumes: with the same flags, or with only IMAGES and --store (the store's task, generator, settings)
+    for rerun in (["--task", "colorize", "--generator", generator, "--steps", "3", "--loss", "mse",
+                   "--thumbnail-size", "16"], []):
+        result = runner.invoke(app, ["restore", str(clean), "--store", store, *rerun,
+                                     "--cluster", dask_cluster[0].scheduler_address])
+        assert result.exit_code == 0, result.output
+        assert f"resuming with the settings recorded in {store}" in result.output
+        assert "2 done, 0 failed" in result.output
+        for name, again in store_arrays(store).items():  # nothing redone: the attempts counted too
+            np.testing.assert_array_equal(again, made[name], err_msg=name)
     out = tmp_path / "restored"
     result = runner.invoke(app, ["render-restored", store, "--out", str(out), "--device", "cpu"])
     assert result.exit_code == 0, result.output
@@ -189,3 +201,18 @@ def test_restore_config_passes_its_own_defaults_and_denoises_with_a_pixel_loss()
     assert RestoreConfig(task="super-resolution").record()["degradation"] == {"kind": "downsample", "factor": 4}
     with pytest.raises(ConfigError, match="not both"):
         RestoreConfig(task="inpaint", mask_dir="m", mask_rule="center-box").record()
+
+
+@pytest.mark.parametrize("config", [
+    RestoreConfig(task="inpaint", mask_dir="/data/masks", mask_holes="black", keep_observed=True, clean="/data/clean"),
+    RestoreConfig(task="inpaint", mask_rule="center-box:0.3"),
+    RestoreConfig(task="inpaint", mask_rule="random-boxes:2", mask_seed=5),
+    RestoreConfig(task="super-resolution", factor=2),
+    RestoreConfig(task="colorize", clean="/data/clean"),
+    RestoreConfig(task="denoise", sigma=0.2),
+], ids=lambda c: c.task)
+def test_a_stores_restoration_record_reads_back_without_torch_as_the_config_that_made_it(config):
+    """What a rerun's flags are compared with, before torch loads (cli/preflight.py), is what made the store."""
+    assert RestoreConfig.from_record(config.record()) == config
+    assert RestoreConfig.from_record(RestoreConfig(task="inpaint", mask_rule="center-box").record()).record() == \
+        RestoreConfig(task="inpaint", mask_rule="center-box").record()  # another spelling, the same record
