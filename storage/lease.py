@@ -205,10 +205,15 @@ class LeaseFiles:
     def delete_older_than(self, generation: int) -> None:
         for old in self.generations():
             if old < generation:
-                try:
-                    self.fs.rm(f"{self.dir}/{old:08d}", recursive=True)
-                except FileNotFoundError:
-                    pass
+                self.delete_generation(old)
+
+    def delete_generation(self, generation: int) -> None:
+        """Best effort: a generation older than the newest is never read as the holder, so one left behind (a
+        racing writer's temporary file in it, or already gone) does no harm."""
+        try:
+            self.fs.rm(f"{self.dir}/{generation:08d}", recursive=True)
+        except OSError:
+            pass
 
     def held_message(self, record: LeaseRecord) -> str:
         if record.unreadable:
@@ -301,8 +306,13 @@ def acquire(files: LeaseFiles, run_id: str, *, ttl_s: float, force: bool = False
                              expires_at=now + ttl_s, machine=this_machine())
         try:
             files.write(record, exclusive=True)
-        except FileExistsError:
-            continue  # another run created this generation first: look again
+        except (FileExistsError, FileNotFoundError):
+            continue  # another run created this generation first (or its winner's clean-up removed the folder)
+        if max(files.generations(), default=0) > record.generation:
+            # We read the store while another run took a newer generation and deleted the one we read: the newest
+            # generation holds the lease, so ours is void. (Seen with 8 threads racing on a loaded machine: two won.)
+            files.delete_generation(record.generation)
+            continue
         files.delete_older_than(record.generation)
         return Lease(files, record, ttl_s)
     raise LeaseHeldError(f"store {files.store_name}: could not take the lease, other runs keep taking it")

@@ -136,6 +136,31 @@ def test_runs_racing_for_a_free_store_get_exactly_one_lease(tmp_path):
     assert np.sum([s.lease_holder() is not None for s in stores]) == 8  # all see the one winner
 
 
+def test_a_run_that_read_a_generation_its_winner_had_just_deleted_does_not_win_too(tmp_path, monkeypatch):
+    """The interleaving behind two winners of the race above (8 threads on a loaded machine): run-7 takes generation
+    2 over the creation's released generation 1 and deletes 1; run-5 had listed [1], found its file gone, so read
+    "never leased" and wrote a fresh generation 1. The newest generation holds the lease: run-5 must be refused."""
+    import storage.lease as lease_module
+
+    loc = location_for("local", tmp_path, None)
+    loc.create(make_manifest(4))  # creation takes and releases generation 1
+    winner = loc.open("r+").acquire_lease("run-7", ttl_s=600)
+    assert winner.record.generation == 2
+    latest, looks = lease_module.LeaseFiles.latest, []
+
+    def run_5_looks(self):  # its first look: generation 1 listed, its file already deleted
+        looks.append(1)
+        return None if len(looks) == 1 else latest(self)
+
+    monkeypatch.setattr(lease_module.LeaseFiles, "latest", run_5_looks)
+    with pytest.raises(LeaseHeldError, match="run-7"):
+        loc.open("r+").acquire_lease("run-5", ttl_s=600)
+    monkeypatch.undo()
+    holder = loc.open("r").lease_holder()
+    assert holder.run_id == "run-7" and holder.generation == 2
+    assert lease_module.LeaseFiles(*loc.fs(), store_name="s").generations() == [2]  # run-5's void record is gone
+
+
 def _record_path(location, generation: int) -> str:
     fs, root = location.fs()
     return f"{root.rstrip('/')}/lease/{generation:08d}/zarr.json"
