@@ -17,7 +17,9 @@ How it is stored: records live in `<store>/lease/<generation>/zarr.json`, each a
 record, written with plain fsspec (never through the root attributes, which only the coordinator rewrites). Taking the
 lease means creating generation g+1 with an exclusive create (locally: the record is written to a temporary file and
 hard-linked into place, which fails if the name exists; on S3 a PUT with `If-None-Match: *`; both refuse the second
-writer), so two runs that race for an expired lease cannot both win; older generations are then deleted. Renewals
+writer), so two runs that race for an expired lease cannot both win; older generations are then deleted. The newest
+generation is the lease: a writer that finds a newer generation than its own after creating it (it read the store
+while another run took over and deleted what it read) voids its record and looks again. Renewals
 and releases replace the record atomically (a temporary file renamed over it locally; a PUT on object stores), so a
 reader never sees a half-written record. Making the records Zarr groups keeps `zarr`/`xarray` from warning about
 foreign objects when they list the store. Expiry uses wall-clock time: hosts sharing a store need clocks within a
