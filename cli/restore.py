@@ -11,6 +11,7 @@ import typer
 
 from cli import common, invert, preflight
 from cli.common import default, given
+from cli.signals import interrupted_run
 from runtime.config import DEFAULT_GENERATOR, ExecutionOptions, InvertConfig, RestoreConfig
 
 app = typer.Typer()
@@ -75,26 +76,27 @@ def restore(
     settings = given(mode=mode, encoder=encoder, seed=seed, thumbnail_size=thumbnail_size)
     config = InvertConfig(inversion=inversion, **settings, **given(shard_size=shard_size,
                                                                    retry_failed=retry_failed or None))
-    # refused before any server starts, as `invert` refuses (cli/preflight.py): the paths and the mask and clean
-    # folders, then the restoration and the settings given against an existing store's record (no torch), then
-    # what needs the generator, and every image's mask
-    preflight.check_paths(images, store, None, generator)
-    preflight.check_folders({"--mask-dir": mask_dir, "--clean": clean})
-    resolved = preflight.resolve(images, store, generator, config, {**settings, "inversion": inversion}, labels=None,
-                                 force=execution.force, restore=restore_given)
-    if resolved.note:
-        typer.echo(resolved.note, err=True)
-    from runtime.restore import check_dataset_masks
+    with interrupted_run(images, store, "restore"):  # Ctrl-C / SIGTERM: says what is done and how to resume
+        # refused before any server starts, as `invert` refuses (cli/preflight.py): the paths and the mask and clean
+        # folders, then the restoration and the settings given against an existing store's record (no torch), then
+        # what needs the generator, and every image's mask
+        preflight.check_paths(images, store, None, generator)
+        preflight.check_folders({"--mask-dir": mask_dir, "--clean": clean})
+        resolved = preflight.resolve(images, store, generator, config, {**settings, "inversion": inversion},
+                                     labels=None, force=execution.force, restore=restore_given)
+        if resolved.note:
+            typer.echo(resolved.note, err=True)
+        from runtime.restore import check_dataset_masks
 
-    check_dataset_masks(resolved.settings.spec, images)
+        check_dataset_masks(resolved.settings.spec, images)
 
-    def run():
-        from flows.restore import restore_dataset
+        def run():
+            from flows.restore import restore_dataset
 
-        return restore_dataset(images, store, resolved.generator, restore=resolved.restoration,
-                               config=resolved.config, execution=execution)
+            return restore_dataset(images, store, resolved.generator, restore=resolved.restoration,
+                                   config=resolved.config, execution=execution)
 
-    invert.run_and_summarize(run, verbose=verbose, report=report)
+        invert.run_and_summarize(run, verbose=verbose, report=report)
 
 
 def _absolute(path: Optional[Path]) -> Optional[str]:

@@ -68,20 +68,21 @@ def as_interrupted(err: KeyboardInterrupt) -> Interrupted:
 
 
 @contextlib.contextmanager
-def interrupted_run(images: str, store: str) -> Iterator[None]:
-    """Around an inversion: an interruption says how far the store got and the command that resumes it."""
+def interrupted_run(images: str, store: str, command: str = "invert") -> Iterator[None]:
+    """Around an inversion (`ganinv invert` or `restore`): an interruption says how far the store got and the
+    command that resumes it."""
     try:
         yield
     except KeyboardInterrupt as err:
         stopped = as_interrupted(err)
-        raise Interrupted(stopped.signum, resume_note(images, store)) from None
+        raise Interrupted(stopped.signum, resume_note(images, store, command)) from None
 
 
-def resume_note(images: str, store: str) -> str:
+def resume_note(images: str, store: str, command: str = "invert") -> str:
     """'12 of 64 images done, 52 pending; the store is consistent and free: resume with `ganinv invert ...`'."""
     from storage import LatentStore
 
-    resume = f"resume with `ganinv invert {images} --store {store}`"
+    resume = f"resume with `ganinv {command} {images} --store {store}`"
     try:
         opened = LatentStore.open(store, "r")
     except Exception:  # noqa: BLE001 - interrupted before the store was created: nothing to report of it

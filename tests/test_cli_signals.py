@@ -127,3 +127,19 @@ def test_a_second_signal_while_stopping_does_not_break_the_clean_up():
                 stopped_cleanly.append(True)
     assert stopped_cleanly and caught.value.exit_code == 130
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before  # handlers restored after
+
+
+@pytest.mark.parametrize("command", ["invert", "restore"])
+def test_an_interrupted_run_names_the_command_that_resumes_it(tmp_path, command):
+    from _store_helpers import location_for, make_manifest
+    from cli.signals import interrupted_run
+
+    location = location_for("local", tmp_path, None)
+    location.create(make_manifest(4))
+    store = location.url
+    with pytest.raises(Interrupted) as caught:
+        with interrupted_run("imgs", store, command):
+            raise KeyboardInterrupt
+    assert caught.value.exit_code == 130
+    assert "0 of 4 images done" in caught.value.detail
+    assert f"resume with `ganinv {command} imgs --store {store}`" in caught.value.detail
