@@ -80,9 +80,10 @@ def template_key() -> TemplateKey | None:
 
     versions = Path(prefect.__file__).parent / "server" / "database" / "_migrations" / "versions" / "sqlite"
     try:
+        cache_dir()  # no home directory (a container's uid without a passwd entry, no HOME): no template
         head = alembic_head(versions)
         return None if head is None else TemplateKey(prefect.__version__, head, _block_sources_digest())
-    except (OSError, ValueError) as err:  # an unreadable installation: start as Prefect does
+    except (OSError, ValueError, RuntimeError) as err:  # an unreadable installation: start as Prefect does
         logger.info("no prefect database template: %s: %s", type(err).__name__, err)
         return None
 
@@ -149,6 +150,9 @@ def check_template(database: Path, key: TemplateKey) -> None:
             raise TemplateError(f"Alembic version {versions}, expected [{key.alembic_head!r}]")
         if db.execute("SELECT count(*) FROM block_type").fetchone()[0] == 0:
             raise TemplateError("no block types registered")
+        extra = _tables_with_rows(db) - FRESH_SERVER_TABLES  # a run, a deployment: never seed a server with them
+        if extra:
+            raise TemplateError(f"rows in {sorted(extra)}: not a freshly started server's database")
 
 
 def save_template(database: Path) -> None:
@@ -179,13 +183,17 @@ def _backup(database: Path, partial: Path, key: TemplateKey) -> None:
     """A consistent copy of the live (WAL) database, as one file, marked with the key's checksum."""
     with _read_only(database) as source, contextlib.closing(sqlite3.connect(partial)) as copy:
         source.backup(copy)
-        tables = [row[0] for row in copy.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-        extra = [t for t in tables if t not in FRESH_SERVER_TABLES and copy.execute(f'SELECT 1 FROM "{t}"').fetchone()]
+        extra = _tables_with_rows(copy) - FRESH_SERVER_TABLES
         if extra:
             raise TemplateError(f"the server wrote rows to {sorted(extra)} at start: not a fresh database")
         copy.execute("PRAGMA journal_mode = DELETE")  # no -wal file to carry; Prefect turns WAL on when it connects
         copy.execute(f"PRAGMA user_version = {key.marker}")
         copy.commit()
+
+
+def _tables_with_rows(db: sqlite3.Connection) -> set[str]:
+    tables = [row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    return {t for t in tables if db.execute(f'SELECT 1 FROM "{t}" LIMIT 1').fetchone()}
 
 
 def _read_only(database: Path) -> contextlib.closing[sqlite3.Connection]:

@@ -148,6 +148,25 @@ def test_a_template_of_another_prefect_version_is_not_used(template, tmp_path, c
     assert "made for another Prefect" in _seed_refused(tmp_path / "again", capsys)
 
 
+@pytest.mark.slow
+def test_a_template_holding_more_than_a_fresh_start_is_not_used(template, tmp_path, capsys):
+    """A template someone else wrote (a shared cache folder) must not seed a server with runs or settings."""
+    _, path = template
+    with sqlite3.connect(path) as db:
+        db.execute("""INSERT INTO configuration (key, value) VALUES ('planted', '{}')""")
+    err = _seed_refused(tmp_path, capsys)
+    assert err.count("\n") == 1 and "rows in ['configuration']" in err and not path.exists()
+
+
+def test_without_a_home_directory_there_is_no_template(monkeypatch):
+    """A container's uid without a passwd entry and no HOME: Path.home() raises; the server starts as Prefect's."""
+    monkeypatch.delenv(prefect_template.CACHE_ENV, raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setattr(Path, "home", classmethod(lambda cls: (_ for _ in ()).throw(RuntimeError("no home"))))
+    assert prefect_template.template_key() is None
+    assert prefect_template.seed_database(Path("/nonexistent/prefect.db")) is False
+
+
 @pytest.fixture
 def fresh_server_database(template, tmp_path):
     """(key, template path, database): a freshly started server's database (the template moved out), no template."""
