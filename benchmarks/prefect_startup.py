@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import subprocess
 import sys
 import tempfile
@@ -65,7 +66,7 @@ def main(argv=None) -> dict:
             rows[kind].append(once())
     best = {kind: min(runs, key=lambda r: r["ready"]) for kind, runs in rows.items()}
     result = dict(best=best, server_s={kind: round(r["ready"] - r["imported"], 2) for kind, r in best.items()},
-                  runs=rows, cpus=os.cpu_count(), python=sys.executable, date=time.strftime("%Y-%m-%d %H:%M"))
+                  runs=rows, cpus=os.cpu_count(), python=platform.python_version(), date=time.strftime("%Y-%m-%d %H:%M"))
     print(json.dumps(result, indent=1))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
