@@ -103,13 +103,13 @@ def execution_options(**flags: Any) -> ExecutionOptions:
     return execution
 
 
-def existing_store(store: str):
-    """The latent store at `store`, opened for reading; a URL that holds none (or one of another schema) is refused
-    here, with exit code 2, before the command loads what it works with (torch, matplotlib, a Prefect server: seconds
-    to half a minute). Opening needs zarr alone."""
+def existing_store(store: str, mode: str = "r"):
+    """The latent store at `store`, opened (for reading unless `mode`); a URL that holds none (or one of another
+    schema) is refused here, with exit code 2, before the command loads what it works with (torch, matplotlib, a
+    Prefect server: seconds to half a minute). Opening needs zarr alone."""
     from storage import LatentStore
 
-    return LatentStore.open(store, "r")
+    return LatentStore.open(store, mode)
 
 
 @contextlib.contextmanager

@@ -7,14 +7,10 @@ import json
 
 import typer
 
+from cli import common
+
 app = typer.Typer()
 STORE = typer.Argument(..., help="Store path or fsspec URL (s3://bucket/corpus.zarr).")
-
-
-def open_store(store: str, mode: str = "r"):
-    from storage import LatentStore
-
-    return LatentStore.open(store, mode)
 
 
 @app.command("store-info")
@@ -22,7 +18,7 @@ def store_info(store: str = STORE,
                as_json: bool = typer.Option(False, "--json", help="Print the root attributes and counts as JSON.")
                ) -> None:
     """Summary of a latent store: items done/failed/pending, generator identity, inversion config, lease."""
-    s = open_store(store)
+    s = common.existing_store(store)
     from runtime.describe import stage_lines  # (torch) once the store is there
     attrs, counts, holder = s.attributes, s.status_counts(), s.lease_holder()
     if as_json:
@@ -57,7 +53,7 @@ def store_verify(store: str = STORE,
                                              "error and attempts chunks.")) -> None:
     """Reads every chunk of a store, checking its checksum, and every item marked done; exit code 1 if anything is
     wrong (and not repaired)."""
-    report = open_store(store, "r+" if repair else "r").verify(repair=repair)
+    report = common.existing_store(store, "r+" if repair else "r").verify(repair=repair)
     counts = ", ".join(f"{k} {v}" for k, v in report.counts.items()) if min(report.counts.values()) >= 0 else \
         "status unreadable"
     typer.echo(f"{report.num_items} items: {counts}; checksums {'verified' if report.checksums else 'absent'}")
@@ -107,5 +103,5 @@ def store_rebuild_root(store: str = STORE) -> None:
 @app.command("store-break-lease")
 def store_break_lease(store: str = STORE) -> None:
     """Ends the run lease on a store whose run is dead (a live holder loses it at its next renewal)."""
-    broken = open_store(store, "r+").break_lease()
+    broken = common.existing_store(store, "r+").break_lease()
     typer.echo(f"broke lease of {broken.describe()}" if broken else "no lease was held")
