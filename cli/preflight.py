@@ -238,28 +238,17 @@ def _check_store_location(store: str) -> None:
 
 
 def _check_images(images: str, labels: str | None) -> None:
-    """A local source holds at least one image; the labels file parses (both as the scan will read them)."""
-    from storage.scan import NoImagesError, list_images, read_labels
+    """A local source holds at least one image (a folder is looked into only until its first: the flow's scan lists
+    it, with its progress shown); the labels file parses (both as the scan will read them; no torch)."""
+    from storage.listing import NoImagesError, has_images, list_images
+    from storage.scan import read_labels
 
     path = images.removeprefix("file://")
-    if _is_local(images) and not (_has_images(path) if os.path.isdir(path) else list_images(images)[2]):
+    if _is_local(images) and not (has_images(path) if os.path.isdir(path) else list_images(images)[2]):
         raise NoImagesError(f"no image files in {images!r}: give a folder of images, a list file with one path per "
                             "line, or a glob such as 'photos/*.jpg'")
     if labels:
         read_labels(labels)
-
-
-def _has_images(folder: str) -> bool:
-    """Whether a local folder holds an image as the scan lists them (a name with an image suffix, no hidden part,
-    symbolic links to folders not followed), stopping at the first: a large folder is listed once, by the flow's
-    scan (which shows its progress), not first here as well."""
-    from storage.scan import is_image_name
-
-    for _, folders, files in os.walk(folder):
-        folders[:] = [f for f in folders if not f.startswith(".")]
-        if any(is_image_name(f) and not f.startswith(".") for f in files):
-            return True
-    return False
 
 
 def _check_store(store, settings: Settings, *, shard_size: int | None, force: bool) -> None:

@@ -208,7 +208,7 @@ def test_the_scan_reports_each_file_it_hashes_and_those_it_reuses_at_once(tmp_pa
 def test_the_preflight_does_not_list_a_whole_folder_to_find_an_image(tmp_path, monkeypatch):
     """A folder is looked into only until its first image (the flow's scan lists it, with its progress shown);
     what counts as an image is what the scan lists."""
-    import storage.scan
+    from storage import listing
 
     write_good_images(tmp_path / "a" / "b", 1)
     write_good_images(tmp_path / ".hidden", 1)
@@ -216,16 +216,28 @@ def test_the_preflight_does_not_list_a_whole_folder_to_find_an_image(tmp_path, m
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / ".good000.png").write_bytes(b"")
     (tmp_path / "d" / "notes.txt").write_text("x")
-    expected = {name: bool(storage.scan.list_images(str(tmp_path / name))[2]) for name in "acd"}
+    expected = {name: bool(listing.list_images(str(tmp_path / name))[2]) for name in "acd"}
     assert expected == {"a": True, "c": False, "d": False}
 
     def no_listing(*args, **kwargs):
         raise AssertionError("the whole folder was listed")
 
-    monkeypatch.setattr(storage.scan, "list_images", no_listing)
+    monkeypatch.setattr(listing, "list_images", no_listing)
+    monkeypatch.setattr(listing, "list_entries", no_listing)
     for name, found in expected.items():
         if found:
             preflight._check_images(str(tmp_path / name), None)
         else:
-            with pytest.raises(storage.scan.NoImagesError):
+            with pytest.raises(listing.NoImagesError):
                 preflight._check_images(str(tmp_path / name), None)
+
+
+def test_the_listing_rules_load_neither_torch_nor_prefect():
+    """The preflight asks the scan's listing module whether a folder holds an image: importing it (and the scan's
+    labels reader) must not load torch or prefect (the storage package itself loads zarr)."""
+    code = ("import json, sys; import storage.listing, storage.scan; "
+            "print(json.dumps(sorted({'torch', 'prefect', 'PIL'} & set(sys.modules))))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == []
