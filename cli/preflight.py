@@ -110,11 +110,14 @@ def restoration_config(existing: LatentStore | None, store: str, given: Mapping[
     """`restore`'s restoration, without torch: the `RestoreConfig` fields `given` on the command line laid over
     the restoration an existing store recorded (the task too, when none is given). Refused: a new store without a
     task, a field given that differs from the store's record, a field of another task given (even at its default:
-    it would be ignored), a task's settings that cannot go together (`inversion_names.restoration_problem`)."""
-    from ganinv.inversion_names import RESTORATION_TASKS, restoration_problem
+    it would be ignored), a task's settings that cannot go together (`inversion_names.restoration_problem`); first of
+    all, a --mask-rule or --mask-holes not understood (`inversion_names.mask_problem`)."""
+    from ganinv.inversion_names import RESTORATION_TASKS, mask_problem, restoration_problem
     from runtime.errors import ConfigError
 
     settings = {name: value for name, value in given.items() if name != "task"}
+    if problem := mask_problem(settings):  # before the flags are compared with a store's record
+        raise ConfigError(f"restore: {problem}")
     recorded = None if existing is None else _recorded_restoration(existing)
     task = given.get("task") or (recorded.task if recorded is not None else None)
     if task is None:
@@ -149,16 +152,18 @@ def _recorded_restoration(store: LatentStore) -> RestoreConfig | None:
 def _refuse_changed_restoration(store: LatentStore, recorded: RestoreConfig, task: str,
                                 given: Mapping[str, Any]) -> None:
     """A task other than the store's, or a field of its task given with another value than it recorded, is refused
-    with the stored and given values (a mask rule in another spelling is compared once its record is made)."""
-    from ganinv.inversion_names import RESTORATION_OPTIONS
+    with the stored and given values (a mask rule in its one spelling, as the record reads back: `center-box` is
+    `center-box:0.4`)."""
+    from ganinv.inversion_names import RESTORATION_OPTIONS, canonical_mask_rule
     from storage.identity import config_mismatch
 
     if task != recorded.task:
         stored, asked = {"task": recorded.task}, {"task": task}
     else:
-        names = [name for name in given if name in ("keep_observed", "clean", *RESTORATION_OPTIONS[task])
-                 and not (name == "mask_rule" and recorded.mask_rule is not None)]
+        names = [name for name in given if name in ("keep_observed", "clean", *RESTORATION_OPTIONS[task])]
         stored, asked = {name: getattr(recorded, name) for name in names}, {name: given[name] for name in names}
+        if asked.get("mask_rule") is not None:
+            asked["mask_rule"] = canonical_mask_rule(asked["mask_rule"])
     if stored != asked:
         raise _with_fix(config_mismatch(store, {"restoration": stored}, {"restoration": asked}), store)
 
@@ -238,28 +243,17 @@ def _check_store_location(store: str) -> None:
 
 
 def _check_images(images: str, labels: str | None) -> None:
-    """A local source holds at least one image; the labels file parses (both as the scan will read them)."""
-    from storage.scan import NoImagesError, list_images, read_labels
+    """A local source holds at least one image (a folder is looked into only until its first: the flow's scan lists
+    it, with its progress shown); the labels file parses (both as the scan will read them; no torch)."""
+    from storage.listing import NoImagesError, has_images, list_images
+    from storage.scan import read_labels
 
     path = images.removeprefix("file://")
-    if _is_local(images) and not (_has_images(path) if os.path.isdir(path) else list_images(images)[2]):
+    if _is_local(images) and not (has_images(path) if os.path.isdir(path) else list_images(images)[2]):
         raise NoImagesError(f"no image files in {images!r}: give a folder of images, a list file with one path per "
                             "line, or a glob such as 'photos/*.jpg'")
     if labels:
         read_labels(labels)
-
-
-def _has_images(folder: str) -> bool:
-    """Whether a local folder holds an image as the scan lists them (a name with an image suffix, no hidden part,
-    symbolic links to folders not followed), stopping at the first: a large folder is listed once, by the flow's
-    scan (which shows its progress), not first here as well."""
-    from storage.scan import is_image_name
-
-    for _, folders, files in os.walk(folder):
-        folders[:] = [f for f in folders if not f.startswith(".")]
-        if any(is_image_name(f) and not f.startswith(".") for f in files):
-            return True
-    return False
 
 
 def _check_store(store, settings: Settings, *, shard_size: int | None, force: bool) -> None:

@@ -1,8 +1,8 @@
-"""The names an inversion's settings are picked by (`--mode`, `--space`, `--precision`, `--loss`, restore's `--task`
-and `--factor`): their one home, kept free of torch (as `ganinv.builtin_models` is) so that a command refuses a
-misspelt name in a fraction of a second, before it imports torch. The modules that act on them
-(`ganinv.inversion.batch`, `ganinv.inversion.optimize`, `ganinv.utils.precision`, `ganinv.losses.registry`,
-`ganinv.inversion.degradations`) import them from here."""
+"""The names an inversion's settings are picked by (`--mode`, `--space`, `--precision`, `--loss`, restore's `--task`,
+`--factor`, `--mask-holes` and `--mask-rule`): their one home, kept free of torch (as `ganinv.builtin_models` is) so
+that a command refuses a misspelt name in a fraction of a second, before it imports torch. The modules that act on
+them (`ganinv.inversion.batch`, `ganinv.inversion.optimize`, `ganinv.utils.precision`, `ganinv.losses.registry`,
+`ganinv.inversion.degradations`, `ganinv.inversion.masks`) import them from here."""
 
 from __future__ import annotations
 
@@ -32,6 +32,13 @@ RESTORATION_TASKS = tuple(RESTORATION_OPTIONS)
 # StyleGAN3 is trained on power-of-two datasets) and no other factor divides it; that it divides the generator's own
 # resolution is checked once the generator loads (runtime/restore.py)
 SUPER_RESOLUTION_FACTORS = tuple(2 ** k for k in range(1, 11))  # 2 ... 1024
+# inpainting's masks (`--mask-holes`, `--mask-rule`): ganinv/inversion/masks.py makes them
+MASK_HOLES = ("white", "black")  # the colour that marks a hole in a folder's mask PNGs
+CENTER_BOX_AREA = 0.4            # `center-box`: one centred square hole, this fraction of the image
+RANDOM_BOXES_COUNT = 3           # `random-boxes`: this many holes per image
+# `--mask-rule KIND[:VALUE]`: the mask source's field that VALUE sets, and its default
+MASK_RULES = {"center-box": ("area", CENTER_BOX_AREA), "random-boxes": ("count", RANDOM_BOXES_COUNT)}
+MASK_RULE_FORM = "'center-box[:AREA]' (e.g. center-box:0.4) or 'random-boxes[:COUNT]' (e.g. random-boxes:3)"
 
 
 def parse_loss_spec(spec: str | Sequence[str]) -> tuple[tuple[float, str], ...]:
@@ -59,11 +66,71 @@ def canonical_loss_spec(spec: str | Sequence[str]) -> str:
     return "+".join(name if weight == 1 else f"{weight:g}*{name}" for weight, name in parse_loss_spec(spec))
 
 
+def mask_rule_config(rule: str, *, seed: int = 0, name: str = "mask rule") -> dict[str, Any]:
+    """A `--mask-rule` -> the config of the mask source it names (`ganinv.inversion.masks.mask_source_from_config`
+    makes the source): 'center-box[:AREA]' -> {'kind': 'center-box', 'area': AREA}, 'random-boxes[:COUNT]' ->
+    {'kind': 'random-boxes', 'count': COUNT, 'seed': seed}, a value left out at its default. ValueError naming the
+    rule (as `name` and its value) and the form rules take, for one not understood or a value out of range."""
+    kind, _, text = rule.partition(":")
+    not_understood = ValueError(f"{name} {rule!r} is not understood: write {MASK_RULE_FORM}")
+    if kind not in MASK_RULES:
+        raise not_understood
+    field, default = MASK_RULES[kind]
+    try:
+        value = type(default)(text) if text else default
+    except ValueError:
+        raise not_understood from None
+    problem = mask_rule_value_problem(kind, value)
+    if problem:
+        raise ValueError(f"{name} {rule!r}: {problem}; write {MASK_RULE_FORM}")
+    return {"kind": kind, field: value, **({"seed": seed} if kind == "random-boxes" else {})}
+
+
+def mask_rule_value_problem(kind: str, value: float) -> str | None:
+    """Why `value` cannot be the value of the rule `kind` (center-box's area, random-boxes' count), or None; the mask
+    sources refuse by it too."""
+    if kind == "center-box" and not 0 < value < 1:
+        return f"center-box area must be a fraction in (0, 1), got {value!r}"
+    if kind == "random-boxes" and value < 1:
+        return f"random-boxes count must be at least 1, got {value!r}"
+    return None
+
+
+def mask_rule_spelling(source: Mapping[str, Any]) -> str:
+    """The one spelling of the rule that made a mask source (its config, as `mask_rule_config` gives it or a store
+    records it): 'center-box:0.4', 'random-boxes:3' (the seed is restore's `mask_seed`, not part of the rule)."""
+    field, _ = MASK_RULES[source["kind"]]
+    return f"{source['kind']}:{source[field]}"
+
+
+def canonical_mask_rule(rule: str) -> str:
+    """One spelling per rule ('center-box' and 'center-box:.40' -> 'center-box:0.4'): what a rerun's `--mask-rule`
+    is compared with a store's record in. ValueError as `mask_rule_config`."""
+    return mask_rule_spelling(mask_rule_config(rule, name="--mask-rule"))
+
+
+def mask_problem(settings: Mapping[str, Any]) -> str | None:
+    """Why the `--mask-holes` or `--mask-rule` in `settings` (`RestoreConfig` fields, name -> value) is not
+    understood, or None."""
+    holes = settings.get("mask_holes")
+    if holes is not None and holes not in MASK_HOLES:
+        return (f"--mask-holes {holes!r} is not understood: write {' or '.join(MASK_HOLES)} (the colour that marks "
+                "a hole in the mask PNGs)")
+    rule = settings.get("mask_rule")
+    if rule is not None:
+        try:
+            mask_rule_config(rule, name="--mask-rule")
+        except ValueError as err:
+            return str(err)
+    return None
+
+
 def restoration_problem(task: str, settings: Mapping[str, Any]) -> str | None:
     """Why `task` with `settings` (the `RestoreConfig` fields set, name -> value: those given on the command line,
     or those changed from their defaults) cannot be restored, or None: an unknown task, another task's setting
     (`--factor` for colorize would be ignored, even `--factor 4`, the default), a factor no generator's size divides,
-    inpainting without masks or with masks from a folder and a rule at once."""
+    a mask rule or hole colour not understood (`mask_problem`), inpainting without masks or with masks from a folder
+    and a rule at once."""
     if task not in RESTORATION_TASKS:
         return f"unknown restoration task {task!r}; choose from {list(RESTORATION_TASKS)}"
     for name in settings:
@@ -75,6 +142,9 @@ def restoration_problem(task: str, settings: Mapping[str, Any]) -> str | None:
     if task == "super-resolution" and factor is not None and factor not in SUPER_RESOLUTION_FACTORS:
         return (f"super-resolution factor {factor!r} is not a power of two from 2 to {SUPER_RESOLUTION_FACTORS[-1]}: "
                 "a generator's images (a power of two in size) must divide by it")
+    problem = mask_problem(settings)
+    if problem:
+        return problem
     masks = [name for name in ("mask_dir", "mask_rule") if settings.get(name) is not None]
     if task == "inpaint" and not masks:
         return "task 'inpaint' needs masks: a folder of mask PNGs (--mask-dir) or a mask rule (--mask-rule)"

@@ -288,10 +288,10 @@ class RestoreConfig:
     clean: str | None = None
 
     def __post_init__(self):
-        """The task, its factor, its masks (a folder or a rule, one of them) and the settings of other tasks changed
-        from their defaults are checked here, without torch (`ganinv.inversion_names`); a mask rule's spelling by
-        `record`, a factor that must divide the generator's size once the generator loads. (A setting of another
-        task given at its default is refused by the CLI, which knows the flags given.)"""
+        """The task, its factor, its masks (a folder or a rule, one of them, the rule and the holes' colour spelt as
+        they must be) and the settings of other tasks changed from their defaults are checked here, without torch
+        (`ganinv.inversion_names`); a factor that must divide the generator's size once the generator loads. (A
+        setting of another task given at its default is refused by the CLI, which knows the flags given.)"""
         from ganinv.inversion_names import restoration_problem
         from runtime.errors import ConfigError
 
@@ -309,15 +309,17 @@ class RestoreConfig:
         """The config whose `record()` is `record` (a store's), read without torch so that a rerun's flags can be
         compared with it before anything loads: KeyError, TypeError or ValueError for a record of another shape.
         (The record it makes again is compared with the store's in full once torch loads.)"""
+        from ganinv.inversion_names import MASK_RULES, mask_rule_spelling
+
         degradation, fields = record["degradation"], {}
         if degradation["kind"] == "mask":
             source = degradation["source"]
             if source["kind"] == "folder":
                 fields = dict(mask_dir=source["path"], mask_holes=source["holes"])
-            elif source["kind"] == "center-box":
-                fields = dict(mask_rule=f"center-box:{source['area']}")
-            elif source["kind"] == "random-boxes":
-                fields = dict(mask_rule=f"random-boxes:{source['count']}", mask_seed=source["seed"])
+            elif source["kind"] in MASK_RULES:  # in the one spelling a rerun's --mask-rule is compared in
+                fields = dict(mask_rule=mask_rule_spelling(source))
+                if source["kind"] == "random-boxes":
+                    fields["mask_seed"] = source["seed"]
             else:
                 raise ValueError(f"unknown mask source {source['kind']!r}")
         elif degradation["kind"] in ("downsample", "add-noise"):

@@ -103,7 +103,7 @@ def check_dataset(images: str, generator: str, config: InvertConfig, *,
 def check_dataset_masks(spec: InversionSpec, images: str, *,
                         storage_options: Mapping[str, Any] | None = None) -> None:
     """Every image of `images` has its mask, when the masks come from a folder (ConfigError naming those missing)."""
-    from storage.scan import list_image_ids
+    from storage.listing import list_image_ids
 
     if mask_folder(spec) is not None:
         check_masks(spec, list_image_ids(images, storage_options=storage_options))

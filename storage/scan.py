@@ -1,18 +1,7 @@
 """Scan a dataset into a manifest: which files, under which ids, with which content hashes and labels.
 
-`scan_images(source)` accepts
-
-- a **directory** (local path or fsspec URL such as `s3://bucket/faces/`): every file below it, recursively, whose
-  name ends in one of `ganinv.datasets.folder.IMAGE_SUFFIXES` (case-insensitive); names starting with '.' (and
-  everything inside such folders) are ignored;
-- a **list file** (any other existing file, e.g. `images.txt`): one path per line, relative to the list file's
-  folder or absolute, on the list file's filesystem; blank lines and lines starting with '#' are ignored;
-- a **glob** (`/data/**/*.jpg`, `s3://bucket/2024-*/*.png`): the matches with image suffixes.
-
-Each file's `image_id` is its path relative to the dataset root (the directory, the list file's folder, or the
-glob's fixed prefix), with '/' separators: stable as long as the folder layout is, and what the per-image seed is
-derived from. A list-file entry outside that folder keeps its full path as its id ('/data/x.png',
-'s3://bucket/x.png'), so it can never take a relative id's place. Items are sorted by image_id.
+`scan_images(source)` lists the files of a directory, list file or glob and names each by its `image_id` as
+`storage.listing` does (the listing rules live there), then hashes and labels them. Items are sorted by image_id.
 
 Each file's content hash (`source_sha256`) is the store's identity of an input. A first scan reads every file to hash
 it; a rescan given the previous scan's `ScanResult.hash_cache` (`previous=`) reads only the files that are new or
@@ -50,12 +39,13 @@ from typing import Any, BinaryIO
 
 import fsspec
 
-from ganinv.datasets.folder import IMAGE_SUFFIXES, is_image_name
+from ganinv.datasets.image_names import IMAGE_SUFFIXES
 from ganinv.errors import UserError
+from storage.listing import NoImagesError, full_path, image_id_of, is_local, list_entries
+from storage.listing import list_image_ids, list_images  # noqa: F401 (re-exported: their home was this module)
 from storage.scan_cache import HashCache  # full path -> (fingerprint, sha256)
 from storage.schema import Manifest
 
-_GLOB_CHARS = "*?["
 Progress = Callable[[int], Callable[[int], None]]  # number of files -> advance(n): runtime/progress.py's `step`
 _HASH_THREADS = 8  # hashing is I/O-bound on buckets; threads hide the round trips
 # Listing keys that change when a file's content does, most trusted first: content hashes of object stores (S3 ETag,
@@ -94,10 +84,6 @@ class ScanResult:
                 "hashed": self.hashed, "reused": self.reused}
 
 
-class NoImagesError(UserError, FileNotFoundError):
-    """The images to scan are not there: no image files in the folder, list file or glob."""
-
-
 class LabelsError(UserError, ValueError):
     """The labels CSV cannot be read as numeric labels; the message names the file, line and column."""
 
@@ -108,13 +94,13 @@ def scan_images(source: str, *, labels: str | None = None, storage_options: Mapp
     previous: an earlier scan's `hash_cache`; files whose fingerprint matches their entry are not read again.
     progress: called with the number of files once they are listed, it returns `advance(n)`, which the scan calls as
     files are hashed (those whose hash it reuses count at once)."""
-    fs, root, listing = _list_images(source, storage_options=storage_options)
+    fs, root, listing = list_entries(source, storage_options=storage_options)
     files = sorted(listing)
     if not files:
         raise NoImagesError(f"no image files in {source!r} (looked for {', '.join(IMAGE_SUFFIXES)}); give a folder "
                                 "of images, a list file with one path per line, or a glob such as 'photos/*.jpg'")
-    ids = [_image_id(root, path, fs) for path in files]
-    keys = [_full(fs, path) for path in files]
+    ids = [image_id_of(root, path, fs) for path in files]
+    keys = [full_path(fs, path) for path in files]
     prints = [fingerprint(listing[path]) for path in files]
     hashes, cache, reused = _hash_changed(fs, files, keys, prints, previous or {},
                                           advance=progress(len(files)) if progress else None)
@@ -132,19 +118,12 @@ def scan_images(source: str, *, labels: str | None = None, storage_options: Mapp
             row_key, item_labels = _labels_for(table, image_id)
             used_rows.add(row_key)
             records.append(dict(image_id=image_id, path=image_id, source_sha256=digest, labels=item_labels))
-    manifest = Manifest.from_records(records, root=_full(fs, root))
+    manifest = Manifest.from_records(records, root=full_path(fs, root))
     names = tuple(sorted({n for row in table.values() for n in row}))
     return ScanResult(source=source, manifest=manifest, skipped=tuple(skipped),
                       labels_unmatched=len(set(table) - used_rows), label_names=names,
                       hashed=len(files) - reused, reused=reused, hash_cache=cache,
                       hash_cache_changed=cache != dict(previous or {}))
-
-
-def list_images(source: str, *, storage_options: Mapping[str, Any] | None = None
-                ) -> tuple[fsspec.AbstractFileSystem, str, list[str]]:
-    """(filesystem, root, file paths) for a directory, list file or glob; paths as the filesystem names them."""
-    fs, root, listing = _list_images(source, storage_options=storage_options)
-    return fs, root, sorted(listing)
 
 
 def fingerprint(info: Mapping[str, Any] | None) -> str | None:
@@ -241,83 +220,6 @@ def _label_value(csv_path: str, line: int, name: str, cell: str) -> float:
 
 
 # ---------------------------------------------------------------------------------------------------------- helpers
-def list_image_ids(source: str, *, storage_options: Mapping[str, Any] | None = None) -> list[str]:
-    """The image ids a scan of `source` would give, sorted, from the listing alone (no file is read): what a command
-    checks per image before it starts (e.g. that every image has its inpainting mask)."""
-    fs, root, listing = _list_images(source, storage_options=storage_options)
-    return sorted(_image_id(root, path, fs) for path in listing)
-
-
-def _list_images(source: str, *, storage_options: Mapping[str, Any] | None
-                 ) -> tuple[fsspec.AbstractFileSystem, str, dict[str, Mapping[str, Any] | None]]:
-    """(filesystem, root, {file path: listing entry}); the entries come from the detailed listing (None for a
-    list-file line whose file cannot be looked up: hashing it reports why)."""
-    fs, path = fsspec.core.url_to_fs(source, **dict(storage_options or {}))
-    fs.invalidate_cache()  # fsspec instances are shared and s3fs caches listings: a stale ETag would reuse a stale hash
-    if any(c in source for c in _GLOB_CHARS) and not fs.exists(path):
-        found = fs.glob(path, detail=True)
-        return fs, _glob_root(path), {p: info for p, info in found.items()
-                                      if is_image_name(p) and info.get("type") != "directory"}
-    if fs.isdir(path):
-        root = path.rstrip("/")
-        found = fs.find(root, detail=True)
-        return fs, root, {p: info for p, info in found.items() if is_image_name(p) and not _hidden(root, p)}
-    if fs.isfile(path):
-        root = posixpath.dirname(path)
-        return fs, root, {p: _info_or_none(fs, p) for p in _read_list_file(fs, path, root)}
-    raise NoImagesError(f"{source!r} is neither a folder, a list file nor a glob that matches anything")
-
-
-def _info_or_none(fs: fsspec.AbstractFileSystem, path: str) -> Mapping[str, Any] | None:
-    try:
-        return fs.info(path)
-    except OSError:  # missing, permission: the hash reports it as the skip reason
-        return None
-
-
-def _glob_root(pattern: str) -> str:
-    """The folder part of a glob before its first wildcard: 'data/a/*/x*.png' -> 'data/a'."""
-    cut = min(i for i in (pattern.find(c) for c in _GLOB_CHARS) if i >= 0)
-    return posixpath.dirname(pattern[:cut]).rstrip("/")
-
-
-def _hidden(root: str, path: str) -> bool:
-    return any(part.startswith(".") for part in posixpath.relpath(path, root).split("/"))
-
-
-def _read_list_file(fs: fsspec.AbstractFileSystem, path: str, root: str) -> list[str]:
-    files = []
-    for line in fs.cat_file(path).decode().splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        if "://" in line:  # a URL on the list file's own filesystem
-            line = fs._strip_protocol(line)
-        files.append(posixpath.normpath(line if line.startswith("/") else posixpath.join(root, line)))
-    return files
-
-
-def _under(root: str, path: str) -> bool:
-    return not root or path.startswith(root.rstrip("/") + "/")
-
-
-def _image_id(root: str, path: str, fs: fsspec.AbstractFileSystem) -> str:
-    """The path relative to the root; a file outside the root keeps its full path ('/abs/x.png', 's3://b/x.png'), so
-    it can never take the id of a relative one."""
-    if _under(root, path):
-        return posixpath.relpath(path, root)
-    return _full(fs, path)
-
-
-def _full(fs: fsspec.AbstractFileSystem, path: str) -> str:
-    """A path the workers can open: local paths as they are, others with their protocol ('s3://bucket/x')."""
-    return path if _is_local(fs) else fs.unstrip_protocol(path)
-
-
-def _is_local(fs: fsspec.AbstractFileSystem) -> bool:
-    return "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,))
-
-
 def _hash_changed(fs: fsspec.AbstractFileSystem, files: Sequence[str], keys: Sequence[str],
                   prints: Sequence[str | None], previous: HashCache, *, advance: Callable[[int], None] | None = None
                   ) -> tuple[list[str | Exception], dict[str, tuple[str, str]], int]:
@@ -351,7 +253,7 @@ def _cached(previous: HashCache, key: str, fp: str | None) -> str | None:
 def _hash_one(fs: fsspec.AbstractFileSystem, path: str) -> str | Exception:
     digest = hashlib.sha256()
     try:
-        with (open_regular_file(path) if _is_local(fs) else fs.open(path, "rb")) as f:
+        with (open_regular_file(path) if is_local(fs) else fs.open(path, "rb")) as f:
             while block := f.read(1 << 20):
                 digest.update(block)
     except OSError as err:  # missing, permission, broken link, a directory with an image's name, bucket errors

@@ -1,8 +1,8 @@
 """Refusals before anything heavy loads (issue 19, items 3 and 9): a store made with other settings (a loss too; a
-restoration store's restoration too), a misspelt mode, loss or restoration task, a super-resolution factor no
-generator's size divides, another task's setting (even at its default), inpainting without masks or with two kinds,
-a missing store or mask folder are refused without importing torch or prefect (in well under a second, where they
-took 3 to 30 s); the
+restoration store's restoration too, its mask rule in any spelling), a misspelt mode, loss or restoration task, a
+super-resolution factor no generator's size divides, another task's setting (even at its default), inpainting
+without masks or with two kinds, a mask rule or hole colour not understood, a missing store or mask folder are
+refused without importing torch or prefect (in well under a second, where they took 3 to 30 s); the
 settings a CLI run checked are not checked again by its flow; the scan shows its progress, and a refinement's bar
 says "refining". The names checked without torch are those the torch-side registries use."""
 
@@ -28,10 +28,12 @@ from storage.scan import scan_images
 REPO = Path(__file__).resolve().parents[1]
 MISSING = "missing.zarr"
 
-# expected message -> the command's arguments (in a folder with imgs/, made.zarr, a store made with 4 steps, and
-# restored.zarr, a denoising store made with 4 steps, the mse loss and sigma 0.2)
+# expected message -> the command's arguments (in a folder with imgs/, made.zarr, a store made with 4 steps,
+# restored.zarr, a denoising store made with 4 steps, the mse loss and sigma 0.2, and inpainted.zarr, an inpainting
+# store whose masks come from the rule center-box:0.4)
 RESUME_RESTORED = ("To resume with the store's own settings, give only IMAGES and --store: `ganinv restore IMAGES "
                    "--store restored.zarr`")
+MASK_RULE_FORM = "write 'center-box[:AREA]' (e.g. center-box:0.4) or 'random-boxes[:COUNT]' (e.g. random-boxes:3)"
 CASES = {
     "num_steps: stored 4, given 9": ["invert", "imgs", "--store", "made.zarr", "--steps", "9"],
     "seed.base: stored 0, given 7": ["invert", "imgs", "--store", "made.zarr", "--seed", "7"],
@@ -78,6 +80,22 @@ CASES = {
         "restore", "imgs", "--store", "r.zarr", "--task", "inpaint", "--mask-rule", "center-box", "--sigma", "0.1"],
     "task 'super-resolution' takes no --mask-holes (--mask-holes is for 'inpaint')": [
         "restore", "imgs", "--store", "r.zarr", "--task", "super-resolution", "--mask-holes", "white"],
+    # a mask rule is compared with the store's (inpainted.zarr: center-box:0.4) in its one spelling
+    "(restoration.mask_rule: stored 'center-box:0.4', given 'center-box:0.5'); codes made with different settings": [
+        "restore", "imgs", "--store", "inpainted.zarr", "--mask-rule", "center-box:0.5"],
+    "(restoration.mask_rule: stored 'center-box:0.4', given 'random-boxes:3')": [
+        "restore", "imgs", "--store", "inpainted.zarr", "--mask-rule", "random-boxes"],
+    # mask flags that are not understood: named with the accepted form, before they are compared with a store
+    "--mask-holes 'grey' is not understood: write white or black": [
+        "restore", "imgs", "--store", "r.zarr", "--task", "inpaint", "--mask-dir", "imgs", "--mask-holes", "grey"],
+    f"--mask-rule 'center-box:big' is not understood: {MASK_RULE_FORM}": [
+        "restore", "imgs", "--store", "r.zarr", "--task", "inpaint", "--mask-rule", "center-box:big"],
+    f"--mask-rule 'stripes' is not understood: {MASK_RULE_FORM}": [
+        "restore", "imgs", "--store", "inpainted.zarr", "--mask-rule", "stripes"],
+    f"--mask-rule 'center-box:1.5': center-box area must be a fraction in (0, 1), got 1.5; {MASK_RULE_FORM}": [
+        "restore", "imgs", "--store", "r.zarr", "--task", "inpaint", "--mask-rule", "center-box:1.5"],
+    "--mask-rule 'random-boxes:0': random-boxes count must be at least 1": [
+        "restore", "imgs", "--store", "inpainted.zarr", "--mask-rule", "random-boxes:0"],
     "--mask-dir 'nomasks' is not a folder": ["restore", "imgs", "--store", "r.zarr", "--task", "inpaint",
                                              "--mask-dir", "nomasks"],
     "--clean 'noclean' is not a folder": ["restore", "imgs", "--store", "r.zarr", "--task", "denoise", "--clean",
@@ -87,6 +105,8 @@ CASES = {
         "discover-directions": [], "render-edits": ["--directions", "a"], "render-restored": ["--out", "o"],
         "render-morphs": ["--pairs", "a:b"], "style-mix": ["--content", "a", "--style", "b"]}.items()},
 }
+INPAINTED = RestoreConfig(task="inpaint", mask_rule="center-box:0.4").invert_config(
+    InvertConfig(inversion={"num_steps": 2, "loss": "mse"}))
 PROBE = """
 import json, sys
 from typer.testing import CliRunner
@@ -115,6 +135,7 @@ def test_mistakes_are_refused_before_torch_or_prefect_is_imported(tmp_path, tiny
                   InvertConfig(inversion={"num_steps": 4, "loss": "mse"}))
     prepare_store(tmp_path / "imgs", tmp_path / "restored.zarr", tiny_generator_file,
                   RestoreConfig(task="denoise", sigma=0.2).invert_config(InvertConfig(inversion={"num_steps": 4})))
+    prepare_store(tmp_path / "imgs", tmp_path / "inpainted.zarr", tiny_generator_file, INPAINTED)
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     done = subprocess.run([sys.executable, "-c", PROBE, json.dumps(CASES)], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=300)
@@ -126,7 +147,8 @@ def test_mistakes_are_refused_before_torch_or_prefect_is_imported(tmp_path, tiny
         if not message.startswith("Invalid value"):  # ours: one line
             assert output.strip().splitlines()[-1].startswith("error: "), (expected, output)
         assert not torch and not prefect, f"{expected}: torch {torch}, prefect {prefect} imported before refusing"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["imgs", "made.zarr", "restored.zarr"]  # nothing created
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["imgs", "inpainted.zarr", "made.zarr",
+                                                          "restored.zarr"]  # nothing created
 
 
 def test_the_names_checked_without_torch_are_those_the_torch_registries_act_on():
@@ -157,6 +179,26 @@ def test_a_loss_given_in_another_spelling_of_the_stores_is_not_refused(tmp_path,
     preflight._refuse_changed_flags(store, {"inversion": {"loss": " 1.0*mse + 0.50*l1"}})
     with pytest.raises(StoreMismatchError, match="stored 'mse\\+0.5\\*l1', given 'mse\\+0.25\\*l1'"):
         preflight._refuse_changed_flags(store, {"inversion": {"loss": "mse+0.25*l1"}})
+
+
+def test_a_mask_rule_in_another_spelling_of_the_stores_is_a_rerun_and_another_rule_is_refused_before_torch(
+        tmp_path, tiny_generator_file):
+    """The store records center-box:0.4; `--mask-rule center-box` is that rule at its default: a rerun, through the
+    whole preflight (the record it makes is the store's). Another area is refused from the record alone."""
+    from storage import LatentStore, StoreMismatchError
+
+    write_good_images(tmp_path / "imgs", 1)
+    prepare_store(tmp_path / "imgs", tmp_path / "s.zarr", tiny_generator_file, INPAINTED)
+    store = LatentStore.open(str(tmp_path / "s.zarr"), "r")
+    for spelling in ("center-box", "center-box:.40", "center-box:0.4"):
+        assert preflight.restoration_config(store, store.url, {"mask_rule": spelling}).record() == \
+            store.attributes.inversion["restoration"]
+    resolved = preflight.resolve(str(tmp_path / "imgs"), store.url, None, InvertConfig(), {"inversion": {}},
+                                 labels=None, force=False, restore={"mask_rule": "center-box"})
+    assert resolved.restoration.record() == store.attributes.inversion["restoration"]
+    with pytest.raises(StoreMismatchError, match="restoration.mask_rule: stored 'center-box:0.4', given "
+                                                 "'center-box:0.25'"):
+        preflight.restoration_config(store, store.url, {"mask_rule": "center-box:0.25"})
 
 
 def test_settings_kept_by_the_preflight_are_taken_once_and_a_replaced_generator_is_checked_again(
@@ -208,7 +250,7 @@ def test_the_scan_reports_each_file_it_hashes_and_those_it_reuses_at_once(tmp_pa
 def test_the_preflight_does_not_list_a_whole_folder_to_find_an_image(tmp_path, monkeypatch):
     """A folder is looked into only until its first image (the flow's scan lists it, with its progress shown);
     what counts as an image is what the scan lists."""
-    import storage.scan
+    from storage import listing
 
     write_good_images(tmp_path / "a" / "b", 1)
     write_good_images(tmp_path / ".hidden", 1)
@@ -216,16 +258,28 @@ def test_the_preflight_does_not_list_a_whole_folder_to_find_an_image(tmp_path, m
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / ".good000.png").write_bytes(b"")
     (tmp_path / "d" / "notes.txt").write_text("x")
-    expected = {name: bool(storage.scan.list_images(str(tmp_path / name))[2]) for name in "acd"}
+    expected = {name: bool(listing.list_images(str(tmp_path / name))[2]) for name in "acd"}
     assert expected == {"a": True, "c": False, "d": False}
 
     def no_listing(*args, **kwargs):
         raise AssertionError("the whole folder was listed")
 
-    monkeypatch.setattr(storage.scan, "list_images", no_listing)
+    monkeypatch.setattr(listing, "list_images", no_listing)
+    monkeypatch.setattr(listing, "list_entries", no_listing)
     for name, found in expected.items():
         if found:
             preflight._check_images(str(tmp_path / name), None)
         else:
-            with pytest.raises(storage.scan.NoImagesError):
+            with pytest.raises(listing.NoImagesError):
                 preflight._check_images(str(tmp_path / name), None)
+
+
+def test_the_listing_rules_load_neither_torch_nor_prefect():
+    """The preflight asks the scan's listing module whether a folder holds an image: importing it (and the scan's
+    labels reader) must not load torch or prefect (the storage package itself loads zarr)."""
+    code = ("import json, sys; import storage.listing, storage.scan; "
+            "print(json.dumps(sorted({'torch', 'prefect', 'PIL'} & set(sys.modules))))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == []

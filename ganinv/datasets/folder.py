@@ -39,9 +39,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ganinv.datasets.image_names import IMAGE_SUFFIXES, is_image_name  # noqa: F401 (re-exported)
 from ganinv.utils.images import from_pil
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 PILLOW_MAX_PIXELS = 89_478_485  # PIL.Image.MAX_IMAGE_PIXELS's default (a quarter GiB of 24-bit pixels)
 _SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 # What Pillow's decoders raise on malformed data (it has no common base class for them).
@@ -153,8 +153,3 @@ def _crop_resize(image: Image.Image, resolution: int) -> Image.Image:
     left, top = (width - side) // 2, (height - side) // 2
     square = image if width == height else image.crop((left, top, left + side, top + side))
     return square if side == resolution else square.resize((resolution, resolution), Image.Resampling.LANCZOS)
-
-
-def is_image_name(path: str | os.PathLike) -> bool:
-    """True for names ending in one of `IMAGE_SUFFIXES` (case-insensitive)."""
-    return Path(str(path)).suffix.lower() in IMAGE_SUFFIXES

@@ -3,7 +3,8 @@
 Every source makes `[N, 1, R, R]` float masks, 1 = observed pixel, 0 = hole, one per image id, deterministically:
 the same id gives the same mask in any batch, shard, worker or rerun (random boxes are seeded from the id). A source
 describes itself (`to_config()`, read back by `mask_source_from_config`) so a store can record it; `parse_mask_rule`
-reads the CLI's `--mask-rule` spelling.
+reads the CLI's `--mask-rule` spelling (its parser, the rules' defaults and their checks live in the torch-free
+`ganinv.inversion_names`, so the CLI refuses a rule it does not understand before torch loads).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from typing import Any, Mapping, Protocol, Sequence
 import numpy as np
 import torch
 
+from ganinv.inversion_names import (CENTER_BOX_AREA, MASK_HOLES, RANDOM_BOXES_COUNT, mask_rule_config,
+                                    mask_rule_value_problem)
 from ganinv.utils.seeds import seed_from_id
 
 
@@ -43,12 +46,13 @@ def _config(source: Any) -> dict[str, Any]:
 class CenterBox:
     """One centred square hole covering `area` of the image (0.4: a 40 x 40 hole in a 64 px image)."""
 
-    area: float = 0.4
+    area: float = CENTER_BOX_AREA
     kind = "center-box"
 
     def __post_init__(self):
-        if not 0 < self.area < 1:
-            raise ValueError(f"center-box area must be a fraction in (0, 1), got {self.area!r}")
+        problem = mask_rule_value_problem(self.kind, self.area)
+        if problem:
+            raise ValueError(problem)
 
     def masks(self, image_ids: Sequence[str], resolution: int) -> torch.Tensor:
         side = min(resolution - 1, max(1, round(math.sqrt(self.area) * resolution)))
@@ -64,15 +68,16 @@ class RandomBoxes:
     """`count` rectangular holes per image, each side a uniform fraction in [min_side, max_side] of the image size,
     placed uniformly; drawn from `seed_from_id(image_id, seed)`, so each image has its own boxes for good."""
 
-    count: int = 3
+    count: int = RANDOM_BOXES_COUNT
     min_side: float = 0.1
     max_side: float = 0.4
     seed: int = 0
     kind = "random-boxes"
 
     def __post_init__(self):
-        if self.count < 1 or not 0 < self.min_side <= self.max_side < 1:
-            raise ValueError(f"random-boxes needs count >= 1 and 0 < min_side <= max_side < 1, got {self}")
+        problem = mask_rule_value_problem(self.kind, self.count)
+        if problem or not 0 < self.min_side <= self.max_side < 1:
+            raise ValueError(problem or f"random-boxes needs 0 < min_side <= max_side < 1, got {self}")
 
     def masks(self, image_ids: Sequence[str], resolution: int) -> torch.Tensor:
         return torch.stack([_box_mask(resolution, self._boxes(image_id, resolution)) for image_id in image_ids])
@@ -100,8 +105,8 @@ class MaskFolder:
     kind = "folder"
 
     def __post_init__(self):
-        if self.holes not in ("white", "black"):
-            raise ValueError(f"mask folder holes must be 'white' or 'black', got {self.holes!r}")
+        if self.holes not in MASK_HOLES:
+            raise ValueError(f"mask folder holes must be {' or '.join(map(repr, MASK_HOLES))}, got {self.holes!r}")
 
     def file_for(self, image_id: str) -> Path:
         relative = PurePosixPath(image_id).with_suffix(".png")
@@ -140,14 +145,6 @@ def mask_source_from_config(config: Mapping[str, Any]) -> MaskSource:
 
 def parse_mask_rule(rule: str, *, seed: int = 0) -> MaskSource:
     """`--mask-rule` values: `center-box` or `center-box:AREA` (default 0.4); `random-boxes` or
-    `random-boxes:COUNT` (default 3), their boxes seeded from each image id and `seed`."""
-    name, _, value = rule.partition(":")
-    try:
-        if name == "center-box":
-            return CenterBox(float(value)) if value else CenterBox()
-        if name == "random-boxes":
-            return RandomBoxes(int(value), seed=seed) if value else RandomBoxes(seed=seed)
-    except ValueError as err:
-        raise ValueError(f"mask rule {rule!r}: {err}") from None
-    raise ValueError(f"mask rule {rule!r} is not understood: use 'center-box[:AREA]' (e.g. center-box:0.4) or "
-                     "'random-boxes[:COUNT]' (e.g. random-boxes:3)")
+    `random-boxes:COUNT` (default 3), their boxes seeded from each image id and `seed`
+    (`ganinv.inversion_names.mask_rule_config` reads them)."""
+    return mask_source_from_config(mask_rule_config(rule, seed=seed))
