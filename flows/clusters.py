@@ -12,7 +12,7 @@ Every flow that sends work to Dask (invert-dataset, render-edits) runs that part
 scheduler, or starts a local cluster when the subflow starts and closes it when it ends. Inside, `dask_client()`
 waits for the workers and gives the client; `gpu_annotation(client)` makes each submitted task ask for one GPU
 where workers offer GPUs. Worker processes report to the Prefect API in PREFECT_API_URL: the CLI starts one for the
-command when none is set (flows/prefect_api.py), tests use Prefect's test harness.
+command when none is set (flows/prefect_api.py), tests one such server for the session.
 
 Local clusters are started for the run and closed after it. Worker memory limits are off: a worker holding a large
 generator must not be restarted by Dask's memory monitor in the middle of a shard (the OS still guards memory).

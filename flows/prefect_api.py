@@ -68,40 +68,79 @@ def prefect_api() -> Iterator[str]:
     if url:
         yield url
         return
-    with _temporary_server() as url:
+    with temporary_server() as url:
         yield url
 
 
 @contextlib.contextmanager
-def _temporary_server() -> Iterator[str]:
+def temporary_server() -> Iterator[str]:
+    """A Prefect server of this process's own for the block, whatever the configuration names (the test suite's
+    session server is one too: tests/conftest.py); yields its API URL, also exported to the processes spawned."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     home = tempfile.mkdtemp(prefix="ganinv-prefect-")
-    database = Path(home) / "prefect.db"
-    server, started, watchdog = None, False, None
+    server, watchdog, exported = None, None, os.environ.get("PREFECT_API_URL")
     restore = _stop_on_sigterm()
     try:
-        from_template = prefect_template.seed_database(database)  # a migrated copy: the server skips migrating
-        with temporary_settings(updates=_server_settings(database, from_template=from_template)):
-            server = _server_class()(port=_free_port())
-            server.start(timeout=SERVER_STARTUP_TIMEOUT_S)
-            started = True
+        server = _ready_server(Path(home) / "prefect.db")
         watchdog = guard(server.server_process.pid)  # ends the server if this process dies without unwinding
-        if not from_template:  # migrated and registered just now, nothing run yet: later commands copy it
-            prefect_template.save_template(database)
         os.environ["PREFECT_API_URL"] = server.api_url  # inherited by the Dask worker processes we spawn
         with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
             yield server.api_url
     finally:
         if server is not None:
-            if started:  # interrupted while it started: nothing was logged to it yet
-                _drain_to(server)
+            _drain_to(server)
             server.stop()
         if watchdog is not None:  # it sees the server gone and exits within POLL_S
             watchdog.wait(timeout=10)
-        os.environ.pop("PREFECT_API_URL", None)
+        if exported is None:
+            os.environ.pop("PREFECT_API_URL", None)
+        else:  # the test suite's server while a test starts one of its own
+            os.environ["PREFECT_API_URL"] = exported
         shutil.rmtree(home, ignore_errors=True)
         restore()
+
+
+def _ready_server(database: Path):
+    """A started server on `database`: a copy of the template when there is one (flows/prefect_template.py). A
+    server that does not serve from a template that passed its checks (a table lost, say) is stopped, the template
+    removed with one line of warning, and a server started once more the way Prefect does, migrating a new database,
+    which is then saved as the template."""
+    template = prefect_template.seed_database(database)
+    if template is not None:
+        try:
+            return _started(database, from_template=True)
+        except Exception as err:  # whatever it was, a migrating start is the remedy (and raises if it is not)
+            prefect_template.discard(database, template, f"its server did not serve: {type(err).__name__}: {err}")
+    server = _started(database, from_template=False)
+    prefect_template.save_template(database)  # migrated and registered just now, nothing run yet
+    return server
+
+
+def _started(database: Path, *, from_template: bool):
+    """A server on `database` that answers its health route (Prefect's own check) and, on a template's copy, a read
+    of the flow runs through the API: a database its server cannot query fails here, not in the first run. Anything
+    it started is stopped if it raises (an interrupt included)."""
+    from prefect.settings import temporary_settings
+
+    server = _server_class()(port=_free_port())
+    try:
+        with temporary_settings(updates=_server_settings(database, from_template=from_template)):
+            server.start(timeout=SERVER_STARTUP_TIMEOUT_S)
+        if from_template:
+            _read_flow_runs(server.api_url)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+def _read_flow_runs(api_url: str) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: api_url}), get_client(sync_client=True) as client:
+        client.read_flow_runs(limit=1)
 
 
 def _server_settings(database: Path, *, from_template: bool) -> dict:

@@ -13,8 +13,10 @@ Alembic head of Prefect's SQLite migrations, and a digest of what the server reg
 `prefect.collections` packages and their versions); inside, `PRAGMA user_version` holds the key's checksum and the
 `alembic_version` table must read the head. A copy that fails a check (corrupt, another head or key, no block types)
 is removed, the command says so in one line and its server migrates as before, then saves a good template over the
-bad one. Templates are written to a temporary name and renamed, so commands that race (two at once, pytest-xdist
-workers) each read a whole file; the last rename wins and both are equal.
+bad one. So is a copy that passes the checks but whose server does not serve: flows/prefect_api.py reads the flow
+runs through a server started from a template before using it (a lost table fails there) and, once, migrates a new
+database instead. Templates are written to a temporary name and renamed, so commands that race (two at once,
+pytest-xdist workers) each read a whole file; the last rename wins and both are equal.
 
 The cache directory is `$GANINV_CACHE_DIR`, else `$XDG_CACHE_HOME/ganinv`, else `~/.cache/ganinv`.
 """
@@ -111,29 +113,36 @@ def _block_sources_digest() -> str:
     return hashlib.sha256("\n".join(sources).encode()).hexdigest()[:12]
 
 
-def seed_database(database: Path) -> bool:
-    """Copies the template into `database` (a server's fresh location) and checks the copy; True when the server may
-    skip migrating and registering blocks. False when there is no template yet (nothing said) or it is unusable
-    (one line on stderr, the bad template removed): the server then starts as before."""
+def seed_database(database: Path) -> Path | None:
+    """Copies the template into `database` (a server's fresh location) and checks the copy; returns the template
+    when the server may skip migrating and registering blocks. None when there is no template yet (nothing said) or
+    it is unusable (one line on stderr, the bad template removed): the server then starts as before."""
     key = template_key()
     if key is None:
-        return False
+        return None
     template = key.path
     try:
         with open(template, "rb") as source, open(database, "xb") as target:  # one inode, even if renamed meanwhile
             shutil.copyfileobj(source, target)
         check_template(database, key)
     except FileNotFoundError:
-        return False
+        return None
     except (OSError, sqlite3.Error, TemplateError) as err:
-        _remove_database(database)
-        with contextlib.suppress(OSError):
-            template.unlink()
-        print(f"warning: Prefect database template {template} not used ({type(err).__name__}: {err}); the server "
-              "migrates a new database instead", file=sys.stderr)
-        return False
+        discard(database, template, f"{type(err).__name__}: {err}")
+        return None
     logger.info("prefect server database copied from template %s", template)
-    return True
+    return template
+
+
+def discard(database: Path, template: Path, reason: str) -> None:
+    """Removes a server's copy of `template` and the template itself, saying why in one line on stderr: the server
+    then migrates a new database and saves a good template in its place."""
+    _remove_database(database)
+    with contextlib.suppress(OSError):
+        template.unlink()
+    reason = " ".join(reason.split())  # one line, whatever the error said
+    print(f"warning: Prefect database template {template} not used ({reason[:300]}); the server migrates a new "
+          "database instead", file=sys.stderr)
 
 
 def check_template(database: Path, key: TemplateKey) -> None:

@@ -201,14 +201,16 @@ def edit_store(edit_world, tmp_path) -> str:
 
 @pytest.fixture(scope="session")
 def prefect_harness():
-    """One temporary Prefect server and database for the whole session (starting one costs ~10 s); flows, tasks on
-    Dask workers and subprocesses given its `PREFECT_API_URL` (the fixture's value) all report to it."""
+    """One temporary Prefect server for the whole session, started as a command starts its own, never the one the
+    environment names (flows/prefect_api.py): on a copy of the migrated database template in ganinv's cache
+    directory, which the first server to find none saves (flows/prefect_template.py), so only a first session on a
+    machine pays the ~4 s of migrations. Flows, tasks on Dask workers and subprocesses given its `PREFECT_API_URL`
+    (the fixture's value, also in os.environ meanwhile) all report to it."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # offline telemetry only logs tracebacks
-    from prefect.settings import PREFECT_API_URL
-    from prefect.testing.utilities import prefect_test_harness
+    from flows.prefect_api import temporary_server
 
-    with prefect_test_harness(server_startup_timeout=120):
-        yield PREFECT_API_URL.value()
+    with temporary_server() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -36,6 +36,7 @@ def observed(database, *, from_template):
             seen["alembic_before_start"] = [row[0] for row in db.execute("SELECT version_num FROM alembic_version")]
     updates = settings_for(database, from_template=from_template)
     seen["from_template"] = from_template
+    seen.setdefault("starts", []).append("from template" if from_template else "migrating")
     seen["switches"] = {setting.name: value for setting, value in updates.items() if isinstance(value, bool)}
     return updates
 
@@ -107,6 +108,28 @@ def test_the_next_server_starts_from_the_template_without_migrating(two_commands
     assert sorted(p.name for p in cache.iterdir()) == [key.path.name]  # no partial files left
 
 
+@pytest.mark.slow
+def test_a_template_whose_server_does_not_serve_is_removed_and_the_server_migrates_once(two_commands, tmp_path):
+    """A copy that passes every check yet has lost a table: its server answers /health, then failed the command's
+    first flow run. Now the command says so in one line, migrates a new database instead and saves a good template."""
+    source, key, runs, _ = two_commands
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    broken = cache / key.path.name
+    shutil.copyfile(source / key.path.name, broken)
+    with sqlite3.connect(broken) as db:
+        db.execute("DROP TABLE flow_run")
+    prefect_template.check_template(broken, key)  # nothing the checks read is missing
+    seen, stderr = run_command(cache)
+    assert seen["starts"] == ["from template", "migrating"]
+    warning = [line for line in stderr.splitlines() if "template" in line]
+    assert len(warning) == 1 and str(broken) in warning[0] and "its server did not serve" in warning[0], stderr
+    assert seen["flow_result"] == 1 and seen["flow_runs"] == 1 and seen["block_types"] == runs[0][0]["block_types"]
+    prefect_template.check_template(broken, key)  # the migrated server's database, saved in its place
+    with sqlite3.connect(broken) as db:
+        assert db.execute("SELECT count(*) FROM flow_run").fetchone() == (0,)
+
+
 @pytest.fixture
 def template(two_commands, tmp_path, monkeypatch):
     """(key, path): a copy of the good template in a cache of this test's own."""
@@ -120,7 +143,7 @@ def template(two_commands, tmp_path, monkeypatch):
 def _seed_refused(tmp_path, capsys) -> str:
     database = tmp_path / "server" / "prefect.db"
     database.parent.mkdir(parents=True)
-    assert prefect_template.seed_database(database) is False
+    assert prefect_template.seed_database(database) is None
     assert not database.exists()  # the server gets a new database and migrates it
     return capsys.readouterr().err
 
@@ -158,13 +181,44 @@ def test_a_template_holding_more_than_a_fresh_start_is_not_used(template, tmp_pa
     assert err.count("\n") == 1 and "rows in ['configuration']" in err and not path.exists()
 
 
+@pytest.mark.slow
+def test_a_server_that_fails_to_start_from_the_template_is_started_once_more_migrating(template, monkeypatch, capsys):
+    """Prefect's start fails (times out) on the template's copy: the template goes, one migrating start follows,
+    and when that fails too the command gets its error rather than another try."""
+    from prefect.settings import get_current_settings
+
+    from flows import prefect_api
+
+    _, path = template
+    starts = []
+
+    class Unready:
+        def __init__(self, port):
+            pass
+
+        def start(self, timeout):
+            starts.append("migrating" if get_current_settings().server.database.migrate_on_start else "from template")
+            raise RuntimeError("Timed out while attempting to connect to ephemeral Prefect API server.\nstderr: x")
+
+        def stop(self):
+            pass
+
+    monkeypatch.setattr(prefect_api, "_server_class", lambda: Unready)
+    with pytest.raises(RuntimeError, match="Timed out"), prefect_api.temporary_server():
+        pass
+    assert starts == ["from template", "migrating"]
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "its server did not serve: RuntimeError: Timed out" in err and "stderr: x" in err
+    assert not path.exists()
+
+
 def test_without_a_home_directory_there_is_no_template(monkeypatch):
     """A container's uid without a passwd entry and no HOME: Path.home() raises; the server starts as Prefect's."""
     monkeypatch.delenv(prefect_template.CACHE_ENV, raising=False)
     monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
     monkeypatch.setattr(Path, "home", classmethod(lambda cls: (_ for _ in ()).throw(RuntimeError("no home"))))
     assert prefect_template.template_key() is None
-    assert prefect_template.seed_database(Path("/nonexistent/prefect.db")) is False
+    assert prefect_template.seed_database(Path("/nonexistent/prefect.db")) is None
 
 
 @pytest.fixture
