@@ -5,14 +5,14 @@ Rounds, cheapest first (the names a user picks, --mode, --space, --precision and
 when the command builds its `InvertConfig`):
 
 1. `check_paths` (no torch, no zarr): a --generator given is a file or a built-in name, the store location is not a
-   file nor a foreign non-empty folder, the images and the labels file exist (local paths; a bucket is checked by
-   the scan);
+   file nor a foreign non-empty folder, the images exist and hold at least one image, the labels file exists (local
+   paths; a bucket is checked by the scan);
 2. `resolve`: first, without torch, the flags given against an existing store's recorded settings (its JSON
    record; restore's flags against its recorded restoration too, `restoration_config`); then (loading torch and the
    generator into this process's model cache) the settings a rerun resumes with (`resumed_config`), the settings
    for the generator (LPIPS weights, encoder: `runtime.coordinator.check_settings`, whose result the flow's step 0
-   takes instead of checking again), the images and the labels, an existing store's generator, settings and
-   layout, and its lease.
+   takes instead of checking again), the labels, an existing store's generator, settings and layout, and its
+   lease.
 """
 
 from __future__ import annotations
@@ -61,11 +61,8 @@ def check_paths(images: str, store: str, labels: str | None, generator: str | No
         raise InputNotFound(unknown_generator(generator))
     if _is_local(store):
         _check_store_location(store)
-    if _is_local(images) and not any(c in images for c in _GLOB_CHARS) and not os.path.exists(images):
-        raise InputNotFound(f"IMAGES {images!r} does not exist: give a folder of images, a list file with one path "
-                            "per line, or a glob such as 'photos/*.jpg'")
-    if _is_local(images) and any(c in images for c in _GLOB_CHARS) and not glob.glob(images, recursive=True):
-        raise InputNotFound(f"IMAGES {images!r}: the glob matches no file")
+    if _is_local(images):
+        _check_images(images)
     if labels and _is_local(labels) and not os.path.isfile(labels):
         raise InputNotFound(f"--labels {labels!r}: no such file (a CSV whose first column is the image id)")
 
@@ -99,7 +96,10 @@ def resolve(images: str, store: str, generator: str | None, flags: InvertConfig,
     if restoration is not None:  # the restoration's record (it loads torch) in the config
         config = restoration.invert_config(config)
     settings = check_settings(generator, config)  # the flags themselves first, then what they are applied to
-    _check_images(images, labels)
+    if labels:
+        from storage.scan import read_labels  # as the scan will read them (no torch)
+
+        read_labels(labels)
     if existing is not None:
         _check_store(existing, settings, shard_size=config.shard_size, force=force)
     keep_checked(generator, config, settings)  # the flow's step 0, in this process, need not check them again
@@ -237,23 +237,27 @@ def _check_store_location(store: str) -> None:
         raise StoreLocationError(f"--store {store!r} is a file, not a latent store (a folder): pass a new folder "
                                  "name, or the folder of an existing store")
     if os.path.isdir(path) and not os.path.exists(os.path.join(path, "zarr.json")) and os.listdir(path):
-        from storage.errors import not_empty_message  # the storage package loads zarr: only to refuse
+        from storage.errors import not_empty_message
 
         raise StoreLocationError(not_empty_message(store))
 
 
-def _check_images(images: str, labels: str | None) -> None:
-    """A local source holds at least one image (a folder is looked into only until its first: the flow's scan lists
-    it, with its progress shown); the labels file parses (both as the scan will read them; no torch)."""
+def _check_images(images: str) -> None:
+    """Local IMAGES (a folder, a list file or a glob; a path that exists is not read as a glob, as the scan reads
+    it) exist and hold at least one image as the scan lists them (`storage.listing`: no torch, no zarr); a folder is
+    looked into only until its first image (the flow's scan lists it, with its progress shown)."""
     from storage.listing import NoImagesError, has_images, list_images
-    from storage.scan import read_labels
 
     path = images.removeprefix("file://")
-    if _is_local(images) and not (has_images(path) if os.path.isdir(path) else list_images(images)[2]):
+    if not os.path.exists(path):
+        if not any(c in path for c in _GLOB_CHARS):
+            raise InputNotFound(f"IMAGES {images!r} does not exist: give a folder of images, a list file with one "
+                                "path per line, or a glob such as 'photos/*.jpg'")
+        if not glob.glob(path, recursive=True):
+            raise InputNotFound(f"IMAGES {images!r}: the glob matches no file")
+    if not (has_images(path) if os.path.isdir(path) else list_images(images)[2]):
         raise NoImagesError(f"no image files in {images!r}: give a folder of images, a list file with one path per "
                             "line, or a glob such as 'photos/*.jpg'")
-    if labels:
-        read_labels(labels)
 
 
 def _check_store(store, settings: Settings, *, shard_size: int | None, force: bool) -> None:

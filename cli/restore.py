@@ -12,6 +12,7 @@ import typer
 from cli import common, invert, preflight
 from cli.common import default, given
 from cli.signals import interrupted_run
+from ganinv.inversion_names import MASK_HOLES, MASK_RULE_FORM, RESTORATION_TASKS
 from runtime.config import DEFAULT_GENERATOR, ExecutionOptions, InvertConfig, RestoreConfig
 
 app = typer.Typer()
@@ -37,13 +38,14 @@ def restore(
     ctx: typer.Context,
     images: str = typer.Argument(..., help="Folder, list file, glob or bucket prefix of the observed images."),
     store: str = typer.Option(..., "--store", help="Latent store to create or resume."),
-    task: Optional[str] = typer.Option(None, "--task", help="inpaint | super-resolution | colorize | denoise "
-                                       "(needed for a new store; default: an existing store's)."),
+    task: Optional[str] = typer.Option(None, "--task", help=f"{' | '.join(RESTORATION_TASKS)} (needed for a new "
+                                       "store; default: an existing store's)."),
     mask_dir: Optional[Path] = typer.Option(None, "--mask-dir", help="Folder of mask PNGs: <image id>.png."),
     mask_holes: Optional[str] = typer.Option(None, "--mask-holes", help="Which colour marks a hole in the mask "
-                                             f"PNGs: white or black (default {default(RestoreConfig, 'mask_holes')})."),
-    mask_rule: Optional[str] = typer.Option(None, "--mask-rule", help="Masks by rule: center-box[:AREA] or "
-                                            "random-boxes[:COUNT] (seeded by each image id)."),
+                                             f"PNGs: {' or '.join(MASK_HOLES)} (default "
+                                             f"{default(RestoreConfig, 'mask_holes')})."),
+    mask_rule: Optional[str] = typer.Option(None, "--mask-rule", help=f"Masks by rule: {MASK_RULE_FORM}, seeded by "
+                                            "each image id."),
     factor: Optional[int] = typer.Option(None, "--factor", help="Super-resolution factor (default "
                                          f"{default(RestoreConfig, 'factor')})."),
     sigma: Optional[float] = typer.Option(None, "--sigma", help="Noise std in [-1, 1] units, for denoising (default "

@@ -1,8 +1,8 @@
 """Refusals before anything heavy loads (issue 19, items 3 and 9): a store made with other settings (a loss too; a
 restoration store's restoration too, its mask rule in any spelling), a misspelt mode, loss or restoration task, a
 super-resolution factor no generator's size divides, another task's setting (even at its default), inpainting
-without masks or with two kinds, a mask rule or hole colour not understood, a missing store or mask folder are
-refused without importing torch or prefect (in well under a second, where they took 3 to 30 s); the
+without masks or with two kinds, a mask rule or hole colour not understood, a missing store or mask folder, IMAGES
+with no image are refused without importing torch or prefect (in well under a second, where they took 3 to 30 s); the
 settings a CLI run checked are not checked again by its flow; the scan shows its progress, and a refinement's bar
 says "refining". The names checked without torch are those the torch-side registries use."""
 
@@ -114,9 +114,20 @@ from cli.app import app
 results = {}
 for expected, argv in json.loads(sys.argv[1]).items():
     result = CliRunner().invoke(app, argv)
-    results[expected] = [result.exit_code, result.output, "torch" in sys.modules, "prefect" in sys.modules]
+    loaded = [name for name in ("torch", "prefect", "zarr") if name in sys.modules]
+    results[expected] = [result.exit_code, result.output, loaded]
 print(json.dumps(results))
 """
+
+
+def _refusals(cases: dict[str, list[str]], folder: Path) -> dict[str, list]:
+    """expected message -> [exit code, output, the modules of torch, prefect and zarr loaded so far] of each case's
+    arguments, run in order in one fresh process in `folder`."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", PROBE, json.dumps(cases)], cwd=folder, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
 
 
 def _count_checks(monkeypatch) -> list:
@@ -136,19 +147,56 @@ def test_mistakes_are_refused_before_torch_or_prefect_is_imported(tmp_path, tiny
     prepare_store(tmp_path / "imgs", tmp_path / "restored.zarr", tiny_generator_file,
                   RestoreConfig(task="denoise", sigma=0.2).invert_config(InvertConfig(inversion={"num_steps": 4})))
     prepare_store(tmp_path / "imgs", tmp_path / "inpainted.zarr", tiny_generator_file, INPAINTED)
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-c", PROBE, json.dumps(CASES)], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    for expected, (code, output, torch, prefect) in json.loads(done.stdout).items():
+    for expected, (code, output, loaded) in _refusals(CASES, tmp_path).items():
         message = expected.split(" (")[0] if expected.startswith(MISSING) else expected
         shown = " ".join(output.replace("│", " ").split())  # typer's own usage errors come in a box
         assert code == 2 and message in shown, (expected, output)
         if not message.startswith("Invalid value"):  # ours: one line
             assert output.strip().splitlines()[-1].startswith("error: "), (expected, output)
-        assert not torch and not prefect, f"{expected}: torch {torch}, prefect {prefect} imported before refusing"
+        assert not {"torch", "prefect"} & set(loaded), f"{expected}: {loaded} imported before refusing"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["imgs", "inpainted.zarr", "made.zarr",
                                                           "restored.zarr"]  # nothing created
+
+
+def test_images_with_no_image_are_refused_in_the_first_round_before_torch_zarr_or_prefect(tmp_path):
+    """An empty folder (or one of other files only, an empty list file, a glob matching no image) was refused after
+    the settings check, which loads torch (3-8 s); the preflight's first round refuses it (under a second), before
+    any flag is compared with a store, as a missing folder is."""
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("x")
+    (tmp_path / "list.txt").write_text("# no image yet\n\n")
+    new = ["--store", "new.zarr"]
+    empty_url = f"file://{tmp_path / 'empty'}"
+    cases = {
+        "invert": {"no image files in 'empty'": ["empty", *new, "--generator", "faces64"],
+                   "no image files in 'notes'": ["notes", *new],
+                   "no image files in 'list.txt'": ["list.txt", *new],
+                   "no image files in 'notes/*.txt'": ["notes/*.txt", *new],
+                   f"no image files in {empty_url!r}": [empty_url, *new]},
+        "restore": {"no image files in 'empty'": ["empty", *new, "--task", "denoise"],
+                    "no image files in 'notes'": ["notes", *new, "--task", "inpaint", "--mask-rule", "center-box"],
+                    "no image files in 'list.txt'": ["list.txt", *new, "--task", "sharpen"]},  # before the task
+    }
+    before = sorted(p.name for p in tmp_path.iterdir())
+    for command, arguments in cases.items():
+        refusals = _refusals({expected: [command, *args] for expected, args in arguments.items()}, tmp_path)
+        for expected, (code, output, loaded) in refusals.items():
+            assert code == 2 and output.strip().splitlines()[-1].startswith(f"error: {expected}"), (command, output)
+            assert loaded == [], f"{command} {expected}: {loaded} imported before refusing"
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing created
+
+
+def test_a_file_url_of_local_images_passes_the_first_round(tmp_path):
+    """IMAGES as a file:// URL is read as its local path (it was refused as missing), and a folder whose name has
+    glob characters is the folder, as the scan reads them."""
+    write_good_images(tmp_path / "imgs", 1)
+    write_good_images(tmp_path / "set[1]", 1)
+    for images in (f"file://{tmp_path / 'imgs'}", f"file://{tmp_path / 'imgs'}/*.png", str(tmp_path / "set[1]")):
+        preflight.check_paths(images, str(tmp_path / "s.zarr"), None)
+        assert len(scan_images(images).manifest) == 1  # what the scan lists too
+    with pytest.raises(preflight.InputNotFound, match="does not exist"):
+        preflight.check_paths(f"file://{tmp_path / 'nothere'}", str(tmp_path / "s.zarr"), None)
 
 
 def test_the_names_checked_without_torch_are_those_the_torch_registries_act_on():
@@ -268,17 +316,22 @@ def test_the_preflight_does_not_list_a_whole_folder_to_find_an_image(tmp_path, m
     monkeypatch.setattr(listing, "list_entries", no_listing)
     for name, found in expected.items():
         if found:
-            preflight._check_images(str(tmp_path / name), None)
+            preflight._check_images(str(tmp_path / name))
         else:
             with pytest.raises(listing.NoImagesError):
-                preflight._check_images(str(tmp_path / name), None)
+                preflight._check_images(str(tmp_path / name))
 
 
-def test_the_listing_rules_load_neither_torch_nor_prefect():
-    """The preflight asks the scan's listing module whether a folder holds an image: importing it (and the scan's
-    labels reader) must not load torch or prefect (the storage package itself loads zarr)."""
-    code = ("import json, sys; import storage.listing, storage.scan; "
-            "print(json.dumps(sorted({'torch', 'prefect', 'PIL'} & set(sys.modules))))")
+@pytest.mark.parametrize(("modules", "heavy"), [
+    ("storage.listing, storage.errors, cli.preflight", ("zarr", "torch", "prefect")),  # the first round's
+    ("storage.listing, storage.scan", ("torch", "prefect", "PIL")),  # what round 2 reads the labels with
+])
+def test_the_preflights_imports_load_no_heavy_library(modules, heavy):
+    """The preflight's first round asks the scan's listing module whether IMAGES hold an image: it loads neither
+    zarr (the `storage` package names its modules' classes lazily, PEP 562; it loaded zarr) nor torch nor prefect;
+    the scan's labels reader loads no torch or prefect (its hash cache loads zarr)."""
+    code = (f"import json, sys; import {modules}; "
+            f"print(json.dumps(sorted(set({list(heavy)!r}) & set(sys.modules))))")
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
                           env={**os.environ, "PYTHONPATH": str(REPO)})
     assert done.returncode == 0, done.stderr
