@@ -11,6 +11,8 @@ from storage.schema import (SCHEMA_VERSION, GeneratorIdentity, Layout, Manifest,
 from storage.shards import Shard, ShardInputs, ShardResult
 from storage.verify import VerifyReport
 
+from storage import io_thread  # noqa: F401,E402 - zarr's I/O thread stopped at exit before zarr closes its loop
+
 __all__ = ["DEFAULT_CHUNK_ITEMS", "SCHEMA_VERSION", "GeneratorIdentity", "LatentStore", "Layout", "Lease",
            "LeaseHeldError", "LeaseLostError", "LeaseRecord", "Manifest", "ManifestItem", "NotInStoreError", "Shard",
            "ShardInputs", "ShardResult", "Status", "StoreAttributes", "StoreDamagedError", "StoreExistsError",
