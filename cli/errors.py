@@ -36,16 +36,19 @@ class InputNotFound(UserError, FileNotFoundError):
 def exit_codes() -> Iterator[None]:
     """Turns a UserError into exit code 2, any other exception into exit code 3 with a saved traceback, and SIGINT
     or SIGTERM into a clean stop with exit code 130 or 143."""
+    handler = None
     try:
-        with stop_on_signals():
+        with stop_on_signals() as handler:
             yield
     except (typer.Exit, typer.Abort, TyperException):  # exits and usage errors: typer reports them itself
         raise
-    except KeyboardInterrupt as err:
-        stopped = as_interrupted(err)
-        typer.echo(stopped.message(), err=True)
-        raise typer.Exit(stopped.exit_code) from None
-    except Exception as err:  # noqa: BLE001 - the one place exceptions become exit codes
+    except BaseException as err:  # noqa: BLE001 - the one place exceptions become exit codes
+        stopped = as_interrupted(err, handler)
+        if stopped is not None:
+            typer.echo(stopped.message(), err=True)
+            raise typer.Exit(stopped.exit_code) from None
+        if not isinstance(err, Exception):  # SystemExit, GeneratorExit: not ours to turn into a code
+            raise
         if isinstance(err, UserError):
             fail(USER_ERROR, str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err))
         fail(CRASH, f"{type(err).__name__}: {err} (a bug, or a run that could not complete: the traceback is in "

@@ -2,20 +2,22 @@
 (SIGINT) or 143 (SIGTERM), as a shell reports a process ended by that signal.
 
 `stop_on_signals()` (around every command, cli/app.py) makes both signals raise `Interrupted` in the main thread,
-once: the `with` blocks of the run unwind (a flow marks its run crashed, the Dask cluster and the Prefect server we
-started are shut down, the store's lease is released) and a second signal while that happens is ignored rather
-than breaking the clean-up. The servers and workers we start do not see a terminal's Ctrl-C themselves
-(flows/prefect_api.py, flows/clusters.py): they are stopped by this process, in order, so nothing is left running
-and nothing logs to a server that has gone.
+once, flow runs included (flows/stop_signals.py keeps Prefect's own SIGTERM handler out): the `with` blocks of the
+run unwind (a flow marks its run crashed, the Dask cluster and the Prefect server we started are shut down, the
+store's lease is released) and a second signal while that happens is ignored rather than breaking the clean-up. An
+exception that reaches the command once a signal came is that stop (`as_interrupted`). The servers and workers we
+start do not see a terminal's Ctrl-C themselves (flows/prefect_api.py, flows/clusters.py): they are stopped by this
+process, in order, so nothing is left running and nothing logs to a server that has gone.
 """
 
 from __future__ import annotations
 
 import contextlib
 import signal
-import sys
 import threading
 from collections.abc import Iterator
+
+from flows.stop_signals import StopHandler, interruption, stop_requested
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -37,34 +39,36 @@ class Interrupted(KeyboardInterrupt):
 
 
 @contextlib.contextmanager
-def stop_on_signals() -> Iterator[None]:
-    """Inside: the first SIGINT or SIGTERM raises `Interrupted`; later ones are ignored while the run stops. Outside
-    the main thread (where Python cannot take signals) it does nothing."""
+def stop_on_signals() -> Iterator[StopHandler | None]:
+    """Inside: the first SIGINT or SIGTERM raises `Interrupted`; later ones are ignored while the run stops (also
+    inside a flow run: flows/stop_signals.py). Yields the handler, which lists the signals received. Outside the main
+    thread (where Python cannot take signals) it does nothing and yields None."""
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield None
         return
     previous = {s: signal.getsignal(s) for s in SIGNALS}
-    first: list[int] = []
-
-    def interrupt(signum, frame):
-        if first:
-            sys.stderr.write(f"{signal.Signals(signum).name} again: still stopping, please wait\n")
-            return
-        first.append(signum)
-        raise Interrupted(signum)
-
+    handler = StopHandler(Interrupted)
     for s in SIGNALS:
-        signal.signal(s, interrupt)
+        signal.signal(s, handler)
     try:
-        yield
+        yield handler
     finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+        for s, before in previous.items():
+            signal.signal(s, before)
 
 
-def as_interrupted(err: KeyboardInterrupt) -> Interrupted:
-    """A plain KeyboardInterrupt (raised by Python's own handler, before ours was installed) as `Interrupted`."""
-    return err if isinstance(err, Interrupted) else Interrupted(signal.SIGINT)
+def as_interrupted(err: BaseException, handler: StopHandler | None = None) -> Interrupted | None:
+    """The stop `err` is or carries, as `Interrupted`: `err` itself, the KeyboardInterrupt a library wrapped, or, for
+    any exception raised once a stop signal came (to `handler`, else to the one installed now), that signal
+    (flows/stop_signals.py); a plain KeyboardInterrupt (Python's own handler, before ours was installed) is SIGINT's.
+    None if the command was not stopped."""
+    stop = interruption(err)
+    if isinstance(stop, Interrupted):
+        return stop
+    if stop is not None:
+        return Interrupted(getattr(stop, "signal", signal.SIGINT))  # Prefect's TerminationSignal names its signal
+    signum = handler.received[0] if handler is not None and handler.received else stop_requested()
+    return None if signum is None else Interrupted(signum)
 
 
 @contextlib.contextmanager
@@ -73,8 +77,10 @@ def interrupted_run(images: str, store: str, command: str = "invert") -> Iterato
     command that resumes it."""
     try:
         yield
-    except KeyboardInterrupt as err:
+    except BaseException as err:
         stopped = as_interrupted(err)
+        if stopped is None:
+            raise
         raise Interrupted(stopped.signum, resume_note(images, store, command)) from None
 
 

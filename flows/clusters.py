@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flows.child_signals import started_without_sigint
+from flows.stop_signals import interruption, stop_requested
 from ganinv.errors import UserError
 from ganinv.utils.compile_cache import check_compile_cache
 from runtime.config import ExecutionOptions
@@ -190,7 +191,13 @@ def start_local_cluster(kind: str, *, workers: int | None = None, dashboard: str
         with _scheduler_http_routes(dashboard):  # read by the Scheduler as it starts
             return _local_cluster(workers, dashboard) if kind == "local" else _local_cuda_cluster(workers, dashboard)
 
-    return started_without_sigint(start)  # its workers take no Ctrl-C: this process stops them (child_signals.py)
+    # Its workers take no Ctrl-C: this process stops them (child_signals.py), as an interrupted `with` block would
+    # when the interruption came while it started.
+    return started_without_sigint(start, close=_close_interrupted)
+
+
+def _close_interrupted(cluster) -> None:
+    cluster.__exit__(KeyboardInterrupt, KeyboardInterrupt(), None)
 
 
 # A worker process that dies (OOM killer, SIGKILL) is started again by its nanny, but a local cluster (SpecCluster)
@@ -254,13 +261,14 @@ def _scheduler_http_routes(dashboard: str | None) -> contextlib.AbstractContextM
 
 
 def _stopping_on_interrupt(cluster_class: type) -> type:
-    """`cluster_class` whose `with` block, left by Ctrl-C or SIGTERM (a KeyboardInterrupt), first ends its worker
-    processes: Dask's own close waits ~4 s per worker for the shard it is inverting, which Ctrl-C abandons anyway
-    (shards are rewritten whole on resume: docs/store.md)."""
+    """`cluster_class` whose `with` block, left by Ctrl-C or SIGTERM (a KeyboardInterrupt, or one a library wrapped:
+    flows/stop_signals.py), first ends its worker processes: Dask's own close waits ~4 s per worker for the shard it
+    is inverting, which Ctrl-C abandons anyway (shards are rewritten whole on resume: docs/store.md), and its
+    workers log heartbeat tracebacks meanwhile."""
 
     class Cluster(cluster_class):
         def __exit__(self, exc_type, exc_value, traceback):
-            if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
+            if interruption(exc_value) is not None or (exc_value is not None and stop_requested() is not None):
                 end_worker_processes(self)
             try:
                 return super().__exit__(exc_type, exc_value, traceback)

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from flows import prefect_template
 from flows.child_signals import sigint_blocked
+from flows.stop_signals import StopHandler, sigterm_handler_kept
 from flows.watchdog import guard
 
 SERVER_STARTUP_TIMEOUT_S = 120
@@ -62,14 +63,12 @@ def configured_api_url() -> str | None:
 
 @contextlib.contextmanager
 def prefect_api() -> Iterator[str]:
-    """Yields the API URL flows report to during the block: the configured one, else a temporary local server's."""
+    """Yields the API URL flows report to during the block: the configured one, else a temporary local server's.
+    Flows run inside keep this process's SIGTERM handler (flows/stop_signals.py)."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     url = configured_api_url()
-    if url:
-        yield url
-        return
-    with temporary_server() as url:
-        yield url
+    with (contextlib.nullcontext(url) if url else temporary_server()) as api_url, sigterm_handler_kept():
+        yield api_url
 
 
 @contextlib.contextmanager
@@ -171,18 +170,14 @@ def _server_class():
 
 def _stop_on_sigterm():
     """SIGTERM (a scheduler, `kill`) ends Python without unwinding, which would orphan the server: make it raise
-    KeyboardInterrupt in the main thread instead, so the server is stopped (unless a handler is installed already,
-    e.g. the CLI's, cli/signals.py). Returns what restores the handler."""
+    KeyboardInterrupt in the main thread instead, once, so the server is stopped (unless a handler is installed
+    already, e.g. the CLI's, cli/signals.py). Returns what restores the handler."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
     previous = signal.getsignal(signal.SIGTERM)
     if previous not in (signal.SIG_DFL, None):
         return lambda: None
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGTERM, StopHandler(lambda signum: KeyboardInterrupt(f"signal {signum}")))
     return lambda: signal.signal(signal.SIGTERM, previous)
 
 

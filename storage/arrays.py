@@ -13,6 +13,9 @@ import numpy as np
 import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec, ZstdCodec
 
+# Every module of the package that uses zarr imports this one, so importing io_thread here stops zarr's I/O thread
+# at exit before zarr's own hook closes its loop (storage/io_thread.py).
+from storage import io_thread  # noqa: F401
 from storage import text
 from storage.schema import STATUS_NAMES, Layout, Status, StoreAttributes
 

@@ -143,3 +143,68 @@ def test_an_interrupted_run_names_the_command_that_resumes_it(tmp_path, command)
     assert caught.value.exit_code == 130
     assert "0 of 4 images done" in caught.value.detail
     assert f"resume with `ganinv {command} imgs --store {store}`" in caught.value.detail
+
+
+def test_sigterm_inside_a_flow_run_is_the_commands_own_stop(prefect_harness):
+    """Prefect's flow engine installs its own SIGTERM handler (it raises TerminationSignal, not a KeyboardInterrupt,
+    and raises again on a second signal): inside `prefect_api()` a flow keeps the command's, so its `with` blocks
+    see the command's stop and a second SIGTERM does not break their clean-up."""
+    from prefect import flow
+    from prefect.utilities import engine
+
+    from flows.prefect_api import prefect_api
+
+    seen = []
+
+    @flow
+    def stopped_by_sigterm():
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # interrupted
+        except BaseException as err:
+            seen.append(err)
+            os.kill(os.getpid(), signal.SIGTERM)  # a second one while cleaning up: ignored
+            time.sleep(0.1)
+            seen.append("cleaned up")
+            raise
+
+    bridge = engine._prefect_sigterm_handler
+    with pytest.raises(Interrupted) as caught:
+        with stop_on_signals(), prefect_api():
+            stopped_by_sigterm()
+    assert caught.value.exit_code == 143
+    assert isinstance(seen[0], Interrupted) and seen[1:] == ["cleaned up"], seen
+    assert engine._prefect_sigterm_handler is bridge  # Prefect's own, for flows run outside the block
+
+
+def test_a_stop_that_a_library_wrapped_still_ends_the_command_as_stopped(capsys, monkeypatch, tmp_path):
+    """pydantic turns a KeyboardInterrupt raised in a serializer into PydanticSerializationError (Prefect serializes
+    its settings and every task's context); one a library raises without saying so, after the signal came, is the
+    stop too: exit 143 with the stopped line, not exit 3 as if a bug."""
+    import typer
+    from pydantic import BaseModel, model_serializer
+
+    from cli.errors import exit_codes
+
+    monkeypatch.setenv("GANINV_CRASH_DIR", str(tmp_path))  # where a wrong exit 3 would save its traceback
+
+    class Settings(BaseModel):
+        @model_serializer(mode="wrap")
+        def _serialize(self, handler):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # interrupted inside pydantic
+
+    def without_cause():
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+        except Interrupted:
+            pass
+        raise RuntimeError("a library's own error, raised after the stop")
+
+    for stopped in (lambda: Settings().model_dump(), without_cause):
+        with pytest.raises(typer.Exit) as caught:
+            with exit_codes():
+                stopped()
+        assert caught.value.exit_code == 143
+        assert capsys.readouterr().err.strip() == "stopped by SIGTERM"
