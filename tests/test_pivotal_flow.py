@@ -82,10 +82,11 @@ def test_refinement_is_refused_where_it_cannot_run(generator, tmp_path):
     with pytest.raises(ConfigError, match="conditional"):
         check_settings(conditional, InvertConfig(inversion=FAST, refine=REFINE))
     check_settings(conditional, InvertConfig(inversion=FAST, refine={**REFINE, "locality_weight": 0.0}))
-    result = runner.invoke(app, ["invert", str(tmp_path), "--store", str(tmp_path / "s.zarr"), "--generator", sg3,
+    images = str(write_good_images(tmp_path / "imgs", 1)[0].parent)  # IMAGES without an image are refused first
+    result = runner.invoke(app, ["invert", images, "--store", str(tmp_path / "s.zarr"), "--generator", sg3,
                                  "--steps", "2", "--loss", "mse", "--refine", "pivotal"])
     assert result.exit_code == 2 and "without --refine" in result.output  # before any server: no Prefect here
-    result = runner.invoke(app, ["invert", str(tmp_path), "--store", str(tmp_path / "s.zarr"), "--refine-steps", "3"])
+    result = runner.invoke(app, ["invert", images, "--store", str(tmp_path / "s.zarr"), "--refine-steps", "3"])
     assert result.exit_code == 2 and "need --refine pivotal" in " ".join(result.output.split())
 
 
