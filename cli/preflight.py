@@ -246,7 +246,7 @@ def _check_images(images: str) -> None:
     """Local IMAGES (a folder, a list file or a glob; a path that exists is not read as a glob, as the scan reads
     it) exist and hold at least one image as the scan lists them (`storage.listing`: no torch, no zarr); a folder is
     looked into only until its first image (the flow's scan lists it, with its progress shown)."""
-    from storage.listing import NoImagesError, has_images, list_images
+    from storage.listing import NoImagesError, has_images
 
     path = images.removeprefix("file://")
     if not os.path.exists(path):
@@ -255,7 +255,7 @@ def _check_images(images: str) -> None:
                                 "path per line, or a glob such as 'photos/*.jpg'")
         if not glob.glob(path, recursive=True):
             raise InputNotFound(f"IMAGES {images!r}: the glob matches no file")
-    if not (has_images(path) if os.path.isdir(path) else list_images(images)[2]):
+    if not has_images(images):
         raise NoImagesError(f"no image files in {images!r}: give a folder of images, a list file with one path per "
                             "line, or a glob such as 'photos/*.jpg'")
 

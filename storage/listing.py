@@ -50,14 +50,21 @@ def list_image_ids(source: str, *, storage_options: Mapping[str, Any] | None = N
     return sorted(image_id_of(root, path, fs) for path in listing)
 
 
-def has_images(folder: str) -> bool:
-    """Whether the local `folder` holds a file that `list_images` lists (`is_listed`; symbolic links to folders not
-    followed), looking only until the first: a large folder is then listed once, by the scan."""
-    for _, folders, files in os.walk(folder):
-        folders[:] = [name for name in folders if not _hidden(name)]
-        if any(is_listed(name) for name in files):
-            return True
-    return False
+def has_images(source: str) -> bool:
+    """Whether a local `source` lists an image as `list_images` would, looking no further than that needs: a folder
+    until its first image (`is_listed`; symbolic links to folders not followed), a list file for one entry (no
+    listed file is looked up: the scan does that once), a glob by its matches."""
+    path = source.removeprefix("file://")
+    if os.path.isdir(path):
+        for _, folders, files in os.walk(path):
+            folders[:] = [name for name in folders if not _hidden(name)]
+            if any(is_listed(name) for name in files):
+                return True
+        return False
+    if os.path.isfile(path):
+        fs = fsspec.filesystem("file")
+        return bool(_read_list_file(fs, path, posixpath.dirname(path)))
+    return bool(list_entries(source, storage_options=None)[2])
 
 
 def is_listed(relative: str) -> bool:
