@@ -5,14 +5,13 @@ Rounds, cheapest first (the names a user picks, --mode, --space, --precision and
 when the command builds its `InvertConfig`):
 
 1. `check_paths` (no torch, no zarr): a --generator given is a file or a built-in name, the store location is not a
-   file nor a foreign non-empty folder, the images exist and hold at least one image, the labels file exists (local
-   paths; a bucket is checked by the scan);
+   file nor a foreign non-empty folder, the images exist and hold at least one image (local paths; a bucket is
+   checked by the scan), the labels file reads as the scan will read it (`storage.labels`, the scan's parser);
 2. `resolve`: first, without torch, the flags given against an existing store's recorded settings (its JSON
    record; restore's flags against its recorded restoration too, `restoration_config`); then (loading torch and the
    generator into this process's model cache) the settings a rerun resumes with (`resumed_config`), the settings
    for the generator (LPIPS weights, encoder: `runtime.coordinator.check_settings`, whose result the flow's step 0
-   takes instead of checking again), the labels, an existing store's generator, settings and layout, and its
-   lease.
+   takes instead of checking again), an existing store's generator, settings and layout, and its lease.
 """
 
 from __future__ import annotations
@@ -63,8 +62,8 @@ def check_paths(images: str, store: str, labels: str | None, generator: str | No
         _check_store_location(store)
     if _is_local(images):
         _check_images(images)
-    if labels and _is_local(labels) and not os.path.isfile(labels):
-        raise InputNotFound(f"--labels {labels!r}: no such file (a CSV whose first column is the image id)")
+    if labels:
+        _check_labels(labels)
 
 
 def check_folders(folders: Mapping[str, str | os.PathLike | None]) -> None:
@@ -76,10 +75,10 @@ def check_folders(folders: Mapping[str, str | os.PathLike | None]) -> None:
 
 
 def resolve(images: str, store: str, generator: str | None, flags: InvertConfig, given: Mapping[str, Any], *,
-            labels: str | None, force: bool, restore: Mapping[str, Any] | None = None) -> Resolved:
-    """Round 2: the generator and config to run with, checked against the generator, the images, the labels and
-    an existing store. `flags`: the config the flags build; `given`: the InvertConfig / inversion fields given;
-    `restore` (for `ganinv restore`): the `RestoreConfig` fields given (`task` left out: the store's)."""
+            force: bool, restore: Mapping[str, Any] | None = None) -> Resolved:
+    """Round 2: the generator and config to run with, checked against the generator and an existing store.
+    `flags`: the config the flags build; `given`: the InvertConfig / inversion fields given; `restore` (for `ganinv
+    restore`): the `RestoreConfig` fields given (`task` left out: the store's)."""
     from storage import LatentStore, StoreNotFoundError
 
     try:
@@ -96,10 +95,6 @@ def resolve(images: str, store: str, generator: str | None, flags: InvertConfig,
     if restoration is not None:  # the restoration's record (it loads torch) in the config
         config = restoration.invert_config(config)
     settings = check_settings(generator, config)  # the flags themselves first, then what they are applied to
-    if labels:
-        from storage.scan import read_labels  # as the scan will read them (no torch)
-
-        read_labels(labels)
     if existing is not None:
         _check_store(existing, settings, shard_size=config.shard_size, force=force)
     keep_checked(generator, config, settings)  # the flow's step 0, in this process, need not check them again
@@ -258,6 +253,16 @@ def _check_images(images: str) -> None:
     if not has_images(images):
         raise NoImagesError(f"no image files in {images!r}: give a folder of images, a list file with one path per "
                             "line, or a glob such as 'photos/*.jpg'")
+
+
+def _check_labels(labels: str) -> None:
+    """The labels file is there and reads as the scan will read it (`storage.labels`, the scan's parser: no torch,
+    no zarr), so a malformed file is refused before anything heavy loads."""
+    from storage.labels import read_labels
+
+    if _is_local(labels) and not os.path.isfile(labels.removeprefix("file://")):
+        raise InputNotFound(f"--labels {labels!r}: no such file (a CSV whose first column is the image id)")
+    read_labels(labels)
 
 
 def _check_store(store, settings: Settings, *, shard_size: int | None, force: bool) -> None:

@@ -2,9 +2,10 @@
 restoration store's restoration too, its mask rule in any spelling), a misspelt mode, loss or restoration task, a
 super-resolution factor no generator's size divides, another task's setting (even at its default), inpainting
 without masks or with two kinds, a mask rule or hole colour not understood, a missing store or mask folder, IMAGES
-with no image are refused without importing torch or prefect (in well under a second, where they took 3 to 30 s); the
-settings a CLI run checked are not checked again by its flow; the scan shows its progress, and a refinement's bar
-says "refining". The names checked without torch are those the torch-side registries use."""
+with no image, a labels file that does not read are refused without importing torch or prefect (in well under a
+second, where they took 3 to 30 s); the settings a CLI run checked are not checked again by its flow; the scan shows
+its progress, and a refinement's bar says "refining". The names checked without torch are those the torch-side
+registries use."""
 
 from __future__ import annotations
 
@@ -187,6 +188,37 @@ def test_images_with_no_image_are_refused_in_the_first_round_before_torch_zarr_o
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing created
 
 
+def test_a_bad_labels_file_is_refused_in_the_first_round_before_torch_zarr_or_prefect(tmp_path):
+    """A labels file that does not read (a cell not a number, an image on two rows, not UTF-8, ...) was refused
+    after the settings check had loaded torch (~3.5 s); the first round reads it with the scan's own parser, so the
+    message is the scan's and nothing heavy has loaded."""
+    write_good_images(tmp_path / "imgs", 1)
+    (tmp_path / "word.csv").write_text("image_id,smiling\ngood000.png,yes\n")
+    (tmp_path / "twice.csv").write_text("image_id,smiling\ngood000.png,1\ngood000.png,0\n")
+    (tmp_path / "latin1.csv").write_bytes("image_id,smiling\ncafé.png,1\n".encode("latin-1"))
+    (tmp_path / "header.csv").write_text("image_id\n")
+    new = ["imgs", "--store", "new.zarr", "--labels"]
+    cases = {
+        "labels file word.csv, line 2, column 'smiling': 'yes' is not a number": [*new, "word.csv"],
+        "labels file twice.csv: 1 images have more than one row ('good000.png' on lines [2, 3])": [*new, "twice.csv"],
+        "labels file latin1.csv: not UTF-8 text": [*new, "latin1.csv"],
+        "labels file header.csv: expected a header row": [*new, "header.csv"],
+        f"labels file file://{tmp_path}/word.csv, line 2": [*new, f"file://{tmp_path}/word.csv"],
+        "--labels 'gone.csv': no such file": [*new, "gone.csv"],
+    }
+    refusals = _refusals({expected: ["invert", *args] for expected, args in cases.items()}, tmp_path)
+    for expected, (code, output, loaded) in refusals.items():
+        assert code == 2 and output.strip().splitlines()[-1].startswith(f"error: {expected}"), output
+        assert loaded == [], f"{expected}: {loaded} imported before refusing"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["header.csv", "imgs", "latin1.csv", "twice.csv",
+                                                          "word.csv"]  # nothing created
+    good = tmp_path / "good.csv"
+    good.write_text("image_id,smiling\ngood000.png,1\n")
+    preflight.check_paths(str(tmp_path / "imgs"), str(tmp_path / "new.zarr"), str(good))  # a good file passes,
+    # and the scan reads it the same way
+    assert scan_images(str(tmp_path / "imgs"), labels=str(good)).manifest.items[0].labels == {"smiling": 1.0}
+
+
 def test_a_file_url_of_local_images_passes_the_first_round(tmp_path):
     """IMAGES as a file:// URL is read as its local path (it was refused as missing), and a folder whose name has
     glob characters is the folder, as the scan reads them."""
@@ -242,7 +274,7 @@ def test_a_mask_rule_in_another_spelling_of_the_stores_is_a_rerun_and_another_ru
         assert preflight.restoration_config(store, store.url, {"mask_rule": spelling}).record() == \
             store.attributes.inversion["restoration"]
     resolved = preflight.resolve(str(tmp_path / "imgs"), store.url, None, InvertConfig(), {"inversion": {}},
-                                 labels=None, force=False, restore={"mask_rule": "center-box"})
+                                 force=False, restore={"mask_rule": "center-box"})
     assert resolved.restoration.record() == store.attributes.inversion["restoration"]
     with pytest.raises(StoreMismatchError, match="restoration.mask_rule: stored 'center-box:0.4', given "
                                                  "'center-box:0.25'"):
@@ -324,12 +356,14 @@ def test_the_preflight_does_not_list_a_whole_folder_to_find_an_image(tmp_path, m
 
 @pytest.mark.parametrize(("modules", "heavy"), [
     ("storage.listing, storage.errors, cli.preflight", ("zarr", "torch", "prefect")),  # the first round's
-    ("storage.listing, storage.scan", ("torch", "prefect", "PIL")),  # what round 2 reads the labels with
+    ("storage.labels", ("zarr", "torch", "prefect", "PIL")),  # what the first round reads the labels with
+    ("storage.scan", ("torch", "prefect", "PIL")),  # the flow's scan, which reads them with storage.labels too
 ])
 def test_the_preflights_imports_load_no_heavy_library(modules, heavy):
-    """The preflight's first round asks the scan's listing module whether IMAGES hold an image: it loads neither
-    zarr (the `storage` package names its modules' classes lazily, PEP 562; it loaded zarr) nor torch nor prefect;
-    the scan's labels reader loads no torch or prefect (its hash cache loads zarr)."""
+    """The preflight's first round asks the scan's listing module whether IMAGES hold an image and reads the labels
+    with the scan's labels parser: they load neither zarr (the `storage` package names its modules' classes lazily,
+    PEP 562; it loaded zarr) nor torch nor prefect; the scan itself loads no torch or prefect (its hash cache loads
+    zarr)."""
     code = (f"import json, sys; import {modules}; "
             f"print(json.dumps(sorted(set({list(heavy)!r}) & set(sys.modules))))")
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
