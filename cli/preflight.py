@@ -5,8 +5,9 @@ Rounds, cheapest first (the names a user picks, --mode, --space, --precision and
 when the command builds its `InvertConfig`):
 
 1. `check_paths` (no torch, no zarr): a --generator given is a file or a built-in name, the store location is not a
-   file nor a foreign non-empty folder, the images exist and hold at least one image (local paths; a bucket is
-   checked by the scan), the labels file reads as the scan will read it (`storage.labels`, the scan's parser);
+   file nor a foreign non-empty folder (a local path), the images exist and hold at least one image (a bucket's
+   too, looked into for a few listings), the labels file reads as the scan will read it (`storage.labels`, the
+   scan's parser);
 2. `resolve`: first, without torch, the flags given against an existing store's recorded settings (its JSON
    record; restore's flags against its recorded restoration too, `restoration_config`); then (loading torch and the
    generator into this process's model cache) the settings a rerun resumes with (`resumed_config`), the settings
@@ -20,7 +21,7 @@ import copy
 import dataclasses
 import glob
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,10 @@ _GLOB_CHARS = "*?["
 
 class StoreLocationError(UserError, ValueError):
     """--store names something that is not a latent store and cannot become one."""
+
+
+class InputUnreadable(UserError, OSError):
+    """IMAGES or --labels on another filesystem (a bucket) cannot be read from this process."""
 
 
 @dataclass(frozen=True)
@@ -60,8 +65,7 @@ def check_paths(images: str, store: str, labels: str | None, generator: str | No
         raise InputNotFound(unknown_generator(generator))
     if _is_local(store):
         _check_store_location(store)
-    if _is_local(images):
-        _check_images(images)
+    _check_images(images)
     if labels:
         _check_labels(labels)
 
@@ -238,21 +242,47 @@ def _check_store_location(store: str) -> None:
 
 
 def _check_images(images: str) -> None:
-    """Local IMAGES (a folder, a list file or a glob; a path that exists is not read as a glob, as the scan reads
-    it) exist and hold at least one image as the scan lists them (`storage.listing`: no torch, no zarr); a folder is
-    looked into only until its first image (the flow's scan lists it, with its progress shown)."""
+    """IMAGES (a folder, a list file or a glob, local or a URL of a filesystem fsspec reads; a path that exists is
+    not read as a glob, as the scan reads it) exist and hold at least one image as the scan lists them
+    (`storage.listing`: no torch, no zarr); a folder is looked into only until its first image, a bucket's for a few
+    listings at most (the flow's scan lists it, with its progress shown)."""
     from storage.listing import NoImagesError, has_images
 
     path = images.removeprefix("file://")
-    if not os.path.exists(path):
-        if not any(c in path for c in _GLOB_CHARS):
-            raise InputNotFound(f"IMAGES {images!r} does not exist: give a folder of images, a list file with one "
-                                "path per line, or a glob such as 'photos/*.jpg'")
-        if not glob.glob(path, recursive=True):
-            raise InputNotFound(f"IMAGES {images!r}: the glob matches no file")
-    if not has_images(images):
+    if not _is_local(images):
+        try:
+            found = _from_another_filesystem(f"IMAGES {images!r}", lambda: has_images(images))
+        except FileNotFoundError:
+            raise _missing_images(images) from None
+    elif not os.path.exists(path) and not (any(c in path for c in _GLOB_CHARS) and glob.glob(path, recursive=True)):
+        raise _missing_images(images)
+    else:
+        found = has_images(images)
+    if not found:
         raise NoImagesError(f"no image files in {images!r}: give a folder of images, a list file with one path per "
                             "line, or a glob such as 'photos/*.jpg'")
+
+
+def _missing_images(images: str) -> InputNotFound:
+    if any(c in images for c in _GLOB_CHARS):
+        return InputNotFound(f"IMAGES {images!r}: the glob matches no file")
+    return InputNotFound(f"IMAGES {images!r} does not exist: give a folder of images, a list file with one path per "
+                         "line, or a glob such as 'photos/*.jpg'")
+
+
+def _from_another_filesystem(what: str, read: Callable[[], Any]) -> Any:
+    """`read()` of the input `what` (IMAGES, --labels) on a filesystem other than the local one (a bucket): what the
+    filesystem raises, bar a FileNotFoundError or our own UserError, is refused naming the input (no package for the
+    URL's protocol, no credentials, no network, access denied). A network failure is refused too: the filesystem
+    libraries retry transient errors themselves before raising (s3fs: timeouts and dropped connections, ~10 s), and
+    the scan, seconds later in this process, would meet the same error after the servers started."""
+    try:
+        return read()
+    except (UserError, FileNotFoundError):
+        raise
+    except Exception as err:  # noqa: BLE001 - each filesystem library raises its own classes
+        raise InputUnreadable(f"{what}: cannot read it ({type(err).__name__}: {err}); check the URL, the "
+                              "filesystem's package, the credentials and the network") from None
 
 
 def _check_labels(labels: str) -> None:
@@ -260,9 +290,12 @@ def _check_labels(labels: str) -> None:
     no zarr), so a malformed file is refused before anything heavy loads."""
     from storage.labels import read_labels
 
-    if _is_local(labels) and not os.path.isfile(labels.removeprefix("file://")):
+    if not _is_local(labels):
+        _from_another_filesystem(f"--labels {labels!r}", lambda: read_labels(labels))
+    elif not os.path.isfile(labels.removeprefix("file://")):
         raise InputNotFound(f"--labels {labels!r}: no such file (a CSV whose first column is the image id)")
-    read_labels(labels)
+    else:
+        read_labels(labels)
 
 
 def _check_store(store, settings: Settings, *, shard_size: int | None, force: bool) -> None:
