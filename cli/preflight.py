@@ -109,9 +109,10 @@ def restoration_config(existing: LatentStore | None, store: str, given: Mapping[
     """`restore`'s restoration, without torch: the `RestoreConfig` fields `given` on the command line laid over
     the restoration an existing store recorded (the task too, when none is given). Refused: a new store without a
     task, a field given that differs from the store's record, a field of another task given (even at its default:
-    it would be ignored), a task's settings that cannot go together (`inversion_names.restoration_problem`); first of
-    all, a --mask-rule or --mask-holes not understood (`inversion_names.mask_problem`)."""
-    from ganinv.inversion_names import RESTORATION_TASKS, mask_problem, restoration_problem
+    it would be ignored), a task's settings that cannot go together (`inversion_names.task_settings_problem`); first
+    of all, a --mask-rule or --mask-holes not understood (`inversion_names.mask_problem`: together they are
+    `restoration_problem`, which the `RestoreConfig` made here asks again of the fields changed from their defaults)."""
+    from ganinv.inversion_names import RESTORATION_TASKS, mask_problem, task_settings_problem
     from runtime.errors import ConfigError
 
     settings = {name: value for name, value in given.items() if name != "task"}
@@ -127,7 +128,7 @@ def restoration_config(existing: LatentStore | None, store: str, given: Mapping[
         _refuse_changed_restoration(existing, recorded, task, settings)
         if recorded.task == task:
             settings = {**recorded.settings(), **settings}
-    problem = restoration_problem(task, settings)
+    problem = task_settings_problem(task, settings)  # the mask flags were read above
     if problem:
         raise ConfigError(f"restore: {problem}")
     return RestoreConfig(task=task, **settings)
