@@ -99,7 +99,7 @@ def invert(
         # refinement's and an encoder's checks (they load the generator), the images, an existing store.
         preflight.check_paths(images, store, labels, generator)
         resolved = preflight.resolve(images, store, generator, config, {**settings, "inversion": inversion},
-                                     labels=labels, force=execution.force)
+                                     force=execution.force)
         if resolved.note:
             typer.echo(resolved.note, err=True)
 

@@ -5,14 +5,14 @@ Rounds, cheapest first (the names a user picks, --mode, --space, --precision and
 when the command builds its `InvertConfig`):
 
 1. `check_paths` (no torch, no zarr): a --generator given is a file or a built-in name, the store location is not a
-   file nor a foreign non-empty folder, the images exist and hold at least one image, the labels file exists (local
-   paths; a bucket is checked by the scan);
+   file nor a foreign non-empty folder (a local path), the images exist and hold at least one image (a bucket's
+   too, looked into for a few listings), the labels file reads as the scan will read it (`storage.labels`, the
+   scan's parser);
 2. `resolve`: first, without torch, the flags given against an existing store's recorded settings (its JSON
    record; restore's flags against its recorded restoration too, `restoration_config`); then (loading torch and the
    generator into this process's model cache) the settings a rerun resumes with (`resumed_config`), the settings
    for the generator (LPIPS weights, encoder: `runtime.coordinator.check_settings`, whose result the flow's step 0
-   takes instead of checking again), the labels, an existing store's generator, settings and layout, and its
-   lease.
+   takes instead of checking again), an existing store's generator, settings and layout, and its lease.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import copy
 import dataclasses
 import glob
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +38,10 @@ _GLOB_CHARS = "*?["
 
 class StoreLocationError(UserError, ValueError):
     """--store names something that is not a latent store and cannot become one."""
+
+
+class InputUnreadable(UserError, OSError):
+    """IMAGES or --labels on another filesystem (a bucket) cannot be read from this process."""
 
 
 @dataclass(frozen=True)
@@ -61,10 +65,9 @@ def check_paths(images: str, store: str, labels: str | None, generator: str | No
         raise InputNotFound(unknown_generator(generator))
     if _is_local(store):
         _check_store_location(store)
-    if _is_local(images):
-        _check_images(images)
-    if labels and _is_local(labels) and not os.path.isfile(labels):
-        raise InputNotFound(f"--labels {labels!r}: no such file (a CSV whose first column is the image id)")
+    _check_images(images)
+    if labels:
+        _check_labels(labels)
 
 
 def check_folders(folders: Mapping[str, str | os.PathLike | None]) -> None:
@@ -76,10 +79,10 @@ def check_folders(folders: Mapping[str, str | os.PathLike | None]) -> None:
 
 
 def resolve(images: str, store: str, generator: str | None, flags: InvertConfig, given: Mapping[str, Any], *,
-            labels: str | None, force: bool, restore: Mapping[str, Any] | None = None) -> Resolved:
-    """Round 2: the generator and config to run with, checked against the generator, the images, the labels and
-    an existing store. `flags`: the config the flags build; `given`: the InvertConfig / inversion fields given;
-    `restore` (for `ganinv restore`): the `RestoreConfig` fields given (`task` left out: the store's)."""
+            force: bool, restore: Mapping[str, Any] | None = None) -> Resolved:
+    """Round 2: the generator and config to run with, checked against the generator and an existing store.
+    `flags`: the config the flags build; `given`: the InvertConfig / inversion fields given; `restore` (for `ganinv
+    restore`): the `RestoreConfig` fields given (`task` left out: the store's)."""
     from storage import LatentStore, StoreNotFoundError
 
     try:
@@ -96,10 +99,6 @@ def resolve(images: str, store: str, generator: str | None, flags: InvertConfig,
     if restoration is not None:  # the restoration's record (it loads torch) in the config
         config = restoration.invert_config(config)
     settings = check_settings(generator, config)  # the flags themselves first, then what they are applied to
-    if labels:
-        from storage.scan import read_labels  # as the scan will read them (no torch)
-
-        read_labels(labels)
     if existing is not None:
         _check_store(existing, settings, shard_size=config.shard_size, force=force)
     keep_checked(generator, config, settings)  # the flow's step 0, in this process, need not check them again
@@ -110,9 +109,10 @@ def restoration_config(existing: LatentStore | None, store: str, given: Mapping[
     """`restore`'s restoration, without torch: the `RestoreConfig` fields `given` on the command line laid over
     the restoration an existing store recorded (the task too, when none is given). Refused: a new store without a
     task, a field given that differs from the store's record, a field of another task given (even at its default:
-    it would be ignored), a task's settings that cannot go together (`inversion_names.restoration_problem`); first of
-    all, a --mask-rule or --mask-holes not understood (`inversion_names.mask_problem`)."""
-    from ganinv.inversion_names import RESTORATION_TASKS, mask_problem, restoration_problem
+    it would be ignored), a task's settings that cannot go together (`inversion_names.task_settings_problem`); first
+    of all, a --mask-rule or --mask-holes not understood (`inversion_names.mask_problem`: together they are
+    `restoration_problem`, which the `RestoreConfig` made here asks again of the fields changed from their defaults)."""
+    from ganinv.inversion_names import RESTORATION_TASKS, mask_problem, task_settings_problem
     from runtime.errors import ConfigError
 
     settings = {name: value for name, value in given.items() if name != "task"}
@@ -128,7 +128,7 @@ def restoration_config(existing: LatentStore | None, store: str, given: Mapping[
         _refuse_changed_restoration(existing, recorded, task, settings)
         if recorded.task == task:
             settings = {**recorded.settings(), **settings}
-    problem = restoration_problem(task, settings)
+    problem = task_settings_problem(task, settings)  # the mask flags were read above
     if problem:
         raise ConfigError(f"restore: {problem}")
     return RestoreConfig(task=task, **settings)
@@ -243,21 +243,60 @@ def _check_store_location(store: str) -> None:
 
 
 def _check_images(images: str) -> None:
-    """Local IMAGES (a folder, a list file or a glob; a path that exists is not read as a glob, as the scan reads
-    it) exist and hold at least one image as the scan lists them (`storage.listing`: no torch, no zarr); a folder is
-    looked into only until its first image (the flow's scan lists it, with its progress shown)."""
+    """IMAGES (a folder, a list file or a glob, local or a URL of a filesystem fsspec reads; a path that exists is
+    not read as a glob, as the scan reads it) exist and hold at least one image as the scan lists them
+    (`storage.listing`: no torch, no zarr); a folder is looked into only until its first image, a bucket's for a few
+    listings at most (the flow's scan lists it, with its progress shown)."""
     from storage.listing import NoImagesError, has_images
 
     path = images.removeprefix("file://")
-    if not os.path.exists(path):
-        if not any(c in path for c in _GLOB_CHARS):
-            raise InputNotFound(f"IMAGES {images!r} does not exist: give a folder of images, a list file with one "
-                                "path per line, or a glob such as 'photos/*.jpg'")
-        if not glob.glob(path, recursive=True):
-            raise InputNotFound(f"IMAGES {images!r}: the glob matches no file")
-    if not has_images(images):
+    if not _is_local(images):
+        try:
+            found = _from_another_filesystem(f"IMAGES {images!r}", lambda: has_images(images))
+        except FileNotFoundError:
+            raise _missing_images(images) from None
+    elif not os.path.exists(path) and not (any(c in path for c in _GLOB_CHARS) and glob.glob(path, recursive=True)):
+        raise _missing_images(images)
+    else:
+        found = has_images(images)
+    if not found:
         raise NoImagesError(f"no image files in {images!r}: give a folder of images, a list file with one path per "
                             "line, or a glob such as 'photos/*.jpg'")
+
+
+def _missing_images(images: str) -> InputNotFound:
+    if any(c in images for c in _GLOB_CHARS):
+        return InputNotFound(f"IMAGES {images!r}: the glob matches no file")
+    return InputNotFound(f"IMAGES {images!r} does not exist: give a folder of images, a list file with one path per "
+                         "line, or a glob such as 'photos/*.jpg'")
+
+
+def _from_another_filesystem(what: str, read: Callable[[], Any]) -> Any:
+    """`read()` of the input `what` (IMAGES, --labels) on a filesystem other than the local one (a bucket): what the
+    filesystem raises, bar a FileNotFoundError or our own UserError, is refused naming the input (no package for the
+    URL's protocol, no credentials, no network, access denied). A network failure is refused too: the filesystem
+    libraries retry transient errors themselves before raising (s3fs: timeouts and dropped connections, ~10 s), and
+    the scan, seconds later in this process, would meet the same error after the servers started."""
+    try:
+        return read()
+    except (UserError, FileNotFoundError):
+        raise
+    except Exception as err:  # noqa: BLE001 - each filesystem library raises its own classes
+        raise InputUnreadable(f"{what}: cannot read it ({type(err).__name__}: {err}); check the URL, the "
+                              "filesystem's package, the credentials and the network") from None
+
+
+def _check_labels(labels: str) -> None:
+    """The labels file is there and reads as the scan will read it (`storage.labels`, the scan's parser: no torch,
+    no zarr), so a malformed file is refused before anything heavy loads."""
+    from storage.labels import read_labels
+
+    if not _is_local(labels):
+        _from_another_filesystem(f"--labels {labels!r}", lambda: read_labels(labels))
+    elif not os.path.isfile(labels.removeprefix("file://")):
+        raise InputNotFound(f"--labels {labels!r}: no such file (a CSV whose first column is the image id)")
+    else:
+        read_labels(labels)
 
 
 def _check_store(store, settings: Settings, *, shard_size: int | None, force: bool) -> None:

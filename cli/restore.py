@@ -85,7 +85,7 @@ def restore(
         preflight.check_paths(images, store, None, generator)
         preflight.check_folders({"--mask-dir": mask_dir, "--clean": clean})
         resolved = preflight.resolve(images, store, generator, config, {**settings, "inversion": inversion},
-                                     labels=None, force=execution.force, restore=restore_given)
+                                     force=execution.force, restore=restore_given)
         if resolved.note:
             typer.echo(resolved.note, err=True)
         from runtime.restore import check_dataset_masks

@@ -127,10 +127,16 @@ def mask_problem(settings: Mapping[str, Any]) -> str | None:
 
 def restoration_problem(task: str, settings: Mapping[str, Any]) -> str | None:
     """Why `task` with `settings` (the `RestoreConfig` fields set, name -> value: those given on the command line,
-    or those changed from their defaults) cannot be restored, or None: an unknown task, another task's setting
+    or those changed from their defaults) cannot be restored, or None: a mask rule or hole colour not understood
+    (`mask_problem`), then what `task_settings_problem` finds."""
+    return mask_problem(settings) or task_settings_problem(task, settings)
+
+
+def task_settings_problem(task: str, settings: Mapping[str, Any]) -> str | None:
+    """Why `task` with `settings` whose mask flags are understood (`mask_problem`: the CLI asks it first, before it
+    compares the flags with a store's record) cannot be restored, or None: an unknown task, another task's setting
     (`--factor` for colorize would be ignored, even `--factor 4`, the default), a factor no generator's size divides,
-    a mask rule or hole colour not understood (`mask_problem`), inpainting without masks or with masks from a folder
-    and a rule at once."""
+    inpainting without masks or with masks from a folder and a rule at once."""
     if task not in RESTORATION_TASKS:
         return f"unknown restoration task {task!r}; choose from {list(RESTORATION_TASKS)}"
     for name in settings:
@@ -142,9 +148,6 @@ def restoration_problem(task: str, settings: Mapping[str, Any]) -> str | None:
     if task == "super-resolution" and factor is not None and factor not in SUPER_RESOLUTION_FACTORS:
         return (f"super-resolution factor {factor!r} is not a power of two from 2 to {SUPER_RESOLUTION_FACTORS[-1]}: "
                 "a generator's images (a power of two in size) must divide by it")
-    problem = mask_problem(settings)
-    if problem:
-        return problem
     masks = [name for name in ("mask_dir", "mask_rule") if settings.get(name) is not None]
     if task == "inpaint" and not masks:
         return "task 'inpaint' needs masks: a folder of mask PNGs (--mask-dir) or a mask rule (--mask-rule)"

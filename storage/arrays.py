@@ -10,13 +10,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
-import zarr
-from zarr.codecs import BloscCodec, Crc32cCodec, ZstdCodec
 
-# Every module of the package that uses zarr imports this one, so importing io_thread here stops zarr's I/O thread
-# at exit before zarr's own hook closes its loop (storage/io_thread.py).
-from storage import io_thread  # noqa: F401
 from storage import text
+from storage._zarr import zarr
 from storage.schema import STATUS_NAMES, Layout, Status, StoreAttributes
 
 # Item arrays (every one [N, ...], chunked along the item axis).
@@ -34,8 +30,8 @@ ROOT_COPY, ROOT_COPY_KEY = "root_copy", "root_attributes"  # a copy of the root 
 
 # Users pick the ws compressor by name (`compressor=`); the name is recorded in chunking.ws_compressor.
 WS_COMPRESSORS: dict[str, Callable[[], list]] = {
-    "zstd": lambda: [ZstdCodec(level=1)],
-    "blosc-lz4": lambda: [BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")],
+    "zstd": lambda: [zarr.codecs.ZstdCodec(level=1)],
+    "blosc-lz4": lambda: [zarr.codecs.BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")],
     "none": lambda: [],
 }
 # Text arrays (schema v2, storage/text.py): UTF-8 bytes per item, at most this many.
@@ -46,18 +42,18 @@ ITEM_DIM = "item"
 
 def default_compressors() -> list:
     """What every array but ws is compressed with (zarr's own default for numbers)."""
-    return [ZstdCodec(level=0)]
+    return [zarr.codecs.ZstdCodec(level=0)]
 
 
 def with_checksum(compressors: Sequence[Any] | None = None) -> list:
     """`compressors` (default: `default_compressors()`), then a CRC-32C of the stored bytes: zarr checks it on every
     read of the chunk and raises ValueError on a mismatch, so a flipped byte is found, never read as data
     (storage/verify.py)."""
-    return [*(default_compressors() if compressors is None else compressors), Crc32cCodec()]
+    return [*(default_compressors() if compressors is None else compressors), zarr.codecs.Crc32cCodec()]
 
 
 def has_checksum(array: zarr.Array) -> bool:
-    return any(isinstance(codec, Crc32cCodec) for codec in array.compressors)
+    return any(isinstance(codec, zarr.codecs.Crc32cCodec) for codec in array.compressors)
 
 
 def metric(name: str) -> str:

@@ -16,10 +16,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import fsspec
-import zarr
 
 from ganinv import __version__ as ganinv_version
 from storage import arrays, growth, identity
+from storage._zarr import zarr
 from storage.errors import StoreDamagedError, StoreExistsError, not_empty_message
 from storage.lease import LeaseFiles, acquire
 from storage.schema import (Chunking, DatasetInfo, GeneratorIdentity, Layout, Manifest, StoreAttributes, check_name,

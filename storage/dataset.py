@@ -28,7 +28,8 @@ from storage import arrays, text
 
 if TYPE_CHECKING:
     import xarray
-    import zarr
+
+    from storage._zarr import zarr
 
     from storage.latent_store import LatentStore
 

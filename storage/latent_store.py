@@ -25,9 +25,9 @@ from typing import Any
 
 import fsspec
 import numpy as np
-import zarr
 
 from storage import creation, dataset, growth, identity, migrate, results, scan_cache, shards, verify
+from storage._zarr import zarr
 from storage.errors import (ArrayMissingError, RootMissingError, StoreDamagedError, StoreExistsError,
                             StoreMismatchError, StoreNotFoundError, damaged_advice, root_missing_message)
 from storage.lease import DEFAULT_LEASE_TTL_S, Lease, LeaseFiles, LeaseHeldError, LeaseRecord, acquire

@@ -1,5 +1,5 @@
 """List a dataset's image files and name them: the listing rules of the dataset scan (`storage.scan` hashes and
-labels the files listed here). Nothing here reads a file, and this module imports neither torch nor zarr, so the
+labels the files listed here). Nothing here reads an image, and this module imports neither torch nor zarr, so the
 CLI's preflight can ask `has_images` before anything heavy loads.
 
 `list_images(source)` accepts
@@ -19,17 +19,21 @@ derived from. A list-file entry outside that folder keeps its full path as its i
 
 from __future__ import annotations
 
+import collections
 import os
 import posixpath
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import fsspec
+from fsspec.utils import glob_translate
 
 from ganinv.datasets.image_names import is_image_name
 from ganinv.errors import UserError
 
 _GLOB_CHARS = "*?["
+BUCKET_FOLDERS = 16  # folders of a bucket `has_images` lists at most (one listing each)
 
 
 class NoImagesError(UserError, FileNotFoundError):
@@ -51,9 +55,15 @@ def list_image_ids(source: str, *, storage_options: Mapping[str, Any] | None = N
 
 
 def has_images(source: str) -> bool:
-    """Whether a local `source` lists an image as `list_images` would, looking no further than that needs: a folder
-    until its first image (`is_listed`; symbolic links to folders not followed), a list file for one entry (no
-    listed file is looked up: the scan does that once), a glob by its matches."""
+    """Whether `source` lists an image as `list_images` would, looking no further than that needs: a list file for
+    one entry (no listed file is looked up: the scan does that once); a local folder until its first image
+    (`is_listed`; symbolic links to folders not followed), a local glob by its matches; on another filesystem (a
+    bucket), a folder or a glob's fixed prefix one level at a time, breadth first, until its first image and for at
+    most `BUCKET_FOLDERS` listings, past which it is not known to be empty and counts as holding images (the scan
+    lists it whole). FileNotFoundError: on another filesystem, a source that is not there, or a glob whose prefix
+    is not; its own errors (no credentials, no network, no package for its protocol) as the filesystem raises them."""
+    if "://" in source and not source.startswith("file://"):
+        return _bucket_has_images(source)
     path = source.removeprefix("file://")
     if os.path.isdir(path):
         for _, folders, files in os.walk(path):
@@ -65,6 +75,41 @@ def has_images(source: str) -> bool:
         fs = fsspec.filesystem("file")
         return bool(_read_list_file(fs, path, posixpath.dirname(path)))
     return bool(list_entries(source, storage_options=None)[2])
+
+
+def _bucket_has_images(source: str) -> bool:
+    fs, path = fsspec.core.url_to_fs(source)
+    if any(c in source for c in _GLOB_CHARS) and not fs.exists(path):
+        pattern = re.compile(glob_translate(path))  # the matches as `fs.glob` (the scan) tells them
+        depth = None if "**" in path else path.count("/")  # no match below a pattern's last folder
+        return _found_within(fs, _glob_root(path), lambda p: bool(pattern.match(p)) and is_image_name(p),
+                             skip=lambda folder: depth is not None and folder.count("/") >= depth)
+    if fs.info(path)["type"] == "directory":
+        root = path.rstrip("/")
+        return _found_within(fs, root, lambda p: is_listed(posixpath.relpath(p, root)),
+                             skip=lambda folder: _hidden(posixpath.basename(folder)))
+    return bool(_read_list_file(fs, path, posixpath.dirname(path)))
+
+
+def _found_within(fs: fsspec.AbstractFileSystem, root: str, listed: Callable[[str], bool], *,
+                  skip: Callable[[str], bool]) -> bool:
+    """Whether a file under `root` is `listed`, listing folders breadth first (but those `skip`ped, by path) for at
+    most `BUCKET_FOLDERS` listings; True when folders are left unlisted (not known to be empty). A listing is one
+    request per page of a folder's entries (S3: 1000), so a folder of a million files directly is listed whole, as
+    the scan lists it."""
+    folders = collections.deque([root])
+    for _ in range(BUCKET_FOLDERS):
+        if not folders:
+            return False
+        folder = folders.popleft()
+        for entry in fs.ls(folder, detail=True):
+            name = entry["name"].rstrip("/")
+            if entry["type"] == "directory":
+                if name != folder.rstrip("/") and not skip(name):
+                    folders.append(name)
+            elif listed(name):
+                return True
+    return bool(folders)
 
 
 def is_listed(relative: str) -> bool:

@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 import fsspec
 import numpy as np
-import zarr
 
 from ganinv import __version__ as ganinv_version
 from storage import arrays, creation, growth, scan_cache, text
+from storage._zarr import zarr
 from storage.lease import LeaseFiles, acquire
 from storage.schema import SCHEMA_VERSION
 

@@ -20,9 +20,9 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from zarr.codecs import ZstdCodec
 
 from storage import arrays, results, shards
+from storage._zarr import zarr
 from storage.errors import NotInStoreError, StoreMismatchError
 from storage.schema import canonical_json
 
@@ -59,7 +59,7 @@ def create_pivotal(store: LatentStore, attrs: Mapping[str, Any], *, made_by: Map
     coords = {"coordinates": "image_id"}
     arrays.create_item_array(group, DELTAS, n=n, chunk_items=chunk, dtype=dtype,
                              fill_value=np.nan if dtype.kind == "f" else 0, inner=(width,),
-                             dims=("item", "delta_value"), compressors=[ZstdCodec(level=1)],
+                             dims=("item", "delta_value"), compressors=[zarr.codecs.ZstdCodec(level=1)],
                              attrs={"long_name": f"pivotal delta per item ({attrs['dtype']}, see the group's "
                                                  "'pivotal' attribute)", **coords})
     t = store.layout.thumbnail_size

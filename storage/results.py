@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import zarr
-
 from ganinv import __version__ as ganinv_version
 from storage import arrays
+from storage._zarr import zarr
 from storage.growth import now_iso
 from storage.schema import check_name, to_jsonable
 

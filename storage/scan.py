@@ -16,21 +16,15 @@ read, special files with an image's name (FIFOs, sockets, devices: never read, s
 and files whose content duplicates an earlier one (the store holds each content once). Decoding is not the
 scan's job: workers decode, and record what fails to decode in the store (`ganinv.datasets.folder`).
 
-Labels: an optional CSV (UTF-8, or UTF-16 with a byte-order mark) whose first column names the image (its image_id,
-file name or file stem) and whose other columns are finite numbers (empty cells are missing); one row per image and
-one column per name. The procedural-faces `attributes.csv` is such a file.
+Labels: an optional CSV read by `storage.labels` (its format is described there); each item takes the row named by
+its image_id, file name or file stem.
 """
 
 from __future__ import annotations
 
-import codecs
-import csv
 import datetime as _dt
 import hashlib
-import io
-import math
 import os
-import posixpath
 import stat
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -40,7 +34,8 @@ from typing import Any, BinaryIO
 import fsspec
 
 from ganinv.datasets.image_names import IMAGE_SUFFIXES
-from ganinv.errors import UserError
+from storage.labels import LabelsError  # noqa: F401 (re-exported: its home was this module)
+from storage.labels import labels_for, read_labels
 from storage.listing import NoImagesError, full_path, image_id_of, is_local, list_entries
 from storage.listing import list_image_ids, list_images  # noqa: F401 (re-exported: their home was this module)
 from storage.scan_cache import HashCache  # full path -> (fingerprint, sha256)
@@ -84,10 +79,6 @@ class ScanResult:
                 "hashed": self.hashed, "reused": self.reused}
 
 
-class LabelsError(UserError, ValueError):
-    """The labels CSV cannot be read as numeric labels; the message names the file, line and column."""
-
-
 def scan_images(source: str, *, labels: str | None = None, storage_options: Mapping[str, Any] | None = None,
                 previous: HashCache | None = None, progress: Progress | None = None) -> ScanResult:
     """Lists, hashes and labels the images of `source` (a directory, list file or glob; see the module docstring).
@@ -115,7 +106,7 @@ def scan_images(source: str, *, labels: str | None = None, storage_options: Mapp
             skipped.append(Skipped(image_id, f"duplicate of {first_by_hash[digest]}"))
         else:
             first_by_hash[digest] = image_id
-            row_key, item_labels = _labels_for(table, image_id)
+            row_key, item_labels = labels_for(table, image_id)
             used_rows.add(row_key)
             records.append(dict(image_id=image_id, path=image_id, source_sha256=digest, labels=item_labels))
     manifest = Manifest.from_records(records, root=full_path(fs, root))
@@ -139,84 +130,6 @@ def fingerprint(info: Mapping[str, Any] | None) -> str | None:
                 value = value.timestamp()
             return f"size={int(info['size'])};{key}={value!r}"
     return None
-
-
-def read_labels(csv_path: str, *, storage_options: Mapping[str, Any] | None = None) -> dict[str, dict[str, float]]:
-    """CSV -> {first-column value: {column: number}}; empty cells are left out. Anything else is a LabelsError that
-    names the file and the line, column or ids: a file that cannot be read or is not UTF-8 (UTF-16 with a byte-order
-    mark is read), a missing header, duplicate column names or ids, a cell that is not a finite number."""
-    header, rows = _label_rows(csv_path, storage_options)
-    names = header[1:]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates or "" in names:
-        raise LabelsError(f"labels file {csv_path}: " + (f"duplicate column names {duplicates}" if duplicates else
-                                                         "a column without a name") + " in the header row")
-    table: dict[str, dict[str, float]] = {}
-    lines: dict[str, list[int]] = {}
-    for line, row in rows:
-        image = row[0].strip()
-        if not image:
-            raise LabelsError(f"labels file {csv_path}, line {line}: the first cell (the image) is empty")
-        if len(row) > len(header):
-            raise LabelsError(f"labels file {csv_path}, line {line}: {len(row)} cells, the header has {len(header)}")
-        lines.setdefault(image, []).append(line)
-        table[image] = {name: _label_value(csv_path, line, name, cell)
-                        for name, cell in zip(names, row[1:]) if cell.strip()}
-    repeated = {image: found for image, found in lines.items() if len(found) > 1}
-    if repeated:
-        shown = "; ".join(f"{image!r} on lines {found}" for image, found in list(repeated.items())[:5])
-        raise LabelsError(f"labels file {csv_path}: {len(repeated)} images have more than one row ({shown}): keep "
-                          "one row per image")
-    return table
-
-
-def _label_rows(csv_path: str, storage_options: Mapping[str, Any] | None) -> tuple[list[str], list[tuple[int, list]]]:
-    """(header, [(line number, cells)]) of the non-empty rows."""
-    try:
-        with fsspec.open(csv_path, "rb", **dict(storage_options or {})) as f:
-            raw = f.read()
-    except OSError as err:
-        raise LabelsError(f"labels file {csv_path}: cannot read it ({type(err).__name__}: {err})") from None
-    content = _labels_text(raw, csv_path)
-    try:
-        rows = [(line, row) for line, row in enumerate(csv.reader(io.StringIO(content, newline="")), start=1) if row]
-    except csv.Error as err:
-        raise LabelsError(f"labels file {csv_path}: not a CSV file ({err})") from None
-    if len(rows) < 2 or len(rows[0][1]) < 2:
-        raise LabelsError(f"labels file {csv_path}: expected a header row (image id, then label names) and data "
-                          "rows")
-    return [h.strip() for h in rows[0][1]], rows[1:]
-
-
-def _labels_text(raw: bytes, csv_path: str) -> str:
-    """The file's text: UTF-8 (with or without a byte-order mark) or UTF-16 with one; else a LabelsError."""
-    for bom, encoding in ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"),
-                          (codecs.BOM_UTF16_BE, "utf-16")):
-        if raw.startswith(bom):
-            break
-    else:
-        encoding = "utf-8"
-    try:
-        content = raw.decode(encoding)
-    except UnicodeDecodeError as err:
-        raise LabelsError(f"labels file {csv_path}: not {encoding.upper()} text (byte {err.start}: {err.reason}); "
-                          "save it as UTF-8 CSV") from None
-    if "\0" in content:
-        raise LabelsError(f"labels file {csv_path}: contains NUL characters (UTF-16 without a byte-order mark?); "
-                          "save it as UTF-8 CSV")
-    return content
-
-
-def _label_value(csv_path: str, line: int, name: str, cell: str) -> float:
-    try:
-        value = float(cell)
-    except ValueError:
-        raise LabelsError(f"labels file {csv_path}, line {line}, column {name!r}: {cell!r} is not a number (labels "
-                          "must be numeric; encode categories as 0/1 columns)") from None
-    if not math.isfinite(value):
-        raise LabelsError(f"labels file {csv_path}, line {line}, column {name!r}: {cell!r} is not a finite number; "
-                          "leave the cell empty where a label is missing")
-    return value
 
 
 # ---------------------------------------------------------------------------------------------------------- helpers
@@ -290,12 +203,3 @@ def _check_regular(mode: int, path: str) -> None:
         return
     kind = next((name for test, name in _KINDS if test(mode)), f"not a regular file (mode {oct(mode)})")
     raise NotRegularFile(f"{path} is {kind}, not a regular file; it was not read")
-
-
-def _labels_for(table: Mapping[str, Mapping[str, float]], image_id: str) -> tuple[str | None, dict[str, float]]:
-    """The label row named by the image_id, else by its file name, else by its stem."""
-    name = posixpath.basename(image_id)
-    for key in (image_id, name, posixpath.splitext(name)[0]):
-        if key in table:
-            return key, {k: v for k, v in table[key].items() if not math.isnan(v)}
-    return None, {}

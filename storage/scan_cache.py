@@ -19,8 +19,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-import zarr
 
+from storage._zarr import zarr
 from storage.arrays import SCAN_CACHE as SCAN_CACHE_GROUP
 from storage.arrays import with_checksum
 SCAN_CACHE_ARRAY = f"{SCAN_CACHE_GROUP}/hashes"

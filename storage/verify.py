@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 import fsspec
 import numpy as np
-import zarr
 
 from ganinv import __version__ as ganinv_version
 from storage import arrays, shards, text
+from storage._zarr import zarr
 from storage.errors import StoreDamagedError, StoreExistsError
 from storage.growth import now_iso, write_root_copy
 from storage.schema import Status, StoreAttributes

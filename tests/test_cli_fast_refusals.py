@@ -2,18 +2,23 @@
 restoration store's restoration too, its mask rule in any spelling), a misspelt mode, loss or restoration task, a
 super-resolution factor no generator's size divides, another task's setting (even at its default), inpainting
 without masks or with two kinds, a mask rule or hole colour not understood, a missing store or mask folder, IMAGES
-with no image are refused without importing torch or prefect (in well under a second, where they took 3 to 30 s); the
-settings a CLI run checked are not checked again by its flow; the scan shows its progress, and a refinement's bar
-says "refining". The names checked without torch are those the torch-side registries use."""
+with no image, a labels file that does not read are refused without importing torch or prefect (in well under a
+second, where they took 3 to 30 s); the settings a CLI run checked are not checked again by its flow; the scan shows
+its progress, and a refinement's bar says "refining". The names checked without torch are those the torch-side
+registries use."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import fsspec
+import fsspec.implementations.memory
 import pytest
 from typer.testing import CliRunner
 
@@ -23,6 +28,9 @@ from cli import preflight
 from cli.app import app
 from runtime import coordinator, progress
 from runtime.config import InvertConfig, RestoreConfig
+from storage import listing
+from storage.labels import LabelsError
+from storage.listing import NoImagesError
 from storage.scan import scan_images
 
 REPO = Path(__file__).resolve().parents[1]
@@ -120,10 +128,10 @@ print(json.dumps(results))
 """
 
 
-def _refusals(cases: dict[str, list[str]], folder: Path) -> dict[str, list]:
+def _refusals(cases: dict[str, list[str]], folder: Path, env: dict[str, str] | None = None) -> dict[str, list]:
     """expected message -> [exit code, output, the modules of torch, prefect and zarr loaded so far] of each case's
-    arguments, run in order in one fresh process in `folder`."""
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    arguments, run in order in one fresh process in `folder` (with `env` added to the environment)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", **(env or {})}
     done = subprocess.run([sys.executable, "-c", PROBE, json.dumps(cases)], cwd=folder, env=env,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
@@ -187,6 +195,155 @@ def test_images_with_no_image_are_refused_in_the_first_round_before_torch_zarr_o
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing created
 
 
+def test_a_bad_labels_file_is_refused_in_the_first_round_before_torch_zarr_or_prefect(tmp_path):
+    """A labels file that does not read (a cell not a number, an image on two rows, not UTF-8, ...) was refused
+    after the settings check had loaded torch (~3.5 s); the first round reads it with the scan's own parser, so the
+    message is the scan's and nothing heavy has loaded."""
+    write_good_images(tmp_path / "imgs", 1)
+    (tmp_path / "word.csv").write_text("image_id,smiling\ngood000.png,yes\n")
+    (tmp_path / "twice.csv").write_text("image_id,smiling\ngood000.png,1\ngood000.png,0\n")
+    (tmp_path / "latin1.csv").write_bytes("image_id,smiling\ncafé.png,1\n".encode("latin-1"))
+    (tmp_path / "header.csv").write_text("image_id\n")
+    new = ["imgs", "--store", "new.zarr", "--labels"]
+    cases = {
+        "labels file word.csv, line 2, column 'smiling': 'yes' is not a number": [*new, "word.csv"],
+        "labels file twice.csv: 1 images have more than one row ('good000.png' on lines [2, 3])": [*new, "twice.csv"],
+        "labels file latin1.csv: not UTF-8 text": [*new, "latin1.csv"],
+        "labels file header.csv: expected a header row": [*new, "header.csv"],
+        f"labels file file://{tmp_path}/word.csv, line 2": [*new, f"file://{tmp_path}/word.csv"],
+        "--labels 'gone.csv': no such file": [*new, "gone.csv"],
+    }
+    refusals = _refusals({expected: ["invert", *args] for expected, args in cases.items()}, tmp_path)
+    for expected, (code, output, loaded) in refusals.items():
+        assert code == 2 and output.strip().splitlines()[-1].startswith(f"error: {expected}"), output
+        assert loaded == [], f"{expected}: {loaded} imported before refusing"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["header.csv", "imgs", "latin1.csv", "twice.csv",
+                                                          "word.csv"]  # nothing created
+    good = tmp_path / "good.csv"
+    good.write_text("image_id,smiling\ngood000.png,1\n")
+    preflight.check_paths(str(tmp_path / "imgs"), str(tmp_path / "new.zarr"), str(good))  # a good file passes,
+    # and the scan reads it the same way
+    assert scan_images(str(tmp_path / "imgs"), labels=str(good)).manifest.items[0].labels == {"smiling": 1.0}
+
+
+@pytest.fixture
+def bucket(tmp_path):
+    """memory://<unique>/ holding faces/ (two images), deep/a/b/c/ (one image), notes/ (a text file), list.txt
+    (naming one image) and empty.txt; removed after."""
+    fs = fsspec.filesystem("memory")
+    root = f"/{tmp_path.name}"
+    for i, path in enumerate(write_good_images(tmp_path / "imgs", 2)):
+        fs.pipe(f"{root}/faces/{path.name}", path.read_bytes())
+        if i == 0:
+            fs.pipe(f"{root}/deep/a/b/c/{path.name}", path.read_bytes())
+    fs.pipe(f"{root}/notes/todo.txt", b"x")
+    fs.pipe(f"{root}/list.txt", b"# one\nfaces/good000.png\n")
+    fs.pipe(f"{root}/empty.txt", b"# none yet\n")
+    yield f"memory://{tmp_path.name}"
+    fs.rm(root, recursive=True)
+
+
+def test_images_in_a_bucket_are_checked_in_the_first_round_as_the_scan_lists_them(bucket, tmp_path):
+    """A bucket's IMAGES (any fsspec URL; memory:// here) with no image, or not there, were found only by the flow's
+    scan, after the servers started; the first round refuses them as it refuses local ones."""
+    store = str(tmp_path / "new.zarr")
+    for found in ("faces", "deep", "list.txt", "faces/*.png", "*/*.png", "deep/**/*.png"):
+        preflight.check_paths(f"{bucket}/{found}", store, None)
+        assert scan_images(f"{bucket}/{found}").manifest.items  # what the scan lists too
+    for empty in ("notes", "empty.txt", "faces/*.jpg"):
+        with pytest.raises(NoImagesError, match=re.escape(f"no image files in '{bucket}/{empty}'")):
+            preflight.check_paths(f"{bucket}/{empty}", store, None)
+        with pytest.raises(NoImagesError):
+            scan_images(f"{bucket}/{empty}")
+    with pytest.raises(preflight.InputNotFound, match=re.escape(f"IMAGES '{bucket}/nothere' does not exist")):
+        preflight.check_paths(f"{bucket}/nothere", store, None)
+    with pytest.raises(preflight.InputNotFound, match="the glob matches no file"):
+        preflight.check_paths(f"{bucket}/nothere/*.png", store, None)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["imgs"]  # nothing created
+
+
+def test_a_bucket_is_looked_into_for_a_few_listings_not_walked_whole(bucket, monkeypatch):
+    """A bucket prefix is listed one folder at a time until its first image; one with many folders and no image
+    among the first `BUCKET_FOLDERS` is left to the scan (not known to be empty) after that many listings; a glob's
+    folders are listed no deeper than its pattern reaches."""
+    fs = fsspec.filesystem("memory")
+    many = f"{bucket}/many"
+    for i in range(3 * listing.BUCKET_FOLDERS):
+        fs.pipe(f"{fs._strip_protocol(many)}/{i:03d}/notes.txt", b"x")
+    fs.pipe(f"{fs._strip_protocol(many)}/{3 * listing.BUCKET_FOLDERS - 1:03d}/good.png", b"x")
+    listed, real_ls = [], type(fs).ls
+    monkeypatch.setattr(type(fs), "ls", lambda self, path, *a, **k: listed.append(path) or real_ls(self, path, *a, **k))
+    preflight.check_paths(many, "new.zarr", None)
+    assert len(listed) == listing.BUCKET_FOLDERS
+    listed.clear()
+    preflight.check_paths(f"{bucket}/faces", "new.zarr", None)  # the first listing holds an image
+    assert len(listed) == 1
+    listed.clear()
+    with pytest.raises(NoImagesError):  # a glob is not looked for below its last folder
+        preflight.check_paths(f"{many}/*.png", "new.zarr", None)
+    assert len(listed) == 1
+    with pytest.raises(NoImagesError):
+        scan_images(f"{many}/*.png")
+
+
+class _DeniedFileSystem(fsspec.implementations.memory.MemoryFileSystem):
+    """A bucket whose listings are refused, as S3 refuses a caller without the right (s3fs: PermissionError)."""
+
+    protocol = "denied"
+
+    def info(self, path, **kwargs):
+        raise PermissionError(f"Access Denied: {path}")
+
+    ls = info
+
+
+def test_a_bucket_that_cannot_be_read_is_refused_naming_the_input(bucket, tmp_path):
+    """No package for the URL's protocol, an unknown protocol, a listing refused: one line naming IMAGES (or
+    --labels) and the filesystem's reason, not a traceback after the servers started."""
+    fsspec.register_implementation("denied", _DeniedFileSystem, clobber=True)
+    store = str(tmp_path / "new.zarr")
+    cases = {"denied://bucket/faces": "PermissionError: Access Denied",
+             "nosuch://bucket/faces": "ValueError: Protocol not known"}
+    if importlib.util.find_spec("gcsfs") is None:
+        cases["gs://bucket/faces"] = "ImportError: Please install gcsfs"
+    for images, reason in cases.items():
+        with pytest.raises(preflight.InputUnreadable, match=f"IMAGES '{images}': cannot read it \\({reason}"):
+            preflight.check_paths(images, store, None)
+    with pytest.raises(preflight.InputUnreadable, match="--labels 'nosuch://b/l.csv': cannot read it"):
+        preflight.check_paths(f"{bucket}/faces", store, "nosuch://b/l.csv")
+    fs = fsspec.filesystem("memory")
+    fs.pipe(f"{fs._strip_protocol(bucket)}/labels.csv", b"image_id,smiling\ngood000.png,yes\n")
+    with pytest.raises(LabelsError, match="'yes' is not a number"):
+        preflight.check_paths(f"{bucket}/faces", store, f"{bucket}/labels.csv")
+
+
+def test_s3_images_are_refused_in_the_first_round_before_torch_zarr_or_prefect(s3_endpoint, tmp_path):
+    """Through s3fs against an S3 server (moto): a prefix with no image, a bucket that is not there, no credentials
+    are refused by the CLI in the first round, with nothing heavy loaded; a prefix with an image passes it."""
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint, aws_access_key_id="test", aws_secret_access_key="test",
+                      region_name="us-east-1")
+    prefix = f"first-round-{tmp_path.name}"
+    s3.put_object(Bucket="ganinv", Key=f"{prefix}/notes/todo.txt", Body=b"x")
+    s3.put_object(Bucket="ganinv", Key=f"{prefix}/faces/good000.png", Body=b"x")
+    env = {"AWS_ENDPOINT_URL": s3_endpoint, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+           "AWS_DEFAULT_REGION": "us-east-1"}
+    new = ["--store", "new.zarr"]
+    faces = ["invert", f"s3://ganinv/{prefix}/faces", *new]
+    cases = {f"no image files in 's3://ganinv/{prefix}/notes'": ["invert", f"s3://ganinv/{prefix}/notes", *new],
+             "IMAGES 's3://no-such-bucket/faces' does not exist": ["invert", "s3://no-such-bucket/faces", *new],
+             "--labels 'gone.csv': no such file": [*faces, "--labels", "gone.csv"]}  # IMAGES passed, labels next
+    no_credentials = {"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_EC2_METADATA_DISABLED": "true",
+                      "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"), "AWS_CONFIG_FILE": str(tmp_path / "none")}
+    refused = {**_refusals(cases, tmp_path, env), **_refusals(
+        {f"IMAGES 's3://ganinv/{prefix}/faces': cannot read it (NoCredentialsError": faces}, tmp_path,
+        {**env, **no_credentials})}
+    for expected, (code, output, loaded) in refused.items():
+        assert code == 2 and output.strip().splitlines()[-1].startswith(f"error: {expected}"), output
+        assert not {"torch", "prefect", "zarr"} & set(loaded), f"{expected}: {loaded} imported before refusing"
+
+
 def test_a_file_url_of_local_images_passes_the_first_round(tmp_path):
     """IMAGES as a file:// URL is read as its local path (it was refused as missing), and a folder whose name has
     glob characters is the folder, as the scan reads them."""
@@ -242,7 +399,7 @@ def test_a_mask_rule_in_another_spelling_of_the_stores_is_a_rerun_and_another_ru
         assert preflight.restoration_config(store, store.url, {"mask_rule": spelling}).record() == \
             store.attributes.inversion["restoration"]
     resolved = preflight.resolve(str(tmp_path / "imgs"), store.url, None, InvertConfig(), {"inversion": {}},
-                                 labels=None, force=False, restore={"mask_rule": "center-box"})
+                                 force=False, restore={"mask_rule": "center-box"})
     assert resolved.restoration.record() == store.attributes.inversion["restoration"]
     with pytest.raises(StoreMismatchError, match="restoration.mask_rule: stored 'center-box:0.4', given "
                                                  "'center-box:0.25'"):
@@ -324,12 +481,14 @@ def test_the_preflight_does_not_list_a_whole_folder_to_find_an_image(tmp_path, m
 
 @pytest.mark.parametrize(("modules", "heavy"), [
     ("storage.listing, storage.errors, cli.preflight", ("zarr", "torch", "prefect")),  # the first round's
-    ("storage.listing, storage.scan", ("torch", "prefect", "PIL")),  # what round 2 reads the labels with
+    ("storage.labels", ("zarr", "torch", "prefect", "PIL")),  # what the first round reads the labels with
+    ("storage.scan", ("torch", "prefect", "PIL")),  # the flow's scan, which reads them with storage.labels too
 ])
 def test_the_preflights_imports_load_no_heavy_library(modules, heavy):
-    """The preflight's first round asks the scan's listing module whether IMAGES hold an image: it loads neither
-    zarr (the `storage` package names its modules' classes lazily, PEP 562; it loaded zarr) nor torch nor prefect;
-    the scan's labels reader loads no torch or prefect (its hash cache loads zarr)."""
+    """The preflight's first round asks the scan's listing module whether IMAGES hold an image and reads the labels
+    with the scan's labels parser: they load neither zarr (the `storage` package names its modules' classes lazily,
+    PEP 562; it loaded zarr) nor torch nor prefect; the scan itself loads no torch or prefect (its hash cache loads
+    zarr)."""
     code = (f"import json, sys; import {modules}; "
             f"print(json.dumps(sorted(set({list(heavy)!r}) & set(sys.modules))))")
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,

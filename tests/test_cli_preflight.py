@@ -178,6 +178,6 @@ def test_a_hybrid_store_is_resumed_with_only_images_and_store(tmp_path, monkeypa
     write_good_images(tmp_path / "imgs", 2)
     prepare_store(tmp_path / "imgs", tmp_path / "s.zarr", "faces64", InvertConfig(inversion={"num_steps": 1}))
     resolved = resolve(str(tmp_path / "imgs"), str(tmp_path / "s.zarr"), None, InvertConfig(), {"inversion": {}},
-                       labels=None, force=False)
+                       force=False)
     assert resolved.generator == "faces64" and resolved.config.inversion["num_steps"] == 1
     assert resolved.note.startswith("resuming with the settings recorded in")

@@ -16,7 +16,8 @@ import fsspec
 import pytest
 
 from _image_files import write_bad_inputs, write_good_images
-from storage.scan import read_labels, scan_images
+from storage.labels import LabelsError, read_labels
+from storage.scan import scan_images
 
 
 def test_folder_scan_is_recursive_sorted_and_hashes_content(tmp_path):
@@ -161,16 +162,12 @@ def test_absolute_paths_in_a_list_file_keep_their_identity(tmp_path):
     ("image_id,smiling\n,1\n", r"line 2: the first cell"),
 ])
 def test_bad_labels_are_errors_that_name_what_is_wrong(tmp_path, content, match):
-    from storage.scan import LabelsError
-
     (tmp_path / "labels.csv").write_text(content)
     with pytest.raises(LabelsError, match=match):
         read_labels(str(tmp_path / "labels.csv"))
 
 
 def test_labels_in_utf16_with_a_byte_order_mark_are_read_and_other_encodings_named(tmp_path):
-    from storage.scan import LabelsError
-
     (tmp_path / "utf16.csv").write_text("image_id,smiling\ncafé.png,1\n", encoding="utf-16")
     assert read_labels(str(tmp_path / "utf16.csv")) == {"café.png": {"smiling": 1.0}}
     (tmp_path / "bom8.csv").write_text("image_id,smiling\na.png,0\n", encoding="utf-8-sig")

@@ -1,9 +1,10 @@
 """A process that used a store ends without "RuntimeError: Cannot close a running event loop": zarr's own exit hook
 closed its I/O loop 0.2 s after asking it to stop, while a busy (or, on a loaded machine, unscheduled) I/O thread
-was still in it, and the error came after a stopped command's last line (storage/io_thread.py)."""
+was still in it, and the error came after a stopped command's last line (storage/_zarr.py)."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import textwrap
@@ -20,9 +21,9 @@ def test_a_busy_zarr_io_thread_at_exit_is_never_closed_under_it(busy_s, stop_tim
         import time
         import zarr
         from zarr.core.sync import _get_loop
-        import storage.io_thread
+        import storage._zarr
         if {stop_timeout_s!r} is not None:
-            storage.io_thread.STOP_TIMEOUT_S = {stop_timeout_s!r}
+            storage._zarr.STOP_TIMEOUT_S = {stop_timeout_s!r}
         zarr.create_array(store={{}}, shape=(2,), dtype="f4")  # starts zarr's I/O thread
         _get_loop().call_soon_threadsafe(time.sleep, {busy_s})  # busy as the process ends
     """)
@@ -32,12 +33,14 @@ def test_a_busy_zarr_io_thread_at_exit_is_never_closed_under_it(busy_s, stop_tim
 
 
 def test_every_module_of_the_store_that_uses_zarr_brings_the_exit_hook_along():
-    """storage/__init__.py loads its names lazily; the hook comes with storage.arrays, which every zarr user of the
-    package imports."""
-    users = [path.stem for path in (REPO / "storage").glob("*.py")
-             if path.stem != "io_thread" and "import zarr" in path.read_text()]
+    """storage/__init__.py loads its modules lazily, so the hook comes with zarr itself: no module of storage/
+    imports zarr but through storage/_zarr.py, and each that does has the hook loaded when imported alone."""
+    modules = [path for path in (REPO / "storage").glob("*.py") if path.stem != "_zarr"]
+    direct = [path.name for path in modules if re.search(r"^\s*(import|from) zarr\b", path.read_text(), re.M)]
+    assert direct == [], f"{direct} import zarr directly: write `from storage._zarr import zarr`"
+    users = [path.stem for path in modules if "from storage._zarr import zarr" in path.read_text()]
     for name in users:  # one fresh process each: an import elsewhere must not bring the hook for it
-        code = f"import sys, storage.{name}; print('storage.io_thread' in sys.modules)"
+        code = f"import sys, storage.{name}; print('storage._zarr' in sys.modules)"
         done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
         assert done.stdout.strip() == "True", (name, done.stderr[-2000:])
     assert len(users) >= 5

@@ -1,4 +1,9 @@
-"""zarr's I/O thread at the process's end: stopped, then closed, never closed while it still runs.
+"""zarr, as every module of storage/ imports it (`from storage._zarr import zarr`, `zarr.codecs.ZstdCodec`, ...): the
+one home of the package's zarr import, so that the exit hook below is registered in any process that uses a store,
+whichever of storage's modules it loaded (the package loads them lazily). tests/test_store_io_thread.py checks that
+no module of storage/ imports zarr otherwise.
+
+zarr's I/O thread at the process's end: stopped, then closed, never closed while it still runs.
 
 zarr runs every store operation on one event loop in a daemon thread (zarr/core/sync.py). At exit its own atexit
 hook asks that loop to stop, waits 0.2 s for the thread and then closes the loop whether or not the thread got
@@ -14,7 +19,10 @@ from __future__ import annotations
 
 import atexit
 
+import zarr
 from zarr.core import sync as zarr_sync
+
+__all__ = ["zarr"]
 
 STOP_TIMEOUT_S = 5.0
 
