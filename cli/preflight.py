@@ -255,10 +255,12 @@ def _check_images(images: str) -> None:
             found = _from_another_filesystem(f"IMAGES {images!r}", lambda: has_images(images))
         except FileNotFoundError:
             raise _missing_images(images) from None
-    elif not os.path.exists(path) and not (any(c in path for c in _GLOB_CHARS) and glob.glob(path, recursive=True)):
+    elif not os.path.exists(path) and not any(c in path for c in _GLOB_CHARS):
         raise _missing_images(images)
     else:
-        found = has_images(images)
+        found = has_images(images)  # a glob is matched once here; which message, only when nothing is found
+        if not found and not os.path.exists(path) and not glob.glob(path, recursive=True):
+            raise _missing_images(images)
     if not found:
         raise NoImagesError(f"no image files in {images!r}: give a folder of images, a list file with one path per "
                             "line, or a glob such as 'photos/*.jpg'")

@@ -34,10 +34,8 @@ from typing import Any, BinaryIO
 import fsspec
 
 from ganinv.datasets.image_names import IMAGE_SUFFIXES
-from storage.labels import LabelsError  # noqa: F401 (re-exported: its home was this module)
 from storage.labels import labels_for, read_labels
 from storage.listing import NoImagesError, full_path, image_id_of, is_local, list_entries
-from storage.listing import list_image_ids, list_images  # noqa: F401 (re-exported: their home was this module)
 from storage.scan_cache import HashCache  # full path -> (fingerprint, sha256)
 from storage.schema import Manifest
 
