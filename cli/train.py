@@ -24,6 +24,8 @@ def make_dataset(
     seed: int = typer.Option(0, "--seed", help="World seed: the same seed and index always give the same face."),
     workers: Optional[int] = typer.Option(None, "--workers", help="Processes (default: all CPUs)."),
     start: int = typer.Option(0, "--start", help="First face index (to build one dataset in several runs)."),
+    world_version: Optional[int] = typer.Option(None, "--world-version", help="procedural-faces version (default: "
+                                                "the shipped world's)."),
 ) -> None:
     """Render the procedural-faces dataset (a small world whose attributes are all known)."""
     import time
@@ -31,7 +33,7 @@ def make_dataset(
     from ganinv.datasets.procedural_faces import write_dataset
 
     t0 = time.perf_counter()
-    csv_path = write_dataset(out, count, seed=seed, workers=workers, start=start)
+    csv_path = write_dataset(out, count, seed=seed, workers=workers, start=start, version=world_version)
     seconds = time.perf_counter() - t0
     typer.echo(f"wrote {count} faces to {os.path.join(out, 'images')} ({count / max(seconds, 1e-9):.0f} images/s); "
                f"attributes: {csv_path}")
@@ -45,6 +47,8 @@ def train_classifier(
     steps: Optional[int] = typer.Option(None, "--steps", help="Optimiser steps."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size"),
     seed: Optional[int] = typer.Option(None, "--seed", help="World seed of the training faces."),
+    world_version: Optional[int] = typer.Option(None, "--world-version", help="procedural-faces version to train "
+                                                "on (default: the shipped world's)."),
     eval_seed: Optional[int] = typer.Option(None, "--eval-seed", help="World seed of the held-out faces."),
     n_eval: Optional[int] = typer.Option(None, "--n-eval", help="Held-out faces."),
     dataset_dir: Optional[str] = typer.Option(None, "--dataset-dir", "--dataset",
@@ -62,7 +66,7 @@ def train_classifier(
 
     device = str(resolve_device(device)) if device else None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    config = TrainClassifierConfig(**given(seed=seed, n_train=n_train, eval_seed=eval_seed, n_eval=n_eval,
+    config = TrainClassifierConfig(**given(seed=seed, world_version=world_version, n_train=n_train, eval_seed=eval_seed, n_eval=n_eval,
                                            steps=steps, batch_size=batch_size, dataset_dir=dataset_dir,
                                            threads=threads, device=device))
     record = train(config, out)
@@ -75,8 +79,8 @@ def train_gan(
     run_dir: str = typer.Option(..., "--run-dir", help="Run folder: created, or resumed from its checkpoint."),
     minutes: float = typer.Option(..., "--minutes", help="Wall time for this chunk; a checkpoint is written at the "
                                   "end."),
-    data: Optional[str] = typer.Option(None, "--data", help="procedural:N:SEED, an .npy array or an image folder "
-                                       "(new run: GANTrainConfig's)."),
+    data: Optional[str] = typer.Option(None, "--data", help="procedural:N:SEED[:vVERSION], an .npy array or an "
+                                       "image folder (new run: GANTrainConfig's)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="New run: GANTrainConfig's; a resumed run "
                                              "may change it."),
     resample_impl: str = typer.Option("composite", "--resample-impl",
@@ -164,9 +168,11 @@ def check_image_source(source: str) -> None:
     from ganinv.datasets.image_set import list_image_files
 
     if source.startswith("procedural:"):
-        parts = source.split(":")
-        if len(parts) != 3 or not all(p.isdigit() for p in parts[1:]) or int(parts[1]) < 1:
-            raise ImageSourceError(f"--images {source!r}: expected procedural:N:SEED (N >= 1 faces of world SEED)")
+        from ganinv.datasets.procedural_faces import parse_procedural_spec
+        try:
+            parse_procedural_spec(source)
+        except ValueError as err:
+            raise ImageSourceError(f"--images {err}") from None
         return
     if source.endswith(".npy"):
         if not Path(source).is_file():

@@ -78,21 +78,23 @@ def _binomial_tolerance(p: float, n: int) -> float:
     return 4 * math.sqrt(p * (1 - p) / n)  # 4 sigma: a false alarm about once in 16,000 runs
 
 
-def _sampled(n: int = N_RATES) -> dict[str, np.ndarray]:
-    rows = [pf.sample_attributes(11, i) for i in range(n)]
+def _sampled(n: int = N_RATES, version: int = 1) -> dict[str, np.ndarray]:
+    rows = [pf.sample_attributes(11, i, version=version) for i in range(n)]
     return {name: np.array([r[name] for r in rows], dtype=np.float64) for name in pf.ATTRIBUTE_NAMES}
 
 
-def test_binary_marginal_rates_match_the_documented_ones():
-    values = _sampled()
-    for name, p in pf.BINARY_RATES.items():
+@pytest.mark.parametrize("version", sorted(pf.WORLDS))
+def test_binary_marginal_rates_match_the_documented_ones(version):
+    values = _sampled(version=version)
+    for name, p in pf.world(version).binary_rates.items():
         assert abs(values[name].mean() - p) < _binomial_tolerance(p, N_RATES), name
 
 
-def test_glasses_are_deliberately_more_frequent_with_blond_hair():
-    values = _sampled()
+@pytest.mark.parametrize("version", sorted(pf.WORLDS))
+def test_glasses_are_deliberately_more_frequent_with_blond_hair(version):
+    values, spec = _sampled(version=version), pf.world(version)
     blond = values["blond_hair"] == 1
-    for mask, p in ((blond, pf.P_GLASSES_GIVEN_BLOND), (~blond, pf.P_GLASSES_GIVEN_NOT_BLOND)):
+    for mask, p in ((blond, spec.p_glasses_given_blond), (~blond, spec.p_glasses_given_not_blond)):
         rate = values["eyeglasses"][mask].mean()
         assert abs(rate - p) < _binomial_tolerance(p, int(mask.sum())), (rate, p)
 
@@ -138,29 +140,32 @@ _LOCALITY = {"smiling": ("mouth", 0.95), "eyes_open": ("eyes", 0.95), "eyeglasse
              "face_width": ("not_top_corners", 0.999), "yaw": ("not_top_corners", 0.999)}
 
 
+@pytest.mark.parametrize("version", sorted(pf.WORLDS))
 @pytest.mark.parametrize("attribute", pf.ATTRIBUTES, ids=lambda a: a.name)
-def test_changing_one_attribute_visibly_changes_pixels_where_expected(attribute):
+def test_changing_one_attribute_visibly_changes_pixels_where_expected(attribute, version):
     region, share = _LOCALITY[attribute.name]
     for index in range(6):
-        attrs, style = pf.sample_attributes(0, index), pf.sample_style(0, index)
+        attrs, style = pf.sample_attributes(0, index, version=version), pf.sample_style(0, index)
         other = dict(attrs)
         lo, hi = attribute.range
         other[attribute.name] = (1 - attrs[attribute.name] if attribute.kind == "binary"
                                  else (lo if attrs[attribute.name] > (lo + hi) / 2 else hi))
-        change = np.abs(_pixels(pf.render(attrs, style=style)) - _pixels(pf.render(other, style=style))).sum(-1)
+        change = np.abs(_pixels(pf.render(attrs, style=style, version=version))
+                        - _pixels(pf.render(other, style=style, version=version))).sum(-1)
         mask = _region_mask(attrs, style, region) | _region_mask(other, style, region)
         assert change[mask].sum() / change.sum() >= share, (attribute.name, index)
         # visible: on average at least 3 grey levels per channel over the region where it acts
         assert change[mask].mean() > 9.0, (attribute.name, index, change[mask].mean())
 
 
-def test_mirrored_face_equals_face_with_negated_yaw_and_lighting():
+@pytest.mark.parametrize("version", sorted(pf.WORLDS))
+def test_mirrored_face_equals_face_with_negated_yaw_and_lighting(version):
     # the classifier's mirror augmentation relies on this symmetry of the renderer
-    attrs = dict(pf.sample_attributes(0, 2), eyeglasses=0)
+    attrs = dict(pf.sample_attributes(0, 2, version=version), eyeglasses=0)
     style = dict(pf.sample_style(0, 2), dx=0.0, hairline_tilt=0.0)
     mirrored = dict(attrs, yaw=-attrs["yaw"], lighting=-attrs["lighting"])
-    a = _pixels(pf.render(attrs, style=style))[:, ::-1]
-    b = _pixels(pf.render(mirrored, style=style))
+    a = _pixels(pf.render(attrs, style=style, version=version))[:, ::-1]
+    b = _pixels(pf.render(mirrored, style=style, version=version))
     assert np.abs(a - b).mean() < 2.0
 
 
@@ -205,3 +210,80 @@ def test_cli_make_dataset_writes_n_pngs_and_the_csv(tmp_path):
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in (tmp_path / "ds" / "images").iterdir()) == [f"{i:06d}.png" for i in range(5)]
     assert len((tmp_path / "ds" / "attributes.csv").read_text().splitlines()) == 6
+
+
+def test_version_2_levels_sit_outside_the_gap_and_a_flip_mirrors_them():
+    gap = pf.LEVEL_GAP
+    for index in range(200):
+        attrs, style = pf.sample_attributes(4, index, version=2), pf.sample_style(4, index)
+        for name in pf.LEVELLED:
+            level = pf.attribute_level(attrs, style, name)
+            assert (level >= 0.5 + gap) if attrs[name] else (level <= 0.5 - gap), (index, name, level)
+            flipped = pf.attribute_level(dict(attrs, **{name: 1 - attrs[name]}), style, name)
+            assert flipped == pytest.approx(1 - level)
+
+
+def test_golden_version_2_attributes_do_not_drift():
+    # the same attribute stream as version 1; only the eyeglasses-blond probabilities differ
+    assert pf.sample_attributes(0, 0, version=2) == pf.sample_attributes(0, 0)
+    differs = [i for i in range(400) if pf.sample_attributes(0, i, version=2) != pf.sample_attributes(0, i)]
+    assert 0 < len(differs) < 60  # only the faces whose eyeglasses draw falls between the two worlds' rates
+    assert {k: round(v, 4) for k, v in pf.sample_style(0, 0).items() if k.endswith("_depth")} == {
+        "smiling_depth": 0.6247, "eyes_open_depth": 0.121, "blond_hair_depth": 0.2031}
+
+
+def _look(attrs: dict, style: dict, name: str) -> float:
+    """How much of `name`'s look a version-2 face shows, read off its pixels: the hair's lightness; how far the
+    mouth reaches lower in its middle third than at its sides (a frown lifts the middle, a grin opens below it);
+    the open eyes' share of white, or minus the closed lids' droop (mean row of their dark pixels)."""
+    image = _pixels(pf.render(attrs, style=style, version=2))
+    mask = _region_mask(attrs, style, {"blond_hair": "above_brows", "smiling": "mouth", "eyes_open": "eyes"}[name])
+    region = image[mask]
+    if name == "blond_hair":
+        return region.mean()
+    if name == "smiling":
+        skin = np.median(region, axis=0)
+        rows, cols = np.nonzero(mask & (np.abs(image - skin).sum(-1) > 60))  # the mouth's drawn pixels
+        if attrs["smiling"]:
+            return len(rows)
+        middle = np.abs(cols - cols.mean()) < (cols.max() - cols.min()) / 6
+        return rows[middle].mean() - rows[~middle].mean()
+    if attrs["eyes_open"]:
+        return (region.min(-1) > 200).mean()
+    return -np.nonzero(mask & (image.sum(-1) < 200))[0].mean()
+
+
+@pytest.mark.parametrize("name", pf.LEVELLED)
+@pytest.mark.parametrize("index", [5, 7])
+def test_version_2_looks_change_monotonically_with_the_level(name, index):
+    # a hatless, glasses-free face seen from the front, so nothing covers the feature
+    base = dict(pf.sample_attributes(0, index, version=2), hat=0, eyeglasses=0, yaw=0.0, lighting=0.0)
+    sides = []
+    for value, depths in ((0, (1.0, 0.5, 0.0)), (1, (0.0, 0.5, 1.0))):  # level 0 ... 0.35 | 0.65 ... 1
+        style = pf.sample_style(0, index)
+        sides.append([_look(dict(base, **{name: value}), dict(style, **{f"{name}_depth": d}), name) for d in depths])
+    for looks in sides:
+        assert looks[0] < looks[1] < looks[2], (name, sides)
+    if name == "blond_hair":  # one unit on both sides: lighter all the way
+        assert sides[0][2] < sides[1][0], sides
+
+
+@pytest.mark.parametrize("spec, parsed", [("procedural:5:3", (5, 3, None)), ("procedural:5:3:v2", (5, 3, 2)),
+                                          ("procedural:1:0:v1", (1, 0, 1))])
+def test_procedural_specs_name_count_seed_and_version(spec, parsed):
+    assert pf.parse_procedural_spec(spec) == parsed
+
+
+@pytest.mark.parametrize("spec", ["procedural:5", "procedural:x:3", "procedural:5:3:2", "procedural:5:3:v9",
+                                  "procedural:0:3", "procedural:5:3:v2:1"])
+def test_malformed_procedural_specs_are_refused_naming_the_form(spec):
+    with pytest.raises(ValueError, match="procedural:N:SEED"):
+        pf.parse_procedural_spec(spec)
+
+
+def test_a_version_2_dataset_on_disk_matches_the_renderer(tmp_path):
+    pf.write_dataset(tmp_path, 3, seed=2, workers=1, version=2)
+    images, attrs = pf.render_batch(2, range(3), version=2)
+    for i in range(3):
+        assert np.array_equal(np.asarray(Image.open(tmp_path / "images" / pf.image_id(i))), images[i])
+    assert not np.array_equal(images, pf.render_batch(2, range(3), version=1)[0])

@@ -7,7 +7,7 @@ Sources (`load_image_set(source, resolution)`):
 - a **list file** (any other file, e.g. `images.txt`): one path per line, relative to the list's folder or absolute;
   blank lines and lines starting with '#' are skipped (the dataset scan's list format, `tasks/dataset.py`);
 - a **sequence** of paths (or of `(name, open_file)` pairs, for files that are not local: the caller opens them);
-- an **`.npy`** array of uint8 `[N, H, W, 3]`; **`procedural:N:SEED`**, the embedded world's faces N of world SEED.
+- an **`.npy`** array of uint8 `[N, H, W, 3]`; **`procedural:N:SEED[:vVERSION]`**, the embedded world's faces N of world SEED.
 
 Files the decoder refuses are skipped and reported (`ImageSet.skipped`): one bad file does not stop a training run;
 a set with no usable image is an error naming the source.
@@ -112,14 +112,13 @@ def load_image_set(source: str | os.PathLike | Sequence[FileRef], resolution: in
 
 
 def _procedural(spec: str, resolution: int) -> ImageSet:
-    from ganinv.datasets.procedural_faces import image_id, render_batch
+    from ganinv.datasets.procedural_faces import image_id, parse_procedural_spec, render_batch
 
     try:
-        _, n, seed = spec.split(":")
-        n, seed = int(n), int(seed)
-    except ValueError:
-        raise ValueError(f"images {spec!r}: expected procedural:N:SEED (N faces of world SEED)") from None
-    images = render_batch(seed, range(n), size=resolution, workers=None)[0]
+        n, seed, version = parse_procedural_spec(spec)
+    except ValueError as err:
+        raise ValueError(f"images {err}") from None
+    images = render_batch(seed, range(n), size=resolution, workers=None, version=version)[0]
     return ImageSet(images, tuple(image_id(i) for i in range(n)))
 
 

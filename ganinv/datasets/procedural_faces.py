@@ -8,10 +8,20 @@ everything else fixed. Faces are drawn with Pillow at 4x the output size and dow
 Attributes are independent except for two deliberate correlations, so that conditional InterFaceGAN boundaries
 (Shen et al. 2020, sec. 2.3) have something to disentangle:
 
-1. `eyeglasses` depends on `blond_hair`: P(glasses | blond) = 0.6, P(glasses | not blond) = 0.15
-   (marginal 0.3075 with P(blond) = 0.35).
+1. `eyeglasses` depends on `blond_hair`: P(glasses | blond) = 0.6, P(glasses | not blond) = 0.15 in version 1
+   (marginal 0.3075 with P(blond) = 0.35), 0.5 and 0.2 in version 2 (marginal 0.305).
 2. `skin_tone` depends on `blond_hair`: u ~ U(0, 1); skin_tone = u**2 for blond faces (mean 1/3), u otherwise
    (mean 1/2).
+
+Two versions of the world share the attribute table, the sampling streams and most of the drawing (`WORLDS`,
+`version=`; `SHIPPED_VERSION` is the one the built-in models were trained on):
+- version 1 draws each binary attribute as one of a few fixed looks;
+- version 2 gives smiling, eyes_open and blond_hair a continuous *level* in [0, 1] with a gap around the threshold
+  0.5 (`LEVEL_GAP`): the binary attribute says on which side the level lies, a nuisance draw how far from it, and the
+  look changes continuously with the level (a frown flattens, then a grin opens wider; a lid line, then a wider open
+  eye; black through brown, then golden to pale hair). A generator can then move across an attribute along a
+  path of images, which is what a linear boundary in its latent space needs. Features are larger and frames
+  thicker (64 px), and the eyeglasses-blond correlation is milder.
 
 Determinism: every random draw uses `numpy.random.default_rng(SeedSequence([seed, index, stream]))`; geometry is
 plain float arithmetic; Pillow rasterises it; the lighting is integer fixed-point. No reductions, no threads, no
@@ -57,16 +67,42 @@ ATTRIBUTES: tuple[Attribute, ...] = (
 ATTRIBUTE_NAMES: tuple[str, ...] = tuple(a.name for a in ATTRIBUTES)
 BY_NAME: dict[str, Attribute] = {a.name: a for a in ATTRIBUTES}
 
-P_BLOND = 0.35
-P_GLASSES_GIVEN_BLOND = 0.6
-P_GLASSES_GIVEN_NOT_BLOND = 0.15
-BINARY_RATES: dict[str, float] = {
-    "smiling": 0.5,
-    "eyeglasses": P_BLOND * P_GLASSES_GIVEN_BLOND + (1 - P_BLOND) * P_GLASSES_GIVEN_NOT_BLOND,
-    "blond_hair": P_BLOND,
-    "hat": 0.3,
-    "eyes_open": 0.75,
+@dataclass(frozen=True)
+class WorldSpec:
+    """What a world version draws: the binary rates and the deliberate eyeglasses-blond correlation."""
+    version: int
+    p_blond: float
+    p_glasses_given_blond: float
+    p_glasses_given_not_blond: float
+    p_smiling: float = 0.5
+    p_hat: float = 0.3
+    p_eyes_open: float = 0.75
+
+    @property
+    def binary_rates(self) -> dict[str, float]:
+        return {"smiling": self.p_smiling,
+                "eyeglasses": self.p_blond * self.p_glasses_given_blond
+                + (1 - self.p_blond) * self.p_glasses_given_not_blond,
+                "blond_hair": self.p_blond, "hat": self.p_hat, "eyes_open": self.p_eyes_open}
+
+
+WORLDS: dict[int, WorldSpec] = {
+    1: WorldSpec(1, p_blond=0.35, p_glasses_given_blond=0.6, p_glasses_given_not_blond=0.15),  # eyeglasses 0.3075
+    2: WorldSpec(2, p_blond=0.35, p_glasses_given_blond=0.5, p_glasses_given_not_blond=0.2),  # eyeglasses 0.305
 }
+SHIPPED_VERSION = 1  # the world the built-in generator, encoder and classifier (ganinv/assets/faces64) learnt
+LEVEL_GAP = 0.15  # version 2: levels lie in [0, 0.5 - gap] or [0.5 + gap, 1]
+LEVELLED = ("smiling", "eyes_open", "blond_hair")  # version 2's binary attributes with a continuous level
+
+
+def world(version: int | None = None) -> WorldSpec:
+    """The `WorldSpec` of `version` (None: `SHIPPED_VERSION`); an unknown version is a ValueError naming them."""
+    version = SHIPPED_VERSION if version is None else version
+    if version not in WORLDS:
+        raise ValueError(f"procedural-faces world version {version!r} does not exist; versions: {sorted(WORLDS)}")
+    return WORLDS[version]
+
+
 CONTINUOUS_DECIMALS = 4  # sampled values are rounded so that attributes.csv round-trips exactly
 LIGHTING_STRENGTH = 0.32  # brightness factor 1 +- 0.32 across the head at |lighting| = 1
 
@@ -83,18 +119,19 @@ def _rng(seed: int, index: int, stream: int) -> np.random.Generator:
 # Sampling
 
 
-def sample_attributes(seed: int, index: int) -> dict[str, int | float]:
+def sample_attributes(seed: int, index: int, *, version: int | None = None) -> dict[str, int | float]:
     """The ground-truth attributes of face `index` of world `seed`: binary as int 0/1, continuous as float."""
+    spec = world(version)
     u = _rng(seed, index, _ATTRIBUTE_STREAM).random(len(ATTRIBUTES))
-    blond = int(u[2] < P_BLOND)
-    p_glasses = P_GLASSES_GIVEN_BLOND if blond else P_GLASSES_GIVEN_NOT_BLOND
+    blond = int(u[2] < spec.p_blond)
+    p_glasses = spec.p_glasses_given_blond if blond else spec.p_glasses_given_not_blond
     skin_u = u[5] ** 2 if blond else u[5]  # deliberate correlation 2 (module docstring)
     attrs: dict[str, int | float] = {
-        "smiling": int(u[0] < BINARY_RATES["smiling"]),
+        "smiling": int(u[0] < spec.p_smiling),
         "eyeglasses": int(u[1] < p_glasses),
         "blond_hair": blond,
-        "hat": int(u[3] < BINARY_RATES["hat"]),
-        "eyes_open": int(u[4] < BINARY_RATES["eyes_open"]),
+        "hat": int(u[3] < spec.p_hat),
+        "eyes_open": int(u[4] < spec.p_eyes_open),
     }
     for name, v in zip(ATTRIBUTE_NAMES[5:], [skin_u, *u[6:]]):
         lo, hi = BY_NAME[name].range
@@ -103,10 +140,12 @@ def sample_attributes(seed: int, index: int) -> dict[str, int | float]:
 
 
 def sample_style(seed: int, index: int) -> dict[str, float]:
-    """Nuisance factors of face `index` (independent of its attributes): jitter, hair style, details, colours."""
+    """Nuisance factors of face `index` (independent of its attributes): jitter, hair style, details, colours, and
+    how far from the threshold version 2's levels lie (`*_depth`; version 1 ignores them). The same for every
+    version: the draws version 2 added come after version 1's."""
     r = _rng(seed, index, _STYLE_STREAM)
     u = r.random(24)
-    return {
+    style = {
         "dx": (u[0] - 0.5) * 0.06, "dy": (u[1] - 0.5) * 0.06, "scale": 0.93 + 0.14 * u[2],
         "hair_style": int(u[3] * 6), "hair_shade": u[4], "dark_hair": int(u[5] * 4), "hairline": u[6],
         "hairline_tilt": (u[7] - 0.5) * (0.5 if u[8] < 0.4 else 0.0),
@@ -116,6 +155,16 @@ def sample_style(seed: int, index: int) -> dict[str, float]:
         "glasses_color": int(u[20] * 4), "shirt_hue": u[21], "bg_sat": 0.35 + 0.25 * u[22], "bg_val": u[23],
         "curl_seed": int(r.integers(0, 2**31)),
     }
+    depth = r.random(len(LEVELLED))
+    style.update({f"{name}_depth": float(d) for name, d in zip(LEVELLED, depth)})
+    return style
+
+
+def attribute_level(attrs: Mapping[str, float], style: Mapping[str, float], name: str) -> float:
+    """Version 2's level of a binary attribute in `LEVELLED`: 0.5 +- (gap + (0.5 - gap) * depth), on the side the
+    binary value says. Flipping the attribute mirrors the level across 0.5 and keeps its distance."""
+    side = 1.0 if attrs[name] else -1.0
+    return 0.5 + side * (LEVEL_GAP + (0.5 - LEVEL_GAP) * float(style[f"{name}_depth"]))
 
 
 DEFAULT_STYLE: dict[str, float] = {
@@ -123,7 +172,25 @@ DEFAULT_STYLE: dict[str, float] = {
     "hairline_tilt": 0.0, "hat_style": 0, "hat_hue": 0.5, "eye_size": 1.0, "iris": 0, "brow": 0.5,
     "brow_tilt": 0.0, "nose": 0, "mouth_width": 1.0, "mouth_variant": 0.0, "blush": 0.0, "glasses_style": 0,
     "glasses_color": 0, "shirt_hue": 0.6, "bg_sat": 0.5, "bg_val": 0.5, "curl_seed": 0,
+    **{f"{name}_depth": 0.5 for name in LEVELLED},
 }
+
+
+def parse_procedural_spec(spec: str) -> tuple[int, int, int | None]:
+    """`procedural:N:SEED[:vVERSION]` -> (N, SEED, VERSION or None for the shipped one); a malformed spec is a
+    ValueError naming it and the form."""
+    parts = spec.split(":")
+    try:
+        if parts[0] != "procedural" or len(parts) not in (3, 4) or (len(parts) == 4 and parts[3][:1] != "v"):
+            raise ValueError
+        n, seed = int(parts[1]), int(parts[2])
+        version = world(int(parts[3][1:])).version if len(parts) == 4 else None
+        if n < 1 or seed < 0:
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"{spec!r}: expected procedural:N:SEED or procedural:N:SEED:vVERSION (N >= 1 faces of world "
+                         f"SEED >= 0, VERSION one of {sorted(WORLDS)})") from None
+    return n, seed, version
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -256,9 +323,9 @@ def _draw_face(d: ImageDraw.ImageDraw, h: _Head, skin: tuple, hair: tuple, style
                      fill=_mix(skin, (236, 96, 110), 0.35))
 
 
-def _eye_centres(h: _Head, style: Mapping[str, float]) -> list[tuple[float, float, float]]:
+def _eye_centres(h: _Head, style: Mapping[str, float], scale: float = 1.0) -> list[tuple[float, float, float]]:
     """(x, y, half-width) per eye; the eye on the side the head turns to is compressed (foreshortening)."""
-    d, y, ew = 0.42 * h.rx, h.cy - 0.08 * h.ry, 0.26 * h.rx * style["eye_size"]
+    d, y, ew = 0.42 * h.rx, h.cy - 0.08 * h.ry, 0.26 * h.rx * style["eye_size"] * scale
     return [(h.fx + side * d * (1 - 0.2 * side * h.yaw), y, ew * (1 - 0.25 * max(side * h.yaw, 0.0)))
             for side in (-1, 1)]
 
@@ -312,11 +379,12 @@ def _draw_mouth(d: ImageDraw.ImageDraw, h: _Head, attrs: Mapping[str, float], sk
         d.arc(_box(mx, my + 0.4 * mw, 0.75 * mw, 0.5 * mw), 205, 335, fill=lip, width=h.w(7))
 
 
-def _draw_glasses(d: ImageDraw.ImageDraw, h: _Head, style: Mapping[str, float]) -> None:
-    eyes = _eye_centres(h, style)
-    color, width = _GLASSES[int(style["glasses_color"])], max(1, round(0.45 * eyes[0][2] * (1 - 0.15 * abs(h.yaw))))
+def _draw_glasses(d: ImageDraw.ImageDraw, h: _Head, style: Mapping[str, float], *, eye_scale: float = 1.0,
+                  lens: float = 1.4, frame: float = 0.45) -> None:
+    eyes = _eye_centres(h, style, eye_scale)
+    color, width = _GLASSES[int(style["glasses_color"])], max(1, round(frame * eyes[0][2] * (1 - 0.15 * abs(h.yaw))))
     for side, (x, y, ew) in zip((-1, 1), eyes):
-        r = 1.4 * ew  # the lens clears the eye (half-height 0.62 ew) even with the frame width inside it
+        r = lens * ew  # the lens clears the eye (half-height 0.62 ew) even with the frame width inside it
         if style["glasses_style"]:
             d.rounded_rectangle(_box(x, y, r, 0.8 * r), radius=0.3 * r, outline=color, width=width)
         else:
@@ -326,7 +394,7 @@ def _draw_glasses(d: ImageDraw.ImageDraw, h: _Head, style: Mapping[str, float]) 
         edge = h.cx + side * 0.98 * h.rx
         d.line([(x + side * r, y), (edge, y - 0.05 * h.ry)], fill=color, width=max(1, width - 1))
     (xl, y, ewl), (xr, _, ewr) = eyes
-    d.line([(xl + 1.4 * ewl, y - 0.1 * h.ry), (xr - 1.4 * ewr, y - 0.1 * h.ry)], fill=color, width=width)
+    d.line([(xl + lens * ewl, y - 0.1 * h.ry), (xr - lens * ewr, y - 0.1 * h.ry)], fill=color, width=width)
 
 
 def _draw_hat(d: ImageDraw.ImageDraw, h: _Head, style: Mapping[str, float]) -> None:
@@ -343,6 +411,61 @@ def _draw_hat(d: ImageDraw.ImageDraw, h: _Head, style: Mapping[str, float]) -> N
         d.rounded_rectangle([hx - 1.26 * h.rx, base - 0.18 * h.ry, hx + 1.26 * h.rx, base + 0.08 * h.ry],
                             radius=0.08 * h.rx, fill=band)
         _ellipse(d, hx, base - 1.05 * h.ry, 0.22 * h.rx, 0.18 * h.ry, fill=band)
+
+
+# Version 2: levels (module docstring). Larger eyes and mouth, thicker frames.
+_V2_EYE_SCALE, _V2_LENS, _V2_FRAME = 1.3, 1.2, 0.55
+_V2_HAIR = ((0.0, (26, 22, 24)), (0.35, (120, 74, 40)), (0.65, (214, 168, 68)), (1.0, (250, 236, 156)))
+
+
+def _hair_color_v2(level: float, style: Mapping[str, float]) -> tuple[int, int, int]:
+    """Black (level 0) through brown (0.35), then golden (0.65) to pale blond (1), tinted +-6 % by `hair_shade`."""
+    for (l0, c0), (l1, c1) in zip(_V2_HAIR, _V2_HAIR[1:]):
+        if level <= l1:
+            return _scale(_mix(c0, c1, (level - l0) / (l1 - l0)), 0.94 + 0.12 * style["hair_shade"])
+    return _scale(_V2_HAIR[-1][1], 0.94 + 0.12 * style["hair_shade"])
+
+
+def _draw_eyes_v2(d: ImageDraw.ImageDraw, h: _Head, level: float, hair: tuple, style: Mapping[str, float]) -> None:
+    """Open eyes (level > 0.5) open wider with the level; closed ones are a lid line that droops more with it."""
+    brow = _scale(hair, 0.85)
+    for side, (x, y, ew) in zip((-1, 1), _eye_centres(h, style, _V2_EYE_SCALE)):
+        tilt = style["brow_tilt"] * side * 0.62 * ew
+        d.line([(x - ew, y - 1.2 * ew + tilt), (x + ew, y - 1.2 * ew - tilt)], fill=brow,
+               width=h.w(5 + 4 * style["brow"]))
+        if level > 0.5:
+            eh = ew * (0.3 + 0.55 * (level - 0.5) / 0.5)  # 0.47 ew at the gap's edge .. 0.85 ew
+            _ellipse(d, x, y, ew, eh, fill=(252, 252, 250), outline=(40, 30, 30), width=h.w(3))
+            ix, ir = x + 0.3 * h.yaw * ew, min(0.38 * ew, 0.8 * eh)  # small irises: the whites show at 64 px
+            _ellipse(d, ix, y, ir, ir, fill=_IRIS[int(style["iris"])])
+            _ellipse(d, ix, y, 0.5 * ir, 0.5 * ir, fill=(10, 10, 10))
+            _ellipse(d, ix + 0.35 * ir, y - 0.35 * ir, 0.2 * ir, 0.2 * ir, fill=(255, 255, 255))
+        else:
+            droop = ew * (0.1 + 0.5 * (0.5 - level) / 0.5)  # 0.25 ew at the gap's edge .. 0.6 ew
+            lid = [(x + ew * t, y - 0.2 * ew + droop * (1 - t * t)) for t in np.linspace(-1, 1, 9)]
+            d.line(lid, fill=(40, 30, 30), width=h.w(6), joint="curve")
+
+
+def _draw_mouth_v2(d: ImageDraw.ImageDraw, h: _Head, level: float, skin: tuple, style: Mapping[str, float]) -> None:
+    """A grin (level > 0.5) whose opening and lifted corners grow with the level; below, a closed mouth that bends
+    from nearly flat into a frown as the level falls."""
+    mx, my = h.cx + 0.3 * h.yaw * h.rx, h.cy + 0.47 * h.ry
+    mw = 0.5 * h.rx * style["mouth_width"] * (1 - 0.15 * abs(h.yaw))
+    lip = _mix(skin, (120, 22, 34), 0.85)
+    t = np.linspace(-1.0, 1.0, 17)
+    if level > 0.5:
+        grin = (level - 0.5) / 0.5  # 0.3 .. 1
+        depth, lift = mw * (0.25 + 0.55 * grin), mw * 0.3 * grin
+        upper = [(mx + mw * x, my - lift * x * x) for x in t]
+        lower = [(mx + mw * x, my - lift * x * x + depth * (1 - x * x)) for x in t[::-1]]
+        teeth = [(mx + mw * x, my - lift * x * x + 0.35 * depth * (1 - x * x)) for x in t[::-1]]
+        d.polygon(upper + lower, fill=(110, 20, 30))
+        d.polygon(upper + teeth, fill=(250, 250, 245))
+        d.line(upper + lower + upper[:1], fill=lip, width=h.w(3), joint="curve")
+    else:
+        bend = mw * 0.5 * ((0.5 - level) / 0.5 - 0.3)  # 0 at the gap's edge .. 0.35 mw
+        d.line([(mx + 0.8 * mw * x, my + 0.1 * mw - bend * (1 - x * x)) for x in t], fill=lip, width=h.w(7),
+               joint="curve")
 
 
 def _apply_lighting(subject: Image.Image, lighting: float, h: _Head) -> Image.Image:
@@ -373,14 +496,18 @@ def check_attributes(attrs: Mapping[str, Any]) -> dict[str, float]:
     return out
 
 
-def render(attrs: Mapping[str, Any], *, size: int = 64, style: Mapping[str, float] | None = None) -> Image.Image:
-    """Draw one face: RGB `size x size` image. `style` (from `sample_style`) defaults to `DEFAULT_STYLE`."""
+def render(attrs: Mapping[str, Any], *, size: int = 64, style: Mapping[str, float] | None = None,
+           version: int | None = None) -> Image.Image:
+    """Draw one face: RGB `size x size` image. `style` (from `sample_style`) defaults to `DEFAULT_STYLE`;
+    `version` (default `SHIPPED_VERSION`) picks the world's looks."""
     if size < 8:
         raise ValueError(f"size must be >= 8 pixels, got {size}")
+    v2 = world(version).version == 2
     a, s = check_attributes(attrs), DEFAULT_STYLE if style is None else style
     canvas = 4 * size
     h = _head_geometry(a, s, canvas)
-    skin, hair = _skin_color(a["skin_tone"]), _hair_color(int(a["blond_hair"]), s)
+    skin = _skin_color(a["skin_tone"])
+    hair = (_hair_color_v2(attribute_level(a, s, "blond_hair"), s) if v2 else _hair_color(int(a["blond_hair"]), s))
     subject = Image.new("RGBA", (canvas, canvas), (0, 0, 0, 0))
     d = ImageDraw.Draw(subject)
     _draw_back_hair(d, h, hair, s)
@@ -388,11 +515,17 @@ def render(attrs: Mapping[str, Any], *, size: int = 64, style: Mapping[str, floa
     _draw_ears(d, h, skin)
     _draw_hair_cap(d, h, hair, s)
     _draw_face(d, h, skin, hair, s)
-    _draw_eyes(d, h, a, hair, s)
+    if v2:
+        _draw_eyes_v2(d, h, attribute_level(a, s, "eyes_open"), hair, s)
+    else:
+        _draw_eyes(d, h, a, hair, s)
     _draw_nose(d, h, skin, s)
-    _draw_mouth(d, h, a, skin, s)
+    if v2:
+        _draw_mouth_v2(d, h, attribute_level(a, s, "smiling"), skin, s)
+    else:
+        _draw_mouth(d, h, a, skin, s)
     if a["eyeglasses"]:
-        _draw_glasses(d, h, s)
+        _draw_glasses(d, h, s, **(dict(eye_scale=_V2_EYE_SCALE, lens=_V2_LENS, frame=_V2_FRAME) if v2 else {}))
     if a["hat"]:
         _draw_hat(d, h, s)
     image = _draw_background(a, s, canvas)
@@ -401,10 +534,11 @@ def render(attrs: Mapping[str, Any], *, size: int = 64, style: Mapping[str, floa
     return image.resize((size, size), Image.Resampling.LANCZOS)
 
 
-def render_item(seed: int, index: int, *, size: int = 64) -> tuple[Image.Image, dict[str, int | float]]:
+def render_item(seed: int, index: int, *, size: int = 64, version: int | None = None
+                ) -> tuple[Image.Image, dict[str, int | float]]:
     """Face `index` of world `seed` and its ground-truth attributes."""
-    attrs = sample_attributes(seed, index)
-    return render(attrs, size=size, style=sample_style(seed, index)), attrs
+    attrs = sample_attributes(seed, index, version=version)
+    return render(attrs, size=size, style=sample_style(seed, index), version=version), attrs
 
 
 def attributes_to_vector(attrs: Mapping[str, Any]) -> np.ndarray:
@@ -412,28 +546,28 @@ def attributes_to_vector(attrs: Mapping[str, Any]) -> np.ndarray:
     return np.asarray([float(attrs[n]) for n in ATTRIBUTE_NAMES], dtype=np.float32)
 
 
-def render_batch(seed: int, indices: Iterable[int], *, size: int = 64, workers: int | None = 1
-                 ) -> tuple[np.ndarray, np.ndarray]:
+def render_batch(seed: int, indices: Iterable[int], *, size: int = 64, workers: int | None = 1,
+                 version: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Render faces without touching disk: (images uint8 [N, size, size, 3], attributes float32 [N, A]).
 
     `workers` > 1 renders contiguous runs of `indices` in that many spawned processes (`None`: all CPUs). Each face
     is a function of `(seed, index)` alone, so the arrays are identical for every worker count.
     """
     indices = [int(i) for i in indices]
-    workers = _resolve_workers(workers)
+    workers, version = _resolve_workers(workers), world(version).version
     run = max(1, math.ceil(len(indices) / (4 * workers)))  # ~4 runs per worker: even load, few large messages
-    jobs = [(seed, indices[i:i + run], size) for i in range(0, len(indices), run)]
+    jobs = [(seed, indices[i:i + run], size, version) for i in range(0, len(indices), run)]
     parts = _map_in_processes(_render_run, jobs, workers)
     if not parts:
         return np.zeros((0, size, size, 3), np.uint8), np.zeros((0, len(ATTRIBUTES)), np.float32)
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
-def _render_run(job: tuple[int, list[int], int]) -> tuple[np.ndarray, np.ndarray]:
-    seed, indices, size = job
+def _render_run(job: tuple[int, list[int], int, int]) -> tuple[np.ndarray, np.ndarray]:
+    seed, indices, size, version = job
     images, rows = [], []
     for index in indices:
-        image, attrs = render_item(seed, index, size=size)
+        image, attrs = render_item(seed, index, size=size, version=version)
         images.append(np.asarray(image))
         rows.append(attributes_to_vector(attrs))
     return np.stack(images), np.stack(rows)
@@ -471,9 +605,9 @@ def _format_row(index: int, attrs: Mapping[str, Any]) -> list[str]:
                                 for a in ATTRIBUTES]
 
 
-def _write_one(job: tuple[str, int, int, int]) -> list[str]:
-    images_dir, seed, index, size = job
-    image, attrs = render_item(seed, index, size=size)
+def _write_one(job: tuple[str, int, int, int, int]) -> list[str]:
+    images_dir, seed, index, size, version = job
+    image, attrs = render_item(seed, index, size=size, version=version)
     image.save(os.path.join(images_dir, image_id(index)), compress_level=6)
     return _format_row(index, attrs)
 
@@ -489,7 +623,7 @@ def _read_existing_rows(csv_path: Path) -> dict[str, list[str]]:
 
 
 def write_dataset(out_dir: str | os.PathLike, n: int, *, seed: int = 0, workers: int | None = None,
-                  start: int = 0, size: int = 64) -> Path:
+                  start: int = 0, size: int = 64, version: int | None = None) -> Path:
     """Write faces `start .. start+n-1` as `out_dir/images/NNNNNN.png` and merge their rows into
     `out_dir/attributes.csv` (`image_id` then one column per attribute; binary 0/1, continuous floats).
 
@@ -499,12 +633,12 @@ def write_dataset(out_dir: str | os.PathLike, n: int, *, seed: int = 0, workers:
     """
     if n < 0 or start < 0:
         raise ValueError(f"n and start must be >= 0, got n={n}, start={start}")
-    out, workers = Path(out_dir), _resolve_workers(workers)
+    out, workers, version = Path(out_dir), _resolve_workers(workers), world(version).version
     images_dir = out / "images"
     images_dir.mkdir(parents=True, exist_ok=True)
     csv_path = out / "attributes.csv"
     rows = _read_existing_rows(csv_path)
-    jobs = [(str(images_dir), seed, i, size) for i in range(start, start + n)]
+    jobs = [(str(images_dir), seed, i, size, version) for i in range(start, start + n)]
     new_rows = _map_in_processes(_write_one, jobs, workers, chunksize=max(1, min(256, n // (4 * workers))))
     rows.update({row[0]: row for row in new_rows})
     tmp = csv_path.with_suffix(".csv.tmp")

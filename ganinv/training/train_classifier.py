@@ -32,6 +32,7 @@ MIRROR_NEGATES = ("yaw", "lighting")  # the renderer is mirror-symmetric up to t
 @dataclass(frozen=True)
 class TrainClassifierConfig:
     seed: int = 0  # world seed of the training faces
+    world_version: int | None = None  # procedural_faces version (None: the shipped one)
     n_train: int = 16000
     eval_seed: int = 1  # a different world seed: held-out faces
     n_eval: int = 2000
@@ -54,10 +55,11 @@ def _to_tensor(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).contiguous()
 
 
-def render_pool(seed: int, n: int, *, workers: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(uint8 [n, 3, 64, 64], float32 [n, A]) faces 0..n-1 of world `seed`, rendered on `workers` processes
-    (default all CPUs; the faces are the same for any count)."""
-    images, attrs = world.render_batch(seed, range(n), workers=workers)
+def render_pool(seed: int, n: int, *, workers: int | None = None, version: int | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(uint8 [n, 3, 64, 64], float32 [n, A]) faces 0..n-1 of world `seed` (world `version`), rendered on `workers`
+    processes (default all CPUs; the faces are the same for any count)."""
+    images, attrs = world.render_batch(seed, range(n), workers=workers, version=version)
     return _to_tensor(images), torch.from_numpy(attrs)
 
 
@@ -145,7 +147,7 @@ def _training_data(cfg: TrainClassifierConfig) -> tuple[torch.Tensor, torch.Tens
     if cfg.dataset_dir:
         return load_folder(cfg.dataset_dir, cfg.n_train)
     log.info("rendering %d training faces", cfg.n_train)
-    return render_pool(cfg.seed, cfg.n_train)
+    return render_pool(cfg.seed, cfg.n_train, version=cfg.world_version)
 
 
 def train_classifier(cfg: TrainClassifierConfig, out: str | Path) -> dict:
@@ -180,7 +182,7 @@ def _train(cfg: TrainClassifierConfig, out: str | Path) -> dict:
     torch.manual_seed(cfg.torch_seed)
     t0 = time.perf_counter()
     train_x, train_y = _training_data(cfg)
-    eval_x, eval_y = render_pool(cfg.eval_seed, cfg.n_eval)
+    eval_x, eval_y = render_pool(cfg.eval_seed, cfg.n_eval, version=cfg.world_version)
     log.info("data ready: %d train, %d eval faces in %.0f s", len(train_x), len(eval_x), time.perf_counter() - t0)
     model = AttributeClassifier(ClassifierConfig.from_world()).to(cfg.device, memory_format=torch.channels_last)
     model.train()
@@ -209,6 +211,7 @@ def _record(cfg: TrainClassifierConfig, model: AttributeClassifier, eval_x: torc
     heldout = evaluate(load_classifier(out), eval_x, eval_y)
     record = {"heldout": heldout, "passes": passes(heldout, model.attribute_kinds),
               "eval": {"seed": cfg.eval_seed, "n": cfg.n_eval}, "train_config": asdict(cfg),
+              "world_version": world.world(cfg.world_version).version,
               "train_seconds": round(seconds, 1), "device": _device_name(cfg)}
     save_classifier(model, out, metrics=record)
     return record

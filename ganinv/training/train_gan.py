@@ -8,7 +8,7 @@ of G (`G_ema`) with ramp-up; bf16 autocast for the main passes on CUDA (regulari
 machines lent for 10 minutes.
 
 The dataset is held in device memory as uint8 (64x64 images are small): a folder of PNGs, an `.npy` array
-`[N, H, W, 3]`, or `procedural:N:SEED`, rendered on all cores by the embedded world's `render_batch`.
+`[N, H, W, 3]`, or `procedural:N:SEED[:vVERSION]`, rendered on all cores by the embedded world's `render_batch`.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from ganinv.datasets.folder import IMAGE_SUFFIXES, DecodePolicy, decode_image, is_image_name
-from ganinv.datasets.procedural_faces import render_batch
+from ganinv.datasets.procedural_faces import parse_procedural_spec, render_batch
 from ganinv.generators.stylegan2 import Generator
 from ganinv.training.checkpoint import (compact_adam_state, config_from_dict, full_adam_state, half_state_dict,
                                         load_checkpoint, load_checkpoint_entry, save_checkpoint)
@@ -83,16 +83,17 @@ class GANTrainConfig:
 
 
 def load_training_images(spec: str, resolution: int) -> np.ndarray:
-    """uint8 `[N, H, W, 3]` from `procedural:N:SEED`, an `.npy` file or a folder of images."""
+    """uint8 `[N, H, W, 3]` from `procedural:N:SEED[:vVERSION]`, an `.npy` file or a folder of images."""
     if spec.startswith("procedural:"):
-        _, n, seed = spec.split(":")
-        return render_batch(int(seed), range(int(n)), size=resolution, workers=None)[0]
+        n, seed, version = parse_procedural_spec(spec)
+        return render_batch(seed, range(n), size=resolution, workers=None, version=version)[0]
     path = Path(spec)
     if path.suffix == ".npy":
         return np.load(path)
     if path.is_dir():
         return _decode_folder(path, resolution)
-    raise FileNotFoundError(f"training data {spec!r}: expected procedural:N:SEED, an .npy file or an image folder")
+    raise FileNotFoundError(f"training data {spec!r}: expected procedural:N:SEED[:vVERSION], an .npy file or an "
+                            "image folder")
 
 
 def _decode_folder(folder: Path, resolution: int) -> np.ndarray:
