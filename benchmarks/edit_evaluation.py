@@ -70,10 +70,10 @@ def faces64_world(device: str, num_inverted: int, steps: int, batch_size: int, g
     from ganinv.inversion.hybrid import hybrid
     from ganinv.models.attributes import load_classifier
     from ganinv.models.encoder import load_encoder
-    from ganinv.training.train_gan import generator_from_checkpoint
+    from ganinv.training.train_gan import generator_from_checkpoint, run_world
 
     G = generator_from_checkpoint(gan_run).to(device) if gan_run else load_generator("faces64", device)
-    C = load_classifier("builtin", device)
+    C = load_classifier(run_world(gan_run)[1] if gan_run else "builtin", device)  # a run's own classifier if any
     binary = [n for n, k in zip(C.attribute_names, C.attribute_kinds) if k == "binary"]
     inverted = None
     if num_inverted and not gan_run:

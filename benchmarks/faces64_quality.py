@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from benchmarks.common import heldout_faces, to_unit_range, write_json
-from ganinv.datasets.procedural_faces import ATTRIBUTES, render_batch
+from ganinv.datasets.procedural_faces import ATTRIBUTES, render_batch, world
 from ganinv.generators import load_generator
 from ganinv.metrics import feature_statistics, frechet_distance, reconstruction_metrics
 from ganinv.models.attributes import load_classifier
@@ -89,26 +89,29 @@ def main(argv=None) -> dict:
     p.add_argument("--n", type=int, default=10000)
     p.add_argument("--n-heldout", type=int, default=1000)
     p.add_argument("--workers", type=int, default=None)
-    p.add_argument("--gan-run", default=None, help="a train-gan run folder: its G_ema instead of the shipped faces64")
+    p.add_argument("--gan-run", default=None, help="a train-gan run folder: its G_ema instead of the shipped faces64, "
+                   "measured on its world (its data's version, its folder's classifier.safetensors if any)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out")
     args = p.parse_args(argv)
     t0 = time.time()
     device = torch.device(args.device)
+    version, classifier = None, "builtin"
     if args.gan_run:
-        from ganinv.training.train_gan import generator_from_checkpoint
+        from ganinv.training.train_gan import generator_from_checkpoint, run_world
 
         G, E = generator_from_checkpoint(args.gan_run).to(device).eval(), None
+        version, classifier = run_world(args.gan_run)  # the run's world and, when it has one, its classifier
     else:
         G, E = load_generator("faces64", device=device), load_encoder("faces64", device=device)
-    clf = load_classifier("builtin", device=device)
-    real = render_batch(0, range(2 * args.n), workers=args.workers)[0]
-    truth = np.stack(list(_truth_rows(2 * args.n)))
+    clf = load_classifier(classifier, device=device)
+    real = render_batch(0, range(2 * args.n), workers=args.workers, version=version)[0]
+    truth = np.stack(list(_truth_rows(2 * args.n, version)))
     emb_real, pred_real = classify(clf, to_unit_range(real))
     emb_gen, pred_gen = classify(clf, generate(G, args.n, seed=123))
     half = args.n
     result = dict(
-        n=args.n, generator=args.gan_run or "faces64",
+        n=args.n, generator=args.gan_run or "faces64", world_version=world(version).version, classifier=classifier,
         fd_clf_generated_vs_dataset=fd(emb_gen, emb_real[:half]),
         fd_clf_dataset_vs_dataset=fd(emb_real[half:], emb_real[:half]),
         attributes=attribute_table(truth[:half], {k: v[:half] for k, v in pred_real.items()}, pred_gen),
@@ -120,10 +123,10 @@ def main(argv=None) -> dict:
     return result
 
 
-def _truth_rows(n: int):
+def _truth_rows(n: int, version: int | None):
     from ganinv.datasets.procedural_faces import attributes_to_vector, sample_attributes
     for index in range(n):
-        yield attributes_to_vector(sample_attributes(0, index))
+        yield attributes_to_vector(sample_attributes(0, index, version=version))
 
 
 if __name__ == "__main__":

@@ -52,18 +52,19 @@ def separability(w: np.ndarray, scores: dict[str, np.ndarray], kinds: dict[str, 
 def main(argv: list[str] | None = None) -> dict:
     from ganinv.generators import load_generator
     from ganinv.models.attributes import load_classifier
-    from ganinv.training.train_gan import generator_from_checkpoint
+    from ganinv.training.train_gan import generator_from_checkpoint, run_world
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gan-run", type=Path, action="append", default=[],
                         help="a train-gan run folder (repeatable); none: the shipped faces64")
     parser.add_argument("--n", type=int, default=20000)
     parser.add_argument("--ratio", type=float, default=0.02)
-    parser.add_argument("--classifier", default="builtin", help="'builtin' or a classifier .safetensors")
+    parser.add_argument("--classifier", help="'builtin' or a classifier .safetensors (default: the first run's own "
+                        "classifier.safetensors if it has one, else builtin)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
-    C = load_classifier(args.classifier, args.device)
+    C = load_classifier(args.classifier or (run_world(args.gan_run[0])[1] if args.gan_run else "builtin"), args.device)
     kinds = dict(zip(C.attribute_names, C.attribute_kinds))
     results = {}
     for run in args.gan_run or [None]:

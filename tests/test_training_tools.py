@@ -54,3 +54,17 @@ def test_an_exported_chunk_installs_into_a_run_that_resumes_where_it_stopped(tmp
         assert np.array_equal(a.numpy(), b.numpy())
     with pytest.raises(FileNotFoundError, match="not an exported run"):
         install_run(tmp_path / "device_run", tmp_path / "other")
+
+
+def test_a_run_is_measured_on_its_own_world_and_classifier(tmp_path):
+    import dataclasses
+
+    from ganinv.training.train_gan import RUN_CLASSIFIER, run_world
+
+    images = blob_images()
+    for data, version in (("procedural:8:0:v2", 2), ("procedural:8:0", None), ("faces.npy", None)):
+        run = tmp_path / data.replace(":", "_")
+        GANTrainer(dataclasses.replace(TINY, data=data), run, device="cpu", images=images).save()
+        assert run_world(run) == (version, "builtin")
+    (run / RUN_CLASSIFIER).write_bytes(b"weights")  # the run folder's own classifier wins over the built-in one
+    assert run_world(run) == (None, str(run / RUN_CLASSIFIER))

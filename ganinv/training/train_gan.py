@@ -302,6 +302,20 @@ class GANTrainer:
             torch.cuda.set_rng_state(state["rng_cuda"])
 
 
+RUN_CLASSIFIER = "classifier.safetensors"  # a run folder's own attribute classifier (of its world), when it has one
+
+
+def run_world(run_dir: str | Path) -> tuple[int | None, str]:
+    """(world version, classifier) that measure a training run: the version of its `procedural:` data (None: the
+    shipped world's, or data of another kind) and the run folder's `classifier.safetensors` when there is one, else
+    the built-in classifier (`"builtin"`)."""
+    run_dir = Path(run_dir)
+    data = GANTrainConfig.from_dict(load_checkpoint_entry(run_dir / "checkpoint", "config")).data
+    version = parse_procedural_spec(data)[2] if data.startswith("procedural:") else None
+    classifier = run_dir / RUN_CLASSIFIER
+    return version, str(classifier) if classifier.is_file() else "builtin"
+
+
 def generator_from_checkpoint(run_dir: str | Path) -> Generator:
     """The `G_ema` of a training run's latest checkpoint, in eval mode."""
     state = load_checkpoint(Path(run_dir) / "checkpoint")
