@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# One resumable chunk of the embedded world's GAN training, run on the device from a checkout of main
+# (training/README.md says what a chunk is and how to install what it brings back).
+#
+#   RUN=training/faces64v2 MIN=5 [BATCH=512] [SET="KEY=VALUE ..."] [EVAL=1] [EDIT=0] [NFIT=100000] bash gpu/chunk.sh
+#
+# RUN     the run folder in the repository (checkpoint/, log.jsonl, config.json, classifier.safetensors)
+# MIN     training minutes of this chunk (the call's 600 s must also hold start-up, compile and evaluation)
+# SET     GANTrainConfig settings: all of them for a new run; a resumed run takes only the regulariser's
+# CLASSIFIER_WORLD  when the run folder has no classifier.safetensors, train one for this world version first
+# EVAL    1: FD-clf and rates (faces64_quality, n 10k) and linear separability (n 20k) after training
+# EDIT    1: the InterFaceGAN edit evaluation (psi 1, ratio 0.02, NFIT fits, 500 items)
+# DEVICE  cuda (default) or cpu, COMPILE 1 (default) or 0: a CPU rehearsal is DEVICE=cpu COMPILE=0 EVAL=0
+#
+# $OUT gets at most 8 files: run.tar.* (the whole run folder, 15 MB parts), samples.png, chunk.log and the JSONs.
+set -euo pipefail
+: "${OUT:?set by the device tool}"
+RUN=${RUN:-training/faces64v2}
+MIN=${MIN:-5}
+DEVICE=${DEVICE:-cuda}
+compile=(); [[ "${COMPILE:-1}" == 1 ]] && compile=(--compile)
+export PYTHONUNBUFFERED=1 GANINV_RESAMPLE_IMPL=composite PYTHONPATH=$PWD
+exec > >(tee "$OUT/chunk.log") 2>&1
+mkdir -p "$RUN"
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
+python3 -c 'import torch, PIL; print("torch", torch.__version__, "pillow", PIL.__version__)'
+
+if [[ -n "${CLASSIFIER_WORLD:-}" && ! -f "$RUN/classifier.safetensors" ]]; then
+    python3 - "$RUN/classifier.safetensors" "$CLASSIFIER_WORLD" "$DEVICE" <<'EOF'
+import json, logging, sys
+from ganinv.training.train_classifier import TrainClassifierConfig, train_classifier
+logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+record = train_classifier(TrainClassifierConfig(world_version=int(sys.argv[2]), device=sys.argv[3]), sys.argv[1])
+print(json.dumps({k: record[k] for k in ("heldout", "passes", "train_seconds")}))
+EOF
+fi
+
+settings=()
+for item in ${SET:-}; do settings+=(--set "$item"); done
+python3 -m benchmarks.train_chunk --run-dir "$RUN" --minutes "$MIN" "${compile[@]}" ${BATCH:+--batch-size "$BATCH"} \
+    "${settings[@]}" --out /tmp/chunk_export
+cp /tmp/chunk_export/samples.png "$OUT/samples.png"
+tar cf - -C "$RUN" . | split -b 15M - "$OUT/run.tar."  # the state comes back first: evaluations may run out of time
+kimg=$(python3 -c "from ganinv.training.checkpoint import load_checkpoint_entry as e
+print(round(int(e('$RUN/checkpoint', 'images_seen')) / 1000))")
+
+if [[ "${EVAL:-1}" == 1 ]]; then
+    python3 -m benchmarks.faces64_quality --gan-run "$RUN" --n 10000 --device "$DEVICE" --out "$OUT/quality_${kimg}kimg.json" \
+        | tail -n 40
+    python3 -m benchmarks.separability --gan-run "$RUN" --n 20000 --device "$DEVICE" --out "$OUT/sep_${kimg}kimg.json"
+fi
+if [[ "${EDIT:-0}" == 1 ]]; then
+    python3 -m benchmarks.edit_evaluation --faces64 --gan-run "$RUN" --num-fit "${NFIT:-100000}" --num-eval 500 \
+        --num-inverted 0 --psi 1.0 --ratios 0.02 --device "$DEVICE" --out "$OUT/edit_${kimg}kimg.json" | tail -n 40
+fi
