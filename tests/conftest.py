@@ -108,6 +108,25 @@ def make_tiny_sg3_generator(*, resolution: int = 16, z_dim: int = 16, w_dim: int
     return G.eval().requires_grad_(False)
 
 
+# The engine checks' StyleGAN3 world (tests/test_stylegan3_gpu.py, and its CPU conditioning test in
+# tests/test_inversion_execution.py): a 32 px config-T generator inverted in W+ with MSE from w_avg. Its inversion nears
+# the optimum within a few steps (MSE ~1e-3; SG2's tiny world is led by its noise regulariser), where Adam, which
+# divides each gradient entry by its own scale, turns last-bit differences between execution paths into latent
+# differences of ~lr: over 30 steps, Adam's fused kernel in place of its loop (last-bit differences) moved ws by
+# 4.7e-4 on the CPU, and on an H100 (2026-12-07) the graphed and compiled paths ended 0.03-0.06 from eager. Over
+# SG3_ENGINE_STEPS steps the same swap moves ws by ~5e-7 while a wrong schedule or noise draw still moves it by >= 0.07.
+SG3_ENGINE_STEPS = 10
+
+
+def make_sg3_engine_world(device: str = "cpu") -> tuple[StyleGAN3Generator, torch.Tensor]:
+    """(G, targets): the engine checks' 32 px StyleGAN3 generator (seed 1) and 4 of its own images, in [-1, 1]."""
+    G = make_tiny_sg3_generator(resolution=32, z_dim=32, w_dim=32, channel_base=1024, channel_max=32, num_layers=6,
+                                seed=1).to(device)
+    with torch.no_grad():
+        targets = G(torch.randn([4, G.z_dim], generator=torch.Generator().manual_seed(7)).to(device), None)
+    return G, targets.clamp(-1, 1)
+
+
 def make_tiny_generator(*, resolution: int = 16, z_dim: int = 16, w_dim: int = 16, c_dim: int = 0,
                         channel_base: int = 256, channel_max: int = 16, mapping_layers: int = 2,
                         conv_clamp: float | None = 256, seed: int = 0) -> Generator:

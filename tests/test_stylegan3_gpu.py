@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import SG3_CONFIGS, load_sg3_tiny, make_tiny_sg3_generator, sg3_tiny_init_kwargs, \
+from conftest import SG3_CONFIGS, SG3_ENGINE_STEPS, load_sg3_tiny, make_sg3_engine_world, sg3_tiny_init_kwargs, \
     sg3_tiny_reference, sg3_tiny_state_dict, tf32_disabled
 from ganinv.generators import StyleGAN3Generator
 from ganinv.inversion import invert
@@ -14,6 +14,7 @@ from ganinv.utils.precision import autocast
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 FAST = dict(loss="mse", w_avg_samples=500, num_steps=30, space="w+")
+EXACT = {**FAST, "num_steps": SG3_ENGINE_STEPS}  # path against path: few enough steps to stay well-conditioned
 
 
 @pytest.mark.parametrize("config", SG3_CONFIGS)
@@ -59,22 +60,31 @@ def test_bf16_autocast_with_channels_last_stays_close_to_fp32(config):
 
 @pytest.fixture(scope="module")
 def engine_world():
-    G = make_tiny_sg3_generator(resolution=32, z_dim=32, w_dim=32, channel_base=1024, channel_max=32, num_layers=6,
-                                seed=1).cuda()
-    with torch.no_grad():
-        targets = G(torch.randn([4, G.z_dim], generator=torch.Generator().manual_seed(7)).cuda(), None).clamp(-1, 1)
+    G, targets = make_sg3_engine_world("cuda")
     with tf32_disabled():
         eager = invert(G, targets, seed=3, **FAST)
     return G, targets, eager
 
 
+@pytest.fixture(scope="module")
+def eager_exact(engine_world):
+    G, targets, _ = engine_world
+    with tf32_disabled():
+        return invert(G, targets, seed=3, **EXACT)
+
+
 @pytest.mark.parametrize("options", [dict(cuda_graph=True), dict(compile=True),
                                      dict(compile=True, cuda_graph=True, channels_last=True)])
-def test_fast_fp32_engine_paths_give_the_eager_result(engine_world, options):
-    G, targets, eager = engine_world
+def test_fast_fp32_engine_paths_give_the_eager_result(engine_world, eager_exact, options):
+    # EXACT, not FAST: over 30 steps all three paths ended 0.03-0.06 from eager in ws on an H100 (2026-12-07), as
+    # last-bit differences do in this world (conftest's SG3_ENGINE_STEPS says why); over SG3_ENGINE_STEPS a wrong
+    # schedule or noise draw still moves ws by >= 0.07 and the final losses by >= 13 % (CPU), outside the tolerances.
+    G, targets, _ = engine_world
     with tf32_disabled():
-        fast = invert(G, targets, seed=3, **FAST, **options)
-    print(f"{options}: max |ws diff| {(fast.ws - eager.ws).abs().max().item():.2e}")
+        fast = invert(G, targets, seed=3, **EXACT, **options)
+    eager = eager_exact
+    print(f"{options}: max |ws diff| {(fast.ws - eager.ws).abs().max().item():.2e}, "
+          f"max rel loss diff {((fast.losses - eager.losses).abs() / eager.losses).max().item():.2e}")
     assert fast.noise is None
     torch.testing.assert_close(fast.ws, eager.ws, rtol=0, atol=1e-2)
     torch.testing.assert_close(fast.losses, eager.losses, rtol=5e-3, atol=1e-6)
