@@ -16,9 +16,10 @@ codes w = mapping(z), reads C(G(w)) and adds the parts whose weight in `GANTrain
 1. Linear probe, linearity pull (`linearity_weight`). A linear probe P(w) = A w + b (its own Adam) is fitted to C's
    readings of G(w): BCE toward C's probabilities for binary attributes, MSE for continuous ones. G is pulled so that
    C agrees with P: BCE of C's logit toward P's decision, MSE toward P's value. The attributes become linear
-   functions of w, and P's rows are their normals. `linearity_rates`: P decides at the threshold above which the
-   data's share of the attribute lies (a running quantile of P's logits) instead of 0, so the pull also moves G's
-   attribute rates to the data's.
+   functions of w, and P's rows are their normals. `linearity_rates` (on by default): P decides at the threshold
+   above which the data's share of the attribute lies (a running quantile of P's logits) instead of 0, so the pull
+   also moves G's attribute rates to the data's. Without it the pull feeds on itself: P's bias follows G's rate, and
+   G is pulled toward P's majority decision, so a rare attribute gets rarer (seen in the tests' toy world).
 2. Probe orthogonality (`probe_orthogonality`): P's fit also pays the mean squared cosine between the normals of the
    attributes the world draws independently (every binary pair but `correlated_pairs`). It reaches G through the
    linearity and edit pulls, which make G follow P's normals.

@@ -283,13 +283,16 @@ class GANTrainer:
             b_ema.copy_(b)
 
     def train(self, *, minutes: float, log_every: int = 200, checkpoint_minutes: float = 3.0) -> None:
-        """Train for about `minutes` of wall time, checkpointing every `checkpoint_minutes` and at the end."""
+        """Train for about `minutes` of wall time, checkpointing every `checkpoint_minutes` and at the end. Every
+        `log_every` steps an entry goes to `log.jsonl` with the latest value of each loss (a lazy regulariser's from
+        the last step that ran it)."""
         deadline = time.time() + minutes * 60
         self._clock = last_save = time.time()
         t_log, n_log = time.time(), self.images_seen
+        logs: dict[str, torch.Tensor] = {}
         with (self.run_dir / "log.jsonl").open("a") as log:
             while time.time() < deadline:
-                logs = self.train_step()
+                logs.update(self.train_step())
                 if self.step % log_every == 0:
                     now = time.time()
                     entry = dict(step=self.step, kimg=round(self.images_seen / 1000, 2), batch=self.config.batch_size,
