@@ -109,6 +109,8 @@ class LinearAttributes:
         self.names = names
         self.binary = _binary_mask(classifier, self.device)
         self.binary_index = torch.tensor([i for i, kind in enumerate(kinds) if kind == "binary"])
+        if len(self.binary_index) == 0:
+            raise ValueError(f"the classifier has no binary attribute to regularise ({', '.join(names)})")
         pairs, partner = attribute_pairs(names, kinds, config.correlated_pairs)
         self.pairs = torch.tensor(pairs, dtype=torch.long).reshape(-1, 2)
         self.partner_cpu, self.partner = partner, partner.to(self.device)
@@ -125,6 +127,7 @@ class LinearAttributes:
 
     # ------------------------------------------------------------------------------------------------ the step
     def penalty(self, G: nn.Module, n: int, autocast: Autocast) -> tuple[torch.Tensor | None, dict[str, torch.Tensor]]:
+        """G's loss on `n` fresh codes (None when every part that acts on G is off) and the logs; fits the probe."""
         cfg = self.config
         acts_on_G = (cfg.linearity_weight, cfg.joint_weight, cfg.edit_weight) != (0, 0, 0)
         z = torch.randn([n, G.z_dim], generator=self.generator).to(self.device)
@@ -290,6 +293,8 @@ class LinearAttributes:
             return False
         self.probe.load_state_dict(state["probe"])
         self.opt.load_state_dict(state["opt"])
+        for group in self.opt.param_groups:  # the moments carry on; the learning rate is this chunk's
+            group["lr"] = self.config.probe_lr
         self.thresholds, self.updates = state["thresholds"].to(self.device), state["updates"]
         self.stats = None if state["stats"] is None else {k: v.to(self.device) for k, v in state["stats"].items()}
         self.generator.set_state(state["generator"])

@@ -5,7 +5,8 @@ What it follows (Karras et al. 2020a/b): non-saturating logistic loss; lazy regu
 rescaled by `interval / (interval + 1)`); style-mixing regularisation; Adam(0, 0.99); an exponential moving average
 of G (`G_ema`) with ramp-up; bf16 autocast for the main passes on CUDA (regularisers in fp32). It trains in chunks of
 `minutes` (`ganinv train-gan --minutes`), each ending in a checkpoint that the next chunk resumes from, so it fits
-machines lent for 10 minutes.
+machines lent for 10 minutes. With `classifier` set, a third lazy regulariser asks G for InterFaceGAN's linear,
+separately editable attributes (linear_attributes.py; its classifier runs in G's autocast); a chunk may switch it on.
 
 The dataset is held in device memory as uint8 (64x64 images are small): a folder of PNGs, an `.npy` array
 `[N, H, W, 3]`, or `procedural:N:SEED`, rendered on all cores by the embedded world's `render_batch`.
@@ -200,8 +201,9 @@ class GANTrainer:
         if (self.run_dir / "checkpoint").exists():
             self.load()
         if self.attributes is not None and (attribute_stats is not None or self.attributes.stats is None):
-            self.attributes.stats = attribute_stats or attribute_statistics(
-                self.attributes.classifier, self.images, autocast=self._autocast)
+            stats = attribute_stats or attribute_statistics(self.attributes.classifier, self.images,
+                                                            autocast=self._autocast)
+            self.attributes.stats = {k: v.to(self.device) for k, v in stats.items()}
 
     def _adam(self, net: torch.nn.Module, lr: float, interval: int) -> torch.optim.Adam:
         ratio = interval / (interval + 1)
