@@ -6,6 +6,9 @@ chunk), `log.jsonl` and `config.json`. This script resumes it, trains for `--min
 files to commit (checkpoint shards, checkpoint.json, log, config) plus a sample grid of G_ema (64 seeds, psi 1).
 
 Usage (on the device): python3 -m benchmarks.train_chunk --run-dir training/faces64 --minutes 7 --compile --out $OUT
+A chunk may switch the linear-attribute regulariser on (or retune it) for a resumed run, e.g.
+    --set classifier=builtin --set linearity_weight=1 --set "correlated_pairs=(('eyeglasses', 'blond_hair'),)"
+any other `--set` must match the checkpoint's config (RESUMABLE_FIELDS says which fields may change).
 Back here: copy $OUT/checkpoint-* into training/faces64/checkpoint/, $OUT/log.jsonl and config.json beside it
 (`--install FROM` does exactly that), then commit.
 """
@@ -17,12 +20,13 @@ import ast
 import dataclasses
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
 import ganinv.generators.layers as layers
 from benchmarks.common import export_run, install_run
-from ganinv.training.train_gan import GANTrainConfig, train_gan
+from ganinv.training.train_gan import RESUMABLE_FIELDS, GANTrainConfig, run_config, train_gan
 from ganinv.utils.images import save_image_grid
 
 RUN_FILES = ("log.jsonl", "config.json")
@@ -36,10 +40,9 @@ def sample_grid(G: torch.nn.Module, path: Path, *, n: int = 64, seed: int = 0) -
     save_image_grid(G.synthesis(G.mapping(z, None), noise_mode="const").cpu(), path)
 
 
-def new_run_config(settings: list[str]) -> GANTrainConfig:
-    """`GANTrainConfig` with `KEY=VALUE` overrides, each value a Python literal (`2`, `0.002`, `False`, `None`,
-    `(0, 0.99)`) or else a string (`procedural:100000:0`); used only when the run is created (a resumed run keeps its
-    checkpoint's config)."""
+def parse_settings(settings: list[str]) -> dict[str, Any]:
+    """`KEY=VALUE` items as `{field: value}`, each value a Python literal (`2`, `0.002`, `False`, `None`,
+    `(0, 0.99)`) or else a string (`procedural:100000:0`)."""
     fields = {f.name for f in dataclasses.fields(GANTrainConfig)}
     changes = {}
     for item in settings:
@@ -50,7 +53,16 @@ def new_run_config(settings: list[str]) -> GANTrainConfig:
             changes[key] = ast.literal_eval(value)
         except (ValueError, SyntaxError):
             changes[key] = value
-    return dataclasses.replace(GANTrainConfig(), **changes)
+    return changes
+
+
+def chunk_config(run_dir: Path, changes: dict[str, Any], *, batch_size: int | None = None) -> GANTrainConfig:
+    """The config this chunk trains with: a new run's `GANTrainConfig` with the `--set` changes, or a resumed run's
+    checkpoint config with them, where only `RESUMABLE_FIELDS` may differ (SystemExit naming the others)."""
+    try:
+        return run_config(run_dir, changes=changes, batch_size=batch_size)
+    except ValueError as err:
+        raise SystemExit(f"--set: {err}. A resumed run may change only {', '.join(sorted(RESUMABLE_FIELDS))}.")
 
 
 def main() -> None:
@@ -60,7 +72,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="config of a new run (e.g. mapping_layers=2); ignored when resuming")
+                        help="config of a new run (e.g. mapping_layers=2); a resumed run takes only the "
+                             "RESUMABLE_FIELDS (batch size, linear-attribute regulariser) and refuses other changes")
     parser.add_argument("--resample-impl", default="composite")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--install", type=Path, help="copy a chunk's returned files into --run-dir and exit")
@@ -69,16 +82,18 @@ def main() -> None:
         install_run(args.install, args.run_dir, files=RUN_FILES)
         return
     start = time.time()
+    changes = parse_settings(args.set)
+    print("config:", chunk_config(args.run_dir, changes, batch_size=args.batch_size), flush=True)  # refused here
     with layers.resample_impl(args.resample_impl):
         try:
-            trainer = train_gan(args.run_dir, minutes=args.minutes, batch_size=args.batch_size, compile=args.compile,
-                                config=new_run_config(args.set))
+            trainer = train_gan(args.run_dir, minutes=args.minutes, batch_size=args.batch_size, changes=changes,
+                                compile=args.compile)
         except Exception as err:  # noqa: BLE001 - a compiler failure must not cost the chunk: train eagerly
             if not args.compile:
                 raise
             print(f"compiled training failed ({type(err).__name__}: {err}); continuing eagerly", flush=True)
             left = max(1.0, args.minutes - (time.time() - start) / 60)
-            trainer = train_gan(args.run_dir, minutes=left, batch_size=args.batch_size, config=new_run_config(args.set))
+            trainer = train_gan(args.run_dir, minutes=left, batch_size=args.batch_size, changes=changes)
     print(f"chunk: {trainer.images_seen / 1000:.1f} kimg, {trainer.train_seconds / 60:.1f} train min in all, "
           f"{time.time() - start:.0f} s wall", flush=True)
     if args.out:

@@ -11,7 +11,7 @@ from ganinv.training.checkpoint import load_checkpoint, load_checkpoint_entry, s
 from ganinv.training.discriminator import Discriminator
 from ganinv.training.train_gan import GANTrainConfig, GANTrainer, run_config
 
-from _gan_helpers import TINY, blob_images
+from _gan_helpers import REGULARISED, TINY, RegionClassifier, blob_images
 
 def test_discriminator_scores_each_image():
     D = Discriminator(img_resolution=16, channel_base=128, channel_max=16)
@@ -33,20 +33,27 @@ def test_training_steps_run_every_phase(tmp_path):
     assert any(not torch.equal(a, b) for a, b in zip(before, trainer.G_ema.parameters()))
 
 
-def test_resume_continues_the_same_trajectory(tmp_path):
+@pytest.mark.parametrize("regulariser", [{}, REGULARISED], ids=["plain", "linear-attributes"])
+def test_resume_continues_the_same_trajectory(tmp_path, regulariser):
     images = blob_images()
-    a = GANTrainer(TINY, tmp_path / "a", device="cpu", images=images)
+    config = dataclasses.replace(TINY, **regulariser)
+    a = GANTrainer(config, tmp_path / "a", device="cpu", images=images, classifier=RegionClassifier())
     for _ in range(3):
         a.train_step()
     a.save()
-    for _ in range(2):
+    for _ in range(3):
         a.train_step()
-    b = GANTrainer(TINY, tmp_path / "a", device="cpu", images=images)  # resumes from the step-3 checkpoint
+    b = GANTrainer(config, tmp_path / "a", device="cpu", images=images, classifier=RegionClassifier())  # from step 3
     assert b.step == 3
-    for _ in range(2):
+    for _ in range(3):
         b.train_step()
     for pa, pb in zip(a.G_ema.state_dict().values(), b.G_ema.state_dict().values()):
         assert torch.equal(pa, pb)
+    if regulariser:  # the probe, its Adam and its thresholds too
+        probes = zip(a.attributes.probe.parameters(), b.attributes.probe.parameters())
+        assert all(torch.equal(pa, pb) for pa, pb in probes)
+        assert torch.equal(a.attributes.thresholds, b.attributes.thresholds)
+        assert a.attributes.opt.state_dict()["state"][0]["step"] == b.attributes.opt.state_dict()["state"][0]["step"]
 
 
 def test_checkpoint_shards_respect_size_cap(tmp_path):

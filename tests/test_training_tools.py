@@ -1,11 +1,13 @@
 """The GPU-chunk tools around training: the separability early warning and train_chunk's export/install."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from benchmarks.separability import separability
 from benchmarks.common import export_run, install_run
-from benchmarks.train_chunk import RUN_FILES, new_run_config
+from benchmarks.train_chunk import RUN_FILES, chunk_config, parse_settings
 from ganinv.training.train_gan import GANTrainConfig, GANTrainer
 
 from _gan_helpers import TINY, blob_images
@@ -24,14 +26,28 @@ def test_separability_tells_a_linear_attribute_from_an_unencoded_one():
     assert rows["level"]["linear_accuracy"] > 0.95  # R^2
 
 
-def test_new_run_settings_are_cast_to_the_field_types():
+def test_new_run_settings_are_cast_to_the_field_types(tmp_path):
+    def new_run_config(settings):
+        return chunk_config(tmp_path / "new", parse_settings(settings))
     config = new_run_config(["mapping_layers=2", "g_lr=0.002", "conv_clamp=None", "data=procedural:10:1"])
     assert config.mapping_layers == 2 and config.g_lr == 0.002 and config.conv_clamp is None
     assert config.data == "procedural:10:1" and config.batch_size == GANTrainConfig().batch_size
     config = new_run_config(["mixed_precision=False", "betas=(0.0, 0.9)"])  # bool("False") would be True
     assert config.mixed_precision is False and config.betas == (0.0, 0.9)
+    config = new_run_config(["classifier=builtin", "correlated_pairs=(('eyeglasses', 'blond_hair'),)"])
+    assert config.classifier == "builtin" and config.correlated_pairs == (("eyeglasses", "blond_hair"),)
     with pytest.raises(SystemExit, match="not_a_field"):
         new_run_config(["not_a_field=1"])
+
+
+def test_a_resumed_chunk_takes_the_regulariser_settings_and_refuses_others(tmp_path):
+    trainer = GANTrainer(TINY, tmp_path, device="cpu", images=blob_images())
+    trainer.save()
+    config = chunk_config(tmp_path, parse_settings(["classifier=builtin", "edit_weight=0.5", "z_dim=16"]),
+                          batch_size=4)
+    assert config == dataclasses.replace(TINY, classifier="builtin", edit_weight=0.5, batch_size=4)  # z_dim: as stored
+    with pytest.raises(SystemExit, match=r"z_dim differ.*may change only .*edit_weight"):
+        chunk_config(tmp_path, parse_settings(["edit_weight=0.5", "z_dim=32"]))
 
 
 def test_an_exported_chunk_installs_into_a_run_that_resumes_where_it_stopped(tmp_path):

@@ -5,7 +5,8 @@ What it follows (Karras et al. 2020a/b): non-saturating logistic loss; lazy regu
 rescaled by `interval / (interval + 1)`); style-mixing regularisation; Adam(0, 0.99); an exponential moving average
 of G (`G_ema`) with ramp-up; bf16 autocast for the main passes on CUDA (regularisers in fp32). It trains in chunks of
 `minutes` (`ganinv train-gan --minutes`), each ending in a checkpoint that the next chunk resumes from, so it fits
-machines lent for 10 minutes.
+machines lent for 10 minutes. With `classifier` set, a third lazy regulariser asks G for InterFaceGAN's linear,
+separately editable attributes (linear_attributes.py; its classifier runs in G's autocast); a chunk may switch it on.
 
 The dataset is held in device memory as uint8 (64x64 images are small): a folder of PNGs, an `.npy` array
 `[N, H, W, 3]`, or `procedural:N:SEED[:vVERSION]`, rendered on all cores by the embedded world's `render_batch`.
@@ -30,9 +31,11 @@ import torch.nn.functional as F
 from ganinv.datasets.folder import IMAGE_SUFFIXES, DecodePolicy, decode_image, is_image_name
 from ganinv.datasets.procedural_faces import parse_procedural_spec, render_batch
 from ganinv.generators.stylegan2 import Generator
+from ganinv.models.attributes import load_classifier
 from ganinv.training.checkpoint import (compact_adam_state, config_from_dict, full_adam_state, half_state_dict,
                                         load_checkpoint, load_checkpoint_entry, save_checkpoint)
 from ganinv.training.discriminator import Discriminator
+from ganinv.training.linear_attributes import LinearAttributes, attribute_statistics
 from ganinv.training.sampling import style_mixed_ws, training_autocast
 from ganinv.utils.images import to_model_input, to_uint8
 
@@ -65,6 +68,22 @@ class GANTrainConfig:
     ema_rampup: float | None = 0.05
     mixed_precision: bool = True
     seed: int = 0
+    # Linear-attribute regulariser (linear_attributes.py): on when `classifier` names one ("builtin" or a
+    # .safetensors path); each part acts on G only with a weight above 0.
+    classifier: str | None = None
+    attr_interval: int = 4
+    attr_batch_shrink: int = 2
+    probe_lr: float = 0.01
+    probe_warmup: int = 100
+    attr_decay: float = 0.05
+    linearity_weight: float = 0.0
+    linearity_rates: bool = True  # off, the pull feeds back on the probe's bias: rare attributes die out
+    probe_orthogonality: float = 0.0
+    joint_weight: float = 0.0
+    edit_weight: float = 0.0
+    edit_sigmas: tuple[float, float] = (1.0, 3.0)
+    edit_conditional: float = 0.0
+    correlated_pairs: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> GANTrainConfig:
@@ -80,6 +99,23 @@ class GANTrainConfig:
     def discriminator_kwargs(self) -> dict[str, Any]:
         return dict(img_resolution=self.resolution, img_channels=3, channel_base=self.d_channel_base,
                     channel_max=self.d_channel_max, conv_clamp=self.conv_clamp)
+
+
+# What a resumed chunk may change: the batch size (the log records it in every entry) and the linear-attribute
+# regulariser's weights and options (a chunk may switch it on). Any other difference from the checkpoint is refused.
+RESUMABLE_FIELDS = frozenset({
+    "batch_size", "classifier", "attr_interval", "attr_batch_shrink", "probe_lr", "probe_warmup", "attr_decay",
+    "linearity_weight", "linearity_rates", "probe_orthogonality", "joint_weight", "edit_weight", "edit_sigmas",
+    "edit_conditional", "correlated_pairs"})
+
+
+def refuse_changes(stored: GANTrainConfig, config: GANTrainConfig, run_dir: Path) -> None:
+    """ValueError when `config` differs from the checkpoint's `stored` one outside `RESUMABLE_FIELDS`."""
+    changed = [f.name for f in dataclasses.fields(stored)
+               if f.name not in RESUMABLE_FIELDS and getattr(stored, f.name) != getattr(config, f.name)]
+    if changed:
+        raise ValueError(f"{run_dir} was trained with a different config ({', '.join(changed)} differ); "
+                         "resume it with the checkpoint's config (train_gan does) or use a new run folder")
 
 
 def load_training_images(spec: str, resolution: int) -> np.ndarray:
@@ -129,10 +165,15 @@ def r1_penalty(D: Discriminator, real: torch.Tensor) -> torch.Tensor:
 
 
 class GANTrainer:
-    """Holds G, D, G_ema, their optimizers and the data; `train(minutes)` advances and checkpoints."""
+    """Holds G, D, G_ema, their optimizers and the data; `train(minutes)` advances and checkpoints.
+
+    With `config.classifier` set it also holds the linear-attribute regulariser (`attributes`); `classifier` (a module
+    with `attribute_names` and `attribute_kinds`) is then used instead of loading the one the config names, and
+    `attribute_stats` instead of measuring the training images with it."""
 
     def __init__(self, config: GANTrainConfig, run_dir: str | Path, *, device: str = "cuda",
-                 images: np.ndarray | None = None, compile: bool = False):
+                 images: np.ndarray | None = None, compile: bool = False, classifier: torch.nn.Module | None = None,
+                 attribute_stats: dict[str, torch.Tensor] | None = None):
         self.config, self.run_dir, self.device = config, Path(run_dir), torch.device(device)
         torch.manual_seed(config.seed)
         self.rng = random.Random(config.seed)
@@ -154,8 +195,16 @@ class GANTrainer:
         # share the same parameters.
         self.synthesis = torch.compile(self.G.synthesis) if compile else self.G.synthesis
         self.discriminate = torch.compile(self.D) if compile else self.D
+        self.attributes = None
+        if config.classifier is not None:
+            classifier = load_classifier(config.classifier, self.device) if classifier is None else classifier
+            self.attributes = LinearAttributes(classifier, config, w_dim=config.w_dim, device=self.device)
         if (self.run_dir / "checkpoint").exists():
             self.load()
+        if self.attributes is not None and (attribute_stats is not None or self.attributes.stats is None):
+            stats = attribute_stats or attribute_statistics(self.attributes.classifier, self.images,
+                                                            autocast=self._autocast)
+            self.attributes.stats = {k: v.to(self.device) for k, v in stats.items()}
 
     def _adam(self, net: torch.nn.Module, lr: float, interval: int) -> torch.optim.Adam:
         ratio = interval / (interval + 1)
@@ -194,6 +243,14 @@ class GANTrainer:
             (penalty * cfg.pl_weight * cfg.pl_interval).backward()
             self.opt_G.step()
             logs["pl_penalty"] = penalty.detach()
+        # G reg: lazy linear-attribute regularisation (linear_attributes.py).
+        if self.attributes is not None and self.step % cfg.attr_interval == 0:
+            penalty, attr_logs = self.attributes.penalty(self.G, n // cfg.attr_batch_shrink, self._autocast)
+            if penalty is not None:
+                self.opt_G.zero_grad(set_to_none=True)
+                (penalty * cfg.attr_interval).backward()
+                self.opt_G.step()
+            logs.update(attr_logs)
         # D main: softplus(D(G(z))) + softplus(-D(x)).
         self.D.requires_grad_(True)
         real = self.real_batch(n)
@@ -229,13 +286,16 @@ class GANTrainer:
             b_ema.copy_(b)
 
     def train(self, *, minutes: float, log_every: int = 200, checkpoint_minutes: float = 3.0) -> None:
-        """Train for about `minutes` of wall time, checkpointing every `checkpoint_minutes` and at the end."""
+        """Train for about `minutes` of wall time, checkpointing every `checkpoint_minutes` and at the end. Every
+        `log_every` steps an entry goes to `log.jsonl` with the latest value of each loss (a lazy regulariser's from
+        the last step that ran it)."""
         deadline = time.time() + minutes * 60
         self._clock = last_save = time.time()
         t_log, n_log = time.time(), self.images_seen
+        logs: dict[str, torch.Tensor] = {}
         with (self.run_dir / "log.jsonl").open("a") as log:
             while time.time() < deadline:
-                logs = self.train_step()
+                logs.update(self.train_step())
                 if self.step % log_every == 0:
                     now = time.time()
                     entry = dict(step=self.step, kimg=round(self.images_seen / 1000, 2), batch=self.config.batch_size,
@@ -262,7 +322,8 @@ class GANTrainer:
                     G_ema=half_state_dict(self.G_ema.state_dict()),
                     opt_G=compact_adam_state(self.opt_G), opt_D=compact_adam_state(self.opt_D),
                     rng_torch=torch.get_rng_state(), rng_python=list(self.rng.getstate()[1]),
-                    rng_cuda=torch.cuda.get_rng_state() if self.device.type == "cuda" else None)
+                    rng_cuda=torch.cuda.get_rng_state() if self.device.type == "cuda" else None,
+                    attributes=self.attributes.state() if self.attributes is not None else None)
 
     def save(self) -> None:
         now = time.time()
@@ -286,13 +347,10 @@ class GANTrainer:
 
     def load(self) -> None:
         state = load_checkpoint(self.run_dir / "checkpoint")
-        stored = GANTrainConfig.from_dict(state["config"])
-        if dataclasses.replace(stored, batch_size=self.config.batch_size) != self.config:
-            changed = [f.name for f in dataclasses.fields(stored) if f.name != "batch_size"
-                       and getattr(stored, f.name) != getattr(self.config, f.name)]
-            raise ValueError(f"{self.run_dir} was trained with a different config ({', '.join(changed)} differ); "
-                             "resume it with the checkpoint's config (train_gan does) or use a new run folder")
+        refuse_changes(GANTrainConfig.from_dict(state["config"]), self.config, self.run_dir)
         self._continue_from(state)
+        if self.attributes is not None:
+            self.attributes.load_state(state.get("attributes"))
         self.step, self.images_seen = state["step"], state["images_seen"]
         self.train_seconds = state["train_seconds"]
         self.pl_mean = state["pl_mean"].to(self.device)
@@ -324,29 +382,36 @@ def generator_from_checkpoint(run_dir: str | Path) -> Generator:
     return G.eval().requires_grad_(False)
 
 
-def run_config(run_dir: str | Path, config: GANTrainConfig | None = None, *, batch_size: int | None = None
-               ) -> GANTrainConfig:
+def run_config(run_dir: str | Path, config: GANTrainConfig | None = None, *, batch_size: int | None = None,
+               changes: dict[str, Any] | None = None) -> GANTrainConfig:
     """The config the next chunk of the run in `run_dir` trains with: the checkpoint's when there is one (the source
-    of truth; `config` is then ignored), else `config` (default `GANTrainConfig()`); `batch_size` overrides either.
+    of truth; `config` is then ignored), else `config` (default `GANTrainConfig()`); `batch_size` and `changes`
+    (`{field: value}`) override either, but a resumed run may change only `RESUMABLE_FIELDS` (ValueError).
 
     A resumed chunk keeps the batch size of the chunk before it unless told otherwise (runs from before this rule
     have a `config.json` with the batch size they started with; it is not read)."""
     checkpoint = Path(run_dir) / "checkpoint"
+    stored = None
     if (checkpoint / "checkpoint.json").exists():
-        config = GANTrainConfig.from_dict(load_checkpoint_entry(checkpoint, "config"))
-    config = config or GANTrainConfig()
-    return config if batch_size is None else dataclasses.replace(config, batch_size=batch_size)
+        config = stored = GANTrainConfig.from_dict(load_checkpoint_entry(checkpoint, "config"))
+    changes = dict(changes or {}, **({} if batch_size is None else dict(batch_size=batch_size)))
+    config = dataclasses.replace(config or GANTrainConfig(), **changes)
+    if stored is not None:
+        refuse_changes(stored, config, Path(run_dir))
+    return config
 
 
 def train_gan(run_dir: str | Path, *, minutes: float, config: GANTrainConfig | None = None,
-              device: str | None = None, batch_size: int | None = None, compile: bool = False) -> GANTrainer:
+              device: str | None = None, batch_size: int | None = None, changes: dict[str, Any] | None = None,
+              compile: bool = False) -> GANTrainer:
     """Create or resume the run in `run_dir` and train for `minutes`.
 
-    The config is fixed at creation (`run_config`), except `batch_size`, which a resumed chunk may change (the log
-    records the batch size of every entry, so the history stays readable)."""
+    The config is fixed at creation (`run_config`), except `RESUMABLE_FIELDS`, which a resumed chunk may change
+    through `batch_size` and `changes` (the log records the batch size of every entry, so the history stays
+    readable)."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    config = run_config(run_dir, config, batch_size=batch_size)
+    config = run_config(run_dir, config, batch_size=batch_size, changes=changes)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda":
         torch.backends.cudnn.benchmark = True
