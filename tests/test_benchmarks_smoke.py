@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from benchmarks import inversion_quality, invert_throughput
+from benchmarks import inversion_quality, invert_throughput, saved_activations
 
 
 @pytest.mark.slow
@@ -27,6 +27,14 @@ def test_quality_report_runs_tiny_with_every_method(tmp_path):
     assert [(r["method"], r["steps"]) for r in payload["rows"]] == [
         ("W", 2), ("W+", 2), ("encoder", 0), ("hybrid (W+)", 2)]
     assert all(0 < r["ssim"] <= 1 and r["psnr"] > 0 and r["perceptual"] >= 0 for r in payload["rows"])
+
+
+def test_saved_activations_recomputing_stylegan3s_filtered_lrelu_keeps_less_and_computes_the_same():
+    rows = saved_activations.main(["--resolution", "32", "--channel-divisor", "64", "--batch", "2", "--recompute",
+                                   "--repeats", "1"])
+    plain, recomputed = rows.values()
+    assert recomputed["saved"] < plain["saved"] / 2 and recomputed["same"]
+    assert len(plain["seconds"]) == len(recomputed["seconds"]) == 1
 
 
 def test_quality_report_reads_held_out_images_from_a_folder(tmp_path):

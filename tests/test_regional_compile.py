@@ -13,8 +13,10 @@ import torch
 import torch._dynamo
 from torch._dynamo.utils import clear_compilation_metrics, counters, get_compilation_metrics
 
+from conftest import make_tiny_sg3_generator
 from ganinv.generators import layers
 from ganinv.generators.stylegan2 import Generator, SynthesisBlock
+from ganinv.generators.stylegan3 import SynthesisLayer
 from ganinv.inversion import InversionConfig, build_problem
 from ganinv.utils import regional_compile
 from ganinv.utils.precision import autocast
@@ -120,6 +122,46 @@ def test_compiled_inversion_follows_the_eager_trajectory(fresh_dynamo, monkeypat
     assert _forward_compiles()[BLOCK_FORWARD] == block_graphs
     torch.testing.assert_close(results[True].ws, results[False].ws, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(results[True].history, results[False].history, rtol=1e-5, atol=1e-6)
+
+
+LAYER_FORWARD = ("forward", SynthesisLayer.forward.__code__.co_firstlineno)
+
+
+def _sg3_layer_kinds(G) -> set[tuple]:
+    """What a compiled StyleGAN3 layer's graph is specialised on: its weight's shape (widths, kernel), resampling
+    factors, padding, filter taps and ToRGB-ness. Spatial sizes and the batch stay symbolic."""
+    taps = lambda f: None if f is None else tuple(f.shape)  # noqa: E731
+    return {(tuple(layer.weight.shape), layer.up_factor, layer.down_factor, tuple(layer.padding),
+             taps(layer.up_filter), taps(layer.down_filter), layer.is_torgb) for layer in G.synthesis.layers()}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_stylegan3_inversion_compiles_one_graph_per_layer_kind_at_its_first_step(fresh_dynamo, monkeypatch,
+                                                                                 precision):
+    """As the GPU rows run it (channels_last): every graph in the first step, none in later steps or at another
+    batch size. Layers of one kind share a graph whatever their spatial size (L2 20 -> 36 px and L3 36 -> 68 px);
+    before the input map became a tensor of its own, the first layer got a graph apart from its twin L1 (dynamo
+    guarded on its view's base): the `[0/1]` of the H100 run of 2026-12-07, 11 layer graphs for config T's 10 kinds
+    at 256 px."""
+    monkeypatch.setitem(regional_compile.REGION_OPTIONS, "backend", "aot_eager")
+    monkeypatch.setitem(regional_compile.REGION_OPTIONS, "fullgraph", True)
+    G = make_tiny_sg3_generator(resolution=64, z_dim=8, w_dim=8, channel_base=1024, channel_max=32, num_layers=6)
+    kinds = _sg3_layer_kinds(G)
+    assert len(G.synthesis.layers()) == 7 and len(kinds) == 5  # twins L0 = L1 and L2 ~ L3 (other sizes)
+    config = InversionConfig(num_steps=3, loss="mse", w_avg_samples=64, precision=precision, channels_last=True,
+                             compile=True)
+    graphs = []
+    for n in (2, 3):
+        target = torch.rand(n, 3, 64, 64, generator=torch.Generator().manual_seed(n)) * 2 - 1
+        problem = build_problem(G, target, config, seed=list(range(n)))
+        for step in range(config.num_steps):
+            problem.step(step)
+            graphs.append(counters["stats"]["unique_graphs"])
+        problem.close()
+    assert graphs == [len(kinds) + 1] * 6  # the layer kinds and the loss, all compiled at the first step
+    assert _forward_compiles()[LAYER_FORWARD] == len(kinds)
+    assert not any(m.restart_reasons for m in get_compilation_metrics())
 
 
 def test_unknown_compile_scope_is_refused():

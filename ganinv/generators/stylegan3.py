@@ -252,8 +252,10 @@ class SynthesisNetwork(nn.Module):
         return [getattr(self, name) for name in self.layer_names]
 
     def compile_regions(self) -> list[SynthesisLayer]:
-        """The modules regional compilation compiles (`ganinv.utils.regional_compile`): the layers (their
-        resampling factors and paddings differ, so each gets its own graph; the input stays eager)."""
+        """The modules regional compilation compiles (`ganinv.utils.regional_compile`): the layers, one graph per
+        width and resampling kind (spatial sizes and the batch are symbolic; widths are not, and the resampling
+        factors and paddings are int attributes: 10 graphs for the 15 layers of config T at 256 px); the input stays
+        eager."""
         return self.layers()
 
     def noise_layers(self) -> list[nn.Module]:
@@ -281,7 +283,10 @@ class SynthesisNetwork(nn.Module):
             fused_modconv = not self.training  # the official form; unfused is faster for large batches
         ws = ws.to(torch.float32).unbind(dim=1)
         memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        x = self.input(ws[0], transform=transform)
+        # A tensor of its own, not a view of the input's [N, H, W, C] product: a compiled layer guards on the base of
+        # a view input, so the first layer would need a graph of its own ("'NoneType' object has no attribute
+        # 'stride'" on the second). One copy of the small input map.
+        x = self.input(ws[0], transform=transform).clone(memory_format=memory_format)
         for layer, w in zip(self.layers(), ws[1:]):
             x = layer(x.contiguous(memory_format=memory_format), w, force_fp32=force_fp32,
                       fused_modconv=fused_modconv, update_emas=update_emas)

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 REGION_OPTIONS: dict[str, Any] = dict(dynamic=True)
-MAX_GRAPHS = 64  # per region class (StyleGAN3's layers differ in resampling factors: one graph each)
+MAX_GRAPHS = 64  # per region class (StyleGAN3: one per layer width and resampling kind, 10 for config T at 256 px)
 _COMPILED: dict[tuple, Callable] = {}
 
 
