@@ -7,6 +7,7 @@ PY ?= $(shell for p in python3.14 python3.13 python3.12 python3.11 python3 pytho
 VENV := .venv
 BIN := $(VENV)/bin
 # --no-compile: no .pyc for all ~20k installed modules (~50 s of CPU here); Python writes those it imports, once
+# (`make test` makes sure it may: PYCACHE below)
 PIP := $(BIN)/python -m pip --quiet --disable-pip-version-check
 INSTALL := $(PIP) install --no-compile
 # what the package and `make demo` need; then the test extras too (pytest, pytest-xdist, s3fs, moto, playwright)
@@ -43,8 +44,15 @@ $(TEST_STAMP): pyproject.toml
 	$(call venv_with,[test])
 	touch $(STAMP) $(TEST_STAMP)
 
+# The suite starts hundreds of Python processes (CLI commands, Prefect servers, Dask workers). Where the environment
+# sets PYTHONDONTWRITEBYTECODE (common in containers; set on this project's CI-like machine) no bytecode is kept, and
+# each one compiled torch's, Prefect's and our modules from source again: a Dask worker's imports took 11 s of CPU,
+# 5 s from bytecode. So the suite's processes write their bytecode once, under the venv (.venv/pycache, not into the
+# source tree), and read it from there.
+PYCACHE := PYTHONDONTWRITEBYTECODE= PYTHONPYCACHEPREFIX=$(abspath $(VENV))/pycache
+
 test: install-test
-	$(BIN)/python -m pytest -q --durations=15 $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) \
+	$(PYCACHE) $(BIN)/python -m pytest -q --durations=15 $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) \
 		--dist loadfile --no-loadscope-reorder)
 
 demo: install
