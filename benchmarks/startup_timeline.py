@@ -33,6 +33,7 @@ from pathlib import Path
 T_START = time.time()  # module import: as close to process start as Python code gets
 ROOT = Path(__file__).resolve().parents[1]
 STAMPS = ("imported", "model_loaded", "w_stats", "problem_built", "first_step")
+LPIPS = "lpips-vgg"
 
 
 def child(argv=None) -> dict:
@@ -47,6 +48,8 @@ def child(argv=None) -> dict:
     p.add_argument("--compile-scope", default="regional")
     p.add_argument("--backend", default=None, help="torch.compile backend of the regions (default inductor; "
                    "aot_eager for a CPU smoke test: tracing without code generation)")
+    p.add_argument("--loss", default=LPIPS, help=f"the inversion's loss (default {LPIPS}, on a random VGG16 trunk: "
+                   "the engine's work; a pixel loss for a smoke test: a graph of a few ops instead of VGG's)")
     args = p.parse_args(argv)
 
     from ganinv.utils.compile_cache import use_compile_cache
@@ -59,7 +62,7 @@ def child(argv=None) -> dict:
     from benchmarks.common import load_named_generator, random_targets, synchronize
     from ganinv.generators import layers
     from ganinv.inversion import InversionConfig, build_problem, projector_w_stats
-    from ganinv.losses import LPIPSLoss
+    from ganinv.losses import LPIPSLoss, build_loss
     from ganinv.utils import regional_compile
 
     if args.backend:
@@ -70,12 +73,12 @@ def child(argv=None) -> dict:
     device = torch.device(args.device)
     torch.backends.cudnn.benchmark = True
     torch.manual_seed(0)
-    loss = LPIPSLoss("vgg", random_trunk=True).to(device)
+    loss = LPIPSLoss("vgg", random_trunk=True).to(device) if args.loss == LPIPS else build_loss(args.loss, device=device)
     G, _ = load_named_generator(args.arch, resolution=args.resolution, tiny=args.tiny)
     G = G.to(device)
     synchronize(device)
     stamps["model_loaded"] = time.time()
-    config = InversionConfig(num_steps=args.steps + 1, loss="lpips-vgg", precision="bf16", channels_last=True,
+    config = InversionConfig(num_steps=args.steps + 1, loss=args.loss, precision="bf16", channels_last=True,
                              compile=True)
     projector_w_stats(G, config.w_avg_samples)
     synchronize(device)
@@ -105,11 +108,12 @@ def child(argv=None) -> dict:
 
 def run_child(resolution: int, batch: int, cache_dir: str, *, arch: str = "config-f", tiny: bool = False,
               device: str = "cuda", steps: int = 5, timeout: float = 400, scope: str = "regional",
-              backend: str | None = None) -> dict:
+              backend: str | None = None, loss: str = LPIPS) -> dict:
     """One child process; its timeline in seconds since this process started it."""
     cmd = [sys.executable, "-m", "benchmarks.startup_timeline", "--resolution", str(resolution), "--batch",
            str(batch), "--arch", arch, "--device", device, "--steps", str(steps), "--compile-cache", cache_dir,
-           "--compile-scope", scope] + (["--tiny"] if tiny else []) + (["--backend", backend] if backend else [])
+           "--compile-scope", scope, "--loss", loss] + (["--tiny"] if tiny else []) + \
+        (["--backend", backend] if backend else [])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     started = time.time()
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
