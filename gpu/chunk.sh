@@ -8,6 +8,7 @@
 # MIN     training minutes of this chunk (the call's 600 s must also hold start-up, compile and evaluation)
 # SET     GANTrainConfig settings: all of them for a new run; a resumed run takes only the regulariser's
 # CLASSIFIER_WORLD  when the run folder has no classifier.safetensors, train one for this world version first
+#         (CLASSIFIER_SET: TrainClassifierConfig overrides, e.g. "n_train=256 steps=2" for a CPU rehearsal)
 # EVAL    1: FD-clf and rates (faces64_quality, n 10k) and linear separability (n 20k) after training
 # EDIT    1: the InterFaceGAN edit evaluation (psi 1, ratio 0.02, NFIT fits, 500 items)
 # DEVICE  cuda (default) or cpu, COMPILE 1 (default) or 0: a CPU rehearsal is DEVICE=cpu COMPILE=0 EVAL=0
@@ -26,13 +27,7 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 python3 -c 'import torch, PIL; print("torch", torch.__version__, "pillow", PIL.__version__)'
 
 if [[ -n "${CLASSIFIER_WORLD:-}" && ! -f "$RUN/classifier.safetensors" ]]; then
-    python3 - "$RUN/classifier.safetensors" "$CLASSIFIER_WORLD" "$DEVICE" <<'EOF'
-import json, logging, sys
-from ganinv.training.train_classifier import TrainClassifierConfig, train_classifier
-logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-record = train_classifier(TrainClassifierConfig(world_version=int(sys.argv[2]), device=sys.argv[3]), sys.argv[1])
-print(json.dumps({k: record[k] for k in ("heldout", "passes", "train_seconds")}))
-EOF
+    python3 gpu/classifier.py "$RUN/classifier.safetensors" "$CLASSIFIER_WORLD" "$DEVICE" ${CLASSIFIER_SET:-}
 fi
 
 settings=()
