@@ -16,8 +16,6 @@ Back here: copy $OUT/checkpoint-* into training/faces64/checkpoint/, $OUT/log.js
 from __future__ import annotations
 
 import argparse
-import ast
-import dataclasses
 import time
 from pathlib import Path
 from typing import Any
@@ -26,7 +24,7 @@ import torch
 
 import ganinv.generators.layers as layers
 from benchmarks.common import export_run, install_run
-from ganinv.training.train_gan import RESUMABLE_FIELDS, GANTrainConfig, run_config, train_gan
+from ganinv.training.train_gan import RESUMABLE_FIELDS, GANTrainConfig, parse_settings, run_config, train_gan
 from ganinv.utils.images import save_image_grid
 
 RUN_FILES = ("log.jsonl", "config.json")
@@ -38,22 +36,6 @@ def sample_grid(G: torch.nn.Module, path: Path, *, n: int = 64, seed: int = 0) -
     device = next(G.parameters()).device
     z = torch.randn([n, G.z_dim], generator=torch.Generator().manual_seed(seed)).to(device)
     save_image_grid(G.synthesis(G.mapping(z, None), noise_mode="const").cpu(), path)
-
-
-def parse_settings(settings: list[str]) -> dict[str, Any]:
-    """`KEY=VALUE` items as `{field: value}`, each value a Python literal (`2`, `0.002`, `False`, `None`,
-    `(0, 0.99)`) or else a string (`procedural:100000:0`)."""
-    fields = {f.name for f in dataclasses.fields(GANTrainConfig)}
-    changes = {}
-    for item in settings:
-        key, _, value = item.partition("=")
-        if key not in fields:
-            raise SystemExit(f"--set {item}: {key!r} is not a GANTrainConfig field")
-        try:
-            changes[key] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            changes[key] = value
-    return changes
 
 
 def chunk_config(run_dir: Path, changes: dict[str, Any], *, batch_size: int | None = None) -> GANTrainConfig:
@@ -82,7 +64,10 @@ def main() -> None:
         install_run(args.install, args.run_dir, files=RUN_FILES)
         return
     start = time.time()
-    changes = parse_settings(args.set)
+    try:
+        changes = parse_settings(args.set)
+    except ValueError as err:
+        raise SystemExit(str(err)) from None
     print("config:", chunk_config(args.run_dir, changes, batch_size=args.batch_size), flush=True)  # refused here
     with layers.resample_impl(args.resample_impl):
         try:

@@ -89,19 +89,31 @@ def train_gan(
                                          "(.safetensors)."),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the main passes (faster on a GPU after a "
                                  "minute of compiling; the regularisers stay eager)."),
+    settings: Optional[list[str]] = typer.Option(None, "--set", metavar="KEY=VALUE", help="Any GANTrainConfig field "
+                                                 "(repeatable; a Python literal or a string), e.g. --set "
+                                                 "linearity_weight=1.0. A resumed run may change only the batch size "
+                                                 "and the linear-attribute regulariser (RESUMABLE_FIELDS)."),
 ) -> None:
     """Train (or resume) the embedded world's StyleGAN2 for MINUTES (faces64 was made with this; see its model
-    card)."""
+    card and training/README.md for the linear-attribute regulariser's settings)."""
     import ganinv.generators.layers as layers
-    from ganinv.training.train_gan import GANTrainConfig, generator_from_checkpoint, train_gan as train
+    from ganinv.training.train_gan import (
+        RESUMABLE_FIELDS, GANTrainConfig, generator_from_checkpoint, parse_settings, run_config, train_gan as train)
 
     try:
         layers.check_resample_impl(resample_impl, source="--resample-impl")
+        changes = parse_settings(settings or [])
     except ValueError as err:
         raise typer.BadParameter(str(err)) from None
     config = GANTrainConfig(**given(data=data, batch_size=batch_size))
+    try:
+        run_config(run_dir, config, batch_size=batch_size, changes=changes)  # refused before anything is written
+    except ValueError as err:
+        raise typer.BadParameter(f"{err}. A resumed run may change only {', '.join(sorted(RESUMABLE_FIELDS))}.",
+                                 param_hint="--set") from None
     with layers.resample_impl(resample_impl):
-        trainer = train(run_dir, minutes=minutes, config=config, batch_size=batch_size, compile=compile)
+        trainer = train(run_dir, minutes=minutes, config=config, batch_size=batch_size, changes=changes,
+                        compile=compile)
     typer.echo(f"{trainer.images_seen / 1000:.1f} kimg after {trainer.train_seconds / 60:.1f} min; checkpoint in "
                f"{run_dir}")
     if export:

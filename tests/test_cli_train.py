@@ -60,3 +60,27 @@ def test_a_resumed_encoder_run_keeps_its_schedule_and_refuses_another_length(gan
     resumed = runner.invoke(app, first)  # no options: the run's own steps, data and perceptual term
     assert resumed.exit_code == 0, resumed.output
     assert load_checkpoint(tmp_path / "enc" / "checkpoint")["config"]["total_steps"] == 2
+
+
+def test_train_gan_set_is_refused_before_a_resumed_run_is_touched(gan_run):
+    before = {p.name: p.read_bytes() for p in (gan_run / "checkpoint").iterdir()}
+    result = runner.invoke(app, ["train-gan", "--run-dir", str(gan_run), "--minutes", "1", "--set", "z_dim=32"])
+    assert result.exit_code == 2 and "z_dim differ" in result.output and "edit_weight" in result.output
+    result = runner.invoke(app, ["train-gan", "--run-dir", str(gan_run), "--minutes", "1", "--set", "edit_weigth=1"])
+    assert result.exit_code == 2 and "edit_weigth" in result.output and "GANTrainConfig field" in result.output
+    assert {p.name: p.read_bytes() for p in (gan_run / "checkpoint").iterdir()} == before
+
+
+
+def test_train_gan_set_configures_a_new_run(tmp_path):
+    data = tmp_path / "real.npy"
+    np.save(data, blob_images(size=16))
+    tiny = {f.name: getattr(TINY, f.name) for f in dataclasses.fields(TINY) if f.name != "data"}
+    settings = [arg for key, value in tiny.items() for arg in ("--set", f"{key}={value!r}")]
+    result = runner.invoke(app, ["train-gan", "--run-dir", str(tmp_path / "run"), "--minutes", "0.01",
+                                 "--data", str(data), *settings, "--set", "edit_sigmas=(0.5, 2.0)"])
+    assert result.exit_code == 0, result.output
+    stored = load_checkpoint(tmp_path / "run" / "checkpoint")["config"]
+    assert {key: stored[key] for key in ("z_dim", "resolution", "mixed_precision")} == dict(
+        z_dim=TINY.z_dim, resolution=16, mixed_precision=False)
+    assert tuple(stored["edit_sigmas"]) == (0.5, 2.0)

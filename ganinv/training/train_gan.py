@@ -14,6 +14,7 @@ The dataset is held in device memory as uint8 (64x64 images are small): a folder
 
 from __future__ import annotations
 
+import ast
 import copy
 import dataclasses
 import json
@@ -380,6 +381,24 @@ def generator_from_checkpoint(run_dir: str | Path) -> Generator:
     G = Generator(**GANTrainConfig.from_dict(state["config"]).generator_kwargs())
     G.load_state_dict(state["G_ema"])
     return G.eval().requires_grad_(False)
+
+
+def parse_settings(settings: list[str]) -> dict[str, Any]:
+    """`KEY=VALUE` items (the `--set` of `ganinv train-gan` and `benchmarks.train_chunk`) as `{field: value}`, each
+    value a Python literal (`2`, `0.002`, `False`, `None`, `(0, 0.99)`) or else a string (`procedural:100000:0`);
+    a key that is no `GANTrainConfig` field is a ValueError naming the fields."""
+    fields = {f.name for f in dataclasses.fields(GANTrainConfig)}
+    changes = {}
+    for item in settings:
+        key, sep, value = item.partition("=")
+        if not sep or key not in fields:
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE with KEY a GANTrainConfig field "
+                             f"({', '.join(sorted(fields))})")
+        try:
+            changes[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            changes[key] = value
+    return changes
 
 
 def run_config(run_dir: str | Path, config: GANTrainConfig | None = None, *, batch_size: int | None = None,
