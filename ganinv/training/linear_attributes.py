@@ -48,6 +48,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ganinv.directions.interfacegan import conditional_boundary
 from ganinv.utils.images import to_model_input
 
 SEED_OFFSET = 0x5EED  # the regulariser's random stream is seeded from the run's seed, apart from the GAN's
@@ -261,16 +262,11 @@ class LinearAttributes:
         weight = self.probe.weight
         normals = F.normalize(weight, dim=1, eps=1e-12)
         conditioned = normals.clone()  # an attribute without partners moves along its normal either way
-        for a in self.partners:
-            conditioned[a] = self._conditioned(normals, a)
+        for a, partners in self.partners.items():
+            conditioned[a] = conditional_boundary(normals[a], normals[partners])
         directions = torch.where(conditional[:, None], conditioned[attr], normals[attr])
         logit = (self.probe(w) - self._offsets()).gather(1, attr[:, None])[:, 0]
         return directions, logit, (weight[attr] * directions).sum(1)
-
-    def _conditioned(self, normals: torch.Tensor, a: int) -> torch.Tensor:
-        """InterFaceGAN Sec. 2.2: attribute a's normal with its component in the span of its partners' removed."""
-        basis = torch.linalg.qr(normals[self.partners[a]].T).Q  # [w_dim, k] orthonormal
-        return F.normalize(normals[a] - basis @ (basis.T @ normals[a]), dim=0, eps=1e-12)
 
     @staticmethod
     def _edit_logs(after: torch.Tensor, before: torch.Tensor, edited: torch.Tensor, independent: torch.Tensor, *,
