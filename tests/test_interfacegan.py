@@ -149,6 +149,15 @@ def test_projection_on_many_dependent_conditions_is_orthogonal_to_each():
     assert dot(new, primal) > 0
 
 
+def test_projection_ignores_a_condition_that_depends_on_the_others():
+    rng = np.random.default_rng(6)
+    primal, c1, c2, c3 = (unit(rng.normal(size=(1, 16))) for _ in range(4))
+    for dependent in (c1, 2 * c2 - c3, c1 + 1e-9 * c2 - c3):
+        for conditions in ((c1, c2, c3, dependent), (dependent, c1, c2, c3), (c1, dependent, c2, c3)):
+            np.testing.assert_allclose(project_boundary(primal, *conditions), project_boundary(primal, c1, c2, c3),
+                                       atol=1e-6)
+
+
 def test_projection_keeps_w_plus_shape():
     rng = np.random.default_rng(4)
     primal, condition = rng.normal(size=(1, 3, 8)), rng.normal(size=(1, 3, 8))

@@ -17,8 +17,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from ganinv.directions.interfacegan import project_boundary
 from ganinv.training.checkpoint import load_checkpoint
-from ganinv.training.linear_attributes import attribute_pairs, attribute_statistics
+from ganinv.training.linear_attributes import LinearAttributes, attribute_pairs, attribute_statistics
 from ganinv.training.train_gan import GANTrainConfig, GANTrainer, run_config
 
 from _gan_helpers import TINY, RegionClassifier, region_images
@@ -232,6 +233,72 @@ def test_independent_pairs_leave_out_the_correlated_one():
     assert partner[GLASSES, BLOND] and partner[BLOND, GLASSES] and partner.sum() == 2
     with pytest.raises(ValueError, match="two binary attributes"):
         attribute_pairs(names, kinds, [("glasses", "tone")])
+
+
+PAIRINGS = {"none": (), "one": (("glasses", "blond"),), "two": (("glasses", "blond"), ("smile", "blond"))}
+
+
+def seeded_attributes(pairs, seed: int) -> tuple[LinearAttributes, torch.Generator]:
+    """A regulariser on the toy classifier whose probe and thresholds are random (seeded), as after some training."""
+    attributes = LinearAttributes(RegionClassifier(), dataclasses.replace(TOY, correlated_pairs=pairs),
+                                  w_dim=TOY.w_dim, device="cpu")
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for param in attributes.probe.parameters():
+            param.copy_(torch.randn(param.shape, generator=generator))
+    attributes.thresholds = torch.randn(attributes.thresholds.shape, generator=generator)
+    return attributes, generator
+
+
+def conditioning_every_attribute(attributes: LinearAttributes, w, attr, conditional):
+    """`_directions` as it was first written: every attribute's conditional normal (its own normal when it has no
+    partner), then each code's pick."""
+    weight = attributes.probe.weight
+    normals = F.normalize(weight, dim=1, eps=1e-12)
+    conditioned = []
+    for a in range(len(normals)):
+        partners = normals[attributes.partner[a]]
+        if len(partners) == 0:
+            conditioned.append(normals[a])
+            continue
+        basis = torch.linalg.qr(partners.T).Q
+        conditioned.append(F.normalize(normals[a] - basis @ (basis.T @ normals[a]), dim=0, eps=1e-12))
+    directions = torch.where(conditional[:, None], torch.stack(conditioned)[attr], normals[attr])
+    logit = (attributes.probe(w) - attributes._offsets()).gather(1, attr[:, None])[:, 0]
+    return directions, logit, (weight[attr] * directions).sum(1)
+
+
+@pytest.mark.parametrize("pairing", list(PAIRINGS))
+@torch.no_grad()
+def test_edit_directions_are_those_of_conditioning_every_attribute(pairing):
+    for seed in range(5):
+        attributes, generator = seeded_attributes(PAIRINGS[pairing], seed)
+        w = torch.randn([64, TOY.w_dim], generator=generator)
+        attr = attributes.binary_index[torch.randint(len(attributes.binary_index), [64], generator=generator)]
+        conditional = torch.rand([64], generator=generator) < 0.7  # unpartnered ones too: their own normal
+        ours = attributes._directions(w, attr, conditional)
+        reference = conditioning_every_attribute(attributes, w, attr, conditional)
+        for got, expected in zip(ours, reference):
+            assert torch.equal(got, expected)  # bit for bit: a run resumed across the change goes on as before
+
+
+@pytest.mark.parametrize("pairing", ["one", "two"])
+@torch.no_grad()
+def test_conditional_edit_direction_is_interfacegans_conditional_boundary(pairing):
+    """The regulariser's conditional direction and `project_boundary`'s (InterFaceGAN Sec. 2.2) on random normals:
+    1 condition (glasses | blond) and 2 (blond | glasses, smile)."""
+    compared = 0
+    for seed in range(10):
+        attributes, _ = seeded_attributes(PAIRINGS[pairing], seed)
+        normals = F.normalize(attributes.probe.weight, dim=1)
+        for a in attributes.binary_index.tolist():
+            attr = torch.tensor([a])
+            direction = attributes._directions(torch.zeros([1, TOY.w_dim]), attr, torch.tensor([True]))[0][0]
+            partners = attributes.partner[a].nonzero()[:, 0].tolist()
+            expected = project_boundary(normals[a], *normals[partners])[0] if partners else normals[a].numpy()
+            np.testing.assert_allclose(direction.numpy(), expected, atol=2e-6)
+            compared += len(partners) > 0
+    assert compared == 10 * (2 if pairing == "one" else 3)
 
 
 def test_data_statistics_are_the_classifier_readings_of_the_images(images):

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.svm import SVC, LinearSVC
+import torch.nn.functional as F
 
 from ganinv.directions.direction import Direction, SPACES
 from ganinv.directions.sampling import Scorer, concat_scores, iter_latents, score_dict
@@ -107,29 +107,54 @@ def train_layer_boundaries(latent_codes: np.ndarray | torch.Tensor, scores: np.n
     return [train_boundary(codes[:, i], scores, **options) for i in range(codes.shape[1])]
 
 
+def conditional_boundary(primal: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
+    """Conditional boundary (InterFaceGAN Sec. 2.2): `primal` `[D]` with its component in the span of `conditions`
+    `[k, D]` (linearly independent) removed, renormalised to a unit `[D]` (all zeros when nothing is left).
+
+    Any dtype and device, differentiable, no host sync: the linear-attribute regulariser conditions its probe's
+    normals with it at every edit step; `project_boundary` is the checked front for boundaries from `train_boundary`.
+    """
+    return F.normalize(_off_span(primal, conditions), dim=0, eps=1e-12)
+
+
+def _off_span(primal: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
+    """`primal` `[D]` less its orthogonal projection onto the span of `conditions` `[k, D]` (linearly independent)."""
+    basis = torch.linalg.qr(conditions.T).Q  # [D, k] orthonormal
+    return primal - basis @ (basis.T @ primal)
+
+
 def project_boundary(primal: np.ndarray | torch.Tensor, *conditions: np.ndarray | torch.Tensor) -> np.ndarray:
     """Conditional boundary (InterFaceGAN Sec. 2.2): the primal with its component in span(conditions) removed.
 
     primal, conditions: `[1, D]` (or `[D]`, `[1, num_ws, w_dim]`), same size. Returns a unit `[1, ...]` boundary
     orthogonal to every condition. Its dot product with the primal is positive (the sign is kept): it equals the
-    squared norm of the residual before normalisation.
+    norm of the residual before normalisation.
 
     For one condition this is `n1 - <n1, n2> n2` and for two it equals the original code's closed form; any number of
-    conditions (unit or not, even linearly dependent) are handled by least squares on the stacked conditions.
+    conditions (unit or not, even linearly dependent: those are left out first) are handled, in float64, by the
+    projection of `conditional_boundary`.
     """
     p = _as_flat_boundary(primal, "primal")
     shape = np.shape(primal)[1:] if np.ndim(primal) >= 2 else np.shape(primal)
-    residual = p
-    if conditions:
-        cond = np.stack([_as_flat_boundary(c, f"conditions[{i}]") for i, c in enumerate(conditions)])  # [k, D]
-        if cond.shape[1] != p.shape[0]:
-            raise ValueError(f"conditions have {cond.shape[1]} entries, the primal {p.shape[0]}: same space required")
-        coeffs, *_ = np.linalg.lstsq(cond.T, p, rcond=None)  # least squares: p ~ cond.T @ coeffs
-        residual = p - cond.T @ coeffs
+    cond = np.stack([_as_flat_boundary(c, f"conditions[{i}]") for i, c in enumerate(conditions)]) if conditions \
+        else np.zeros([0, p.shape[0]])  # [k, D]
+    if cond.shape[1] != p.shape[0]:
+        raise ValueError(f"conditions have {cond.shape[1]} entries, the primal {p.shape[0]}: same space required")
+    residual = _off_span(torch.from_numpy(p), torch.from_numpy(_independent(cond))).numpy()
     norm = float(np.linalg.norm(residual))
-    if norm <= 1e-6 * float(np.linalg.norm(p)):
+    if norm <= 1e-6 * float(np.linalg.norm(p)):  # checked here, where `conditional_boundary` would give zeros
         raise ValueError("the primal boundary lies in the span of the conditions: nothing is left after projection")
     return (residual / norm).astype(np.float32).reshape(1, *shape)
+
+
+def _independent(conditions: np.ndarray) -> np.ndarray:
+    """The conditions `[k, D]` that each add a dimension to the span of those before them (numerical rank, with
+    least squares' default cutoff): a dependent one changes nothing in the span, and QR needs independent columns."""
+    kept = []
+    for condition in conditions:
+        if np.linalg.matrix_rank(np.stack([*kept, condition])) > len(kept):
+            kept.append(condition)
+    return np.stack(kept) if kept else conditions[:0]
 
 
 @torch.no_grad()
@@ -271,6 +296,8 @@ def _chosen_num(num_samples: int, chosen_num_or_ratio: float) -> int:
 
 
 def _make_svm(svm: str, *, C: float, seed: int):
+    from sklearn.svm import SVC, LinearSVC  # here: the regulariser imports this module for `conditional_boundary`
+
     if svm == "svc":
         return SVC(kernel="linear", C=C)
     return LinearSVC(C=C, random_state=seed, max_iter=10_000)

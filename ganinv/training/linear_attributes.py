@@ -48,6 +48,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ganinv.directions.interfacegan import conditional_boundary
 from ganinv.utils.images import to_model_input
 
 SEED_OFFSET = 0x5EED  # the regulariser's random stream is seeded from the run's seed, apart from the GAN's
@@ -114,6 +115,9 @@ class LinearAttributes:
         pairs, partner = attribute_pairs(names, kinds, config.correlated_pairs)
         self.pairs = torch.tensor(pairs, dtype=torch.long).reshape(-1, 2)
         self.partner_cpu, self.partner = partner, partner.to(self.device)
+        # {attribute: its partners' indices} for the attributes that have partners, the only ones a conditional edit
+        # moves off their normal; known on the host, so picking the partners' normals needs no device sync
+        self.partners = {a: row.nonzero()[:, 0].to(self.device) for a, row in enumerate(partner) if row.any()}
         if not 0 <= config.edit_conditional <= 1:
             raise ValueError(f"edit_conditional is a share in [0, 1], got {config.edit_conditional}")
         self.probe = nn.Linear(w_dim, len(names)).to(self.device)
@@ -257,18 +261,12 @@ class LinearAttributes:
         relative to its threshold `[N]`, and the logit's rate of change per unit move along the direction `[N]`."""
         weight = self.probe.weight
         normals = F.normalize(weight, dim=1, eps=1e-12)
-        conditioned = torch.stack([self._conditioned(normals, a) for a in range(len(self.names))])
+        conditioned = normals.clone()  # an attribute without partners moves along its normal either way
+        for a, partners in self.partners.items():
+            conditioned[a] = conditional_boundary(normals[a], normals[partners])
         directions = torch.where(conditional[:, None], conditioned[attr], normals[attr])
         logit = (self.probe(w) - self._offsets()).gather(1, attr[:, None])[:, 0]
         return directions, logit, (weight[attr] * directions).sum(1)
-
-    def _conditioned(self, normals: torch.Tensor, a: int) -> torch.Tensor:
-        """InterFaceGAN Sec. 2.2: attribute a's normal with its component in the span of its partners' removed."""
-        partners = normals[self.partner[a]]
-        if len(partners) == 0:
-            return normals[a]
-        basis = torch.linalg.qr(partners.T).Q  # [w_dim, k] orthonormal
-        return F.normalize(normals[a] - basis @ (basis.T @ normals[a]), dim=0, eps=1e-12)
 
     @staticmethod
     def _edit_logs(after: torch.Tensor, before: torch.Tensor, edited: torch.Tensor, independent: torch.Tensor, *,
