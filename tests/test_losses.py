@@ -1,6 +1,8 @@
 """Losses by name: pixel losses, LPIPS (offline error and real plumbing with random trunk files), the classifier
 perceptual loss against a stand-in classifier, combinations and the noise regulariser."""
 
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -85,6 +87,27 @@ def test_missing_lpips_trunk_names_file_folder_and_offline_loss(empty_torch_home
     message = str(info.value)
     assert filename in message and str(empty_torch_home / "hub" / "checkpoints") in message
     assert "clf-perceptual" in message and "TORCH_HOME" in message
+
+
+def test_the_trunk_files_are_those_torchvision_loads():
+    """The URLs are spelt out (no torchvision import to ask whether a trunk is on disk): they must stay torchvision's."""
+    from torchvision import models
+
+    from ganinv.losses.lpips_distance import TRUNK_URLS
+
+    assert TRUNK_URLS == {"vgg": models.VGG16_Weights.IMAGENET1K_V1.url,
+                          "alex": models.AlexNet_Weights.IMAGENET1K_V1.url}
+
+
+def test_asking_for_the_trunk_file_imports_no_torchvision():
+    """The flow's settings check asks where the trunk file is: that costs no torchvision import (~1.3 s of CPU)."""
+    code = ("import sys; from ganinv.losses.lpips_distance import trunk_weights_path; trunk_weights_path('vgg'); "
+            "print('torchvision' in sys.modules)")
+    repo = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(repo)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
 
 
 def test_lpips_with_trunk_file_present_matches_the_lpips_package(empty_torch_home):

@@ -34,11 +34,16 @@ class PerceptualWeightsMissing(UserError, FileNotFoundError):
     """The ImageNet trunk weights LPIPS needs are not on disk (and ganinv will not download them)."""
 
 
-def _trunk_url(net: str) -> str:
-    from torchvision import models
+# torchvision's `VGG16_Weights.IMAGENET1K_V1.url` and `AlexNet_Weights.IMAGENET1K_V1.url` (tests/test_losses.py checks
+# they still are), spelt out: asking whether a trunk is on disk (the flow's settings check, refine-store, the metrics'
+# `available_lpips`, the encoder's default loss) imported torchvision.models for two strings, ~1.3 s of CPU. Building
+# the network still imports torchvision (lpips' pretrained_networks does, for the trunk's layers).
+TRUNK_URLS = {"vgg": "https://download.pytorch.org/models/vgg16-397923af.pth",
+              "alex": "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"}
 
-    weights = {"vgg": models.VGG16_Weights.IMAGENET1K_V1, "alex": models.AlexNet_Weights.IMAGENET1K_V1}
-    return weights[net].url
+
+def _trunk_url(net: str) -> str:
+    return TRUNK_URLS[net]
 
 
 def trunk_weights_path(net: str) -> Path:
