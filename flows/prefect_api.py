@@ -2,12 +2,12 @@
 
 With `PREFECT_API_URL` set (a real server: `prefect server start`, Prefect Cloud), flows report there and nothing is
 started. Without it, Prefect's ephemeral mode would start a server in *every* process that runs a task, each Dask
-worker included, all on one SQLite file, and some outlive the run (docs/platform.md). So the
-CLI starts one temporary server here instead (Prefect's own `SubprocessASGIServer`, as `prefect_test_harness`
-does, on a free localhost port, with a throwaway database: a copy of a migrated template once one is saved,
-flows/prefect_template.py), exports its URL to this process and to every worker it spawns, and stops it at the end;
-a watchdog process stops it should the command be killed without unwinding (`kill -9`, flows/watchdog.py). Runs
-are then visible only while the command runs; set `PREFECT_API_URL` to keep their history, logs and artifacts.
+worker included, all on one SQLite file, and some outlive the run (docs/platform.md). So the CLI starts one
+temporary server here instead (as Prefect's own `SubprocessASGIServer` starts it for `prefect_test_harness`:
+flows/prefect_server.py), on a free localhost port, with a throwaway database (a copy of a migrated template once one
+is saved, flows/prefect_template.py), exports its URL to this process and to every worker it spawns, and stops it at
+the end; a watchdog process stops it should the command be killed without unwinding (`kill -9`, flows/watchdog.py).
+Runs are then visible only while the command runs; set `PREFECT_API_URL` to keep their history, logs and artifacts.
 
 `quiet_logging()` keeps a terminal readable: Prefect's console handler shows only CRITICAL records (the command
 prints its own summary and one-line errors), while Prefect's loggers stay at INFO, so a real server still receives
@@ -21,7 +21,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import tempfile
 import threading
 import uuid
@@ -29,7 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from flows import prefect_template
-from flows.child_signals import sigint_blocked
+from flows.prefect_server import TemporaryServer, free_port
 from flows.stop_signals import StopHandler, sigterm_handler_kept
 from flows.watchdog import guard
 
@@ -122,7 +121,7 @@ def _started(database: Path, *, from_template: bool):
     it started is stopped if it raises (an interrupt included)."""
     from prefect.settings import temporary_settings
 
-    server = _server_class()(port=_free_port())
+    server = _server_class()(port=free_port())
     try:
         with temporary_settings(updates=_server_settings(database, from_template=from_template)):
             server.start(timeout=SERVER_STARTUP_TIMEOUT_S)
@@ -156,16 +155,8 @@ def _server_settings(database: Path, *, from_template: bool) -> dict:
 
 
 def _server_class():
-    """Prefect's `SubprocessASGIServer`, its process started with SIGINT blocked (flows/child_signals.py): a
-    terminal's Ctrl-C reaches the command, which stops the server after telling it how the run ended."""
-    from prefect.server.api.server import SubprocessASGIServer
-
-    class Server(SubprocessASGIServer):
-        def _run_uvicorn_command(self):
-            with sigint_blocked():
-                return super()._run_uvicorn_command()
-
-    return Server
+    """The class that starts the server process (flows/prefect_server.py; tests replace it)."""
+    return TemporaryServer
 
 
 def _stop_on_sigterm():
@@ -194,9 +185,3 @@ def _drain_to(server) -> None:
         except RuntimeError:  # never started: nothing was logged
             pass
         EventsWorker.drain_all()
-
-
-def _free_port() -> int:
-    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]

@@ -90,7 +90,7 @@ def test_missing_lpips_trunk_names_file_folder_and_offline_loss(empty_torch_home
 
 
 def test_the_trunk_files_are_those_torchvision_loads():
-    """The URLs are spelt out (no torchvision import to ask whether a trunk is on disk): they must stay torchvision's."""
+    """The URLs are spelt out (no torchvision import to ask if a trunk is on disk): they must stay torchvision's."""
     from torchvision import models
 
     from ganinv.losses.lpips_distance import TRUNK_URLS

@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 # (a spy around flows.prefect_api._server_settings, which still does the work), then a flow run on the server and
 # the block types it serves.
 COMMAND = """
-import json, sqlite3
+import json, sqlite3, sys
 from flows import prefect_api
 
 prefect_api.quiet_logging()
@@ -53,6 +53,7 @@ with prefect_api.prefect_api():
     with get_client(sync_client=True) as client:
         seen["flow_runs"] = len(client.read_flow_runs())
         seen["block_types"] = sorted(block_type.slug for block_type in client.read_block_types())
+seen["server_app_imported"] = "prefect.server.api.server" in sys.modules  # the server's process imports it, not ours
 print(json.dumps(seen))
 """
 
@@ -104,6 +105,7 @@ def test_the_next_server_starts_from_the_template_without_migrating(two_commands
     assert "warning" not in stderr
     assert seen["flow_result"] == 1 and seen["flow_runs"] == 1  # a whole schema: the flow run was recorded
     assert seen["block_types"] == first["block_types"]  # the blocks a registering server has
+    assert seen["server_app_imported"] is first["server_app_imported"] is False  # 3.5 s CPU: flows/prefect_server.py
     assert inodes[0] == inodes[1]  # used, not rebuilt
     assert sorted(p.name for p in cache.iterdir()) == [key.path.name]  # no partial files left
 
