@@ -37,7 +37,9 @@ def test_a_worker_with_one_shard_leaves_the_steady_rate_unknown_rather_than_unde
 
 
 @pytest.mark.slow
-def test_scaling_benchmark_runs_one_and_two_cpu_workers_through_the_flow(tmp_path):
+def test_scaling_benchmark_runs_one_and_two_cpu_workers_through_the_flow(prefect_harness, tmp_path):
+    # against the session's Prefect server (PREFECT_API_URL set: flows.prefect_api uses it, as a GPU run uses a
+    # configured one) rather than a temporary one of its own: starting servers is tested elsewhere (test_cli_invert.py)
     payload = multi_gpu_scaling.main(["--world", "tiny", "--device", "cpu", "--cluster", "local", "--workers", "1,2",
                                       "--shards", "4", "--out", str(tmp_path / "o.json")])
     one, two = payload["rows"]
