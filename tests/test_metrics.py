@@ -1,5 +1,10 @@
 """Per-image reconstruction metrics and the Fréchet distance."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -39,6 +44,18 @@ def test_metrics_of_a_batch_are_those_of_each_image():
 def test_ssim_works_on_images_smaller_than_its_window():
     x = images(res=8)
     assert reconstruction_metrics(x, x.flip(-1))["ssim"].shape == (3,)
+
+
+def test_importing_the_metrics_imports_no_torchmetrics():
+    """torchmetrics (all of it, ~2.5 s of CPU) is imported by the first SSIM, not by processes that only import the
+    metrics or a worker's modules."""
+    code = ("import sys, ganinv.metrics, runtime.shard; "
+            "print(sorted({'torchmetrics', 'torchvision'} & set(sys.modules)))")
+    repo = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(repo)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
 
 
 def test_frechet_distance_of_diagonal_gaussians_has_the_closed_form():

@@ -11,7 +11,6 @@ from ganinv.item_metrics import ITEM_METRICS
 from ganinv.losses.base import ImageLoss
 from ganinv.losses.lpips_distance import trunk_weights_path
 
-SSIM_KERNEL_SIZE = 11  # Wang et al. 2004: 11x11 Gaussian window, sigma 1.5
 # Which way is better is recorded once, in the metric registry: PSNR and SSIM (and their staged forms, e.g.
 # pivot_psnr) are higher-is-better; every other reconstruction metric is a distance.
 HIGHER_IS_BETTER = frozenset(name for name, metric in ITEM_METRICS.items() if metric.better == "higher")
@@ -42,20 +41,22 @@ def reconstruction_metrics(x: torch.Tensor, y: torch.Tensor, *,
                            perceptual: Mapping[str, ImageLoss] | None = None) -> dict[str, torch.Tensor]:
     """Compare reconstructions `x` with targets `y`, both `[N, C, H, W]` in [-1, 1]; every value is `[N]`.
 
-    Keys: `mse` (on [0, 1]), `psnr` (dB, peak 1), `ssim` (11x11 Gaussian window, smaller for tiny images), and one
-    key per entry of `perceptual` (e.g. `{'lpips-vgg': LPIPSLoss('vgg')}`).
+    Keys: `mse` (on [0, 1]), `psnr` (dB, peak 1), `ssim` (Wang et al. 2004: 11x11 Gaussian window of sigma 1.5,
+    images reflect-padded by 5 px, so at least 6 px a side), and one key per entry of `perceptual` (e.g.
+    `{'lpips-vgg': LPIPSLoss('vgg')}`).
     """
-    # Imported here: torchmetrics costs ~2 s of import, which every process that only needs InversionConfig paid.
+    # Imported here, by the processes that compute metrics: importing any part of torchmetrics runs its package's
+    # __init__, i.e. all of it (scipy.signal, and torchvision.models for its ARNIQA metric): ~2.5 s of CPU, ~0.9 s
+    # where LPIPS has already imported torchvision.
     from torchmetrics.functional.image import structural_similarity_index_measure
 
     assert x.ndim == 4 and x.shape == y.shape, f"x, y must be [N, C, H, W] alike: {list(x.shape)}, {list(y.shape)}"
     x01, y01 = to_unit_range(x), to_unit_range(y)
     mse = (x01 - y01).square().mean(dim=(1, 2, 3))
-    kernel = min(SSIM_KERNEL_SIZE, min(x.shape[-2:]) - (1 - min(x.shape[-2:]) % 2))
     metrics = {
         "mse": mse,
         "psnr": -10 * torch.log10(mse.clamp_min(1e-12)),
-        "ssim": structural_similarity_index_measure(x01, y01, data_range=1.0, reduction="none", kernel_size=kernel),
+        "ssim": structural_similarity_index_measure(x01, y01, data_range=1.0, reduction="none"),
     }
     for name, loss in (perceptual or {}).items():
         metrics[name] = loss(x, loss.prepare(y))
