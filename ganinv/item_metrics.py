@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from ganinv.inversion_names import LOSS_NAMES, PIXEL_LOSSES
+
 
 @dataclass(frozen=True)
 class ItemMetric:
@@ -52,12 +54,21 @@ PERCEPTUAL = tuple(n for n, m in ITEM_METRICS.items() if m.kind == "perceptual")
 # Shown in histograms and label breakdowns: the stored reconstruction's own measures.
 QUALITY = tuple(n for n, m in ITEM_METRICS.items() if m.kind in ("reconstruction", "perceptual"))
 LEGACY_NAMES = {"clf_perceptual": "clf-perceptual"}  # spellings of older stores, read as the registry's names
+# PSNR and SSIM (and their staged forms, e.g. pivot_psnr) are higher-is-better; every other reconstruction metric is
+# a distance.
+HIGHER_IS_BETTER = frozenset(name for name, metric in ITEM_METRICS.items() if metric.better == "higher")
 
 
 def metric_names(perceptual: Iterable[str] = ("lpips-vgg",)) -> tuple[str, ...]:
     """The metrics a store records: mse, psnr, ssim, the perceptual distances in `perceptual`, final_loss, steps,
     seconds. The default is what the projector's loss (lpips-vgg) gives."""
     return (*RECONSTRUCTION, *dict.fromkeys(perceptual), *RUN)
+
+
+def perceptual_metric_names() -> tuple[str, ...]:
+    """The names perceptual distances have in `ganinv.metrics.reconstruction_metrics`: the perceptual losses' names
+    (`ganinv.inversion_names.LOSS_NAMES` less the pixel losses, in their order: 'lpips-vgg', ..., 'clf-perceptual')."""
+    return tuple(name for name in LOSS_NAMES if name not in PIXEL_LOSSES)
 
 
 def stage_names(stage: str, names: Iterable[str]) -> tuple[str, ...]:

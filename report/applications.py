@@ -4,7 +4,7 @@ at how many bytes an item), refinement passes (issue 23: what more steps gained)
 (the most unusual items). Each returns None for a
 store without that stage; `write_figures` draws their pictures.
 
-Which way a measure is better comes from `ganinv.metrics.reconstruction.HIGHER_IS_BETTER` (PSNR, SSIM: higher;
+Which way a measure is better comes from `ganinv.item_metrics.HIGHER_IS_BETTER` (PSNR, SSIM: higher;
 every distance: lower), so a "gain" is always an improvement.
 """
 
@@ -18,9 +18,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ganinv.item_metrics import OOD_SCORE, PERCEPTUAL
+from ganinv.item_metrics import HIGHER_IS_BETTER, OOD_SCORE, PERCEPTUAL
 from ganinv.item_metrics import label as metric_label
-from ganinv.metrics.reconstruction import HIGHER_IS_BETTER
 from report import figures
 from report.collect import RunData
 from storage import code_refinements, refinements

@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from ganinv.metrics.reconstruction import HIGHER_IS_BETTER, perceptual_metric_names
+from ganinv.item_metrics import HIGHER_IS_BETTER, perceptual_metric_names
 
 
 def percentiles(values: np.ndarray, reference: np.ndarray) -> np.ndarray:
@@ -48,7 +48,7 @@ def badness(name: str, values: np.ndarray) -> np.ndarray:
 
 def default_ood_metrics(available: Iterable[str]) -> tuple[str, ...]:
     """The metrics the score uses by default: the first perceptual distance present (the workers' loss names, in
-    the loss registry's order) and `mse`."""
+    `ganinv.inversion_names.LOSS_NAMES`' order) and `mse`."""
     available = list(available)
     perceptual = [name for name in perceptual_metric_names() if name in available][:1]
     chosen = tuple(perceptual + (["mse"] if "mse" in available else []))

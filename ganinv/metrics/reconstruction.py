@@ -7,13 +7,8 @@ from typing import Mapping
 
 import torch
 
-from ganinv.item_metrics import ITEM_METRICS
 from ganinv.losses.base import ImageLoss
 from ganinv.losses.lpips_distance import trunk_weights_path
-
-# Which way is better is recorded once, in the metric registry: PSNR and SSIM (and their staged forms, e.g.
-# pivot_psnr) are higher-is-better; every other reconstruction metric is a distance.
-HIGHER_IS_BETTER = frozenset(name for name, metric in ITEM_METRICS.items() if metric.better == "higher")
 
 
 def to_unit_range(images: torch.Tensor) -> torch.Tensor:
@@ -26,14 +21,6 @@ def available_lpips(device: torch.device | str | None = None, *, net: str = "vgg
     from ganinv.losses.registry import build_loss
 
     return {f"lpips-{net}": build_loss(f"lpips-{net}", device=device)} if trunk_weights_path(net).is_file() else {}
-
-
-def perceptual_metric_names() -> tuple[str, ...]:
-    """The names perceptual distances have in `reconstruction_metrics` (those of the loss registry's perceptual
-    losses, e.g. 'lpips-vgg', 'clf-perceptual')."""
-    from ganinv.losses.registry import LOSSES, PIXEL_LOSSES
-
-    return tuple(name for name in LOSSES if name not in PIXEL_LOSSES)
 
 
 @torch.no_grad()
