@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Sequence
-from typing import Any, Protocol
-
-import torch
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ganinv.directions.direction import SPACES, Direction
+
+if TYPE_CHECKING:  # only the finders' signature names it: `list-directions` reads Directions without torch
+    import torch
 
 # The finders' modules are imported on first use: ganspace imports scikit-learn (seconds), and every command that
 # touches a Direction (the inversion's hybrid mode included) imports this package.
