@@ -34,7 +34,7 @@ from typing import Any, Iterator
 import torch
 
 from ganinv.builtin_models import BUILTIN_GENERATORS, WORLD_VERSION_KEY, recorded_world_version
-from ganinv.datasets.procedural_faces import world
+from ganinv.datasets.procedural_faces import parse_procedural_spec, world
 from ganinv.errors import UserError
 from ganinv.generators.io import load_generator_and_identity, read_generator_metadata, save_generator
 from ganinv.models import attributes, encoder
@@ -98,7 +98,7 @@ def ship_world(gan_run: str | os.PathLike, out: str | os.PathLike, *, encoder_fi
         # 1. the generator: the run's G_ema in the native format, with the world it learnt
         identity = _stage_generator(gan_run, version, staging / GENERATOR)
         # 2. the encoder and the classifier, refused unless they belong to this G_ema and this world
-        encoder_meta = _stage_encoder(encoder_file, identity, gan_run, staging / ENCODER)
+        encoder_meta = _stage_encoder(encoder_file, identity, version, gan_run, staging / ENCODER)
         classifier_meta = _stage_classifier(classifier_file, version, staging / CLASSIFIER)
         # 3. the size budget, then every file through the product's loaders
         files = {name: _describe(staging / name) for name in FILES if (staging / name).exists()}
@@ -147,9 +147,11 @@ def _stage_generator(gan_run: Path, version: int, path: Path) -> str:
     return read_generator_metadata(path)["identity"]
 
 
-def _stage_encoder(source: str | os.PathLike | None, identity: str, gan_run: Path, path: Path) -> dict[str, Any]:
-    """Copy the encoder file to `path` unless it records another generator (or none); returns what the manifest
-    says of it ({} without one)."""
+def _stage_encoder(source: str | os.PathLike | None, identity: str, version: int, gan_run: Path,
+                   path: Path) -> dict[str, Any]:
+    """Copy the encoder file to `path` unless it records another generator (or none), or was trained on procedural
+    faces of another world (`--data procedural:N:SEED` without `:vVERSION` renders the shipped world); returns what
+    the manifest says of it ({} without one)."""
     if source is None:
         return {}
     try:
@@ -161,9 +163,14 @@ def _stage_encoder(source: str | os.PathLike | None, identity: str, gan_run: Pat
     if record.generator_identity is None:
         raise ShipError(f"{source} records no generator identity, so nothing shows it belongs to {gan_run}: train "
                         f"one with ganinv train-encoder --gan-run {gan_run}")
+    meta = _safetensors_metadata(Path(record.path))
+    data = json.loads(meta.get("config", "{}")).get("data")
+    if data is not None and data.startswith("procedural:") and world(parse_procedural_spec(data)[2]).version != version:
+        raise ShipError(f"{source} was trained on the faces of world {world(parse_procedural_spec(data)[2]).version} "
+                        f"({data}), its generator on world {version}: train it with --data ...:v{version}")
     shutil.copyfile(record.path, path)
-    meta = _safetensors_metadata(path)
-    return {"generator_identity": record.generator_identity, "steps": json.loads(meta.get("steps", "null"))}
+    return {"generator_identity": record.generator_identity, "data": data,
+            "steps": json.loads(meta.get("steps", "null"))}
 
 
 def _stage_classifier(source: Path, version: int, path: Path) -> dict[str, Any]:

@@ -23,10 +23,10 @@ from _gan_helpers import TINY, blob_images
 ENCODER = EncoderTrainConfig(channels=(16, 32), style_channels=16, mixed_precision=False)
 
 
-def _encoder_for(run, folder):
-    """An encoder trained 2 steps for the run's current G_ema, exported as ganinv train-encoder does."""
+def _encoder_for(run, folder, data=None):
+    """An encoder trained 2 steps for the run's current G_ema (and on `data`), exported as ganinv train-encoder does."""
     trainer = train_encoder(folder, gan_run=run, steps=2, batch_size=4, perceptual="none", device="cpu",
-                            config=ENCODER)
+                            config=ENCODER, data=data)
     return trainer.export(folder / "encoder.safetensors")
 
 
@@ -84,6 +84,14 @@ def test_an_encoder_of_an_earlier_checkpoint_is_refused_and_nothing_is_written(s
     run, _, stale = shipped_run
     with pytest.raises(ShipError, match=r"not trained for the G_ema of .*earlier checkpoint.*train-encoder --gan-run"):
         ship_world(run, tmp_path / "out", encoder_file=stale)
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_encoder_trained_on_faces_of_another_world_is_refused(shipped_run, tmp_path):
+    run, _, _ = shipped_run
+    shipped_world = _encoder_for(run, tmp_path / "enc", data="procedural:4:0")  # no :v2: the shipped world's faces
+    with pytest.raises(ShipError, match=r"trained on the faces of world 1 \(procedural:4:0\).*--data ...:v2"):
+        ship_world(run, tmp_path / "out", encoder_file=shipped_world)
     assert not (tmp_path / "out").exists()
 
 
