@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from ganinv.datasets.procedural_faces import render_batch
+from ganinv.builtin_models import builtin_world_version, recorded_world_version
+from ganinv.datasets.procedural_faces import SHIPPED_VERSION, render_batch
 from ganinv.generators import generator_identity, load_generator
-from ganinv.models.attributes import load_classifier
+from ganinv.models.attributes import builtin_path, load_classifier, read_metadata
 from ganinv.models.encoder import load_encoder
 
 ASSETS = Path(__file__).resolve().parents[1] / "ganinv" / "assets"
@@ -28,6 +29,13 @@ def heldout() -> tuple[torch.Tensor, np.ndarray]:
 def test_shipped_weights_stay_under_50_mb():
     total = sum(f.stat().st_size for f in ASSETS.rglob("*.safetensors"))
     assert total <= 50e6, f"shipped weights take {total / 1e6:.1f} MB"
+
+
+def test_the_builtin_models_learnt_the_world_the_renderer_ships():
+    """Code that renders faces for the built-in models renders SHIPPED_VERSION's world: it must be theirs (a new world
+    is shipped by replacing the files and SHIPPED_VERSION together; benchmarks/ship_world.py lists the steps)."""
+    assert builtin_world_version() == SHIPPED_VERSION
+    assert recorded_world_version(read_metadata(builtin_path())["metrics"]) == SHIPPED_VERSION
 
 
 def test_faces64_generator_loads_with_its_identity_and_golden_pixels():

@@ -1,0 +1,122 @@
+"""benchmarks/ship_world.py packages a training run of the embedded world as the built-in faces64 assets: what it
+writes loads by the built-in names and reproduces the run, the manifest's hashes are the files', and an encoder of
+another generator, a classifier of another world or an over-size package is refused before anything is written."""
+
+import dataclasses
+import hashlib
+import json
+
+import pytest
+import torch
+
+from benchmarks.ship_world import GOLDEN_TESTS, ShipError, builtins_at, main, ship_world
+from ganinv.builtin_models import BUILTIN_GENERATORS, builtin_world_version
+from ganinv.generators import load_generator
+from ganinv.models.attributes import builtin_path, load_classifier, read_metadata
+from ganinv.models.encoder import load_encoder
+from ganinv.training.train_classifier import TrainClassifierConfig, train_classifier
+from ganinv.training.train_encoder import EncoderTrainConfig, train_encoder
+from ganinv.training.train_gan import RUN_CLASSIFIER, GANTrainer, generator_from_checkpoint
+
+from _gan_helpers import TINY, blob_images
+
+ENCODER = EncoderTrainConfig(channels=(16, 32), style_channels=16, mixed_precision=False)
+
+
+def _encoder_for(run, folder, data=None):
+    """An encoder trained 2 steps for the run's current G_ema (and on `data`), exported as ganinv train-encoder does."""
+    trainer = train_encoder(folder, gan_run=run, steps=2, batch_size=4, perceptual="none", device="cpu",
+                            config=ENCODER, data=data)
+    return trainer.export(folder / "encoder.safetensors")
+
+
+@pytest.fixture(scope="module")
+def shipped_run(tmp_path_factory):
+    """(run, encoder of its latest checkpoint, encoder of the checkpoint before) for a tiny world-2 run with its own
+    tiny world-2 classifier."""
+    root = tmp_path_factory.mktemp("ship")
+    run, config, images = root / "faces_v2", dataclasses.replace(TINY, data="procedural:8:0:v2"), blob_images()
+    trainer = GANTrainer(config, run, device="cpu", images=images)
+    trainer.train_step()
+    trainer.save()
+    stale = _encoder_for(run, root / "stale")
+    trainer.train_step()  # the run goes on: its G_ema is another generator now
+    trainer.save()
+    train_classifier(TrainClassifierConfig(world_version=2, n_train=16, n_eval=8, steps=2, batch_size=4,
+                                           eval_every=2, augment=False), run / RUN_CLASSIFIER)
+    return run, _encoder_for(run, root / "fresh"), stale
+
+
+def test_the_package_loads_by_the_builtin_names_and_reproduces_the_runs_g_ema(shipped_run, tmp_path):
+    run, encoder, _ = shipped_run
+    shipment = ship_world(run, tmp_path / "out", encoder_file=encoder)
+    out = tmp_path / "out"
+    assert sorted(p.name for p in out.iterdir()) == ["classifier.safetensors", "encoder.safetensors",
+                                                      "generator.safetensors", "manifest.json"]
+    z = torch.randn([3, TINY.z_dim], generator=torch.Generator().manual_seed(1))
+    with builtins_at(out), torch.no_grad():
+        G = load_generator("faces64")
+        assert torch.equal(G(z, None, noise_mode="const"), generator_from_checkpoint(run)(z, None, noise_mode="const"))
+        assert builtin_world_version() == shipment.world_version == 2
+        E = load_encoder("faces64", generator=G)
+        assert E(G(z, None)).shape == (3, G.num_ws, G.w_dim)
+        assert read_metadata(builtin_path())["metrics"]["world_version"] == 2
+        load_classifier("builtin")
+    assert BUILTIN_GENERATORS["faces64"] == "assets/faces64/generator.safetensors"  # the names point home again
+    assert builtin_path().parent != out
+
+
+def test_the_manifest_holds_each_files_sha256_and_size(shipped_run, tmp_path):
+    run, encoder, _ = shipped_run
+    shipment = ship_world(run, tmp_path, encoder_file=encoder)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest == shipment.manifest and set(manifest["files"]) == {
+        "generator.safetensors", "encoder.safetensors", "classifier.safetensors"}
+    for name, entry in manifest["files"].items():
+        data = (tmp_path / name).read_bytes()
+        assert entry == {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+    assert manifest["total_bytes"] == sum(e["bytes"] for e in manifest["files"].values())
+    assert manifest["generator_identity"] == manifest["encoder"]["generator_identity"]
+    assert (tmp_path / "classifier.safetensors").read_bytes() == (run / RUN_CLASSIFIER).read_bytes()
+
+
+def test_an_encoder_of_an_earlier_checkpoint_is_refused_and_nothing_is_written(shipped_run, tmp_path):
+    run, _, stale = shipped_run
+    with pytest.raises(ShipError, match=r"not trained for the G_ema of .*earlier checkpoint.*train-encoder --gan-run"):
+        ship_world(run, tmp_path / "out", encoder_file=stale)
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_encoder_trained_on_faces_of_another_world_is_refused(shipped_run, tmp_path):
+    run, _, _ = shipped_run
+    shipped_world = _encoder_for(run, tmp_path / "enc", data="procedural:4:0")  # no :v2: the shipped world's faces
+    with pytest.raises(ShipError, match=r"trained on the faces of world 1 \(procedural:4:0\).*--data ...:v2"):
+        ship_world(run, tmp_path / "out", encoder_file=shipped_world)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_classifier_of_another_world_is_refused(shipped_run, tmp_path):
+    run, encoder, _ = shipped_run
+    with pytest.raises(ShipError, match="records no world version; the run learnt world 2"):
+        ship_world(run, tmp_path / "out", encoder_file=encoder, classifier_file=builtin_path())  # world 1's
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_over_size_package_is_refused(shipped_run, tmp_path):
+    run, encoder, _ = shipped_run
+    with pytest.raises(ShipError, match=r"over the 0.01 MB the built-in assets may take"):
+        ship_world(run, tmp_path / "out", encoder_file=encoder, max_bytes=10_000)
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_cli_dry_run_writes_nothing_and_lists_the_golden_tests(shipped_run, tmp_path, capsys):
+    run, _, _ = shipped_run
+    shipment = main(["--gan-run", str(run), "--out", str(tmp_path / "out"), "--dry-run"])
+    printed = capsys.readouterr().out
+    assert shipment.out is None and not (tmp_path / "out").exists()
+    assert "SHIPPED_VERSION = 2" in printed and all(test in printed for test, _ in GOLDEN_TESTS)
+    for name, entry in shipment.manifest["files"].items():
+        assert f"{entry['sha256']}  {name}" in printed
+    with pytest.raises(SystemExit) as exit_info:  # a real package needs the encoder
+        main(["--gan-run", str(run), "--out", str(tmp_path / "out")])
+    assert exit_info.value.code == 2 and "train-encoder --gan-run" in capsys.readouterr().err
