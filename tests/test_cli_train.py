@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ import torch
 from typer.testing import CliRunner
 
 from cli.app import app
+from ganinv.models.attributes import load_classifier
 from ganinv.models.encoder import load_encoder
 from ganinv.training.checkpoint import load_checkpoint
 from ganinv.training.train_gan import GANTrainer, generator_from_checkpoint
@@ -84,3 +86,31 @@ def test_train_gan_set_configures_a_new_run(tmp_path):
     assert {key: stored[key] for key in ("z_dim", "resolution", "mixed_precision")} == dict(
         z_dim=TINY.z_dim, resolution=16, mixed_precision=False)
     assert tuple(stored["edit_sigmas"]) == (0.5, 2.0)
+
+
+def classifier_of(loss: torch.nn.Module) -> torch.nn.Module:
+    from ganinv.losses.classifier_perceptual import ClassifierPerceptualLoss
+    return next(m for m in loss.modules() if isinstance(m, ClassifierPerceptualLoss)).classifier
+
+
+def test_an_encoder_for_a_run_with_its_own_classifier_measures_with_that_classifier(tmp_path):
+    from ganinv.models.attributes import AttributeClassifier, ClassifierConfig, save_classifier
+    from ganinv.training.train_encoder import train_encoder
+    from ganinv.training.train_gan import RUN_CLASSIFIER
+
+    run = tmp_path / "gan"
+    GANTrainer(TINY32, run, device="cpu", images=blob_images(size=32)).save()
+    torch.manual_seed(1)
+    own = AttributeClassifier(ClassifierConfig.from_world())  # an untrained one: unlike the built-in in every weight
+    save_classifier(own, run / RUN_CLASSIFIER, half=False)
+    trainer = train_encoder(tmp_path / "enc", gan_run=run, perceptual="clf-perceptual", steps=4, batch_size=2,
+                            device="cpu", stop_at=4)
+    used = classifier_of(trainer.perceptual).state_dict()
+    assert all(torch.equal(used[k], v) for k, v in own.state_dict().items())
+    shutil.rmtree(run / "checkpoint")  # a run without its own classifier: the built-in one, as before
+    (run / RUN_CLASSIFIER).unlink()
+    GANTrainer(TINY32, run, device="cpu", images=blob_images(size=32)).save()
+    trainer = train_encoder(tmp_path / "enc2", gan_run=run, perceptual="clf-perceptual", steps=4, batch_size=2,
+                            device="cpu", stop_at=4)
+    builtin, used = load_classifier("builtin").state_dict(), classifier_of(trainer.perceptual).state_dict()
+    assert all(torch.equal(used[k], v) for k, v in builtin.items())

@@ -13,7 +13,8 @@ generator that provides it (StyleGAN3 included) trains the same way. Each step m
 
 Image reconstruction = `pixel_weight` x MSE + `perceptual_weight` x a perceptual distance, picked when the run is
 created (`perceptual='auto'`): the embedded world's `clf-perceptual` when the generator is the embedded world's (the
-built-in faces64 or a GAN run on procedural faces: its attribute classifier knows that domain), else LPIPS-VGG when
+built-in faces64 or a GAN run on procedural faces: its attribute classifier knows that domain; a run folder's own
+`classifier.safetensors`, when it has one, for a run of another world version), else LPIPS-VGG when
 torchvision's VGG16 trunk is on disk, else none (pixel and latent terms only). An uncalibrated network is never
 called LPIPS: the log names the term the loss registry names.
 
@@ -113,6 +114,7 @@ class GeneratorSource:
     identity: str
     description: str       # the source as given ('faces64', a path, 'gan-run:PATH')
     embedded_world: bool   # the procedural-faces world: its attribute classifier is a perceptual net for the domain
+    classifier: str = "builtin"  # that world's classifier: a GAN run's own (`run_world`), else the built-in one
 
 
 def load_generator_source(generator: str | None = None, *, gan_run: str | Path | None = None) -> GeneratorSource:
@@ -123,11 +125,12 @@ def load_generator_source(generator: str | None = None, *, gan_run: str | Path |
     if (generator is None) == (gan_run is None):
         raise ValueError("give the generator either as a source (generator=...) or as a GAN run (gan_run=...)")
     if gan_run is not None:
-        from ganinv.training.train_gan import GANTrainConfig, generator_from_checkpoint
+        from ganinv.training.train_gan import GANTrainConfig, generator_from_checkpoint, run_world
 
         G = generator_from_checkpoint(gan_run)
         data = GANTrainConfig.from_dict(load_checkpoint_entry(Path(gan_run) / "checkpoint", "config")).data
-        return GeneratorSource(G, generator_identity(G), f"gan-run:{gan_run}", data.startswith("procedural:"))
+        return GeneratorSource(G, generator_identity(G), f"gan-run:{gan_run}", data.startswith("procedural:"),
+                               classifier=run_world(gan_run)[1])
     G, identity = load_generator_and_identity(generator)
     return GeneratorSource(G, identity, str(generator), identity == _builtin_world_identity())
 
@@ -392,6 +395,18 @@ def encoder_from_run(run_dir: str | Path, device: str | torch.device = "cpu") ->
     return E.to(device).eval().requires_grad_(False)
 
 
+def _world_perceptual(config: EncoderTrainConfig, source: GeneratorSource, device: str) -> nn.Module | None:
+    """`clf-perceptual` on the classifier of the generator's own world when that is not the built-in one (a GAN run
+    of world 2 with its `classifier.safetensors`: the built-in classifier learnt world 1's faces); None: the
+    registry's loss for `config.perceptual`."""
+    if config.perceptual != "clf-perceptual" or source.classifier == "builtin":
+        return None
+    from ganinv.losses.classifier_perceptual import ClassifierPerceptualLoss
+    from ganinv.models.attributes import load_classifier
+
+    return ClassifierPerceptualLoss(load_classifier(source.classifier, device=device))
+
+
 def _registry_loss(name: str, device: torch.device) -> nn.Module:
     from ganinv.losses.registry import build_loss
 
@@ -458,7 +473,8 @@ def train_encoder(run_dir: str | Path, *, minutes: float | None = None, generato
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     trainer = EncoderTrainer(config, source.G, run_dir, device=device, generator_identity=source.identity,
-                             generator_description=source.description, images=images)
+                             generator_description=source.description, images=images,
+                             perceptual=_world_perceptual(config, source, device))
     trainer.train(minutes=minutes, stop_at=stop_at)
     return trainer
 
