@@ -50,7 +50,9 @@ def chunk_config(run_dir: Path, changes: dict[str, Any], *, batch_size: int | No
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run-dir", type=Path, required=True)
-    parser.add_argument("--minutes", type=float)
+    parser.add_argument("--minutes", type=float, help="training minutes (from the end of the set-up)")
+    parser.add_argument("--until", type=float, help="or: stop training at this wall-clock time (seconds since the "
+                        "epoch), however long the set-up took, so the chunk ends inside its call")
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -63,6 +65,8 @@ def main() -> None:
     if args.install:
         install_run(args.install, args.run_dir, files=RUN_FILES)
         return
+    if (args.minutes is None) == (args.until is None):
+        raise SystemExit("give --minutes or --until (one of them)")
     start = time.time()
     try:
         changes = parse_settings(args.set)
@@ -71,14 +75,15 @@ def main() -> None:
     print("config:", chunk_config(args.run_dir, changes, batch_size=args.batch_size), flush=True)  # refused here
     with layers.resample_impl(args.resample_impl):
         try:
-            trainer = train_gan(args.run_dir, minutes=args.minutes, batch_size=args.batch_size, changes=changes,
-                                compile=args.compile)
+            trainer = train_gan(args.run_dir, minutes=args.minutes, until=args.until, batch_size=args.batch_size,
+                                changes=changes, compile=args.compile)
         except Exception as err:  # noqa: BLE001 - a compiler failure must not cost the chunk: train eagerly
             if not args.compile:
                 raise
             print(f"compiled training failed ({type(err).__name__}: {err}); continuing eagerly", flush=True)
-            left = max(1.0, args.minutes - (time.time() - start) / 60)
-            trainer = train_gan(args.run_dir, minutes=left, batch_size=args.batch_size, changes=changes)
+            left = None if args.until else max(1.0, args.minutes - (time.time() - start) / 60)
+            trainer = train_gan(args.run_dir, minutes=left, until=args.until, batch_size=args.batch_size,
+                                changes=changes)
     print(f"chunk: {trainer.images_seen / 1000:.1f} kimg, {trainer.train_seconds / 60:.1f} train min in all, "
           f"{time.time() - start:.0f} s wall", flush=True)
     if args.out:

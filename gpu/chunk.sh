@@ -2,10 +2,12 @@
 # One resumable chunk of the embedded world's GAN training, run on the device from a checkout of main
 # (training/README.md says what a chunk is and how to install what it brings back).
 #
-#   RUN=training/faces64v2 MIN=5 [BATCH=512] [SET="KEY=VALUE ..."] [EVAL=1] [EDIT=0] [NFIT=100000] bash gpu/chunk.sh
+#   RUN=training/faces64v2 STOP=560 [BATCH=512] [SET="KEY=VALUE ..."] [EVAL=1] [EDIT=0] [NFIT=100000] bash gpu/chunk.sh
 #
 # RUN     the run folder in the repository (checkpoint/, log.jsonl, config.json, classifier.safetensors)
 # MIN     training minutes of this chunk (the call's 600 s must also hold start-up, compile and evaluation)
+# STOP    or: stop training STOP seconds after this script started, however long the set-up took (e.g. the call's
+#         timeout_s less ~40 s for the export); the evaluations then run until the call's limit
 # SET     GANTrainConfig settings: all of them for a new run; a resumed run takes only the regulariser's
 # CLASSIFIER_WORLD  when the run folder has no classifier.safetensors, train one for this world version first
 #         (CLASSIFIER_SET: TrainClassifierConfig overrides, e.g. "n_train=256 steps=2" for a CPU rehearsal)
@@ -17,7 +19,8 @@
 set -euo pipefail
 : "${OUT:?set by the device tool}"
 RUN=${RUN:-training/faces64v2}
-MIN=${MIN:-5}
+started=$(date +%s)
+length=(--minutes "${MIN:-5}"); [[ -n "${STOP:-}" ]] && length=(--until "$((started + STOP))")
 DEVICE=${DEVICE:-cuda}
 compile=(); [[ "${COMPILE:-1}" == 1 ]] && compile=(--compile)
 export PYTHONUNBUFFERED=1 GANINV_RESAMPLE_IMPL=composite PYTHONPATH=$PWD
@@ -32,7 +35,7 @@ fi
 
 settings=()
 for item in ${SET:-}; do settings+=(--set "$item"); done
-python3 -m benchmarks.train_chunk --run-dir "$RUN" --minutes "$MIN" "${compile[@]}" ${BATCH:+--batch-size "$BATCH"} \
+python3 -m benchmarks.train_chunk --run-dir "$RUN" "${length[@]}" "${compile[@]}" ${BATCH:+--batch-size "$BATCH"} \
     "${settings[@]}" --out /tmp/chunk_export
 cp /tmp/chunk_export/samples.png "$OUT/samples.png"
 tar cf - -C "$RUN" . | split -b 15M - "$OUT/run.tar."  # the state comes back first: evaluations may run out of time

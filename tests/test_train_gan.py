@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import time
 
 import numpy as np
 import pytest
@@ -107,3 +108,14 @@ def test_image_folder_training_data_goes_through_the_inversion_decoder(tmp_path)
     assert (images[0, ..., 1] == 255).all() and (images[0, ..., [0, 2]] == 0).all()
     # Greyscale: replicated to three channels, pixels unchanged at the run's resolution.
     assert all(np.array_equal(images[1, ..., c], grey) for c in range(3))
+
+
+def test_a_chunk_ends_at_its_wall_clock_end_whatever_the_set_up_took(tmp_path):
+    trainer = GANTrainer(TINY, tmp_path, device="cpu", images=blob_images())
+    trainer.train(until=time.time() - 1)  # the set-up ate the chunk's time: no step, but a checkpoint to resume
+    assert trainer.step == 0 and (tmp_path / "checkpoint" / "checkpoint.json").exists()
+    trainer.train(until=time.time() + 3)
+    assert trainer.step > 0
+    for lengths in ({}, dict(minutes=1, until=time.time() + 60)):
+        with pytest.raises(ValueError, match="minutes= or its end as until="):
+            trainer.train(**lengths)

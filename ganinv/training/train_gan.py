@@ -286,11 +286,15 @@ class GANTrainer:
         for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
             b_ema.copy_(b)
 
-    def train(self, *, minutes: float, log_every: int = 200, checkpoint_minutes: float = 3.0) -> None:
-        """Train for about `minutes` of wall time, checkpointing every `checkpoint_minutes` and at the end. Every
-        `log_every` steps an entry goes to `log.jsonl` with the latest value of each loss (a lazy regulariser's from
-        the last step that ran it)."""
-        deadline = time.time() + minutes * 60
+    def train(self, *, minutes: float | None = None, until: float | None = None, log_every: int = 200,
+              checkpoint_minutes: float = 3.0) -> None:
+        """Train for about `minutes` of wall time, or until the wall-clock time `until` (seconds since the epoch: a
+        lent machine's call ends at a fixed time, however long the set-up before took), checkpointing every
+        `checkpoint_minutes` and at the end. Every `log_every` steps an entry goes to `log.jsonl` with the latest
+        value of each loss (a lazy regulariser's from the last step that ran it)."""
+        if (minutes is None) == (until is None):
+            raise ValueError("give the chunk's length as minutes= or its end as until=, one of them")
+        deadline = until if until is not None else time.time() + minutes * 60
         self._clock = last_save = time.time()
         t_log, n_log = time.time(), self.images_seen
         logs: dict[str, torch.Tensor] = {}
@@ -420,10 +424,11 @@ def run_config(run_dir: str | Path, config: GANTrainConfig | None = None, *, bat
     return config
 
 
-def train_gan(run_dir: str | Path, *, minutes: float, config: GANTrainConfig | None = None,
+def train_gan(run_dir: str | Path, *, minutes: float | None = None, until: float | None = None,
+              config: GANTrainConfig | None = None,
               device: str | None = None, batch_size: int | None = None, changes: dict[str, Any] | None = None,
               compile: bool = False) -> GANTrainer:
-    """Create or resume the run in `run_dir` and train for `minutes`.
+    """Create or resume the run in `run_dir` and train for `minutes`, or until the wall-clock time `until`.
 
     The config is fixed at creation (`run_config`), except `RESUMABLE_FIELDS`, which a resumed chunk may change
     through `batch_size` and `changes` (the log records the batch size of every entry, so the history stays
@@ -436,5 +441,5 @@ def train_gan(run_dir: str | Path, *, minutes: float, config: GANTrainConfig | N
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     trainer = GANTrainer(config, run_dir, device=device, compile=compile)
-    trainer.train(minutes=minutes)
+    trainer.train(minutes=minutes, until=until)
     return trainer
