@@ -1,6 +1,7 @@
 """The GPU-chunk tools around training: the separability early warning and train_chunk's export/install."""
 
 import dataclasses
+import re
 
 import numpy as np
 import pytest
@@ -39,6 +40,25 @@ def test_new_run_settings_are_cast_to_the_field_types(tmp_path):
     for bad in ("not_a_field=1", "mapping_layers"):
         with pytest.raises(ValueError, match=f"{bad}.*KEY=VALUE.*mapping_layers"):
             new_run_config([bad])
+
+
+def test_a_value_that_is_no_literal_is_refused_for_a_field_that_takes_no_string():
+    """A misspelt number would otherwise reach the trainer as a string and fail after the set-up (minutes of a
+    device call); a field that takes strings still reads one."""
+    for bad, field_type in (("g_lr=0.0O2", "float"), ("batch_size=64k", "int"), ("conv_clamp=none", "float | None"),
+                            ("betas=(0.0, O.99)", "tuple[float, float]")):
+        with pytest.raises(ValueError, match=rf"{re.escape(bad)}.*takes {re.escape(field_type)}.*no Python literal"):
+            parse_settings([bad])
+    assert parse_settings(["classifier=runs/clf.safetensors", "data=procedural:8:0:v2"]) == dict(
+        classifier="runs/clf.safetensors", data="procedural:8:0:v2")
+
+
+def test_a_list_is_read_as_the_tuple_a_resumed_run_stored(tmp_path):
+    trainer = GANTrainer(TINY, tmp_path, device="cpu", images=blob_images())
+    trainer.save()
+    changes = parse_settings([f"betas={list(TINY.betas)}", "correlated_pairs=[['eyeglasses', 'blond_hair']]"])
+    assert changes == dict(betas=TINY.betas, correlated_pairs=(("eyeglasses", "blond_hair"),))
+    assert chunk_config(tmp_path, changes).betas == TINY.betas  # the same betas: not refused as a change
 
 
 def test_a_resumed_chunk_takes_the_regulariser_settings_and_refuses_others(tmp_path):

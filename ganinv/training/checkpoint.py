@@ -82,11 +82,12 @@ def _read_meta(path: Path) -> dict[str, Any]:
 def config_from_dict(cls: type, values: dict[str, Any]) -> Any:
     """A frozen config dataclass from its `dataclasses.asdict` after a JSON round trip (lists back to tuples, nested
     ones too: `((a, b),)` comes back as `[[a, b]]`)."""
-    return cls(**{k: _tuples(v) for k, v in values.items()})
+    return cls(**{k: lists_to_tuples(v) for k, v in values.items()})
 
 
-def _tuples(value: Any) -> Any:
-    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
+def lists_to_tuples(value: Any) -> Any:
+    """`value` with every list in it (nested ones too) a tuple, as a frozen config's fields hold them."""
+    return tuple(lists_to_tuples(v) for v in value) if isinstance(value, list) else value
 
 
 def load_checkpoint_entry(path: str | Path, key: str) -> Any:

@@ -21,6 +21,7 @@ import json
 import math
 import random
 import time
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ from ganinv.datasets.procedural_faces import parse_procedural_spec, render_batch
 from ganinv.generators.stylegan2 import Generator
 from ganinv.models.attributes import load_classifier
 from ganinv.training.checkpoint import (compact_adam_state, config_from_dict, full_adam_state, half_state_dict,
-                                        load_checkpoint, load_checkpoint_entry, save_checkpoint)
+                                        lists_to_tuples, load_checkpoint, load_checkpoint_entry, save_checkpoint)
 from ganinv.training.discriminator import Discriminator
 from ganinv.training.linear_attributes import LinearAttributes, attribute_statistics
 from ganinv.training.sampling import style_mixed_ws, training_autocast
@@ -389,9 +390,11 @@ def generator_from_checkpoint(run_dir: str | Path) -> Generator:
 
 def parse_settings(settings: list[str]) -> dict[str, Any]:
     """`KEY=VALUE` items (the `--set` of `ganinv train-gan` and `benchmarks.train_chunk`) as `{field: value}`, each
-    value a Python literal (`2`, `0.002`, `False`, `None`, `(0, 0.99)`) or else a string (`procedural:100000:0`);
-    a key that is no `GANTrainConfig` field is a ValueError naming the fields."""
-    fields = {f.name for f in dataclasses.fields(GANTrainConfig)}
+    value a Python literal (`2`, `0.002`, `False`, `None`, `(0, 0.99)`; a list is read as a tuple) or else a string
+    (`procedural:100000:0`). A ValueError, before any set-up: a key that is no `GANTrainConfig` field (naming the
+    fields), or a value that is no literal for a field that takes no string (a misspelt number: `g_lr=0.0O2`)."""
+    fields = {f.name: f.type for f in dataclasses.fields(GANTrainConfig)}
+    hints = typing.get_type_hints(GANTrainConfig)
     changes = {}
     for item in settings:
         key, sep, value = item.partition("=")
@@ -399,9 +402,11 @@ def parse_settings(settings: list[str]) -> dict[str, Any]:
             raise ValueError(f"--set {item!r}: expected KEY=VALUE with KEY a GANTrainConfig field "
                              f"({', '.join(sorted(fields))})")
         try:
-            changes[key] = ast.literal_eval(value)
+            changes[key] = lists_to_tuples(ast.literal_eval(value))
         except (ValueError, SyntaxError):
             changes[key] = value
+        if isinstance(changes[key], str) and not (hints[key] is str or str in typing.get_args(hints[key])):
+            raise ValueError(f"--set {item!r}: {key} takes {fields[key]}, and {value!r} is no Python literal")
     return changes
 
 
