@@ -81,7 +81,7 @@ def main() -> None:
             if not args.compile:
                 raise
             print(f"compiled training failed ({type(err).__name__}: {err}); continuing eagerly", flush=True)
-            left = None if args.until else max(1.0, args.minutes - (time.time() - start) / 60)
+            left = None if args.until is not None else max(1.0, args.minutes - (time.time() - start) / 60)
             trainer = train_gan(args.run_dir, minutes=left, until=args.until, batch_size=args.batch_size,
                                 changes=changes)
     print(f"chunk: {trainer.images_seen / 1000:.1f} kimg, {trainer.train_seconds / 60:.1f} train min in all, "

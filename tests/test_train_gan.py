@@ -10,7 +10,7 @@ import torch
 
 from ganinv.training.checkpoint import load_checkpoint, load_checkpoint_entry, save_checkpoint
 from ganinv.training.discriminator import Discriminator
-from ganinv.training.train_gan import GANTrainConfig, GANTrainer, run_config
+from ganinv.training.train_gan import GANTrainConfig, GANTrainer, run_config, train_gan
 
 from _gan_helpers import REGULARISED, TINY, RegionClassifier, blob_images
 
@@ -114,8 +114,12 @@ def test_a_chunk_ends_at_its_wall_clock_end_whatever_the_set_up_took(tmp_path):
     trainer = GANTrainer(TINY, tmp_path, device="cpu", images=blob_images())
     trainer.train(until=time.time() - 1)  # the set-up ate the chunk's time: no step, but a checkpoint to resume
     assert trainer.step == 0 and (tmp_path / "checkpoint" / "checkpoint.json").exists()
-    trainer.train(until=time.time() + 3)
-    assert trainer.step > 0
+    end = time.time() + 3
+    trainer.train(until=end)
+    assert trainer.step > 0 and end <= time.time() < end + 60  # trained to its end, not a chunk's length past it
     for lengths in ({}, dict(minutes=1, until=time.time() + 60)):
         with pytest.raises(ValueError, match="minutes= or its end as until="):
             trainer.train(**lengths)
+        with pytest.raises(ValueError, match="minutes= or its end as until="):  # before the set-up: nothing made
+            train_gan(tmp_path / "refused", config=TINY, device="cpu", **lengths)
+        assert not (tmp_path / "refused").exists()
