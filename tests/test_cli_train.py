@@ -73,7 +73,6 @@ def test_train_gan_set_is_refused_before_a_resumed_run_is_touched(gan_run):
     assert {p.name: p.read_bytes() for p in (gan_run / "checkpoint").iterdir()} == before
 
 
-
 def test_train_gan_set_configures_a_new_run(tmp_path):
     data = tmp_path / "real.npy"
     np.save(data, blob_images(size=16))

@@ -49,6 +49,7 @@ from torch import nn
 
 from ganinv.datasets.image_set import ImageSet, load_image_set
 from ganinv.generators.base import StyleGenerator
+from ganinv.models.attributes import BUILTIN
 from ganinv.models.encoder import Encoder, EncoderGeneratorMismatch, encoder_kwargs_for, save_encoder
 from ganinv.training.checkpoint import (
     compact_adam_state, config_from_dict, full_adam_state, half_state_dict, load_checkpoint, load_checkpoint_entry,
@@ -114,7 +115,7 @@ class GeneratorSource:
     identity: str
     description: str       # the source as given ('faces64', a path, 'gan-run:PATH')
     embedded_world: bool   # the procedural-faces world: its attribute classifier is a perceptual net for the domain
-    classifier: str = "builtin"  # that world's classifier: a GAN run's own (`run_world`), else the built-in one
+    classifier: str = BUILTIN  # that world's classifier: a GAN run's own (`run_world`), else the built-in one
 
 
 def load_generator_source(generator: str | None = None, *, gan_run: str | Path | None = None) -> GeneratorSource:
@@ -399,7 +400,7 @@ def _world_perceptual(config: EncoderTrainConfig, source: GeneratorSource, devic
     """`clf-perceptual` on the classifier of the generator's own world when that is not the built-in one (a GAN run
     of world 2 with its `classifier.safetensors`: the built-in classifier learnt world 1's faces); None: the
     registry's loss for `config.perceptual`."""
-    if config.perceptual != "clf-perceptual" or source.classifier == "builtin":
+    if config.perceptual != "clf-perceptual" or source.classifier == BUILTIN:
         return None
     from ganinv.losses.classifier_perceptual import ClassifierPerceptualLoss
     from ganinv.models.attributes import load_classifier

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from ganinv.datasets.folder import IMAGE_SUFFIXES, DecodePolicy, decode_image, is_image_name
 from ganinv.datasets.procedural_faces import parse_procedural_spec, render_batch
 from ganinv.generators.stylegan2 import Generator
-from ganinv.models.attributes import load_classifier
+from ganinv.models.attributes import BUILTIN, load_classifier
 from ganinv.training.checkpoint import (compact_adam_state, config_from_dict, full_adam_state, half_state_dict,
                                         lists_to_tuples, load_checkpoint, load_checkpoint_entry, save_checkpoint)
 from ganinv.training.discriminator import Discriminator
@@ -376,7 +376,7 @@ def run_world(run_dir: str | Path) -> tuple[int | None, str]:
     data = GANTrainConfig.from_dict(load_checkpoint_entry(run_dir / "checkpoint", "config")).data
     version = parse_procedural_spec(data)[2] if data.startswith("procedural:") else None
     classifier = run_dir / RUN_CLASSIFIER
-    return version, str(classifier) if classifier.is_file() else "builtin"
+    return version, str(classifier) if classifier.is_file() else BUILTIN
 
 
 def generator_from_checkpoint(run_dir: str | Path) -> Generator:
