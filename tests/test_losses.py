@@ -1,8 +1,6 @@
 """Losses by name: pixel losses, LPIPS (offline error and real plumbing with random trunk files), the classifier
 perceptual loss against a stand-in classifier, combinations and the noise regulariser."""
 
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -16,6 +14,8 @@ from ganinv.losses import (
 )
 from ganinv.losses import registry
 from ganinv.losses.lpips_distance import area_downsample
+
+from _fresh_process import fresh_python
 
 
 class StandInClassifier(nn.Module):
@@ -103,11 +103,7 @@ def test_asking_for_the_trunk_file_imports_no_torchvision():
     """The flow's settings check asks where the trunk file is: that costs no torchvision import (~1.3 s of CPU)."""
     code = ("import sys; from ganinv.losses.lpips_distance import trunk_weights_path; trunk_weights_path('vgg'); "
             "print('torchvision' in sys.modules)")
-    repo = Path(__file__).resolve().parents[1]
-    done = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHONPATH": str(repo)})
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "False"
+    assert fresh_python(code).strip() == "False"
 
 
 def test_lpips_with_trunk_file_present_matches_the_lpips_package(empty_torch_home):

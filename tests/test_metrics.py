@@ -1,16 +1,13 @@
 """Per-image reconstruction metrics and the Fréchet distance."""
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
 from ganinv.losses import PixelL1
 from ganinv.metrics import feature_statistics, frechet_distance, reconstruction_metrics
+
+from _fresh_process import fresh_python
 
 
 def images(n=3, res=16, seed=0):
@@ -51,11 +48,7 @@ def test_importing_the_metrics_imports_no_torchmetrics():
     metrics or a worker's modules."""
     code = ("import sys, ganinv.metrics, runtime.shard; "
             "print(sorted({'torchmetrics', 'torchvision'} & set(sys.modules)))")
-    repo = Path(__file__).resolve().parents[1]
-    done = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHONPATH": str(repo)})
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "[]"
+    assert fresh_python(code).strip() == "[]"
 
 
 def test_frechet_distance_of_diagonal_gaussians_has_the_closed_form():
