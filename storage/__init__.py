@@ -7,8 +7,9 @@ The names below are loaded on first use (PEP 562), so that importing one light m
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ganinv.utils.lazy_exports import lazy_exports
 
 # module of this package -> the names it gives the package
 _EXPORTS = {
@@ -22,9 +23,7 @@ _EXPORTS = {
     "shards": ("Shard", "ShardInputs", "ShardResult"),
     "verify": ("VerifyReport",),
 }
-_HOME = {name: module for module, names in _EXPORTS.items() for name in names}
-
-__all__ = sorted(_HOME)
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:  # for type checkers and editors; at run time `__getattr__` loads them
     from storage.dataset import open_dataset
@@ -37,16 +36,3 @@ if TYPE_CHECKING:  # for type checkers and editors; at run time `__getattr__` lo
     from storage.shards import Shard, ShardInputs, ShardResult
     from storage.verify import VerifyReport
 
-
-def __getattr__(name: str) -> Any:
-    """A re-exported name, imported from its module on first use (then kept here). Any other name raises
-    AttributeError, so `from storage import arrays` still imports the submodule."""
-    if name not in _HOME:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{_HOME[name]}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
