@@ -9,6 +9,7 @@ import pytest
 from benchmarks.separability import separability
 from benchmarks.common import export_run, install_run
 from benchmarks.train_chunk import RUN_FILES, chunk_config
+from ganinv.training.train_classifier import TrainClassifierConfig
 from ganinv.training.train_gan import GANTrainConfig, GANTrainer, parse_settings
 
 from _gan_helpers import TINY, blob_images
@@ -51,6 +52,14 @@ def test_a_value_that_is_no_literal_is_refused_for_a_field_that_takes_no_string(
             parse_settings([bad])
     assert parse_settings(["classifier=runs/clf.safetensors", "data=procedural:8:0:v2"]) == dict(
         classifier="runs/clf.safetensors", data="procedural:8:0:v2")
+
+
+def test_classifier_overrides_are_read_as_literals_of_its_config():
+    """gpu/classifier.py's KEY=VALUE: floats and booleans too (int() refused lr=1e-3 and augment=False)."""
+    assert parse_settings(["lr=1e-3", "augment=False", "n_train=128", "dataset_dir=faces"], TrainClassifierConfig) \
+        == dict(lr=1e-3, augment=False, n_train=128, dataset_dir="faces")
+    with pytest.raises(ValueError, match="KEY=VALUE with KEY a TrainClassifierConfig field.*n_train"):
+        parse_settings(["n_trian=128"], TrainClassifierConfig)
 
 
 def test_a_list_is_read_as_the_tuple_a_resumed_run_stored(tmp_path):

@@ -392,18 +392,19 @@ def _check_length(minutes: float | None, until: float | None) -> None:
         raise ValueError("give the chunk's length as minutes= or its end as until=, one of them")
 
 
-def parse_settings(settings: list[str]) -> dict[str, Any]:
-    """`KEY=VALUE` items (the `--set` of `ganinv train-gan` and `benchmarks.train_chunk`) as `{field: value}`, each
-    value a Python literal (`2`, `0.002`, `False`, `None`, `(0, 0.99)`; a list is read as a tuple) or else a string
-    (`procedural:100000:0`). A ValueError, before any set-up: a key that is no `GANTrainConfig` field (naming the
-    fields), or a value that is no literal for a field that takes no string (a misspelt number: `g_lr=0.0O2`)."""
-    fields = {f.name: f.type for f in dataclasses.fields(GANTrainConfig)}
-    hints = typing.get_type_hints(GANTrainConfig)
+def parse_settings(settings: list[str], config_class: type = GANTrainConfig) -> dict[str, Any]:
+    """`KEY=VALUE` items (the `--set` of `ganinv train-gan` and `benchmarks.train_chunk`; gpu/classifier.py's for
+    `TrainClassifierConfig`) as `{field: value}` of `config_class`, each value a Python literal (`2`, `0.002`,
+    `False`, `None`, `(0, 0.99)`; a list is read as a tuple) or else a string (`procedural:100000:0`). A ValueError,
+    before any set-up: a key that is no field (naming the fields), or a value that is no literal for a field that
+    takes no string (a misspelt number: `g_lr=0.0O2`)."""
+    fields = {f.name: f.type for f in dataclasses.fields(config_class)}
+    hints = typing.get_type_hints(config_class)
     changes = {}
     for item in settings:
         key, sep, value = item.partition("=")
         if not sep or key not in fields:
-            raise ValueError(f"--set {item!r}: expected KEY=VALUE with KEY a GANTrainConfig field "
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE with KEY a {config_class.__name__} field "
                              f"({', '.join(sorted(fields))})")
         try:
             changes[key] = lists_to_tuples(ast.literal_eval(value))
