@@ -2,8 +2,9 @@
 
 GPU time comes in slots of about 30 minutes and the machine may not come back, so the run's state lives in the
 repository: `--run-dir` (e.g. `training/faces64/`) holds the compact checkpoint (<= 25 MB, replaced chunk after
-chunk), `log.jsonl` and `config.json`. This script resumes it, trains for `--minutes`, and copies into `--out` the
-files to commit (checkpoint shards, checkpoint.json, log, config) plus a sample grid of G_ema (64 seeds, psi 1).
+chunk), `log.jsonl` and `config.json`. This script resumes it, trains for `--minutes` (or until the wall-clock time
+`--until`: gpu/chunk.sh's STOP), and copies into `--out` the files to commit (checkpoint shards, checkpoint.json, log,
+config) plus a sample grid of G_ema (64 seeds, psi 1).
 
 Usage (on the device): python3 -m benchmarks.train_chunk --run-dir training/faces64 --minutes 7 --compile --out $OUT
 A chunk may switch the linear-attribute regulariser on (or retune it) for a resumed run, e.g.
