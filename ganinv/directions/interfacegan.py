@@ -109,7 +109,9 @@ def train_layer_boundaries(latent_codes: np.ndarray | torch.Tensor, scores: np.n
 
 def conditional_boundary(primal: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
     """Conditional boundary (InterFaceGAN Sec. 2.2): `primal` `[D]` with its component in the span of `conditions`
-    `[k, D]` (linearly independent) removed, renormalised to a unit `[D]` (all zeros when nothing is left).
+    `[k, D]` (linearly independent) removed, renormalised to a unit `[D]`. A primal in that span leaves only rounding
+    error, which is renormalised too (an arbitrary unit vector; all zeros only when the residual is exactly zero):
+    `project_boundary` refuses that case, this function cannot without a host sync.
 
     Any dtype and device, differentiable, no host sync: the linear-attribute regulariser conditions its probe's
     normals with it at every edit step; `project_boundary` is the checked front for boundaries from `train_boundary`.
@@ -142,7 +144,7 @@ def project_boundary(primal: np.ndarray | torch.Tensor, *conditions: np.ndarray 
         raise ValueError(f"conditions have {cond.shape[1]} entries, the primal {p.shape[0]}: same space required")
     residual = _off_span(torch.from_numpy(p), torch.from_numpy(_independent(cond))).numpy()
     norm = float(np.linalg.norm(residual))
-    if norm <= 1e-6 * float(np.linalg.norm(p)):  # checked here, where `conditional_boundary` would give zeros
+    if norm <= 1e-6 * float(np.linalg.norm(p)):  # checked here: `conditional_boundary` renormalises the rounding error
         raise ValueError("the primal boundary lies in the span of the conditions: nothing is left after projection")
     return (residual / norm).astype(np.float32).reshape(1, *shape)
 
