@@ -87,6 +87,8 @@ def ship_world(gan_run: str | os.PathLike, out: str | os.PathLike, *, encoder_fi
     if encoder_file is None and not dry_run:
         raise ShipError(f"no --encoder: train one for this run (ganinv train-encoder --gan-run {gan_run}) and pass "
                         "its exported file; --dry-run checks the generator and classifier without it")
+    if out.exists() and not out.is_dir():
+        raise ShipError(f"--out {out} is a file: name a folder (created if missing; its asset files are replaced)")
     version, run_classifier = _run_world(gan_run)
     if classifier_file is None and run_classifier == attributes.BUILTIN:
         raise ShipError(f"{gan_run} has no classifier.safetensors of its own: train one for world {version} "
@@ -98,7 +100,7 @@ def ship_world(gan_run: str | os.PathLike, out: str | os.PathLike, *, encoder_fi
         # 1. the generator: the run's G_ema in the native format, with the world it learnt
         identity = _stage_generator(gan_run, version, staging / GENERATOR)
         # 2. the encoder and the classifier, refused unless they belong to this G_ema and this world
-        encoder_meta = _stage_encoder(encoder_file, identity, version, gan_run, staging / ENCODER)
+        encoder_meta = _stage_encoder(encoder_file, identity, version, gan_run, classifier_file, staging / ENCODER)
         classifier_meta = _stage_classifier(classifier_file, version, staging / CLASSIFIER)
         # 3. the size budget, then every file through the product's loaders
         files = {name: _describe(staging / name) for name in FILES if (staging / name).exists()}
@@ -148,10 +150,11 @@ def _stage_generator(gan_run: Path, version: int, path: Path) -> str:
 
 
 def _stage_encoder(source: str | os.PathLike | None, identity: str, version: int, gan_run: Path,
-                   path: Path) -> dict[str, Any]:
-    """Copy the encoder file to `path` unless it records another generator (or none), or was trained on procedural
-    faces of another world (`--data procedural:N:SEED` without `:vVERSION` renders the shipped world); returns what
-    the manifest says of it ({} without one)."""
+                   classifier: Path, path: Path) -> dict[str, Any]:
+    """Copy the encoder file to `path` unless it records another generator (or none), was trained on procedural
+    faces of another world (`--data procedural:N:SEED` without `:vVERSION` renders the shipped world) or measured
+    its clf-perceptual term with another classifier than `classifier`; returns what the manifest says of it ({}
+    without one)."""
     if source is None:
         return {}
     try:
@@ -164,10 +167,16 @@ def _stage_encoder(source: str | os.PathLike | None, identity: str, version: int
         raise ShipError(f"{source} records no generator identity, so nothing shows it belongs to {gan_run}: train "
                         f"one with ganinv train-encoder --gan-run {gan_run}")
     meta = _safetensors_metadata(Path(record.path))
-    data = json.loads(meta.get("config", "{}")).get("data")
+    config = json.loads(meta.get("config", "{}"))
+    data = config.get("data")
     if data is not None and data.startswith("procedural:") and world(parse_procedural_spec(data)[2]).version != version:
         raise ShipError(f"{source} was trained on the faces of world {world(parse_procedural_spec(data)[2]).version} "
                         f"({data}), its generator on world {version}: train it with --data ...:v{version}")
+    if config.get("perceptual") == "clf-perceptual" and config.get("perceptual_classifier") != _describe(
+            classifier)["sha256"]:
+        raise ShipError(f"{source}'s perceptual term read the classifier {config.get('perceptual_classifier')}, not "
+                        f"this run's {classifier} (a world-{version} classifier): train the encoder again with "
+                        f"ganinv train-encoder --gan-run {gan_run}, which now uses the run's own classifier")
     shutil.copyfile(record.path, path)
     return {"generator_identity": record.generator_identity, "data": data,
             "steps": json.loads(meta.get("steps", "null"))}

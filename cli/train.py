@@ -105,6 +105,9 @@ def train_gan(
         changes = parse_settings(settings or [])
     except ValueError as err:
         raise typer.BadParameter(str(err)) from None
+    if data is not None and changes.get("data", data) != data:
+        raise typer.BadParameter(f"--data {data} and --set data={changes['data']} disagree: give the data once",
+                                 param_hint="--data")
     config = GANTrainConfig(**given(data=data, batch_size=batch_size))
     try:
         run_config(run_dir, config, batch_size=batch_size, changes=changes)  # refused before anything is written

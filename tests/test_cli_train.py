@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import shutil
 
 import numpy as np
@@ -14,6 +15,7 @@ from cli.app import app
 from ganinv.models.attributes import load_classifier
 from ganinv.models.encoder import load_encoder
 from ganinv.training.checkpoint import load_checkpoint
+from ganinv.training.train_encoder import EncoderTrainConfig, RunConfigMismatch
 from ganinv.training.train_gan import GANTrainer, generator_from_checkpoint
 from test_train_gan import TINY, blob_images
 
@@ -71,6 +73,9 @@ def test_train_gan_set_is_refused_before_a_resumed_run_is_touched(gan_run):
     result = runner.invoke(app, ["train-gan", "--run-dir", str(gan_run), "--minutes", "1", "--set", "edit_weigth=1"])
     assert result.exit_code == 2 and "edit_weigth" in result.output and "GANTrainConfig field" in result.output
     assert {p.name: p.read_bytes() for p in (gan_run / "checkpoint").iterdir()} == before
+    result = runner.invoke(app, ["train-gan", "--run-dir", str(gan_run.parent / "new"), "--minutes", "1",
+                                 "--data", "procedural:100:0", "--set", "data=procedural:100:0:v2"])
+    assert result.exit_code == 2 and "disagree" in result.output and not (gan_run.parent / "new").exists()
 
 
 def test_train_gan_set_configures_a_new_run(tmp_path):
@@ -102,10 +107,16 @@ def test_an_encoder_for_a_run_with_its_own_classifier_measures_with_that_classif
     torch.manual_seed(1)
     own = AttributeClassifier(ClassifierConfig.from_world())  # an untrained one: unlike the built-in in every weight
     save_classifier(own, run / RUN_CLASSIFIER, half=False)
+    small = EncoderTrainConfig(checkpoint_every=2)
     trainer = train_encoder(tmp_path / "enc", gan_run=run, perceptual="clf-perceptual", steps=4, batch_size=2,
-                            device="cpu", stop_at=4)
+                            device="cpu", stop_at=2, config=small)
     used = classifier_of(trainer.perceptual).state_dict()
     assert all(torch.equal(used[k], v) for k, v in own.state_dict().items())
+    assert trainer.config.perceptual_classifier == hashlib.sha256((run / RUN_CLASSIFIER).read_bytes()).hexdigest()
+    torch.manual_seed(2)  # the run folder's classifier is replaced mid-run: the encoder run refuses to go on
+    save_classifier(AttributeClassifier(ClassifierConfig.from_world()), run / RUN_CLASSIFIER, half=False)
+    with pytest.raises(RunConfigMismatch, match="clf-perceptual with the classifier"):
+        train_encoder(tmp_path / "enc", gan_run=run, device="cpu", stop_at=4)
     shutil.rmtree(run / "checkpoint")  # a run without its own classifier: the built-in one, as before
     (run / RUN_CLASSIFIER).unlink()
     GANTrainer(TINY32, run, device="cpu", images=blob_images(size=32)).save()

@@ -5,6 +5,7 @@ another generator, a classifier of another world or an over-size package is refu
 import dataclasses
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -24,9 +25,9 @@ from _gan_helpers import TINY, blob_images
 ENCODER = EncoderTrainConfig(channels=(16, 32), style_channels=16, mixed_precision=False)
 
 
-def _encoder_for(run, folder, data=None):
+def _encoder_for(run, folder, data=None, perceptual="none"):
     """An encoder trained 2 steps for the run's current G_ema (and on `data`), exported as ganinv train-encoder does."""
-    trainer = train_encoder(folder, gan_run=run, steps=2, batch_size=4, perceptual="none", device="cpu",
+    trainer = train_encoder(folder, gan_run=run, steps=2, batch_size=4, perceptual=perceptual, device="cpu",
                             config=ENCODER, data=data)
     return trainer.export(folder / "encoder.safetensors")
 
@@ -131,3 +132,23 @@ def test_the_golden_tests_it_lists_exist():
         path, _, name = test.partition("::")
         assert (root / path).is_file(), test
         assert not name or f"def {name}(" in (root / path).read_text(), test
+
+
+def test_an_encoder_whose_perceptual_term_read_another_worlds_classifier_is_refused(shipped_run, tmp_path):
+    run, _, _ = shipped_run
+    own = _encoder_for(run, tmp_path / "own", perceptual="clf-perceptual")  # the run's world-2 classifier
+    assert ship_world(run, tmp_path / "out", encoder_file=own).manifest["encoder"]
+    twin = tmp_path / "twin"  # the same G_ema in a folder without the run's classifier: the built-in (world 1) one
+    shutil.copytree(run, twin, ignore=shutil.ignore_patterns(RUN_CLASSIFIER))
+    builtin = _encoder_for(twin, tmp_path / "builtin", perceptual="clf-perceptual")
+    with pytest.raises(ShipError, match="perceptual term read the classifier"):
+        ship_world(run, tmp_path / "out2", encoder_file=builtin)
+    assert not (tmp_path / "out2").exists()
+
+
+def test_an_out_path_that_is_a_file_is_refused_first(shipped_run, tmp_path):
+    run, encoder, _ = shipped_run
+    (tmp_path / "assets").write_text("not a folder")
+    with pytest.raises(ShipError, match="is a file: name a folder"):
+        ship_world(run, tmp_path / "assets", encoder_file=encoder)
+

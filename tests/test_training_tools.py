@@ -38,6 +38,9 @@ def test_new_run_settings_are_cast_to_the_field_types(tmp_path):
     assert config.mixed_precision is False and config.betas == (0.0, 0.9)
     config = new_run_config(["classifier=builtin", "correlated_pairs=(('eyeglasses', 'blond_hair'),)"])
     assert config.classifier == "builtin" and config.correlated_pairs == (("eyeglasses", "blond_hair"),)
+    with pytest.raises(SystemExit, match="batch size given twice: 8 and batch_size=16"):
+        chunk_config(tmp_path / "new", parse_settings(["batch_size=16"]), batch_size=8)
+    assert chunk_config(tmp_path / "new", parse_settings(["batch_size=8"]), batch_size=8).batch_size == 8
     for bad in ("not_a_field=1", "mapping_layers"):
         with pytest.raises(ValueError, match=f"{bad}.*KEY=VALUE.*mapping_layers"):
             new_run_config([bad])

@@ -33,6 +33,7 @@ refused.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import inspect
 import json
 import math
@@ -79,6 +80,7 @@ class EncoderTrainConfig:
     pixel_weight: float = 1.0               # mse on [-1, 1] pixels (pSp's lambda_l2)
     perceptual: str = "auto"                # 'auto' is resolved when the run is created (see the module doc)
     perceptual_weight: float = 0.5
+    perceptual_classifier: str | None = None  # sha256 of clf-perceptual's classifier file, recorded at creation
     real_fraction: float = 0.5              # of each batch, when `data` is given
     style_mixing_prob: float = 0.5
     channels: tuple[int, ...] | None = None  # encoder size; None: `encoder_kwargs_for(G)`
@@ -396,6 +398,27 @@ def encoder_from_run(run_dir: str | Path, device: str | torch.device = "cpu") ->
     return E.to(device).eval().requires_grad_(False)
 
 
+def _record_perceptual_classifier(run_dir: str | Path, config: EncoderTrainConfig,
+                                  source: GeneratorSource) -> EncoderTrainConfig:
+    """A new `clf-perceptual` run records which classifier file its perceptual term reads (sha256: the run's own or
+    the built-in); resuming with another one (a GAN run folder that gained or changed its `classifier.safetensors`)
+    is a RunConfigMismatch, and the exported encoder says which (ship_world checks it against the run's)."""
+    if config.perceptual != "clf-perceptual":
+        return config
+    from ganinv.models.attributes import builtin_path
+
+    with open(builtin_path() if source.classifier == BUILTIN else source.classifier, "rb") as f:
+        digest = hashlib.file_digest(f, "sha256").hexdigest()
+    if not (Path(run_dir) / "checkpoint" / "checkpoint.json").exists():
+        return dataclasses.replace(config, perceptual_classifier=digest)
+    if config.perceptual_classifier not in (None, digest):  # None: a run from before the record
+        raise RunConfigMismatch(
+            f"encoder run {run_dir} measures clf-perceptual with the classifier {config.perceptual_classifier[:12]}..."
+            f", but {source.description} now has {source.classifier} ({digest[:12]}...): resume it with the classifier "
+            "it started with, or start a new --run-dir")
+    return config
+
+
 def _world_perceptual(config: EncoderTrainConfig, source: GeneratorSource, device: str) -> nn.Module | None:
     """`clf-perceptual` on the classifier of the generator's own world when that is not the built-in one (a GAN run
     of world 2 with its `classifier.safetensors`: the built-in classifier learnt world 1's faces); None: the
@@ -469,6 +492,7 @@ def train_encoder(run_dir: str | Path, *, minutes: float | None = None, generato
     source = load_generator_source(generator, gan_run=gan_run)
     config = encoder_run_config(run_dir, steps=steps, data=data, perceptual=perceptual, batch_size=batch_size,
                                 embedded_world=source.embedded_world, base=config)
+    config = _record_perceptual_classifier(run_dir, config, source)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda":
         torch.backends.cudnn.benchmark = True

@@ -427,6 +427,8 @@ def run_config(run_dir: str | Path, config: GANTrainConfig | None = None, *, bat
     stored = None
     if (checkpoint / "checkpoint.json").exists():
         config = stored = GANTrainConfig.from_dict(load_checkpoint_entry(checkpoint, "config"))
+    if batch_size is not None and (changes or {}).get("batch_size", batch_size) != batch_size:
+        raise ValueError(f"batch size given twice: {batch_size} and batch_size={changes['batch_size']} (give one)")
     changes = dict(changes or {}, **({} if batch_size is None else dict(batch_size=batch_size)))
     config = dataclasses.replace(config or GANTrainConfig(), **changes)
     if stored is not None:
