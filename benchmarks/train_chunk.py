@@ -11,12 +11,20 @@ A chunk may switch the linear-attribute regulariser on (or retune it) for a resu
     --set classifier=builtin --set linearity_weight=1 --set "correlated_pairs=(('eyeglasses', 'blond_hair'),)"
 any other `--set` must match the checkpoint's config (RESUMABLE_FIELDS says which fields may change).
 Back here: copy $OUT/checkpoint-* into training/faces64/checkpoint/, $OUT/log.jsonl and config.json beside it
-(`--install FROM` does exactly that), then commit.
+(`--install FROM` does exactly that), then commit. What gpu/chunk.sh returns (the run folder as `run.tar.*`, its
+log and evaluations) is installed by `--install-chunk FILES_AT`: the run's state replaced, the evaluations copied to
+benchmarks/results/<run name>_<kimg>kimg_<kind>.json, a row added to the run's chunks.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import json
+import re
+import shutil
+import tarfile
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -25,6 +33,7 @@ import torch
 
 import ganinv.generators.layers as layers
 from benchmarks.common import export_run, install_run
+from ganinv.training.checkpoint import load_checkpoint_entry
 from ganinv.training.train_gan import RESUMABLE_FIELDS, GANTrainConfig, parse_settings, run_config, train_gan
 from ganinv.utils.images import save_image_grid
 
@@ -48,6 +57,60 @@ def chunk_config(run_dir: Path, changes: dict[str, Any], *, batch_size: int | No
         raise SystemExit(f"--set: {err}. A resumed run may change only {', '.join(sorted(RESUMABLE_FIELDS))}.")
 
 
+EVALUATIONS = ("quality", "sep", "edit")  # gpu/chunk.sh's <kind>_<kimg>kimg.json files
+
+
+def install_chunk(files_at: str | Path, run_dir: str | Path, *, results: str | Path = "benchmarks/results",
+                  settings: str = "") -> str:
+    """Install what one gpu/chunk.sh call returned (`files_at`: run.tar.*, chunk.log, <kind>_<kimg>kimg.json):
+    `run_dir`'s checkpoint, log and config replaced by the chunk's (its other files, e.g. the classifier and
+    chunks.md, stay as committed), the evaluations copied to `results`, and a row appended to `run_dir/chunks.md`
+    (returned). A FileNotFoundError names what is missing before anything is replaced."""
+    files_at, run_dir = Path(files_at), Path(run_dir)
+    parts = sorted(files_at.glob("run.tar.*"))
+    if not parts:
+        raise FileNotFoundError(f"{files_at} holds no run.tar.* parts: the chunk returned no state (read its chunk.log)")
+    with tempfile.TemporaryDirectory() as tmp:
+        tar = Path(tmp) / "run.tar"
+        with tar.open("wb") as joined:
+            for part in parts:
+                joined.write(part.read_bytes())
+        staged = Path(tmp) / "run"
+        with tarfile.open(tar) as archive:
+            archive.extractall(staged, filter="data")
+        if not (staged / "checkpoint" / "checkpoint.json").exists():
+            raise FileNotFoundError(f"{files_at}'s run.tar.* hold no checkpoint/checkpoint.json")
+        export = Path(tmp) / "export"
+        export_run(staged, export, files=RUN_FILES)
+        install_run(export, run_dir, files=RUN_FILES)
+    log = (files_at / "chunk.log").read_text(errors="replace") if (files_at / "chunk.log").exists() else ""
+    kimg = round(int(load_checkpoint_entry(run_dir / "checkpoint", "images_seen")) / 1000)
+    copied = {}
+    for kind in EVALUATIONS:
+        for found in files_at.glob(f"{kind}_*kimg.json"):
+            target = Path(results) / f"{run_dir.name}_{found.stem.removeprefix(kind + '_')}_{kind}.json"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            copied[kind] = json.loads(shutil.copyfile(found, target).read_text())
+    row = _chunk_row(run_dir, log, kimg, copied, settings)
+    with (run_dir / "chunks.md").open("a") as f:
+        f.write(row + "\n")
+    return row
+
+
+def _chunk_row(run_dir: Path, log: str, kimg: int, evaluations: dict[str, Any], settings: str) -> str:
+    """`| # | date | device | settings | minutes | kimg after | FD-clf | notes |` for chunks.md."""
+    chunks = run_dir / "chunks.md"
+    number = sum(1 for line in chunks.read_text().splitlines() if re.match(r"\| \d+ \|", line)) + 1 \
+        if chunks.exists() else 1
+    device = next((line.split(",")[0] for line in log.splitlines() if re.match(r"NVIDIA |.*H[12]00", line)), "?")
+    wall = re.search(r"chunk: ([\d.]+) kimg, ([\d.]+) train min in all, (\d+) s wall", log)
+    minutes = f"{int(wall.group(3)) / 60:.1f}" if wall else "?"  # the training script's wall time, set-up included
+    quality = evaluations.get("quality", {})
+    fd = f"{quality['fd_clf_generated_vs_dataset']:.2f}" if "fd_clf_generated_vs_dataset" in quality else ""
+    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
+    return f"| {number} | {date} | {device} | {settings or '-'} | {minutes} | {kimg:,} | {fd} | |"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run-dir", type=Path, required=True)
@@ -62,7 +125,13 @@ def main() -> None:
     parser.add_argument("--resample-impl", default="composite")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--install", type=Path, help="copy a chunk's returned files into --run-dir and exit")
+    parser.add_argument("--install-chunk", type=Path, metavar="FILES_AT", help="install what gpu/chunk.sh returned "
+                        "(run.tar.*, chunk.log, evaluations) into --run-dir, benchmarks/results and chunks.md; exit")
+    parser.add_argument("--settings", default="", help="with --install-chunk: the chunk's SET, for chunks.md")
     args = parser.parse_args()
+    if args.install_chunk:
+        print(install_chunk(args.install_chunk, args.run_dir, settings=args.settings))
+        return
     if args.install:
         install_run(args.install, args.run_dir, files=RUN_FILES)
         return

@@ -1,6 +1,8 @@
 """The GPU-chunk tools around training: the separability early warning and train_chunk's export/install."""
 
 import dataclasses
+import json
+import tarfile
 import re
 
 import numpy as np
@@ -8,7 +10,7 @@ import pytest
 
 from benchmarks.separability import separability
 from benchmarks.common import export_run, install_run
-from benchmarks.train_chunk import RUN_FILES, chunk_config
+from benchmarks.train_chunk import RUN_FILES, chunk_config, install_chunk
 from ganinv.training.train_classifier import TrainClassifierConfig
 from ganinv.training.train_gan import GANTrainConfig, GANTrainer, parse_settings
 
@@ -117,3 +119,36 @@ def test_a_run_is_measured_on_its_own_world_and_classifier(tmp_path):
         assert run_world(run) == (version, "builtin")
     (run / RUN_CLASSIFIER).write_bytes(b"weights")  # the run folder's own classifier wins over the built-in one
     assert run_world(run) == (None, str(run / RUN_CLASSIFIER))
+
+
+def test_what_a_chunk_call_returns_installs_with_its_evaluations_and_a_history_row(tmp_path):
+    device = GANTrainer(TINY, tmp_path / "device_run", device="cpu", images=blob_images())
+    for _ in range(2):
+        device.train_step()
+    device.save()
+    (tmp_path / "device_run" / "chunks.md").write_text("device's copy: must not replace the committed one\n")
+    files_at = tmp_path / "files_at"  # as gpu/chunk.sh leaves $OUT: the run folder tarred and split, log, evaluations
+    files_at.mkdir()
+    with tarfile.open(tmp_path / "run.tar", "w") as archive:
+        archive.add(tmp_path / "device_run", arcname=".")
+    data = (tmp_path / "run.tar").read_bytes()
+    (files_at / "run.tar.aa").write_bytes(data[:len(data) // 2])
+    (files_at / "run.tar.ab").write_bytes(data[len(data) // 2:])
+    (files_at / "chunk.log").write_text("NVIDIA H100 80GB HBM3, 81559 MiB\ntorch 2.11\n"
+                                        "chunk: 0.0 kimg, 0.5 train min in all, 312 s wall\n")
+    (files_at / "quality_0kimg.json").write_text(json.dumps({"fd_clf_generated_vs_dataset": 12.345}))
+    repo_run = tmp_path / "repo" / "faces64v2"
+    (repo_run / "checkpoint").mkdir(parents=True)
+    (repo_run / "checkpoint" / "stale.safetensors").write_bytes(b"old")
+    (repo_run / "classifier.safetensors").write_bytes(b"committed")
+    (repo_run / "chunks.md").write_text("| # | date |\n|---|---|\n| 1 | 2026-12-06 | earlier |\n")
+    row = install_chunk(files_at, repo_run, results=tmp_path / "results", settings="linearity_weight=1.0")
+    assert row.startswith("| 2 | ") and "NVIDIA H100 80GB HBM3" in row and "| linearity_weight=1.0 | 5.2 |" in row
+    assert "| 12.35 |" in row and (repo_run / "chunks.md").read_text().endswith(row + "\n")
+    assert (repo_run / "classifier.safetensors").read_bytes() == b"committed"
+    assert not (repo_run / "checkpoint" / "stale.safetensors").exists()
+    assert json.loads((tmp_path / "results" / "faces64v2_0kimg_quality.json").read_text())["fd_clf_generated_vs_dataset"] == 12.345
+    assert GANTrainer(TINY, repo_run, device="cpu", images=blob_images()).step == 2
+    with pytest.raises(FileNotFoundError, match="no run.tar"):
+        install_chunk(tmp_path / "results", repo_run)
+
