@@ -20,7 +20,6 @@ touches `ganinv/assets` or `SHIPPED_VERSION`; it prints the steps that do (`foll
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
@@ -39,6 +38,7 @@ from ganinv.errors import UserError
 from ganinv.generators.io import load_generator_and_identity, read_generator_metadata, save_generator
 from ganinv.models import attributes, encoder
 from ganinv.training.checkpoint import load_checkpoint_entry
+from ganinv.utils.files import file_sha256
 from ganinv.training.train_gan import GANTrainConfig, generator_from_checkpoint, run_world
 
 MAX_BYTES = 40_000_000  # the three files together; tests/test_shipped_models.py allows all assets 50 MB
@@ -172,8 +172,7 @@ def _stage_encoder(source: str | os.PathLike | None, identity: str, version: int
     if data is not None and data.startswith("procedural:") and world(parse_procedural_spec(data)[2]).version != version:
         raise ShipError(f"{source} was trained on the faces of world {world(parse_procedural_spec(data)[2]).version} "
                         f"({data}), its generator on world {version}: train it with --data ...:v{version}")
-    if config.get("perceptual") == "clf-perceptual" and config.get("perceptual_classifier") != _describe(
-            classifier)["sha256"]:
+    if config.get("perceptual") == "clf-perceptual" and config.get("perceptual_classifier") != file_sha256(classifier):
         raise ShipError(f"{source}'s perceptual term read the classifier {config.get('perceptual_classifier')}, not "
                         f"this run's {classifier} (a world-{version} classifier): train the encoder again with "
                         f"ganinv train-encoder --gan-run {gan_run}, which now uses the run's own classifier")
@@ -207,8 +206,7 @@ def _safetensors_metadata(path: Path) -> dict[str, str]:
 # ------------------------------------------------------------------------------------------------- the checks
 
 def _describe(path: Path) -> dict[str, Any]:
-    with open(path, "rb") as f:
-        return {"sha256": hashlib.file_digest(f, "sha256").hexdigest(), "bytes": path.stat().st_size}
+    return {"sha256": file_sha256(path), "bytes": path.stat().st_size}
 
 
 def _check_size(files: dict[str, dict[str, Any]], max_bytes: int) -> None:

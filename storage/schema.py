@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ganinv.item_metrics import metric_names
+from ganinv.utils.files import file_sha256  # noqa: F401 - storage's name for it (storage.file_sha256)
 
 SCHEMA_NAME = "ganinv-latent-store"
 SCHEMA_VERSION = 2  # v2: checksummed chunks, fixed-width UTF-8 text, edit runs on their own item axis, numerics
@@ -58,15 +59,6 @@ def _json_default(value: Any) -> Any:
     if hasattr(value, "tolist"):  # numpy scalars and arrays
         return value.tolist()
     raise TypeError(f"{type(value).__name__} is not JSON serialisable; give configs as dataclasses of plain values")
-
-
-def file_sha256(path: str | Path, *, block_size: int = 1 << 20) -> str:
-    """Hex sha256 of a file's bytes: the identity of an input image (`source_sha256`) or of a generator's weights."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(block_size):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def check_name(name: str, *, what: str) -> str:

@@ -15,7 +15,6 @@ checked by shape only (resolution, num_ws, w_dim).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -31,6 +30,7 @@ from torch import nn
 from ganinv import edit
 from ganinv.errors import UserError
 from ganinv.utils import weights
+from ganinv.utils.files import file_sha256
 
 BUILTIN_ENCODERS = {"faces64": Path(__file__).resolve().parents[1] / "assets" / "faces64" / "encoder.safetensors"}
 FORMAT = "ganinv.encoder"
@@ -260,9 +260,8 @@ def encoder_record(source: str | os.PathLike, *, generator: nn.Module | str | No
     if generator is not None:
         probe = _ShapeOnly(json.loads(meta["init_kwargs"]), recorded)
         check_encoder_for(probe, generator, name=str(source))
-    with open(path, "rb") as f:
-        digest = hashlib.file_digest(f, "sha256").hexdigest()
-    return EncoderRecord(source=str(source), path=str(path.resolve()), sha256=digest, generator_identity=recorded)
+    return EncoderRecord(source=str(source), path=str(path.resolve()), sha256=file_sha256(path),
+                         generator_identity=recorded)
 
 
 class _ShapeOnly:

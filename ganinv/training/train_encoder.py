@@ -33,7 +33,6 @@ refused.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import inspect
 import json
 import math
@@ -57,6 +56,7 @@ from ganinv.training.checkpoint import (
     save_checkpoint,
 )
 from ganinv.training.sampling import style_mixed_ws, training_autocast
+from ganinv.utils.files import file_sha256
 from ganinv.utils.images import to_model_input
 from ganinv.errors import UserError
 
@@ -405,10 +405,10 @@ def _record_perceptual_classifier(run_dir: str | Path, config: EncoderTrainConfi
     is a RunConfigMismatch, and the exported encoder says which (ship_world checks it against the run's)."""
     if config.perceptual != "clf-perceptual":
         return config
-    from ganinv.models.attributes import builtin_path
+    from ganinv.models.attributes import CLASSIFIER_WEIGHTS
+    from ganinv.utils.weights import resolve_weights
 
-    with open(builtin_path() if source.classifier == BUILTIN else source.classifier, "rb") as f:
-        digest = hashlib.file_digest(f, "sha256").hexdigest()
+    digest = file_sha256(resolve_weights(source.classifier, CLASSIFIER_WEIGHTS))
     if not (Path(run_dir) / "checkpoint" / "checkpoint.json").exists():
         return dataclasses.replace(config, perceptual_classifier=digest)
     if config.perceptual_classifier not in (None, digest):  # None: a run from before the record
