@@ -97,8 +97,8 @@ def train_gan(
     """Train (or resume) the embedded world's StyleGAN2 for MINUTES (faces64 was made with this; see its model
     card and training/README.md for the linear-attribute regulariser's settings)."""
     import ganinv.generators.layers as layers
-    from ganinv.training.train_gan import (
-        RESUMABLE_FIELDS, GANTrainConfig, generator_from_checkpoint, parse_settings, run_config, train_gan as train)
+    from ganinv.training.train_gan import GANTrainConfig, generator_from_checkpoint, parse_settings, run_config
+    from ganinv.training.train_gan import train_gan as train
 
     try:
         layers.check_resample_impl(resample_impl, source="--resample-impl")
@@ -112,8 +112,7 @@ def train_gan(
     try:
         run_config(run_dir, config, batch_size=batch_size, changes=changes)  # refused before anything is written
     except ValueError as err:
-        raise typer.BadParameter(f"{err}. A resumed run may change only {', '.join(sorted(RESUMABLE_FIELDS))}.",
-                                 param_hint="--set") from None
+        raise typer.BadParameter(str(err), param_hint="--set") from None
     with layers.resample_impl(resample_impl):
         trainer = train(run_dir, minutes=minutes, config=config, batch_size=batch_size, changes=changes,
                         compile=compile)

@@ -116,8 +116,9 @@ def refuse_changes(stored: GANTrainConfig, config: GANTrainConfig, run_dir: Path
     changed = [f.name for f in dataclasses.fields(stored)
                if f.name not in RESUMABLE_FIELDS and getattr(stored, f.name) != getattr(config, f.name)]
     if changed:
-        raise ValueError(f"{run_dir} was trained with a different config ({', '.join(changed)} differ); "
-                         "resume it with the checkpoint's config (train_gan does) or use a new run folder")
+        raise ValueError(f"{run_dir} was trained with a different config ({', '.join(changed)} differ); a resumed "
+                         f"run may change only {', '.join(sorted(RESUMABLE_FIELDS))}: resume it with the checkpoint's "
+                         "config (train_gan does) or use a new run folder")
 
 
 def load_training_images(spec: str, resolution: int) -> np.ndarray:
