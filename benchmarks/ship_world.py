@@ -95,18 +95,19 @@ def ship_world(gan_run: str | os.PathLike, out: str | os.PathLike, *, encoder_fi
                         f"(gpu/classifier.py OUT {version} DEVICE, or ganinv train-classifier --world-version "
                         f"{version}) and put it there or pass --classifier")
     classifier_file = Path(classifier_file or run_classifier)
+    G_ema, provenance = generator_from_checkpoint(gan_run), _provenance(gan_run)  # the checkpoint read once
     with tempfile.TemporaryDirectory(prefix=".ship-", dir=None if dry_run else _parent(out)) as tmp:
         staging = Path(tmp)
         # 1. the generator: the run's G_ema in the native format, with the world it learnt
-        identity = _stage_generator(gan_run, version, staging / GENERATOR)
+        identity = _stage_generator(G_ema, {**provenance, WORLD_VERSION_KEY: version}, staging / GENERATOR)
         # 2. the encoder and the classifier, refused unless they belong to this G_ema and this world
         encoder_meta = _stage_encoder(encoder_file, identity, version, gan_run, classifier_file, staging / ENCODER)
         classifier_meta = _stage_classifier(classifier_file, version, staging / CLASSIFIER)
         # 3. the size budget, then every file through the product's loaders
         files = {name: _describe(staging / name) for name in FILES if (staging / name).exists()}
         _check_size(files, max_bytes)
-        _check_loads(staging, gan_run, identity, version)
-        manifest = _manifest(gan_run, version, identity, files, max_bytes, encoder_meta, classifier_meta)
+        _check_loads(staging, G_ema, gan_run, identity, version)
+        manifest = _manifest(provenance, version, identity, files, max_bytes, encoder_meta, classifier_meta)
         # 4. the files and their manifest into `out` (renames within one file system: readers never see half)
         if dry_run:
             return Shipment(None, manifest)
@@ -139,13 +140,18 @@ def _run_world(gan_run: Path) -> tuple[int, str]:
     return world(version).version, classifier
 
 
-def _stage_generator(gan_run: Path, version: int, path: Path) -> str:
-    """Write the run's G_ema (fp32, as `generator_from_checkpoint` builds it) to `path`; returns its identity."""
+def _provenance(gan_run: Path) -> dict[str, Any]:
+    """What the generator's metadata and the manifest say of the run (its checkpoint's step, images, train time)."""
     checkpoint = gan_run / "checkpoint"
-    provenance = {key: load_checkpoint_entry(checkpoint, key) for key in ("step", "images_seen", "train_seconds")}
-    provenance.update({WORLD_VERSION_KEY: version, "gan_run": gan_run.resolve().name,
-                       "data": GANTrainConfig.from_dict(load_checkpoint_entry(checkpoint, "config")).data})
-    save_generator(generator_from_checkpoint(gan_run), path, source=SOURCE, extra_metadata=provenance)
+    return {**{key: load_checkpoint_entry(checkpoint, key) for key in ("step", "images_seen", "train_seconds")},
+            "gan_run": gan_run.resolve().name,
+            "data": GANTrainConfig.from_dict(load_checkpoint_entry(checkpoint, "config")).data}
+
+
+def _stage_generator(G_ema: torch.nn.Module, provenance: dict[str, Any], path: Path) -> str:
+    """Write the run's G_ema (fp32, as `generator_from_checkpoint` builds it) to `path` with `provenance` in its
+    metadata; returns its identity."""
+    save_generator(G_ema, path, source=SOURCE, extra_metadata=provenance)
     return read_generator_metadata(path)["identity"]
 
 
@@ -234,7 +240,7 @@ def builtins_at(folder: Path) -> Iterator[None]:
 
 
 @torch.no_grad()
-def _check_loads(staging: Path, gan_run: Path, identity: str, version: int) -> None:
+def _check_loads(staging: Path, G_ema: torch.nn.Module, gan_run: Path, identity: str, version: int) -> None:
     """Each staged file loads by its built-in name; G reproduces the run's G_ema; E and the classifier read G's
     images; the generator records the run's world."""
     with builtins_at(staging):
@@ -247,7 +253,7 @@ def _check_loads(staging: Path, gan_run: Path, identity: str, version: int) -> N
                         f"{identity[:12]}... of world {version}")
     z = torch.randn([4, G.z_dim], generator=torch.Generator().manual_seed(0))
     images = G(z, None, noise_mode="const")
-    if not torch.equal(images, generator_from_checkpoint(gan_run)(z, None, noise_mode="const")):
+    if not torch.equal(images, G_ema(z, None, noise_mode="const")):
         raise ShipError(f"the staged generator does not reproduce the G_ema of {gan_run}")
     if E is not None and E(images).shape != (4, G.num_ws, G.w_dim):
         raise ShipError(f"the encoder maps G's images to {list(E(images).shape)}, not to [4, {G.num_ws}, {G.w_dim}]")
@@ -255,14 +261,12 @@ def _check_loads(staging: Path, gan_run: Path, identity: str, version: int) -> N
         raise ShipError("the classifier does not read the generator's images")
 
 
-def _manifest(gan_run: Path, version: int, identity: str, files: dict[str, dict[str, Any]], max_bytes: int,
-              encoder_meta: dict[str, Any], classifier_meta: dict[str, Any]) -> dict[str, Any]:
-    checkpoint = gan_run / "checkpoint"
-    images_seen = load_checkpoint_entry(checkpoint, "images_seen")
+def _manifest(provenance: dict[str, Any], version: int, identity: str, files: dict[str, dict[str, Any]],
+              max_bytes: int, encoder_meta: dict[str, Any], classifier_meta: dict[str, Any]) -> dict[str, Any]:
     return {"format": MANIFEST_FORMAT, WORLD_VERSION_KEY: version, "generator_identity": identity,
-            "gan_run": {"name": gan_run.resolve().name, "step": load_checkpoint_entry(checkpoint, "step"),
-                        "kimg": round(images_seen / 1000, 1),
-                        "train_minutes": round(load_checkpoint_entry(checkpoint, "train_seconds") / 60, 1)},
+            "gan_run": {"name": provenance["gan_run"], "step": provenance["step"],
+                        "kimg": round(provenance["images_seen"] / 1000, 1),
+                        "train_minutes": round(provenance["train_seconds"] / 60, 1)},
             "encoder": encoder_meta or None, "classifier": classifier_meta, "files": files,
             "total_bytes": sum(f["bytes"] for f in files.values()), "max_bytes": max_bytes}
 
