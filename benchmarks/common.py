@@ -214,19 +214,36 @@ def export_run(run_dir: str | Path, out: str | Path, *, files: Sequence[str] = (
 
 def install_run(source: str | Path, run_dir: str | Path, *, files: Sequence[str] = ("log.jsonl", "run.json")) -> None:
     """The inverse of `export_run`: replace `run_dir`'s checkpoint and `files` by those in `source`."""
-    import shutil
-
-    source, run_dir = Path(source), Path(run_dir)
+    source = Path(source)
     shards = sorted(source.glob("checkpoint-*"))
     if not any(f.name == "checkpoint-checkpoint.json" for f in shards):
         raise FileNotFoundError(f"{source} holds no checkpoint-checkpoint.json: not an exported run")
+    _replace_run({f.name.removeprefix("checkpoint-"): f for f in shards}, source, run_dir, files)
+
+
+def install_run_folder(folder: str | Path, run_dir: str | Path, *, files: Sequence[str]) -> None:
+    """Replace `run_dir`'s checkpoint and `files` by those of the run folder `folder` (e.g. a device's, untarred)."""
+    folder = Path(folder)
+    if not (folder / "checkpoint" / "checkpoint.json").exists():
+        raise FileNotFoundError(f"{folder} holds no checkpoint/checkpoint.json: not a run folder")
+    _replace_run({f.name: f for f in (folder / "checkpoint").iterdir()}, folder, run_dir, files)
+
+
+def _replace_run(checkpoint: dict[str, Path], source: Path, run_dir: str | Path, files: Sequence[str]) -> None:
+    """`run_dir/checkpoint` becomes the files `checkpoint` ({name: path}; written aside, then renamed in), and each of
+    `files` present in `source` is copied beside it."""
+    import shutil
+
+    run_dir = Path(run_dir)
     tmp = run_dir / "checkpoint.new"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    for f in shards:
-        shutil.copy2(f, tmp / f.name.removeprefix("checkpoint-"))
+    for name, f in checkpoint.items():
+        shutil.copy2(f, tmp / name)
     shutil.rmtree(run_dir / "checkpoint", ignore_errors=True)
     tmp.rename(run_dir / "checkpoint")
     for name in files:
         if (source / name).exists():
             shutil.copy2(source / name, run_dir / name)
+
+

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 import ganinv.generators.layers as layers
-from benchmarks.common import export_run, install_run
+from benchmarks.common import export_run, install_run, install_run_folder
 from ganinv.training.checkpoint import load_checkpoint_entry
 from ganinv.training.train_gan import GANTrainConfig, parse_settings, run_config, train_gan
 from ganinv.utils.images import save_image_grid
@@ -80,9 +80,7 @@ def install_chunk(files_at: str | Path, run_dir: str | Path, *, results: str | P
             archive.extractall(staged, filter="data")
         if not (staged / "checkpoint" / "checkpoint.json").exists():
             raise FileNotFoundError(f"{files_at}'s run.tar.* hold no checkpoint/checkpoint.json")
-        export = Path(tmp) / "export"
-        export_run(staged, export, files=RUN_FILES)
-        install_run(export, run_dir, files=RUN_FILES)
+        install_run_folder(staged, run_dir, files=RUN_FILES)
     log = (files_at / "chunk.log").read_text(errors="replace") if (files_at / "chunk.log").exists() else ""
     kimg = round(int(load_checkpoint_entry(run_dir / "checkpoint", "images_seen")) / 1000)
     copied = {}
