@@ -8,6 +8,9 @@
   come from our small classifier, not Inception.
 - **Attribute rates**: how often the classifier sees each binary attribute in generated images, against the
   dataset's ground-truth rate (and the classifier's rate on dataset images); continuous attributes as mean and std.
+- Generated images have fresh noise inputs (the GAN's distribution, as StyleGAN's metrics sample it);
+  `const_noise` repeats FD-clf and the binary rates for the same codes with G's constant noise, what ganinv's
+  inversion, edits and `generate` render (a G whose attributes hinge on its fixed noise pattern differs there).
 - **Encoder**: PSNR / SSIM of `G.synthesis(E(x))` against `--n-heldout` held-out images (world seed 1).
 
 `--gan-run DIR` measures a training run's G_ema instead of the shipped generator (the encoder part is skipped: the
@@ -34,14 +37,14 @@ from ganinv.models.encoder import load_encoder
 
 
 @torch.no_grad()
-def generate(G, n: int, *, seed: int, batch: int = 250) -> torch.Tensor:
+def generate(G, n: int, *, seed: int, batch: int = 250, noise_mode: str = "random") -> torch.Tensor:
     """`n` images of G (z from `seed`, on CPU whatever G's device), quantised as saved images would be; on CPU."""
     gen = torch.Generator().manual_seed(seed)
     device = next(G.parameters()).device
     out = []
     for start in range(0, n, batch):
         z = torch.randn([min(batch, n - start), G.z_dim], generator=gen).to(device)
-        img = G(z, None, noise_mode="random")
+        img = G(z, None, noise_mode=noise_mode)
         out.append(((img.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu())  # as saved images would be
     return to_unit_range(torch.cat(out))
 
@@ -109,12 +112,16 @@ def main(argv=None) -> dict:
     truth = np.stack(list(_truth_rows(2 * args.n, version)))
     emb_real, pred_real = classify(clf, to_unit_range(real))
     emb_gen, pred_gen = classify(clf, generate(G, args.n, seed=123))
+    emb_const, pred_const = classify(clf, generate(G, args.n, seed=123, noise_mode="const"))
     half = args.n
     result = dict(
         n=args.n, generator=args.gan_run or "faces64", world_version=world(version).version, classifier=classifier,
         fd_clf_generated_vs_dataset=fd(emb_gen, emb_real[:half]),
         fd_clf_dataset_vs_dataset=fd(emb_real[half:], emb_real[:half]),
         attributes=attribute_table(truth[:half], {k: v[:half] for k, v in pred_real.items()}, pred_gen),
+        const_noise=dict(fd_clf_generated_vs_dataset=fd(emb_const, emb_real[:half]),
+                         rates={a.name: float((pred_const[a.name] > 0.5).mean()) for a in ATTRIBUTES
+                                if a.kind == "binary"}),
         encoder_heldout=dict(n=args.n_heldout, **encoder_quality(G, E, args.n_heldout)) if E else None,
         seconds=round(time.time() - t0, 1),
     )

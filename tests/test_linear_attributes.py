@@ -345,3 +345,41 @@ def test_resuming_may_switch_the_regulariser_on_but_not_change_the_network(tmp_p
     with pytest.raises(ValueError, match="channel_max differ"):
         GANTrainer(dataclasses.replace(on, channel_max=32), tmp_path, device="cpu", images=images,
                    classifier=RegionClassifier())
+
+
+def _noise_calls(config, images, tmp_path):
+    """The `noise` argument of each synthesis call of one regulariser step, and the trainer."""
+    trainer = GANTrainer(config, tmp_path, device="cpu", images=images, classifier=RegionClassifier())
+    calls = []
+    trainer.G.synthesis.register_forward_pre_hook(lambda _, args, kwargs: calls.append(kwargs.get("noise")),
+                                                  with_kwargs=True)
+    trainer.attributes.penalty(trainer.G, 6, trainer._autocast)
+    return calls, trainer
+
+
+def test_random_attr_noise_is_drawn_per_code_and_shared_by_the_edited_image(tmp_path, images):
+    edit = dict(RUNS["edit"], probe_warmup=0)
+    const_calls, _ = _noise_calls(dataclasses.replace(TOY, **edit), images, tmp_path / "const")
+    assert const_calls == [None, None]  # G's constant noise for the reading and for the edited reading
+    calls, trainer = _noise_calls(dataclasses.replace(TOY, **edit, attr_noise="random"), images, tmp_path / "random")
+    assert len(calls) == 2 and calls[0] is calls[1]  # the edited image keeps its code's noise
+    layers = trainer.G.synthesis.noise_layers()
+    assert [tuple(n.shape) for n in calls[0]] == [(6, 1, layer.resolution, layer.resolution) for layer in layers]
+    assert not torch.equal(calls[0][-1][0], calls[0][-1][1])  # fresh per code
+    with pytest.raises(ValueError, match="attr_noise must be one of"):
+        GANTrainer(dataclasses.replace(TOY, attr_noise="fixed"), tmp_path / "bad", device="cpu", images=images,
+                   classifier=RegionClassifier())
+
+
+def test_the_checkpoint_carries_the_noise_stream(tmp_path, images):
+    config = dataclasses.replace(TOY, **RUNS["edit"], attr_noise="random")
+    a = GANTrainer(config, tmp_path, device="cpu", images=images, classifier=RegionClassifier())
+    a.train_step()
+    a.save()
+    b = GANTrainer(config, tmp_path, device="cpu", images=images, classifier=RegionClassifier())
+    assert torch.equal(b.attributes.noise_generator.get_state(), a.attributes.noise_generator.get_state())
+    state = load_checkpoint(tmp_path / "checkpoint")["attributes"]
+    del state["noise_generator"]  # a checkpoint from before attr_noise: the stream starts at the run's seed
+    fresh = GANTrainer(config, tmp_path / "fresh", device="cpu", images=images, classifier=RegionClassifier())
+    assert fresh.attributes.load_state(state)
+    assert not torch.equal(fresh.attributes.noise_generator.get_state(), a.attributes.noise_generator.get_state())

@@ -85,6 +85,7 @@ class GANTrainConfig:
     edit_weight: float = 0.0
     edit_sigmas: tuple[float, float] = (1.0, 3.0)
     edit_conditional: float = 0.0
+    attr_noise: str = "const"  # the noise inputs of the images the classifier reads: G's constant ones or "random"
     correlated_pairs: tuple[tuple[str, str], ...] = ()
 
     @classmethod
@@ -108,7 +109,7 @@ class GANTrainConfig:
 RESUMABLE_FIELDS = frozenset({
     "batch_size", "classifier", "attr_interval", "attr_batch_shrink", "probe_lr", "probe_warmup", "attr_decay",
     "linearity_weight", "linearity_rates", "probe_orthogonality", "joint_weight", "edit_weight", "edit_sigmas",
-    "edit_conditional", "correlated_pairs"})
+    "edit_conditional", "attr_noise", "correlated_pairs"})
 
 
 def refuse_changes(stored: GANTrainConfig, config: GANTrainConfig, run_dir: Path) -> None:
