@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ import torch
 
 from ganinv.training.checkpoint import load_checkpoint, load_checkpoint_entry, save_checkpoint
 from ganinv.training.discriminator import Discriminator
-from ganinv.training.train_gan import GANTrainConfig, GANTrainer, run_config, train_gan
+from ganinv.training.train_gan import GANTrainConfig, GANTrainer, generator_from_checkpoint, run_config, train_gan
 
 from _gan_helpers import REGULARISED, TINY, RegionClassifier, blob_images
 
@@ -123,3 +124,21 @@ def test_a_chunk_ends_at_its_wall_clock_end_whatever_the_set_up_took(tmp_path):
         with pytest.raises(ValueError, match="minutes= or its end as until="):  # before the set-up: nothing made
             train_gan(tmp_path / "refused", config=TINY, device="cpu", **lengths)
         assert not (tmp_path / "refused").exists()
+
+
+def test_the_committed_faces64v2_run_resumes_with_its_own_config():
+    """The GAN run in progress (training/faces64v2, committed): its checkpoint's config parses back to what its
+    config.json mirrors, passes the resume comparison, may retune the regulariser and refuses another network; and
+    its G_ema builds from the same config."""
+    run = Path(__file__).resolve().parents[1] / "training" / "faces64v2"
+    stored = GANTrainConfig.from_dict(load_checkpoint_entry(run / "checkpoint", "config"))
+    assert stored == GANTrainConfig.from_dict(json.loads((run / "config.json").read_text()))
+    assert stored.classifier is not None and stored.correlated_pairs  # the regulariser is on, with its pair
+    assert run_config(run) == stored  # the config a resumed chunk trains with: the checkpoint's, compared with itself
+    retuned = run_config(run, changes=dict(edit_weight=stored.edit_weight + 1), batch_size=stored.batch_size // 2)
+    assert retuned == dataclasses.replace(stored, edit_weight=stored.edit_weight + 1, batch_size=stored.batch_size // 2)
+    with pytest.raises(ValueError, match=r"faces64v2 was trained with a different config \(z_dim differ\)"):
+        run_config(run, changes=dict(z_dim=stored.z_dim // 2))
+    G = generator_from_checkpoint(run)
+    assert (G.z_dim, G.w_dim, G.img_resolution) == (stored.z_dim, stored.w_dim, stored.resolution)
+
