@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import re
 import time
 from pathlib import Path
 
@@ -11,7 +12,8 @@ import torch
 
 from ganinv.training.checkpoint import load_checkpoint, load_checkpoint_entry, save_checkpoint
 from ganinv.training.discriminator import Discriminator
-from ganinv.training.train_gan import GANTrainConfig, GANTrainer, generator_from_checkpoint, run_config, train_gan
+from ganinv.training.train_gan import (RESUMABLE_FIELDS, GANTrainConfig, GANTrainer, generator_from_checkpoint,
+                                       refuse_changes, run_config, train_gan)
 
 from _gan_helpers import REGULARISED, TINY, RegionClassifier, blob_images
 
@@ -142,3 +144,33 @@ def test_the_committed_faces64v2_run_resumes_with_its_own_config():
     G = generator_from_checkpoint(run)
     assert (G.z_dim, G.w_dim, G.img_resolution) == (stored.z_dim, stored.w_dim, stored.resolution)
 
+
+def _another_value(value):
+    """A value of the same kind as a config field's `value` that differs from it."""
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, (int, float)):
+        return value + 1
+    if isinstance(value, str):
+        return value + "x"
+    if isinstance(value, tuple):
+        return value + (value[:1] or ("x",))
+    assert value is None, value
+    return 1
+
+
+def test_a_resume_may_change_exactly_the_fields_declared_resumable(tmp_path):
+    """RESUMABLE_FIELDS is read off the dataclass (the batch size and the regulariser's fields); changing one of them
+    passes the resume comparison, changing any other field is refused with a message naming RESUMABLE_FIELDS."""
+    declared = {f.name for f in dataclasses.fields(GANTrainConfig) if f.metadata.get("resumable")}
+    assert RESUMABLE_FIELDS == declared and {"batch_size", "classifier", "edit_weight"} <= declared
+    stored = GANTrainConfig()
+    for field in dataclasses.fields(GANTrainConfig):
+        changed = dataclasses.replace(stored, **{field.name: _another_value(getattr(stored, field.name))})
+        assert changed != stored, field.name
+        if field.name in RESUMABLE_FIELDS:
+            refuse_changes(stored, changed, tmp_path)
+        else:
+            with pytest.raises(ValueError, match=rf"\({field.name} differ\).*may change only "
+                                                 rf"{re.escape(', '.join(sorted(RESUMABLE_FIELDS)))}:"):
+                refuse_changes(stored, changed, tmp_path)

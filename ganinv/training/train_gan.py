@@ -42,6 +42,13 @@ from ganinv.training.sampling import style_mixed_ws, training_autocast
 from ganinv.utils.images import to_model_input, to_uint8
 
 
+def _resumable(default: Any) -> Any:
+    """A `GANTrainConfig` field that a resumed chunk may change (`RESUMABLE_FIELDS`): the batch size (the log records
+    it in every entry) and the linear-attribute regulariser's weights and options (a chunk may switch it on). The mark
+    is field metadata only: `dataclasses.asdict`, equality and the saved config are those of a plain field."""
+    return dataclasses.field(default=default, metadata={"resumable": True})
+
+
 @dataclass(frozen=True)
 class GANTrainConfig:
     """Hyper-parameters; the defaults are the ones `faces64` was trained with (see its MODEL_CARD.md)."""
@@ -55,7 +62,7 @@ class GANTrainConfig:
     conv_clamp: float | None = 256
     d_channel_base: int = 4096
     d_channel_max: int = 128
-    batch_size: int = 64
+    batch_size: int = _resumable(64)
     g_lr: float = 0.0025
     d_lr: float = 0.0025
     betas: tuple[float, float] = (0.0, 0.99)
@@ -72,20 +79,20 @@ class GANTrainConfig:
     seed: int = 0
     # Linear-attribute regulariser (linear_attributes.py): on when `classifier` names one ("builtin" or a
     # .safetensors path); each part acts on G only with a weight above 0.
-    classifier: str | None = None
-    attr_interval: int = 4
-    attr_batch_shrink: int = 2
-    probe_lr: float = 0.01
-    probe_warmup: int = 100
-    attr_decay: float = 0.05
-    linearity_weight: float = 0.0
-    linearity_rates: bool = True  # off, the pull feeds back on the probe's bias: rare attributes die out
-    probe_orthogonality: float = 0.0
-    joint_weight: float = 0.0
-    edit_weight: float = 0.0
-    edit_sigmas: tuple[float, float] = (1.0, 3.0)
-    edit_conditional: float = 0.0
-    correlated_pairs: tuple[tuple[str, str], ...] = ()
+    classifier: str | None = _resumable(None)
+    attr_interval: int = _resumable(4)
+    attr_batch_shrink: int = _resumable(2)
+    probe_lr: float = _resumable(0.01)
+    probe_warmup: int = _resumable(100)
+    attr_decay: float = _resumable(0.05)
+    linearity_weight: float = _resumable(0.0)
+    linearity_rates: bool = _resumable(True)  # off, the pull feeds back on the probe's bias: rare attributes die out
+    probe_orthogonality: float = _resumable(0.0)
+    joint_weight: float = _resumable(0.0)
+    edit_weight: float = _resumable(0.0)
+    edit_sigmas: tuple[float, float] = _resumable((1.0, 3.0))
+    edit_conditional: float = _resumable(0.0)
+    correlated_pairs: tuple[tuple[str, str], ...] = _resumable(())
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> GANTrainConfig:
@@ -103,12 +110,8 @@ class GANTrainConfig:
                     channel_max=self.d_channel_max, conv_clamp=self.conv_clamp)
 
 
-# What a resumed chunk may change: the batch size (the log records it in every entry) and the linear-attribute
-# regulariser's weights and options (a chunk may switch it on). Any other difference from the checkpoint is refused.
-RESUMABLE_FIELDS = frozenset({
-    "batch_size", "classifier", "attr_interval", "attr_batch_shrink", "probe_lr", "probe_warmup", "attr_decay",
-    "linearity_weight", "linearity_rates", "probe_orthogonality", "joint_weight", "edit_weight", "edit_sigmas",
-    "edit_conditional", "correlated_pairs"})
+# What a resumed chunk may change: the fields declared `resumable`. Any other difference from the checkpoint is refused.
+RESUMABLE_FIELDS = frozenset(f.name for f in dataclasses.fields(GANTrainConfig) if f.metadata.get("resumable"))
 
 
 def refuse_changes(stored: GANTrainConfig, config: GANTrainConfig, run_dir: Path) -> None:
