@@ -11,6 +11,7 @@ import pytest
 from benchmarks.separability import separability
 from benchmarks.common import export_run, install_run
 from benchmarks.train_chunk import RUN_FILES, chunk_config, install_chunk
+from ganinv.training.checkpoint import parse_settings as parse_config_settings
 from ganinv.training.train_classifier import TrainClassifierConfig
 from ganinv.training.train_gan import GANTrainConfig, GANTrainer, parse_settings
 
@@ -60,11 +61,14 @@ def test_a_value_that_is_no_literal_is_refused_for_a_field_that_takes_no_string(
 
 
 def test_classifier_overrides_are_read_as_literals_of_its_config():
-    """gpu/classifier.py's KEY=VALUE: floats and booleans too (int() refused lr=1e-3 and augment=False)."""
-    assert parse_settings(["lr=1e-3", "augment=False", "n_train=128", "dataset_dir=faces"], TrainClassifierConfig) \
-        == dict(lr=1e-3, augment=False, n_train=128, dataset_dir="faces")
+    """gpu/classifier.py's KEY=VALUE (checkpoint.parse_settings, which train_gan's wraps with GANTrainConfig):
+    floats and booleans too (int() refused lr=1e-3 and augment=False)."""
+    settings = ["lr=1e-3", "augment=False", "n_train=128", "dataset_dir=faces"]
+    assert parse_config_settings(settings, TrainClassifierConfig) == dict(lr=1e-3, augment=False, n_train=128,
+                                                                          dataset_dir="faces")
+    assert parse_settings(settings, TrainClassifierConfig) == parse_config_settings(settings, TrainClassifierConfig)
     with pytest.raises(ValueError, match="KEY=VALUE with KEY a TrainClassifierConfig field.*n_train"):
-        parse_settings(["n_trian=128"], TrainClassifierConfig)
+        parse_config_settings(["n_trian=128"], TrainClassifierConfig)
 
 
 def test_a_list_is_read_as_the_tuple_a_resumed_run_stored(tmp_path):

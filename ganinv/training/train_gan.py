@@ -14,14 +14,12 @@ The dataset is held in device memory as uint8 (64x64 images are small): a folder
 
 from __future__ import annotations
 
-import ast
 import copy
 import dataclasses
 import json
 import math
 import random
 import time
-import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +33,8 @@ from ganinv.datasets.procedural_faces import parse_procedural_spec, render_batch
 from ganinv.generators.stylegan2 import Generator
 from ganinv.models.attributes import BUILTIN, load_classifier
 from ganinv.training.checkpoint import (compact_adam_state, config_from_dict, full_adam_state, half_state_dict,
-                                        lists_to_tuples, load_checkpoint, load_checkpoint_entry, save_checkpoint)
+                                        load_checkpoint, load_checkpoint_entry, save_checkpoint)
+from ganinv.training.checkpoint import parse_settings as parse_config_settings
 from ganinv.training.discriminator import Discriminator
 from ganinv.training.linear_attributes import LinearAttributes, attribute_statistics
 from ganinv.training.sampling import style_mixed_ws, training_autocast
@@ -397,26 +396,9 @@ def _check_length(minutes: float | None, until: float | None) -> None:
 
 
 def parse_settings(settings: list[str], config_class: type = GANTrainConfig) -> dict[str, Any]:
-    """`KEY=VALUE` items (the `--set` of `ganinv train-gan` and `benchmarks.train_chunk`; gpu/classifier.py's for
-    `TrainClassifierConfig`) as `{field: value}` of `config_class`, each value a Python literal (`2`, `0.002`,
-    `False`, `None`, `(0, 0.99)`; a list is read as a tuple) or else a string (`procedural:100000:0`). A ValueError,
-    before any set-up: a key that is no field (naming the fields), or a value that is no literal for a field that
-    takes no string (a misspelt number: `g_lr=0.0O2`)."""
-    fields = {f.name: f.type for f in dataclasses.fields(config_class)}
-    hints = typing.get_type_hints(config_class)
-    changes = {}
-    for item in settings:
-        key, sep, value = item.partition("=")
-        if not sep or key not in fields:
-            raise ValueError(f"--set {item!r}: expected KEY=VALUE with KEY a {config_class.__name__} field "
-                             f"({', '.join(sorted(fields))})")
-        try:
-            changes[key] = lists_to_tuples(ast.literal_eval(value))
-        except (ValueError, SyntaxError):
-            changes[key] = value
-        if isinstance(changes[key], str) and not (hints[key] is str or str in typing.get_args(hints[key])):
-            raise ValueError(f"--set {item!r}: {key} takes {fields[key]}, and {value!r} is no Python literal")
-    return changes
+    """`checkpoint.parse_settings` with `GANTrainConfig` by default: the `--set` of `ganinv train-gan` and
+    `benchmarks.train_chunk`."""
+    return parse_config_settings(settings, config_class)
 
 
 def run_config(run_dir: str | Path, config: GANTrainConfig | None = None, *, batch_size: int | None = None,
