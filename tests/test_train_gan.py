@@ -12,8 +12,8 @@ import torch
 
 from ganinv.training.checkpoint import load_checkpoint, load_checkpoint_entry, save_checkpoint
 from ganinv.training.discriminator import Discriminator
-from ganinv.training.train_gan import (RESUMABLE_FIELDS, GANTrainConfig, GANTrainer, generator_from_checkpoint,
-                                       refuse_changes, run_config, train_gan)
+from ganinv.training.train_gan import (RESUMABLE_FIELDS, GANTrainConfig, GANTrainer, checkpoint_config,
+                                       generator_from_checkpoint, refuse_changes, run_config, train_gan)
 
 from _gan_helpers import REGULARISED, TINY, RegionClassifier, blob_images
 
@@ -133,7 +133,8 @@ def test_the_committed_faces64v2_run_resumes_with_its_own_config():
     config.json mirrors, passes the resume comparison, may retune the regulariser and refuses another network; and
     its G_ema builds from the same config."""
     run = Path(__file__).resolve().parents[1] / "training" / "faces64v2"
-    stored = GANTrainConfig.from_dict(load_checkpoint_entry(run / "checkpoint", "config"))
+    stored = checkpoint_config(run)
+    assert stored == GANTrainConfig.from_dict(load_checkpoint_entry(run / "checkpoint", "config"))
     assert stored == GANTrainConfig.from_dict(json.loads((run / "config.json").read_text()))
     assert stored.classifier is not None and stored.correlated_pairs  # the regulariser is on, with its pair
     assert run_config(run) == stored  # the config a resumed chunk trains with: the checkpoint's, compared with itself

@@ -368,6 +368,12 @@ class GANTrainer:
             torch.cuda.set_rng_state(state["rng_cuda"])
 
 
+def checkpoint_config(run_dir: str | Path) -> GANTrainConfig:
+    """The config of the run in `run_dir` as its latest checkpoint stores it (the run's source of truth; config.json
+    only mirrors it), read from `checkpoint.json` alone. FileNotFoundError when the run has no checkpoint."""
+    return GANTrainConfig.from_dict(load_checkpoint_entry(Path(run_dir) / "checkpoint", "config"))
+
+
 RUN_CLASSIFIER = "classifier.safetensors"  # a run folder's own attribute classifier (of its world), when it has one
 
 
@@ -376,7 +382,7 @@ def run_world(run_dir: str | Path) -> tuple[int | None, str]:
     shipped world's, or data of another kind) and the run folder's `classifier.safetensors` when there is one, else
     the built-in classifier (`"builtin"`)."""
     run_dir = Path(run_dir)
-    data = GANTrainConfig.from_dict(load_checkpoint_entry(run_dir / "checkpoint", "config")).data
+    data = checkpoint_config(run_dir).data
     version = parse_procedural_spec(data)[2] if data.startswith("procedural:") else None
     classifier = run_dir / RUN_CLASSIFIER
     return version, str(classifier) if classifier.is_file() else BUILTIN
@@ -409,10 +415,9 @@ def run_config(run_dir: str | Path, config: GANTrainConfig | None = None, *, bat
 
     A resumed chunk keeps the batch size of the chunk before it unless told otherwise (runs from before this rule
     have a `config.json` with the batch size they started with; it is not read)."""
-    checkpoint = Path(run_dir) / "checkpoint"
     stored = None
-    if (checkpoint / "checkpoint.json").exists():
-        config = stored = GANTrainConfig.from_dict(load_checkpoint_entry(checkpoint, "config"))
+    if (Path(run_dir) / "checkpoint" / "checkpoint.json").exists():
+        config = stored = checkpoint_config(run_dir)
     if batch_size is not None and (changes or {}).get("batch_size", batch_size) != batch_size:
         raise ValueError(f"batch size given twice: {batch_size} and batch_size={changes['batch_size']} (give one)")
     changes = dict(changes or {}, **({} if batch_size is None else dict(batch_size=batch_size)))
