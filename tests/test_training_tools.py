@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import sys
 import tarfile
 import re
 
@@ -10,6 +11,7 @@ import pytest
 
 from benchmarks.separability import separability
 from benchmarks.common import export_run, install_run
+from benchmarks import train_chunk
 from benchmarks.train_chunk import RUN_FILES, chunk_config, install_chunk
 from ganinv.training.checkpoint import parse_settings as parse_config_settings
 from ganinv.training.train_classifier import TrainClassifierConfig
@@ -77,6 +79,14 @@ def test_a_list_is_read_as_the_tuple_a_resumed_run_stored(tmp_path):
     changes = parse_settings([f"betas={list(TINY.betas)}", "correlated_pairs=[['eyeglasses', 'blond_hair']]"])
     assert changes == dict(betas=TINY.betas, correlated_pairs=(("eyeglasses", "blond_hair"),))
     assert chunk_config(tmp_path, changes).betas == TINY.betas  # the same betas: not refused as a change
+
+
+def test_train_chunk_refuses_a_length_given_twice_or_not_at_all_before_anything_is_made(tmp_path, monkeypatch):
+    for lengths in ([], ["--minutes", "1", "--until", "2"]):
+        monkeypatch.setattr(sys, "argv", ["train_chunk", "--run-dir", str(tmp_path / "run"), *lengths])
+        with pytest.raises(SystemExit, match=r"give --minutes or --until \(one of them\)"):
+            train_chunk.main()
+        assert not (tmp_path / "run").exists()
 
 
 def test_a_resumed_chunk_takes_the_regulariser_settings_and_refuses_others(tmp_path):

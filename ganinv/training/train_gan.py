@@ -296,7 +296,7 @@ class GANTrainer:
         lent machine's call ends at a fixed time, however long the set-up before took), checkpointing every
         `checkpoint_minutes` and at the end. Every `log_every` steps an entry goes to `log.jsonl` with the latest
         value of each loss (a lazy regulariser's from the last step that ran it)."""
-        _check_length(minutes, until)
+        check_chunk_length(minutes, until)
         deadline = until if until is not None else time.time() + minutes * 60
         self._clock = last_save = time.time()
         t_log, n_log = time.time(), self.images_seen
@@ -396,7 +396,9 @@ def generator_from_checkpoint(run_dir: str | Path) -> Generator:
     return G.eval().requires_grad_(False)
 
 
-def _check_length(minutes: float | None, until: float | None) -> None:
+def check_chunk_length(minutes: float | None, until: float | None) -> None:
+    """ValueError unless a chunk is given exactly one of its length (`minutes`) and its end (`until`): the rule of
+    `GANTrainer.train`, `train_gan` and `benchmarks.train_chunk`'s flags."""
     if (minutes is None) == (until is None):
         raise ValueError("give the chunk's length as minutes= or its end as until=, one of them")
 
@@ -436,7 +438,7 @@ def train_gan(run_dir: str | Path, *, minutes: float | None = None, until: float
     The config is fixed at creation (`run_config`), except `RESUMABLE_FIELDS`, which a resumed chunk may change
     through `batch_size` and `changes` (the log records the batch size of every entry, so the history stays
     readable)."""
-    _check_length(minutes, until)  # before the set-up (the data, the statistics: minutes on a device), not after
+    check_chunk_length(minutes, until)  # before the set-up (the data, the statistics: minutes on a device), not after
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     config = run_config(run_dir, config, batch_size=batch_size, changes=changes)
