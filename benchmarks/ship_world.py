@@ -39,7 +39,7 @@ from ganinv.generators.io import load_generator_and_identity, read_generator_met
 from ganinv.models import attributes, encoder
 from ganinv.training.checkpoint import load_checkpoint_entry
 from ganinv.utils.files import file_sha256
-from ganinv.training.train_gan import GANTrainConfig, generator_from_checkpoint, run_world
+from ganinv.training.train_gan import checkpoint_config, generator_from_checkpoint, run_world
 
 MAX_BYTES = 40_000_000  # the three files together; tests/test_shipped_models.py allows all assets 50 MB
 GENERATOR, ENCODER, CLASSIFIER = "generator.safetensors", "encoder.safetensors", "classifier.safetensors"
@@ -132,7 +132,7 @@ def _run_world(gan_run: Path) -> tuple[int, str]:
     if not (gan_run / "checkpoint" / "checkpoint.json").is_file():
         raise ShipError(f"{gan_run} holds no training checkpoint (checkpoint/checkpoint.json): pass a run folder of "
                         "ganinv train-gan")
-    data = GANTrainConfig.from_dict(load_checkpoint_entry(gan_run / "checkpoint", "config")).data
+    data = checkpoint_config(gan_run).data
     if not data.startswith("procedural:"):
         raise ShipError(f"{gan_run} was trained on {data!r}, not on the procedural faces: only a run of the embedded "
                         "world can become the built-in faces64")
@@ -145,7 +145,7 @@ def _provenance(gan_run: Path) -> dict[str, Any]:
     checkpoint = gan_run / "checkpoint"
     return {**{key: load_checkpoint_entry(checkpoint, key) for key in ("step", "images_seen", "train_seconds")},
             "gan_run": gan_run.resolve().name,
-            "data": GANTrainConfig.from_dict(load_checkpoint_entry(checkpoint, "config")).data}
+            "data": checkpoint_config(gan_run).data}
 
 
 def _stage_generator(G_ema: torch.nn.Module, provenance: dict[str, Any], path: Path) -> str:

@@ -34,7 +34,7 @@ import torch
 import ganinv.generators.layers as layers
 from benchmarks.common import export_run, install_run, install_run_folder
 from ganinv.training.checkpoint import load_checkpoint_entry
-from ganinv.training.train_gan import GANTrainConfig, parse_settings, run_config, train_gan
+from ganinv.training.train_gan import GANTrainConfig, check_chunk_length, parse_settings, run_config, train_gan
 from ganinv.utils.images import save_image_grid
 
 RUN_FILES = ("log.jsonl", "config.json")
@@ -133,8 +133,10 @@ def main() -> None:
     if args.install:
         install_run(args.install, args.run_dir, files=RUN_FILES)
         return
-    if (args.minutes is None) == (args.until is None):
-        raise SystemExit("give --minutes or --until (one of them)")
+    try:
+        check_chunk_length(args.minutes, args.until)
+    except ValueError:
+        raise SystemExit("give --minutes or --until (one of them)") from None
     start = time.time()
     try:
         changes = parse_settings(args.set)

@@ -13,7 +13,7 @@ import logging
 import sys
 
 from ganinv.training.train_classifier import TrainClassifierConfig, train_classifier
-from ganinv.training.train_gan import parse_settings
+from ganinv.training.checkpoint import parse_settings
 
 
 def main(out: str, world_version: str, device: str, *overrides: str) -> None:

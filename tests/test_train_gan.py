@@ -2,7 +2,9 @@
 
 import dataclasses
 import json
+import re
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,7 +12,8 @@ import torch
 
 from ganinv.training.checkpoint import load_checkpoint, load_checkpoint_entry, save_checkpoint
 from ganinv.training.discriminator import Discriminator
-from ganinv.training.train_gan import GANTrainConfig, GANTrainer, run_config, train_gan
+from ganinv.training.train_gan import (RESUMABLE_FIELDS, GANTrainConfig, GANTrainer, checkpoint_config,
+                                       generator_from_checkpoint, refuse_changes, run_config, train_gan)
 
 from _gan_helpers import REGULARISED, TINY, RegionClassifier, blob_images
 
@@ -123,3 +126,52 @@ def test_a_chunk_ends_at_its_wall_clock_end_whatever_the_set_up_took(tmp_path):
         with pytest.raises(ValueError, match="minutes= or its end as until="):  # before the set-up: nothing made
             train_gan(tmp_path / "refused", config=TINY, device="cpu", **lengths)
         assert not (tmp_path / "refused").exists()
+
+
+def test_the_committed_faces64v2_run_resumes_with_its_own_config():
+    """The GAN run in progress (training/faces64v2, committed): its checkpoint's config parses back to what its
+    config.json mirrors, passes the resume comparison, may retune the regulariser and refuses another network; and
+    its G_ema builds from the same config."""
+    run = Path(__file__).resolve().parents[1] / "training" / "faces64v2"
+    stored = checkpoint_config(run)
+    assert stored == GANTrainConfig.from_dict(load_checkpoint_entry(run / "checkpoint", "config"))
+    assert stored == GANTrainConfig.from_dict(json.loads((run / "config.json").read_text()))
+    assert stored.classifier is not None and stored.correlated_pairs  # the regulariser is on, with its pair
+    assert run_config(run) == stored  # the config a resumed chunk trains with: the checkpoint's, compared with itself
+    retuned = run_config(run, changes=dict(edit_weight=stored.edit_weight + 1), batch_size=stored.batch_size // 2)
+    assert retuned == dataclasses.replace(stored, edit_weight=stored.edit_weight + 1, batch_size=stored.batch_size // 2)
+    with pytest.raises(ValueError, match=r"faces64v2 was trained with a different config \(z_dim differ\)"):
+        run_config(run, changes=dict(z_dim=stored.z_dim // 2))
+    G = generator_from_checkpoint(run)
+    assert (G.z_dim, G.w_dim, G.img_resolution) == (stored.z_dim, stored.w_dim, stored.resolution)
+
+
+def _another_value(value):
+    """A value of the same kind as a config field's `value` that differs from it."""
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, (int, float)):
+        return value + 1
+    if isinstance(value, str):
+        return value + "x"
+    if isinstance(value, tuple):
+        return value + (value[:1] or ("x",))
+    assert value is None, value
+    return 1
+
+
+def test_a_resume_may_change_exactly_the_fields_declared_resumable(tmp_path):
+    """RESUMABLE_FIELDS is read off the dataclass (the batch size and the regulariser's fields); changing one of them
+    passes the resume comparison, changing any other field is refused with a message naming RESUMABLE_FIELDS."""
+    declared = {f.name for f in dataclasses.fields(GANTrainConfig) if f.metadata.get("resumable")}
+    assert RESUMABLE_FIELDS == declared and {"batch_size", "classifier", "edit_weight"} <= declared
+    stored = GANTrainConfig()
+    for field in dataclasses.fields(GANTrainConfig):
+        changed = dataclasses.replace(stored, **{field.name: _another_value(getattr(stored, field.name))})
+        assert changed != stored, field.name
+        if field.name in RESUMABLE_FIELDS:
+            refuse_changes(stored, changed, tmp_path)
+        else:
+            with pytest.raises(ValueError, match=rf"\({field.name} differ\).*may change only "
+                                                 rf"{re.escape(', '.join(sorted(RESUMABLE_FIELDS)))}:"):
+                refuse_changes(stored, changed, tmp_path)

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import sys
 import tarfile
 import re
 
@@ -10,7 +11,9 @@ import pytest
 
 from benchmarks.separability import separability
 from benchmarks.common import export_run, install_run
+from benchmarks import train_chunk
 from benchmarks.train_chunk import RUN_FILES, chunk_config, install_chunk
+from ganinv.training.checkpoint import parse_settings as parse_config_settings
 from ganinv.training.train_classifier import TrainClassifierConfig
 from ganinv.training.train_gan import GANTrainConfig, GANTrainer, parse_settings
 
@@ -60,11 +63,14 @@ def test_a_value_that_is_no_literal_is_refused_for_a_field_that_takes_no_string(
 
 
 def test_classifier_overrides_are_read_as_literals_of_its_config():
-    """gpu/classifier.py's KEY=VALUE: floats and booleans too (int() refused lr=1e-3 and augment=False)."""
-    assert parse_settings(["lr=1e-3", "augment=False", "n_train=128", "dataset_dir=faces"], TrainClassifierConfig) \
-        == dict(lr=1e-3, augment=False, n_train=128, dataset_dir="faces")
+    """gpu/classifier.py's KEY=VALUE (checkpoint.parse_settings, which train_gan's wraps with GANTrainConfig):
+    floats and booleans too (int() refused lr=1e-3 and augment=False)."""
+    settings = ["lr=1e-3", "augment=False", "n_train=128", "dataset_dir=faces"]
+    assert parse_config_settings(settings, TrainClassifierConfig) == dict(lr=1e-3, augment=False, n_train=128,
+                                                                          dataset_dir="faces")
+    assert parse_settings(settings, TrainClassifierConfig) == parse_config_settings(settings, TrainClassifierConfig)
     with pytest.raises(ValueError, match="KEY=VALUE with KEY a TrainClassifierConfig field.*n_train"):
-        parse_settings(["n_trian=128"], TrainClassifierConfig)
+        parse_config_settings(["n_trian=128"], TrainClassifierConfig)
 
 
 def test_a_list_is_read_as_the_tuple_a_resumed_run_stored(tmp_path):
@@ -73,6 +79,14 @@ def test_a_list_is_read_as_the_tuple_a_resumed_run_stored(tmp_path):
     changes = parse_settings([f"betas={list(TINY.betas)}", "correlated_pairs=[['eyeglasses', 'blond_hair']]"])
     assert changes == dict(betas=TINY.betas, correlated_pairs=(("eyeglasses", "blond_hair"),))
     assert chunk_config(tmp_path, changes).betas == TINY.betas  # the same betas: not refused as a change
+
+
+def test_train_chunk_refuses_a_length_given_twice_or_not_at_all_before_anything_is_made(tmp_path, monkeypatch):
+    for lengths in ([], ["--minutes", "1", "--until", "2"]):
+        monkeypatch.setattr(sys, "argv", ["train_chunk", "--run-dir", str(tmp_path / "run"), *lengths])
+        with pytest.raises(SystemExit, match=r"give --minutes or --until \(one of them\)"):
+            train_chunk.main()
+        assert not (tmp_path / "run").exists()
 
 
 def test_a_resumed_chunk_takes_the_regulariser_settings_and_refuses_others(tmp_path):

@@ -4,12 +4,19 @@ A checkpoint holds several networks and their Adam moments (about 4x the model).
 most 16 MiB, so tensors are packed into shards below `max_shard_bytes`; everything that is not a tensor (step
 counters, config, RNG state) goes into `checkpoint.json`. Writing goes to a temporary folder renamed at the end, so
 a run killed while saving leaves the previous checkpoint intact.
+
+The config dataclasses a checkpoint stores are read back here from untyped values, by the same rules: from the
+checkpoint's JSON (`config_from_dict`) and from `KEY=VALUE` text (`parse_settings`, the `--set` of the training
+commands), so a setting given as a list compares equal to the tuple a resumed run stored.
 """
 
 from __future__ import annotations
 
+import ast
+import dataclasses
 import json
 import shutil
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +95,29 @@ def config_from_dict(cls: type, values: dict[str, Any]) -> Any:
 def lists_to_tuples(value: Any) -> Any:
     """`value` with every list in it (nested ones too) a tuple, as a frozen config's fields hold them."""
     return tuple(lists_to_tuples(v) for v in value) if isinstance(value, list) else value
+
+
+def parse_settings(settings: list[str], config_class: type) -> dict[str, Any]:
+    """`KEY=VALUE` items (the `--set` of `ganinv train-gan` and `benchmarks.train_chunk`; gpu/classifier.py's for
+    `TrainClassifierConfig`) as `{field: value}` of `config_class`, each value a Python literal (`2`, `0.002`,
+    `False`, `None`, `(0, 0.99)`; a list is read as a tuple) or else a string (`procedural:100000:0`). A ValueError,
+    before any set-up: a key that is no field (naming the fields), or a value that is no literal for a field that
+    takes no string (a misspelt number: `g_lr=0.0O2`)."""
+    fields = {f.name: f.type for f in dataclasses.fields(config_class)}
+    hints = typing.get_type_hints(config_class)
+    changes = {}
+    for item in settings:
+        key, sep, value = item.partition("=")
+        if not sep or key not in fields:
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE with KEY a {config_class.__name__} field "
+                             f"({', '.join(sorted(fields))})")
+        try:
+            changes[key] = lists_to_tuples(ast.literal_eval(value))
+        except (ValueError, SyntaxError):
+            changes[key] = value
+        if isinstance(changes[key], str) and not (hints[key] is str or str in typing.get_args(hints[key])):
+            raise ValueError(f"--set {item!r}: {key} takes {fields[key]}, and {value!r} is no Python literal")
+    return changes
 
 
 def load_checkpoint_entry(path: str | Path, key: str) -> Any:

@@ -47,6 +47,7 @@ n = 1,000, training/faces64v2/chunks.md). Random noise asks for attributes that 
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -121,10 +122,9 @@ class LinearAttributes:
             raise ValueError(f"the classifier has no binary attribute to regularise ({', '.join(names)})")
         pairs, partner = attribute_pairs(names, kinds, config.correlated_pairs)
         self.pairs = torch.tensor(pairs, dtype=torch.long).reshape(-1, 2)
-        self.partner_cpu, self.partner = partner, partner.to(self.device)
-        # {attribute: its partners' indices} for the attributes that have partners, the only ones a conditional edit
-        # moves off their normal; known on the host, so picking the partners' normals needs no device sync
-        self.partners = {a: row.nonzero()[:, 0].to(self.device) for a, row in enumerate(partner) if row.any()}
+        # [A, A] bool, the one record of the correlated pairs; on the host, so which edits are conditional and whose
+        # partners they hold is known without a device sync (`partners` is derived from it)
+        self.partner = partner
         if not 0 <= config.edit_conditional <= 1:
             raise ValueError(f"edit_conditional is a share in [0, 1], got {config.edit_conditional}")
         self.probe = nn.Linear(w_dim, len(names)).to(self.device)
@@ -139,6 +139,12 @@ class LinearAttributes:
             raise ValueError(f"attr_noise must be one of {ATTR_NOISE}, got {config.attr_noise!r}")
         # the noise inputs of attr_noise='random', drawn where they are used (no host-device copy)
         self.noise_generator = torch.Generator(self.device).manual_seed(config.seed + SEED_OFFSET)
+
+    @functools.cached_property
+    def partners(self) -> dict[int, torch.Tensor]:
+        """{attribute: its partners' indices, on the device} for the attributes that have partners (the only ones a
+        conditional edit moves off their normal), from `partner` once."""
+        return {a: row.nonzero()[:, 0].to(self.device) for a, row in enumerate(self.partner) if row.any()}
 
     # ------------------------------------------------------------------------------------------------ the step
     def penalty(self, G: nn.Module, n: int, autocast: Autocast) -> tuple[torch.Tensor | None, dict[str, torch.Tensor]]:
@@ -251,9 +257,10 @@ class LinearAttributes:
         lo, hi = cfg.edit_sigmas
         draws = torch.rand([3, n], generator=self.generator)  # on the host: which edits are conditional is known
         attr = self.binary_index[(draws[0] * len(self.binary_index)).long()]  # without a device sync
-        conditional = (draws[2] < cfg.edit_conditional) & self.partner_cpu[attr].any(1)
+        partner = self.partner[attr]  # [N, A]: each code's edited attribute's partners
+        conditional = (draws[2] < cfg.edit_conditional) & partner.any(1)
         any_conditional = bool(conditional.any())
-        attr, conditional = attr.to(self.device), conditional.to(self.device)
+        attr, conditional, partner = attr.to(self.device), conditional.to(self.device), partner.to(self.device)
         strength = (lo + (hi - lo) * draws[1]).to(self.device)
         with torch.no_grad():
             directions, logit, slope = self._directions(w, attr, conditional)
@@ -262,7 +269,6 @@ class LinearAttributes:
             target = (logit + slope * step) > 0  # the probe's decision at the moved code
         moved = self._read(G, w + step[:, None] * directions, autocast, noise)
         edited = F.one_hot(attr, len(self.names)).bool()
-        partner = self.partner[attr]
         independent = b & ~edited & ~partner
         held = independent | (partner & conditional[:, None])
         before = raw.detach() > 0

@@ -128,10 +128,10 @@ def load_generator_source(generator: str | None = None, *, gan_run: str | Path |
     if (generator is None) == (gan_run is None):
         raise ValueError("give the generator either as a source (generator=...) or as a GAN run (gan_run=...)")
     if gan_run is not None:
-        from ganinv.training.train_gan import GANTrainConfig, generator_from_checkpoint, run_world
+        from ganinv.training.train_gan import checkpoint_config, generator_from_checkpoint, run_world
 
         G = generator_from_checkpoint(gan_run)
-        data = GANTrainConfig.from_dict(load_checkpoint_entry(Path(gan_run) / "checkpoint", "config")).data
+        data = checkpoint_config(gan_run).data
         return GeneratorSource(G, generator_identity(G), f"gan-run:{gan_run}", data.startswith("procedural:"),
                                classifier=run_world(gan_run)[1])
     G, identity = load_generator_and_identity(generator)

@@ -14,14 +14,12 @@ The dataset is held in device memory as uint8 (64x64 images are small): a folder
 
 from __future__ import annotations
 
-import ast
 import copy
 import dataclasses
 import json
 import math
 import random
 import time
-import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,11 +33,19 @@ from ganinv.datasets.procedural_faces import parse_procedural_spec, render_batch
 from ganinv.generators.stylegan2 import Generator
 from ganinv.models.attributes import BUILTIN, load_classifier
 from ganinv.training.checkpoint import (compact_adam_state, config_from_dict, full_adam_state, half_state_dict,
-                                        lists_to_tuples, load_checkpoint, load_checkpoint_entry, save_checkpoint)
+                                        load_checkpoint, load_checkpoint_entry, save_checkpoint)
+from ganinv.training.checkpoint import parse_settings as parse_config_settings
 from ganinv.training.discriminator import Discriminator
 from ganinv.training.linear_attributes import LinearAttributes, attribute_statistics
 from ganinv.training.sampling import style_mixed_ws, training_autocast
 from ganinv.utils.images import to_model_input, to_uint8
+
+
+def _resumable(default: Any) -> Any:
+    """A `GANTrainConfig` field that a resumed chunk may change (`RESUMABLE_FIELDS`): the batch size (the log records
+    it in every entry) and the linear-attribute regulariser's weights and options (a chunk may switch it on). The mark
+    is field metadata only: `dataclasses.asdict`, equality and the saved config are those of a plain field."""
+    return dataclasses.field(default=default, metadata={"resumable": True})
 
 
 @dataclass(frozen=True)
@@ -55,7 +61,7 @@ class GANTrainConfig:
     conv_clamp: float | None = 256
     d_channel_base: int = 4096
     d_channel_max: int = 128
-    batch_size: int = 64
+    batch_size: int = _resumable(64)
     g_lr: float = 0.0025
     d_lr: float = 0.0025
     betas: tuple[float, float] = (0.0, 0.99)
@@ -72,21 +78,21 @@ class GANTrainConfig:
     seed: int = 0
     # Linear-attribute regulariser (linear_attributes.py): on when `classifier` names one ("builtin" or a
     # .safetensors path); each part acts on G only with a weight above 0.
-    classifier: str | None = None
-    attr_interval: int = 4
-    attr_batch_shrink: int = 2
-    probe_lr: float = 0.01
-    probe_warmup: int = 100
-    attr_decay: float = 0.05
-    linearity_weight: float = 0.0
-    linearity_rates: bool = True  # off, the pull feeds back on the probe's bias: rare attributes die out
-    probe_orthogonality: float = 0.0
-    joint_weight: float = 0.0
-    edit_weight: float = 0.0
-    edit_sigmas: tuple[float, float] = (1.0, 3.0)
-    edit_conditional: float = 0.0
-    attr_noise: str = "const"  # the noise inputs of the images the classifier reads: G's constant ones or "random"
-    correlated_pairs: tuple[tuple[str, str], ...] = ()
+    classifier: str | None = _resumable(None)
+    attr_interval: int = _resumable(4)
+    attr_batch_shrink: int = _resumable(2)
+    probe_lr: float = _resumable(0.01)
+    probe_warmup: int = _resumable(100)
+    attr_decay: float = _resumable(0.05)
+    linearity_weight: float = _resumable(0.0)
+    linearity_rates: bool = _resumable(True)  # off, the pull feeds back on the probe's bias: rare attributes die out
+    probe_orthogonality: float = _resumable(0.0)
+    joint_weight: float = _resumable(0.0)
+    edit_weight: float = _resumable(0.0)
+    edit_sigmas: tuple[float, float] = _resumable((1.0, 3.0))
+    edit_conditional: float = _resumable(0.0)
+    correlated_pairs: tuple[tuple[str, str], ...] = _resumable(())
+    attr_noise: str = _resumable("const")  # the noise of the images the classifier reads: G's constant one or "random"
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> GANTrainConfig:
@@ -104,12 +110,8 @@ class GANTrainConfig:
                     channel_max=self.d_channel_max, conv_clamp=self.conv_clamp)
 
 
-# What a resumed chunk may change: the batch size (the log records it in every entry) and the linear-attribute
-# regulariser's weights and options (a chunk may switch it on). Any other difference from the checkpoint is refused.
-RESUMABLE_FIELDS = frozenset({
-    "batch_size", "classifier", "attr_interval", "attr_batch_shrink", "probe_lr", "probe_warmup", "attr_decay",
-    "linearity_weight", "linearity_rates", "probe_orthogonality", "joint_weight", "edit_weight", "edit_sigmas",
-    "edit_conditional", "attr_noise", "correlated_pairs"})
+# What a resumed chunk may change: the fields declared `resumable`. Any other difference from the checkpoint is refused.
+RESUMABLE_FIELDS = frozenset(f.name for f in dataclasses.fields(GANTrainConfig) if f.metadata.get("resumable"))
 
 
 def refuse_changes(stored: GANTrainConfig, config: GANTrainConfig, run_dir: Path) -> None:
@@ -295,7 +297,7 @@ class GANTrainer:
         lent machine's call ends at a fixed time, however long the set-up before took), checkpointing every
         `checkpoint_minutes` and at the end. Every `log_every` steps an entry goes to `log.jsonl` with the latest
         value of each loss (a lazy regulariser's from the last step that ran it)."""
-        _check_length(minutes, until)
+        check_chunk_length(minutes, until)
         deadline = until if until is not None else time.time() + minutes * 60
         self._clock = last_save = time.time()
         t_log, n_log = time.time(), self.images_seen
@@ -367,6 +369,12 @@ class GANTrainer:
             torch.cuda.set_rng_state(state["rng_cuda"])
 
 
+def checkpoint_config(run_dir: str | Path) -> GANTrainConfig:
+    """The config of the run in `run_dir` as its latest checkpoint stores it (the run's source of truth; config.json
+    only mirrors it), read from `checkpoint.json` alone. FileNotFoundError when the run has no checkpoint."""
+    return GANTrainConfig.from_dict(load_checkpoint_entry(Path(run_dir) / "checkpoint", "config"))
+
+
 RUN_CLASSIFIER = "classifier.safetensors"  # a run folder's own attribute classifier (of its world), when it has one
 
 
@@ -375,7 +383,7 @@ def run_world(run_dir: str | Path) -> tuple[int | None, str]:
     shipped world's, or data of another kind) and the run folder's `classifier.safetensors` when there is one, else
     the built-in classifier (`"builtin"`)."""
     run_dir = Path(run_dir)
-    data = GANTrainConfig.from_dict(load_checkpoint_entry(run_dir / "checkpoint", "config")).data
+    data = checkpoint_config(run_dir).data
     version = parse_procedural_spec(data)[2] if data.startswith("procedural:") else None
     classifier = run_dir / RUN_CLASSIFIER
     return version, str(classifier) if classifier.is_file() else BUILTIN
@@ -389,32 +397,17 @@ def generator_from_checkpoint(run_dir: str | Path) -> Generator:
     return G.eval().requires_grad_(False)
 
 
-def _check_length(minutes: float | None, until: float | None) -> None:
+def check_chunk_length(minutes: float | None, until: float | None) -> None:
+    """ValueError unless a chunk is given exactly one of its length (`minutes`) and its end (`until`): the rule of
+    `GANTrainer.train`, `train_gan` and `benchmarks.train_chunk`'s flags."""
     if (minutes is None) == (until is None):
         raise ValueError("give the chunk's length as minutes= or its end as until=, one of them")
 
 
 def parse_settings(settings: list[str], config_class: type = GANTrainConfig) -> dict[str, Any]:
-    """`KEY=VALUE` items (the `--set` of `ganinv train-gan` and `benchmarks.train_chunk`; gpu/classifier.py's for
-    `TrainClassifierConfig`) as `{field: value}` of `config_class`, each value a Python literal (`2`, `0.002`,
-    `False`, `None`, `(0, 0.99)`; a list is read as a tuple) or else a string (`procedural:100000:0`). A ValueError,
-    before any set-up: a key that is no field (naming the fields), or a value that is no literal for a field that
-    takes no string (a misspelt number: `g_lr=0.0O2`)."""
-    fields = {f.name: f.type for f in dataclasses.fields(config_class)}
-    hints = typing.get_type_hints(config_class)
-    changes = {}
-    for item in settings:
-        key, sep, value = item.partition("=")
-        if not sep or key not in fields:
-            raise ValueError(f"--set {item!r}: expected KEY=VALUE with KEY a {config_class.__name__} field "
-                             f"({', '.join(sorted(fields))})")
-        try:
-            changes[key] = lists_to_tuples(ast.literal_eval(value))
-        except (ValueError, SyntaxError):
-            changes[key] = value
-        if isinstance(changes[key], str) and not (hints[key] is str or str in typing.get_args(hints[key])):
-            raise ValueError(f"--set {item!r}: {key} takes {fields[key]}, and {value!r} is no Python literal")
-    return changes
+    """`checkpoint.parse_settings` with `GANTrainConfig` by default: the `--set` of `ganinv train-gan` and
+    `benchmarks.train_chunk`."""
+    return parse_config_settings(settings, config_class)
 
 
 def run_config(run_dir: str | Path, config: GANTrainConfig | None = None, *, batch_size: int | None = None,
@@ -425,10 +418,9 @@ def run_config(run_dir: str | Path, config: GANTrainConfig | None = None, *, bat
 
     A resumed chunk keeps the batch size of the chunk before it unless told otherwise (runs from before this rule
     have a `config.json` with the batch size they started with; it is not read)."""
-    checkpoint = Path(run_dir) / "checkpoint"
     stored = None
-    if (checkpoint / "checkpoint.json").exists():
-        config = stored = GANTrainConfig.from_dict(load_checkpoint_entry(checkpoint, "config"))
+    if (Path(run_dir) / "checkpoint" / "checkpoint.json").exists():
+        config = stored = checkpoint_config(run_dir)
     if batch_size is not None and (changes or {}).get("batch_size", batch_size) != batch_size:
         raise ValueError(f"batch size given twice: {batch_size} and batch_size={changes['batch_size']} (give one)")
     changes = dict(changes or {}, **({} if batch_size is None else dict(batch_size=batch_size)))
@@ -447,7 +439,7 @@ def train_gan(run_dir: str | Path, *, minutes: float | None = None, until: float
     The config is fixed at creation (`run_config`), except `RESUMABLE_FIELDS`, which a resumed chunk may change
     through `batch_size` and `changes` (the log records the batch size of every entry, so the history stays
     readable)."""
-    _check_length(minutes, until)  # before the set-up (the data, the statistics: minutes on a device), not after
+    check_chunk_length(minutes, until)  # before the set-up (the data, the statistics: minutes on a device), not after
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     config = run_config(run_dir, config, batch_size=batch_size, changes=changes)
