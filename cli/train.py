@@ -144,6 +144,11 @@ def train_encoder(
                                         "EncoderTrainConfig's; a resumed run keeps its own)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Images per step (new run: "
                                              "EncoderTrainConfig's)."),
+    init_from: Optional[str] = typer.Option(None, "--init-from", help="Warm start (new run only): the weights of "
+                                            "an encoder file or encoder run folder trained for another generator of "
+                                            "the same architecture (e.g. an earlier checkpoint of the same GAN run); "
+                                            "w_avg is this generator's and Adam starts fresh. A resumed run accepts "
+                                            "only the --init-from it was created with."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda or cuda:N (default: cuda when there "
                                          "is one)."),
     out: Optional[str] = typer.Option(None, "--out", help="Export the encoder here (.safetensors): it records the "
@@ -163,7 +168,7 @@ def train_encoder(
         check_image_source(images)
     try:
         trainer = train(run_dir, generator=generator, gan_run=gan_run, minutes=minutes, steps=steps, data=images,
-                        perceptual=perceptual, batch_size=batch_size, device=device)
+                        perceptual=perceptual, batch_size=batch_size, init_from=init_from, device=device)
     except FileNotFoundError as err:
         raise InputNotFound(str(err)) from err
     typer.echo(f"{trainer.step} of {trainer.config.total_steps} steps after {trainer.train_seconds / 60:.1f} min "

@@ -66,6 +66,22 @@ def test_a_resumed_encoder_run_keeps_its_schedule_and_refuses_another_length(gan
     assert load_checkpoint(tmp_path / "enc" / "checkpoint")["config"]["total_steps"] == 2
 
 
+def test_train_encoder_init_from_warm_starts_a_new_run_and_is_fixed_for_its_resumption(gan_run, tmp_path):
+    base = ["train-encoder", "--gan-run", str(gan_run), "--minutes", "10", "--perceptual", "none"]
+    assert runner.invoke(app, base + ["--run-dir", str(tmp_path / "a"), "--steps", "2"]).exit_code == 0
+    assert runner.invoke(app, base + ["--run-dir", str(tmp_path / "b"), "--steps", "2"]).exit_code == 0
+    warm = base + ["--run-dir", str(tmp_path / "warm"), "--steps", "4", "--init-from"]
+    result = runner.invoke(app, warm + [str(tmp_path / "a")])
+    assert result.exit_code == 0, result.output
+    assert "warm start from" in result.output
+    config = load_checkpoint(tmp_path / "warm" / "checkpoint")["config"]
+    assert config["init_from"] == str(tmp_path / "a") and len(config["init_from_sha256"]) == 64
+    clash = runner.invoke(app, warm + [str(tmp_path / "b")])
+    assert clash.exit_code == 2 and "init_from=" in clash.stderr and "start a new --run-dir" in clash.stderr
+    missing = runner.invoke(app, base + ["--run-dir", str(tmp_path / "new"), "--init-from", str(tmp_path / "nope")])
+    assert missing.exit_code == 2 and "nope" in missing.output
+
+
 def test_train_gan_set_is_refused_before_a_resumed_run_is_touched(gan_run):
     before = {p.name: p.read_bytes() for p in (gan_run / "checkpoint").iterdir()}
     result = runner.invoke(app, ["train-gan", "--run-dir", str(gan_run), "--minutes", "1", "--set", "z_dim=32"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import shutil
 from types import SimpleNamespace
 
 import numpy as np
@@ -239,3 +240,91 @@ def test_a_legacy_run_folder_of_our_own_still_trains(tmp_path):
     trainer = train_encoder(tmp_path / "enc", gan_run=tmp_path / "gan", steps=2, batch_size=4, device="cpu")
     assert trainer.config.perceptual in ("none", "lpips-vgg")  # not the embedded world: its data was not procedural
     assert trainer.E.generator_identity == generator_identity(generator_from_checkpoint(tmp_path / "gan"))
+
+
+# ------------------------------------------------------------------------------------------------------ warm start
+
+def offsets(E: Encoder, x: torch.Tensor) -> torch.Tensor:
+    """What the encoder's weights predict, apart from the generator's average it adds (`E(x) - w_avg`)."""
+    with torch.no_grad():
+        return E(x) - E.w_avg
+
+
+@pytest.fixture
+def two_generators(tmp_path):
+    """Two tiny generators of one architecture (an earlier and a later G of one GAN run, as it were), as files."""
+    return [save_generator(make_tiny_generator(resolution=16, seed=seed), tmp_path / f"g{seed}.safetensors")
+            for seed in (3, 4)]
+
+
+def test_a_warm_started_run_begins_with_the_source_encoders_weights_and_its_own_w_avg(two_generators, tmp_path):
+    earlier, later = two_generators
+    source = train_encoder(tmp_path / "src", generator=str(earlier), config=SMALL, stop_at=2, device="cpu")
+    x = torch.rand(3, 3, 16, 16) * 2 - 1
+    for init_from in (tmp_path / "src", source.export(tmp_path / "src.safetensors")):  # a run folder, a file
+        G = load_generator_source(str(later)).G
+        warm = EncoderTrainer(dataclasses.replace(SMALL, init_from=str(init_from)), G, tmp_path / f"w{init_from.name}",
+                              device="cpu")
+        cold = EncoderTrainer(SMALL, G, tmp_path / f"c{init_from.name}", device="cpu")
+        assert torch.allclose(offsets(warm.E, x), offsets(source.E, x), atol=1e-6)  # the source's weights...
+        assert not torch.allclose(offsets(cold.E, x), offsets(source.E, x), atol=1e-3)  # (not what a new one has)
+        assert torch.equal(warm.E.w_avg, cold.E.w_avg) and not torch.equal(warm.E.w_avg, source.E.w_avg)  # ...G's mean
+        assert warm.step == 0 and not warm.opt.state  # the schedule and Adam start fresh
+
+
+def test_a_warm_start_records_the_sources_sha256_and_generator(two_generators, tmp_path):
+    from ganinv.training.checkpoint import checkpoint_sha256
+    from ganinv.utils.files import file_sha256
+
+    earlier, later = two_generators
+    source = train_encoder(tmp_path / "src", generator=str(earlier), config=SMALL, stop_at=2, device="cpu")
+    file = source.export(tmp_path / "src.safetensors")
+    for init_from, digest in ((tmp_path / "src", checkpoint_sha256(tmp_path / "src" / "checkpoint")),
+                              (file, file_sha256(file))):
+        run = tmp_path / f"warm_{init_from.name}"
+        trainer = train_encoder(run, generator=str(later), init_from=init_from, config=SMALL, stop_at=2, device="cpu")
+        recorded = load_checkpoint(run / "checkpoint")["config"]
+        assert (recorded["init_from"], recorded["init_from_sha256"]) == (str(init_from), digest)
+        assert recorded["init_from_generator"] == source.generator_identity != trainer.generator_identity
+        exported = json.loads(encoder_metadata(trainer.export(tmp_path / "e.safetensors"))["config"])
+        assert exported["init_from_sha256"] == digest  # the shipped file says where its weights began
+    assert train_encoder(tmp_path / "cold", generator=str(later), config=SMALL, stop_at=2,
+                         device="cpu").config.init_from_sha256 is None
+
+
+def encoder_metadata(path) -> dict:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        return f.metadata()
+
+
+def test_a_warm_start_from_another_architecture_is_refused_naming_both(two_generators, tmp_path):
+    from ganinv.training.train_encoder import WarmStartMismatch
+
+    earlier, later = two_generators
+    train_encoder(tmp_path / "src", generator=str(earlier), config=SMALL, stop_at=2, device="cpu")
+    wider = dataclasses.replace(SMALL, channels=(16, 16))
+    with pytest.raises(WarmStartMismatch, match=r"init_from \S*src: .*\[16, 32\].*\[16, 16\]"):
+        train_encoder(tmp_path / "warm", generator=str(later), init_from=tmp_path / "src", config=wider, device="cpu")
+    assert not (tmp_path / "warm" / "checkpoint").exists()
+    with pytest.raises(FileNotFoundError, match="nope"):
+        train_encoder(tmp_path / "warm", generator=str(later), init_from=tmp_path / "nope", config=SMALL, device="cpu")
+
+
+def test_a_resumed_warm_run_accepts_its_own_init_from_only(two_generators, tmp_path):
+    """The chunk command is repeated as it is: the same --init-from goes on without reading the source again (it
+    may be gone from the machine); another one, or one for a run created cold, is refused."""
+    earlier, later = two_generators
+    train_encoder(tmp_path / "src", generator=str(earlier), config=SMALL, stop_at=2, device="cpu")
+    train_encoder(tmp_path / "other", generator=str(earlier), config=SMALL, stop_at=2, device="cpu")
+    warm = dict(generator=str(later), config=SMALL, device="cpu")
+    train_encoder(tmp_path / "warm", init_from=f"{tmp_path / 'src'}/", stop_at=2, **warm)
+    shutil.rmtree(tmp_path / "src")
+    assert train_encoder(tmp_path / "warm", init_from=tmp_path / "src", stop_at=4, **warm).step == 4
+    assert train_encoder(tmp_path / "warm", stop_at=6, **warm).step == 6  # without the option: the run's own
+    with pytest.raises(RunConfigMismatch, match=r"init_from='\S*src' \(asked '\S*other'\)"):
+        train_encoder(tmp_path / "warm", init_from=tmp_path / "other", **warm)
+    train_encoder(tmp_path / "cold", stop_at=2, **warm)
+    with pytest.raises(RunConfigMismatch, match="init_from=None"):
+        train_encoder(tmp_path / "cold", init_from=tmp_path / "other", **warm)

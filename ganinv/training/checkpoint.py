@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import hashlib
 import json
 import shutil
 import typing
@@ -22,6 +23,8 @@ from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
+
+from ganinv.utils.files import file_sha256
 
 MAX_SHARD_BYTES = 15 * 2 ** 20
 
@@ -174,3 +177,13 @@ def full_adam_state(state: dict[str, Any]) -> dict[str, Any]:
 def checkpoint_bytes(path: str | Path) -> int:
     """Total size of the checkpoint folder's files (what committing it costs)."""
     return sum(f.stat().st_size for f in Path(path).iterdir() if f.is_file())
+
+
+def checkpoint_sha256(path: str | Path) -> str:
+    """One hex sha256 for the checkpoint at `path`: of its files' names and sha256s (`checkpoint.json`, then its
+    shards in order), so it changes when any of them does (the identity of a run folder used as a source)."""
+    path = Path(path)
+    digest = hashlib.sha256()
+    for name in ["checkpoint.json", *_read_meta(path)["shards"]]:
+        digest.update(f"{name}:{file_sha256(path / name)}\n".encode())
+    return digest.hexdigest()

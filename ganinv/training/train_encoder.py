@@ -28,6 +28,15 @@ bytes per parameter, <= 25 MB for the default sizes) and continues from the roun
 any checkpoint, on any machine, follows the uninterrupted run exactly (bitwise on the CPU; on a GPU up to the
 nondeterminism of its kernels). The checkpoint records the generator identity; resuming with another generator is
 refused.
+
+Warm start (`init_from`: an encoder file, a built-in name or an encoder run folder). A new run may start from the
+weights of an encoder trained for another generator of the same architecture (an earlier checkpoint of the same GAN
+run: the GAN moved on, and its encoder needs far fewer steps on the new G_ema than from scratch). Only the run's
+creation reads the source: the encoder's constructor arguments must match (else `WarmStartMismatch` naming both),
+`w_avg` is the new generator's (the encoder predicts offsets from it, as e4e does), Adam and the schedule start
+fresh, and the config records the source's sha256 and the generator it was trained for. A resumed run keeps its
+own start: repeating the same `init_from` (the same chunk command) is accepted without reading it again (it may be
+gone from the machine), another one is a `RunConfigMismatch`.
 """
 
 from __future__ import annotations
@@ -52,8 +61,8 @@ from ganinv.generators.base import StyleGenerator
 from ganinv.models.attributes import BUILTIN
 from ganinv.models.encoder import Encoder, EncoderGeneratorMismatch, encoder_kwargs_for, save_encoder
 from ganinv.training.checkpoint import (
-    compact_adam_state, config_from_dict, full_adam_state, half_state_dict, load_checkpoint, load_checkpoint_entry,
-    save_checkpoint,
+    checkpoint_sha256, compact_adam_state, config_from_dict, full_adam_state, half_state_dict, load_checkpoint,
+    load_checkpoint_entry, save_checkpoint,
 )
 from ganinv.training.sampling import style_mixed_ws, training_autocast
 from ganinv.utils.files import file_sha256
@@ -88,6 +97,9 @@ class EncoderTrainConfig:
     mixed_precision: bool = True            # bf16 autocast for the passes on CUDA
     checkpoint_every: int = 500             # steps between state roundings (chunks end on these boundaries)
     seed: int = 0
+    init_from: str | None = None            # warm start from this encoder (see the module doc); None: from scratch
+    init_from_sha256: str | None = None     # recorded at creation: the source file's (a run folder: its checkpoint's)
+    init_from_generator: str | None = None  # recorded at creation: the generator identity the source was trained for
 
     def __post_init__(self):
         if self.perceptual not in PERCEPTUAL_TERMS:
@@ -97,6 +109,8 @@ class EncoderTrainConfig:
         if self.data is not None and not 0 < self.real_fraction < 1:
             raise ValueError(f"real_fraction must be in (0, 1) when data is given, got {self.real_fraction}")
         object.__setattr__(self, "perceptual", _ALIASES.get(self.perceptual, self.perceptual))
+        if self.init_from is not None:  # one spelling per source: 'runs/enc/' and 'runs/enc' are the same start
+            object.__setattr__(self, "init_from", str(Path(self.init_from)))
 
 
 def learning_rate(step: int, config: EncoderTrainConfig) -> float:
@@ -200,6 +214,8 @@ class EncoderTrainer:
         self.step, self.train_seconds = 0, 0.0
         if (self.run_dir / "checkpoint" / "checkpoint.json").exists():
             self.load()
+        elif config.init_from is not None:
+            self.warm_start()
 
     def encoder_kwargs(self) -> dict[str, Any]:
         kwargs = encoder_kwargs_for(self.G)
@@ -373,6 +389,24 @@ class EncoderTrainer:
         if state.get("rng_cuda") is not None and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["rng_cuda"], self.device)
 
+    def warm_start(self) -> None:
+        """A new run's encoder takes the weights of `config.init_from` (see the module doc): all but `w_avg`, which
+        stays the new generator's; the config then records the source's sha256 and generator."""
+        source, digest = load_warm_start(self.config.init_from)
+        if source.init_kwargs != self.E.init_kwargs:
+            raise WarmStartMismatch(
+                f"init_from {self.config.init_from}: that encoder is built with {source.init_kwargs}, this run's "
+                f"with {self.E.init_kwargs}: warm start from an encoder of a generator of the same architecture "
+                "(and the same channels / style_channels), or train from scratch")
+        if self.config.init_from_sha256 not in (None, digest):
+            raise WarmStartMismatch(f"init_from {self.config.init_from} has sha256 {digest[:12]}..., not the "
+                                    f"{self.config.init_from_sha256[:12]}... the config asks for")
+        self.E.load_state_dict(dict(source.state_dict(), w_avg=self.E.w_avg.detach().clone()))
+        self.config = dataclasses.replace(self.config, init_from_sha256=digest,
+                                          init_from_generator=source.generator_identity)
+        print(f"warm start from {self.config.init_from} (sha256 {digest[:12]}..., trained for generator "
+              f"{(source.generator_identity or 'unrecorded')[:12]}...)", flush=True)
+
     def metadata(self) -> dict[str, Any]:
         """Provenance for the exported encoder file and `run.json`."""
         images = None if self.image_set is None else dict(
@@ -396,6 +430,23 @@ def encoder_from_run(run_dir: str | Path, device: str | torch.device = "cpu") ->
     E.load_state_dict(state["E"])
     E.generator_identity = state["generator_identity"]
     return E.to(device).eval().requires_grad_(False)
+
+
+class WarmStartMismatch(UserError, ValueError):
+    """`init_from` names an encoder this run cannot start from (another architecture, or another file than the
+    config's recorded sha256)."""
+
+
+def load_warm_start(source: str | Path) -> tuple[Encoder, str]:
+    """(the encoder of `source`, its sha256): an encoder run folder (its latest checkpoint; the digest covers the
+    checkpoint's files, `checkpoint_sha256`), else an encoder file or built-in name (the file's sha256). Raises
+    FileNotFoundError naming `source`."""
+    from ganinv.models.encoder import ENCODER_WEIGHTS, load_encoder
+    from ganinv.utils.weights import resolve_weights
+
+    if Path(source).is_dir():
+        return encoder_from_run(source), checkpoint_sha256(Path(source) / "checkpoint")
+    return load_encoder(source), file_sha256(resolve_weights(str(source), ENCODER_WEIGHTS))
 
 
 def _record_perceptual_classifier(run_dir: str | Path, config: EncoderTrainConfig,
@@ -450,13 +501,16 @@ class RunConfigMismatch(UserError, ValueError):
 
 def encoder_run_config(run_dir: str | Path, *, steps: int | None = None, data: str | None = None,
                        perceptual: str | None = None, batch_size: int | None = None,
-                       embedded_world: bool = False, base: EncoderTrainConfig | None = None) -> EncoderTrainConfig:
+                       init_from: str | Path | None = None, embedded_world: bool = False,
+                       base: EncoderTrainConfig | None = None) -> EncoderTrainConfig:
     """The config of the encoder run in `run_dir`: a new run's from `base` (default `EncoderTrainConfig()`) and the
     options given, with 'auto' resolved for this generator; a resumed run's from its checkpoint, which fixed the
-    schedule, the data and the losses when the run was created (`base` is then not read). Resuming with an option
-    that differs is a RunConfigMismatch naming both values (the schedule cannot change length mid-run)."""
+    schedule, the data, the losses and the warm start when the run was created (`base` is then not read). Resuming
+    with an option that differs is a RunConfigMismatch naming both values (the schedule cannot change length
+    mid-run; a run cannot change where it started)."""
     asked = dict(total_steps=steps, data=data, batch_size=batch_size,
-                 perceptual=None if perceptual is None else _ALIASES.get(perceptual, perceptual))
+                 perceptual=None if perceptual is None else _ALIASES.get(perceptual, perceptual),
+                 init_from=None if init_from is None else str(Path(init_from)))
     asked = {k: v for k, v in asked.items() if v is not None}
     checkpoint = Path(run_dir) / "checkpoint"
     if not (checkpoint / "checkpoint.json").exists():
@@ -475,15 +529,16 @@ def encoder_run_config(run_dir: str | Path, *, steps: int | None = None, data: s
 def train_encoder(run_dir: str | Path, *, minutes: float | None = None, generator: str | None = None,
                   gan_run: str | Path | None = None, steps: int | None = None, data: str | None = None,
                   perceptual: str | None = None, batch_size: int | None = None, device: str | None = None,
-                  stop_at: int | None = None, images: ImageSet | None = None,
+                  stop_at: int | None = None, images: ImageSet | None = None, init_from: str | Path | None = None,
                   config: EncoderTrainConfig | None = None) -> EncoderTrainer:
     """Create or resume the encoder run in `run_dir` for `generator` (built-in name, official pickle,
     `.safetensors`) or the `G_ema` of the GAN run `gan_run`; train for `minutes` of wall time (whole checkpoint
     intervals) or to `stop_at`, then checkpoint. Export with `trainer.export(path)`.
 
-    `steps` (schedule length), `data` (the user's images), `perceptual` (one of PERCEPTUAL_TERMS) and `batch_size`
-    are fixed when the run is created (defaults: `EncoderTrainConfig`'s); a resumed run keeps its own and refuses
-    others (`RunConfigMismatch`), and refuses another generator (`EncoderGeneratorMismatch`). `images`: already
+    `steps` (schedule length), `data` (the user's images), `perceptual` (one of PERCEPTUAL_TERMS), `batch_size` and
+    `init_from` (warm start from an encoder file or encoder run folder: see the module doc) are fixed when the run is
+    created (defaults: `EncoderTrainConfig`'s); a resumed run keeps its own and refuses others
+    (`RunConfigMismatch`), and refuses another generator (`EncoderGeneratorMismatch`). `images`: already
     decoded images (an `ImageSet`) instead of decoding `data` (e.g. files listed by a dataset scan). `config`: the
     rest of a new run's recipe (loss weights, sizes...; not read when resuming)
     `device` defaults to CUDA when available."""
@@ -491,7 +546,7 @@ def train_encoder(run_dir: str | Path, *, minutes: float | None = None, generato
         raise ValueError(f"perceptual={perceptual!r}: expected one of {', '.join(PERCEPTUAL_TERMS)}")
     source = load_generator_source(generator, gan_run=gan_run)
     config = encoder_run_config(run_dir, steps=steps, data=data, perceptual=perceptual, batch_size=batch_size,
-                                embedded_world=source.embedded_world, base=config)
+                                init_from=init_from, embedded_world=source.embedded_world, base=config)
     config = _record_perceptual_classifier(run_dir, config, source)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda":
