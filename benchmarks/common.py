@@ -135,11 +135,13 @@ def to_unit_range(pixels: np.ndarray | torch.Tensor) -> torch.Tensor:
     return x.float() / 127.5 - 1
 
 
-def heldout_faces(n: int, device: str | torch.device = "cpu") -> torch.Tensor:
-    """The first `n` procedural faces of world seed `HELDOUT_SEED` as `[n, 3, 64, 64]` in [-1, 1]."""
+def heldout_faces(n: int, device: str | torch.device = "cpu", *, version: int | None = None,
+                  size: int = 64) -> torch.Tensor:
+    """The first `n` procedural faces of world seed `HELDOUT_SEED` as `[n, 3, size, size]` in [-1, 1], of world
+    `version` (None: the shipped world's; a training run's is `run_world(run)[0]`)."""
     from ganinv.datasets.procedural_faces import render_batch
 
-    images, _ = render_batch(HELDOUT_SEED, range(n))
+    images, _ = render_batch(HELDOUT_SEED, range(n), size=size, version=version)
     return to_unit_range(images).to(device)
 
 

@@ -13,9 +13,14 @@ column is LPIPS-VGG when its trunk is on disk, else clf-perceptual (not LPIPS).
     # one training chunk on the GPU (repeat until the schedule ends; each fits a 10-minute command):
     python -m benchmarks.encoder_any_generator train --run-dir training/encoder_faces64_gen --generator faces64 \
         --minutes 8 --out $OUT
+    # for a GAN run of ours (its G_ema; its own classifier is the clf-perceptual net), warm-started from the encoder
+    # of an earlier checkpoint of that run (new run only; see training/README.md):
+    python -m benchmarks.encoder_any_generator train --run-dir training/encoder_faces64v2 \
+        --gan-run training/faces64v2 [--init-from OLD_ENCODER_RUN] --minutes 8 --out $OUT
     python -m benchmarks.encoder_any_generator install --source FILES_AT --run-dir training/encoder_faces64_gen
     python -m benchmarks.encoder_any_generator export --run-dir training/encoder_faces64_gen --to e.safetensors
-    # the table:
+    # the table (--gan-run RUN instead of --generator: the run's G_ema, held-out faces of the run's world version,
+    # its classifier for clf-perceptual):
     python -m benchmarks.encoder_any_generator evaluate --generator faces64 \
         --encoder generator=training/encoder_faces64_gen --encoder generator+10k=training/encoder_faces64_10k \
         --out $OUT/encoder_any_generator.json
@@ -43,14 +48,19 @@ from benchmarks.common import (  # noqa: E402
     device_facts, export_run, heldout_faces, install_run, markdown_table, tiny_generator, write_json,
 )
 from benchmarks.inversion_quality import perceptual_metric, run_batched, summarize  # noqa: E402
+from ganinv.datasets.procedural_faces import world  # noqa: E402
 from ganinv.generators import load_generator, save_generator  # noqa: E402
 from ganinv.inversion import (  # noqa: E402
     ENCODER_START_CONFIG, InversionConfig, build_problem, continued_config, encode, hybrid, invert, refine,
 )
+from ganinv.losses import ClassifierPerceptualLoss  # noqa: E402
+from ganinv.losses.registry import LOSSES, WeightedLoss, canonical_loss_spec, parse_loss_spec  # noqa: E402
+from ganinv.models.attributes import load_classifier  # noqa: E402
 from ganinv.models.encoder import check_encoder_for, load_encoder, save_encoder  # noqa: E402
 from ganinv.training.checkpoint import load_checkpoint_entry  # noqa: E402
 from ganinv.training.train_encoder import EncoderTrainConfig, encoder_from_run, train_encoder  # noqa: E402
 
+DEFAULT_GENERATOR = "faces64"
 COLUMNS = ["encoder", "method", "steps", "images", "psnr", "ssim", "perceptual", "seconds"]
 ENCODER_IMAGES_SEED = 2  # the encoder's images: world seed 2, neither the GAN's (0) nor the held-out faces' (1)
 
@@ -62,11 +72,13 @@ def train_chunk(args: argparse.Namespace) -> dict:
     start = time.time()
     weights = {k: v for k, v in dict(pixel_weight=args.pixel_weight, perceptual_weight=args.perceptual_weight,
                                      latent_weight=args.latent_weight).items() if v is not None}
-    trainer = train_encoder(args.run_dir, generator=args.generator, minutes=args.minutes, steps=args.steps,
-                            data=args.images, batch_size=args.batch_size, device=args.device,
-                            config=EncoderTrainConfig(**weights))
+    trainer = train_encoder(args.run_dir, generator=args.generator, gan_run=args.gan_run, minutes=args.minutes,
+                            steps=args.steps, data=args.images, batch_size=args.batch_size, device=args.device,
+                            init_from=args.init_from, config=EncoderTrainConfig(**weights))
     summary = dict(step=trainer.step, total_steps=trainer.config.total_steps,
-                   train_minutes=round(trainer.train_seconds / 60, 2), wall_seconds=round(time.time() - start, 1))
+                   train_minutes=round(trainer.train_seconds / 60, 2), wall_seconds=round(time.time() - start, 1),
+                   generator=trainer.generator_description, perceptual=trainer.config.perceptual,
+                   init_from=trainer.config.init_from)
     print(json.dumps(summary), flush=True)
     if args.out:
         print("exported", [f.name for f in export_run(args.run_dir, args.out)], flush=True)
@@ -103,12 +115,14 @@ def methods(G, encoders: dict, args: argparse.Namespace) -> list[tuple[str, str,
     """(encoder name, method, steps, fn(chunk, seeds) -> images)."""
     wplus = InversionConfig(space="w+", loss=args.loss, optimize_noise=False)
     start = dataclasses.replace(ENCODER_START_CONFIG, loss=args.loss, optimize_noise=False)
-    rows = [("-", "W+", steps, lambda x, s, steps=steps: invert(G, x, wplus, num_steps=steps, seed=s).images)
+    loss_fn = args.loss_fn
+    rows = [("-", "W+", steps, lambda x, s, steps=steps: invert(G, x, wplus, num_steps=steps, seed=s,
+                                                                loss_fn=loss_fn).images)
             for steps in args.wplus_steps]
     for name, E in encoders.items():
         rows.append((name, "encoder", 0, lambda x, s, E=E: G.synthesis(encode(E, x), noise_mode="const")))
         rows += [(name, "hybrid (W+)", steps, lambda x, s, E=E, steps=steps: hybrid(
-            G, E, x, start, num_steps=steps, seed=s).images) for steps in args.hybrid_steps]
+            G, E, x, start, num_steps=steps, seed=s, loss_fn=loss_fn).images) for steps in args.hybrid_steps]
     return rows
 
 
@@ -120,21 +134,23 @@ def refinement_rows(G, encoders: dict, args: argparse.Namespace) -> list[tuple[s
         name, E = next(iter(encoders.items()))
         plans.append((name, "hybrid (W+)", dataclasses.replace(ENCODER_START_CONFIG, num_steps=S, loss=args.loss,
                                                                optimize_noise=False), E))
-    rows = []
+    rows, loss_fn = [], args.loss_fn
     for name, label, config, E in plans:
         rows.append((name, f"{label}, {S} + {S} refined", 2 * S, lambda x, s, config=config, E=E: refine(
-            G, x, first_run(G, E, x, s, config).ws, config, more_steps=S, seed=s).images))
+            G, x, first_run(G, E, x, s, config, loss_fn).ws, config, more_steps=S, seed=s, loss_fn=loss_fn).images))
         rows.append((name, f"{label}, {2 * S} in one go", 2 * S, lambda x, s, config=config, E=E: first_run(
-            G, E, x, s, continued_config(config, S)).images))
+            G, E, x, s, continued_config(config, S), loss_fn).images))
     # Diagnostic: the one-go run's own state at step S, continued by `refine` (Adam restarted, nothing else changed).
     rows.append(("-", f"W+, {2 * S} in one go, Adam restarted at {S}", 2 * S, lambda x, s: refine(
-        G, x, state_at(G, x, s, continued_config(plans[0][2], S), S), plans[0][2], more_steps=S, seed=s).images))
+        G, x, state_at(G, x, s, continued_config(plans[0][2], S), S, loss_fn), plans[0][2], more_steps=S, seed=s,
+        loss_fn=loss_fn).images))
     return rows
 
 
-def state_at(G, target: torch.Tensor, seeds: list[int], config: InversionConfig, steps: int) -> torch.Tensor:
+def state_at(G, target: torch.Tensor, seeds: list[int], config: InversionConfig, steps: int,
+             loss_fn=None) -> torch.Tensor:
     """The W+ codes of a `config` run from `w_avg` after its first `steps` steps."""
-    problem = build_problem(G, target, config, seed=seeds)
+    problem = build_problem(G, target, config, seed=seeds, loss_fn=loss_fn)
     try:
         for step in range(steps):
             problem.step(step)
@@ -143,9 +159,11 @@ def state_at(G, target: torch.Tensor, seeds: list[int], config: InversionConfig,
         problem.close()
 
 
-def first_run(G, E, target: torch.Tensor, seeds: list[int], config: InversionConfig):
+def first_run(G, E, target: torch.Tensor, seeds: list[int], config: InversionConfig, loss_fn=None):
     """Optimisation from `w_avg` (E None) or hybrid from E's output."""
-    return invert(G, target, config, seed=seeds) if E is None else hybrid(G, E, target, config, seed=seeds)
+    if E is None:
+        return invert(G, target, config, seed=seeds, loss_fn=loss_fn)
+    return hybrid(G, E, target, config, seed=seeds, loss_fn=loss_fn)
 
 
 def goals(rows: list[dict], args: argparse.Namespace) -> dict:
@@ -171,13 +189,38 @@ def goals(rows: list[dict], args: argparse.Namespace) -> dict:
     return out
 
 
+def world_of(args: argparse.Namespace) -> tuple[torch.nn.Module, int | None, str]:
+    """(G, world version of the held-out faces, attribute classifier): `--gan-run`'s G_ema, its data's world version
+    and its own classifier when it has one (`run_world`), else `--generator` on the shipped world."""
+    if args.gan_run is None:
+        return load_generator(args.generator), None, "builtin"
+    from ganinv.training.train_gan import generator_from_checkpoint, run_world
+
+    return generator_from_checkpoint(args.gan_run), *run_world(args.gan_run)
+
+
+def world_loss(spec: str, classifier: str, device: torch.device) -> WeightedLoss | None:
+    """The optimisation loss `spec` with its clf-perceptual term on the world's own `classifier`; None (the registry
+    builds `spec`) for the built-in classifier or a spec without that term."""
+    terms = parse_loss_spec(canonical_loss_spec(spec))
+    if classifier == "builtin" or "clf-perceptual" not in [name for _, name in terms]:
+        return None
+    own = ClassifierPerceptualLoss(load_classifier(classifier))
+    return WeightedLoss([(weight, own if name == "clf-perceptual" else LOSSES[name]())
+                         for weight, name in terms]).to(device)
+
+
 def evaluate(args: argparse.Namespace, G=None, targets=None) -> dict:
     device = torch.device(args.device)
-    G = (G or load_generator(args.generator)).to(device)
-    targets = (targets if targets is not None else heldout_faces(args.num_images)).to(device)
+    world_G, version, classifier = world_of(args) if G is None else (G, None, "builtin")
+    G = world_G.to(device)
+    if targets is None:  # the world's faces at G's size (64 px for the embedded world; smaller for test runs)
+        targets = heldout_faces(args.num_images, version=version, size=G.img_resolution)
+    targets = targets.to(device)
+    args.loss_fn = world_loss(args.loss, classifier, device)
     loaded = [load_named_encoder(spec, G, device) for spec in args.encoder]
     encoders, training = {n: E for n, E, _ in loaded}, {n: facts for n, _, facts in loaded}
-    perceptual = perceptual_metric(args.tiny, device)
+    perceptual = perceptual_metric(args.tiny, device, classifier=classifier)
     perceptual_name = next(iter(perceptual), None)
     facts = device_facts(device)
     print(facts, f"perceptual={perceptual_name}", json.dumps(training), sep="\n", flush=True)
@@ -188,8 +231,9 @@ def evaluate(args: argparse.Namespace, G=None, targets=None) -> dict:
         rows.append(dict(encoder=name, **summarize(method, steps, metrics, perceptual_name, seconds)))
         print(markdown_table([rows[-1]], COLUMNS).splitlines()[-1], flush=True)
     print(markdown_table(rows, COLUMNS))
-    payload = dict(facts, generator=args.generator, loss=args.loss, perceptual=perceptual_name, training=training,
-                   rows=rows, goals=goals(rows, args))
+    payload = dict(facts, generator=f"gan-run:{args.gan_run}" if args.gan_run else args.generator,
+                   world_version=world(version).version, classifier=classifier, loss=args.loss,
+                   perceptual=perceptual_name, training=training, rows=rows, goals=goals(rows, args))
     print(json.dumps(payload["goals"], indent=1))
     write_json(args.out, payload)
     return payload
@@ -213,9 +257,17 @@ def smoke(args: argparse.Namespace) -> dict:
             train_encoder(tmp / name, generator=str(path), steps=4, batch_size=4, data=data, device="cpu",
                           perceptual="none")
         targets = G(torch.randn([4, G.z_dim], generator=torch.Generator().manual_seed(1)), None).clamp(-1, 1)
-        args.generator = str(path)
+        args.generator, args.gan_run = str(path), None
         args.encoder = [f"generator={tmp / 'generator'}", f"generator+24={tmp / 'generator+24'}"]
         return evaluate(args, G=load_generator(path), targets=targets)
+
+
+def add_generator_arguments(parser: argparse.ArgumentParser) -> None:
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--generator", default=None, help=f"a built-in name, .pkl or .safetensors (default: "
+                       f"{DEFAULT_GENERATOR})")
+    which.add_argument("--gan-run", default=None, help="or a train-gan run folder: its G_ema, on its world (its "
+                       "data's world version, its own classifier.safetensors as the clf-perceptual net)")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -223,7 +275,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="one chunk of an encoder run")
     t.add_argument("--run-dir", required=True)
-    t.add_argument("--generator", default="faces64")
+    add_generator_arguments(t)
+    t.add_argument("--init-from", default=None, help="warm start (new run only): an encoder file or encoder run "
+                   "folder of a generator of the same architecture, e.g. an earlier checkpoint of the same GAN run")
     t.add_argument("--images", default=None, help="the user's images (e.g. procedural:10000:2); none: generator only")
     t.add_argument("--minutes", type=float, default=8.0)
     t.add_argument("--steps", type=int, default=None, help="schedule length (new run only)")
@@ -240,7 +294,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     x.add_argument("--to", required=True)
     for name in ("evaluate", "smoke"):
         e = sub.add_parser(name)
-        e.add_argument("--generator", default="faces64")
+        if name == "evaluate":  # smoke makes its own generator
+            add_generator_arguments(e)
         e.add_argument("--encoder", action="append", default=[], help="NAME=PATH (encoder file or run folder)")
         e.add_argument("--num-images", type=int, default=64)
         e.add_argument("--batch-size", type=int, default=64)
@@ -252,6 +307,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         e.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
         e.add_argument("--out", default=None)
     args = p.parse_args(argv)
+    if getattr(args, "gan_run", None) is None and getattr(args, "generator", "") is None:
+        args.generator = DEFAULT_GENERATOR
     if args.command in ("evaluate", "smoke"):
         args.tiny = args.command == "smoke"
         if args.tiny:

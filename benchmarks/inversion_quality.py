@@ -97,7 +97,9 @@ def load_images(path: str, resolution: int, limit: int) -> torch.Tensor:
     return to_unit_range(x)
 
 
-def perceptual_metric(tiny: bool, device: torch.device) -> dict[str, nn.Module]:
+def perceptual_metric(tiny: bool, device: torch.device, *, classifier: str = "builtin") -> dict[str, nn.Module]:
+    """{name: the perceptual column's distance}: LPIPS-VGG when its trunk is on disk, else clf-perceptual on
+    `classifier` (the world's attribute classifier: the built-in one, or a training run's own)."""
     if tiny:
         return {"alex-random-trunk": LPIPSLoss("alex", random_trunk=True).to(device)}
     try:
@@ -105,7 +107,9 @@ def perceptual_metric(tiny: bool, device: torch.device) -> dict[str, nn.Module]:
     except PerceptualWeightsMissing as err:
         print(f"LPIPS unavailable ({err}); trying clf-perceptual")
     try:
-        return {"clf-perceptual": ClassifierPerceptualLoss.builtin().to(device)}
+        from ganinv.models.attributes import load_classifier
+
+        return {"clf-perceptual": ClassifierPerceptualLoss(load_classifier(classifier)).to(device)}
     except Exception as err:  # noqa: BLE001
         print(f"no perceptual metric: {err}")
         return {}

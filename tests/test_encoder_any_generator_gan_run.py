@@ -1,0 +1,107 @@
+"""benchmarks/encoder_any_generator for a GAN run of ours (`--gan-run`): chunks train for the run's G_ema with the
+run's classifier as the clf-perceptual net, a new run warm-starts from the encoder of the run's earlier checkpoint
+(`--init-from`), and the evaluation measures on the run's world (its held-out faces, its classifier)."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from _gan_helpers import TINY, blob_images
+from benchmarks import encoder_any_generator
+from benchmarks.common import heldout_faces
+from ganinv.generators import generator_identity
+from ganinv.metrics import reconstruction_metrics
+from ganinv.models.attributes import load_classifier
+from ganinv.models.encoder import EncoderGeneratorMismatch, load_encoder
+from ganinv.training.checkpoint import load_checkpoint
+from ganinv.training.train_classifier import TrainClassifierConfig, train_classifier
+from ganinv.training.train_encoder import encoder_from_run
+from ganinv.training.train_gan import RUN_CLASSIFIER, GANTrainer, generator_from_checkpoint
+
+CHUNK = ["--steps", "2", "--batch-size", "2", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def world2_run(tmp_path_factory):
+    """(a tiny 16 px GAN run on world 2 with its own tiny world-2 classifier, its trainer to move it on)."""
+    run = tmp_path_factory.mktemp("gan") / "faces_v2"
+    trainer = GANTrainer(dataclasses.replace(TINY, data="procedural:8:0:v2"), run, device="cpu",
+                         images=blob_images())
+    trainer.train_step()
+    trainer.save()
+    train_classifier(TrainClassifierConfig(world_version=2, n_train=16, n_eval=8, steps=2, batch_size=4,
+                                           eval_every=2, augment=False), run / RUN_CLASSIFIER)
+    return run, trainer
+
+
+def test_a_chunk_trains_for_the_runs_g_ema_with_its_classifier_and_travels_back(world2_run, tmp_path):
+    run, _ = world2_run
+    summary = encoder_any_generator.main(["train", "--run-dir", str(tmp_path / "enc"), "--gan-run", str(run),
+                                          *CHUNK, "--out", str(tmp_path / "out")])
+    assert summary["step"] == 2 and summary["generator"] == f"gan-run:{run}"
+    assert summary["perceptual"] == "clf-perceptual"  # procedural data: the embedded world's perceptual term...
+    config = load_checkpoint(tmp_path / "enc" / "checkpoint")["config"]
+    assert config["perceptual_classifier"] == hashlib.sha256((run / RUN_CLASSIFIER).read_bytes()).hexdigest()
+    encoder_any_generator.main(["install", "--source", str(tmp_path / "out"), "--run-dir", str(tmp_path / "back")])
+    encoder_any_generator.main(["export", "--run-dir", str(tmp_path / "back"), "--to", str(tmp_path / "e.safetensors")])
+    assert load_encoder(tmp_path / "e.safetensors", generator=generator_from_checkpoint(run)).num_ws == 6
+    with pytest.raises(SystemExit) as refused:  # one generator: a source or a run
+        encoder_any_generator.main(["train", "--run-dir", str(tmp_path / "x"), "--generator", "faces64",
+                                    "--gan-run", str(run)])
+    assert refused.value.code == 2
+
+
+def test_when_the_gan_moves_on_a_new_encoder_run_warm_starts_from_the_old_one(world2_run, tmp_path):
+    run, trainer = world2_run
+    old = ["train", "--run-dir", str(tmp_path / "old"), "--gan-run", str(run), *CHUNK]
+    encoder_any_generator.main(old)
+    before = generator_identity(generator_from_checkpoint(run))
+    trainer.train_step()  # the GAN run goes on: its G_ema is another generator
+    trainer.save()
+    assert generator_identity(generator_from_checkpoint(run)) != before
+    with pytest.raises(EncoderGeneratorMismatch):  # the old run belongs to the old G_ema
+        encoder_any_generator.main(old)
+    summary = encoder_any_generator.main(["train", "--run-dir", str(tmp_path / "new"), "--gan-run", str(run),
+                                          "--init-from", str(tmp_path / "old"), *CHUNK])
+    assert summary["step"] == 2 and summary["init_from"] == str(tmp_path / "old")
+    state = load_checkpoint(tmp_path / "new" / "checkpoint")
+    assert state["config"]["init_from_generator"] == before != state["generator_identity"]
+
+
+def test_evaluate_measures_a_gan_run_on_its_own_world(world2_run, tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # no LPIPS trunk: the perceptual column is clf-perceptual
+    run, _ = world2_run
+    encoder_any_generator.main(["train", "--run-dir", str(tmp_path / "enc"), "--gan-run", str(run), *CHUNK])
+    payload = encoder_any_generator.main([
+        "evaluate", "--gan-run", str(run), "--encoder", f"e={tmp_path / 'enc'}", "--num-images", "3",
+        "--batch-size", "3", "--wplus-steps", "1", "--hybrid-steps", "1", "--refine-steps", "1", "--device", "cpu",
+        "--out", str(tmp_path / "eval.json")])
+    assert (payload["world_version"], payload["classifier"]) == (2, str(run / RUN_CLASSIFIER))
+    assert payload["generator"] == f"gan-run:{run}" and payload["perceptual"] == "clf-perceptual"
+    G, E = generator_from_checkpoint(run), encoder_from_run(tmp_path / "enc")
+
+    def encoder_psnr(version: int) -> float:
+        faces = heldout_faces(3, version=version, size=16)
+        with torch.no_grad():
+            return reconstruction_metrics(G.synthesis(E(faces), noise_mode="const"), faces)["psnr"].double().mean()
+
+    row = next(r for r in payload["rows"] if r["method"] == "encoder")
+    assert row["psnr"] == pytest.approx(float(encoder_psnr(2)), abs=1e-4)  # the run's world's faces...
+    assert not np.isclose(float(encoder_psnr(1)), row["psnr"], atol=1e-2)  # ...not the shipped world's
+    assert json.loads((tmp_path / "eval.json").read_text())["world_version"] == 2
+
+
+def test_the_optimisation_loss_measures_with_the_worlds_own_classifier(world2_run):
+    run, _ = world2_run
+    loss = encoder_any_generator.world_loss("clf-perceptual+0.1*mse", str(run / RUN_CLASSIFIER), torch.device("cpu"))
+    assert [t.name for t in loss.terms] == ["clf-perceptual", "mse"] and loss.weights == [1.0, 0.1]
+    own, used = load_classifier(run / RUN_CLASSIFIER).state_dict(), loss.terms[0].classifier.state_dict()
+    assert all(torch.equal(used[k], v) for k, v in own.items())
+    assert encoder_any_generator.world_loss("clf-perceptual", "builtin", torch.device("cpu")) is None
+    assert encoder_any_generator.world_loss("mse", str(run / RUN_CLASSIFIER), torch.device("cpu")) is None
