@@ -328,3 +328,15 @@ def test_a_resumed_warm_run_accepts_its_own_init_from_only(two_generators, tmp_p
     train_encoder(tmp_path / "cold", stop_at=2, **warm)
     with pytest.raises(RunConfigMismatch, match="init_from=None"):
         train_encoder(tmp_path / "cold", init_from=tmp_path / "other", **warm)
+
+
+def test_a_run_folders_sha256_follows_its_checkpoint_files(tmp_path):
+    from ganinv.training.checkpoint import checkpoint_sha256
+
+    trainer = EncoderTrainer(SMALL, make_tiny_generator(resolution=16), tmp_path / "run", device="cpu")
+    trainer.train(stop_at=2)
+    first = checkpoint_sha256(tmp_path / "run" / "checkpoint")
+    shutil.copytree(tmp_path / "run", tmp_path / "copy")
+    assert checkpoint_sha256(tmp_path / "copy" / "checkpoint") == first  # the files, not where they are
+    trainer.train(stop_at=4)  # new weights in the shards
+    assert checkpoint_sha256(tmp_path / "run" / "checkpoint") != first
