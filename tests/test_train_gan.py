@@ -175,3 +175,14 @@ def test_a_resume_may_change_exactly_the_fields_declared_resumable(tmp_path):
             with pytest.raises(ValueError, match=rf"\({field.name} differ\).*may change only "
                                                  rf"{re.escape(', '.join(sorted(RESUMABLE_FIELDS)))}:"):
                 refuse_changes(stored, changed, tmp_path)
+
+
+def test_a_resumed_chunk_averages_with_its_own_ema_half_life(tmp_path):
+    images, config = blob_images(), dataclasses.replace(TINY, ema_rampup=None)
+    a = GANTrainer(config, tmp_path, device="cpu", images=images)
+    a.train_step()
+    a.save()
+    for ema_kimg, follows_G in ((config.ema_kimg, False), (1e-9, True)):  # a vanishing half-life: G_ema becomes G
+        b = GANTrainer(run_config(tmp_path, changes=dict(ema_kimg=ema_kimg)), tmp_path, device="cpu", images=images)
+        b.train_step()
+        assert all(torch.equal(e, p) for e, p in zip(b.G_ema.parameters(), b.G.parameters())) == follows_G

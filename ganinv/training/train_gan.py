@@ -43,7 +43,8 @@ from ganinv.utils.images import to_model_input, to_uint8
 
 def _resumable(default: Any) -> Any:
     """A `GANTrainConfig` field that a resumed chunk may change (`RESUMABLE_FIELDS`): the batch size (the log records
-    it in every entry) and the linear-attribute regulariser's weights and options (a chunk may switch it on). The mark
+    it in every entry), G_ema's half-life and the linear-attribute regulariser's weights and options (a chunk may
+    switch it on). The mark
     is field metadata only: `dataclasses.asdict`, equality and the saved config are those of a plain field."""
     return dataclasses.field(default=default, metadata={"resumable": True})
 
@@ -72,7 +73,9 @@ class GANTrainConfig:
     pl_batch_shrink: int = 2
     pl_decay: float = 0.01
     style_mixing_prob: float = 0.9
-    ema_kimg: float = 20.0
+    # G_ema's half-life. StyleGAN2-ADA's rule is batch x 10/32 kimg (20 at batch 64, 160 at 512); resumable, as the
+    # batch size is: a chunk that raises the batch may lengthen it (the average carries on with the new decay)
+    ema_kimg: float = _resumable(20.0)
     ema_rampup: float | None = 0.05
     mixed_precision: bool = True
     seed: int = 0
