@@ -11,12 +11,13 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import NamedTuple, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.weak import WeakIdKeyDictionary
 
 from ganinv.utils.precision import full_precision
 
@@ -54,6 +55,29 @@ def resample_impl(name: str) -> Iterator[None]:
         RESAMPLE_IMPL = saved
 
 
+_FROZEN_DERIVED = WeakIdKeyDictionary()  # weight -> {name: ((version, data_ptr), value)}
+
+
+def frozen_derived(weight: torch.Tensor, name: str, compute: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """`compute(weight)`, remembered while `weight` is the same unchanged tensor that needs no gradient.
+
+    Inversion re-derived the same things from frozen generator weights at every step (demodulation energies,
+    transposed upsampling kernels): ~5 % of a CPU step at 64 px (BENCHMARKS.md, "CPU per-image step"). The value is
+    the same op on the same values, so results are bitwise unchanged. Computed afresh where the weight trains (it
+    needs a gradient), under compilation (the graph folds constants itself), in inference mode (its tensors could
+    not be saved for a later backward) and for inference tensors (no version counter)."""
+    if (weight.requires_grad or weight.is_inference() or torch.is_inference_mode_enabled()
+            or torch.compiler.is_compiling()):
+        return compute(weight)
+    entries = _FROZEN_DERIVED.setdefault(weight, {})
+    state = (weight._version, weight.data_ptr())  # an in-place change bumps the version; `.data = ...` moves the data
+    seen, value = entries.get(name, (None, None))
+    if seen != state:
+        value = compute(weight)
+        entries[name] = (state, value)
+    return value
+
+
 def setup_filter(taps: Sequence[float] = (1, 3, 3, 1)) -> torch.Tensor:
     """A normalised 2D FIR filter `[k, k]` from 1D taps (outer product, sum 1)."""
     f = torch.as_tensor(taps, dtype=torch.float32)
@@ -73,9 +97,20 @@ def bias_act(x: torch.Tensor, b: torch.Tensor | None, *, act: str = "linear", ga
         raise ValueError(f"activation {act!r} is not supported; use 'linear' or 'lrelu'")
     if gain is not None and gain != 1:
         x = x * gain
-    if clamp is not None and clamp >= 0:
+    if clamp is not None and clamp >= 0 and not _within(x, clamp):
         x = x.clamp(-clamp, clamp)
     return x
+
+
+def _within(x: torch.Tensor, bound: float) -> bool:
+    """True when every value of CPU tensor `x` is already in [-bound, bound] (not NaN), so clamping is the identity,
+    forward and backward (its gradient mask is all ones): one min/max pass instead of the clamp and its backward's
+    comparisons and select, ~7 % of a CPU inversion step at 64 px (BENCHMARKS.md, "CPU per-image step"). False on
+    other devices (the check would wait for the device) and under compilation (data-dependent branch)."""
+    if x.device.type != "cpu" or torch.compiler.is_compiling() or x.numel() == 0:
+        return False
+    low, high = torch.aminmax(x.detach())
+    return bool(low >= -bound) and bool(high <= bound)
 
 
 def upfirdn2d(x: torch.Tensor, f: torch.Tensor, *, up: int = 1, down: int = 1,
@@ -174,8 +209,8 @@ def conv2d_resample(x: torch.Tensor, w: torch.Tensor, f: torch.Tensor | None = N
         px0 = padding + (fk + up - 1) // 2 - (kw - 1)
         px1 = padding + (fk - up) // 2 - (kw - up)
         pt = max(min(-px0, -px1), 0)
-        if groups == 1:
-            wt = w.transpose(0, 1)
+        if groups == 1:  # contiguous, as the convolution wants it (bitwise the same as the transposed view)
+            wt = frozen_derived(w, "transposed", lambda w: w.transpose(0, 1).clone(memory_format=torch.contiguous_format))
         else:
             wt = w.reshape(groups, out_channels // groups, in_per_group, kh, kw).transpose(1, 2)
             wt = wt.reshape(groups * in_per_group, out_channels // groups, kh, kw)
@@ -353,7 +388,7 @@ def _demodulation_coefficients(weight: torch.Tensor, styles: torch.Tensor,
     """
     with full_precision(styles):
         s2 = styles.float().square()  # [N, I]
-        energy = weight.float().square().sum(dim=[2, 3])  # [O, I]
+        energy = frozen_derived(weight, "energy", lambda w: w.float().square().sum(dim=[2, 3]))  # [O, I]
         total = s2 @ energy.t()
         if delta is not None:
             n, r = delta.down.shape[:2]
