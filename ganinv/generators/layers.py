@@ -55,6 +55,39 @@ def resample_impl(name: str) -> Iterator[None]:
         RESAMPLE_IMPL = saved
 
 
+_INDEPENDENT_ROWS = False  # set inside `independent_rows()`
+
+
+@contextlib.contextmanager
+def independent_rows() -> Iterator[None]:
+    """Inside the block, on CPU in fp32, the layers compute each sample of a batch of two or more bitwise as in any
+    other such batch, whatever its size, order and other samples (tests/test_cpu_step_shortcuts.py).
+
+    Measured on torch 2.14's CPU kernels, one thread: convolutions of two or more samples (oneDNN, forward and
+    backward) are; a single sample's are not (the backward picks other kernels for small inputs, whatever runs the
+    forward), nor are matrix products whose rows are samples (the BLAS kernel depends on the row count: 1, 2-10,
+    11+ differ), nor 1x1 convolutions (another kernel from 16 samples). So here the styles' and demodulation's
+    products are row by row (`row_products`) and plain convolutions always run on oneDNN; callers keep batches at
+    two or more samples (`ganinv.inversion.batch.invert_batch` inverts a lone image beside a copy of itself)."""
+    global _INDEPENDENT_ROWS
+    saved, _INDEPENDENT_ROWS = _INDEPENDENT_ROWS, True
+    try:
+        yield
+    finally:
+        _INDEPENDENT_ROWS = saved
+
+
+def rows_independent(x: torch.Tensor) -> bool:
+    """Whether `x`'s samples are computed independently here (`independent_rows` on, a CPU fp32 tensor)."""
+    return _INDEPENDENT_ROWS and x.device.type == "cpu" and x.dtype == torch.float32
+
+
+def row_products(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """`a [N, K] @ b [K, M]` as N products of one row each (one batched product): each row's result is the same
+    in any batch, unlike one [N, K] product whose kernel depends on N."""
+    return torch.bmm(a.unsqueeze(1), b.expand(a.shape[0], *b.shape)).squeeze(1)
+
+
 _FROZEN_DERIVED = WeakIdKeyDictionary()  # weight -> {name: ((version, data_ptr), value)}
 
 
@@ -239,6 +272,8 @@ def conv2d_resample(x: torch.Tensor, w: torch.Tensor, f: torch.Tensor | None = N
             return F.conv2d(x, _compose_kernel(w, f, 1.0), stride=down, groups=groups)
         x = upfirdn2d(x, f, padding=(p0, p1, p0, p1))
         return F.conv2d(x, w, stride=down, groups=groups)
+    if rows_independent(x) and x.ndim == 4:  # oneDNN for any batch and kernel size (`independent_rows`)
+        return torch.ops.aten.mkldnn_convolution(x, w.to(x.dtype), None, [padding, padding], [1, 1], [1, 1], groups)
     return F.conv2d(x, w, padding=padding, groups=groups)
 
 
@@ -258,6 +293,8 @@ class FullyConnectedLayer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w = self.weight.to(x.dtype) * self.weight_gain
         b = None if self.bias is None else self.bias.to(x.dtype) * self.bias_gain
+        if rows_independent(x) and x.ndim == 2:
+            return bias_act(row_products(x, w.t()), b, act=self.activation)
         if self.activation == "linear" and b is not None:
             return torch.addmm(b.unsqueeze(0), x, w.t())
         return bias_act(x.matmul(w.t()), b, act=self.activation)
@@ -389,7 +426,7 @@ def _demodulation_coefficients(weight: torch.Tensor, styles: torch.Tensor,
     with full_precision(styles):
         s2 = styles.float().square()  # [N, I]
         energy = frozen_derived(weight, "energy", lambda w: w.float().square().sum(dim=[2, 3]))  # [O, I]
-        total = s2 @ energy.t()
+        total = row_products(s2, energy.t()) if rows_independent(s2) else s2 @ energy.t()
         if delta is not None:
             n, r = delta.down.shape[:2]
             down = delta.down.float().reshape(n, r, -1)  # [N, r, I*k*k]
