@@ -59,7 +59,7 @@ _INDEPENDENT_ROWS = False  # set inside `independent_rows()`
 
 
 @contextlib.contextmanager
-def independent_rows() -> Iterator[None]:
+def independent_rows(enabled: bool = True) -> Iterator[None]:
     """Inside the block, on CPU in fp32, the layers compute each sample of a batch of two or more bitwise as in any
     other such batch, whatever its size, order and other samples (tests/test_cpu_step_shortcuts.py).
 
@@ -68,9 +68,10 @@ def independent_rows() -> Iterator[None]:
     forward), nor are matrix products whose rows are samples (the BLAS kernel depends on the row count: 1, 2-10,
     11+ differ), nor 1x1 convolutions (another kernel from 16 samples). So here the styles' and demodulation's
     products are row by row (`row_products`) and plain convolutions always run on oneDNN; callers keep batches at
-    two or more samples (`ganinv.inversion.batch.invert_batch` inverts a lone image beside a copy of itself)."""
+    two or more samples (`ganinv.inversion.batch.invert_batch` inverts a lone image beside a copy of itself).
+    `enabled=False` turns it off inside the block (statistics over many samples, such as `w_avg`)."""
     global _INDEPENDENT_ROWS
-    saved, _INDEPENDENT_ROWS = _INDEPENDENT_ROWS, True
+    saved, _INDEPENDENT_ROWS = _INDEPENDENT_ROWS, enabled
     try:
         yield
     finally:
