@@ -244,7 +244,8 @@ def conv2d_resample(x: torch.Tensor, w: torch.Tensor, f: torch.Tensor | None = N
         px1 = padding + (fk - up) // 2 - (kw - up)
         pt = max(min(-px0, -px1), 0)
         if groups == 1:  # contiguous, as the convolution wants it (bitwise the same as the transposed view)
-            wt = frozen_derived(w, "transposed", lambda w: w.transpose(0, 1).clone(memory_format=torch.contiguous_format))
+            wt = frozen_derived(w, "transposed",
+                                lambda w: w.transpose(0, 1).clone(memory_format=torch.contiguous_format))
         else:
             wt = w.reshape(groups, out_channels // groups, in_per_group, kh, kw).transpose(1, 2)
             wt = wt.reshape(groups * in_per_group, out_channels // groups, kh, kw)
