@@ -66,3 +66,20 @@ def test_independent_rows_refuses_degradations_it_does_not_cover(faces64):
     with pytest.raises(ValueError, match="independent_rows"):
         invert_batch(models.G, faces[:1, :, ::4, ::4], mode=spec.mode, config=spec.config, seeds=[0], E=models.E,
                      degradation=Downsample(4), independent_rows=True)
+
+
+def test_independent_rows_hold_in_the_thread_that_asked_only():
+    """A Dask worker may run two shards at once in threads: a per-image store's must keep the plain layers."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ganinv.generators.layers import independent_rows, rows_independent
+
+    x = torch.zeros(2, 3)
+    with independent_rows():
+        assert rows_independent(x)
+        with ThreadPoolExecutor(1) as pool:
+            assert not pool.submit(rows_independent, x).result()
+        with independent_rows(False):
+            assert not rows_independent(x)
+        assert rows_independent(x)
+    assert not rows_independent(x)

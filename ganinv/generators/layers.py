@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import threading
 from collections.abc import Callable, Iterator
 from typing import NamedTuple, Sequence
 
@@ -55,7 +56,7 @@ def resample_impl(name: str) -> Iterator[None]:
         RESAMPLE_IMPL = saved
 
 
-_INDEPENDENT_ROWS = False  # set inside `independent_rows()`
+_INDEPENDENT_ROWS = threading.local()  # `.on` inside `independent_rows()`, per thread (a worker may run two shards)
 
 
 @contextlib.contextmanager
@@ -70,17 +71,16 @@ def independent_rows(enabled: bool = True) -> Iterator[None]:
     products are row by row (`row_products`) and plain convolutions always run on oneDNN; callers keep batches at
     two or more samples (`ganinv.inversion.batch.invert_batch` inverts a lone image beside a copy of itself).
     `enabled=False` turns it off inside the block (statistics over many samples, such as `w_avg`)."""
-    global _INDEPENDENT_ROWS
-    saved, _INDEPENDENT_ROWS = _INDEPENDENT_ROWS, enabled
+    saved, _INDEPENDENT_ROWS.on = getattr(_INDEPENDENT_ROWS, "on", False), enabled
     try:
         yield
     finally:
-        _INDEPENDENT_ROWS = saved
+        _INDEPENDENT_ROWS.on = saved
 
 
 def rows_independent(x: torch.Tensor) -> bool:
     """Whether `x`'s samples are computed independently here (`independent_rows` on, a CPU fp32 tensor)."""
-    return _INDEPENDENT_ROWS and x.device.type == "cpu" and x.dtype == torch.float32
+    return getattr(_INDEPENDENT_ROWS, "on", False) and x.device.type == "cpu" and x.dtype == torch.float32
 
 
 def row_products(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
