@@ -6,9 +6,14 @@ thread count (faces64 hybrid, one image: 1 vs 2 threads differ by up to 7e-3), t
 (batch 1 vs 4 differ by up to 8e-3 even with per-image seeds, Adam and losses: batched convolution kernels round
 differently), the kind of device and its instruction set, and the torch version. Hence:
 
-- on CPU every image is inverted on its own (`per-image`): bitwise independent of batch size, batch composition and
-  shard boundaries; it costs ~1.3x the time of batches of 4 (faces64 hybrid, 10 steps, one thread: 0.93 s vs 0.72 s
-  per image). The thread count is recorded and every worker sets it, whatever the worker count.
+- on CPU every image's bytes are those it gets on its own, bitwise independent of batch size, batch composition and
+  shard boundaries. New stores (`independent-rows`) invert in batches whose layers keep every row independent
+  (`ganinv.generators.layers.independent_rows`: row-by-row products, oneDNN convolutions, no batch of one; measured
+  in tests/test_independent_rows.py): faces64 hybrid, 20 steps, one thread, ~0.8 s per face in batches of 16
+  against ~1.1 s one at a time (BENCHMARKS.md, "CPU per-image step"). That was verified with one thread per
+  worker: workers of several threads (`per-image`), restoration and refinement stages, and stores recorded
+  `per-image` before, invert one image at a time with the plain layers. The thread count is
+  recorded and every worker sets it, whatever the worker count.
 - on CUDA batches stay (per-image inversion would waste the GPU); the batch size is recorded and every run must use
   it. A resumed or appended shard still inverts its pending items in batches of their own, so its codes may differ
   from a fresh run's in float rounding: bitwise reproducibility is promised on CPU only (docs/store.md).
@@ -35,15 +40,17 @@ from runtime.config import AUTO, ExecutionOptions
 from runtime.errors import ConfigError, WorkerSetupError
 from runtime.models import resolve_device
 
-PER_IMAGE = "per-image"
+PER_IMAGE = "per-image"              # one image per call, plain layers (several threads; stores made before rows)
+INDEPENDENT_ROWS = "independent-rows"  # CPU batches of independent rows (any batch size, the same bytes)
+BATCH_FREE = (PER_IMAGE, INDEPENDENT_ROWS)  # CPU batchings whose bytes do not depend on the batch size
 CUDA_DEFAULT_BATCH = 32  # runtime.shard.DEFAULT_BATCH["cuda"] (not imported: shard imports this module)
 
 
 @dataclass(frozen=True)
 class Numerics:
     """device: 'cpu' or 'cuda'; device_name: CPU architecture and torch's instruction set, or the GPU model;
-    threads: torch CPU threads per worker (None on CUDA); batching: 'per-image' (CPU), or 'batch-<n>' / 'batch-auto'
-    (CUDA); torch: torch's version."""
+    threads: torch CPU threads per worker (None on CUDA); batching: 'independent-rows' or 'per-image' (CPU), or
+    'batch-<n>' / 'batch-auto' (CUDA); torch: torch's version."""
 
     device: str
     device_name: str
@@ -60,8 +67,8 @@ class Numerics:
 
     @property
     def batch_size(self) -> int | str | None:
-        """The batch size a CUDA run must use (None on CPU: images go one at a time)."""
-        if self.batching == PER_IMAGE:
+        """The batch size a CUDA run must use (None on CPU: any batch size gives the same bytes)."""
+        if self.batching in BATCH_FREE:
             return None
         size = self.batching.removeprefix("batch-")
         return AUTO if size == AUTO else int(size)
@@ -151,7 +158,10 @@ def _chosen(facts: Mapping[str, Any], execution: ExecutionOptions, local_workers
         threads = execution.threads or (default.threads if default and default.threads else None)
         if threads is None:
             threads = max(1, (os.cpu_count() or 1) // local_workers) if local_workers else facts["threads"]
-        batching = PER_IMAGE
+        if default is not None and default.batching in BATCH_FREE:
+            batching = default.batching
+        else:  # independent rows were verified with one thread (torch may split small reductions across threads)
+            batching = INDEPENDENT_ROWS if int(threads) == 1 else PER_IMAGE
     else:
         threads = None
         batch = execution.batch_size

@@ -36,7 +36,7 @@ from ganinv.utils.seeds import seed_from_id
 from runtime.config import ExecutionOptions, RefineStoreConfig
 from runtime.errors import ConfigError
 from runtime.models import load_models, resolve_device, store_generator_source
-from runtime.numerics import PER_IMAGE, for_worker
+from runtime.numerics import BATCH_FREE, for_worker
 from runtime.restore import decode_policy
 from runtime.shard import ShardReport, _check_identity, decode_chunk, prepare_worker, worker_batch_size
 from runtime.spec import InversionSpec
@@ -240,8 +240,8 @@ def run_refine_shard(store_url: str, shard_index: int, *, generator: str, name: 
                          storage_options=storage_options)
     position = {row: k for k, row in enumerate(rows)}  # a shard row's place in `rows`, start_ws and start_steps
     decoded = {row: k for k, row in enumerate(chunk["rows"])}  # its place in chunk["target"]
-    # The store's numerics, as its inversion used them: image by image on CPU, so no code depends on its batch.
-    batch_size = 1 if numerics.batching == PER_IMAGE else \
+    # Image by image on CPU (whichever batch-free numerics the inversion used), so no code depends on its batch.
+    batch_size = 1 if numerics.batching in BATCH_FREE else \
         worker_batch_size(models, spec, numerics, execution, generator=generator)
     config = InversionConfig.from_dict(dict(attrs["config"]))
     out: dict[int, tuple[np.ndarray, dict[str, float], np.ndarray | None]] = {}

@@ -37,7 +37,7 @@ from ganinv.utils.seeds import seed_from_id
 from runtime.config import AUTO, ExecutionOptions
 from runtime.errors import ConfigError, WorkerSetupError
 from runtime.models import Models, load_models, resolve_device
-from runtime.numerics import PER_IMAGE, Numerics, for_worker
+from runtime.numerics import BATCH_FREE, INDEPENDENT_ROWS, PER_IMAGE, Numerics, for_worker
 from runtime.restore import ShardRestoration, decode_policy
 from runtime.spec import InversionSpec
 from storage import LatentStore, Layout, ShardInputs, ShardResult, Status, refinements
@@ -95,15 +95,18 @@ def run_shard(store_url: str, shard_index: int, *, generator: str, run_id: str |
     models = load_models(generator, spec.encoder, resolve_device(execution.device))
     _check_identity(store, models, generator)
     t_invert = time.perf_counter()
-    per_image = numerics.batching == PER_IMAGE
     batch_size = worker_batch_size(models, spec, numerics, execution, generator=generator)
     stages = ShardStages(ShardRestoration.for_spec(spec, models.G.img_resolution, storage_options))
+    # CPU: batches of independent rows where the store's numerics say so and the inversion is a plain one
+    # (`invert_batch(independent_rows=...)`), else image by image; either way no byte depends on the batch.
+    rows = numerics.batching == INDEPENDENT_ROWS and stages.restoration is None and spec.refine is None
+    per_image = numerics.batching == PER_IMAGE or (numerics.batching in BATCH_FREE and not rows)
     chunks = decoded_chunks(inputs, decode_policy(spec, models.G.img_resolution), batch_size=batch_size,
                             device=models.device, prefetch=execution.prefetch, storage_options=storage_options,
                             precheck=stages.precheck)
-    # Per-image numerics invert image by image; the decoded chunks keep the batch size (prefetch granularity).
+    # Image by image, the decoded chunks keep the batch size (prefetch granularity).
     result, waited_s = invert_items(models, spec, inputs.image_ids, chunks, layout=store.layout,
-                                    batch_size=1 if per_image else batch_size, stages=stages)
+                                    batch_size=1 if per_image else batch_size, stages=stages, independent_rows=rows)
     t_write = time.perf_counter()
     stages.write(store, inputs, result)  # the stages' per-item data first: write_shard marks the items done
     store.write_shard(inputs, result)
@@ -136,7 +139,7 @@ def worker_batch_size(models: Models, spec: InversionSpec, numerics: Numerics, e
                       generator: str) -> int:
     """The images a worker decodes (and, unless its numerics are per image, computes) at once: the store's recorded
     batch size, or the one asked of the workers where the numerics make the codes independent of it."""
-    asked = execution.batch_size if numerics.batching == PER_IMAGE else numerics.batch_size
+    asked = execution.batch_size if numerics.batching in BATCH_FREE else numerics.batch_size
     return resolve_batch_size(models, spec, asked, generator=generator)
 
 
@@ -239,10 +242,12 @@ def read_image(path: str, policy: DecodePolicy, image_id: str, storage_options: 
 
 
 def invert_items(models: Models, spec: InversionSpec, image_ids: tuple[str, ...], chunks: Iterable[dict[str, Any]],
-                 *, layout: Layout, batch_size: int, stages: ShardStages | None = None) -> tuple[ShardResult, float]:
+                 *, layout: Layout, batch_size: int, stages: ShardStages | None = None,
+                 independent_rows: bool = False) -> tuple[ShardResult, float]:
     """Inverts the decodable items of `chunks` (from `decoded_chunks`) in consecutive batches of `batch_size`,
     whatever the chunks' sizes (1: each image on its own, so that its bytes depend on no other image;
-    runtime/numerics.py); items that failed to decode (or whose inversion is not finite) are marked failed with
+    runtime/numerics.py; or, with `independent_rows`, any size: `invert_batch(independent_rows=True)`); items that
+    failed to decode (or whose inversion is not finite) are marked failed with
     their reason. Returns (a ShardResult in the order of `image_ids`, seconds spent waiting for chunks)."""
     result = ShardResult.failed(len(image_ids), "", layout=layout)  # each batch fills in its items that succeed
     stages = stages or ShardStages()
@@ -262,19 +267,21 @@ def invert_items(models: Models, spec: InversionSpec, image_ids: tuple[str, ...]
             rows += chunk["rows"]
             pending = chunk["target"] if pending is None else torch.cat([pending, chunk["target"]])
         while len(rows) >= batch_size:  # the batches a decode-everything-first loop would make
-            _invert_rows(models, spec, image_ids, rows[:batch_size], pending[:batch_size], result, layout, stages)
+            _invert_rows(models, spec, image_ids, rows[:batch_size], pending[:batch_size], result, layout, stages,
+                         independent_rows)
             rows, pending = rows[batch_size:], pending[batch_size:]
     if rows:
-        _invert_rows(models, spec, image_ids, rows, pending, result, layout, stages)
+        _invert_rows(models, spec, image_ids, rows, pending, result, layout, stages, independent_rows)
     return result, waited
 
 
 def _invert_rows(models: Models, spec: InversionSpec, image_ids: tuple[str, ...], rows: list[int],
-                 target: torch.Tensor, result: ShardResult, layout: Layout, stages: ShardStages) -> None:
+                 target: torch.Tensor, result: ShardResult, layout: Layout, stages: ShardStages,
+                 independent_rows: bool = False) -> None:
     """Inverts one batch (`target [len(rows), 3, R, R]`) and writes its items into the shard's `result`."""
     batch = invert_batch(models.G, target, mode=spec.mode, config=spec.config, E=models.E,
                          seeds=[seed_from_id(image_ids[i], spec.seed) for i in rows],
-                         thumbnail_size=layout.thumbnail_size, refine=spec.refine,
+                         thumbnail_size=layout.thumbnail_size, refine=spec.refine, independent_rows=independent_rows,
                          **stages.batch_kwargs([image_ids[i] for i in rows]))
     for k, i in enumerate(rows):
         if not np.isfinite(batch.ws[k]).all():

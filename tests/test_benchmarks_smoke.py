@@ -218,3 +218,13 @@ def test_fault_injection_benchmark_kills_a_worker_at_a_random_write_and_loses_no
     assert all(row["lost"] == 0 and row["duplicated"] == 0 for row in payload["rows"]), payload["rows"]
     assert rows["garbage root zarr.json"]["garbage_root_refused"]
     assert json.loads((tmp_path / "faults.json").read_text())["rows"] == json.loads(json.dumps(payload["rows"]))
+
+
+@pytest.mark.slow
+def test_cpu_per_image_benchmark_runs_every_variant_and_keeps_their_codes(tmp_path):
+    from benchmarks import cpu_per_image
+
+    rows = cpu_per_image.main(["--faces", "3", "--rounds", "1", "--steps", "1", "--batch", "2",
+                               "--out", str(tmp_path / "cpu.json")])
+    assert [r["variant"] for r in rows] == list(cpu_per_image.VARIANTS)
+    assert all(r["same"] and r["cpu_s"] > 0 for r in rows)  # shortcuts change no bit; rows batches none either

@@ -65,7 +65,7 @@ def test_the_recorded_thread_count_is_used_by_every_worker_and_other_settings_ar
     write_good_images(tmp_path / "imgs", 2)
     store = prepare_store(tmp_path / "imgs", tmp_path / "s.zarr", tiny_generator_file, SPEC)
     recorded = numerics.Numerics.from_record(LatentStore.open(store.url).attributes.numerics)
-    assert recorded.threads == 1 and recorded.batching == "per-image" and recorded.device == "cpu"
+    assert recorded.threads == 1 and recorded.batching == "independent-rows" and recorded.device == "cpu"
     torch.set_num_threads(2)
     try:
         _run(store, tiny_generator_file, threads=2)  # a worker set up otherwise takes the store's count
@@ -82,6 +82,17 @@ def test_the_recorded_thread_count_is_used_by_every_worker_and_other_settings_ar
         numerics.settle(writer, ExecutionOptions(), other, local_workers=1)
     with pytest.raises(ConfigError, match="workers compute differently"):
         numerics.settle(writer, ExecutionOptions(), probes + other, local_workers=2)
+
+
+def test_per_image_stores_keep_their_batching_and_only_one_thread_batches_independent_rows():
+    """Stores recorded before independent rows keep their one-image-at-a-time bytes; rows were verified with one
+    thread per worker, so workers of several threads invert per image."""
+    facts = numerics.probe("cpu")
+    old = numerics.Numerics(device="cpu", device_name=facts["device_name"], threads=1, batching=numerics.PER_IMAGE,
+                            torch=facts["torch"])
+    assert numerics._chosen(facts, ExecutionOptions(), 1, default=old) == old
+    assert numerics._chosen(facts, ExecutionOptions(threads=1), 1, default=None).batching == "independent-rows"
+    assert numerics._chosen(facts, ExecutionOptions(threads=2), 1, default=None).batching == "per-image"
 
 
 def test_a_worker_that_computes_otherwise_refuses_to_write(tmp_path, tiny_generator_file, monkeypatch):

@@ -11,12 +11,14 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from typing import NamedTuple, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.weak import WeakIdKeyDictionary
 
 from ganinv.utils.precision import full_precision
 
@@ -54,6 +56,62 @@ def resample_impl(name: str) -> Iterator[None]:
         RESAMPLE_IMPL = saved
 
 
+_INDEPENDENT_ROWS = threading.local()  # `.on` inside `independent_rows()`, per thread (a worker may run two shards)
+
+
+@contextlib.contextmanager
+def independent_rows(enabled: bool = True) -> Iterator[None]:
+    """Inside the block, on CPU in fp32, the layers compute each sample of a batch of two or more bitwise as in any
+    other such batch, whatever its size, order and other samples (tests/test_cpu_step_shortcuts.py).
+
+    Measured on torch 2.14's CPU kernels, one thread: convolutions of two or more samples (oneDNN, forward and
+    backward) are; a single sample's are not (the backward picks other kernels for small inputs, whatever runs the
+    forward), nor are matrix products whose rows are samples (the BLAS kernel depends on the row count: 1, 2-10,
+    11+ differ), nor 1x1 convolutions (another kernel from 16 samples). So here the styles' and demodulation's
+    products are row by row (`row_products`) and plain convolutions always run on oneDNN; callers keep batches at
+    two or more samples (`ganinv.inversion.batch.invert_batch` inverts a lone image beside a copy of itself).
+    `enabled=False` turns it off inside the block (statistics over many samples, such as `w_avg`)."""
+    saved, _INDEPENDENT_ROWS.on = getattr(_INDEPENDENT_ROWS, "on", False), enabled
+    try:
+        yield
+    finally:
+        _INDEPENDENT_ROWS.on = saved
+
+
+def rows_independent(x: torch.Tensor) -> bool:
+    """Whether `x`'s samples are computed independently here (`independent_rows` on, a CPU fp32 tensor)."""
+    return getattr(_INDEPENDENT_ROWS, "on", False) and x.device.type == "cpu" and x.dtype == torch.float32
+
+
+def row_products(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """`a [N, K] @ b [K, M]` as N products of one row each (one batched product): each row's result is the same
+    in any batch, unlike one [N, K] product whose kernel depends on N."""
+    return torch.bmm(a.unsqueeze(1), b.expand(a.shape[0], *b.shape)).squeeze(1)
+
+
+_FROZEN_DERIVED = WeakIdKeyDictionary()  # weight -> {name: ((version, data_ptr), value)}
+
+
+def frozen_derived(weight: torch.Tensor, name: str, compute: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """`compute(weight)`, remembered while `weight` is the same unchanged tensor that needs no gradient.
+
+    Inversion re-derived the same things from frozen generator weights at every step (demodulation energies,
+    transposed upsampling kernels): ~5 % of a CPU step at 64 px (BENCHMARKS.md, "CPU per-image step"). The value is
+    the same op on the same values, so results are bitwise unchanged. Computed afresh where the weight trains (it
+    needs a gradient), under compilation (the graph folds constants itself), in inference mode (its tensors could
+    not be saved for a later backward) and for inference tensors (no version counter)."""
+    if (weight.requires_grad or weight.is_inference() or torch.is_inference_mode_enabled()
+            or torch.compiler.is_compiling()):
+        return compute(weight)
+    entries = _FROZEN_DERIVED.setdefault(weight, {})
+    state = (weight._version, weight.data_ptr())  # an in-place change bumps the version; `.data = ...` moves the data
+    seen, value = entries.get(name, (None, None))
+    if seen != state:
+        value = compute(weight)
+        entries[name] = (state, value)
+    return value
+
+
 def setup_filter(taps: Sequence[float] = (1, 3, 3, 1)) -> torch.Tensor:
     """A normalised 2D FIR filter `[k, k]` from 1D taps (outer product, sum 1)."""
     f = torch.as_tensor(taps, dtype=torch.float32)
@@ -73,9 +131,20 @@ def bias_act(x: torch.Tensor, b: torch.Tensor | None, *, act: str = "linear", ga
         raise ValueError(f"activation {act!r} is not supported; use 'linear' or 'lrelu'")
     if gain is not None and gain != 1:
         x = x * gain
-    if clamp is not None and clamp >= 0:
+    if clamp is not None and clamp >= 0 and not _within(x, clamp):
         x = x.clamp(-clamp, clamp)
     return x
+
+
+def _within(x: torch.Tensor, bound: float) -> bool:
+    """True when every value of CPU tensor `x` is already in [-bound, bound] (not NaN), so clamping is the identity,
+    forward and backward (its gradient mask is all ones): one min/max pass instead of the clamp and its backward's
+    comparisons and select, ~7 % of a CPU inversion step at 64 px (BENCHMARKS.md, "CPU per-image step"). False on
+    other devices (the check would wait for the device) and under compilation (data-dependent branch)."""
+    if x.device.type != "cpu" or torch.compiler.is_compiling() or x.numel() == 0:
+        return False
+    low, high = torch.aminmax(x.detach())
+    return bool(low >= -bound) and bool(high <= bound)
 
 
 def upfirdn2d(x: torch.Tensor, f: torch.Tensor, *, up: int = 1, down: int = 1,
@@ -174,8 +243,9 @@ def conv2d_resample(x: torch.Tensor, w: torch.Tensor, f: torch.Tensor | None = N
         px0 = padding + (fk + up - 1) // 2 - (kw - 1)
         px1 = padding + (fk - up) // 2 - (kw - up)
         pt = max(min(-px0, -px1), 0)
-        if groups == 1:
-            wt = w.transpose(0, 1)
+        if groups == 1:  # contiguous, as the convolution wants it (bitwise the same as the transposed view)
+            wt = frozen_derived(w, "transposed",
+                                lambda w: w.transpose(0, 1).clone(memory_format=torch.contiguous_format))
         else:
             wt = w.reshape(groups, out_channels // groups, in_per_group, kh, kw).transpose(1, 2)
             wt = wt.reshape(groups * in_per_group, out_channels // groups, kh, kw)
@@ -204,6 +274,8 @@ def conv2d_resample(x: torch.Tensor, w: torch.Tensor, f: torch.Tensor | None = N
             return F.conv2d(x, _compose_kernel(w, f, 1.0), stride=down, groups=groups)
         x = upfirdn2d(x, f, padding=(p0, p1, p0, p1))
         return F.conv2d(x, w, stride=down, groups=groups)
+    if rows_independent(x) and x.ndim == 4:  # oneDNN for any batch and kernel size (`independent_rows`)
+        return torch.ops.aten.mkldnn_convolution(x, w.to(x.dtype), None, [padding, padding], [1, 1], [1, 1], groups)
     return F.conv2d(x, w, padding=padding, groups=groups)
 
 
@@ -223,6 +295,8 @@ class FullyConnectedLayer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w = self.weight.to(x.dtype) * self.weight_gain
         b = None if self.bias is None else self.bias.to(x.dtype) * self.bias_gain
+        if rows_independent(x) and x.ndim == 2:
+            return bias_act(row_products(x, w.t()), b, act=self.activation)
         if self.activation == "linear" and b is not None:
             return torch.addmm(b.unsqueeze(0), x, w.t())
         return bias_act(x.matmul(w.t()), b, act=self.activation)
@@ -353,8 +427,8 @@ def _demodulation_coefficients(weight: torch.Tensor, styles: torch.Tensor,
     """
     with full_precision(styles):
         s2 = styles.float().square()  # [N, I]
-        energy = weight.float().square().sum(dim=[2, 3])  # [O, I]
-        total = s2 @ energy.t()
+        energy = frozen_derived(weight, "energy", lambda w: w.float().square().sum(dim=[2, 3]))  # [O, I]
+        total = row_products(s2, energy.t()) if rows_independent(s2) else s2 @ energy.t()
         if delta is not None:
             n, r = delta.down.shape[:2]
             down = delta.down.float().reshape(n, r, -1)  # [N, r, I*k*k]

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ganinv.generators import layers
 from ganinv.inversion.degradations import Degradation
 from ganinv.inversion.encode import encode
 from ganinv.inversion.hybrid import encoder_view, hybrid
@@ -54,6 +55,13 @@ class BatchResult:
     thumbnails: np.ndarray | None = None
     deltas: np.ndarray | None = None
     pivot_thumbnails: np.ndarray | None = None
+
+    def first(self, n: int) -> BatchResult:
+        """The results of the batch's first `n` images."""
+        cut = lambda a: None if a is None else a[:n]  # noqa: E731
+        return BatchResult(ws=self.ws[:n], metrics={k: v[:n] for k, v in self.metrics.items()},
+                           thumbnails=cut(self.thumbnails), deltas=cut(self.deltas),
+                           pivot_thumbnails=cut(self.pivot_thumbnails))
 
 
 def item_metric_names(loss: str, *, mode: str | None = None, restoration: bool = False,
@@ -103,14 +111,26 @@ def refine_batch(G: nn.Module, target: torch.Tensor, ws: torch.Tensor, *, config
 def invert_batch(G: nn.Module, target: torch.Tensor, *, mode: str, config: InversionConfig, seeds: Sequence[int],
                  E: nn.Module | None = None, thumbnail_size: int | None = None,
                  degradation: Degradation | None = None, clean: torch.Tensor | None = None,
-                 keep_observed: bool = False, refine=None) -> BatchResult:
+                 keep_observed: bool = False, refine=None, independent_rows: bool = False) -> BatchResult:
     """`target [n, 3, R, R]` in [-1, 1] -> the batch's ws, metrics and thumbnails. `seeds`: one per image (each
     image's random stream, `ganinv.utils.seeds.seed_from_id`); `E`: the encoder, for modes encoder and hybrid.
 
     `degradation`: the targets are its observations (`[n, 3, r, r]`, r = what `degradation.observed_shape` says);
     `clean [n, 3, R, R]` (NaN rows where unknown): the truth the restorations are scored against; `keep_observed`:
-    thumbnails show the restoration with the observation kept. `refine`: a `pivotal.PivotalConfig`."""
+    thumbnails show the restoration with the observation kept. `refine`: a `pivotal.PivotalConfig`.
+    `independent_rows` (CPU, fp32): every image's results are bitwise those it gets in any other batch
+    (`ganinv.generators.layers.independent_rows`; a lone image is inverted beside a copy of itself, whose results
+    are dropped); not with a degradation or refinement."""
     assert target.ndim == 4, f"target must be [n, 3, R, R], got {list(target.shape)}"
+    if independent_rows:
+        if degradation is not None or refine is not None:
+            raise ValueError("independent_rows covers plain inversion: not with a degradation or refinement")
+        pair = len(seeds) == 1  # a batch of one takes other CPU kernels than any larger batch
+        target = target.contiguous()  # so does a channels_last batch (an indexed NHWC array stays NHWC)
+        with layers.independent_rows():
+            batch = invert_batch(G, target.repeat(2, 1, 1, 1) if pair else target, mode=mode, config=config,
+                                 seeds=list(seeds) * 2 if pair else seeds, E=E, thumbnail_size=thumbnail_size)
+        return batch.first(1) if pair else batch
     if mode not in MODES:
         raise ValueError(f"mode {mode!r} is not one of {MODES}")
     if mode != "optimize" and E is None:

@@ -44,6 +44,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from ganinv.generators.layers import independent_rows
 from ganinv.inversion.degradations import Degradation, resolve_degradation
 from ganinv.inversion_names import PRECISIONS, SPACES
 from ganinv.losses.base import ImageLoss
@@ -197,7 +198,8 @@ def projector_w_stats(G: nn.Module, num_samples: int = 10000) -> tuple[torch.Ten
     cache = _W_STATS.setdefault(G, {})
     key = (num_samples, str(device))
     if key not in cache:
-        w_avg, w_std = G.w_stats(num_samples, seed=W_STATS_SEED)
+        with independent_rows(False):  # one statistic of many samples: the same bits wherever it is first asked for
+            w_avg, w_std = G.w_stats(num_samples, seed=W_STATS_SEED)
         cache[key] = (w_avg, float(w_std))
     return cache[key]
 
