@@ -26,9 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-# Optimisation steps after the encoder, and faces. On this repo's 2-core CI-class machine each worker inverts a face
-# in ~1.45 s at 20 steps (one image at a time, as the store's CPU numerics require: runtime/numerics.py), so 160
-# faces on 2 workers keep the whole demo under 3 minutes (BENCHMARKS.md); PSNR 21.3 dB (encoder alone) -> ~23.3 dB.
+# Optimisation steps after the encoder, and faces. On this repo's 2-core CI-class machine a worker inverted a face in
+# ~1.45 s at 20 steps one image at a time; the store's CPU numerics now invert batches of independent rows
+# (runtime/numerics.py), ~0.8 s of CPU per face (BENCHMARKS.md, "CPU per-image step"), which leaves room for more
+# steps or faces once world 2's encoder is timed; 160 faces at 20 steps were 149 s in all before it.
 DEMO_STEPS = 20
 DEMO_IMAGES = 160
 

@@ -50,6 +50,7 @@ ITEM_METRICS: dict[str, ItemMetric] = {m.name: m for m in (
 )}
 RECONSTRUCTION = ("mse", "psnr", "ssim")     # always computed (ganinv.metrics.reconstruction_metrics)
 RUN = ("final_loss", "steps", "seconds")     # what the batch pipeline adds
+CLOCKS = ("seconds",)  # measured time, not a result: the one metric two runs of the same numerics may differ in
 PERCEPTUAL = tuple(n for n, m in ITEM_METRICS.items() if m.kind == "perceptual")
 # Shown in histograms and label breakdowns: the stored reconstruction's own measures.
 QUALITY = tuple(n for n, m in ITEM_METRICS.items() if m.kind in ("reconstruction", "perceptual"))

@@ -20,6 +20,7 @@ import ctypes
 import functools
 import json
 import os
+import platform
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -31,6 +32,7 @@ import torch
 
 from ganinv.datasets.folder import DecodePolicy, ImageDecodeError, decode_image
 from ganinv.inversion.batch import BatchResult, invert_batch
+from ganinv.item_metrics import CLOCKS
 from ganinv.utils.compile_cache import use_compile_cache
 from ganinv.utils.prefetch import prefetch as prefetch_batches
 from ganinv.utils.seeds import seed_from_id
@@ -279,10 +281,12 @@ def _invert_rows(models: Models, spec: InversionSpec, image_ids: tuple[str, ...]
                  target: torch.Tensor, result: ShardResult, layout: Layout, stages: ShardStages,
                  independent_rows: bool = False) -> None:
     """Inverts one batch (`target [len(rows), 3, R, R]`) and writes its items into the shard's `result`."""
-    batch = invert_batch(models.G, target, mode=spec.mode, config=spec.config, E=models.E,
-                         seeds=[seed_from_id(image_ids[i], spec.seed) for i in rows],
+    seeds = [seed_from_id(image_ids[i], spec.seed) for i in rows]
+    batch = invert_batch(models.G, target, mode=spec.mode, config=spec.config, E=models.E, seeds=seeds,
                          thumbnail_size=layout.thumbnail_size, refine=spec.refine, independent_rows=independent_rows,
                          **stages.batch_kwargs([image_ids[i] for i in rows]))
+    if independent_rows and len(rows) > 1:
+        _check_rows_independent(models, spec, image_ids[rows[0]], target[:1], seeds[0], batch, layout)
     for k, i in enumerate(rows):
         if not np.isfinite(batch.ws[k]).all():
             result.error[i] = "diverged: the inverted latent is not finite"
@@ -293,6 +297,32 @@ def _invert_rows(models: Models, spec: InversionSpec, image_ids: tuple[str, ...]
         for name, values in result.metrics.items():
             values[i] = batch.metrics.get(name, np.full(len(rows), np.nan))[k]
         stages.keep(i, batch, k)
+
+
+_ROWS_CHECKED: set[tuple[int, str, str]] = set()  # (G, mode, config) this process has checked
+
+
+def _check_rows_independent(models: Models, spec: InversionSpec, image_id: str, target: torch.Tensor, seed: int,
+                            batch: BatchResult, layout: Layout) -> None:
+    """Once per process, generator and recipe: the batch's first image, inverted again beside a copy of itself, must
+    give the bytes it got in the batch. tests/test_independent_rows.py measures that property of the CPU kernels on
+    the machine the tests run on; kernels differ by instruction set and torch version, so each worker checks its
+    own before a batch of rows reaches a store. WorkerSetupError when they differ: nothing of the shard is written."""
+    key = (id(models.G), spec.mode, repr(spec.config))
+    if key in _ROWS_CHECKED:
+        return
+    alone = invert_batch(models.G, target, mode=spec.mode, config=spec.config, E=models.E, seeds=[seed],
+                         thumbnail_size=layout.thumbnail_size, independent_rows=True)
+    same = np.array_equal(alone.ws[0], batch.ws[0]) and all(
+        np.array_equal(alone.metrics[k][:1], batch.metrics[k][:1], equal_nan=True) for k in alone.metrics
+        if k not in CLOCKS)
+    if not same:
+        raise WorkerSetupError(
+            f"on this worker ({platform.machine()}, torch {torch.__version__}) image {image_id!r} inverted in a batch "
+            "of independent rows got other bytes than inverted alone: this CPU's kernels do not keep a batch's rows "
+            "independent, so the store's batch-free numerics (runtime/numerics.py) cannot be kept here. Invert with "
+            "the machine kind that made the store, or make a new store with --threads 2 (image by image)")
+    _ROWS_CHECKED.add(key)
 
 
 @dataclass

@@ -83,3 +83,37 @@ def test_independent_rows_hold_in_the_thread_that_asked_only():
             assert not rows_independent(x)
         assert rows_independent(x)
     assert not rows_independent(x)
+
+
+def test_a_worker_checks_its_kernels_keep_rows_independent_before_it_writes(faces64, monkeypatch):
+    """invert_items with independent rows re-inverts a batch's first image alone once per process and recipe; where
+    this CPU's kernels would give it other bytes, the shard stops with a WorkerSetupError (nothing is written)."""
+    from runtime import shard
+    from runtime.errors import WorkerSetupError
+    from storage import Layout, Status
+
+    models, spec, faces = faces64
+    ids = tuple(f"face{i}" for i in range(3))
+    chunks = [dict(rows=[0, 1, 2], target=faces[:3], errors={})]
+    layout = Layout(num_ws=models.G.num_ws, w_dim=models.G.w_dim, thumbnail_size=spec.thumbnail_size)
+    monkeypatch.setattr(shard, "_ROWS_CHECKED", set())
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        result, _ = shard.invert_items(models, spec, ids, iter(chunks), layout=layout, batch_size=3,
+                                       independent_rows=True)
+        assert len(shard._ROWS_CHECKED) == 1 and (result.status == Status.DONE).all()
+        real = shard.invert_batch
+        monkeypatch.setattr(shard, "_ROWS_CHECKED", set())  # a machine whose lone image rounds otherwise
+
+        def rounding_otherwise(*args, **kwargs):
+            batch = real(*args, **kwargs)
+            if len(kwargs["seeds"]) == 1:
+                batch.ws[0, 0, 0] = np.nextafter(batch.ws[0, 0, 0], np.inf)
+            return batch
+
+        monkeypatch.setattr(shard, "invert_batch", rounding_otherwise)
+        with pytest.raises(WorkerSetupError, match="do not keep a batch's rows independent"):
+            shard.invert_items(models, spec, ids, iter(chunks), layout=layout, batch_size=3, independent_rows=True)
+    finally:
+        torch.set_num_threads(saved)
