@@ -9,7 +9,8 @@ differently), the kind of device and its instruction set, and the torch version.
 - on CPU every image's bytes are those it gets on its own, bitwise independent of batch size, batch composition and
   shard boundaries. New stores (`independent-rows`) invert in batches whose layers keep every row independent
   (`ganinv.generators.layers.independent_rows`: row-by-row products, oneDNN convolutions, no batch of one; measured
-  in tests/test_independent_rows.py): faces64 hybrid, 20 steps, one thread, ~0.8 s per face in batches of 16
+  in tests/test_independent_rows.py, and by each worker once per process before its first such batch is written:
+  `runtime.shard._check_rows_independent`): faces64 hybrid, 20 steps, one thread, ~0.8 s per face in batches of 16
   against ~1.1 s one at a time (BENCHMARKS.md, "CPU per-image step"). That was verified with one thread per
   worker: workers of several threads (`per-image`), restoration and refinement stages, and stores recorded
   `per-image` before, invert one image at a time with the plain layers. The thread count is
