@@ -162,7 +162,9 @@ def _chosen(facts: Mapping[str, Any], execution: ExecutionOptions, local_workers
         if default is not None and default.batching in BATCH_FREE:
             batching = default.batching
         else:  # independent rows were verified with one thread (torch may split small reductions across threads)
-            batching = INDEPENDENT_ROWS if int(threads) == 1 else PER_IMAGE
+            # and rest on oneDNN's convolutions, which a torch build may lack
+            rows = int(threads) == 1 and torch.backends.mkldnn.is_available()
+            batching = INDEPENDENT_ROWS if rows else PER_IMAGE
     else:
         threads = None
         batch = execution.batch_size

@@ -84,7 +84,7 @@ def test_the_recorded_thread_count_is_used_by_every_worker_and_other_settings_ar
         numerics.settle(writer, ExecutionOptions(), probes + other, local_workers=2)
 
 
-def test_per_image_stores_keep_their_batching_and_only_one_thread_batches_independent_rows():
+def test_per_image_stores_keep_their_batching_and_only_one_thread_batches_independent_rows(monkeypatch):
     """Stores recorded before independent rows keep their one-image-at-a-time bytes; rows were verified with one
     thread per worker, so workers of several threads invert per image."""
     facts = numerics.probe("cpu")
@@ -93,6 +93,8 @@ def test_per_image_stores_keep_their_batching_and_only_one_thread_batches_indepe
     assert numerics._chosen(facts, ExecutionOptions(), 1, default=old) == old
     assert numerics._chosen(facts, ExecutionOptions(threads=1), 1, default=None).batching == "independent-rows"
     assert numerics._chosen(facts, ExecutionOptions(threads=2), 1, default=None).batching == "per-image"
+    monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: False)  # rows rest on oneDNN convolutions
+    assert numerics._chosen(facts, ExecutionOptions(threads=1), 1, default=None).batching == "per-image"
 
 
 def test_a_worker_that_computes_otherwise_refuses_to_write(tmp_path, tiny_generator_file, monkeypatch):
