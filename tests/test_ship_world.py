@@ -14,7 +14,7 @@ import torch
 from benchmarks.ship_world import GOLDEN_TESTS, ShipError, builtins_at, main, ship_world
 from ganinv.builtin_models import BUILTIN_GENERATORS, builtin_world_version
 from ganinv.generators import load_generator
-from ganinv.models.attributes import builtin_path, load_classifier, read_metadata
+from ganinv.models.attributes import builtin_path, load_classifier, read_metadata, save_classifier
 from ganinv.models.encoder import load_encoder
 from ganinv.training.train_classifier import TrainClassifierConfig, train_classifier
 from ganinv.training.train_encoder import EncoderTrainConfig, train_encoder
@@ -91,16 +91,24 @@ def test_an_encoder_of_an_earlier_checkpoint_is_refused_and_nothing_is_written(s
 
 def test_an_encoder_trained_on_faces_of_another_world_is_refused(shipped_run, tmp_path):
     run, _, _ = shipped_run
-    shipped_world = _encoder_for(run, tmp_path / "enc", data="procedural:4:0")  # no :v2: the shipped world's faces
-    with pytest.raises(ShipError, match=r"trained on the faces of world 1 \(procedural:4:0\).*--data ...:v2"):
-        ship_world(run, tmp_path / "out", encoder_file=shipped_world)
+    world_1 = _encoder_for(run, tmp_path / "enc", data="procedural:4:0:v1")  # world 1 named: it may be the shipped one
+    with pytest.raises(ShipError, match=r"trained on the faces of world 1 \(procedural:4:0:v1\).*--data ...:v2"):
+        ship_world(run, tmp_path / "out", encoder_file=world_1)
     assert not (tmp_path / "out").exists()
 
 
 def test_a_classifier_of_another_world_is_refused(shipped_run, tmp_path):
+    """A world-1 classifier made here: the built-in one is world 1's only until world 2 is shipped."""
     run, encoder, _ = shipped_run
-    with pytest.raises(ShipError, match="records no world version; the run learnt world 2"):
-        ship_world(run, tmp_path / "out", encoder_file=encoder, classifier_file=builtin_path())  # world 1's
+    world_1 = tmp_path / "world_1.safetensors"
+    train_classifier(TrainClassifierConfig(world_version=1, n_train=16, n_eval=8, steps=2, batch_size=4, eval_every=2,
+                                           augment=False), world_1)
+    with pytest.raises(ShipError, match="records world 1; the run learnt world 2"):
+        ship_world(run, tmp_path / "out", encoder_file=encoder, classifier_file=world_1)
+    unrecorded = tmp_path / "unrecorded.safetensors"
+    save_classifier(load_classifier(world_1), unrecorded, metrics={"passes": True})
+    with pytest.raises(ShipError, match="records no world version; the run learnt world 2"):  # as world 1's first file
+        ship_world(run, tmp_path / "out", encoder_file=encoder, classifier_file=unrecorded)
     assert not (tmp_path / "out").exists()
 
 
@@ -138,7 +146,7 @@ def test_an_encoder_whose_perceptual_term_read_another_worlds_classifier_is_refu
     run, _, _ = shipped_run
     own = _encoder_for(run, tmp_path / "own", perceptual="clf-perceptual")  # the run's world-2 classifier
     assert ship_world(run, tmp_path / "out", encoder_file=own).manifest["encoder"]
-    twin = tmp_path / "twin"  # the same G_ema in a folder without the run's classifier: the built-in (world 1) one
+    twin = tmp_path / "twin"  # the same G_ema in a folder without the run's classifier: the built-in one, not the run's
     shutil.copytree(run, twin, ignore=shutil.ignore_patterns(RUN_CLASSIFIER))
     builtin = _encoder_for(twin, tmp_path / "builtin", perceptual="clf-perceptual")
     with pytest.raises(ShipError, match="perceptual term read the classifier"):
