@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmarks.ship_world import GOLDEN_TESTS, ShipError, builtins_at, main, ship_world
+from benchmarks.ship_world import GOLDEN_TESTS, ShipError, builtins_at, golden_values, main, ship_world
 from ganinv.builtin_models import BUILTIN_GENERATORS, builtin_world_version
 from ganinv.generators import load_generator
-from ganinv.models.attributes import builtin_path, load_classifier, read_metadata
+from ganinv.generators.io import resolve_generator_source
+from ganinv.models.attributes import builtin_path, load_classifier, read_metadata, save_classifier
 from ganinv.models.encoder import load_encoder
 from ganinv.training.train_classifier import TrainClassifierConfig, train_classifier
 from ganinv.training.train_encoder import EncoderTrainConfig, train_encoder
@@ -64,6 +65,8 @@ def test_the_package_loads_by_the_builtin_names_and_reproduces_the_runs_g_ema(sh
         assert E(G(z, None)).shape == (3, G.num_ws, G.w_dim)
         assert read_metadata(builtin_path())["metrics"]["world_version"] == 2
         load_classifier("builtin")
+    assert shipment.goldens["FACES64_IDENTITY"] == shipment.manifest["generator_identity"]
+    assert len(shipment.goldens["ENCODER_WS"]) == 2  # the package's encoder on the tests' two held-out faces
     assert BUILTIN_GENERATORS["faces64"] == "assets/faces64/generator.safetensors"  # the names point home again
     assert builtin_path().parent != out
 
@@ -91,16 +94,24 @@ def test_an_encoder_of_an_earlier_checkpoint_is_refused_and_nothing_is_written(s
 
 def test_an_encoder_trained_on_faces_of_another_world_is_refused(shipped_run, tmp_path):
     run, _, _ = shipped_run
-    shipped_world = _encoder_for(run, tmp_path / "enc", data="procedural:4:0")  # no :v2: the shipped world's faces
-    with pytest.raises(ShipError, match=r"trained on the faces of world 1 \(procedural:4:0\).*--data ...:v2"):
-        ship_world(run, tmp_path / "out", encoder_file=shipped_world)
+    world_1 = _encoder_for(run, tmp_path / "enc", data="procedural:4:0:v1")  # world 1 named: it may be the shipped one
+    with pytest.raises(ShipError, match=r"trained on the faces of world 1 \(procedural:4:0:v1\).*--data ...:v2"):
+        ship_world(run, tmp_path / "out", encoder_file=world_1)
     assert not (tmp_path / "out").exists()
 
 
 def test_a_classifier_of_another_world_is_refused(shipped_run, tmp_path):
+    """A world-1 classifier made here: the built-in one is world 1's only until world 2 is shipped."""
     run, encoder, _ = shipped_run
-    with pytest.raises(ShipError, match="records no world version; the run learnt world 2"):
-        ship_world(run, tmp_path / "out", encoder_file=encoder, classifier_file=builtin_path())  # world 1's
+    world_1 = tmp_path / "world_1.safetensors"
+    train_classifier(TrainClassifierConfig(world_version=1, n_train=16, n_eval=8, steps=2, batch_size=4, eval_every=2,
+                                           augment=False), world_1)
+    with pytest.raises(ShipError, match="records world 1; the run learnt world 2"):
+        ship_world(run, tmp_path / "out", encoder_file=encoder, classifier_file=world_1)
+    unrecorded = tmp_path / "unrecorded.safetensors"
+    save_classifier(load_classifier(world_1), unrecorded, metrics={"passes": True})
+    with pytest.raises(ShipError, match="records no world version; the run learnt world 2"):  # as world 1's first file
+        ship_world(run, tmp_path / "out", encoder_file=encoder, classifier_file=unrecorded)
     assert not (tmp_path / "out").exists()
 
 
@@ -117,6 +128,8 @@ def test_the_cli_dry_run_writes_nothing_and_lists_the_golden_tests(shipped_run, 
     printed = capsys.readouterr().out
     assert shipment.out is None and not (tmp_path / "out").exists()
     assert "SHIPPED_VERSION = 2" in printed and all(test in printed for test, _ in GOLDEN_TESTS)
+    assert f'FACES64_IDENTITY = "{shipment.manifest["generator_identity"]}"' in printed
+    assert "CLASSIFIER_LIGHTING = [" in printed and "ENCODER_WS" not in shipment.goldens  # no encoder, no ws
     for name, entry in shipment.manifest["files"].items():
         assert f"{entry['sha256']}  {name}" in printed
     with pytest.raises(SystemExit) as exit_info:  # a real package needs the encoder
@@ -134,11 +147,24 @@ def test_the_golden_tests_it_lists_exist():
         assert not name or f"def {name}(" in (root / path).read_text(), test
 
 
+def test_the_goldens_it_prints_for_the_current_assets_are_the_shipped_tests_literals():
+    """follow_up prints `golden_values` of the package for whoever ships a world to paste into
+    tests/test_shipped_models.py: computed from today's assets they must be today's literals, or the printed ones
+    would not be what the tests compute."""
+    import test_shipped_models as shipped
+
+    goldens = golden_values(Path(resolve_generator_source("faces64")).parent, builtin_world_version())
+    assert sorted(goldens) == ["CLASSIFIER_LIGHTING", "ENCODER_WS", "FACES64_IDENTITY", "GENERATOR_PIXELS"]
+    assert goldens["FACES64_IDENTITY"] == shipped.FACES64_IDENTITY
+    for name in ("GENERATOR_PIXELS", "CLASSIFIER_LIGHTING", "ENCODER_WS"):
+        assert torch.allclose(torch.tensor(goldens[name]), torch.tensor(getattr(shipped, name)), atol=1e-6), name
+
+
 def test_an_encoder_whose_perceptual_term_read_another_worlds_classifier_is_refused(shipped_run, tmp_path):
     run, _, _ = shipped_run
     own = _encoder_for(run, tmp_path / "own", perceptual="clf-perceptual")  # the run's world-2 classifier
     assert ship_world(run, tmp_path / "out", encoder_file=own).manifest["encoder"]
-    twin = tmp_path / "twin"  # the same G_ema in a folder without the run's classifier: the built-in (world 1) one
+    twin = tmp_path / "twin"  # the same G_ema in a folder without the run's classifier: the built-in one, not the run's
     shutil.copytree(run, twin, ignore=shutil.ignore_patterns(RUN_CLASSIFIER))
     builtin = _encoder_for(twin, tmp_path / "builtin", perceptual="clf-perceptual")
     with pytest.raises(ShipError, match="perceptual term read the classifier"):
