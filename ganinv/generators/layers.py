@@ -100,8 +100,8 @@ def frozen_derived(weight: torch.Tensor, name: str, compute: Callable[[torch.Ten
     the same op on the same values, so results are bitwise unchanged. Computed afresh where the weight trains (it
     needs a gradient), under compilation (the graph folds constants itself), in inference mode (its tensors could
     not be saved for a later backward) and for inference tensors (no version counter)."""
-    if (weight.requires_grad or weight.is_inference() or torch.is_inference_mode_enabled()
-            or torch.compiler.is_compiling()):
+    if (torch.compiler.is_compiling()  # first: dynamo cannot trace the inference checks
+            or weight.requires_grad or weight.is_inference() or torch.is_inference_mode_enabled()):
         return compute(weight)
     entries = _FROZEN_DERIVED.setdefault(weight, {})
     state = (weight._version, weight.data_ptr())  # an in-place change bumps the version; `.data = ...` moves the data
