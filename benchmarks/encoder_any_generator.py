@@ -328,4 +328,10 @@ def main(argv=None) -> dict | None:
 
 
 if __name__ == "__main__":
-    main()
+    from ganinv.errors import UserError
+
+    try:
+        main()
+    except UserError as e:  # a refused resume, a mismatched warm start...: one line, as the CLI says it
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
