@@ -53,9 +53,7 @@ from ganinv.generators import load_generator, save_generator  # noqa: E402
 from ganinv.inversion import (  # noqa: E402
     ENCODER_START_CONFIG, InversionConfig, build_problem, continued_config, encode, hybrid, invert, refine,
 )
-from ganinv.losses import ClassifierPerceptualLoss  # noqa: E402
-from ganinv.losses.registry import LOSSES, WeightedLoss, canonical_loss_spec, parse_loss_spec  # noqa: E402
-from ganinv.models.attributes import load_classifier  # noqa: E402
+from ganinv.losses.registry import WeightedLoss, build_loss, canonical_loss_spec, parse_loss_spec  # noqa: E402
 from ganinv.models.encoder import check_encoder_for, load_encoder, save_encoder  # noqa: E402
 from ganinv.training.checkpoint import load_checkpoint_entry  # noqa: E402
 from ganinv.training.train_encoder import EncoderTrainConfig, encoder_from_run, train_encoder  # noqa: E402
@@ -202,12 +200,9 @@ def world_of(args: argparse.Namespace) -> tuple[torch.nn.Module, int | None, str
 def world_loss(spec: str, classifier: str, device: torch.device) -> WeightedLoss | None:
     """The optimisation loss `spec` with its clf-perceptual term on the world's own `classifier`; None (the registry
     builds `spec`) for the built-in classifier or a spec without that term."""
-    terms = parse_loss_spec(canonical_loss_spec(spec))
-    if classifier == "builtin" or "clf-perceptual" not in [name for _, name in terms]:
+    if classifier == "builtin" or "clf-perceptual" not in [n for _, n in parse_loss_spec(canonical_loss_spec(spec))]:
         return None
-    own = ClassifierPerceptualLoss(load_classifier(classifier))
-    return WeightedLoss([(weight, own if name == "clf-perceptual" else LOSSES[name]())
-                         for weight, name in terms]).to(device)
+    return build_loss(spec, device=device, classifier=classifier)
 
 
 def evaluate(args: argparse.Namespace, G=None, targets=None) -> dict:

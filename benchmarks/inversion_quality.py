@@ -107,9 +107,7 @@ def perceptual_metric(tiny: bool, device: torch.device, *, classifier: str = "bu
     except PerceptualWeightsMissing as err:
         print(f"LPIPS unavailable ({err}); trying clf-perceptual")
     try:
-        from ganinv.models.attributes import load_classifier
-
-        return {"clf-perceptual": ClassifierPerceptualLoss(load_classifier(classifier)).to(device)}
+        return {"clf-perceptual": ClassifierPerceptualLoss.from_classifier(classifier).to(device)}
     except Exception as err:  # noqa: BLE001
         print(f"no perceptual metric: {err}")
         return {}

@@ -40,12 +40,18 @@ class ClassifierPerceptualLoss(nn.Module):
     @classmethod
     def builtin(cls) -> "ClassifierPerceptualLoss":
         """The embedded world's attribute classifier, `ganinv.models.attributes.load_classifier('builtin')`."""
+        return cls.from_classifier("builtin")
+
+    @classmethod
+    def from_classifier(cls, source: str = "builtin") -> "ClassifierPerceptualLoss":
+        """On the attribute classifier `source` (`load_classifier`'s: 'builtin', or a world's own file, such as a
+        training run's `classifier.safetensors`)."""
         try:
             from ganinv.models.attributes import load_classifier
         except ImportError as err:
             raise ImportError("loss 'clf-perceptual' needs ganinv.models.attributes (the embedded world's attribute "
                               f"classifier), which could not be imported: {err}") from err
-        return cls(load_classifier(source="builtin"))
+        return cls(load_classifier(source=source))
 
     def _features(self, images: torch.Tensor) -> list[torch.Tensor]:
         assert images.ndim == 4, f"images must be [N, C, H, W], got {list(images.shape)}"

@@ -22,7 +22,7 @@ LOSSES: dict[str, Callable[[], ImageLoss]] = {
     "lpips-alex": lambda: LPIPSLoss("alex"),
     "clf-perceptual": ClassifierPerceptualLoss.builtin,
 }
-_CACHE: dict[tuple[str, str], "WeightedLoss"] = {}
+_CACHE: dict[tuple[str, str, str], "WeightedLoss"] = {}
 
 
 class WeightedLoss(nn.Module):
@@ -49,11 +49,15 @@ class WeightedLoss(nn.Module):
         return total
 
 
-def build_loss(spec: str | Sequence[str], *, device: torch.device | str | None = None) -> WeightedLoss:
-    """The loss named by `spec` on `device`, built on first use and cached for the process (a worker's lifetime)."""
-    key = (canonical_loss_spec(spec), str(torch.device(device or "cpu")))
+def build_loss(spec: str | Sequence[str], *, device: torch.device | str | None = None,
+               classifier: str = "builtin") -> WeightedLoss:
+    """The loss named by `spec` on `device`, built on first use and cached for the process (a worker's lifetime).
+    `classifier`: the attribute classifier a `clf-perceptual` term reads (`load_classifier`'s source: the embedded
+    world's built-in one, or another world's file)."""
+    key = (canonical_loss_spec(spec), str(torch.device(device or "cpu")), str(classifier))
     if key not in _CACHE:
-        terms = [(weight, LOSSES[name]()) for weight, name in parse_loss_spec(key[0])]
+        terms = [(weight, ClassifierPerceptualLoss.from_classifier(key[2]) if name == "clf-perceptual"
+                  else LOSSES[name]()) for weight, name in parse_loss_spec(key[0])]
         _CACHE[key] = WeightedLoss(terms).to(key[1])
     return _CACHE[key]
 

@@ -184,11 +184,13 @@ class EncoderTrainer:
 
     `images`: the user's images as an `ImageSet` (or uint8 `[N, r, r, 3]`, r the encoder's input size); default:
     loaded from `config.data`. `perceptual`: a loss object `(recon, prepared) -> [N]` with `prepare(target)`; default
-    built from `config.perceptual` by the loss registry."""
+    built from `config.perceptual` by the loss registry, its clf-perceptual term on `classifier` (the generator's
+    world's attribute classifier)."""
 
     def __init__(self, config: EncoderTrainConfig, G: StyleGenerator, run_dir: str | Path, *, device: str = "cuda",
                  generator_identity: str | None = None, generator_description: str = "",
-                 images: ImageSet | np.ndarray | None = None, perceptual: nn.Module | None = None):
+                 images: ImageSet | np.ndarray | None = None, perceptual: nn.Module | None = None,
+                 classifier: str = BUILTIN):
         if config.perceptual == "auto":
             raise ValueError("config.perceptual 'auto' depends on the generator: resolve it first (resolve_perceptual, "
                              "or encoder_run_config does)")
@@ -206,7 +208,7 @@ class EncoderTrainer:
         self.w_var = float(w_std) ** 2 / G.w_dim  # per-coordinate variance of W (w_std is a whole-vector norm)
         self.opt = torch.optim.Adam(self.E.parameters(), lr=config.lr, betas=config.betas)
         if perceptual is None and config.perceptual != "none":
-            perceptual = _registry_loss(config.perceptual, self.device)
+            perceptual = _registry_loss(config.perceptual, self.device, classifier)
         self.perceptual = perceptual
         self.synthesis_kwargs = _batch_synthesis_kwargs(G)
         self.image_set = self._image_set(images)
@@ -470,22 +472,12 @@ def _record_perceptual_classifier(run_dir: str | Path, config: EncoderTrainConfi
     return config
 
 
-def _world_perceptual(config: EncoderTrainConfig, source: GeneratorSource, device: str) -> nn.Module | None:
-    """`clf-perceptual` on the classifier of the generator's own world when that is not the built-in one (a GAN run
-    of world 2 with its `classifier.safetensors`: the built-in classifier learnt world 1's faces); None: the
-    registry's loss for `config.perceptual`."""
-    if config.perceptual != "clf-perceptual" or source.classifier == BUILTIN:
-        return None
-    from ganinv.losses.classifier_perceptual import ClassifierPerceptualLoss
-    from ganinv.models.attributes import load_classifier
-
-    return ClassifierPerceptualLoss(load_classifier(source.classifier, device=device))
-
-
-def _registry_loss(name: str, device: torch.device) -> nn.Module:
+def _registry_loss(name: str, device: torch.device, classifier: str = BUILTIN) -> nn.Module:
+    """The registry's loss `name`; its clf-perceptual term on `classifier`, the generator's own world's (a GAN run of
+    world 2 has its `classifier.safetensors`: the built-in classifier learnt world 1's faces)."""
     from ganinv.losses.registry import build_loss
 
-    return build_loss(name, device=device)
+    return build_loss(name, device=device, classifier=classifier)
 
 
 def _batch_synthesis_kwargs(G: nn.Module) -> dict[str, Any]:
@@ -554,7 +546,7 @@ def train_encoder(run_dir: str | Path, *, minutes: float | None = None, generato
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     trainer = EncoderTrainer(config, source.G, run_dir, device=device, generator_identity=source.identity,
                              generator_description=source.description, images=images,
-                             perceptual=_world_perceptual(config, source, device))
+                             classifier=source.classifier)
     trainer.train(minutes=minutes, stop_at=stop_at)
     return trainer
 
