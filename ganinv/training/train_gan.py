@@ -44,8 +44,8 @@ from ganinv.utils.images import to_model_input, to_uint8
 def _resumable(default: Any) -> Any:
     """A `GANTrainConfig` field that a resumed chunk may change (`RESUMABLE_FIELDS`): the batch size (the log records
     it in every entry), G_ema's half-life and the linear-attribute regulariser's weights and options (a chunk may
-    switch it on). The mark
-    is field metadata only: `dataclasses.asdict`, equality and the saved config are those of a plain field."""
+    switch it on). The mark is field metadata only: `dataclasses.asdict`, equality and the saved config are those of
+    a plain field."""
     return dataclasses.field(default=default, metadata={"resumable": True})
 
 
