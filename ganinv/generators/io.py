@@ -31,7 +31,6 @@ from typing import Any, Iterator, Mapping
 
 import numpy as np
 import torch
-from safetensors.torch import save_file
 from torch.overrides import TorchFunctionMode
 
 from ganinv import __version__
@@ -129,7 +128,6 @@ def save_generator(G: StyleGeneratorBase, path: str | os.PathLike, *, source: st
     `source`: where the weights came from (e.g. the original pickle); `extra_metadata`: more provenance, values that
     are not strings are stored as JSON. The file is written next to `path` and renamed, so readers never see half.
     """
-    path = Path(path)
     metadata = {"format": NATIVE_FORMAT, "format_version": NATIVE_FORMAT_VERSION, "family": G.family,
                 "init_kwargs": canonical_json(G.init_kwargs), "identity": generator_identity(G),
                 "ganinv_version": __version__}
@@ -139,14 +137,7 @@ def save_generator(G: StyleGeneratorBase, path: str | os.PathLike, *, source: st
         if key in _RESERVED_METADATA:
             raise ValueError(f"extra_metadata key {key!r} is reserved; pick another name")
         metadata[key] = value if isinstance(value, str) else canonical_json(value)
-    tensors = {name: t.detach().to("cpu").contiguous() for name, t in G.state_dict().items()}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        save_file(tensors, str(tmp), metadata=metadata)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return weights.write_weights(path, G.state_dict(), metadata)
 
 
 def read_generator_metadata(path: str | os.PathLike) -> dict[str, str]:

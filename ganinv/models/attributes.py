@@ -143,14 +143,10 @@ def builtin_path() -> Path:
 def save_classifier(model: AttributeClassifier, path: str | Path, *, metrics: Mapping[str, Any] | None = None,
                     half: bool = True) -> Path:
     """Write weights (fp16 unless `half=False`) with the config and optional metrics in the safetensors metadata."""
-    from safetensors.torch import save_file
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: (v.half() if half and v.is_floating_point() else v).contiguous().cpu()
              for k, v in model.state_dict().items()}
     metadata = {"format": FORMAT, "config": model.config.to_json(), "metrics": json.dumps(dict(metrics or {}))}
-    save_file(state, str(path), metadata=metadata)
-    return path
+    return weights.write_weights(path, state, metadata)
 
 
 def read_metadata(path: str | Path) -> dict[str, Any]:

@@ -166,21 +166,13 @@ def encoder_kwargs_for(G: nn.Module, *, max_params: int = PARAMETER_BUDGET) -> d
 def save_encoder(E: Encoder, path: str | Path, *, metadata: dict[str, Any] | None = None) -> Path:
     """Write `E` (weights, `init_kwargs`, the generator identity it belongs to, and `metadata` values as JSON) to a
     `.safetensors` file, written beside `path` and renamed, so readers never see half a file."""
-    from safetensors.torch import save_file
     if metadata and {"format", "init_kwargs", IDENTITY_KEY} & set(metadata):
         raise ValueError(f"metadata keys format, init_kwargs and {IDENTITY_KEY} are reserved")
     meta = {"format": FORMAT, "init_kwargs": json.dumps(E.init_kwargs),
             **{k: json.dumps(v) for k, v in (metadata or {}).items()}}
     if E.generator_identity is not None:
         meta[IDENTITY_KEY] = E.generator_identity
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        save_file({k: v.detach().cpu().contiguous() for k, v in E.state_dict().items()}, str(tmp), metadata=meta)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return weights.write_weights(path, E.state_dict(), meta)
 
 
 def load_encoder(source: str | Path = "faces64", device: str | torch.device = "cpu", *,

@@ -5,18 +5,23 @@ The generator, encoder and attribute-classifier loaders each describe their file
 path, metadata and tensor reading here, so they fail alike: `MissingWeights` (a FileNotFoundError that says where the
 file belongs and how to get one; nothing is ever downloaded) or `BadWeightsFile` (a ValueError: unreadable, truncated
 or another kind of file). Messages are one line and name the file.
+
+`write_weights` is the one writer: atomic (written beside the target and renamed) and byte-for-byte reproducible, so
+equal tensors and metadata give an equal sha256 (safetensors itself writes the metadata map in a per-process order).
 """
 
 from __future__ import annotations
 
+import json
 import os
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save
 from ganinv.errors import UserError
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
@@ -88,3 +93,29 @@ def load_weights(source: str | os.PathLike, kind: WeightsKind) -> tuple[Path, di
     path = resolve_weights(source, kind)
     metadata = read_metadata(path, kind)
     return path, metadata, read_tensors(path)
+
+
+def canonical_safetensors(blob: bytes) -> bytes:
+    """`blob` (a safetensors file) with its JSON header re-serialised with sorted keys: same tensors, same offsets,
+    bytes that no longer depend on the writer's hash-map order. The header stays space-padded to 8 bytes."""
+    (n,) = struct.unpack("<Q", blob[:8])
+    header = json.loads(blob[8:8 + n])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    text += b" " * (-len(text) % 8)
+    return struct.pack("<Q", len(text)) + text + blob[8 + n:]
+
+
+def write_weights(path: str | os.PathLike, tensors: Mapping[str, torch.Tensor],
+                  metadata: Mapping[str, str] | None = None) -> Path:
+    """Write `tensors` (moved to the CPU, made contiguous) and string `metadata` to the safetensors file `path`:
+    written beside it and renamed, so readers never see half a file; equal inputs give equal bytes."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    blob = save({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}, metadata=dict(metadata or {}))
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(canonical_safetensors(blob))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
