@@ -71,8 +71,8 @@ def invert_dataset(images: str, store: str, generator: str = DEFAULT_GENERATOR, 
     t0 = time.perf_counter()
     run_id = new_run_id("invert-dataset")
     check_execution(execution)
-    # 0. Resolve and check the settings before anything is scanned or started.
-    settings = check_settings(generator, config)
+    # 0. Resolve and check the settings before anything is scanned or started (an existing store: with its preset).
+    settings = check_settings(generator, config, store, storage_options)
     # 1. Scan the dataset: ids, content hashes, labels; unreadable files and duplicates set aside with reasons.
     scan = scan_dataset(images, labels=labels, storage_options=storage_options, store=store)
     # 2. Take the store's lease for the run, then open or create the store under it (refusing mismatches), keep

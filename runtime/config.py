@@ -99,8 +99,13 @@ class InvertConfig:
             except ValueError as err:
                 raise ConfigError(f"--loss: {err}") from None
 
-    def resolve(self, generator: str) -> InversionSpec:
-        """The settings every image of a store gets with `generator`: raises ConfigError naming a bad setting."""
+    def resolve(self, generator: str, *, recorded: Mapping[str, Any] | None = None) -> InversionSpec:
+        """The settings every image of a store gets with `generator`: raises ConfigError naming a bad setting.
+
+        `recorded`: the inversion record of the store the run writes to, when it exists. A store made in the same
+        mode with the same encoder keeps the preset it was made with: the fields `inversion` does not set come from
+        its record, not from this version's preset, so a better preset applies to new stores and a scheduled rerun
+        of an old store goes on as before (a field set here that differs from the record is still refused)."""
         from ganinv.datasets.folder import DecodePolicy
         from runtime.errors import ConfigError
         from runtime.spec import InversionSpec
@@ -108,7 +113,7 @@ class InvertConfig:
         encoder = self.encoder or _builtin_encoder(generator)
         mode = ("hybrid" if encoder else "optimize") if self.mode == AUTO else self.mode
         try:
-            preset = inversion_preset(mode, encoder, generator=generator)
+            preset = _recorded_preset(recorded, mode, encoder) or inversion_preset(mode, encoder, generator=generator)
             config = dataclasses.replace(preset, **self.inversion)
             policy = DecodePolicy(resolution=1, **self.decode)
             refine = None if self.refine is None else refine_preset(preset, self.refine)
@@ -157,6 +162,21 @@ def inversion_preset(mode: str, encoder: str | None, *, generator: str | None = 
         return InversionConfig(optimize_noise=False)
     offline = {"loss": "clf-perceptual"} if DEFAULT_GENERATOR in (encoder, generator) else {}
     return dataclasses.replace(ENCODER_START_CONFIG, optimize_noise=False, **offline)
+
+
+def _recorded_preset(recorded: Mapping[str, Any] | None, mode: str, encoder: str | None):
+    """The InversionConfig of a store's inversion `recorded`, when it was made in `mode` with `encoder` (else None:
+    today's preset applies, and a store made otherwise is refused when it is opened)."""
+    from ganinv.inversion import InversionConfig
+
+    if not recorded or recorded.get("mode") != mode:
+        return None
+    if (recorded.get("encoder") or {}).get("source") != (encoder if mode != "optimize" else None):
+        return None
+    try:
+        return InversionConfig.from_dict(dict(recorded["inversion"]))
+    except (KeyError, TypeError, ValueError):  # a record this version cannot read: the store refuses it on opening
+        return None
 
 
 def refine_preset(inversion, refine: Mapping[str, Any]):

@@ -23,6 +23,7 @@ from runtime.models import GeneratorInfo, describe_generator, file_version
 from runtime.shard import ShardReport
 from runtime.spec import InversionSpec
 from storage import LatentStore, Manifest, Shard, VerifyReport
+from storage.errors import RootMissingError, StoreNotFoundError
 from storage.scan import ScanResult, Skipped
 from storage.schema import canonical_json
 
@@ -97,13 +98,25 @@ class Settings:
     encoder_generator: str | None = None
 
 
-def check_settings(generator: str, config: InvertConfig) -> Settings:
+def check_settings(generator: str, config: InvertConfig, *, store: str | None = None,
+                   storage_options: Mapping[str, Any] | None = None) -> Settings:
     """Resolves `config` for `generator` and fails early, in the coordinator, on what every worker would fail on:
     an unreadable generator, loss weights that are not on disk, a missing encoder or one of another generator. Once
-    per run: settings left by `keep_checked` are taken instead of checking them again."""
+    per run: settings left by `keep_checked` are taken instead of checking them again. `store`: the store the run
+    writes to; when it exists it keeps the preset it was made with (`InvertConfig.resolve(recorded=)`)."""
     with _KEPT_LOCK:
         kept = _KEPT.pop(_settings_key(generator, config), None)
-    return kept if kept is not None else _check_settings(generator, config)
+    if kept is not None:
+        return kept
+    return _check_settings(generator, config, recorded_inversion(store, storage_options) if store else None)
+
+
+def recorded_inversion(url: str, storage_options: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
+    """The inversion record of the store at `url`, None when there is no store there yet."""
+    try:
+        return dict(LatentStore.open(url, "r", storage_options=storage_options).attributes.inversion)
+    except (StoreNotFoundError, RootMissingError):
+        return None
 
 
 def keep_checked(generator: str, config: InvertConfig, settings: Settings) -> None:
@@ -120,8 +133,8 @@ def _settings_key(generator: str, config: InvertConfig) -> str:
     return canonical_json({"generator": generator, "config": dataclasses.asdict(config), "versions": versions})
 
 
-def _check_settings(generator: str, config: InvertConfig) -> Settings:
-    spec = config.resolve(generator)
+def _check_settings(generator: str, config: InvertConfig, recorded: Mapping[str, Any] | None = None) -> Settings:
+    spec = config.resolve(generator, recorded=recorded)
     info = describe_generator(generator)
     refine.check(spec, info)
     restore.check(spec, info)

@@ -21,9 +21,11 @@ from tasks.policy import NO_CACHE_POLICY, RETRY
 
 
 @task(name="check-settings", cache_policy=NO_CACHE_POLICY)
-def check_settings(generator: str, config: InvertConfig) -> Settings:
-    """0. Resolve the settings for the generator and check what every worker would fail on, before any starts."""
-    return coordinator.check_settings(generator, config)
+def check_settings(generator: str, config: InvertConfig, store: str | None = None,
+                   storage_options: dict[str, Any] | None = None) -> Settings:
+    """0. Resolve the settings for the generator (an existing store keeps the preset it was made with) and check
+    what every worker would fail on, before any starts."""
+    return coordinator.check_settings(generator, config, store=store, storage_options=storage_options)
 
 
 @task(name="scan-dataset", **RETRY)

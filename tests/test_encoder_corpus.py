@@ -20,9 +20,10 @@ from ganinv.inversion import ENCODER_START_CONFIG
 from ganinv.models.encoder import load_encoder
 from runtime import models
 from runtime.config import InvertConfig, inversion_preset
-from runtime.coordinator import check_settings
+from runtime.coordinator import check_settings, open_store
 from runtime.shard import run_shard
-from storage import LatentStore
+from storage import LatentStore, StoreMismatchError
+from storage.scan import scan_images
 
 runner = CliRunner()
 
@@ -100,11 +101,33 @@ def test_invert_refuses_an_encoder_of_another_generator_with_exit_2_before_any_s
     assert not (tmp_path / "s.zarr").exists()  # refused before anything was written
 
 
-def test_the_built_in_world_keeps_its_recorded_hybrid_preset():
-    """Stores made with faces64's encoder compare their inversion record on every run: its preset must not move."""
+def test_hybrid_preset_is_the_measured_encoder_start():
     preset = inversion_preset("hybrid", "faces64")
-    assert (preset.space, preset.num_steps, preset.initial_learning_rate, preset.initial_noise_factor,
-            preset.lr_rampup_length, preset.loss, preset.optimize_noise) == ("w+", 100, 0.03, 0.0, 0.0,
+    assert (preset.space, preset.num_steps, preset.initial_learning_rate, preset.betas, preset.initial_noise_factor,
+            preset.lr_rampup_length, preset.loss, preset.optimize_noise) == ("w+", 100, 0.1, (0.7, 0.7), 0.0, 0.0,
                                                                              "clf-perceptual", False)
     assert inversion_preset("optimize", None).initial_learning_rate == 0.1  # the projector's, from w_avg
+    assert inversion_preset("optimize", None).betas == (0.9, 0.999)
     assert inversion_preset("hybrid", "mine.safetensors", generator="faces64").loss == "clf-perceptual"
+
+
+def test_a_store_keeps_the_preset_it_was_made_with(tmp_path, monkeypatch):
+    """A store compares its inversion record on every run. When a later version moves a preset, a rerun that sets
+    nothing (a scheduled deployment) goes on with the store's own preset; a field set to another value is refused."""
+    write_good_images(tmp_path / "photos", 2)
+    old = dataclasses.replace(inversion_preset("hybrid", "faces64"), initial_learning_rate=0.03, betas=(0.9, 0.999))
+    with monkeypatch.context() as m:  # the store is made by a version whose preset was `old`
+        m.setattr("runtime.config.inversion_preset", lambda *a, **k: old)
+        prepare_store(tmp_path / "photos", tmp_path / "s.zarr", "faces64", InvertConfig())
+    record = LatentStore.open(str(tmp_path / "s.zarr")).attributes.inversion
+    assert record["inversion"]["initial_learning_rate"] == 0.03 and "betas" not in record["inversion"]
+
+    url, manifest = str(tmp_path / "s.zarr"), scan_images(str(tmp_path / "photos")).manifest
+    settings = check_settings("faces64", InvertConfig(), store=url)
+    assert settings.spec.config == old  # not today's preset
+    open_store(url, manifest, settings, chunk_items=None)  # accepted: the record matches
+    fresh = check_settings("faces64", InvertConfig(), store=str(tmp_path / "new.zarr"))
+    assert fresh.spec.config == inversion_preset("hybrid", "faces64")  # a new store gets today's
+    asked = check_settings("faces64", InvertConfig(inversion={"num_steps": 7}), store=url)
+    with pytest.raises(StoreMismatchError, match="num_steps"):
+        open_store(url, manifest, asked, chunk_items=None)

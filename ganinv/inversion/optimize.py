@@ -4,7 +4,7 @@ For `space='w'` the algorithm and its defaults are those of the StyleGAN2 projec
 and Improving the Image Quality of StyleGAN", appendix D; behaviour of the StyleGAN2-ADA `projector.py`):
 
 - start from `w_avg`, the mean of `w_avg_samples` mapped z; `w_std` is those samples' RMS distance to `w_avg`;
-- Adam (betas 0.9, 0.999) on w and on one noise map per synthesis conv layer, with learning rate
+- Adam (betas 0.9, 0.999; `betas`) on w and on one noise map per synthesis conv layer, with learning rate
   `initial_learning_rate * ramp(t)`, `t = step / num_steps`: a cosine ramp-down over the last `lr_rampdown_length`
   of the run times a linear ramp-up over the first `lr_rampup_length` (so step 0 has learning rate 0);
 - Gaussian noise added to w before synthesis, std `w_std * initial_noise_factor * max(0, 1 - t / noise_ramp_length)^2`,
@@ -69,9 +69,14 @@ COMPILE_OPTIONS: dict[str, Any] = dict(dynamic=False)  # scope 'whole': torch.co
 COMPILE_SCOPES = ("regional", "whole")
 
 
+# Adam's betas in the StyleGAN2 projector. Stores made before `InversionConfig.betas` existed used them and record no
+# betas; `to_dict` leaves them out, so those records still match the settings they were made with.
+PROJECTOR_BETAS = (0.9, 0.999)
+
+
 @dataclass(frozen=True)
 class InversionConfig:
-    """How an inversion is run; saved verbatim next to its results. Defaults: the StyleGAN2 projector's."""
+    """How an inversion is run; saved next to its results (`to_dict`). Defaults: the StyleGAN2 projector's."""
 
     space: str = "w"                        # 'z', 'w' (one w for all layers) or 'w+' (one w per layer)
     num_steps: int = 1000
@@ -79,6 +84,7 @@ class InversionConfig:
     initial_noise_factor: float = 0.05      # latent noise std at step 0, as a fraction of w_std
     lr_rampdown_length: float = 0.25        # fraction of the run with a cosine learning-rate ramp-down
     lr_rampup_length: float = 0.05          # fraction of the run with a linear learning-rate ramp-up
+    betas: tuple[float, float] = PROJECTOR_BETAS  # Adam's; recorded only when not the projector's (see to_dict)
     noise_ramp_length: float = 0.75         # fraction of the run over which the latent noise decays to 0
     regularize_noise_weight: float = 1e5
     regularize_encoder_weight: float = 0.0  # weight of mean((latent - init)^2): in-domain term for hybrid inversion
@@ -101,9 +107,16 @@ class InversionConfig:
             raise ValueError("num_steps and history_every must be >= 1 and w_avg_samples >= 2, got "
                              f"{self.num_steps}, {self.history_every}, {self.w_avg_samples}")
         object.__setattr__(self, "loss", canonical_loss_spec(self.loss))
+        betas = tuple(float(b) for b in self.betas)
+        if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
+            raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
+        object.__setattr__(self, "betas", betas)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        values = dataclasses.asdict(self)
+        if self.betas == PROJECTOR_BETAS:
+            del values["betas"]
+        return values
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "InversionConfig":
@@ -342,9 +355,10 @@ class InversionProblem:
     def _make_optimizer(self) -> torch.optim.Optimizer:
         lr = self.config.initial_learning_rate
         if self.use_graph:  # capture needs the learning rate as a device tensor, fed before each replay
-            return torch.optim.Adam(self._params(), lr=torch.tensor(lr, device=self.device), betas=(0.9, 0.999),
+            return torch.optim.Adam(self._params(), lr=torch.tensor(lr, device=self.device), betas=self.config.betas,
                                     capturable=True, foreach=True)
-        return torch.optim.Adam(self._params(), lr=lr, betas=(0.9, 0.999), fused=self.device.type == "cuda" or None)
+        return torch.optim.Adam(self._params(), lr=lr, betas=self.config.betas,
+                                fused=self.device.type == "cuda" or None)
 
     def _make_static_inputs(self) -> _StaticInputs:
         cfg, device = self.config, self.device
