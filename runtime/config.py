@@ -107,16 +107,18 @@ class InvertConfig:
         its record, not from this version's preset, so a better preset applies to new stores and a scheduled rerun
         of an old store goes on as before (a field set here that differs from the record is still refused)."""
         from ganinv.datasets.folder import DecodePolicy
+        from runtime import presets
         from runtime.errors import ConfigError
         from runtime.spec import InversionSpec
 
-        encoder = self.encoder or _builtin_encoder(generator)
+        encoder = self.encoder or presets.builtin_encoder(generator)
         mode = ("hybrid" if encoder else "optimize") if self.mode == AUTO else self.mode
         try:
-            preset = _recorded_preset(recorded, mode, encoder) or inversion_preset(mode, encoder, generator=generator)
+            preset = (presets.recorded_preset(recorded, mode, encoder)
+                      or presets.inversion_preset(mode, encoder, generator=generator))
             config = dataclasses.replace(preset, **self.inversion)
             policy = DecodePolicy(resolution=1, **self.decode)
-            refine = None if self.refine is None else refine_preset(preset, self.refine)
+            refine = None if self.refine is None else presets.refine_preset(preset, self.refine)
         except (TypeError, ValueError) as err:
             raise ConfigError(f"inversion settings {dict(self.inversion)}, decode {dict(self.decode)}, refine "
                               f"{None if self.refine is None else dict(self.refine)}: {err}") from None
@@ -141,59 +143,6 @@ def auto_shard_size(num_items: int, workers: int | None) -> int:
     if not workers:
         return MAX_AUTO_SHARD_SIZE
     return max(1, min(MAX_AUTO_SHARD_SIZE, math.floor(num_items / (MIN_SHARDS_PER_WORKER * workers))))
-
-
-def inversion_preset(mode: str, encoder: str | None, *, generator: str | None = None):
-    """The InversionConfig a mode starts from. The store keeps codes, not per-image noise maps, so the codes alone
-    must reproduce what the metrics show: optimize_noise is off everywhere.
-
-    - optimize: the StyleGAN2 projector's settings (a start at w_avg);
-    - encoder/hybrid, with any encoder (the built-in one or a file from `ganinv train-encoder`): the start at an
-      encoder's output, `ganinv.inversion.hybrid.ENCODER_START_CONFIG` (W+, 100 steps, without the projector's
-      start-up exploration: the encoder's output is already close, and latent noise and a learning rate of 0.1 meant
-      for a start at w_avg throw much of it away). Measured on 16 held-out faces, 20 steps, clf-perceptual: PSNR 21.3
-      (encoder alone) -> 21.9 with the projector's settings, 23.5 with these (BENCHMARKS.md). With faces64's own
-      encoder, or any encoder of the built-in faces64 generator, the loss is the embedded world's perceptual distance
-      (its attribute classifier's features, on disk); otherwise the projector's (lpips-vgg) unless `--loss` says.
-    """
-    from ganinv.inversion import ENCODER_START_CONFIG, InversionConfig
-
-    if mode == "optimize" or encoder is None:
-        return InversionConfig(optimize_noise=False)
-    offline = {"loss": "clf-perceptual"} if DEFAULT_GENERATOR in (encoder, generator) else {}
-    return dataclasses.replace(ENCODER_START_CONFIG, optimize_noise=False, **offline)
-
-
-def _recorded_preset(recorded: Mapping[str, Any] | None, mode: str, encoder: str | None):
-    """The InversionConfig of a store's inversion `recorded`, when it was made in `mode` with `encoder` (else None:
-    today's preset applies, and a store made otherwise is refused when it is opened)."""
-    from ganinv.inversion import InversionConfig
-
-    if not recorded or recorded.get("mode") != mode:
-        return None
-    if (recorded.get("encoder") or {}).get("source") != (encoder if mode != "optimize" else None):
-        return None
-    try:
-        return InversionConfig.from_dict(dict(recorded["inversion"]))
-    except (KeyError, TypeError, ValueError):  # a record this version cannot read: the store refuses it on opening
-        return None
-
-
-def refine_preset(inversion, refine: Mapping[str, Any]):
-    """The PivotalConfig `--refine pivotal` starts from, with the fields of `refine` changed: PTI's, except that where
-    the inversion preset uses the embedded world's offline perceptual loss, tuning does too (`clf-perceptual+mse`
-    instead of LPIPS + L2, whose VGG weights may not be on disk)."""
-    from ganinv.inversion.pivotal import PivotalConfig
-
-    offline = inversion.loss == "clf-perceptual"
-    return PivotalConfig(**{**({"loss": "clf-perceptual+mse"} if offline else {}), **refine})
-
-
-def _builtin_encoder(generator: str) -> str | None:
-    """The built-in encoder trained for a built-in generator name, else None."""
-    from ganinv.models.encoder import BUILTIN_ENCODERS
-
-    return generator if generator in BUILTIN_ENCODERS else None
 
 
 @dataclass(frozen=True)

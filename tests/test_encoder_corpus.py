@@ -19,7 +19,8 @@ from cli.app import app
 from ganinv.inversion import ENCODER_START_CONFIG
 from ganinv.models.encoder import load_encoder
 from runtime import models
-from runtime.config import InvertConfig, inversion_preset
+from runtime.config import InvertConfig
+from runtime.presets import inversion_preset
 from runtime.coordinator import check_settings, open_store
 from runtime.shard import run_shard
 from storage import LatentStore, StoreMismatchError
@@ -117,7 +118,7 @@ def test_a_store_keeps_the_preset_it_was_made_with(tmp_path, monkeypatch):
     write_good_images(tmp_path / "photos", 2)
     old = dataclasses.replace(inversion_preset("hybrid", "faces64"), initial_learning_rate=0.03, betas=(0.9, 0.999))
     with monkeypatch.context() as m:  # the store is made by a version whose preset was `old`
-        m.setattr("runtime.config.inversion_preset", lambda *a, **k: old)
+        m.setattr("runtime.presets.inversion_preset", lambda *a, **k: old)
         prepare_store(tmp_path / "photos", tmp_path / "s.zarr", "faces64", InvertConfig())
     record = LatentStore.open(str(tmp_path / "s.zarr")).attributes.inversion
     assert record["inversion"]["initial_learning_rate"] == 0.03 and "betas" not in record["inversion"]

@@ -18,7 +18,8 @@ from ganinv.inversion import encode
 from ganinv.models.encoder import load_encoder
 from ganinv.inversion import HYBRID_CONFIG, InversionConfig
 from runtime import models, shard
-from runtime.config import ExecutionOptions, InvertConfig, inversion_preset
+from runtime.config import ExecutionOptions, InvertConfig
+from runtime.presets import inversion_preset
 from runtime.errors import ConfigError, WorkerSetupError
 from storage import LatentStore, Status
 
