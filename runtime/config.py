@@ -132,7 +132,7 @@ class InvertConfig:
         """The config whose `resolve` gives `spec` again (e.g. a store's recorded one, to resume with it)."""
         decode = dict(max_upscale=spec.max_upscale, max_pixels=spec.max_pixels, background=spec.background)
         refine = None if spec.refine is None else spec.refine.to_dict()
-        return cls(mode=spec.mode, encoder=spec.encoder, inversion=spec.config.to_dict(), decode=decode,
+        return cls(mode=spec.mode, encoder=spec.encoder, inversion=dataclasses.asdict(spec.config), decode=decode,
                    seed=spec.seed, thumbnail_size=spec.thumbnail_size, restoration=spec.restoration, refine=refine,
                    **fields)
 

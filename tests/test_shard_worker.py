@@ -150,6 +150,12 @@ def test_a_stored_spec_reloads_into_the_config_that_made_it():
     record = spec.to_record(resolution=64, encoder_sha256="ab" * 32)
     back = type(spec).from_record(record, thumbnail_size=spec.thumbnail_size)
     assert back == spec and InvertConfig.from_spec(back).resolve("faces64") == spec
+    # a store made under an older preset (the projector's Adam betas, which its record leaves out) resumes as made
+    old = InvertConfig(inversion={"betas": (0.9, 0.999), "initial_learning_rate": 0.03}).resolve("faces64")
+    record = old.to_record(resolution=64, encoder_sha256="ab" * 32)
+    assert "betas" not in record["inversion"]
+    back = type(old).from_record(record, thumbnail_size=old.thumbnail_size)
+    assert InvertConfig.from_spec(back).resolve("faces64") == old
 
 
 def test_metric_names_say_which_perceptual_distance():
