@@ -39,7 +39,7 @@ from ganinv.utils.seeds import seed_from_id
 from runtime.config import AUTO, ExecutionOptions
 from runtime.errors import ConfigError, WorkerSetupError
 from runtime.models import Models, load_models, resolve_device
-from runtime.numerics import BATCH_FREE, INDEPENDENT_ROWS, PER_IMAGE, Numerics, for_worker
+from runtime.numerics import BATCH_FREE, INDEPENDENT_ROWS, Numerics, for_worker
 from runtime.restore import ShardRestoration, decode_policy
 from runtime.spec import InversionSpec
 from storage import LatentStore, Layout, ShardInputs, ShardResult, Status, refinements
@@ -102,7 +102,7 @@ def run_shard(store_url: str, shard_index: int, *, generator: str, run_id: str |
     # CPU: batches of independent rows where the store's numerics say so and the inversion is a plain one
     # (`invert_batch(independent_rows=...)`), else image by image; either way no byte depends on the batch.
     rows = numerics.batching == INDEPENDENT_ROWS and stages.restoration is None and spec.refine is None
-    per_image = numerics.batching == PER_IMAGE or (numerics.batching in BATCH_FREE and not rows)
+    per_image = numerics.batching in BATCH_FREE and not rows
     chunks = decoded_chunks(inputs, decode_policy(spec, models.G.img_resolution), batch_size=batch_size,
                             device=models.device, prefetch=execution.prefetch, storage_options=storage_options,
                             precheck=stages.precheck)

@@ -208,7 +208,9 @@ class EncoderTrainer:
         self.w_var = float(w_std) ** 2 / G.w_dim  # per-coordinate variance of W (w_std is a whole-vector norm)
         self.opt = torch.optim.Adam(self.E.parameters(), lr=config.lr, betas=config.betas)
         if perceptual is None and config.perceptual != "none":
-            perceptual = _registry_loss(config.perceptual, self.device, classifier)
+            from ganinv.losses.registry import build_loss
+
+            perceptual = build_loss(config.perceptual, device=self.device, classifier=classifier)
         self.perceptual = perceptual
         self.synthesis_kwargs = _batch_synthesis_kwargs(G)
         self.image_set = self._image_set(images)
@@ -470,14 +472,6 @@ def _record_perceptual_classifier(run_dir: str | Path, config: EncoderTrainConfi
             f", but {source.description} now has {source.classifier} ({digest[:12]}...): resume it with the classifier "
             "it started with, or start a new --run-dir")
     return config
-
-
-def _registry_loss(name: str, device: torch.device, classifier: str = BUILTIN) -> nn.Module:
-    """The registry's loss `name`; its clf-perceptual term on `classifier`, the generator's own world's (a GAN run of
-    world 2 has its `classifier.safetensors`: the built-in classifier learnt world 1's faces)."""
-    from ganinv.losses.registry import build_loss
-
-    return build_loss(name, device=device, classifier=classifier)
 
 
 def _batch_synthesis_kwargs(G: nn.Module) -> dict[str, Any]:
