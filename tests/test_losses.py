@@ -158,7 +158,7 @@ def test_classifier_perceptual_ignores_feature_scale():
 
 
 def test_builtin_classifier_perceptual_compares_larger_images_at_the_classifiers_64_px():
-    loss = ClassifierPerceptualLoss.builtin()  # the classifier area-resizes inside `features`: the one resize
+    loss = ClassifierPerceptualLoss.from_classifier("builtin")  # the classifier area-resizes inside `features`: the one resize
     x, y = images(res=128, seed=1), images(res=128, seed=2)
     x64, y64 = area_downsample(x, 64), area_downsample(y, 64)
     torch.testing.assert_close(loss(x, loss.prepare(y)), loss(x64, loss.prepare(y64)))
@@ -203,3 +203,16 @@ def test_inversion_lowers_each_loss(empty_torch_home, name):
     end = invert(G, target, num_steps=40, **run)
     assert (end.losses < 0.9 * start.losses).all(), (start.losses, end.losses)
     assert name in end.metrics or name in ("mse", "l1")
+
+
+def test_a_clf_perceptual_spec_reads_the_classifier_it_is_given():
+    """`build_loss(classifier=)`: a world's own classifier file, not the built-in one, and each cached apart."""
+    world2 = Path(__file__).resolve().parents[1] / "training" / "faces64v2" / "classifier.safetensors"
+    x, y = images(res=64, seed=1), images(res=64, seed=2)
+    builtin = registry.build_loss("clf-perceptual+0.5*mse")
+    own = registry.build_loss("clf-perceptual+0.5*mse", classifier=str(world2))
+    assert own is not builtin and own is registry.build_loss("clf-perceptual + 0.5*mse", classifier=str(world2))
+    mse = 0.5 * ((x - y) ** 2).mean(dim=(1, 2, 3))
+    direct = ClassifierPerceptualLoss.from_classifier(str(world2))
+    torch.testing.assert_close(own(x, own.prepare(y)), direct(x, direct.prepare(y)) + mse)
+    assert not torch.allclose(own(x, own.prepare(y)), builtin(x, builtin.prepare(y)))

@@ -38,11 +38,6 @@ class ClassifierPerceptualLoss(nn.Module):
         self.classifier = classifier.eval().requires_grad_(False)
 
     @classmethod
-    def builtin(cls) -> "ClassifierPerceptualLoss":
-        """The embedded world's attribute classifier, `ganinv.models.attributes.load_classifier('builtin')`."""
-        return cls.from_classifier("builtin")
-
-    @classmethod
     def from_classifier(cls, source: str = "builtin") -> "ClassifierPerceptualLoss":
         """On the attribute classifier `source` (`load_classifier`'s: 'builtin', or a world's own file, such as a
         training run's `classifier.safetensors`)."""

@@ -14,13 +14,13 @@ from ganinv.losses.lpips_distance import LPIPSLoss
 from ganinv.losses.pixel import PixelL1, PixelMSE
 
 # the builders of ganinv.inversion_names.LOSS_NAMES, where the names live and specs are parsed without torch (a test
-# keeps the two equal)
-LOSSES: dict[str, Callable[[], ImageLoss]] = {
-    "mse": PixelMSE,
-    "l1": PixelL1,
-    "lpips-vgg": lambda: LPIPSLoss("vgg"),
-    "lpips-alex": lambda: LPIPSLoss("alex"),
-    "clf-perceptual": ClassifierPerceptualLoss.builtin,
+# keeps the two equal); each takes the attribute classifier a world's losses read (`build_loss`'s `classifier`)
+LOSSES: dict[str, Callable[[str], ImageLoss]] = {
+    "mse": lambda classifier: PixelMSE(),
+    "l1": lambda classifier: PixelL1(),
+    "lpips-vgg": lambda classifier: LPIPSLoss("vgg"),
+    "lpips-alex": lambda classifier: LPIPSLoss("alex"),
+    "clf-perceptual": ClassifierPerceptualLoss.from_classifier,
 }
 _CACHE: dict[tuple[str, str, str], "WeightedLoss"] = {}
 
@@ -56,8 +56,7 @@ def build_loss(spec: str | Sequence[str], *, device: torch.device | str | None =
     world's built-in one, or another world's file)."""
     key = (canonical_loss_spec(spec), str(torch.device(device or "cpu")), str(classifier))
     if key not in _CACHE:
-        terms = [(weight, ClassifierPerceptualLoss.from_classifier(key[2]) if name == "clf-perceptual"
-                  else LOSSES[name]()) for weight, name in parse_loss_spec(key[0])]
+        terms = [(weight, LOSSES[name](key[2])) for weight, name in parse_loss_spec(key[0])]
         _CACHE[key] = WeightedLoss(terms).to(key[1])
     return _CACHE[key]
 
