@@ -71,6 +71,8 @@ def invert(
                                        f"({PRESET})."),
     initial_learning_rate: Optional[float] = typer.Option(None, "--initial-learning-rate", "--lr",
                                                           help=f"Initial learning rate ({PRESET})."),
+    betas: Optional[str] = typer.Option(None, "--betas", "--adam-betas", help="Adam's betas as B1,B2 (e.g. 0.9,0.999, "
+                                        f"the projector's; 0.7,0.7, the hybrid preset's) ({PRESET})."),
     precision: Optional[str] = typer.Option(None, "--precision", help="fp32 or bf16 autocast (GPU: ~1.4x; within "
                                             "1 % of fp32's quality, BENCHMARKS.md)."),
     channels_last: bool = typer.Option(False, "--channels-last", help="NHWC memory layout (GPU, with bf16)."),
@@ -88,7 +90,7 @@ def invert(
     execution: ExecutionOptions = None,  # from the flags of `execution_flags`
 ) -> None:
     inversion = given(space=space, num_steps=num_steps, loss=loss, initial_learning_rate=initial_learning_rate,
-                      precision=precision, channels_last=channels_last or None, compile=compile or None,
+                      betas=betas, precision=precision, channels_last=channels_last or None, compile=compile or None,
                       cuda_graph=cuda_graph or None)
     settings = given(mode=mode, encoder=encoder, seed=seed, thumbnail_size=thumbnail_size,
                      refine=refine_config(refine, num_steps=refine_steps, rank=refine_rank, loss=refine_loss))
@@ -98,7 +100,7 @@ def invert(
         # Every mistake is refused here, in this process, before any server starts (cli/preflight.py): settings,
         # refinement's and an encoder's checks (they load the generator), the images, an existing store.
         preflight.check_paths(images, store, labels, generator)
-        resolved = preflight.resolve(images, store, generator, config, {**settings, "inversion": inversion},
+        resolved = preflight.resolve(images, store, generator, config, {**settings, "inversion": config.inversion},
                                      force=execution.force)
         if resolved.note:
             typer.echo(resolved.note, err=True)

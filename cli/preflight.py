@@ -200,26 +200,27 @@ def _refuse_changed_flags(store, given: Mapping[str, Any]) -> None:
     """A flag given whose value differs from the store's record is refused from the record alone, before torch
     loads, with the message `_check_store` gives after resolving the settings. Compared here: --mode (not auto, which
     resolves per generator), --seed and the inversion's flags (the loss in the one spelling a store records,
-    `canonical_loss_spec`); the encoder (recorded with its hash) and the refinement are compared once resolved."""
-    from ganinv.inversion_names import canonical_loss_spec
-    from storage import StoreMismatchError, identity
+    `canonical_loss_spec`; the record's inversion with the fields it may leave out filled in, `with_record_defaults`);
+    the encoder (recorded with its hash) and the refinement are compared once resolved."""
+    from ganinv.inversion_names import canonical_loss_spec, with_record_defaults
+    from storage.identity import config_mismatch
+    from storage.schema import canonical_json
 
-    asked = copy.deepcopy(dict(store.attributes.inversion))
+    stored = copy.deepcopy(dict(store.attributes.inversion))
     inversion = dict(given.get("inversion", {}))
     if "loss" in inversion:  # a valid spec: InvertConfig checked it
         inversion["loss"] = canonical_loss_spec(inversion["loss"])
     try:
+        stored["inversion"] = with_record_defaults(stored["inversion"])
+        asked = {**stored, "inversion": with_record_defaults({**stored["inversion"], **inversion})}
         if given.get("mode") not in (None, AUTO):
             asked["mode"] = given["mode"]
         if given.get("seed") is not None:
-            asked["seed"] = {**asked["seed"], "base": given["seed"]}
-        asked["inversion"] = {**asked["inversion"], **inversion}
-    except (KeyError, TypeError):  # a record of another shape: compared once resolved
+            asked["seed"] = {**stored["seed"], "base": given["seed"]}
+    except (KeyError, TypeError, AttributeError):  # a record of another shape: compared once resolved
         return
-    try:
-        identity.check_identity(store, generator=None, config=asked)
-    except StoreMismatchError as err:
-        raise _with_fix(err, store) from None
+    if canonical_json(asked) != canonical_json(stored):
+        raise _with_fix(config_mismatch(store, stored, asked), store)
 
 
 def _with_fix(err: Exception, store) -> Exception:

@@ -13,6 +13,12 @@ from typing import Any
 MODES = ("optimize", "encoder", "hybrid")  # how a batch is inverted: ganinv/inversion/batch.py
 SPACES = ("z", "w", "w+")                  # where the optimisation runs: ganinv/inversion/optimize.py
 PRECISIONS = ("fp32", "bf16")              # autocast or not: ganinv/utils/precision.py
+# Adam's betas (`--betas`) by default: the StyleGAN2 projector's. Stores made before `InversionConfig.betas` existed
+# used them and record none, so a record leaves them out when they are these (`RECORD_DEFAULTS`).
+PROJECTOR_BETAS = (0.9, 0.999)
+# the inversion fields a store's record leaves out at these values (`InversionConfig.to_dict`), so that records made
+# before the field existed still match; compare records with them filled in (`with_record_defaults`)
+RECORD_DEFAULTS: Mapping[str, Any] = {"betas": PROJECTOR_BETAS}
 
 # the per-image losses a loss spec combines (`'lpips-vgg+0.1*mse'`): ganinv/losses/registry.py builds them
 LOSS_NAMES = ("mse", "l1", "lpips-vgg", "lpips-alex", "clf-perceptual")
@@ -59,6 +65,27 @@ def parse_loss_spec(spec: str | Sequence[str]) -> tuple[tuple[float, str], ...]:
     if not terms:
         raise ValueError(f"loss spec {spec!r} names no loss; choose from {sorted(LOSS_NAMES)}")
     return tuple(terms)
+
+
+def parse_betas(text: str | Sequence[float]) -> tuple[float, float]:
+    """`'0.7,0.7'` (or two numbers) -> `(0.7, 0.7)`: Adam's two betas, each in [0, 1); ValueError saying what is
+    wrong."""
+    parts = text.replace(" ", "").split(",") if isinstance(text, str) else list(text)
+    try:
+        betas = tuple(float(b) for b in parts)
+    except (TypeError, ValueError):
+        betas = ()
+    if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
+        raise ValueError(f"betas {text!r}: give Adam's two betas, each in [0, 1), as 'B1,B2' (e.g. 0.9,0.999, the "
+                         "projector's, or 0.7,0.7, the hybrid preset's)")
+    return betas
+
+
+def with_record_defaults(inversion: Mapping[str, Any]) -> dict[str, Any]:
+    """An inversion record (`InversionConfig.to_dict`, or one a store keeps) with the fields it may leave out
+    filled in (`RECORD_DEFAULTS`), in the record's JSON form: how two records, or a record and flags, compare."""
+    return {**{name: list(value) if isinstance(value, tuple) else value for name, value in RECORD_DEFAULTS.items()},
+            **{name: list(value) if isinstance(value, tuple) else value for name, value in inversion.items()}}
 
 
 def canonical_loss_spec(spec: str | Sequence[str]) -> str:

@@ -85,7 +85,7 @@ class InvertConfig:
     def __post_init__(self):
         """Names picked by the user (mode, space, precision, the loss's terms) are checked here, without torch, so
         that a misspelt one is refused before anything heavy loads; every other setting when it resolves."""
-        from ganinv.inversion_names import MODES, PRECISIONS, SPACES, parse_loss_spec
+        from ganinv.inversion_names import MODES, PRECISIONS, SPACES, parse_betas, parse_loss_spec
         from runtime.errors import ConfigError
 
         if self.mode != AUTO and self.mode not in MODES:
@@ -98,6 +98,11 @@ class InvertConfig:
                 parse_loss_spec(self.inversion["loss"])
             except ValueError as err:
                 raise ConfigError(f"--loss: {err}") from None
+        if "betas" in self.inversion:
+            try:  # one form from here on ('0.7,0.7' from the command line): the record's, compared with it
+                object.__setattr__(self, "inversion", {**self.inversion, "betas": parse_betas(self.inversion["betas"])})
+            except ValueError as err:
+                raise ConfigError(f"--betas: {err}") from None
 
     def resolve(self, generator: str, *, recorded: Mapping[str, Any] | None = None) -> InversionSpec:
         """The settings every image of a store gets with `generator`: raises ConfigError naming a bad setting.

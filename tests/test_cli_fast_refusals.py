@@ -46,6 +46,9 @@ CASES = {
     "num_steps: stored 4, given 9": ["invert", "imgs", "--store", "made.zarr", "--steps", "9"],
     "seed.base: stored 0, given 7": ["invert", "imgs", "--store", "made.zarr", "--seed", "7"],
     "mode 'bogus' is not one of": ["invert", "imgs", "--store", "new.zarr", "--mode", "bogus"],
+    "--betas: betas '0.7': give Adam's two betas": ["invert", "imgs", "--store", "new.zarr", "--betas", "0.7"],
+    "inversion.betas: stored [0.9, 0.999], given [0.7, 0.7]": ["invert", "imgs", "--store", "made.zarr", "--betas",
+                                                               "0.7,0.7"],
     "space must be one of": ["invert", "imgs", "--store", "new.zarr", "--space", "q"],
     "Invalid value for '--num-steps' / '--steps'": ["invert", "imgs", "--store", "new.zarr", "--steps", "0"],
     "inversion.loss: stored 'mse', given 'l1'": ["invert", "imgs", "--store", "made.zarr", "--loss", "l1"],
@@ -384,6 +387,26 @@ def test_a_loss_given_in_another_spelling_of_the_stores_is_not_refused(tmp_path,
     preflight._refuse_changed_flags(store, {"inversion": {"loss": " 1.0*mse + 0.50*l1"}})
     with pytest.raises(StoreMismatchError, match="stored 'mse\\+0.5\\*l1', given 'mse\\+0.25\\*l1'"):
         preflight._refuse_changed_flags(store, {"inversion": {"loss": "mse+0.25*l1"}})
+
+
+def test_betas_a_record_leaves_out_compare_as_the_projectors(tmp_path, tiny_generator_file):
+    """A store made with the projector's betas records none (as stores made before `--betas` existed); giving them
+    is a rerun, through the whole preflight, and other betas are refused from the record alone."""
+    from storage import LatentStore, StoreMismatchError
+
+    write_good_images(tmp_path / "imgs", 1)
+    prepare_store(tmp_path / "imgs", tmp_path / "s.zarr", tiny_generator_file,
+                  InvertConfig(inversion={"num_steps": 2, "loss": "mse"}))
+    store = LatentStore.open(str(tmp_path / "s.zarr"), "r")
+    assert "betas" not in store.attributes.inversion["inversion"]
+    given = InvertConfig(inversion={"betas": " 0.9, 0.999"})
+    assert given.inversion["betas"] == (0.9, 0.999)
+    preflight._refuse_changed_flags(store, {"inversion": given.inversion})
+    resolved = preflight.resolve(str(tmp_path / "imgs"), str(tmp_path / "s.zarr"), None, given,
+                                 {"inversion": given.inversion}, force=False)
+    assert resolved.config.inversion["betas"] == (0.9, 0.999)
+    with pytest.raises(StoreMismatchError, match=r"betas: stored \[0.9, 0.999\], given \[0.5, 0.9\]"):
+        preflight._refuse_changed_flags(store, {"inversion": {"betas": (0.5, 0.9)}})
 
 
 def test_a_mask_rule_in_another_spelling_of_the_stores_is_a_rerun_and_another_rule_is_refused_before_torch(

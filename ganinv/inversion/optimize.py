@@ -46,7 +46,7 @@ from torch import nn
 
 from ganinv.generators.layers import independent_rows
 from ganinv.inversion.degradations import Degradation, resolve_degradation
-from ganinv.inversion_names import PRECISIONS, SPACES
+from ganinv.inversion_names import PRECISIONS, PROJECTOR_BETAS, RECORD_DEFAULTS, SPACES, parse_betas
 from ganinv.losses.base import ImageLoss
 from ganinv.losses.noise_regularization import noise_regularization, normalize_noise_
 from ganinv.losses.registry import WeightedLoss, as_weighted_loss, build_loss, canonical_loss_spec
@@ -69,11 +69,6 @@ COMPILE_OPTIONS: dict[str, Any] = dict(dynamic=False)  # scope 'whole': torch.co
 COMPILE_SCOPES = ("regional", "whole")
 
 
-# Adam's betas in the StyleGAN2 projector. Stores made before `InversionConfig.betas` existed used them and record no
-# betas; `to_dict` leaves them out, so those records still match the settings they were made with.
-PROJECTOR_BETAS = (0.9, 0.999)
-
-
 @dataclass(frozen=True)
 class InversionConfig:
     """How an inversion is run; saved next to its results (`to_dict`). Defaults: the StyleGAN2 projector's."""
@@ -84,7 +79,7 @@ class InversionConfig:
     initial_noise_factor: float = 0.05      # latent noise std at step 0, as a fraction of w_std
     lr_rampdown_length: float = 0.25        # fraction of the run with a cosine learning-rate ramp-down
     lr_rampup_length: float = 0.05          # fraction of the run with a linear learning-rate ramp-up
-    betas: tuple[float, float] = PROJECTOR_BETAS  # Adam's; recorded only when not the projector's (see to_dict)
+    betas: tuple[float, float] = PROJECTOR_BETAS  # Adam's; recorded only when not the projector's (RECORD_DEFAULTS)
     noise_ramp_length: float = 0.75         # fraction of the run over which the latent noise decays to 0
     regularize_noise_weight: float = 1e5
     regularize_encoder_weight: float = 0.0  # weight of mean((latent - init)^2): in-domain term for hybrid inversion
@@ -107,16 +102,12 @@ class InversionConfig:
             raise ValueError("num_steps and history_every must be >= 1 and w_avg_samples >= 2, got "
                              f"{self.num_steps}, {self.history_every}, {self.w_avg_samples}")
         object.__setattr__(self, "loss", canonical_loss_spec(self.loss))
-        betas = tuple(float(b) for b in self.betas)
-        if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
-            raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
-        object.__setattr__(self, "betas", betas)
+        object.__setattr__(self, "betas", parse_betas(self.betas))
 
     def to_dict(self) -> dict[str, Any]:
-        values = dataclasses.asdict(self)
-        if self.betas == PROJECTOR_BETAS:
-            del values["betas"]
-        return values
+        """The record a store keeps: every field but those at a value their absence means (`RECORD_DEFAULTS`)."""
+        return {name: value for name, value in dataclasses.asdict(self).items()
+                if name not in RECORD_DEFAULTS or value != RECORD_DEFAULTS[name]}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "InversionConfig":
