@@ -158,7 +158,8 @@ def test_classifier_perceptual_ignores_feature_scale():
 
 
 def test_builtin_classifier_perceptual_compares_larger_images_at_the_classifiers_64_px():
-    loss = ClassifierPerceptualLoss.from_classifier("builtin")  # the classifier area-resizes inside `features`: the one resize
+    # the classifier area-resizes inside `features`: the one resize
+    loss = ClassifierPerceptualLoss.from_classifier("builtin")
     x, y = images(res=128, seed=1), images(res=128, seed=2)
     x64, y64 = area_downsample(x, 64), area_downsample(y, 64)
     torch.testing.assert_close(loss(x, loss.prepare(y)), loss(x64, loss.prepare(y64)))

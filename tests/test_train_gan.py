@@ -12,7 +12,7 @@ import torch
 
 from ganinv.training.checkpoint import load_checkpoint, load_checkpoint_entry, save_checkpoint
 from ganinv.training.discriminator import Discriminator
-from ganinv.training.train_gan import (RESUMABLE_FIELDS, GANTrainConfig, GANTrainer, checkpoint_config,
+from ganinv.training.train_gan import (RESUMABLE_FIELDS, GANTrainConfig, GANTrainer, checkpoint_config, lazy_ratio,
                                        generator_from_checkpoint, refuse_changes, run_config, train_gan)
 
 from _gan_helpers import REGULARISED, TINY, RegionClassifier, blob_images
@@ -186,3 +186,19 @@ def test_a_resumed_chunk_averages_with_its_own_ema_half_life(tmp_path):
         b = GANTrainer(run_config(tmp_path, changes=dict(ema_kimg=ema_kimg)), tmp_path, device="cpu", images=images)
         b.train_step()
         assert all(torch.equal(e, p) for e, p in zip(b.G_ema.parameters(), b.G.parameters())) == follows_G
+
+
+def test_a_resumed_chunk_steps_with_its_own_learning_rates(tmp_path):
+    """A late chunk may lower the learning rates: the optimizers step with the new config's, not with those their
+    saved state dicts carry, and keep their moments."""
+    images = blob_images()
+    a = GANTrainer(TINY, tmp_path, device="cpu", images=images)
+    a.train_step()
+    a.save()
+    moments = a.opt_G.state_dict()["state"][0]["exp_avg_sq"].clone()
+    b = GANTrainer(run_config(tmp_path, changes=dict(g_lr=TINY.g_lr / 4, d_lr=TINY.d_lr / 2)), tmp_path,
+                   device="cpu", images=images)
+    b.load()
+    assert [g["lr"] for g in b.opt_G.param_groups] == [TINY.g_lr / 4 * lazy_ratio(TINY.pl_interval)]
+    assert [g["lr"] for g in b.opt_D.param_groups] == [TINY.d_lr / 2 * lazy_ratio(TINY.r1_interval)]
+    torch.testing.assert_close(b.opt_G.state_dict()["state"][0]["exp_avg_sq"], moments, rtol=1e-2, atol=0)

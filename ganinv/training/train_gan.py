@@ -43,9 +43,9 @@ from ganinv.utils.images import to_model_input, to_uint8
 
 def _resumable(default: Any) -> Any:
     """A `GANTrainConfig` field that a resumed chunk may change (`RESUMABLE_FIELDS`): the batch size (the log records
-    it in every entry), G_ema's half-life and the linear-attribute regulariser's weights and options (a chunk may
-    switch it on). The mark is field metadata only: `dataclasses.asdict`, equality and the saved config are those of
-    a plain field."""
+    it in every entry), the learning rates (a late chunk may lower them; Adam keeps its moments), G_ema's half-life
+    and the linear-attribute regulariser's weights and options (a chunk may switch it on). The mark is field metadata
+    only: `dataclasses.asdict`, equality and the saved config are those of a plain field."""
     return dataclasses.field(default=default, metadata={"resumable": True})
 
 
@@ -63,8 +63,8 @@ class GANTrainConfig:
     d_channel_base: int = 4096
     d_channel_max: int = 128
     batch_size: int = _resumable(64)
-    g_lr: float = 0.0025
-    d_lr: float = 0.0025
+    g_lr: float = _resumable(0.0025)
+    d_lr: float = _resumable(0.0025)
     betas: tuple[float, float] = (0.0, 0.99)
     r1_gamma: float = 0.05
     r1_interval: int = 16
@@ -114,6 +114,12 @@ class GANTrainConfig:
 
 
 # What a resumed chunk may change: the fields declared `resumable`. Any other difference from the checkpoint is refused.
+def lazy_ratio(interval: int) -> float:
+    """Lazy regularisation's correction (StyleGAN2, appendix B): a regulariser run every `interval` minibatches
+    scales Adam's learning rate and betas by interval / (interval + 1)."""
+    return interval / (interval + 1)
+
+
 RESUMABLE_FIELDS = frozenset(f.name for f in dataclasses.fields(GANTrainConfig) if f.metadata.get("resumable"))
 
 
@@ -216,7 +222,7 @@ class GANTrainer:
             self.attributes.stats = {k: v.to(self.device) for k, v in stats.items()}
 
     def _adam(self, net: torch.nn.Module, lr: float, interval: int) -> torch.optim.Adam:
-        ratio = interval / (interval + 1)
+        ratio = lazy_ratio(interval)
         betas = tuple(b ** ratio for b in self.config.betas)
         return torch.optim.Adam(net.parameters(), lr=lr * ratio, betas=betas, eps=1e-8)
 
@@ -356,6 +362,11 @@ class GANTrainer:
             getattr(self, name).load_state_dict(state[name])
         self.opt_G.load_state_dict(full_adam_state(state["opt_G"]))
         self.opt_D.load_state_dict(full_adam_state(state["opt_D"]))
+        # the step sizes are this chunk's config's (a saved state dict carries the lr it was saved with)
+        for opt, lr, interval in ((self.opt_G, self.config.g_lr, self.config.pl_interval),
+                                  (self.opt_D, self.config.d_lr, self.config.r1_interval)):
+            for group in opt.param_groups:
+                group["lr"] = lr * lazy_ratio(interval)
 
     def load(self) -> None:
         state = load_checkpoint(self.run_dir / "checkpoint")
