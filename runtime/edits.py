@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 
 from ganinv.edit import resolve_layers as edit_layers
-from ganinv.utils.images import make_image_grid
+from ganinv.utils.images import make_image_grid, strength_label, with_column_labels
 from runtime import models, refine
 from runtime.config import RenderEditsConfig
 from storage import LatentStore
@@ -33,6 +33,7 @@ from storage.edits import EditRun, grids_url, select_items
 from storage.lease import RENEWED_LEASE_TTL_S
 
 RENDER_BATCH = 64  # images per synthesis call
+LABEL_STRIP = 14   # px of the strip above a direction's whole grid that labels its columns with their strengths
 
 
 @dataclass(frozen=True)
@@ -202,10 +203,13 @@ def assemble_grids(store_url: str, run: str, *, grids: str, max_rows: int,
             stacked = Image.new("RGB", (images[0].width, sum(im.height for im in images)))
             for y, im in zip(np.cumsum([0] + [im.height for im in images[:-1]]), images):
                 stacked.paste(im, (0, int(y)))
-            write_png(f"{grids}/{file_stem(name)}.png", stacked, storage_options)
+            labelled = with_column_labels(stacked, [strength_label(float(s)) for s in edits.strengths],
+                                          height=LABEL_STRIP)
+            write_png(f"{grids}/{file_stem(name)}.png", labelled, storage_options)
             grids_written[name] = f"{file_stem(name)}.png"
     index = dict(store=store_url, run=run, rows=edits.image_ids, columns=[float(s) for s in edits.strengths],
-                 layout="rows = items (image_id), columns = strengths; one grid per direction",
+                 layout=f"rows = items (image_id), columns = strengths; one grid per direction, under a "
+                        f"{LABEL_STRIP} px strip naming each column's strength", header_px=LABEL_STRIP,
                  directions=names, pages=pages, grids=grids_written)
     fs, path = fsspec.core.url_to_fs(f"{grids}/index.json", **dict(storage_options or {}))
     fs.pipe_file(path, json.dumps(index, indent=1).encode())

@@ -101,9 +101,12 @@ def test_render_edits_on_a_process_cluster_writes_grids_and_ws_equal_to_apply_th
     grids = summary.grids
     assert grids == f"{store}.edits/smile"
     size = edit_world[2].img_resolution
-    with Image.open(f"{grids}/sefa-0.png") as grid:  # rows = items, columns = strengths
-        assert grid.size == (3 * size, 6 * size)
     index = json.loads(open(f"{grids}/index.json").read())
+    with Image.open(f"{grids}/sefa-0.png") as grid:  # rows = items, columns = strengths, under their labels
+        assert grid.size == (3 * size, index["header_px"] + 6 * size)
+        header = np.asarray(grid.convert("L"))[:index["header_px"]]
+        inked = [(header[:, k * size:(k + 1) * size] < 128).any() for k in range(3)]
+        assert inked == [True, True, True]  # each column's strength is written over it
     assert index["rows"] == run.image_ids and index["columns"] == strengths
     again = render_edits(store, config, on_cluster)
     assert again.batches_rendered == 0  # everything was done: the rerun only re-assembles

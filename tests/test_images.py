@@ -7,7 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from ganinv.utils.images import from_pil, make_image_grid, save_image_grid, to_model_input, to_pil, to_uint8
+from ganinv.utils.images import (from_pil, make_image_grid, save_image_grid, strength_label, to_model_input, to_pil,
+                                 to_uint8, with_column_labels)
 
 
 def test_uint8_pixels_survive_from_pil_and_back():
@@ -51,3 +52,17 @@ def test_grid_places_images_row_major(tmp_path, n, nrow, size):
 def test_grid_rejects_images_without_three_channels():
     with pytest.raises(AssertionError, match=r"\[N, 3, H, W\]"):
         make_image_grid(torch.zeros(2, 1, 4, 4))
+
+
+def test_column_labels_sit_over_their_columns_and_leave_the_grid_as_it_was():
+    grid = Image.fromarray(np.random.default_rng(0).integers(0, 255, (32, 96, 3), dtype=np.uint8))
+    labels = [strength_label(s) for s in (-3.0, 0.0, 1.5)]
+    assert labels == ["-3", "0", "+1.5"]
+    out = with_column_labels(grid, labels, height=14)
+    assert out.size == (96, 46) and np.array_equal(np.asarray(out)[14:], np.asarray(grid))
+    ink = np.asarray(out.convert("L"))[:14] < 128
+    for k in range(3):  # each label inked within its own column, centred: none in the column's outer quarters
+        column = ink[:, 32 * k:32 * (k + 1)]
+        assert column.any() and not column[:, :4].any() and not column[:, -4:].any()
+    with pytest.raises(ValueError, match="one label per equal column"):
+        with_column_labels(grid, ["a", "b", "c", "d", "e"])

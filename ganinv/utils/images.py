@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
@@ -55,3 +55,23 @@ def save_image_grid(images: torch.Tensor, path: str | os.PathLike, nrow: int | N
     path = Path(path)
     make_image_grid(images, nrow).save(path)
     return path
+
+
+def with_column_labels(grid: Image.Image, labels: list[str], *, height: int = 14) -> Image.Image:
+    """`grid` under a white strip `height` px tall that names each of its `len(labels)` equal columns, centred (an
+    edit grid's strengths); PIL's built-in font, so nothing is read from disk."""
+    if not labels or grid.width % len(labels):
+        raise ValueError(f"{len(labels)} labels for a grid {grid.width} px wide: give one label per equal column")
+    out = Image.new("RGB", (grid.width, grid.height + height), "white")
+    out.paste(grid.convert("RGB"), (0, height))
+    draw, font, column = ImageDraw.Draw(out), ImageFont.load_default(), grid.width // len(labels)
+    for k, label in enumerate(labels):
+        left, top, right, bottom = draw.textbbox((0, 0), label, font=font)
+        draw.text((k * column + (column - (right - left)) / 2 - left, (height - (bottom - top)) / 2 - top), label,
+                  fill="black", font=font)
+    return out
+
+
+def strength_label(strength: float) -> str:
+    """An edit strength as a grid column's label: '-3', '0', '+1.5'."""
+    return f"{strength:+g}" if strength else "0"
