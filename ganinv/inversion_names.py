@@ -84,8 +84,8 @@ def parse_betas(text: str | Sequence[float]) -> tuple[float, float]:
 def with_record_defaults(inversion: Mapping[str, Any]) -> dict[str, Any]:
     """An inversion record (`InversionConfig.to_dict`, or one a store keeps) with the fields it may leave out
     filled in (`RECORD_DEFAULTS`), in the record's JSON form: how two records, or a record and flags, compare."""
-    return {**{name: list(value) if isinstance(value, tuple) else value for name, value in RECORD_DEFAULTS.items()},
-            **{name: list(value) if isinstance(value, tuple) else value for name, value in inversion.items()}}
+    return {name: list(value) if isinstance(value, tuple) else value
+            for name, value in {**RECORD_DEFAULTS, **inversion}.items()}
 
 
 def canonical_loss_spec(spec: str | Sequence[str]) -> str:

@@ -113,13 +113,13 @@ class GANTrainConfig:
                     channel_max=self.d_channel_max, conv_clamp=self.conv_clamp)
 
 
-# What a resumed chunk may change: the fields declared `resumable`. Any other difference from the checkpoint is refused.
 def lazy_ratio(interval: int) -> float:
     """Lazy regularisation's correction (StyleGAN2, appendix B): a regulariser run every `interval` minibatches
     scales Adam's learning rate and betas by interval / (interval + 1)."""
     return interval / (interval + 1)
 
 
+# What a resumed chunk may change: the fields declared `resumable`. Any other difference from the checkpoint is refused.
 RESUMABLE_FIELDS = frozenset(f.name for f in dataclasses.fields(GANTrainConfig) if f.metadata.get("resumable"))
 
 
