@@ -6,9 +6,16 @@ attribute classifier, and what editing along them does.
 (`eyeglasses|blond_hair`, `blond_hair|eyeglasses`) and smiling conditioned on every other binary attribute; each
 direction's `scale` is the std of the samples' projection on it, so strengths are in sigmas; 3. on `--num-eval`
 fresh items (`--items-psi`, default 1) and on `--num-inverted` held-out faces (world seed 1, never seen by the GAN) inverted with the
-encoder + `--steps` W+ steps (mse), edit at each strength and measure flip rate of the target, change of every
-other attribute (interference) and pixel change; 4. write the raw rows as JSON; `--tables RAW.json` turns them
-into the markdown tables of BENCHMARKS.md.
+encoder + `--steps` W+ steps (`--loss`, default mse; `--start`: `hybrid`, the default, is `HYBRID_CONFIG`,
+`encoder-start` the hybrid preset `ENCODER_START_CONFIG` that `ganinv invert` and the demo use), edit at each
+strength and measure flip rate of the target, change of every other attribute (interference) and pixel change;
+4. write the raw rows as JSON; `--tables RAW.json` turns them into the markdown tables of BENCHMARKS.md.
+
+A training run (`--gan-run RUN`) is measured on its own world (its G_ema, classifier and world version's held-out
+faces); its inverted items need `--encoder` (an encoder file or encoder run folder trained for that G_ema), and a
+clf-perceptual `--loss` reads the run's classifier. Issue 15's goal 3 (inverted held-out faces, the demo's budget):
+    python -m benchmarks.edit_evaluation --faces64 --gan-run training/faces64v2 --encoder training/encoder_faces64v2 \
+        --num-inverted 500 --steps 20 --start encoder-start --loss clf-perceptual --psi 1.0 --ratios 0.02 ...
 
 Goal: flip >= 90 % with interference <= 10 % on the independent binary attributes (all but the target and its
 correlated partner), and lower partner change for the conditional boundary than for the plain one. Continuous
@@ -63,25 +70,47 @@ def demo_world(device: str) -> World:
     return World(G, attrs, attrs.names, ("a", "b"))
 
 
-def faces64_world(device: str, num_inverted: int, steps: int, batch_size: int, gan_run: Path | None = None) -> World:
-    """The embedded world: faces64 (or a training run's G_ema), its classifier, and held-out faces inverted by encoder
-    + W+ optimisation (the shipped encoder belongs to the shipped generator: none for a training run)."""
+def faces64_world(device: str, args: argparse.Namespace) -> World:
+    """The embedded world: faces64 (or a training run's G_ema), its classifier, and `args.num_inverted` held-out
+    faces of its world inverted by encoder + W+ optimisation (`inverted_items`). The shipped encoder belongs to the
+    shipped generator; a training run's items need `args.encoder`, or are left out."""
     from ganinv.generators import load_generator
-    from ganinv.inversion.hybrid import hybrid
     from ganinv.models.attributes import load_classifier
-    from ganinv.models.encoder import load_encoder
     from ganinv.training.train_gan import generator_from_checkpoint, run_world
 
+    gan_run = args.gan_run
+    version, classifier = run_world(gan_run) if gan_run else (None, "builtin")  # a run's own classifier if any
     G = generator_from_checkpoint(gan_run).to(device) if gan_run else load_generator("faces64", device)
-    C = load_classifier(run_world(gan_run)[1] if gan_run else "builtin", device)  # a run's own classifier if any
+    C = load_classifier(classifier, device)
     binary = [n for n, k in zip(C.attribute_names, C.attribute_kinds) if k == "binary"]
+    encoder = args.encoder or (None if gan_run else "faces64")
     inverted = None
-    if num_inverted and not gan_run:
-        E = load_encoder("faces64", device)
-        x = heldout_faces(num_inverted, device)  # faces the GAN never saw
-        inverted = torch.cat([hybrid(G, E, x[i:i + batch_size], num_steps=steps, loss="mse",
-                                     optimize_noise=False).ws.detach() for i in range(0, num_inverted, batch_size)])
+    if args.num_inverted and encoder:
+        inverted = inverted_items(G, encoder, heldout_faces(args.num_inverted, device, version=version,
+                                                             size=G.img_resolution), args, classifier=classifier)
     return World(G, C.predict, binary, ("eyeglasses", "blond_hair"), inverted)
+
+
+def inverted_items(G: torch.nn.Module, encoder: str, faces: torch.Tensor, args: argparse.Namespace, *,
+                   classifier: str) -> torch.Tensor:
+    """The codes of `faces` (held-out: the GAN never saw them) by `encoder` (a file, built-in name or encoder run
+    folder, checked against G) + `args.steps` W+ steps from the `args.start` preset with `args.loss` (a
+    clf-perceptual term on the world's `classifier`), the generator's constant noise; each image seeded by its
+    index (the codes still move with `args.batch_size` in their last bits: the kernels differ by batch)."""
+    from benchmarks.encoder_any_generator import world_loss
+    from ganinv.inversion.hybrid import ENCODER_START_CONFIG, HYBRID_CONFIG, hybrid
+    from ganinv.models.encoder import check_encoder_for, load_encoder
+    from ganinv.training.train_encoder import encoder_from_run
+
+    device = faces.device
+    E = encoder_from_run(encoder, device) if Path(encoder).is_dir() else load_encoder(encoder, device)
+    check_encoder_for(E, G, name=encoder)
+    config = dataclasses.replace(ENCODER_START_CONFIG if args.start == "encoder-start" else HYBRID_CONFIG,
+                                 num_steps=args.steps, loss=args.loss, optimize_noise=False)
+    loss_fn = world_loss(args.loss, classifier, device)
+    size = args.batch_size
+    return torch.cat([hybrid(G, E, faces[i:i + size], config, seed=list(range(i, i + len(faces[i:i + size]))),
+                             loss_fn=loss_fn).ws.detach() for i in range(0, len(faces), size)])
 
 
 def collect(world: World, args: argparse.Namespace) -> dict:
@@ -218,7 +247,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--demo", action="store_true", help="tiny random generator + synthetic classifier")
     parser.add_argument("--faces64", action="store_true", help="faces64, its classifier and encoder")
     parser.add_argument("--gan-run", type=Path, help="with --faces64: a train-gan run's G_ema instead of the shipped "
-                                                      "generator (no inverted items: the encoder belongs to faces64)")
+                                                      "generator (inverted items only with --encoder)")
+    parser.add_argument("--encoder", help="the encoder of the inverted items (file or encoder run folder; default: "
+                                          "faces64's for the shipped world, none for --gan-run)")
+    parser.add_argument("--start", choices=("hybrid", "encoder-start"), default="hybrid",
+                        help="the inverted items' optimisation: HYBRID_CONFIG or the hybrid preset of `ganinv invert`")
+    parser.add_argument("--loss", default="mse", help="the inverted items' loss spec (clf-perceptual: the world's "
+                                                      "classifier)")
     parser.add_argument("--items-psi", type=float, default=1.0, help="truncation of the sampled items edited")
     parser.add_argument("--strengths", type=float, nargs="+", default=list(STRENGTHS), help="in sigmas")
     parser.add_argument("--tables", type=Path, help="print the markdown tables of a raw JSON and exit")
@@ -239,8 +274,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.demo == args.faces64:
         raise SystemExit("pass exactly one of --demo, --faces64 (or --tables RAW.json)")
     start = time.perf_counter()
-    world = demo_world(args.device) if args.demo else faces64_world(args.device, args.num_inverted, args.steps,
-                                                                    args.batch_size, args.gan_run)
+    world = demo_world(args.device) if args.demo else faces64_world(args.device, args)
     raw = collect(world, args) | device_facts(torch.device(args.device))
     raw["times"]["total"] = time.perf_counter() - start
     write_json(args.out, raw, indent=None)

@@ -4,6 +4,7 @@ run's classifier as the clf-perceptual net, a new run warm-starts from the encod
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import hashlib
 import json
@@ -105,3 +106,33 @@ def test_the_optimisation_loss_measures_with_the_worlds_own_classifier(world2_ru
     assert all(torch.equal(used[k], v) for k, v in own.items())
     assert encoder_any_generator.world_loss("clf-perceptual", "builtin", torch.device("cpu")) is None
     assert encoder_any_generator.world_loss("mse", str(run / RUN_CLASSIFIER), torch.device("cpu")) is None
+
+
+def test_edit_evaluation_inverts_a_gan_runs_held_out_faces_with_its_encoder(world2_run, tmp_path):
+    """Issue 15's goal 3 on a training run: its world's held-out faces, inverted by an encoder run of its G_ema with
+    the hybrid preset and the run's classifier in the loss, are edited beside the sampled items; the codes are
+    `hybrid`'s with that preset, loss and encoder, each face seeded by its index."""
+    from benchmarks import edit_evaluation
+    from ganinv.inversion.hybrid import ENCODER_START_CONFIG, hybrid
+    from ganinv.losses import build_loss
+
+    run, _ = world2_run
+    encoder_any_generator.main(["train", "--run-dir", str(tmp_path / "enc"), "--gan-run", str(run), *CHUNK])
+    common = ["--faces64", "--gan-run", str(run), "--num-fit", "200", "--num-eval", "4", "--psi", "1.0",
+              "--ratios", "0.1", "--strengths", "-1", "1", "--num-inverted", "3", "--steps", "2",
+              "--start", "encoder-start", "--loss", "clf-perceptual+mse", "--device", "cpu"]
+    raw = edit_evaluation.main([*common, "--encoder", str(tmp_path / "enc"), "--batch-size", "2",
+                                "--out", str(tmp_path / "edit.json")])
+    assert "psi1.0_r0.1_inverted" in raw["rows"] and "psi1.0_r0.1_sampled" in raw["rows"]
+    G, E = generator_from_checkpoint(run), encoder_from_run(tmp_path / "enc")
+    faces = heldout_faces(3, version=2, size=G.img_resolution)
+    config = dataclasses.replace(ENCODER_START_CONFIG, num_steps=2, loss="clf-perceptual+mse", optimize_noise=False)
+    loss_fn = build_loss("clf-perceptual+mse", classifier=str(run / RUN_CLASSIFIER))
+    alone = torch.cat([hybrid(G, E, faces[i:i + 2], config, seed=[i, i + 1][:len(faces[i:i + 2])],
+                              loss_fn=loss_fn).ws for i in (0, 2)])  # the benchmark's batches of 2
+    world = edit_evaluation.faces64_world("cpu", argparse.Namespace(
+        gan_run=run, encoder=str(tmp_path / "enc"), num_inverted=3, steps=2, start="encoder-start",
+        loss="clf-perceptual+mse", batch_size=2))
+    torch.testing.assert_close(world.inverted, alone, rtol=0, atol=1e-5)
+    without = edit_evaluation.main([*common, "--out", str(tmp_path / "plain.json")])  # no encoder: sampled only
+    assert not any(key.endswith("_inverted") for key in without["rows"])
