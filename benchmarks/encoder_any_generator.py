@@ -49,7 +49,7 @@ from benchmarks.common import (  # noqa: E402
 )
 from benchmarks.inversion_quality import perceptual_metric, run_batched, summarize  # noqa: E402
 from ganinv.datasets.procedural_faces import world  # noqa: E402
-from ganinv.generators import load_generator, save_generator  # noqa: E402
+from ganinv.generators import generator_identity, load_generator, save_generator  # noqa: E402
 from ganinv.inversion import (  # noqa: E402
     ENCODER_START_CONFIG, InversionConfig, build_problem, continued_config, encode, hybrid, invert, refine,
 )
@@ -68,6 +68,8 @@ ENCODER_IMAGES_SEED = 2  # the encoder's images: world seed 2, neither the GAN's
 def train_chunk(args: argparse.Namespace) -> dict:
     """One chunk of an encoder run; with --out, the files to commit (checkpoint, log, run.json) copied flat."""
     start = time.time()
+    if args.follow_gan:
+        args.init_from = follow_gan(args.run_dir, args.gan_run) or args.init_from
     weights = {k: v for k, v in dict(pixel_weight=args.pixel_weight, perceptual_weight=args.perceptual_weight,
                                      latent_weight=args.latent_weight).items() if v is not None}
     trainer = train_encoder(args.run_dir, generator=args.generator, gan_run=args.gan_run, minutes=args.minutes,
@@ -81,6 +83,30 @@ def train_chunk(args: argparse.Namespace) -> dict:
     if args.out:
         print("exported", [f.name for f in export_run(args.run_dir, args.out)], flush=True)
     return summary
+
+
+def follow_gan(run_dir: str | Path, gan_run: str | Path | None) -> str | None:
+    """When the encoder run `run_dir` belongs to an older G_ema than `gan_run`'s (the GAN moved on since), move it
+    aside to `<run_dir>_prev` (replacing an earlier one) and return that path, for a new run to warm-start from;
+    None when there is no run yet or it belongs to this G_ema (it resumes)."""
+    import shutil
+
+    from ganinv.training.train_gan import generator_from_checkpoint
+
+    if gan_run is None:
+        raise SystemExit("--follow-gan follows a GAN run: give --gan-run")
+    run_dir = Path(run_dir)
+    if not (run_dir / "checkpoint" / "checkpoint.json").exists():
+        return None
+    if load_checkpoint_entry(run_dir / "checkpoint", "generator_identity") == \
+            generator_identity(generator_from_checkpoint(gan_run)):
+        return None
+    previous = run_dir.with_name(run_dir.name + "_prev")
+    shutil.rmtree(previous, ignore_errors=True)
+    run_dir.rename(previous)
+    print(f"{run_dir} belongs to an earlier G_ema of {gan_run}: a new run warm-starts from it ({previous})",
+          flush=True)
+    return str(previous)
 
 
 def export_encoder(args: argparse.Namespace) -> dict:
@@ -274,6 +300,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     t.add_argument("--init-from", default=None, help="warm start (new run only): an encoder file or encoder run "
                    "folder of a generator of the same architecture, e.g. an earlier checkpoint of the same GAN run")
     t.add_argument("--images", default=None, help="the user's images (e.g. procedural:10000:2); none: generator only")
+    t.add_argument("--follow-gan", action="store_true", help="with --gan-run: a run of an earlier G_ema is moved to "
+                   "RUN_prev and a new run warm-starts from it (what gpu/chunk.sh's ENC does each GAN chunk)")
     t.add_argument("--minutes", type=float, default=8.0)
     t.add_argument("--steps", type=int, default=None, help="schedule length (new run only)")
     t.add_argument("--batch-size", type=int, default=None, help="(new run only)")

@@ -61,26 +61,29 @@ EVALUATIONS = ("quality", "sep", "edit")  # gpu/chunk.sh's <kind>_<kimg>kimg.jso
 
 
 def install_chunk(files_at: str | Path, run_dir: str | Path, *, results: str | Path = "benchmarks/results",
-                  settings: str = "") -> str:
-    """Install what one gpu/chunk.sh call returned (`files_at`: run.tar.*, chunk.log, <kind>_<kimg>kimg.json):
-    `run_dir`'s checkpoint, log and config replaced by the chunk's (its other files, e.g. the classifier and
-    chunks.md, stay as committed), the evaluations copied to `results`, and a row appended to `run_dir/chunks.md`
-    (returned). A FileNotFoundError names what is missing before anything is replaced."""
+                  settings: str = "", encoder_run: str | Path | None = None) -> str:
+    """Install what one gpu/chunk.sh call returned (`files_at`: run.tar.*, chunk.log, <kind>_<kimg>kimg.json, and
+    with ENC enc.tar.*): `run_dir`'s checkpoint, log and config replaced by the chunk's (its other files, e.g. the
+    classifier and chunks.md, stay as committed), the encoder run trained beside it into `encoder_run` (required
+    when enc.tar.* came back), the evaluations copied to `results`, and a row appended to `run_dir/chunks.md`
+    (returned). A FileNotFoundError / ValueError names what is missing before anything is replaced."""
     files_at, run_dir = Path(files_at), Path(run_dir)
-    parts = sorted(files_at.glob("run.tar.*"))
-    if not parts:
+    if not sorted(files_at.glob("run.tar.*")):
         raise FileNotFoundError(f"{files_at} holds no run.tar.* parts: the chunk returned no state (read its chunk.log)")
+    if sorted(files_at.glob("enc.tar.*")) and encoder_run is None:
+        raise ValueError(f"{files_at} holds an encoder run (enc.tar.*): pass --encoder-run (e.g. "
+                         "training/encoder_faces64v2) to install it with the GAN's state")
     with tempfile.TemporaryDirectory() as tmp:
-        tar = Path(tmp) / "run.tar"
-        with tar.open("wb") as joined:
-            for part in parts:
-                joined.write(part.read_bytes())
-        staged = Path(tmp) / "run"
-        with tarfile.open(tar) as archive:
-            archive.extractall(staged, filter="data")
+        staged = _untar_parts(files_at, "run", Path(tmp))
         if not (staged / "checkpoint" / "checkpoint.json").exists():
             raise FileNotFoundError(f"{files_at}'s run.tar.* hold no checkpoint/checkpoint.json")
+        encoder = _untar_parts(files_at, "enc", Path(tmp)) if encoder_run is not None else None
+        if encoder is not None and not (encoder / "checkpoint-checkpoint.json").exists():
+            raise FileNotFoundError(f"{files_at} holds no encoder run (enc.tar.* with checkpoint-checkpoint.json): "
+                                    "was the chunk run with ENC? (read its chunk.log)")
         install_run_folder(staged, run_dir, files=RUN_FILES)
+        if encoder is not None:
+            install_run(encoder, encoder_run)
     log = (files_at / "chunk.log").read_text(errors="replace") if (files_at / "chunk.log").exists() else ""
     kimg = round(int(load_checkpoint_entry(run_dir / "checkpoint", "images_seen")) / 1000)
     copied = {}
@@ -93,6 +96,20 @@ def install_chunk(files_at: str | Path, run_dir: str | Path, *, results: str | P
     with (run_dir / "chunks.md").open("a") as f:
         f.write(row + "\n")
     return row
+
+
+def _untar_parts(files_at: Path, name: str, tmp: Path) -> Path:
+    """`files_at/<name>.tar.*` joined and unpacked into `tmp/<name>` (returned; empty when there are no parts)."""
+    joined, staged = tmp / f"{name}.tar", tmp / name
+    staged.mkdir()
+    parts = sorted(files_at.glob(f"{name}.tar.*"))
+    if parts:
+        with joined.open("wb") as out:
+            for part in parts:
+                out.write(part.read_bytes())
+        with tarfile.open(joined) as archive:
+            archive.extractall(staged, filter="data")
+    return staged
 
 
 def _chunk_row(run_dir: Path, log: str, kimg: int, evaluations: dict[str, Any], settings: str) -> str:
@@ -126,9 +143,15 @@ def main() -> None:
     parser.add_argument("--install-chunk", type=Path, metavar="FILES_AT", help="install what gpu/chunk.sh returned "
                         "(run.tar.*, chunk.log, evaluations) into --run-dir, benchmarks/results and chunks.md; exit")
     parser.add_argument("--settings", default="", help="with --install-chunk: the chunk's SET, for chunks.md")
+    parser.add_argument("--encoder-run", type=Path, help="with --install-chunk: where the encoder run trained beside "
+                        "the GAN (gpu/chunk.sh's ENC, enc.tar.*) goes, e.g. training/encoder_faces64v2")
     args = parser.parse_args()
     if args.install_chunk:
-        print(install_chunk(args.install_chunk, args.run_dir, settings=args.settings))
+        try:
+            print(install_chunk(args.install_chunk, args.run_dir, settings=args.settings,
+                                encoder_run=args.encoder_run))
+        except (FileNotFoundError, ValueError) as err:
+            raise SystemExit(str(err)) from None
         return
     if args.install:
         install_run(args.install, args.run_dir, files=RUN_FILES)

@@ -14,8 +14,15 @@
 # EVAL    1: FD-clf and rates (faces64_quality, n 10k) and linear separability (n 20k) after training
 # EDIT    1: the InterFaceGAN edit evaluation (psi 1, ratio 0.02, NFIT fits, 500 items)
 # DEVICE  cuda (default) or cpu, COMPILE 1 (default) or 0: a CPU rehearsal is DEVICE=cpu COMPILE=0 EVAL=0
+# ENC     an encoder run folder (e.g. training/encoder_faces64v2) trained on the same GPU beside the GAN, for the
+#         G_ema the chunk starts from (`encoder_any_generator train --follow-gan`: a run of an earlier G_ema is
+#         warm-started from); needs STOP, allows EVAL=1 but not EDIT=1 (8 files come back at most).
+#         ENC_IMAGES (default procedural:30000:2:v2) and ENC_ARGS (more train flags, e.g. a rehearsal's
+#         "--batch-size 4 --steps 4") pass through. Its output goes to chunk.log with the prefix [encoder].
 #
-# $OUT gets at most 8 files: run.tar.* (the whole run folder, 15 MB parts), samples.png, chunk.log and the JSONs.
+# $OUT gets at most 8 files: run.tar.* (the whole run folder, 15 MB parts), samples.png, chunk.log, the JSONs and
+# with ENC enc.tar.* (the encoder run's files to commit). Install both with
+# `benchmarks.train_chunk --install-chunk FILES_AT --run-dir RUN [--encoder-run ENC]`.
 set -euo pipefail
 : "${OUT:?set by the device tool}"
 RUN=${RUN:-training/faces64v2}
@@ -33,12 +40,27 @@ if [[ -n "${CLASSIFIER_WORLD:-}" && ! -f "$RUN/classifier.safetensors" ]]; then
     python3 gpu/classifier.py "$RUN/classifier.safetensors" "$CLASSIFIER_WORLD" "$DEVICE" ${CLASSIFIER_SET:-}
 fi
 
+enc_pid=
+if [[ -n "${ENC:-}" ]]; then
+    [[ -n "${STOP:-}" && "${EDIT:-0}" != 1 ]] || { echo "ENC needs STOP and EDIT=0 (at most 8 files come back)"; exit 2; }
+    # it trains until ~45 s before STOP (whole intervals that fit), leaving the GAN's export and the tar time
+    minutes=$(python3 -c "print(max(0.5, ($started + $STOP - 45 - $(date +%s)) / 60))")
+    python3 -m benchmarks.encoder_any_generator train --run-dir "$ENC" --gan-run "$RUN" --follow-gan \
+        --images "${ENC_IMAGES:-procedural:30000:2:v2}" --minutes "$minutes" --device "$DEVICE" ${ENC_ARGS:-} \
+        --out /tmp/enc_export 2>&1 | sed -u 's/^/[encoder] /' &
+    enc_pid=$!
+fi
+
 settings=()
 for item in ${SET:-}; do settings+=(--set "$item"); done
 python3 -m benchmarks.train_chunk --run-dir "$RUN" "${length[@]}" "${compile[@]}" ${BATCH:+--batch-size "$BATCH"} \
     "${settings[@]}" --out /tmp/chunk_export
 cp /tmp/chunk_export/samples.png "$OUT/samples.png"
 tar cf - -C "$RUN" . | split -b 15M - "$OUT/run.tar."  # the state comes back first: evaluations may run out of time
+if [[ -n "$enc_pid" ]]; then
+    wait "$enc_pid" || echo "[encoder] training failed: the GAN's state came back without it"
+    [[ -d /tmp/enc_export ]] && tar cf - -C /tmp/enc_export . | split -b 15M - "$OUT/enc.tar."
+fi
 kimg=$(python3 -c "from ganinv.training.checkpoint import load_checkpoint_entry as e
 print(round(int(e('$RUN/checkpoint', 'images_seen')) / 1000))")
 

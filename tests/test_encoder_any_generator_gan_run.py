@@ -136,3 +136,21 @@ def test_edit_evaluation_inverts_a_gan_runs_held_out_faces_with_its_encoder(worl
     torch.testing.assert_close(world.inverted, alone, rtol=0, atol=1e-5)
     without = edit_evaluation.main([*common, "--out", str(tmp_path / "plain.json")])  # no encoder: sampled only
     assert not any(key.endswith("_inverted") for key in without["rows"])
+
+
+def test_follow_gan_warm_starts_a_new_run_only_when_the_gan_moved_on(world2_run, tmp_path):
+    """gpu/chunk.sh's ENC trains `--follow-gan` every chunk: the run of this G_ema resumes; once the GAN moved on,
+    it is moved to RUN_prev and a new run warm-starts from it."""
+    run, trainer = world2_run
+    follow = ["train", "--run-dir", str(tmp_path / "enc"), "--gan-run", str(run), "--follow-gan", *CHUNK]
+    assert encoder_any_generator.main(follow)["init_from"] is None  # a new run
+    assert encoder_any_generator.follow_gan(tmp_path / "enc", run) is None  # the same G_ema: it resumes
+    assert not (tmp_path / "enc_prev").exists()
+    before = load_checkpoint(tmp_path / "enc" / "checkpoint")["generator_identity"]
+    trainer.train_step()
+    trainer.save()
+    summary = encoder_any_generator.main(follow)
+    assert summary["init_from"] == str(tmp_path / "enc_prev") and summary["step"] == 2
+    state = load_checkpoint(tmp_path / "enc" / "checkpoint")
+    assert state["config"]["init_from_generator"] == before != state["generator_identity"]
+    assert load_checkpoint(tmp_path / "enc_prev" / "checkpoint")["generator_identity"] == before

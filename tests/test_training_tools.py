@@ -166,3 +166,33 @@ def test_what_a_chunk_call_returns_installs_with_its_evaluations_and_a_history_r
     with pytest.raises(FileNotFoundError, match="no run.tar"):
         install_chunk(tmp_path / "results", repo_run)
 
+
+
+def test_an_encoder_run_trained_beside_the_gan_installs_with_it(tmp_path):
+    """gpu/chunk.sh's ENC: the encoder run's exported files come back tarred (enc.tar.*) beside run.tar.*; they go
+    into the encoder run folder given, and are not silently left behind when none is given."""
+    device = GANTrainer(TINY, tmp_path / "device_run", device="cpu", images=blob_images())
+    device.train_step()
+    device.save()
+    encoder_export = tmp_path / "enc_export"  # what `encoder_any_generator train --out` leaves: flat files
+    encoder_export.mkdir()
+    (encoder_export / "checkpoint-checkpoint.json").write_text('{"shards": [], "state": {}}')
+    (encoder_export / "checkpoint-tensors-000.safetensors").write_bytes(b"encoder weights")
+    (encoder_export / "run.json").write_text('{"steps": 500}')
+    files_at = tmp_path / "files_at"
+    files_at.mkdir()
+    for name, folder in (("run", tmp_path / "device_run"), ("enc", encoder_export)):
+        with tarfile.open(tmp_path / f"{name}.tar", "w") as archive:
+            archive.add(folder, arcname=".")
+        (files_at / f"{name}.tar.aa").write_bytes((tmp_path / f"{name}.tar").read_bytes())
+    repo_run = tmp_path / "repo" / "faces64v2"
+    with pytest.raises(ValueError, match="pass --encoder-run"):
+        install_chunk(files_at, repo_run, results=tmp_path / "results")
+    assert not repo_run.exists()  # refused before anything was replaced
+    install_chunk(files_at, repo_run, results=tmp_path / "results", encoder_run=tmp_path / "repo" / "enc")
+    assert (tmp_path / "repo" / "enc" / "checkpoint" / "tensors-000.safetensors").read_bytes() == b"encoder weights"
+    assert json.loads((tmp_path / "repo" / "enc" / "run.json").read_text()) == {"steps": 500}
+    assert GANTrainer(TINY, repo_run, device="cpu", images=blob_images()).step == 1
+    (files_at / "enc.tar.aa").unlink()
+    with pytest.raises(FileNotFoundError, match="was the chunk run with ENC"):
+        install_chunk(files_at, repo_run, results=tmp_path / "results", encoder_run=tmp_path / "repo" / "enc")
