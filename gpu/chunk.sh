@@ -58,8 +58,12 @@ python3 -m benchmarks.train_chunk --run-dir "$RUN" "${length[@]}" "${compile[@]}
 cp /tmp/chunk_export/samples.png "$OUT/samples.png"
 tar cf - -C "$RUN" . | split -b 15M - "$OUT/run.tar."  # the state comes back first: evaluations may run out of time
 if [[ -n "$enc_pid" ]]; then
-    wait "$enc_pid" || echo "[encoder] training failed: the GAN's state came back without it"
-    [[ -d /tmp/enc_export ]] && tar cf - -C /tmp/enc_export . | split -b 15M - "$OUT/enc.tar."
+    wait "$enc_pid" || true  # its own lines in chunk.log say how it ended
+    if [[ -d /tmp/enc_export ]]; then
+        tar cf - -C /tmp/enc_export . | split -b 15M - "$OUT/enc.tar."
+    else
+        echo "[encoder] exported nothing: the GAN's state came back without an encoder run"
+    fi
 fi
 kimg=$(python3 -c "from ganinv.training.checkpoint import load_checkpoint_entry as e
 print(round(int(e('$RUN/checkpoint', 'images_seen')) / 1000))")
