@@ -5,6 +5,7 @@ server; one hybrid + refined run through the CLI on real Prefect and Dask, edite
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -121,8 +122,9 @@ def test_hybrid_refined_run_stores_deltas_and_ood_scores_edits_through_the_delta
         render_edits(url, RenderEditsConfig(directions=("sefa-0",), strengths=(-1.0, 0.0, 1.0), run=run,
                                             untuned=untuned, batch_size=5), on)
     tuned, untuned = (np.asarray(Image.open(f"{url}.edits/{run}/sefa-0.png")) for run in ("tuned", "untuned"))
+    header = json.loads(Path(f"{url}.edits/tuned/index.json").read_text())["header_px"]  # the strengths' labels
     middle = slice(16, 32)  # the strength-0 column
-    rows = lambda grid: grid[:, middle].reshape(5, 16, 16, 3)  # noqa: E731
+    rows = lambda grid: grid[header:, middle].reshape(5, 16, 16, 3)  # noqa: E731
     assert np.abs(rows(tuned).astype(int) - store.thumbnails()).max() <= 1
     assert np.abs(rows(untuned).astype(int) - refinements.read_pivot_thumbnails(store)).max() <= 1
     assert not np.array_equal(tuned, untuned)

@@ -5,6 +5,7 @@ edits and the report, on real Prefect and Dask; edits' named layer ranges follow
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -63,7 +64,8 @@ def test_official_stylegan3_pickle_loads_inverts_edits_and_reports_through_the_c
     delta = np.asarray(run.to_xarray()["delta"].values)[0]
     assert tuple(np.flatnonzero(np.abs(delta).sum(axis=1))) == edit.layer_ranges(G.num_ws, G.ws_resolutions)["coarse"]
     grid = np.asarray(Image.open(f"{store}.edits/coarse/sefa-0.png"))
-    assert grid.shape == (4 * 32, 3 * 32, 3)
+    header = json.loads(Path(f"{store}.edits/coarse/index.json").read_text())["header_px"]  # the strengths' labels
+    assert grid.shape == (header + 4 * 32, 3 * 32, 3)
     result = runner.invoke(app, ["report", store, "--reports-root", str(tmp_path / "reports"), "--run", "sg3",
                                  "--no-fid"])
     assert result.exit_code in (0, 1), result.output  # 1 only for regressions, and this is the first run
