@@ -97,14 +97,11 @@ def inverted_items(G: torch.nn.Module, encoder: str, faces: torch.Tensor, args: 
     folder, checked against G) + `args.steps` W+ steps from the `args.start` preset with `args.loss` (a
     clf-perceptual term on the world's `classifier`), the generator's constant noise; each image seeded by its
     index (the codes still move with `args.batch_size` in their last bits: the kernels differ by batch)."""
-    from benchmarks.encoder_any_generator import world_loss
+    from benchmarks.encoder_any_generator import encoder_of, world_loss
     from ganinv.inversion.hybrid import ENCODER_START_CONFIG, HYBRID_CONFIG, hybrid
-    from ganinv.models.encoder import check_encoder_for, load_encoder
-    from ganinv.training.train_encoder import encoder_from_run
 
     device = faces.device
-    E = encoder_from_run(encoder, device) if Path(encoder).is_dir() else load_encoder(encoder, device)
-    check_encoder_for(E, G, name=encoder)
+    E = encoder_of(encoder, G, device)
     config = dataclasses.replace(ENCODER_START_CONFIG if args.start == "encoder-start" else HYBRID_CONFIG,
                                  num_steps=args.steps, loss=args.loss, optimize_noise=False)
     loss_fn = world_loss(args.loss, classifier, device)

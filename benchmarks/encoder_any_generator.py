@@ -125,14 +125,19 @@ def load_named_encoder(spec: str, G: torch.nn.Module, device: torch.device) -> t
     name, _, path = spec.partition("=")
     if not path:
         raise SystemExit(f"--encoder {spec!r}: expected NAME=PATH (an encoder .safetensors file or a run folder)")
+    E = encoder_of(path, G, device)  # refuses an encoder of another generator before any timing starts
+    facts = {}
     if Path(path).is_dir():
-        E = encoder_from_run(path, device)
         facts = {k: load_checkpoint_entry(Path(path) / "checkpoint", k) for k in ("step", "train_seconds")}
         facts["train_minutes"] = round(facts.pop("train_seconds") / 60, 2)
-    else:
-        E, facts = load_encoder(path, device), {}
-    check_encoder_for(E, G, name=path)  # refuses an encoder of another generator before any timing starts
     return name, E, dict(facts, path=path, parameters=sum(p.numel() for p in E.parameters()))
+
+
+def encoder_of(path: str, G: torch.nn.Module, device: torch.device | str) -> torch.nn.Module:
+    """The encoder at `path` (an encoder file, built-in name or encoder run folder), checked against G."""
+    E = encoder_from_run(path, device) if Path(path).is_dir() else load_encoder(path, device)
+    check_encoder_for(E, G, name=path)
+    return E
 
 
 def methods(G, encoders: dict, args: argparse.Namespace) -> list[tuple[str, str, int, object]]:
