@@ -19,6 +19,9 @@
 #         warm-started from); needs STOP, allows EVAL=1 but not EDIT=1 (8 files come back at most).
 #         ENC_IMAGES (default procedural:30000:2:v2) and ENC_ARGS (more train flags, e.g. a rehearsal's
 #         "--batch-size 4 --steps 4") pass through. Its output goes to chunk.log with the prefix [encoder].
+#         Measured beside world 2's GAN (chunk 7, H100): the GAN fell from ~4,100 to ~3,000 img/s and trained 772
+#         kimg instead of ~1,750, the encoder ran at ~1,500 img/s; encoder chunks of world 2 now run alone.
+# The call carries 64 MiB at most: `bash gpu/travel.sh leave PATH...` first (training/README.md says which).
 #
 # $OUT gets at most 8 files: run.tar.* (the whole run folder, 15 MB parts), samples.png, chunk.log, the JSONs and
 # with ENC enc.tar.* (the encoder run's files to commit). Install both with
