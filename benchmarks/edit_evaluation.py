@@ -79,7 +79,10 @@ def faces64_world(device: str, args: argparse.Namespace) -> World:
     from ganinv.training.train_gan import generator_from_checkpoint, run_world
 
     gan_run = args.gan_run
-    version, classifier = run_world(gan_run) if gan_run else (None, "builtin")  # a run's own classifier if any
+    if args.classifier and not gan_run:
+        raise SystemExit("--classifier judges a --gan-run's images; the shipped world has its own")
+    # a run's own classifier if any, or --classifier (of the run's world)
+    version, classifier = run_world(gan_run, args.classifier) if gan_run else (None, "builtin")
     G = generator_from_checkpoint(gan_run).to(device) if gan_run else load_generator("faces64", device)
     C = load_classifier(classifier, device)
     binary = [n for n, k in zip(C.attribute_names, C.attribute_kinds) if k == "binary"]
@@ -245,6 +248,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--faces64", action="store_true", help="faces64, its classifier and encoder")
     parser.add_argument("--gan-run", type=Path, help="with --faces64: a train-gan run's G_ema instead of the shipped "
                                                       "generator (inverted items only with --encoder)")
+    parser.add_argument("--classifier", help="with --gan-run: another classifier file of the run's world as the judge "
+                                             "(the fit's scores, the flips, the inverted items' clf-perceptual loss)")
     parser.add_argument("--encoder", help="the encoder of the inverted items (file or encoder run folder; default: "
                                           "faces64's for the shipped world, none for --gan-run)")
     parser.add_argument("--start", choices=("hybrid", "encoder-start"), default="hybrid",

@@ -94,17 +94,20 @@ def main(argv=None) -> dict:
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--gan-run", default=None, help="a train-gan run folder: its G_ema instead of the shipped faces64, "
                    "measured on its world (its data's version, its folder's classifier.safetensors if any)")
+    p.add_argument("--classifier", default=None, help="with --gan-run: another classifier file of the run's world")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out")
     args = p.parse_args(argv)
     t0 = time.time()
     device = torch.device(args.device)
     version, classifier = None, "builtin"
+    if args.classifier and not args.gan_run:
+        p.error("--classifier measures a --gan-run; the shipped world has its own")
     if args.gan_run:
         from ganinv.training.train_gan import generator_from_checkpoint, run_world
 
         G, E = generator_from_checkpoint(args.gan_run).to(device).eval(), None
-        version, classifier = run_world(args.gan_run)  # the run's world and, when it has one, its classifier
+        version, classifier = run_world(args.gan_run, args.classifier)  # the run's world, its (or this) classifier
     else:
         G, E = load_generator("faces64", device=device), load_encoder("faces64", device=device)
     clf = load_classifier(classifier, device=device)

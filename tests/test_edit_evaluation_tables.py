@@ -31,3 +31,15 @@ def test_continuous_rows_report_the_shift_per_unit_strength():
     rows = [row("interfacegan-x", "x", s, float("nan"), delta=0.25 * s) for s in (-2, -1, 1, 2)]
     (only,) = continuous_rows(rows, BINARY)
     assert abs(only["shift_per_unit"] - 0.25) < 1e-12 and only["max_other_shift_at_1"] == "0.010 (y)"
+
+
+def test_another_judge_needs_a_gan_run(capsys):
+    import pytest
+
+    from benchmarks import edit_evaluation, faces64_quality
+
+    with pytest.raises(SystemExit, match="--classifier judges a --gan-run"):
+        edit_evaluation.main(["--faces64", "--classifier", "x.safetensors", "--num-fit", "10"])
+    with pytest.raises(SystemExit):
+        faces64_quality.main(["--classifier", "x.safetensors", "--n", "4"])
+    assert "--classifier measures a --gan-run" in capsys.readouterr().err

@@ -135,6 +135,21 @@ def test_a_run_is_measured_on_its_own_world_and_classifier(tmp_path):
     assert run_world(run) == (None, str(run / RUN_CLASSIFIER))
 
 
+def test_another_judge_of_a_run_must_record_the_runs_world(tmp_path):
+    import dataclasses
+
+    from ganinv.models.attributes import AttributeClassifier, ClassifierConfig, builtin_path, save_classifier
+    from ganinv.training.train_gan import run_world
+
+    run = tmp_path / "run"
+    GANTrainer(dataclasses.replace(TINY, data="procedural:8:0:v2"), run, device="cpu", images=blob_images()).save()
+    judge = tmp_path / "judge.safetensors"
+    save_classifier(AttributeClassifier(ClassifierConfig.from_world()), judge, metrics={"world_version": 2})
+    assert run_world(run, judge) == (2, str(judge))
+    with pytest.raises(ValueError, match=r"trained on world 1; the run .* learnt world 2"):
+        run_world(run, builtin_path())  # the shipped classifier records no world: world 1
+
+
 def test_what_a_chunk_call_returns_installs_with_its_evaluations_and_a_history_row(tmp_path):
     device = GANTrainer(TINY, tmp_path / "device_run", device="cpu", images=blob_images())
     for _ in range(2):

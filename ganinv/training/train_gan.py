@@ -29,9 +29,11 @@ import torch
 import torch.nn.functional as F
 
 from ganinv.datasets.folder import IMAGE_SUFFIXES, DecodePolicy, decode_image, is_image_name
-from ganinv.datasets.procedural_faces import parse_procedural_spec, render_batch
+from ganinv.builtin_models import recorded_world_version
+from ganinv.datasets.procedural_faces import parse_procedural_spec, render_batch, world
 from ganinv.generators.stylegan2 import Generator
 from ganinv.models.attributes import BUILTIN, load_classifier
+from ganinv.models.attributes import read_metadata as read_classifier_metadata
 from ganinv.training.checkpoint import (compact_adam_state, config_from_dict, full_adam_state, half_state_dict,
                                         load_checkpoint, load_checkpoint_entry, save_checkpoint)
 from ganinv.training.checkpoint import parse_settings as parse_config_settings
@@ -392,15 +394,23 @@ def checkpoint_config(run_dir: str | Path) -> GANTrainConfig:
 RUN_CLASSIFIER = "classifier.safetensors"  # a run folder's own attribute classifier (of its world), when it has one
 
 
-def run_world(run_dir: str | Path) -> tuple[int | None, str]:
+def run_world(run_dir: str | Path, classifier: str | Path | None = None) -> tuple[int | None, str]:
     """(world version, classifier) that measure a training run: the version of its `procedural:` data (None: the
     shipped world's, or data of another kind) and the run folder's `classifier.safetensors` when there is one, else
-    the built-in classifier (`"builtin"`)."""
+    the built-in classifier (`"builtin"`). A `classifier` file given instead (another judge of the same world) must
+    record that world in its metrics: ValueError naming both otherwise."""
     run_dir = Path(run_dir)
     data = checkpoint_config(run_dir).data
     version = parse_procedural_spec(data)[2] if data.startswith("procedural:") else None
-    classifier = run_dir / RUN_CLASSIFIER
-    return version, str(classifier) if classifier.is_file() else BUILTIN
+    if classifier is not None:
+        recorded = recorded_world_version(read_classifier_metadata(classifier)["metrics"])
+        if recorded != world(version).version:
+            raise ValueError(f"classifier {classifier} was trained on world {recorded}; the run {run_dir} learnt world "
+                             f"{world(version).version}: pass a classifier of that world (ganinv train-classifier "
+                             f"--world-version {world(version).version})")
+        return version, str(classifier)
+    own = run_dir / RUN_CLASSIFIER
+    return version, str(own) if own.is_file() else BUILTIN
 
 
 def generator_from_checkpoint(run_dir: str | Path) -> Generator:
