@@ -326,6 +326,9 @@ def test_the_checkpoint_carries_the_regulariser(tmp_path, images):
     other = dataclasses.replace(config, classifier="another")  # another classifier: a fresh probe, not this one
     b = GANTrainer(other, tmp_path, device="cpu", images=images, classifier=RegionClassifier())
     assert b.step == 2 and b.attributes.updates == 0 and not b.attributes.probe.weight.any()
+    replaced = GANTrainer(config, tmp_path, device="cpu", images=images, classifier=RegionClassifier(sharpness=5.0))
+    assert replaced.attributes.updates == 0  # the same path, other weights: another judge, a fresh probe
+    assert not torch.equal(replaced.attributes.stats["mean"], a.attributes.stats["mean"])  # the data read again
     retuned = GANTrainer(dataclasses.replace(config, probe_lr=0.001), tmp_path, device="cpu", images=images,
                          classifier=RegionClassifier())  # the probe carries on, at this chunk's learning rate
     assert retuned.attributes.updates == 2 and retuned.attributes.opt.param_groups[0]["lr"] == 0.001

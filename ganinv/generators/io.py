@@ -109,9 +109,16 @@ def canonical_json(value: Any) -> str:
 def generator_identity(G: StyleGeneratorBase) -> str:
     """sha256 (hex) over the canonical `init_kwargs` JSON and every state-dict tensor (sorted key, dtype, shape,
     bytes). Equal for equal config and weights whatever the device, mode, file format or source it came from."""
-    digest = hashlib.sha256(b"ganinv.generator.identity.v1\0")
-    digest.update(canonical_json(G.init_kwargs).encode())
-    for name, tensor in sorted(G.state_dict().items()):
+    return state_dict_identity(G.state_dict(), tag="ganinv.generator.identity.v1", config=G.init_kwargs)
+
+
+def state_dict_identity(state_dict: Mapping[str, torch.Tensor], *, tag: str, config: Any = None) -> str:
+    """sha256 (hex) of a network: `tag`, the canonical JSON of `config` (when given), then every tensor by sorted
+    key (name, dtype, shape, bytes). Equal for equal weights whatever the device or the file they came from."""
+    digest = hashlib.sha256(tag.encode() + b"\0")
+    if config is not None:
+        digest.update(canonical_json(config).encode())
+    for name, tensor in sorted(state_dict.items()):
         t = tensor.detach().to("cpu").contiguous()
         header = canonical_json([name, str(t.dtype).removeprefix("torch."), list(t.shape)])
         digest.update(b"\0" + header.encode() + b"\0")

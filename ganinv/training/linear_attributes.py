@@ -56,8 +56,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganinv.directions.interfacegan import conditional_boundary
+from ganinv.generators.io import state_dict_identity
 from ganinv.utils.images import to_model_input
 
+CLASSIFIER_IDENTITY_TAG = "ganinv.classifier.identity.v1"
 SEED_OFFSET = 0x5EED  # the regulariser's random stream is seeded from the run's seed, apart from the GAN's
 ATTR_NOISE = ("const", "random")  # GANTrainConfig.attr_noise: the noise inputs of the images C reads
 Autocast = Callable[[], contextlib.AbstractContextManager]
@@ -114,6 +116,8 @@ class LinearAttributes:
     def __init__(self, classifier: nn.Module, config: Any, *, w_dim: int, device: torch.device | str):
         self.config, self.device = config, torch.device(device)
         self.classifier = classifier.to(self.device).eval().requires_grad_(False)
+        # what a resumed run checks: a classifier file replaced at the same path is another judge
+        self.classifier_identity = state_dict_identity(classifier.state_dict(), tag=CLASSIFIER_IDENTITY_TAG)
         names, kinds = list(classifier.attribute_names), list(classifier.attribute_kinds)
         self.names = names
         self.binary = _binary_mask(classifier, self.device)
@@ -308,14 +312,18 @@ class LinearAttributes:
     # ---------------------------------------------------------------------------------------------- state
     def state(self) -> dict[str, Any]:
         """fp32 throughout (the probe is `[A, w_dim]`: kilobytes), so a resumed run continues exactly."""
-        return dict(names=self.names, classifier=self.config.classifier, probe=self.probe.state_dict(),
+        return dict(names=self.names, classifier=self.config.classifier, classifier_identity=self.classifier_identity,
+                    probe=self.probe.state_dict(),
                     opt=self.opt.state_dict(), thresholds=self.thresholds, updates=self.updates, stats=self.stats,
                     generator=self.generator.get_state(), noise_generator=self.noise_generator.get_state())
 
     def load_state(self, state: dict[str, Any] | None) -> bool:
-        """Continue from `state` when it was made with the same classifier; returns whether it did (a run that
-        switches the regulariser on, or to another classifier, starts a fresh probe)."""
+        """Continue from `state` when it was made with the same classifier (path and, where the state records them,
+        weights); returns whether it did (a run that switches the regulariser on, or to another classifier, starts
+        a fresh probe and measures the data's statistics again)."""
         if state is None or state["names"] != self.names or state["classifier"] != self.config.classifier:
+            return False
+        if state.get("classifier_identity", self.classifier_identity) != self.classifier_identity:
             return False
         self.probe.load_state_dict(state["probe"])
         self.opt.load_state_dict(state["opt"])
