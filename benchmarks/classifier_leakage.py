@@ -56,17 +56,22 @@ def within_class_sd(raw: np.ndarray, truth: np.ndarray) -> np.ndarray:
     return sd
 
 
-def counterfactual_shifts(clf: AttributeClassifier, *, n: int, seed: int, version: int | None,
-                          workers: int | None) -> list[dict]:
-    """One row per (toggled binary attribute, other attribute): how the other's raw output moves when the toggled
-    one goes 0 -> 1 on the same face."""
+def render_counterfactuals(*, n: int, seed: int, version: int | None, workers: int | None) -> dict:
+    """Faces 0..n-1 of world `seed` and, per binary attribute, their twins with it flipped (uint8 [n, H, W, 3])."""
     images, truth = world.render_batch(seed, range(n), workers=workers, version=version)
-    raw = raw_outputs(clf, images)
+    twins = {t: world.render_counterfactual_batch(seed, range(n), [t] * n, workers=workers, version=version)[0]
+             for t in BINARY}
+    return dict(images=images, truth=truth, twins=twins)
+
+
+def counterfactual_shifts(clf: AttributeClassifier, faces: dict) -> list[dict]:
+    """One row per (toggled binary attribute, other attribute) of `render_counterfactuals`' faces: how the other's raw
+    output moves when the toggled one goes 0 -> 1 on the same face."""
+    truth, raw = faces["truth"], raw_outputs(clf, faces["images"])
     unit = within_class_sd(raw, truth)
     rows = []
-    for toggled in BINARY:
+    for toggled, twins in faces["twins"].items():
         t = world.ATTRIBUTE_NAMES.index(toggled)
-        twins, _ = world.render_counterfactual_batch(seed, range(n), [toggled] * n, workers=workers, version=version)
         raw_twin = raw_outputs(clf, twins)
         sign = np.where(truth[:, t] == 0, 1.0, -1.0)[:, None]  # orient every pair as t: 0 -> 1
         delta = sign * (raw_twin - raw)
@@ -83,12 +88,11 @@ def counterfactual_shifts(clf: AttributeClassifier, *, n: int, seed: int, versio
     return rows
 
 
-def score_tails(clf: AttributeClassifier, *, n: int, seed: int, version: int | None, workers: int | None,
-                share: float) -> list[dict]:
+def score_tails(clf: AttributeClassifier, images: np.ndarray, truth: np.ndarray, *, share: float) -> list[dict]:
     """One row per ordered pair (a, b) of binary attributes: the true rate of b among the `share` lowest and highest
-    a-scores, overall, and given a's true value."""
-    images, truth = world.render_batch(seed, range(n), workers=workers, version=version)
+    a-scores of `images` (uint8 [N, H, W, 3]; true attributes [N, A]), overall, and given a's true value."""
     raw = raw_outputs(clf, images)
+    n = len(images)
     k = max(1, round(share * n))
     rows = []
     for a in BINARY:
@@ -108,6 +112,21 @@ def score_tails(clf: AttributeClassifier, *, n: int, seed: int, version: int | N
     return rows
 
 
+def measure(clf: AttributeClassifier, faces: dict, tail_images: np.ndarray, tail_truth: np.ndarray, *,
+            share: float) -> dict:
+    """{'summary', 'counterfactual_shifts', 'score_tails'} of one classifier."""
+    shifts = counterfactual_shifts(clf, faces)
+    tails = score_tails(clf, tail_images, tail_truth, share=share)
+    binary_shifts = [r for r in shifts if r["kind"] == "binary"]
+    summary = dict(
+        max_abs_mean_shift_sd=max(abs(r["mean_shift_sd"]) for r in shifts),
+        max_abs_mean_shift_sd_binary=max(abs(r["mean_shift_sd"]) for r in binary_shifts),
+        mean_abs_mean_shift_sd_binary=float(np.mean([abs(r["mean_shift_sd"]) for r in binary_shifts])),
+        max_decisions_changed=max(r["decisions_changed"] for r in binary_shifts),
+        max_abs_tail_excess=max(abs(r[k]) for r in tails for k in ("excess_low", "excess_high") if r[k] is not None))
+    return dict(summary=summary, counterfactual_shifts=shifts, score_tails=tails)
+
+
 def _world_of(classifier: str) -> int | None:
     """The world version a classifier file says it was trained on (None: unknown, the shipped world)."""
     if classifier == "builtin":
@@ -117,9 +136,11 @@ def _world_of(classifier: str) -> int | None:
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--classifier", default="builtin", help="a .safetensors classifier or 'builtin'")
+    p.add_argument("--classifier", action="append", help="a .safetensors classifier or 'builtin' (default); "
+                   "repeat it to measure several on the same rendered faces")
     p.add_argument("--world-version", type=int, default=None,
-                   help="the world to render (default: the one the classifier's record names, else the shipped one)")
+                   help="the world to render (default: the one the first classifier's record names, else the "
+                   "shipped one)")
     p.add_argument("--n", type=int, default=400, help="faces whose counterfactuals are rendered")
     p.add_argument("--seed", type=int, default=1, help="world seed of those faces (held out from training)")
     p.add_argument("--n-tail", type=int, default=20000, help="faces whose score tails are read")
@@ -131,30 +152,31 @@ def main(argv=None) -> dict:
     args = p.parse_args(argv)
     t0 = time.time()
     device = torch.device(args.device)
-    version = args.world_version if args.world_version is not None else _world_of(args.classifier)
-    clf = load_classifier(args.classifier, device=device)
-    shifts = counterfactual_shifts(clf, n=args.n, seed=args.seed, version=version, workers=args.workers)
-    tails = score_tails(clf, n=args.n_tail, seed=args.tail_seed, version=version, workers=args.workers,
-                        share=args.tail_share)
-    binary_shifts = [r for r in shifts if r["kind"] == "binary"]
-    result = dict(
-        **device_facts(device), classifier=args.classifier, world_version=world.world(version).version,
-        n=args.n, seed=args.seed, n_tail=args.n_tail, tail_seed=args.tail_seed, tail_share=args.tail_share,
-        summary=dict(
-            max_abs_mean_shift_sd=max(abs(r["mean_shift_sd"]) for r in shifts),
-            max_abs_mean_shift_sd_binary=max(abs(r["mean_shift_sd"]) for r in binary_shifts),
-            max_decisions_changed=max(r["decisions_changed"] for r in binary_shifts),
-            max_abs_tail_excess=max(abs(r[k]) for r in tails for k in ("excess_low", "excess_high")
-                                    if r[k] is not None)),
-        counterfactual_shifts=shifts, score_tails=tails, seconds=round(time.time() - t0, 1))
-    print(markdown_table(binary_shifts, ["toggled", "attribute", "mean_shift_sd", "sd_shift_sd", "mean_shift_raw",
-                                         "sd_shift_raw", "decisions_changed"]))
-    print()
-    print(markdown_table(tails, ["score", "attribute", "rate_low", "rate_high", "rate_overall", "excess_low",
-                                 "excess_high"]))
-    print(json.dumps(result["summary"], indent=1))
-    write_json(args.out, result, indent=1)
-    return result
+    classifiers = args.classifier or ["builtin"]
+    version = args.world_version if args.world_version is not None else _world_of(classifiers[0])
+    faces = render_counterfactuals(n=args.n, seed=args.seed, version=version, workers=args.workers)
+    tail_images, tail_truth = world.render_batch(args.tail_seed, range(args.n_tail), workers=args.workers,
+                                                 version=version)
+    results = []
+    for name in classifiers:
+        result = dict(classifier=name, **measure(load_classifier(name, device=device), faces, tail_images,
+                                                 tail_truth, share=args.tail_share))
+        print(f"## {name}\n")
+        print(markdown_table([r for r in result["counterfactual_shifts"] if r["kind"] == "binary"],
+                             ["toggled", "attribute", "mean_shift_sd", "sd_shift_sd", "mean_shift_raw",
+                              "sd_shift_raw", "decisions_changed"]))
+        print()
+        print(markdown_table(result["score_tails"], ["score", "attribute", "rate_low", "rate_high", "rate_overall",
+                                                     "excess_low", "excess_high"]))
+        print()
+        results.append(result)
+    print(markdown_table([dict(classifier=r["classifier"], **r["summary"]) for r in results],
+                         ["classifier", *results[0]["summary"]]))
+    payload = dict(**device_facts(device), world_version=world.world(version).version, n=args.n, seed=args.seed,
+                   n_tail=args.n_tail, tail_seed=args.tail_seed, tail_share=args.tail_share, results=results,
+                   seconds=round(time.time() - t0, 1))
+    write_json(args.out, payload, indent=1)
+    return payload
 
 
 if __name__ == "__main__":

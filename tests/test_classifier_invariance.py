@@ -159,8 +159,10 @@ def test_leakage_benchmark_runs_tiny_and_writes_every_table(tmp_path):
 
     out = tmp_path / "leak.json"
     classifier_leakage.main(["--n", "8", "--n-tail", "200", "--workers", "1", "--out", str(out)])
-    result = json.loads(out.read_text())
-    assert {"date", "device", "command", "summary", "world_version"} <= set(result)
+    payload = json.loads(out.read_text())
+    assert {"date", "device", "command", "world_version", "results"} <= set(payload)
+    [result] = payload["results"]
+    assert result["classifier"] == "builtin" and payload["world_version"] == pf.world(None).version
     shifts, tails = result["counterfactual_shifts"], result["score_tails"]
     assert len(shifts) == len(BINARY) * (len(pf.ATTRIBUTES) - 1)
     assert all(r["toggled"] != r["attribute"] and r["sd_shift_sd"] >= 0 for r in shifts)
