@@ -4,6 +4,10 @@ Images come from `render_batch` (no disk) or from a folder written by `write_dat
 with yaw/lighting negated, +-2 px shifts, brightness/contrast/gain jitter, blur, pixel noise) is there so the
 classifier also reads GAN-generated faces, which are blurrier and noisier than the renderer's.
 
+Counterfactual invariance (`invariance_weight` > 0): training faces also come with a twin that has one binary attribute
+flipped and everything else kept, and the pair must agree on every other attribute's output (`invariance_loss`), so
+that one attribute's score does not move with another (InterFaceGAN fits on the extreme 2 % of the scores).
+
 Held-out metrics: accuracy for binary attributes (threshold 0.5), R^2 for continuous ones, on a different world seed.
 """
 
