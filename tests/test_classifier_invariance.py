@@ -8,9 +8,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from typer.testing import CliRunner
 
+from cli.app import app
 from ganinv.datasets import procedural_faces as pf
-from ganinv.models.attributes import AttributeClassifier, ClassifierConfig, load_classifier, save_classifier
+from ganinv.models.attributes import (AttributeClassifier, ClassifierConfig, load_classifier, read_metadata,
+                                      save_classifier)
 from ganinv.training.checkpoint import parse_settings
 from ganinv.training.train_classifier import (MIRROR_NEGATES, TrainClassifierConfig, _blur, _lr_at, apply_augment,
                                               augment, classifier_loss, draw_augment, invariance_loss, render_pool,
@@ -174,3 +177,17 @@ def test_leakage_benchmark_runs_tiny_and_writes_every_table(tmp_path):
         assert r["excess_high"] == pytest.approx(r["rate_high"] - r["rate_given_1"])
     assert result["summary"]["max_decisions_changed"] == max(r["decisions_changed"] for r in shifts
                                                              if r["kind"] == "binary")
+
+
+def test_train_classifier_command_takes_the_invariance_flags_and_refuses_a_bad_one(tmp_path):
+    runner = CliRunner()
+    refused = runner.invoke(app, ["train-classifier", "--out", str(tmp_path / "c.safetensors"),
+                                  "--invariance-weight", "-1"])
+    assert refused.exit_code == 2 and "invariance_weight" in refused.output and not (tmp_path / "c.safetensors").exists()
+    done = runner.invoke(app, ["train-classifier", "--out", str(tmp_path / "c.safetensors"), "--n-train", "16",
+                               "--n-eval", "8", "--steps", "2", "--batch-size", "8", "--world-version", "2",
+                               "--invariance-weight", "1.5", "--invariance-share", "0.5"])
+    assert done.exit_code == 0, done.output
+    record = read_metadata(tmp_path / "c.safetensors")["metrics"]
+    assert record["train_config"]["invariance_weight"] == 1.5 and record["train_config"]["invariance_share"] == 0.5
+    assert [step for step, _ in record["invariance_log"]] == [0]
