@@ -118,12 +118,13 @@ def measure(clf: AttributeClassifier, faces: dict, tail_images: np.ndarray, tail
     shifts = counterfactual_shifts(clf, faces)
     tails = score_tails(clf, tail_images, tail_truth, share=share)
     binary_shifts = [r for r in shifts if r["kind"] == "binary"]
+    excess = [abs(r[k]) for r in tails for k in ("excess_low", "excess_high") if r[k] is not None]
     summary = dict(
         max_abs_mean_shift_sd=max(abs(r["mean_shift_sd"]) for r in shifts),
         max_abs_mean_shift_sd_binary=max(abs(r["mean_shift_sd"]) for r in binary_shifts),
         mean_abs_mean_shift_sd_binary=float(np.mean([abs(r["mean_shift_sd"]) for r in binary_shifts])),
         max_decisions_changed=max(r["decisions_changed"] for r in binary_shifts),
-        max_abs_tail_excess=max(abs(r[k]) for r in tails for k in ("excess_low", "excess_high") if r[k] is not None))
+        max_abs_tail_excess=max(excess), mean_abs_tail_excess=float(np.mean(excess)))
     return dict(summary=summary, counterfactual_shifts=shifts, score_tails=tails)
 
 
