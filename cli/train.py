@@ -56,6 +56,11 @@ def train_classifier(
     threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu | cuda | cuda:N | auto for the optimiser "
                                          "steps (rendering stays on the CPU; default cpu)."),
+    invariance_weight: Optional[float] = typer.Option(
+        None, "--invariance-weight", help="Weight of the counterfactual-invariance term (0: off): a face and its "
+        "twin with one binary attribute flipped must agree on every other attribute."),
+    invariance_share: Optional[float] = typer.Option(None, "--invariance-share",
+                                                     help="Share of the training faces that get a twin."),
 ) -> None:
     """Train the attribute classifier of the procedural-faces world and report held-out accuracy / R^2 (defaults:
     ganinv.training.train_classifier.TrainClassifierConfig)."""
@@ -66,9 +71,14 @@ def train_classifier(
 
     device = str(resolve_device(device)) if device else None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    config = TrainClassifierConfig(**given(seed=seed, world_version=world_version, n_train=n_train, eval_seed=eval_seed, n_eval=n_eval,
-                                           steps=steps, batch_size=batch_size, dataset_dir=dataset_dir,
-                                           threads=threads, device=device))
+    try:  # refused before any face is rendered
+        config = TrainClassifierConfig(**given(seed=seed, world_version=world_version, n_train=n_train,
+                                               eval_seed=eval_seed, n_eval=n_eval, steps=steps, batch_size=batch_size,
+                                               dataset_dir=dataset_dir, threads=threads, device=device,
+                                               invariance_weight=invariance_weight,
+                                               invariance_share=invariance_share))
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from None
     record = train(config, out)
     typer.echo(json.dumps({"heldout": record["heldout"], "passes": record["passes"],
                            "train_seconds": record["train_seconds"]}, indent=1))

@@ -106,7 +106,7 @@ def world(version: int | None = None) -> WorldSpec:
 CONTINUOUS_DECIMALS = 4  # sampled values are rounded so that attributes.csv round-trips exactly
 LIGHTING_STRENGTH = 0.32  # brightness factor 1 +- 0.32 across the head at |lighting| = 1
 
-_ATTRIBUTE_STREAM, _STYLE_STREAM = 0, 1
+_ATTRIBUTE_STREAM, _STYLE_STREAM, _COUNTERFACTUAL_STREAM = 0, 1, 2
 
 
 def _rng(seed: int, index: int, stream: int) -> np.random.Generator:
@@ -553,21 +553,55 @@ def render_batch(seed: int, indices: Iterable[int], *, size: int = 64, workers: 
     `workers` > 1 renders contiguous runs of `indices` in that many spawned processes (`None`: all CPUs). Each face
     is a function of `(seed, index)` alone, so the arrays are identical for every worker count.
     """
+    return _render_jobs(seed, [int(i) for i in indices], None, size=size, workers=workers, version=version)
+
+
+def counterfactual_toggle(seed: int, index: int) -> str:
+    """The binary attribute that face `index` of world `seed` has flipped in its counterfactual twin: drawn uniformly
+    from its own stream, so the same for every world version and independent of the face's attributes and style."""
+    binary = [a.name for a in ATTRIBUTES if a.kind == "binary"]
+    return binary[int(_rng(seed, index, _COUNTERFACTUAL_STREAM).integers(len(binary)))]
+
+
+def render_counterfactual(seed: int, index: int, toggle: str, *, size: int = 64, version: int | None = None
+                          ) -> tuple[Image.Image, dict[str, int | float]]:
+    """Face `index` of world `seed` with the binary attribute `toggle` flipped and every other attribute and the
+    style kept: the exact counterfactual, a valid face even where the flip breaks a sampling correlation."""
+    if BY_NAME[toggle].kind != "binary":
+        raise ValueError(f"only a binary attribute can be toggled, got {toggle!r}")
+    attrs = sample_attributes(seed, index, version=version)
+    attrs[toggle] = 1 - int(attrs[toggle])
+    return render(attrs, size=size, style=sample_style(seed, index), version=version), attrs
+
+
+def render_counterfactual_batch(seed: int, indices: Iterable[int], toggles: Sequence[str], *, size: int = 64,
+                                workers: int | None = 1, version: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """`render_batch` of the counterfactual twins: face `indices[k]` with `toggles[k]` flipped (images uint8
+    [N, size, size, 3], attributes float32 [N, A], the twins' own). The same for every worker count."""
     indices = [int(i) for i in indices]
+    if len(toggles) != len(indices):
+        raise ValueError(f"one toggle per index: got {len(toggles)} toggles for {len(indices)} indices")
+    return _render_jobs(seed, indices, list(toggles), size=size, workers=workers, version=version)
+
+
+def _render_jobs(seed: int, indices: list[int], toggles: list[str] | None, *, size: int, workers: int | None,
+                 version: int | None) -> tuple[np.ndarray, np.ndarray]:
     workers, version = _resolve_workers(workers), world(version).version
     run = max(1, math.ceil(len(indices) / (4 * workers)))  # ~4 runs per worker: even load, few large messages
-    jobs = [(seed, indices[i:i + run], size, version) for i in range(0, len(indices), run)]
+    jobs = [(seed, indices[i:i + run], size, version, None if toggles is None else toggles[i:i + run])
+            for i in range(0, len(indices), run)]
     parts = _map_in_processes(_render_run, jobs, workers)
     if not parts:
         return np.zeros((0, size, size, 3), np.uint8), np.zeros((0, len(ATTRIBUTES)), np.float32)
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
-def _render_run(job: tuple[int, list[int], int, int]) -> tuple[np.ndarray, np.ndarray]:
-    seed, indices, size, version = job
+def _render_run(job: tuple[int, list[int], int, int, list[str] | None]) -> tuple[np.ndarray, np.ndarray]:
+    seed, indices, size, version, toggles = job
     images, rows = [], []
-    for index in indices:
-        image, attrs = render_item(seed, index, size=size, version=version)
+    for k, index in enumerate(indices):
+        image, attrs = (render_item(seed, index, size=size, version=version) if toggles is None else
+                        render_counterfactual(seed, index, toggles[k], size=size, version=version))
         images.append(np.asarray(image))
         rows.append(attributes_to_vector(attrs))
     return np.stack(images), np.stack(rows)
