@@ -6,8 +6,8 @@
 #   RUN=training/faces64v2 [WORLD=2] [NAME=classifier_cf] [SET="invariance_weight=1.0 ..."] [NFIT=100000]
 #   [PAPER=1] bash gpu/judge.sh
 #
-# A CPU rehearsal (tiny sizes, ~2 min here): OUT=/tmp/j DEVICE=cpu SET="n_train=64 steps=4 n_eval=32
-# invariance_weight=1.0" NFIT=2000 LEAK_ARGS="--n 4 --n-tail 200" QUALITY_N=200 bash gpu/judge.sh
+# A CPU rehearsal (tiny sizes, a few minutes here): OUT=/tmp/j DEVICE=cpu SET="n_train=64 steps=4 n_eval=32
+# invariance_weight=1.0" NFIT=2000 NEVAL=8 LEAK_ARGS="--n 4 --n-tail 200" QUALITY_N=200 bash gpu/judge.sh
 #
 # $OUT gets (at most 8 files): NAME.safetensors (the new classifier, ~2.2 MB), judge.log, leakage.json (both
 # classifiers' counterfactual shifts and 2 % score tails), edit_NAME.json and quality_NAME.json (goal 2 and FD-clf /
@@ -27,7 +27,7 @@ export PYTHONUNBUFFERED=1 GANINV_RESAMPLE_IMPL=composite PYTHONPATH=$PWD
 exec > >(tee "$OUT/judge.log") 2>&1
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 judge=$OUT/$NAME.safetensors
-edit=(--faces64 --gan-run "$RUN" --num-eval 500 --num-inverted 0 --psi 1.0 --ratios 0.02 --device "$DEVICE")
+edit=(--faces64 --gan-run "$RUN" --num-eval "${NEVAL:-500}" --num-inverted 0 --psi 1.0 --ratios 0.02 --device "$DEVICE")
 
 # shellcheck disable=SC2086  # SET and LEAK_ARGS are lists of words
 python3 gpu/classifier.py "$judge" "$WORLD" "$DEVICE" $SET
