@@ -132,7 +132,7 @@ def test_edit_evaluation_inverts_a_gan_runs_held_out_faces_with_its_encoder(worl
                               loss_fn=loss_fn).ws for i in (0, 2)])  # the benchmark's batches of 2
     world = edit_evaluation.faces64_world("cpu", argparse.Namespace(
         gan_run=run, encoder=str(tmp_path / "enc"), num_inverted=3, steps=2, start="encoder-start",
-        loss="clf-perceptual+mse", batch_size=2))
+        loss="clf-perceptual+mse", batch_size=2, classifier=None))
     torch.testing.assert_close(world.inverted, alone, rtol=0, atol=1e-5)
     without = edit_evaluation.main([*common, "--out", str(tmp_path / "plain.json")])  # no encoder: sampled only
     assert not any(key.endswith("_inverted") for key in without["rows"])
