@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from benchmarks.common import device_facts, markdown_table, to_unit_range, write_json
+from ganinv.builtin_models import recorded_world_version
 from ganinv.datasets import procedural_faces as world
 from ganinv.models.attributes import AttributeClassifier, load_classifier, read_metadata
 
@@ -59,9 +60,10 @@ def within_class_sd(raw: np.ndarray, truth: np.ndarray) -> np.ndarray:
 def render_counterfactuals(*, n: int, seed: int, version: int | None, workers: int | None) -> dict:
     """Faces 0..n-1 of world `seed` and, per binary attribute, their twins with it flipped (uint8 [n, H, W, 3])."""
     images, truth = world.render_batch(seed, range(n), workers=workers, version=version)
-    twins = {t: world.render_counterfactual_batch(seed, range(n), [t] * n, workers=workers, version=version)[0]
-             for t in BINARY}
-    return dict(images=images, truth=truth, twins=twins)
+    # every attribute's twins in one batch: one process pool, not one per attribute
+    twins = world.render_counterfactual_batch(seed, list(range(n)) * len(BINARY), [t for t in BINARY for _ in range(n)],
+                                              workers=workers, version=version)[0]
+    return dict(images=images, truth=truth, twins={t: twins[k * n:(k + 1) * n] for k, t in enumerate(BINARY)})
 
 
 def counterfactual_shifts(clf: AttributeClassifier, faces: dict) -> list[dict]:
@@ -129,10 +131,11 @@ def measure(clf: AttributeClassifier, faces: dict, tail_images: np.ndarray, tail
 
 
 def _world_of(classifier: str) -> int | None:
-    """The world version a classifier file says it was trained on (None: unknown, the shipped world)."""
+    """The world version a classifier file records (`recorded_world_version`: world 1 when it records none; None for
+    the built-in classifier: the shipped world)."""
     if classifier == "builtin":
         return None
-    return read_metadata(classifier)["metrics"].get("world_version")
+    return recorded_world_version(read_metadata(classifier)["metrics"])
 
 
 def main(argv=None) -> dict:

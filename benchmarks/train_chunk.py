@@ -68,9 +68,9 @@ def install_chunk(files_at: str | Path, run_dir: str | Path, *, results: str | P
     when enc.tar.* came back), the evaluations copied to `results`, and a row appended to `run_dir/chunks.md`
     (returned). A FileNotFoundError / ValueError names what is missing before anything is replaced."""
     files_at, run_dir = Path(files_at), Path(run_dir)
-    if not sorted(files_at.glob("run.tar.*")):
+    if not any(files_at.glob("run.tar.*")):
         raise FileNotFoundError(f"{files_at} holds no run.tar.* parts: the chunk returned no state (read its chunk.log)")
-    if sorted(files_at.glob("enc.tar.*")) and encoder_run is None:
+    if any(files_at.glob("enc.tar.*")) and encoder_run is None:
         raise ValueError(f"{files_at} holds an encoder run (enc.tar.*): pass --encoder-run (e.g. "
                          "training/encoder_faces64v2) to install it with the GAN's state")
     with tempfile.TemporaryDirectory() as tmp:
