@@ -120,6 +120,12 @@ def test_a_chunk_ends_at_its_wall_clock_end_whatever_the_set_up_took(tmp_path):
     end = time.time() + 3
     trainer.train(until=end)
     assert trainer.step > 0 and end <= time.time() < end + 60  # trained to its end, not a chunk's length past it
+    before = trainer.step
+    trainer.train(stop_at=before + 2)  # a chunk of a known number of steps, however fast the machine
+    assert trainer.step == before + 2 == load_checkpoint(tmp_path / "checkpoint")["step"]
+    start = time.time()
+    trainer.train(stop_at=before + 10**6, until=start + 1)  # whichever comes first: here the end
+    assert before + 2 < trainer.step < before + 10**6 and time.time() < start + 60
     for lengths in ({}, dict(minutes=1, until=time.time() + 60)):
         with pytest.raises(ValueError, match="minutes= or its end as until="):
             trainer.train(**lengths)

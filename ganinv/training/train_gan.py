@@ -302,19 +302,23 @@ class GANTrainer:
         for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
             b_ema.copy_(b)
 
-    def train(self, *, minutes: float | None = None, until: float | None = None, log_every: int = 200,
-              checkpoint_minutes: float = 3.0) -> None:
+    def train(self, *, minutes: float | None = None, until: float | None = None, stop_at: int | None = None,
+              log_every: int = 200, checkpoint_minutes: float = 3.0) -> None:
         """Train for about `minutes` of wall time, or until the wall-clock time `until` (seconds since the epoch: a
         lent machine's call ends at a fixed time, however long the set-up before took), checkpointing every
-        `checkpoint_minutes` and at the end. Every `log_every` steps an entry goes to `log.jsonl` with the latest
-        value of each loss (a lazy regulariser's from the last step that ran it)."""
-        check_chunk_length(minutes, until)
-        deadline = until if until is not None else time.time() + minutes * 60
+        `checkpoint_minutes` and at the end. `stop_at` ends the chunk at that step count instead (or at whichever
+        of the two comes first): a chunk of a known number of steps, whatever the machine's speed. Every
+        `log_every` steps an entry goes to `log.jsonl` with the latest value of each loss (a lazy regulariser's from
+        the last step that ran it)."""
+        if stop_at is None or minutes is not None or until is not None:
+            check_chunk_length(minutes, until)
+        deadline = math.inf if minutes is None and until is None else until if until is not None \
+            else time.time() + minutes * 60
         self._clock = last_save = time.time()
         t_log, n_log = time.time(), self.images_seen
         logs: dict[str, torch.Tensor] = {}
         with (self.run_dir / "log.jsonl").open("a") as log:
-            while time.time() < deadline:
+            while time.time() < deadline and (stop_at is None or self.step < stop_at):
                 logs.update(self.train_step())
                 if self.step % log_every == 0:
                     now = time.time()
