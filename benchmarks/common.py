@@ -203,7 +203,11 @@ def write_json(path: str | Path | None, payload: Any, *, indent: int | None = 2)
         print(f"wrote {path}")
 
 
-def export_run(run_dir: str | Path, out: str | Path, *, files: Sequence[str] = ("log.jsonl", "run.json")) -> list[Path]:
+EARLIER_RUNS = "earlier_runs.jsonl"  # an encoder run's log entries from before its warm starts (encoder_any_generator)
+ENCODER_RUN_FILES = ("log.jsonl", "run.json", EARLIER_RUNS)  # an encoder run's files beside its checkpoint
+
+
+def export_run(run_dir: str | Path, out: str | Path, *, files: Sequence[str] = ENCODER_RUN_FILES) -> list[Path]:
     """Copy a training run's checkpoint (as `checkpoint-<name>`) and its `files` into the flat folder `out`: what a
     lent GPU machine returns (files at most two folders down, each under 16 MiB), to commit here."""
     import shutil
@@ -214,7 +218,7 @@ def export_run(run_dir: str | Path, out: str | Path, *, files: Sequence[str] = (
     return copied + [Path(shutil.copy2(run_dir / name, out / name)) for name in files if (run_dir / name).exists()]
 
 
-def install_run(source: str | Path, run_dir: str | Path, *, files: Sequence[str] = ("log.jsonl", "run.json")) -> None:
+def install_run(source: str | Path, run_dir: str | Path, *, files: Sequence[str] = ENCODER_RUN_FILES) -> None:
     """The inverse of `export_run`: replace `run_dir`'s checkpoint and `files` by those in `source`."""
     source = Path(source)
     shards = sorted(source.glob("checkpoint-*"))

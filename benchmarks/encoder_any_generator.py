@@ -45,7 +45,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import (  # noqa: E402
-    device_facts, export_run, heldout_faces, install_run, markdown_table, tiny_generator, write_json,
+    EARLIER_RUNS, device_facts, export_run, heldout_faces, install_run, markdown_table, tiny_generator, write_json,
 )
 from benchmarks.inversion_quality import perceptual_metric, run_batched, summarize  # noqa: E402
 from ganinv.datasets.procedural_faces import world  # noqa: E402
@@ -88,7 +88,9 @@ def train_chunk(args: argparse.Namespace) -> dict:
 def follow_gan(run_dir: str | Path, gan_run: str | Path | None) -> str | None:
     """When the encoder run `run_dir` belongs to an older G_ema than `gan_run`'s (the GAN moved on since), move it
     aside to `<run_dir>_prev` (replacing an earlier one) and return that path, for a new run to warm-start from;
-    None when there is no run yet or it belongs to this G_ema (it resumes)."""
+    None when there is no run yet or it belongs to this G_ema (it resumes). The new run's `earlier_runs.jsonl` keeps
+    the earlier runs' log entries (each with the generator identity it trained for), so that a run folder replaced
+    chunk after chunk still holds its whole history."""
     import shutil
 
     from ganinv.training.train_gan import generator_from_checkpoint
@@ -98,12 +100,18 @@ def follow_gan(run_dir: str | Path, gan_run: str | Path | None) -> str | None:
     run_dir = Path(run_dir)
     if not (run_dir / "checkpoint" / "checkpoint.json").exists():
         return None
-    if load_checkpoint_entry(run_dir / "checkpoint", "generator_identity") == \
-            generator_identity(generator_from_checkpoint(gan_run)):
+    earlier_identity = load_checkpoint_entry(run_dir / "checkpoint", "generator_identity")
+    if earlier_identity == generator_identity(generator_from_checkpoint(gan_run)):
         return None
     previous = run_dir.with_name(run_dir.name + "_prev")
     shutil.rmtree(previous, ignore_errors=True)
     run_dir.rename(previous)
+    history = (previous / EARLIER_RUNS).read_text() if (previous / EARLIER_RUNS).exists() else ""
+    if (previous / "log.jsonl").exists():
+        history += "".join(json.dumps(dict(json.loads(line), generator_identity=earlier_identity)) + "\n"
+                           for line in (previous / "log.jsonl").read_text().splitlines() if line.strip())
+    run_dir.mkdir()
+    (run_dir / EARLIER_RUNS).write_text(history)
     print(f"{run_dir} belongs to an earlier G_ema of {gan_run}: a new run warm-starts from it ({previous})",
           flush=True)
     return str(previous)

@@ -154,3 +154,17 @@ def test_follow_gan_warm_starts_a_new_run_only_when_the_gan_moved_on(world2_run,
     state = load_checkpoint(tmp_path / "enc" / "checkpoint")
     assert state["config"]["init_from_generator"] == before != state["generator_identity"]
     assert load_checkpoint(tmp_path / "enc_prev" / "checkpoint")["generator_identity"] == before
+    # the earlier run's log goes with the new run (the folder committed chunk after chunk keeps its whole history)
+    first_log = (tmp_path / "enc_prev" / "log.jsonl").read_text().splitlines()
+    history = [json.loads(line) for line in (tmp_path / "enc" / "earlier_runs.jsonl").read_text().splitlines()]
+    assert first_log and history == [dict(json.loads(line), generator_identity=before) for line in first_log]
+    second = state["generator_identity"]
+    trainer.train_step()
+    trainer.save()
+    encoder_any_generator.main([*follow, "--out", str(tmp_path / "out")])  # the GAN moved on again
+    history = [json.loads(line) for line in (tmp_path / "out" / "earlier_runs.jsonl").read_text().splitlines()]
+    second_log = (tmp_path / "enc_prev" / "log.jsonl").read_text().splitlines()  # enc_prev is the second run now
+    assert [entry["generator_identity"] for entry in history] == [before] * len(first_log) + [second] * len(second_log)
+    encoder_any_generator.main(["install", "--source", str(tmp_path / "out"), "--run-dir", str(tmp_path / "back")])
+    exported = (tmp_path / "out" / "earlier_runs.jsonl").read_text()
+    assert (tmp_path / "back" / "earlier_runs.jsonl").read_text() == exported  # and it travels back
