@@ -108,8 +108,8 @@ class InvertConfig:
         """The settings every image of a store gets with `generator`: raises ConfigError naming a bad setting.
 
         `recorded`: the inversion record of the store the run writes to, when it exists. A store made in the same
-        mode with the same encoder keeps the preset it was made with: the fields `inversion` does not set come from
-        its record, not from this version's preset, so a better preset applies to new stores and a scheduled rerun
+        mode with the same encoder keeps the preset it was made with: the fields `inversion` (and `refine`) do not
+        set come from its record, not from this version's preset, so a better preset applies to new stores and a scheduled rerun
         of an old store goes on as before (a field set here that differs from the record is still refused)."""
         from ganinv.datasets.folder import DecodePolicy
         from runtime import presets
@@ -123,7 +123,7 @@ class InvertConfig:
                       or presets.inversion_preset(mode, encoder, generator=generator))
             config = dataclasses.replace(preset, **self.inversion)
             policy = DecodePolicy(resolution=1, **self.decode)
-            refine = None if self.refine is None else presets.refine_preset(preset, self.refine)
+            refine = None if self.refine is None else presets.refine_preset(preset, self.refine, recorded)
         except (TypeError, ValueError) as err:
             raise ConfigError(f"inversion settings {dict(self.inversion)}, decode {dict(self.decode)}, refine "
                               f"{None if self.refine is None else dict(self.refine)}: {err}") from None

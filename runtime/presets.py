@@ -1,5 +1,5 @@
 """What a store's inversion starts from: the preset of its mode (`inversion_preset`), or for a store that exists the
-settings it was made with (`recorded_preset`), and pivotal refinement's (`refine_preset`). `InvertConfig.resolve`
+settings it was made with (`recorded_preset`), and pivotal refinement's (`refine_preset`, likewise). `InvertConfig.resolve`
 lays the user's fields over them.
 
 A preset may improve from one version to the next (the hybrid one did: BENCHMARKS.md, "Hybrid inversion: Adam's
@@ -50,12 +50,18 @@ def recorded_preset(recorded: Mapping[str, Any] | None, mode: str, encoder: str 
         return None
 
 
-def refine_preset(inversion, refine: Mapping[str, Any]):
-    """The PivotalConfig `--refine pivotal` starts from, with the fields of `refine` changed: PTI's, except that where
-    the inversion preset uses the embedded world's offline perceptual loss, tuning does too (`clf-perceptual+mse`
-    instead of LPIPS + L2, whose VGG weights may not be on disk)."""
+def refine_preset(inversion, refine: Mapping[str, Any], recorded: Mapping[str, Any] | None = None):
+    """The PivotalConfig `--refine pivotal` starts from, with the fields of `refine` changed: for a store refined
+    before (`recorded`, its inversion record), the settings it was refined with, as `recorded_preset` keeps an
+    inversion's; else PTI's, except that where the inversion preset uses the embedded world's offline perceptual
+    loss, tuning does too (`clf-perceptual+mse` instead of LPIPS + L2, whose VGG weights may not be on disk)."""
     from ganinv.inversion.pivotal import PivotalConfig
 
+    if recorded and recorded.get("refine"):
+        try:
+            return dataclasses.replace(PivotalConfig.from_dict(dict(recorded["refine"])), **refine)
+        except TypeError:  # a record this version cannot read: the store refuses it on opening
+            pass
     offline = inversion.loss == "clf-perceptual"
     return PivotalConfig(**{**({"loss": "clf-perceptual+mse"} if offline else {}), **refine})
 

@@ -132,3 +132,26 @@ def test_a_store_keeps_the_preset_it_was_made_with(tmp_path, monkeypatch):
     asked = check_settings("faces64", InvertConfig(inversion={"num_steps": 7}), store=url)
     with pytest.raises(StoreMismatchError, match="num_steps"):
         open_store(url, manifest, asked, chunk_items=None)
+
+
+def test_a_refined_store_keeps_the_refinement_it_was_made_with(tmp_path, monkeypatch):
+    """`--refine pivotal` likewise: a rerun that sets no refinement field goes on with the store's recorded one, not
+    this version's PTI defaults; a field set to another value is still refused."""
+    from ganinv.inversion.pivotal import PivotalConfig
+    from runtime.presets import refine_preset
+
+    write_good_images(tmp_path / "photos", 2)
+    today = refine_preset(inversion_preset("hybrid", "faces64"), {})
+    old = dataclasses.replace(today, num_steps=today.num_steps + 7, rank=today.rank + 1)
+    with monkeypatch.context() as m:  # the store is made by a version whose refinement preset was `old`
+        m.setattr("runtime.presets.refine_preset", lambda *a, **k: old)
+        prepare_store(tmp_path / "photos", tmp_path / "s.zarr", "faces64", InvertConfig(refine={}))
+    url, manifest = str(tmp_path / "s.zarr"), scan_images(str(tmp_path / "photos")).manifest
+    settings = check_settings("faces64", InvertConfig(refine={}), store=url)
+    assert settings.spec.refine == old != today  # not today's
+    open_store(url, manifest, settings, chunk_items=None)  # accepted: the record matches
+    assert check_settings("faces64", InvertConfig(refine={}), store=str(tmp_path / "new.zarr")).spec.refine == today
+    asked = check_settings("faces64", InvertConfig(refine={"num_steps": 3}), store=url)
+    assert isinstance(asked.spec.refine, PivotalConfig) and asked.spec.refine.rank == old.rank
+    with pytest.raises(StoreMismatchError, match="num_steps"):
+        open_store(url, manifest, asked, chunk_items=None)
