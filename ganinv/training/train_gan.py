@@ -312,8 +312,7 @@ class GANTrainer:
         the last step that ran it)."""
         if stop_at is None or minutes is not None or until is not None:
             check_chunk_length(minutes, until)
-        deadline = math.inf if minutes is None and until is None else until if until is not None \
-            else time.time() + minutes * 60
+        deadline = until if until is not None else math.inf if minutes is None else time.time() + minutes * 60
         self._clock = last_save = time.time()
         t_log, n_log = time.time(), self.images_seen
         logs: dict[str, torch.Tensor] = {}
