@@ -4,7 +4,10 @@
 # images", says why).
 #
 #   RUN=training/faces64v2 [WORLD=2] [NAME=classifier_cf] [SET="invariance_weight=1.0 ..."] [NFIT=100000]
-#   [PAPER=1] bash gpu/judge.sh
+#   [PAPER=1] [JUDGE=FILE] bash gpu/judge.sh
+#
+# JUDGE=FILE measures a classifier already trained (e.g. training/faces64v2/classifier_cf.safetensors, trained on the
+# CPU in stop 37) instead of training one: the call then takes a minute or two, not ~6.
 #
 # A CPU rehearsal (tiny sizes, a few minutes here): OUT=/tmp/j DEVICE=cpu SET="n_train=64 steps=4 n_eval=32
 # invariance_weight=1.0" NFIT=2000 NEVAL=8 LEAK_ARGS="--n 4 --n-tail 200" QUALITY_N=200 bash gpu/judge.sh
@@ -30,7 +33,11 @@ judge=$OUT/$NAME.safetensors
 edit=(--faces64 --gan-run "$RUN" --num-eval "${NEVAL:-500}" --num-inverted 0 --psi 1.0 --ratios 0.02 --device "$DEVICE")
 
 # shellcheck disable=SC2086  # SET and LEAK_ARGS are lists of words
-python3 gpu/classifier.py "$judge" "$WORLD" "$DEVICE" $SET
+if [[ -n "${JUDGE:-}" ]]; then
+    cp "$JUDGE" "$judge"
+else
+    python3 gpu/classifier.py "$judge" "$WORLD" "$DEVICE" $SET
+fi
 python3 -m benchmarks.classifier_leakage --classifier "$RUN/classifier.safetensors" --classifier "$judge" \
     --world-version "$WORLD" --device "$DEVICE" ${LEAK_ARGS:-} --out "$OUT/leakage.json" | tail -n 40
 python3 -m benchmarks.edit_evaluation "${edit[@]}" --classifier "$judge" --num-fit "$NFIT" \
