@@ -47,6 +47,7 @@ from ganinv.directions.synthetic import SyntheticAttributes
 from ganinv.generators.stylegan2 import Generator
 
 FLIP_GOAL, INTERFERENCE_GOAL = 0.9, 0.1
+PAIR_CUT_GOAL = 0.7  # the conditional boundary cuts the correlated partner's change by this much at equal flip
 STRENGTHS = (-4, -3, -2, -1.5, -1, -0.5, 0.5, 1, 1.5, 2, 3, 4)
 
 
@@ -190,6 +191,30 @@ def pair_rows(rows: list[dict], correlated: list[str]) -> list[dict]:
             for s in sorted({r["strength"] for r in rows}) if (plain, s) in by]
 
 
+def pair_cut_rows(rows: list[dict], correlated: list[str]) -> list[dict]:
+    """The correlated pair's goal, each attribute of the pair and each sign: its partner's change at FLIP_GOAL flip
+    (linear between the strengths tried, along |strength|), plain vs conditional boundary, and the cut
+    1 - conditional / plain. None where a boundary never reaches the flip."""
+    def change_at_goal(direction: str, partner: str, sign: int) -> float | None:
+        tried = sorted((r for r in rows if r["direction"] == direction and r["strength"] * sign > 0),
+                       key=lambda r: abs(r["strength"]))
+        flips = np.maximum.accumulate([r["flip_rate"] for r in tried]) if tried else np.array([])
+        if not len(flips) or flips[-1] < FLIP_GOAL:
+            return None
+        return float(np.interp(FLIP_GOAL, flips, [r[f"change:{partner}"] for r in tried]))
+
+    out = []
+    for target, partner in (correlated, correlated[::-1]):
+        for sign in (1, -1):
+            plain = change_at_goal(f"interfacegan-{target}", partner, sign)
+            cond = change_at_goal(f"interfacegan-{target}|{partner}", partner, sign)
+            cut = None if plain is None or cond is None or plain <= 0 else 1 - cond / plain
+            out.append(dict(direction=f"{target}|{partner}", sign="+" if sign > 0 else "-",
+                            partner_change_plain=plain, partner_change_conditional=cond, cut=cut,
+                            goal="yes" if cut is not None and cut >= PAIR_CUT_GOAL else "no"))
+    return out
+
+
 def continuous_rows(rows: list[dict], binary: list[str]) -> list[dict]:
     """Continuous targets: mean change of the value per unit strength (slope through 0), and the largest mean
     |change| of another continuous attribute at strength +-1."""
@@ -235,6 +260,9 @@ def tables(raw: dict) -> str:
             pair = pair_rows(rows, correlated)
             parts.append(f"### {key}, {items} items: {correlated[0]} plain vs conditional\n\n"
                          + markdown_table(pair, list(pair[0])))
+            cuts = pair_cut_rows(rows, correlated)
+            parts.append(f"### {key}, {items} items: the pair's cut at {FLIP_GOAL:.0%} flip (goal "
+                         f">= {PAIR_CUT_GOAL:.0%})\n\n" + markdown_table(cuts, list(cuts[0])))
             cont = continuous_rows(rows, binary)
             if cont:
                 parts.append(f"### {key}, {items} items: continuous attributes\n\n"

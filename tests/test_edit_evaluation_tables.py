@@ -1,6 +1,6 @@
 """The edit-evaluation benchmark's tables: which strength meets the goal, the correlated pair, continuous shifts."""
 
-from benchmarks.edit_evaluation import best_rows, continuous_rows, pair_rows
+from benchmarks.edit_evaluation import best_rows, continuous_rows, pair_cut_rows, pair_rows
 
 BINARY, PAIR = ["a", "b", "c", "d"], ["a", "b"]
 
@@ -25,6 +25,20 @@ def test_pair_rows_compare_plain_and_conditional_partner_change():
     rows = [row("interfacegan-a", "a", 2, 0.8, b=0.4), row("interfacegan-a|b", "a", 2, 0.7, b=0.1)]
     assert pair_rows(rows, PAIR) == [dict(strength=2, flip_plain=0.8, flip_conditional=0.7, b_change_plain=0.4,
                                           b_change_conditional=0.1)]
+
+
+def test_pair_cut_compares_the_partners_change_at_equal_flip():
+    # a: plain reaches 90 % flip half-way between 1 and 2 (b change 0.3 there), conditional at 2 (b change 0.06)
+    rows = [row("interfacegan-a", "a", 1, 0.8, b=0.2), row("interfacegan-a", "a", 2, 1.0, b=0.4),
+            row("interfacegan-a|b", "a", 1, 0.5, b=0.02), row("interfacegan-a|b", "a", 2, 0.9, b=0.06),
+            row("interfacegan-a", "a", -1, 0.95, b=0.1), row("interfacegan-a|b", "a", -1, 0.6, b=0.0)]
+    cuts = {(r["direction"], r["sign"]): r for r in pair_cut_rows(rows, PAIR)}
+    plus = cuts["a|b", "+"]
+    assert abs(plus["partner_change_plain"] - 0.3) < 1e-12 and abs(plus["partner_change_conditional"] - 0.06) < 1e-12
+    assert abs(plus["cut"] - 0.8) < 1e-12 and plus["goal"] == "yes"
+    minus = cuts["a|b", "-"]  # the conditional never reaches the flip: no cut, not met
+    assert minus["partner_change_conditional"] is None and minus["cut"] is None and minus["goal"] == "no"
+    assert cuts["b|a", "+"]["cut"] is None  # b's boundaries were not tried
 
 
 def test_continuous_rows_report_the_shift_per_unit_strength():
