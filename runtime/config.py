@@ -109,8 +109,9 @@ class InvertConfig:
 
         `recorded`: the inversion record of the store the run writes to, when it exists. A store made in the same
         mode with the same encoder keeps the preset it was made with: the fields `inversion` (and `refine`) do not
-        set come from its record, not from this version's preset, so a better preset applies to new stores and a scheduled rerun
-        of an old store goes on as before (a field set here that differs from the record is still refused)."""
+        set come from its record, not from this version's preset, so a better preset applies to new stores and a
+        scheduled rerun of an old store goes on as before (a field set here that differs from the record is still
+        refused)."""
         from ganinv.datasets.folder import DecodePolicy
         from runtime import presets
         from runtime.errors import ConfigError

@@ -1,6 +1,6 @@
 """What a store's inversion starts from: the preset of its mode (`inversion_preset`), or for a store that exists the
-settings it was made with (`recorded_preset`), and pivotal refinement's (`refine_preset`, likewise). `InvertConfig.resolve`
-lays the user's fields over them.
+settings it was made with (`recorded_preset`), and pivotal refinement's likewise (`refine_preset`).
+`InvertConfig.resolve` lays the user's fields over them.
 
 A preset may improve from one version to the next (the hybrid one did: BENCHMARKS.md, "Hybrid inversion: Adam's
 memory"); a store compares its record on every run, so an existing store keeps the preset it was made with and a
