@@ -158,13 +158,18 @@ def _partner(target: str, correlated: list[str]) -> str | None:
     return next((x for x in correlated if x != target), None) if target in correlated else None
 
 
+def one_side(rows: list[dict], direction: str, sign: int) -> list[dict]:
+    """The rows of `direction` at strengths of `sign`, weakest first."""
+    return sorted((r for r in rows if r["direction"] == direction and r["strength"] * sign > 0),
+                  key=lambda r: abs(r["strength"]))
+
+
 def best_rows(rows: list[dict], binary: list[str], correlated: list[str]) -> list[dict]:
     """Per binary direction and sign: the smallest |strength| with flip >= goal, else the highest flip."""
     out = []
     for name in dict.fromkeys(r["direction"] for r in rows if r["target"] in binary):
         for sign in (1, -1):
-            tried = sorted((r for r in rows if r["direction"] == name and r["strength"] * sign > 0),
-                           key=lambda r: abs(r["strength"]))
+            tried = one_side(rows, name, sign)
             reach = [r for r in tried if r["flip_rate"] >= FLIP_GOAL]
             row = reach[0] if reach else max(tried, key=lambda r: r["flip_rate"])
             ind = independent(row, binary, correlated)
@@ -196,8 +201,7 @@ def pair_cut_rows(rows: list[dict], correlated: list[str]) -> list[dict]:
     (linear between the strengths tried, along |strength|), plain vs conditional boundary, and the cut
     1 - conditional / plain. None where a boundary never reaches the flip."""
     def change_at_goal(direction: str, partner: str, sign: int) -> float | None:
-        tried = sorted((r for r in rows if r["direction"] == direction and r["strength"] * sign > 0),
-                       key=lambda r: abs(r["strength"]))
+        tried = one_side(rows, direction, sign)
         flips = np.maximum.accumulate([r["flip_rate"] for r in tried]) if tried else np.array([])
         if not len(flips) or flips[-1] < FLIP_GOAL:
             return None

@@ -310,8 +310,7 @@ class GANTrainer:
         of the two comes first): a chunk of a known number of steps, whatever the machine's speed. Every
         `log_every` steps an entry goes to `log.jsonl` with the latest value of each loss (a lazy regulariser's from
         the last step that ran it)."""
-        if stop_at is None or minutes is not None or until is not None:
-            check_chunk_length(minutes, until)
+        check_chunk_length(minutes, until, stop_at)
         deadline = until if until is not None else math.inf if minutes is None else time.time() + minutes * 60
         self._clock = last_save = time.time()
         t_log, n_log = time.time(), self.images_seen
@@ -424,10 +423,11 @@ def generator_from_checkpoint(run_dir: str | Path) -> Generator:
     return G.eval().requires_grad_(False)
 
 
-def check_chunk_length(minutes: float | None, until: float | None) -> None:
-    """ValueError unless a chunk is given exactly one of its length (`minutes`) and its end (`until`): the rule of
-    `GANTrainer.train`, `train_gan` and `benchmarks.train_chunk`'s flags."""
-    if (minutes is None) == (until is None):
+def check_chunk_length(minutes: float | None, until: float | None, stop_at: int | None = None) -> None:
+    """ValueError unless a chunk is given exactly one of its length (`minutes`) and its end (`until`), or neither
+    with a step to stop at (`stop_at`): the rule of `GANTrainer.train`, `train_gan` and `benchmarks.train_chunk`'s
+    flags."""
+    if minutes is not None and until is not None or minutes is None and until is None and stop_at is None:
         raise ValueError("give the chunk's length as minutes= or its end as until=, one of them")
 
 
