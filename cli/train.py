@@ -61,6 +61,9 @@ def train_classifier(
         "twin with one binary attribute flipped must agree on every other attribute."),
     invariance_share: Optional[float] = typer.Option(None, "--invariance-share",
                                                      help="Share of the training faces that get a twin."),
+    invariance_continuous: Optional[bool] = typer.Option(
+        None, "--invariance-continuous/--invariance-binary", help="Twins change any attribute, a continuous one "
+        "by half its range (default: binary flips only): binary scores must not follow skin tone, lighting, ..."),
 ) -> None:
     """Train the attribute classifier of the procedural-faces world and report held-out accuracy / R^2 (defaults:
     ganinv.training.train_classifier.TrainClassifierConfig)."""
@@ -76,7 +79,8 @@ def train_classifier(
                                                eval_seed=eval_seed, n_eval=n_eval, steps=steps, batch_size=batch_size,
                                                dataset_dir=dataset_dir, threads=threads, device=device,
                                                invariance_weight=invariance_weight,
-                                               invariance_share=invariance_share))
+                                               invariance_share=invariance_share,
+                                               invariance_continuous=invariance_continuous))
     except ValueError as err:
         raise typer.BadParameter(str(err)) from None
     record = train(config, out)

@@ -47,6 +47,32 @@ def test_the_toggles_use_every_binary_attribute():
     assert toggles == set(BINARY)
 
 
+def test_continuous_twins_change_any_attribute_by_half_its_range_and_keep_the_rest():
+    toggles = [pf.counterfactual_toggle(0, i, continuous=True) for i in range(300)]
+    assert set(toggles) == set(pf.ATTRIBUTE_NAMES)
+    assert [pf.counterfactual_toggle(0, i) for i in range(50)] == [pf.counterfactual_toggle(0, i, continuous=False)
+                                                                   for i in range(50)]  # binary twins as before
+    images, attrs = render_pool(5, 12, workers=1, version=2)
+    twin_images, twin_attrs, toggled = render_twins(5, 12, workers=1, version=2, continuous=True)
+    differs = twin_attrs != attrs
+    assert differs.sum(1).tolist() == [1] * 12 and differs.nonzero()[:, 1].tolist() == toggled.tolist()
+    assert any(pf.ATTRIBUTE_NAMES[j] not in BINARY for j in toggled.tolist())
+    for i, j in enumerate(toggled.tolist()):
+        attr = pf.ATTRIBUTES[j]
+        if attr.kind == "binary":
+            assert twin_attrs[i, j] == 1 - attrs[i, j]
+        else:  # half the range away, wrapping around inside it
+            lo, hi = attr.range
+            step = ((twin_attrs[i, j] - attrs[i, j]).item() / (hi - lo)) % 1.0
+            assert step == pytest.approx(0.5, abs=1e-3) and lo <= twin_attrs[i, j] <= hi
+        same_style = pf.render(dict(zip(pf.ATTRIBUTE_NAMES, twin_attrs[i].tolist())), style=pf.sample_style(5, i),
+                               version=2)
+        assert np.array_equal(np.asarray(same_style), twin_images[i].permute(1, 2, 0).numpy())
+    with pytest.raises(ValueError, match="unknown attribute 'beard'"):
+        pf.render_counterfactual(0, 0, "beard")
+    assert parse_settings(["invariance_continuous=True"], TrainClassifierConfig) == dict(invariance_continuous=True)
+
+
 def test_a_face_and_its_twin_share_every_augmentation_draw():
     g = torch.Generator().manual_seed(5)
     for _ in range(8):  # some batches blur, some do not
@@ -186,8 +212,9 @@ def test_train_classifier_command_takes_the_invariance_flags_and_refuses_a_bad_o
     assert refused.exit_code == 2 and "invariance_weight" in refused.output and not (tmp_path / "c.safetensors").exists()
     done = runner.invoke(app, ["train-classifier", "--out", str(tmp_path / "c.safetensors"), "--n-train", "16",
                                "--n-eval", "8", "--steps", "2", "--batch-size", "8", "--world-version", "2",
-                               "--invariance-weight", "1.5", "--invariance-share", "0.5"])
+                               "--invariance-weight", "1.5", "--invariance-share", "0.5", "--invariance-continuous"])
     assert done.exit_code == 0, done.output
     record = read_metadata(tmp_path / "c.safetensors")["metrics"]
     assert record["train_config"]["invariance_weight"] == 1.5 and record["train_config"]["invariance_share"] == 0.5
+    assert record["train_config"]["invariance_continuous"] is True
     assert [step for step, _ in record["invariance_log"]] == [0]

@@ -106,7 +106,7 @@ def world(version: int | None = None) -> WorldSpec:
 CONTINUOUS_DECIMALS = 4  # sampled values are rounded so that attributes.csv round-trips exactly
 LIGHTING_STRENGTH = 0.32  # brightness factor 1 +- 0.32 across the head at |lighting| = 1
 
-_ATTRIBUTE_STREAM, _STYLE_STREAM, _COUNTERFACTUAL_STREAM = 0, 1, 2
+_ATTRIBUTE_STREAM, _STYLE_STREAM, _COUNTERFACTUAL_STREAM, _COUNTERFACTUAL_ANY_STREAM = 0, 1, 2, 3
 
 
 def _rng(seed: int, index: int, stream: int) -> np.random.Generator:
@@ -556,27 +556,42 @@ def render_batch(seed: int, indices: Iterable[int], *, size: int = 64, workers: 
     return _render_jobs(seed, [int(i) for i in indices], None, size=size, workers=workers, version=version)
 
 
-def counterfactual_toggle(seed: int, index: int) -> str:
-    """The binary attribute that face `index` of world `seed` has flipped in its counterfactual twin: drawn uniformly
-    from its own stream, so the same for every world version and independent of the face's attributes and style."""
+def counterfactual_toggle(seed: int, index: int, *, continuous: bool = False) -> str:
+    """The attribute that face `index` of world `seed` has changed in its counterfactual twin: a binary attribute
+    drawn uniformly from its own stream, or with `continuous` any attribute (binary or continuous) drawn uniformly
+    from another stream; the same for every world version and independent of the face's attributes and style."""
+    if continuous:
+        return ATTRIBUTE_NAMES[int(_rng(seed, index, _COUNTERFACTUAL_ANY_STREAM).integers(len(ATTRIBUTES)))]
     binary = [a.name for a in ATTRIBUTES if a.kind == "binary"]
     return binary[int(_rng(seed, index, _COUNTERFACTUAL_STREAM).integers(len(binary)))]
 
 
+def counterfactual_value(name: str, value: int | float) -> int | float:
+    """The twin's value of the changed attribute: a binary one flipped; a continuous one moved half its range,
+    wrapping around (`lo + (hi - lo) * ((u + 0.5) mod 1)` for `value = lo + (hi - lo) * u`), so every twin differs
+    by a large change and stays a face the world could draw."""
+    attr = BY_NAME[name]
+    if attr.kind == "binary":
+        return 1 - int(value)
+    lo, hi = attr.range
+    return round(float(lo + (hi - lo) * (((value - lo) / (hi - lo) + 0.5) % 1.0)), CONTINUOUS_DECIMALS)
+
+
 def render_counterfactual(seed: int, index: int, toggle: str, *, size: int = 64, version: int | None = None
                           ) -> tuple[Image.Image, dict[str, int | float]]:
-    """Face `index` of world `seed` with the binary attribute `toggle` flipped and every other attribute and the
-    style kept: the exact counterfactual, a valid face even where the flip breaks a sampling correlation."""
-    if BY_NAME[toggle].kind != "binary":
-        raise ValueError(f"only a binary attribute can be toggled, got {toggle!r}")
+    """Face `index` of world `seed` with attribute `toggle` changed (`counterfactual_value`) and every other attribute
+    and the style kept: the exact counterfactual, a valid face even where the change breaks a sampling
+    correlation."""
+    if toggle not in BY_NAME:
+        raise ValueError(f"unknown attribute {toggle!r}; attributes: {ATTRIBUTE_NAMES}")
     attrs = sample_attributes(seed, index, version=version)
-    attrs[toggle] = 1 - int(attrs[toggle])
+    attrs[toggle] = counterfactual_value(toggle, attrs[toggle])
     return render(attrs, size=size, style=sample_style(seed, index), version=version), attrs
 
 
 def render_counterfactual_batch(seed: int, indices: Iterable[int], toggles: Sequence[str], *, size: int = 64,
                                 workers: int | None = 1, version: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """`render_batch` of the counterfactual twins: face `indices[k]` with `toggles[k]` flipped (images uint8
+    """`render_batch` of the counterfactual twins: face `indices[k]` with `toggles[k]` changed (images uint8
     [N, size, size, 3], attributes float32 [N, A], the twins' own). The same for every worker count."""
     indices = [int(i) for i in indices]
     if len(toggles) != len(indices):

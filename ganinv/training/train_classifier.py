@@ -6,7 +6,11 @@ classifier also reads GAN-generated faces, which are blurrier and noisier than t
 
 Counterfactual invariance (`invariance_weight` > 0): training faces also come with a twin that has one binary attribute
 flipped and everything else kept, and the pair must agree on every other attribute's output (`invariance_loss`), so
-that one attribute's score does not move with another (InterFaceGAN fits on the extreme 2 % of the scores).
+that one attribute's score does not move with another (InterFaceGAN fits on the extreme 2 % of the scores). With
+`invariance_continuous` the changed attribute is any of them, a continuous one moved half its range
+(`procedural_faces.counterfactual_value`): the binary scores' confidence must then not follow skin tone, lighting,
+yaw, face width or background either, which otherwise decide which codes form a score's extreme 2 %
+(benchmarks/boundary_geometry.py).
 
 Held-out metrics: accuracy for binary attributes (threshold 0.5), R^2 for continuous ones, on a different world seed.
 """
@@ -58,6 +62,7 @@ class TrainClassifierConfig:
     # flipped one, so one attribute's score does not move with another's (0: no twins, today's training exactly).
     invariance_weight: float = 0.0
     invariance_share: float = 1.0
+    invariance_continuous: bool = False  # twins change any attribute, continuous ones too (False: binary flips only)
 
     def __post_init__(self):
         if self.invariance_weight < 0 or not 0 < self.invariance_share <= 1:
@@ -86,12 +91,12 @@ def render_pool(seed: int, n: int, *, workers: int | None = None, version: int |
     return _to_tensor(images), torch.from_numpy(attrs)
 
 
-def render_twins(seed: int, n: int, *, workers: int | None = None, version: int | None = None
-                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def render_twins(seed: int, n: int, *, workers: int | None = None, version: int | None = None,
+                 continuous: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The counterfactual twins of faces 0..n-1 of world `seed`: (uint8 [n, 3, 64, 64], float32 [n, A] their own
-    attributes, int64 [n] the column of the flipped attribute), rendered as `render_pool` renders (same faces for any
-    worker count)."""
-    toggles = [world.counterfactual_toggle(seed, i) for i in range(n)]
+    attributes, int64 [n] the column of the changed attribute), rendered as `render_pool` renders (same faces for any
+    worker count); `continuous`: any attribute changes, else a binary one flips (`counterfactual_toggle`)."""
+    toggles = [world.counterfactual_toggle(seed, i, continuous=continuous) for i in range(n)]
     images, attrs = world.render_counterfactual_batch(seed, range(n), toggles, workers=workers, version=version)
     columns = torch.tensor([world.ATTRIBUTE_NAMES.index(t) for t in toggles], dtype=torch.int64)
     return _to_tensor(images), torch.from_numpy(attrs), columns
@@ -237,7 +242,7 @@ class _Pool:
     y: torch.Tensor  # float32 [N, A]
     twin_x: torch.Tensor  # uint8 [P, 3, H, W], P <= N
     twin_y: torch.Tensor  # float32 [P, A]
-    twin_toggle: torch.Tensor  # int64 [P]: the flipped attribute's column
+    twin_toggle: torch.Tensor  # int64 [P]: the changed attribute's column
 
 
 def _training_data(cfg: TrainClassifierConfig) -> tuple[torch.Tensor, torch.Tensor]:
@@ -251,7 +256,8 @@ def _training_pool(cfg: TrainClassifierConfig) -> _Pool:
     x, y = _training_data(cfg)
     if cfg.n_pairs:
         log.info("rendering %d counterfactual twins", cfg.n_pairs)
-        return _Pool(x, y, *render_twins(cfg.seed, cfg.n_pairs, version=cfg.world_version))
+        return _Pool(x, y, *render_twins(cfg.seed, cfg.n_pairs, version=cfg.world_version,
+                                         continuous=cfg.invariance_continuous))
     return _Pool(x, y, x[:0], y[:0], torch.zeros(0, dtype=torch.int64))
 
 
