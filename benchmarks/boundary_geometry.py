@@ -20,10 +20,10 @@ the conditional edit still drags the partner. This benchmark tells the two apart
    projections) on `--num-eval` fresh codes: flip, partner change and the cut at 90 % flip as `edit_evaluation`
    computes it (`pair_cut_rows`, goal >= 70 %).
 
-Measured on world 2 (13.8 M images, the invariant judge; BENCHMARKS.md "Where the 2 % extremes point"): the
-extremes' normals agree with the all-codes ones to cos 0.63-0.77, halves of 15,000 agree with each other at 0.94
-once strongly regularised, and the all-codes conditional normals cut the partner by > 90 % where the extremes'
-cut it by ~50 %.
+Measured on world 2 (16.8 M images, the invariant judge; BENCHMARKS.md "Where the 2 % extremes point"): the
+extremes' normals agree with the all-codes ones to cos 0.68-0.80, halves of 15,000 codes agree with each other at
+0.88-0.95 once strongly regularised, and the all-codes conditional normals cut the partner by 96-99 % where the
+extremes' cut it by 42 %.
 """
 
 from __future__ import annotations
@@ -37,10 +37,10 @@ import numpy as np
 import torch
 
 from benchmarks.common import device_facts, markdown_table, write_json
-from benchmarks.edit_evaluation import FLIP_GOAL, PAIR_CUT_GOAL, demo_world, faces64_world, pair_cut_rows
+from benchmarks.edit_evaluation import FLIP_GOAL, PAIR_CUT_GOAL, demo_world, judged_generator, pair_cut_rows
 from ganinv.directions.direction import Direction
 from ganinv.directions.evaluate import evaluate_edits
-from ganinv.directions.interfacegan import conditional_boundary, sample_and_score, train_boundary
+from ganinv.directions.interfacegan import fit_directions, project_boundary, sample_and_score, train_boundary
 from ganinv.directions.sampling import iter_latents
 
 STRENGTHS = (-3.0, -2.0, -1.0, 1.0, 2.0, 3.0)
@@ -65,16 +65,15 @@ def extremes_normal(latents: np.ndarray, scores: np.ndarray, *, ratio: float, C:
     return unit(train_boundary(latents, scores, chosen_num_or_ratio=ratio, C=C).boundary)
 
 
-def normal_rows(latents: np.ndarray, scores: dict[str, np.ndarray], binary: list[str], *, ratio: float,
-                Cs: list[float], seed: int = 0) -> list[dict]:
-    """Per binary attribute and C: cos(extremes, all-codes) on all codes, and on two disjoint random halves the
-    halves' extremes normals against each other and against the all-codes normal."""
+def normal_rows(latents: np.ndarray, scores: dict[str, np.ndarray], references: dict[str, np.ndarray], *,
+                ratio: float, Cs: list[float], seed: int = 0) -> list[dict]:
+    """Per attribute of `references` (its all-codes normal) and C: cos(extremes, all-codes) on all codes, and on two
+    disjoint random halves the halves' extremes normals against each other and against the all-codes normal."""
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(latents))
     halves = order[:len(order) // 2], order[len(order) // 2:]
     rows = []
-    for name in binary:
-        reference = all_codes_normal(latents, scores[name])
+    for name, reference in references.items():
         for C in Cs:
             full = extremes_normal(latents, scores[name], ratio=ratio, C=C)
             a, b = (extremes_normal(latents[h], scores[name][h], ratio=ratio, C=C) for h in halves)
@@ -102,13 +101,12 @@ def extremes_profile(scores: dict[str, np.ndarray], binary: list[str], *, ratio:
 
 def pair_directions(latents: np.ndarray, normals: dict[str, np.ndarray], pair: tuple[str, str], fit: str
                     ) -> list[Direction]:
-    """Plain and conditional directions of the pair from `normals` (unit, [w_dim]), named as `fit_directions`
-    names them so that `pair_cut_rows` reads them; scale: the sd of the codes' projections."""
+    """Plain and conditional (`project_boundary`) directions of the pair from `normals` (unit, [w_dim]), named as
+    `fit_directions` names them so that `pair_cut_rows` reads them; scale: the sd of the codes' projections."""
     a, b = pair
     vectors = {a: normals[a], b: normals[b]}
     for target, partner in (pair, pair[::-1]):
-        vectors[f"{target}|{partner}"] = conditional_boundary(
-            torch.from_numpy(normals[target]).float(), torch.from_numpy(normals[partner]).float()[None]).double().numpy()
+        vectors[f"{target}|{partner}"] = project_boundary(normals[target], normals[partner])[0]
     return [Direction(name=f"interfacegan-{key}", method="interfacegan", space="w", vector=vector,
                       scale=float((latents @ vector).std()),
                       provenance=dict(attribute=key.split("|")[0], fit=fit))
@@ -149,24 +147,22 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error("give --gan-run RUN or --demo")
     device = torch.device(args.device)
     start = time.perf_counter()
-    if args.demo:
-        world = demo_world(args.device)
-    else:
-        args.faces64, args.num_inverted, args.encoder = True, 0, None
-        world = faces64_world(args.device, args)
+    world = demo_world(args.device) if args.demo else judged_generator(args.device, args.gan_run, args.classifier)[0]
     latents, scores = sample_codes(world, args)
     sampled = time.perf_counter() - start
-    normals = normal_rows(latents, scores, world.binary, ratio=args.ratio, Cs=args.Cs)
+    all_codes = {name: all_codes_normal(latents, scores[name]) for name in world.binary}
+    normals = normal_rows(latents, scores, all_codes, ratio=args.ratio, Cs=args.Cs)
     profile = extremes_profile(scores, world.binary, ratio=args.ratio)
     items = torch.cat([ws for _, ws in iter_latents(world.G, args.num_eval, seed=1, batch_size=args.batch_size,
                                                     truncation_psi=1.0)])
-    pair = world.correlated
-    fits = {"extremes": {name: extremes_normal(latents, scores[name], ratio=args.ratio, C=1.0) for name in pair},
-            "all-codes": {name: all_codes_normal(latents, scores[name]) for name in pair}}
+    a, b = pair = world.correlated
+    directions = {  # the extremes' as goal 2 fits them (edit_evaluation's call), the all-codes ones beside them
+        "extremes": fit_directions(latents, {a: scores[a], b: scores[b]}, conditions={a: [b], b: [a]},
+                                   chosen_num_or_ratio=args.ratio),
+        "all-codes": pair_directions(latents, all_codes, pair, "all-codes")}
     cuts, edit_rows = [], {}
-    for fit, fit_normals in fits.items():
-        rows = evaluate_edits(world.G, world.scorer, items, pair_directions(latents, fit_normals, pair, fit),
-                              args.strengths, batch_size=args.batch_size)
+    for fit, fitted in directions.items():
+        rows = evaluate_edits(world.G, world.scorer, items, fitted, args.strengths, batch_size=args.batch_size)
         edit_rows[fit] = rows
         cuts += [dict(fit=fit, **row) for row in pair_cut_rows(rows, list(pair))]
     payload = dict(date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), device=device_facts(device),

@@ -75,24 +75,31 @@ def faces64_world(device: str, args: argparse.Namespace) -> World:
     """The embedded world: faces64 (or a training run's G_ema), its classifier, and `args.num_inverted` held-out
     faces of its world inverted by encoder + W+ optimisation (`inverted_items`). The shipped encoder belongs to the
     shipped generator; a training run's items need `args.encoder`, or are left out."""
+    world, version, classifier = judged_generator(device, args.gan_run, args.classifier)
+    encoder = args.encoder or (None if args.gan_run else "faces64")
+    if args.num_inverted and encoder:
+        world.inverted = inverted_items(world.G, encoder, heldout_faces(args.num_inverted, device, version=version,
+                                                                        size=world.G.img_resolution),
+                                        args, classifier=classifier)
+    return world
+
+
+def judged_generator(device: str, gan_run: Path | None, classifier: str | None = None
+                     ) -> tuple[World, int | None, str]:
+    """(the world without inverted items, its world version (None: the shipped one), the classifier's source):
+    faces64 and its classifier, or a training run's G_ema judged by the run's own classifier or by `classifier`
+    (a classifier file of the run's world)."""
     from ganinv.generators import load_generator
     from ganinv.models.attributes import load_classifier
     from ganinv.training.train_gan import generator_from_checkpoint, run_world
 
-    gan_run = args.gan_run
-    if args.classifier and not gan_run:
+    if classifier and not gan_run:
         raise SystemExit("--classifier judges a --gan-run's images; the shipped world has its own")
-    # a run's own classifier if any, or --classifier (of the run's world)
-    version, classifier = run_world(gan_run, args.classifier) if gan_run else (None, "builtin")
+    version, classifier = run_world(gan_run, classifier) if gan_run else (None, "builtin")
     G = generator_from_checkpoint(gan_run).to(device) if gan_run else load_generator("faces64", device)
     C = load_classifier(classifier, device)
     binary = [n for n, k in zip(C.attribute_names, C.attribute_kinds) if k == "binary"]
-    encoder = args.encoder or (None if gan_run else "faces64")
-    inverted = None
-    if args.num_inverted and encoder:
-        inverted = inverted_items(G, encoder, heldout_faces(args.num_inverted, device, version=version,
-                                                             size=G.img_resolution), args, classifier=classifier)
-    return World(G, C.predict, binary, ("eyeglasses", "blond_hair"), inverted)
+    return World(G, C.predict, binary, ("eyeglasses", "blond_hair")), version, classifier
 
 
 def inverted_items(G: torch.nn.Module, encoder: str, faces: torch.Tensor, args: argparse.Namespace, *,
